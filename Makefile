@@ -1,0 +1,51 @@
+# Two entry points: `make demo` and `make test`. Everything they need is installed
+# into .venv from the package registries; nothing is installed by hand.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+C_SOURCES := $(wildcard src/ridgeline/*/*.c src/ridgeline/*/*.h)
+PIP := $(BIN)/python -m pip --disable-pip-version-check -q
+
+.PHONY: demo test lint typecheck pytest ext bench clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(PIP) install --upgrade pip setuptools wheel
+
+$(VENV)/.stamp-base: $(BIN)/python pyproject.toml setup.py $(C_SOURCES)
+	$(PIP) install -e .
+	touch $@
+
+$(VENV)/.stamp-test: $(VENV)/.stamp-base
+	$(PIP) install -e '.[test]'
+	touch $@
+
+$(VENV)/.stamp-bench: $(VENV)/.stamp-base
+	$(PIP) install -e '.[bench]'
+	touch $@
+
+demo: $(VENV)/.stamp-base
+	$(BIN)/ridgeline demo
+
+# Rebuild the C kernels in place after editing them (development only).
+ext: $(BIN)/python
+	$(BIN)/python setup.py -q build_ext --inplace
+
+lint: $(VENV)/.stamp-test
+	$(BIN)/ruff check src tests bench
+	$(BIN)/ruff format --check src tests bench
+
+typecheck: $(VENV)/.stamp-test
+	$(BIN)/mypy
+
+pytest: $(VENV)/.stamp-test
+	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
+
+test: lint typecheck pytest
+
+bench: $(VENV)/.stamp-bench
+	$(BIN)/python bench/hashing.py
+	$(BIN)/python bench/match.py --n 1000000
+
+clean:
+	rm -rf $(VENV) build src/*.egg-info src/ridgeline/*/*.so

@@ -1,0 +1,66 @@
+"""Options and error handling shared by every CLI command."""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import click
+
+from ridgeline.errors import BadInput, InvalidHash, RidgelineError, UnknownSignal
+from ridgeline.output import FORMATS
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+format_option = click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(FORMATS),
+    default=None,
+    help="Output format (default: table on a terminal, jsonl otherwise).",
+)
+
+
+def db_option(func: F) -> F:
+    """`--db PATH|URL` (or RIDGELINE_DB): a file path is SQLite, a postgresql:// URL PostgreSQL."""
+    return click.option(
+        "--db",
+        envvar="RIDGELINE_DB",
+        default=None,
+        help="Database: SQLite file path or postgresql:// URL (env RIDGELINE_DB).",
+    )(func)
+
+
+def open_store(db: str | None) -> Any:
+    """Open the store named by --db, turning connection failures into clear errors."""
+    from sqlalchemy.exc import OperationalError
+
+    from ridgeline.store import Store
+
+    try:
+        return Store.open(db)
+    except OperationalError as exc:
+        raise RidgelineError(f"cannot open database: {exc.orig}") from None
+
+
+def fail(message: str, status: int) -> None:
+    click.echo(f"Error: {message}", err=True)
+    sys.exit(status)
+
+
+def handle_errors(func: F) -> F:
+    """Map Ridgeline errors to exit statuses: 2 for bad input, 1 for a failed check."""
+
+    @functools.wraps(func)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return func(*args, **kwargs)
+        except (InvalidHash, UnknownSignal, BadInput) as exc:
+            fail(str(exc), 2)
+        except RidgelineError as exc:
+            fail(str(exc), 1)
+        return None
+
+    return wrapper  # type: ignore[return-value]

@@ -1,0 +1,129 @@
+"""Hash files: one streaming read for the cryptographic hashes, plus PDQ for images
+and vPDQ for videos. Batches go on past bad files, each with a clear per-file error.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable, Iterator, Sequence
+from concurrent.futures import ProcessPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from ridgeline.errors import BadInput, RidgelineError
+from ridgeline.media import Kind, sniff
+from ridgeline.signals import HashOptions, StreamingSignal, get_signal
+from ridgeline.signals.base import stream_digests
+
+CRYPTO_DEFAULT = ("md5", "sha1", "sha256")
+
+
+@dataclass
+class HashResult:
+    """Signals computed for one file, or why they could not be."""
+
+    path: str
+    signals: dict[str, Any] = field(default_factory=dict)
+    error: str | None = None
+    kind: Kind | None = None
+    media_type: str | None = None
+    size: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        return {"path": self.path, "signals": self.signals, "error": self.error}
+
+
+def default_signals(kind: Kind) -> list[str]:
+    """What `hash` computes when `--signals` is not given: crypto + the media's own."""
+    extra = {"image": ["pdq"], "video": ["vpdq"], "file": []}[kind]
+    return [*CRYPTO_DEFAULT, *extra]
+
+
+def hash_file(
+    path: str | os.PathLike[str],
+    signals: Sequence[str] | None = None,
+    options: HashOptions | None = None,
+) -> HashResult:
+    """Compute `signals` (default: by content kind) for one file; never raises for bad files."""
+    options = options or HashOptions()
+    result = HashResult(path=os.fspath(path))
+    p = Path(path)
+    try:
+        if not p.is_file():
+            raise BadInput("not a file" if p.exists() else "no such file")
+        result.size = p.stat().st_size
+        result.kind, result.media_type = sniff(p)
+    except OSError as exc:
+        result.error = f"unreadable: {exc.strerror or exc}"
+        return result
+    except BadInput as exc:
+        result.error = str(exc)
+        return result
+    wanted = [get_signal(s) for s in (signals or default_signals(result.kind))]
+    errors: list[str] = []
+    streaming = [s for s in wanted if isinstance(s, StreamingSignal)]
+    if streaming:
+        try:
+            result.signals.update(stream_digests(p, streaming))
+        except OSError as exc:
+            result.error = f"unreadable: {exc.strerror or exc}"
+            return result
+    for signal in wanted:
+        if isinstance(signal, StreamingSignal):
+            continue
+        if result.size == 0:
+            errors.append(f"{signal.name}: empty file")
+            continue
+        if not signal.can_compute(result.kind):
+            needs = "/".join(sorted(signal.content_kinds)) or "licensed software"
+            errors.append(f"{signal.name}: not computable for this {result.kind} (needs {needs})")
+            continue
+        try:
+            result.signals[signal.name] = signal.compute(p, options)
+        except RidgelineError as exc:
+            errors.append(f"{signal.name}: {exc}")
+        except (OSError, ValueError, MemoryError) as exc:
+            errors.append(f"{signal.name}: {type(exc).__name__}: {exc}")
+    if errors:
+        result.error = "; ".join(errors)
+    return result
+
+
+def iter_files(paths: Iterable[str | os.PathLike[str]], recursive: bool) -> Iterator[str]:
+    """Expand folders (when `recursive`) into files, sorted for stable output."""
+    for raw in paths:
+        p = Path(raw)
+        if p.is_dir():
+            if not recursive:
+                yield os.fspath(p)  # reported as "not a file" by hash_file
+                continue
+            for root, dirs, files in os.walk(p):
+                dirs.sort()
+                for name in sorted(files):
+                    yield os.path.join(root, name)
+        else:
+            yield os.fspath(p)
+
+
+def _hash_one(args: tuple[str, Sequence[str] | None, HashOptions]) -> HashResult:
+    return hash_file(*args)
+
+
+def hash_many(
+    paths: Iterable[str],
+    signals: Sequence[str] | None = None,
+    options: HashOptions | None = None,
+    jobs: int = 1,
+) -> Iterator[HashResult]:
+    """Hash files in input order, across `jobs` processes when > 1."""
+    options = options or HashOptions()
+    if signals:
+        for name in signals:
+            get_signal(name)  # fail fast on unknown names, before any work
+    tasks = ((p, signals, options) for p in paths)
+    if jobs <= 1:
+        yield from map(_hash_one, tasks)
+        return
+    with ProcessPoolExecutor(max_workers=jobs) as pool:
+        yield from pool.map(_hash_one, tasks, chunksize=4)

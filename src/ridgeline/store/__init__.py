@@ -1,0 +1,96 @@
+"""The store: one interface over SQLite (default, WAL) and PostgreSQL.
+
+`Store.open(db)` resolves `--db` / `RIDGELINE_DB`, creates the database if needed and
+brings its schema to the newest Alembic migration. Library code gets sessions from
+`store.session()`; nothing outside `ridgeline.store` builds engines.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import Engine, create_engine, event
+from sqlalchemy.orm import Session, sessionmaker
+
+from ridgeline.config import resolve_db_url
+
+MIGRATIONS_DIR = Path(__file__).parent / "migrations"
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.execute("PRAGMA foreign_keys=ON")
+    cursor.execute("PRAGMA busy_timeout=30000")
+    cursor.close()
+
+
+class Store:
+    """A database Ridgeline reads and writes, SQLite or PostgreSQL."""
+
+    def __init__(self, url: str, *, migrate: bool = True) -> None:
+        self.url = url
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
+        if self.dialect == "sqlite":
+            event.listen(self.engine, "connect", _sqlite_pragmas)
+        self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if migrate:
+            self.migrate()
+
+    @classmethod
+    def open(cls, db: str | os.PathLike[str] | None = None, *, migrate: bool = True) -> Store:
+        """Open (and by default migrate) the database named by `db` or `RIDGELINE_DB`."""
+        return cls(resolve_db_url(db), migrate=migrate)
+
+    @property
+    def dialect(self) -> str:
+        """`sqlite` or `postgresql`."""
+        return self.engine.dialect.name
+
+    def migrate(self, revision: str = "heads") -> None:
+        """Apply Alembic migrations up to `revision` (every head by default)."""
+        from alembic import command
+
+        with self.engine.begin() as connection:
+            command.upgrade(self.alembic_config(connection), revision)
+
+    def alembic_config(self, connection: Any = None) -> Any:
+        """An Alembic config pointing at the packaged migrations and this database."""
+        from alembic.config import Config
+
+        cfg = Config()
+        cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+        cfg.set_main_option("sqlalchemy.url", self.url.replace("%", "%%"))
+        cfg.attributes["connection"] = connection
+        return cfg
+
+    @contextmanager
+    def session(self) -> Iterator[Session]:
+        """A transaction: committed when the block ends, rolled back on any error."""
+        session = self._sessions()
+        try:
+            yield session
+            session.commit()
+        except BaseException:
+            session.rollback()
+            raise
+        finally:
+            session.close()
+
+    def close(self) -> None:
+        """Release pooled connections."""
+        self.engine.dispose()
+
+    def __enter__(self) -> Store:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __repr__(self) -> str:
+        return f"<Store {self.engine.url.render_as_string(hide_password=True)}>"

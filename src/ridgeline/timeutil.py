@@ -1,0 +1,30 @@
+"""UTC time helpers: everything is stored in UTC and printed as ISO 8601 with `Z`."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+
+def utcnow() -> dt.datetime:
+    """Timezone-aware current UTC time."""
+    return dt.datetime.now(dt.UTC)
+
+
+def as_utc(value: dt.datetime) -> dt.datetime:
+    """Treat naive datetimes (as SQLite returns them) as UTC."""
+    if value.tzinfo is None:
+        return value.replace(tzinfo=dt.UTC)
+    return value.astimezone(dt.UTC)
+
+
+def isoformat(value: dt.datetime | None) -> str | None:
+    """ISO 8601 in UTC with a trailing `Z`, or None."""
+    if value is None:
+        return None
+    return as_utc(value).isoformat().replace("+00:00", "Z")
+
+
+def parse_iso(text: str) -> dt.datetime:
+    """Parse ISO 8601 (with `Z` or an offset; naive means UTC)."""
+    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    return as_utc(value)

@@ -1,0 +1,95 @@
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database for store tests.
+
+`make test` runs pytest under scripts/with-postgres, which sets RIDGELINE_TEST_PG_URL
+to a running server (the machine's own, or a private one it starts). Each test run
+creates its own database on that server and drops it afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+from ridgeline.config import resolve_db_url
+from ridgeline.store import Store
+
+REFERENCE = Path(__file__).resolve().parents[1].parent / "shared" / "reference"
+
+
+@pytest.fixture(scope="session")
+def reference_dir() -> Path:
+    """`../shared/reference`: benign PDQ/vPDQ conformance data beside the checkout."""
+    if not REFERENCE.is_dir():
+        pytest.fail(f"reference data not found at {REFERENCE} (../shared must sit beside the repo)")
+    return REFERENCE
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session."""
+    base = os.environ.get("RIDGELINE_TEST_PG_URL")
+    if not base:
+        pytest.skip("RIDGELINE_TEST_PG_URL not set: run the suite through `make test`")
+    admin_url = make_url(resolve_db_url(base))
+    name = f"ridgeline_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as conn:
+            conn.execute(
+                text(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = :name AND pid <> pg_backend_pid()"
+                ),
+                {"name": name},
+            )
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        admin.dispose()
+
+
+def _reset_postgres(url: str) -> None:
+    engine = create_engine(url, isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)])
+def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
+    """A migrated, empty store: a real SQLite file, then a real PostgreSQL database."""
+    if request.param == "sqlite":
+        s = Store.open(tmp_path / "ridgeline.db")
+    else:
+        url = request.getfixturevalue("pg_server_url")
+        _reset_postgres(url)
+        s = Store.open(url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def sqlite_store(tmp_path: Path) -> Iterator[Store]:
+    """A migrated SQLite store only (for tests that are not about the backend)."""
+    s = Store.open(tmp_path / "ridgeline.db")
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
+def db_path(tmp_path: Path) -> str:
+    """A fresh SQLite path for CLI tests (`--db`)."""
+    return str(tmp_path / "cli.db")
