@@ -18,6 +18,15 @@ from ridgeline.signals.base import stream_digests
 
 CRYPTO_DEFAULT = ("md5", "sha1", "sha256")
 
+#: File name suffixes of image formats. A file whose content is not recognised but whose
+#: name says image is still given to the image decoder, so a damaged or mislabelled image
+#: in a batch is reported as an error instead of quietly hashed as plain bytes (and
+#: formats the sniffer does not know, e.g. TGA, still get PDQ).
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".jpe", ".jfif", ".png", ".apng", ".gif", ".webp",
+                            ".bmp", ".dib", ".tif", ".tiff", ".heic", ".heif", ".avif", ".ico",
+                            ".tga", ".pcx", ".ppm", ".pgm", ".pbm", ".pnm", ".jp2", ".j2k",
+                            ".qoi", ".psd", ".dds", ".sgi", ".ras", ".icns"})  # fmt: skip
+
 
 @dataclass
 class HashResult:
@@ -54,6 +63,8 @@ def hash_file(
             raise BadInput("not a file" if p.exists() else "no such file")
         result.size = p.stat().st_size
         result.kind, result.media_type = sniff(p)
+        if result.kind == "file" and p.suffix.lower() in IMAGE_SUFFIXES:
+            result.kind = "image"  # by name: the decoder decides, with a clear error
     except OSError as exc:
         result.error = f"unreadable: {exc.strerror or exc}"
         return result

@@ -12,6 +12,7 @@ from ridgeline.cli.common import format_option, handle_errors
 from ridgeline.hashing import hash_many, iter_files
 from ridgeline.output import Writer, default_format
 from ridgeline.signals import HashOptions, all_signals
+from ridgeline.signals.pdq import MIN_QUALITY
 
 PROGRESS_MIN_FILES = 20
 
@@ -135,7 +136,8 @@ def _table_row(row: dict[str, object]) -> dict[str, object]:
     short = {}
     for name, value in signals.items():
         if isinstance(value, dict):
-            short[name] = f"{value['hash']} q{value['quality']}"
+            low = "" if value["quality"] >= MIN_QUALITY else " (low quality: not matched)"
+            short[name] = f"{value['hash']} q{value['quality']}{low}"
         elif isinstance(value, list):
             short[name] = f"{len(value)} frames"
         else:

@@ -55,6 +55,13 @@ def lists() -> None:
     show_default=True,
     help="Agreeing independent verdicts before an entry is listed (0: no review policy).",
 )
+@click.option(
+    "--review",
+    "reviewed",
+    is_flag=True,
+    help=f"Reviewed list: quorum {L.DEFAULT_REVIEW_QUORUM} unless --review-quorum says otherwise.",
+)
+@click.option("--actor", default=None)
 @db_option
 @format_option
 @handle_errors
@@ -66,10 +73,14 @@ def create(
     owner: str | None,
     description: str | None,
     review_quorum: int,
+    reviewed: bool,
+    actor: str | None,
     db: str | None,
     fmt: str | None,
 ) -> None:
     """Create a list called NAME."""
+    if reviewed and review_quorum == 0:
+        review_quorum = L.DEFAULT_REVIEW_QUORUM
     store = open_store(db)
     with store.session() as session:
         hash_list = L.create_list(
@@ -81,6 +92,7 @@ def create(
             owner=owner,
             description=description,
             review_quorum=review_quorum,
+            actor=actor,
         )
         write_one(L.list_to_json(hash_list, entry_count=0), fmt)
 
@@ -231,4 +243,129 @@ def entries_delete(entry_id: int, reason: str | None, actor: str | None, db: str
     store = open_store(db)
     with store.session() as session:
         entry = L.delete_entry(session, L.get_entry(session, entry_id), actor=actor, reason=reason)
+        write_one(L.entry_to_json(entry), fmt)
+
+
+@lists.command("update")
+@click.argument("name")
+@click.option("--enable/--disable", "enabled", default=None, help="Turn the whole list on or off.")
+@click.option(
+    "--threshold",
+    "thresholds",
+    multiple=True,
+    help="Match threshold: N for PDQ, or SIGNAL=N (repeatable).",
+)
+@click.option("--clear-threshold", "cleared", multiple=True, help="SIGNAL back to its default.")
+@click.option("--review-quorum", type=click.IntRange(min=0), default=None)
+@click.option("--description", default=None)
+@click.option("--owner", default=None)
+@click.option("--actor", default=None)
+@db_option
+@format_option
+@handle_errors
+def update(name: str, enabled: bool | None, thresholds: tuple[str, ...], cleared: tuple[str, ...],
+           review_quorum: int | None, description: str | None, owner: str | None,
+           actor: str | None, db: str | None, fmt: str | None) -> None:  # fmt: skip
+    """Change a list's settings (logged; indexes follow through the change feed)."""
+    store = open_store(db)
+    with store.session() as session:
+        hash_list = L.update_list(
+            session, L.get_list(session, name), enabled=enabled,
+            thresholds=_parse_thresholds(thresholds) if thresholds else None,
+            clear_thresholds=cleared, review_quorum=review_quorum, description=description,
+            owner=owner, actor=actor,
+        )  # fmt: skip
+        write_one(L.list_to_json(hash_list), fmt)
+
+
+@lists.command("history")
+@click.argument("name")
+@click.option("--limit", type=int, default=100, show_default=True)
+@db_option
+@format_option
+@handle_errors
+def history(name: str, limit: int, db: str | None, fmt: str | None) -> None:
+    """Changes to a list's settings, from the tamper-evident log."""
+    from ridgeline import auditlog
+
+    store = open_store(db)
+    with (
+        store.session() as session,
+        Writer(fmt, columns=["seq", "at", "actor", "action", "details"]) as out,
+    ):
+        hash_list = L.get_list(session, name)
+        for rec in auditlog.records(session, subject=f"list:{hash_list.id}", limit=limit):
+            out.write(rec.to_json())
+
+
+@lists.command("expire-disables")
+@click.option("--actor", default=None)
+@db_option
+@format_option
+@handle_errors
+def expire_disables(actor: str | None, db: str | None, fmt: str | None) -> None:
+    """Re-enable entries whose timed disable has run out."""
+    store = open_store(db)
+    with store.session() as session:
+        done = L.expire_disables(session, actor=actor)
+        write_one({"re_enabled": [e.id for e in done]}, fmt)
+
+
+@entries.command("ls")
+@click.argument("name")
+@click.option("--status", "statuses", multiple=True, type=click.Choice(list(L.ENTRY_STATUSES)))
+@click.option("--enabled/--disabled", "enabled", default=None)
+@click.option("--classification", default=None, help="scheme:label")
+@click.option("--include-deleted", is_flag=True)
+@click.option("--after-id", type=int, default=0, help="Page: only ids after this one.")
+@click.option("--limit", type=int, default=None)
+@db_option
+@format_option
+@handle_errors
+def entries_ls(name: str, statuses: tuple[str, ...], enabled: bool | None,
+               classification: str | None, include_deleted: bool, after_id: int,
+               limit: int | None, db: str | None, fmt: str | None) -> None:  # fmt: skip
+    """Entries of list NAME, filtered by status, enabled flag and classification."""
+    store = open_store(db)
+    with store.session() as session, Writer(
+        fmt, columns=["id", "status", "enabled", "disabled_until", "signals", "classifications",
+                      "source", "deleted_at"]
+    ) as out:  # fmt: skip
+        hash_list = L.get_list(session, name)
+        for entry in L.list_entries(
+            session, hash_list, status=list(statuses) or None, enabled=enabled,
+            classification=parse_classification(classification) if classification else None,
+            include_deleted=include_deleted, after_id=after_id, limit=limit,
+        ):  # fmt: skip
+            out.write(L.entry_to_json(entry))
+
+
+@entries.command("history")
+@click.argument("entry_id", type=int)
+@db_option
+@format_option
+@handle_errors
+def entries_history(entry_id: int, db: str | None, fmt: str | None) -> None:
+    """Every recorded change of one entry, oldest first."""
+    store = open_store(db)
+    with (
+        store.session() as session,
+        Writer(fmt, columns=["at", "actor", "action", "details"]) as out,
+    ):
+        out.write_all(L.event_to_json(e) for e in L.entry_history(session, entry_id))
+
+
+@entries.command("retire")
+@click.argument("entry_id", type=int)
+@click.option("--reason", default=None)
+@click.option("--actor", default=None)
+@db_option
+@format_option
+@handle_errors
+def entries_retire(entry_id: int, reason: str | None, actor: str | None, db: str | None,
+                   fmt: str | None) -> None:  # fmt: skip
+    """Withdraw an entry for good (the end state; it never matches again)."""
+    store = open_store(db)
+    with store.session() as session:
+        entry = L.retire_entry(session, L.get_entry(session, entry_id), actor=actor, reason=reason)
         write_one(L.entry_to_json(entry), fmt)

@@ -1,4 +1,8 @@
-"""`ridgeline lists import NAME FILE`: bring hashes into a list from a file."""
+"""`ridgeline lists import NAME FILE`: bring hashes into a list from a file.
+
+Our own txt/csv/jsonl go through `ridgeline.lists.importing`; partner formats
+(NCMEC XML, VICS, ICSE, StopNCII) through `ridgeline.exchange`.
+"""
 
 from __future__ import annotations
 
@@ -6,10 +10,16 @@ import sys
 
 import click
 
+from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.cli.common import db_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import write_one
+from ridgeline.timeutil import parse_iso
+
+NATIVE = ("txt", "csv", "jsonl")
+FORMATS = (*NATIVE, *exchange.PARSERS)
+_SUFFIXES = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "xml": "ncmec-xml"}
 
 
 @click.command("import")
@@ -19,11 +29,25 @@ from ridgeline.output import write_one
 @click.option(
     "--format",
     "file_format",
-    type=click.Choice(["txt", "csv", "jsonl"]),
+    type=click.Choice(FORMATS),
     default=None,
-    help="File format (default: from the file name).",
+    help="File format (default: from the file name: .txt .csv .jsonl .xml).",
 )
 @click.option("--actor", default=None, help="Who is importing (recorded in history).")
+@click.option(
+    "--source", default=None, help="Source name for partner formats (default: the format)."
+)
+@click.option(
+    "--since",
+    default=None,
+    help="Partner formats: skip records older than this ISO time, or 'last' to continue "
+    "from the newest record imported from this source before.",
+)
+@click.option(
+    "--confirmed-elsewhere",
+    is_flag=True,
+    help="Partner reviewed these already: record them confirmed even under a review policy.",
+)
 @db_option
 @click.option("--output", "fmt", type=click.Choice(["table", "json", "jsonl"]), default=None)
 @handle_errors
@@ -33,25 +57,55 @@ def import_(
     signal: str | None,
     file_format: str | None,
     actor: str | None,
+    source: str | None,
+    since: str | None,
+    confirmed_elsewhere: bool,
     db: str | None,
     fmt: str | None,
 ) -> None:
     """Import hashes from FILE into list NAME.
 
-    Bad lines are reported with their line numbers and skipped; good ones are kept.
-    The exit status is 1 if any line was rejected.
+    Bad records are reported with their position (line, XML path or JSON pointer) and
+    skipped; good ones are kept. The whole import is one transaction. The exit status
+    is 1 if any record was rejected.
     """
     if file_format is None:
         suffix = file.rsplit(".", 1)[-1].lower() if "." in file else ""
-        if suffix not in ("txt", "csv", "jsonl"):
-            raise BadInput(f"cannot tell the format of {file!r}: pass --format txt|csv|jsonl")
-        file_format = suffix
+        if suffix not in _SUFFIXES:
+            raise BadInput(f"cannot tell the format of {file!r}: pass --format {'|'.join(FORMATS)}")
+        file_format = _SUFFIXES[suffix]
+    if file_format in NATIVE and (since or source or confirmed_elsewhere):
+        raise BadInput("--since, --source and --confirmed-elsewhere apply to partner formats only")
+    since_value = None
+    if since is not None and since != "last":
+        try:
+            since_value = parse_iso(since)
+        except ValueError:
+            raise BadInput(f"--since {since!r}: expected an ISO 8601 time or 'last'") from None
     store = open_store(db)
     with store.session() as session:
         hash_list = L.get_list(session, name)
-        report = L.import_file(session, hash_list, file, file_format, signal=signal, actor=actor)
-    for error in report.errors:
-        click.echo(f"{file}:{error['line']}: {error['error']}", err=True)
-    write_one(report.to_json() | {"errors": len(report.errors)}, fmt)
-    if report.errors:
+        if file_format in NATIVE:
+            report = L.import_file(
+                session, hash_list, file, file_format, signal=signal, actor=actor
+            )
+            errors = [(str(e["line"]), str(e["error"])) for e in report.errors]
+            summary = report.to_json()
+        else:
+            ex_report = exchange.import_exchange(
+                session,
+                hash_list,
+                file,
+                file_format,
+                source=source,
+                actor=actor,
+                since="last" if since == "last" else since_value,
+                confirmed_elsewhere=confirmed_elsewhere,
+            )
+            errors = [(e["position"], e["error"]) for e in ex_report.errors]
+            summary = ex_report.to_json()
+    for position, message in errors:
+        click.echo(f"{file}:{position}: {message}", err=True)
+    write_one(summary | {"errors": len(errors)}, fmt)
+    if errors:
         sys.exit(1)

@@ -1,7 +1,8 @@
 """Lists and entries as library functions over a store session.
 
-Every change to an entry is written to its history (`entry_events`) and to the
-change feed (`changes`) that match indexes poll to update in place.
+Every change to an entry is written to its history (`entry_events`), to the
+change feed (`changes`) that match indexes poll to update in place, and to the
+tamper-evident log (`ridgeline.auditlog`); list changes go to the feed and the log.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
+from ridgeline import auditlog
 from ridgeline.errors import Conflict, NotFound, RidgelineError
 from ridgeline.signals import get_signal
 from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
@@ -20,13 +22,35 @@ from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
 LIST_PURPOSES = ("block", "allow")
+#: Review quorum that `lists create --review` means (NCMEC's and CAID's triple review).
+DEFAULT_REVIEW_QUORUM = 3
+
+#: Legal status moves. `retired` is the end state; a rejected or confirmed entry may be
+#: reopened for review (`pending`), e.g. after provider feedback or an audit finding.
+STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
+    "pending": frozenset({"confirmed", "rejected", "disputed", "retired"}),
+    "disputed": frozenset({"confirmed", "rejected", "pending", "retired"}),
+    "confirmed": frozenset({"retired", "disputed", "pending"}),
+    "rejected": frozenset({"pending", "retired"}),
+    "retired": frozenset(),
+}
 
 
 def record_event(
     session: Session, entry: Entry, action: str, actor: str | None, **details: Any
 ) -> None:
-    """Append to an entry's history."""
+    """Append to an entry's history and to the tamper-evident log."""
     session.add(EntryEvent(entry_id=entry.id, action=action, actor=actor, details=details))
+    logged = {"list_id": entry.list_id, **details}
+    auditlog.append(session, actor, f"entry.{action}", f"entry:{entry.id}", logged)
+
+
+def record_list_event(
+    session: Session, hash_list: HashList, action: str, actor: str | None, **details: Any
+) -> None:
+    """Log a list-level change (lists have no history table; the log is their history)."""
+    logged = {"name": hash_list.name, **details}
+    auditlog.append(session, actor, f"list.{action}", f"list:{hash_list.id}", logged)
 
 
 def record_change(session: Session, list_id: int, entry_id: int | None, op: str) -> None:
@@ -44,6 +68,7 @@ def create_list(
     owner: str | None = None,
     description: str | None = None,
     review_quorum: int = 0,
+    actor: str | None = None,
 ) -> HashList:
     """Create a list; names are unique."""
     name = name.strip()
@@ -55,12 +80,12 @@ def create_list(
         raise RidgelineError("review quorum cannot be negative")
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise Conflict(f"a list named {name!r} already exists")
-    for signal in [*signals, *(thresholds or {})]:
+    for signal in signals:
         get_signal(signal)  # raises UnknownSignal
     hash_list = HashList(
         name=name,
         purpose=purpose,
-        thresholds={k: float(v) for k, v in (thresholds or {}).items()},
+        thresholds=_check_thresholds(thresholds or {}),
         signals=list(signals),
         owner=owner,
         description=description,
@@ -69,7 +94,34 @@ def create_list(
     )
     session.add(hash_list)
     session.flush()
+    record_list_event(session, hash_list, "create", actor, settings=_settings(hash_list))
     return hash_list
+
+
+def _settings(hash_list: HashList) -> dict[str, Any]:
+    return {
+        "purpose": hash_list.purpose,
+        "enabled": hash_list.enabled,
+        "signals": list(hash_list.signals or []),
+        "thresholds": dict(hash_list.thresholds or {}),
+        "review_quorum": hash_list.review_quorum,
+        "description": hash_list.description,
+        "owner": hash_list.owner,
+    }
+
+
+def _check_thresholds(thresholds: Mapping[str, Any]) -> dict[str, float]:
+    out: dict[str, float] = {}
+    for signal, value in thresholds.items():
+        name = get_signal(signal).name  # raises UnknownSignal
+        try:
+            number = float(value)
+        except (TypeError, ValueError):
+            raise RidgelineError(f"threshold for {name} must be a number, not {value!r}") from None
+        if not number >= 0:
+            raise RidgelineError(f"threshold for {name} must be zero or more, not {value!r}")
+        out[name] = number
+    return out
 
 
 def get_list(session: Session, name_or_id: str | int) -> HashList:
@@ -96,21 +148,46 @@ def update_list(
     thresholds: Mapping[str, float] | None = None,
     review_quorum: int | None = None,
     description: str | None = None,
+    owner: str | None = None,
+    clear_thresholds: Sequence[str] = (),
+    actor: str | None = None,
 ) -> HashList:
-    """Change list settings; indexes see enable/threshold changes through the feed."""
+    """Change list settings; indexes see enable/threshold changes through the feed.
+
+    Validates everything before changing anything, so a bad value leaves the list as it was.
+    """
+    if review_quorum is not None and review_quorum < 0:
+        raise RidgelineError("review quorum cannot be negative")
+    checked = _check_thresholds(thresholds or {})
+    cleared = [get_signal(s).name for s in clear_thresholds]
+    before = _settings(hash_list)
     if enabled is not None:
         hash_list.enabled = enabled
-    if thresholds is not None:
-        for signal in thresholds:
-            get_signal(signal)
-        hash_list.thresholds = {**(hash_list.thresholds or {}), **thresholds}
+    if thresholds is not None or cleared:
+        merged = {**(hash_list.thresholds or {}), **checked}
+        for name in cleared:
+            merged.pop(name, None)
+        hash_list.thresholds = merged
     if review_quorum is not None:
         hash_list.review_quorum = review_quorum
     if description is not None:
         hash_list.description = description
+    if owner is not None:
+        hash_list.owner = owner
+    after = _settings(hash_list)
+    if after == before:
+        return hash_list
     hash_list.updated_at = utcnow()
     session.flush()
     record_change(session, hash_list.id, None, "update")
+    changed = {k: {"old": before[k], "new": after[k]} for k in after if after[k] != before[k]}
+    record_list_event(session, hash_list, "update", actor, changed=changed)
+    if "review_quorum" in changed:
+        # Entries that already hold enough agreeing verdicts for the new quorum are
+        # decided now rather than waiting for a verdict that will never be asked for.
+        from ridgeline.review.core import reevaluate_list
+
+        reevaluate_list(session, hash_list, actor=actor)
     return hash_list
 
 
@@ -144,12 +221,14 @@ def add_entry(
     note: str | None = None,
     actor: str | None = None,
     qualities: Mapping[str, int] | None = None,
+    confirmed_elsewhere: bool = False,
 ) -> Entry:
     """Add an entry. With no review policy it is confirmed (matchable) at once;
-    with one it starts `pending` unless the caller records another status."""
+    with one it starts `pending` (see `initial_status`) unless the caller records
+    another status."""
     values = normalize_signals(hash_list, signals)
     if status is None:
-        status = "confirmed" if hash_list.review_quorum == 0 else "pending"
+        status = initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     if status not in ENTRY_STATUSES:
         raise RidgelineError(f"status must be one of {', '.join(ENTRY_STATUSES)}")
     entry = Entry(
@@ -176,9 +255,29 @@ def add_entry(
     ]
     session.add(entry)
     session.flush()
-    record_event(session, entry, "create", actor, status=status, signals=values)
+    extra: dict[str, Any] = {}
+    if confirmed_elsewhere:
+        extra["confirmed_elsewhere"] = {
+            "origin_list": origin_list,
+            "origin_member": origin_member,
+            "origin_entry_id": origin_entry_id,
+            "import_batch": import_batch,
+        }
+    record_event(session, entry, "create", actor, status=status, signals=values, **extra)
     record_change(session, hash_list.id, entry.id, "add")
     return entry
+
+
+def initial_status(hash_list: HashList, *, confirmed_elsewhere: bool = False) -> str:
+    """Status of a new or imported entry under the list's review policy.
+
+    No policy (quorum 0): confirmed at once. With a policy: `pending` until reviewed,
+    unless the source says it was already confirmed elsewhere (the caller records that
+    provenance, e.g. `add_entry(confirmed_elsewhere=True, origin_...=...)`).
+    """
+    if hash_list.review_quorum == 0 or confirmed_elsewhere:
+        return "confirmed"
+    return "pending"
 
 
 def validate_classification(item: Mapping[str, str]) -> dict[str, str]:
@@ -233,15 +332,159 @@ def set_entry_status(
     actor: str | None = None,
     reason: str | None = None,
 ) -> Entry:
-    """Move an entry through its review states and tell the indexes."""
+    """Move an entry through its review states and tell the indexes.
+
+    Only the moves in `STATUS_TRANSITIONS` are allowed; setting the current status
+    again changes nothing. Review rules (quorum, roles) live in `ridgeline.review`.
+    """
     if status not in ENTRY_STATUSES:
         raise RidgelineError(f"status must be one of {', '.join(ENTRY_STATUSES)}")
     old = entry.status
+    if old == status:
+        return entry
+    if entry.deleted_at is not None:
+        raise Conflict(f"entry {entry.id} is deleted")
+    if status not in STATUS_TRANSITIONS.get(old, frozenset()):
+        allowed = ", ".join(sorted(STATUS_TRANSITIONS.get(old, frozenset()))) or "none"
+        raise Conflict(f"entry {entry.id} is {old}; it cannot become {status} (allowed: {allowed})")
     entry.status = status
     session.flush()
     record_event(session, entry, "status", actor, old=old, new=status, reason=reason)
     record_change(session, entry.list_id, entry.id, "add" if status == "confirmed" else "remove")
     return entry
+
+
+def retire_entry(
+    session: Session, entry: Entry, *, actor: str | None = None, reason: str | None = None
+) -> Entry:
+    """Withdraw an entry for good (audit finding, provider feedback): the end state."""
+    if entry.status == "retired":
+        raise Conflict(f"entry {entry.id} is already retired")
+    return set_entry_status(session, entry, "retired", actor=actor, reason=reason)
+
+
+def set_entry_classifications(
+    session: Session,
+    entry: Entry,
+    classifications: Sequence[Mapping[str, str]],
+    *,
+    actor: str | None = None,
+    reason: str | None = None,
+) -> Entry:
+    """Replace an entry's classifications (each with its scheme)."""
+    new = [validate_classification(c) for c in classifications]
+    old = list(entry.classifications or [])
+    if new == old:
+        return entry
+    entry.classifications = new
+    session.flush()
+    record_event(session, entry, "classify", actor, old=old, new=new, reason=reason)
+    record_change(session, entry.list_id, entry.id, "update")
+    return entry
+
+
+def expire_disables(
+    session: Session, *, now: dt.datetime | None = None, actor: str | None = None
+) -> list[Entry]:
+    """Re-enable entries whose timed disable has run out, with history and feed records.
+
+    `is_matchable` already honours the expiry; this makes it explicit in the data so
+    indexes and exports see it too.
+    """
+    now = now or utcnow()
+    due = list(
+        session.scalars(
+            select(Entry)
+            .where(
+                Entry.enabled.is_(False),
+                Entry.disabled_until.is_not(None),
+                Entry.disabled_until <= now,
+                Entry.deleted_at.is_(None),
+            )
+            .order_by(Entry.id)
+        )
+    )
+    for entry in due:
+        until = entry.disabled_until
+        entry.enabled = True
+        entry.disabled_until = None
+        session.flush()
+        record_event(session, entry, "enable", actor, reason="disable expired",
+                     expired=isoformat(until))  # fmt: skip
+        record_change(session, entry.list_id, entry.id, "add")
+    return due
+
+
+def list_entries(
+    session: Session,
+    hash_list: HashList,
+    *,
+    status: str | Sequence[str] | None = None,
+    enabled: bool | None = None,
+    classification: Mapping[str, str] | None = None,
+    include_deleted: bool = False,
+    after_id: int = 0,
+    limit: int | None = None,
+) -> list[Entry]:
+    """A list's entries by id, filtered by status, enabled flag and classification.
+
+    Page with `after_id` (the last id seen) and `limit`.
+    """
+    query = (
+        select(Entry)
+        .options(selectinload(Entry.signals))
+        .where(Entry.list_id == hash_list.id, Entry.id > after_id)
+        .order_by(Entry.id)
+    )
+    if status is not None:
+        wanted = [status] if isinstance(status, str) else list(status)
+        for s in wanted:
+            if s not in ENTRY_STATUSES:
+                raise RidgelineError(
+                    f"status must be one of {', '.join(ENTRY_STATUSES)}, not {s!r}"
+                )
+        query = query.where(Entry.status.in_(wanted))
+    if enabled is not None:
+        query = query.where(Entry.enabled.is_(enabled))
+    if not include_deleted:
+        query = query.where(Entry.deleted_at.is_(None))
+    if classification is None:
+        if limit is not None:
+            query = query.limit(limit)
+        return list(session.scalars(query))
+    wanted_class = validate_classification(classification)
+    out: list[Entry] = []
+    # JSON containment differs by backend; filter in Python over id-ordered batches.
+    for entry in session.scalars(query.execution_options(yield_per=1000)):
+        if wanted_class in (entry.classifications or []):
+            out.append(entry)
+            if limit is not None and len(out) >= limit:
+                break
+    return out
+
+
+def entry_history(session: Session, entry_id: int) -> list[EntryEvent]:
+    """Every recorded event of an entry, oldest first."""
+    get_entry(session, entry_id)
+    return list(
+        session.scalars(
+            select(EntryEvent)
+            .where(EntryEvent.entry_id == entry_id)
+            .order_by(EntryEvent.at, EntryEvent.id)
+        )
+    )
+
+
+def event_to_json(event: EntryEvent) -> dict[str, Any]:
+    """JSON view of one history event."""
+    return {
+        "id": event.id,
+        "entry_id": event.entry_id,
+        "at": isoformat(event.at),
+        "actor": event.actor,
+        "action": event.action,
+        "details": event.details or {},
+    }
 
 
 def delete_entry(
@@ -302,6 +545,9 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
             "origin_entry_id": entry.origin_entry_id,
             "import_batch": entry.import_batch,
         },
+        "note": entry.note,
+        "submitted_by": entry.submitted_by,
         "created_at": isoformat(entry.created_at),
+        "updated_at": isoformat(entry.updated_at),
         "deleted_at": isoformat(entry.deleted_at),
     }

@@ -21,6 +21,7 @@ from typing import Any
 from sqlalchemy import insert, select
 from sqlalchemy.orm import Session
 
+from ridgeline import auditlog
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.classifications import validate as validate_classification
 from ridgeline.errors import BadInput, RidgelineError
@@ -191,6 +192,15 @@ def import_text(
         good.append(item)
     for start in range(0, len(good), BATCH):
         _insert_batch(session, hash_list, good[start : start + BATCH], report, actor, status)
+    # One log record per import (not per entry): the batch id ties it to entry history.
+    auditlog.append(
+        session,
+        actor,
+        "list.import",
+        f"list:{hash_list.id}",
+        {k: v for k, v in report.to_json().items() if k != "errors"}
+        | {"format": fmt, "status": status, "errors": len(report.errors)},
+    )
     return report
 
 

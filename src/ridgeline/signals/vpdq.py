@@ -36,9 +36,16 @@ class VPDQSignal(SignalType):
         return 100.0 - result.query_match_percent
 
     def compute(self, path: Path, options: HashOptions) -> SignalValue:
-        from ridgeline.vpdq import hash_video
+        from ridgeline.vpdq import DEFAULT_MAX_PIXELS, hash_video
 
-        return [frame.to_json() for frame in hash_video(path, interval=options.video_interval)]
+        # A lowered --max-pixels applies to video frames too; the image default
+        # (178 Mpx) is far above any video, so the video default stays in force.
+        frames = hash_video(
+            path,
+            interval=options.video_interval,
+            max_pixels=min(options.max_pixels, DEFAULT_MAX_PIXELS),
+        )
+        return [frame.to_json() for frame in frames]
 
     def canonical_values(self, value: SignalValue) -> list[str]:
         from ridgeline.vpdq import VpdqFrame, format_frames

@@ -1,0 +1,80 @@
+"""`ridgeline serve`: the HTTP API under uvicorn, optionally with several workers."""
+
+from __future__ import annotations
+
+import os
+
+import click
+
+from ridgeline.cli.common import db_option, handle_errors
+
+
+@click.command("serve")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=8080, show_default=True, type=int)
+@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option("--index-dir", default=None, help="Directory of the memory-mapped match index.")
+@click.option("--max-upload-bytes", default=50 << 20, show_default=True, type=int)
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=int)
+@click.option(
+    "--timeout", "timeout_s", default=30.0, show_default=True, type=float, help="Seconds per hash."
+)
+@click.option(
+    "--rate-limit", default=100.0, show_default=True, type=float, help="Default requests/s per key."
+)
+@click.option(
+    "--fetch-allow-host",
+    "fetch_hosts",
+    multiple=True,
+    help="Host /v1/match may fetch URLs from (repeatable; none: URL fetching is off).",
+)
+@click.option("--evidence-key-file", default=None, help="Key for review media (AES-256-GCM).")
+@click.option("--log-level", default="warning", show_default=True)
+@db_option
+@handle_errors
+def serve(
+    host: str,
+    port: int,
+    workers: int,
+    index_dir: str | None,
+    max_upload_bytes: int,
+    max_pixels: int,
+    timeout_s: float,
+    rate_limit: float,
+    fetch_hosts: tuple[str, ...],
+    evidence_key_file: str | None,
+    log_level: str,
+    db: str | None,
+) -> None:
+    """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
+    import uvicorn
+
+    from ridgeline.config import resolve_db_url
+    from ridgeline.service.app import ENV_CONFIG, ServiceConfig
+    from ridgeline.store import Store
+
+    if workers < 1:
+        raise click.BadParameter("must be at least 1", param_hint="--workers")
+    url = resolve_db_url(db)
+    Store(url).close()  # migrate once, before the workers start
+    config = ServiceConfig(
+        db=url,
+        index_dir=index_dir,
+        max_upload_bytes=max_upload_bytes,
+        max_pixels=max_pixels,
+        request_timeout_s=timeout_s,
+        default_rate_limit=rate_limit,
+        fetch_allow_hosts=list(fetch_hosts),
+        evidence_key_file=evidence_key_file,
+    )
+    os.environ[ENV_CONFIG] = config.to_env()
+    click.echo(f"ridgeline API on http://{host}:{port} ({workers} worker(s))", err=True)
+    uvicorn.run(
+        "ridgeline.service.app:app_from_env",
+        factory=True,
+        host=host,
+        port=port,
+        workers=workers,
+        log_level=log_level,
+        access_log=False,
+    )

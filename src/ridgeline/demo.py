@@ -1,0 +1,169 @@
+"""The demo behind `make demo`: a small list of benign generated images, edited copies
+and unrelated images, hashed and matched end to end on the embedded SQLite store.
+
+All images are made here from code (gradients, shapes, noise): nothing is fetched.
+"""
+
+from __future__ import annotations
+
+import random
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
+
+SIZE = (640, 480)
+
+
+def scene(seed: int, size: tuple[int, int] = SIZE) -> Image.Image:
+    """A benign synthetic 'photo': a sky-like gradient with random shapes and mild noise."""
+    rng = random.Random(seed)
+    w, h = size
+    y = np.linspace(0.0, 1.0, h)[:, None]
+    x = np.linspace(0.0, 1.0, w)[None, :]
+    top = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float64)
+    bottom = np.array([rng.randint(0, 255) for _ in range(3)], dtype=np.float64)
+    tilt = rng.uniform(-0.5, 0.5)
+    t = np.clip(y + tilt * (x - 0.5), 0, 1)[..., None]
+    base = top * (1 - t) + bottom * t
+    img = Image.fromarray(base.astype(np.uint8), "RGB")
+    draw = ImageDraw.Draw(img)
+    for _ in range(rng.randint(18, 30)):
+        colour = tuple(rng.randint(0, 255) for _ in range(3))
+        x0, y0 = rng.randint(-50, w), rng.randint(-50, h)
+        x1, y1 = x0 + rng.randint(20, w // 3), y0 + rng.randint(20, h // 3)
+        if rng.random() < 0.5:
+            draw.ellipse((x0, y0, x1, y1), fill=colour)
+        else:
+            draw.rectangle((x0, y0, x1, y1), fill=colour)
+    img = img.filter(ImageFilter.GaussianBlur(0.8))
+    noise = np.random.default_rng(seed).normal(0, 4, (h, w, 3))
+    return Image.fromarray(np.clip(np.asarray(img) + noise, 0, 255).astype(np.uint8), "RGB")
+
+
+@dataclass(frozen=True)
+class DemoFile:
+    """A file the demo scans and whether it should match the list."""
+
+    path: Path
+    edit: str
+    original: str | None
+
+
+def make_media(
+    workdir: Path, known: int = 6, unrelated: int = 4
+) -> tuple[list[Path], list[DemoFile]]:
+    """Write the 'known' originals and an incoming folder of edits and unrelated images."""
+    if workdir.exists():
+        shutil.rmtree(workdir)
+    originals_dir = workdir / "known"
+    incoming = workdir / "incoming"
+    originals_dir.mkdir(parents=True)
+    incoming.mkdir()
+    originals: list[Path] = []
+    files: list[DemoFile] = []
+    edits = ["resized", "reencoded", "flipped"]
+    for i in range(known):
+        img = scene(1000 + i)
+        path = originals_dir / f"known-{i}.png"
+        img.save(path)
+        originals.append(path)
+        edit = edits[i % len(edits)]
+        if edit == "resized":
+            out = img.resize((img.width // 2, img.height // 2), Image.Resampling.LANCZOS)
+            target = incoming / f"photo-{i}-small.png"
+            out.save(target)
+        elif edit == "reencoded":
+            target = incoming / f"photo-{i}.jpg"
+            img.save(target, quality=60)
+        else:
+            target = incoming / f"photo-{i}-mirror.png"
+            ImageOps.mirror(img).save(target)
+        files.append(DemoFile(target, edit, path.name))
+    for j in range(unrelated):
+        target = incoming / f"holiday-{j}.jpg"
+        scene(5000 + j).save(target, quality=85)
+        files.append(DemoFile(target, "unrelated", None))
+    return originals, files
+
+
+@dataclass(frozen=True)
+class DemoRow:
+    """One incoming file: what was done to it, what we expected, what matched."""
+
+    file: str
+    edit: str
+    expected: str
+    matched: str
+    distance: int | None
+    variant: str | None
+
+    @property
+    def correct(self) -> bool:
+        return (self.expected == "match") == (self.matched != "-")
+
+
+def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list[DemoRow]]:
+    """Build lists (one through multi-review), hash the incoming folder and match it."""
+    from ridgeline import lists as L
+    from ridgeline.hashing import hash_file
+    from ridgeline.index import MatchIndex
+    from ridgeline.lists.importing import import_text
+    from ridgeline.review.demo import build_reviewed_list
+    from ridgeline.signals import HashOptions
+    from ridgeline.store import Store
+
+    originals, files = make_media(workdir)
+    store = Store.open(db or workdir / "ridgeline.db")
+    known = [hash_file(p, ["md5", "pdq"]) for p in originals]
+    with store.session() as session:
+        # Four images go through three independent reviewers (K=3): see review.demo.
+        review = build_reviewed_list(
+            session,
+            "demo-reviewed",
+            hashes=[{"pdq": k.signals["pdq"]["hash"], "md5": k.signals["md5"]} for k in known[:4]],
+        )
+        # The rest arrive as an import into a list with no review policy: matchable at once.
+        imported = L.create_list(session, "demo-imported", thresholds={"pdq": 31})
+        lines = "\n".join(k.signals["pdq"]["hash"] for k in known[4:])
+        import_text(session, imported, lines, "txt", signal="pdq", actor="demo")
+    status_by_pdq = {}
+    with store.session() as session:
+        for item, k in zip(review["entries"], known[:4], strict=True):
+            status_by_pdq[k.signals["pdq"]["hash"]] = item["status"]
+    expected_by_original = {
+        p.name: "match" if status_by_pdq.get(k.signals["pdq"]["hash"], "confirmed") == "confirmed"
+        else "no match (rejected in review)"
+        for p, k in zip(originals, known, strict=True)
+    }  # fmt: skip
+    index = MatchIndex.open(store, workdir / "index")
+    rows: list[DemoRow] = []
+    options = HashOptions(dihedral=True)
+    results = [hash_file(f.path, ["pdq"], options) for f in files]
+    variants = [[v["hash"] for v in r.signals["pdq"]["dihedral"].values()] for r in results]
+    names = [list(r.signals["pdq"]["dihedral"]) for r in results]
+    qualities = [r.signals["pdq"]["quality"] for r in results]
+    found = index.match_dihedral("pdq", variants, qualities=qualities)
+    for f, matches, variant_names in zip(files, found, names, strict=True):
+        expected = expected_by_original[f.original] if f.original else "no match"
+        best = min(matches, key=lambda m: m.distance) if matches else None
+        rows.append(
+            DemoRow(
+                file=f.path.name,
+                edit=f.edit,
+                expected="match" if expected == "match" else expected,
+                matched=f"{best.list_name}#{best.entry_id}" if best else "-",
+                distance=int(best.distance) if best else None,
+                variant=(
+                    variant_names[best.query_variant]
+                    if best and best.query_variant is not None
+                    else None
+                ),
+            )
+        )
+    index.close()
+    store.close()
+    return review, rows

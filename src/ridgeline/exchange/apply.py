@@ -1,0 +1,463 @@
+"""Write parsed exchange records to a list, in the caller's transaction.
+
+New hashes become entries (with provenance and kept format facts), known entries
+(same origin member and id) are updated in place, deletions tombstone the entries
+they name, and the source's newest timestamp is remembered for incremental imports.
+Nothing here commits: if anything unexpected fails the whole import rolls back,
+so nothing is half-written and nothing stored before is lost.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import insert, select
+from sqlalchemy.orm import Session, selectinload
+
+from ridgeline import auditlog
+from ridgeline.errors import RidgelineError
+from ridgeline.exchange.models import ExchangeMeta, SyncState
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
+from ridgeline.lists.core import (
+    delete_entry,
+    initial_status,
+    normalize_signals,
+    record_change,
+    record_event,
+    validate_classification,
+)
+from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
+from ridgeline.timeutil import as_utc, isoformat
+
+#: New entries per bulk insert.
+BATCH = 5000
+
+
+@dataclass
+class ExchangeReport:
+    """What an exchange import did, with every rejected record and its position."""
+
+    list_name: str
+    format: str
+    source: str
+    batch: str
+    read: int = 0
+    added: int = 0
+    updated: int = 0
+    duplicates: int = 0
+    deleted: int = 0
+    deletions_unmatched: int = 0
+    skipped_older: int = 0
+    max_timestamp: dt.datetime | None = None
+    errors: list[dict[str, str]] = field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "list": self.list_name,
+            "format": self.format,
+            "source": self.source,
+            "batch": self.batch,
+            "read": self.read,
+            "added": self.added,
+            "updated": self.updated,
+            "duplicates": self.duplicates,
+            "deleted": self.deleted,
+            "deletions_unmatched": self.deletions_unmatched,
+            "skipped_older": self.skipped_older,
+            "max_timestamp": isoformat(self.max_timestamp),
+            "errors": self.errors,
+        }
+
+
+def last_timestamp(session: Session, hash_list: HashList, source: str) -> dt.datetime | None:
+    """The newest record timestamp imported into `hash_list` from `source`."""
+    state = session.scalar(
+        select(SyncState).where(SyncState.list_id == hash_list.id, SyncState.source == source)
+    )
+    return None if state is None or state.max_timestamp is None else as_utc(state.max_timestamp)
+
+
+class _Index:
+    """Live entries of a list by origin id and by hash, for dedup and deletions."""
+
+    def __init__(self, session: Session, hash_list: HashList) -> None:
+        self.by_origin: dict[tuple[str | None, str], list[int]] = {}
+        self.by_key: dict[tuple[str, str], list[int]] = {}
+        #: Reverse maps, so removing or renumbering an entry touches only its own keys.
+        self.origin_of: dict[int, tuple[str | None, str]] = {}
+        self.keys_of: dict[int, list[tuple[str, str]]] = {}
+        rows = session.execute(
+            select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
+                Entry.list_id == hash_list.id, Entry.deleted_at.is_(None)
+            )
+        )
+        for entry_id, member, origin_id in rows:
+            if origin_id is not None:
+                self._link_origin(entry_id, (member, origin_id))
+        keys = session.execute(
+            select(EntrySignal.signal, EntrySignal.lookup_key, EntrySignal.entry_id)
+            .join(Entry, Entry.id == EntrySignal.entry_id)
+            .where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
+        )
+        for signal, key, entry_id in keys:
+            self._link_key(entry_id, (signal, key))
+
+    def _link_origin(self, entry_id: int, origin: tuple[str | None, str]) -> None:
+        self.by_origin.setdefault(origin, []).append(entry_id)
+        self.origin_of[entry_id] = origin
+
+    def _link_key(self, entry_id: int, key: tuple[str, str]) -> None:
+        self.by_key.setdefault(key, []).append(entry_id)
+        self.keys_of.setdefault(entry_id, []).append(key)
+
+    def by_origin_of(self, record: ExchangeRecord) -> list[int]:
+        """Entries this source sent before under the same member and id."""
+        if record.origin_entry_id is None:
+            return []
+        return list(self.by_origin.get((record.origin_member, record.origin_entry_id), []))
+
+    def by_hash(self, signals: dict[str, str]) -> list[int]:
+        """Entries carrying any of these hashes."""
+        out: list[int] = []
+        for name, value in signals.items():
+            for entry_id in self.by_key.get((name, lookup_key(value)), []):
+                if entry_id not in out:
+                    out.append(entry_id)
+        return out
+
+    def add(self, entry_id: int, record: ExchangeRecord, signals: dict[str, str]) -> None:
+        if record.origin_entry_id is not None:
+            self._link_origin(entry_id, (record.origin_member, record.origin_entry_id))
+        for name, value in signals.items():
+            self._link_key(entry_id, (name, lookup_key(value)))
+
+    def remove(self, entry_id: int) -> None:
+        origin = self.origin_of.pop(entry_id, None)
+        if origin is not None:
+            self.by_origin[origin].remove(entry_id)
+        for key in self.keys_of.pop(entry_id, []):
+            self.by_key[key].remove(entry_id)
+
+    def renumber(self, old: int, new: int) -> None:
+        """A pending entry got its database id."""
+        origin = self.origin_of.pop(old, None)
+        if origin is not None:
+            ids = self.by_origin[origin]
+            ids[ids.index(old)] = new
+            self.origin_of[new] = origin
+        keys = self.keys_of.pop(old, [])
+        for key in keys:
+            ids = self.by_key[key]
+            ids[ids.index(old)] = new
+        if keys:
+            self.keys_of[new] = keys
+
+
+def apply_records(
+    session: Session,
+    hash_list: HashList,
+    parsed: ParseResult,
+    *,
+    source: str | None = None,
+    actor: str | None = None,
+    since: dt.datetime | None = None,
+    status: str | None = None,
+    confirmed_elsewhere: bool = False,
+) -> ExchangeReport:
+    """Apply every good record of `parsed` to `hash_list`; see the module docstring.
+
+    `since` skips records older than it (incremental import); records without a
+    timestamp are always applied. Parse errors are carried into the report. New
+    entries are inserted in bulk; the import is one record in the tamper-evident log
+    and one `import` event per entry in its history.
+    """
+    source_name = source or parsed.format
+    report = ExchangeReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
+    report.errors = list(parsed.errors)
+    report.read = len(parsed.records) + len(parsed.errors)
+    if status is None:
+        status = initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
+    index = _Index(session, hash_list)
+    pending = _Pending(session, hash_list, index, report, parsed.format, source_name, actor, status)
+    since_utc = as_utc(since) if since is not None else None
+    for record in parsed.records:
+        if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
+            report.skipped_older += 1
+            continue
+        try:
+            signals = normalize_signals(hash_list, record.signals) if record.signals else {}
+            classes = [validate_classification(c) for c in record.classifications]
+        except RidgelineError as exc:
+            report.errors.append({"position": record.position, "error": str(exc)})
+            continue
+        same_origin = index.by_origin_of(record)
+        if record.deleted:
+            found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
+            if not found:
+                report.deletions_unmatched += 1
+            for entry_id in pending.real_ids(found):
+                entry = session.get(Entry, entry_id)
+                if entry is not None and entry.deleted_at is None:
+                    delete_entry(session, entry, actor=actor, reason=f"deleted by {source_name}")
+                    index.remove(entry_id)
+                    report.deleted += 1
+            continue
+        if same_origin:
+            (entry_id,) = pending.real_ids(same_origin[:1])
+            if _update(session, entry_id, record, signals, classes, actor, report.batch):
+                report.updated += 1
+            else:
+                report.duplicates += 1
+            continue
+        if index.by_hash(signals):
+            report.duplicates += 1
+            continue
+        pending.add(record, signals, classes)
+    pending.flush()
+    report.max_timestamp = parsed.max_timestamp
+    _remember(session, hash_list, source_name, parsed.format, parsed.max_timestamp)
+    session.flush()
+    auditlog.append(
+        session,
+        actor,
+        "list.import",
+        f"list:{hash_list.id}",
+        {k: v for k, v in report.to_json().items() if k != "errors"}
+        | {"errors": len(report.errors), "status": status},
+    )
+    return report
+
+
+class _Pending:
+    """New entries waiting for one bulk insert; they carry negative ids until then."""
+
+    def __init__(
+        self,
+        session: Session,
+        hash_list: HashList,
+        index: _Index,
+        report: ExchangeReport,
+        fmt: str,
+        source: str,
+        actor: str | None,
+        status: str,
+    ) -> None:
+        self.session, self.hash_list, self.index, self.report = session, hash_list, index, report
+        self.fmt, self.source, self.actor, self.status = fmt, source, actor, status
+        self.items: list[tuple[int, ExchangeRecord, dict[str, str], list[dict[str, str]]]] = []
+        self.next_temp = -1
+
+    def add(
+        self, record: ExchangeRecord, signals: dict[str, str], classes: list[dict[str, str]]
+    ) -> None:
+        temp = self.next_temp
+        self.next_temp -= 1
+        self.items.append((temp, record, signals, classes))
+        self.index.add(temp, record, signals)
+        if len(self.items) >= BATCH:
+            self.flush()
+
+    def real_ids(self, ids: list[int]) -> list[int]:
+        """Database ids for `ids`, inserting the pending entries first if one is pending."""
+        if any(i < 0 for i in ids):
+            mapping = self.flush()
+            return [mapping.get(i, i) for i in ids]
+        return ids
+
+    def flush(self) -> dict[int, int]:
+        if not self.items:
+            return {}
+        items, self.items = self.items, []
+        session = self.session
+        ids = session.scalars(
+            insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+            [
+                {
+                    "list_id": self.hash_list.id,
+                    "status": self.status,
+                    "enabled": True,
+                    "classifications": classes,
+                    "source": record.source or self.source,
+                    "origin_list": record.origin_list,
+                    "origin_member": record.origin_member,
+                    "origin_entry_id": record.origin_entry_id,
+                    "import_batch": self.report.batch,
+                    "note": record.note,
+                    "submitted_by": self.actor,
+                }
+                for _, record, _, classes in items
+            ],
+        ).all()
+        rows = list(zip(ids, items, strict=True))
+        session.execute(
+            insert(EntrySignal),
+            [
+                {
+                    "entry_id": entry_id,
+                    "signal": name,
+                    "value": value,
+                    "lookup_key": lookup_key(value),
+                    "quality": record.qualities.get(name),
+                }
+                for entry_id, (_, record, signals, _) in rows
+                for name, value in signals.items()
+            ],
+        )
+        session.execute(
+            insert(EntryEvent),
+            [
+                {
+                    "entry_id": entry_id,
+                    "action": "import",
+                    "actor": self.actor,
+                    "details": {
+                        "batch": self.report.batch,
+                        "format": self.fmt,
+                        "position": record.position,
+                        "status": self.status,
+                    },
+                }
+                for entry_id, (_, record, _, _) in rows
+            ],
+        )
+        metas = [
+            {"entry_id": entry_id, "format": self.fmt, "data": record.extra}
+            for entry_id, (_, record, _, _) in rows
+            if record.extra
+        ]
+        if metas:
+            session.execute(insert(ExchangeMeta), metas)
+        session.execute(
+            insert(Change),
+            [{"list_id": self.hash_list.id, "entry_id": entry_id, "op": "add"} for entry_id in ids],
+        )
+        mapping = {temp: entry_id for entry_id, (temp, _, _, _) in rows}
+        for temp, entry_id in mapping.items():
+            self.index.renumber(temp, entry_id)
+        self.report.added += len(rows)
+        return mapping
+
+
+def _update(
+    session: Session,
+    entry_id: int,
+    record: ExchangeRecord,
+    signals: dict[str, str],
+    classes: list[dict[str, str]],
+    actor: str | None,
+    batch: str,
+) -> bool:
+    """Bring an entry the source already sent up to date; False when nothing changed."""
+    entry = session.get(Entry, entry_id, options=[selectinload(Entry.signals)])
+    if entry is None:
+        return False
+    current = {s.signal: s.value for s in entry.signals}
+    merged = {**current, **signals}
+    changed = merged != current or (classes and classes != entry.classifications)
+    if not changed:
+        return False
+    for name, value in signals.items():
+        if current.get(name) == value:
+            continue
+        for old in [s for s in entry.signals if s.signal == name]:
+            entry.signals.remove(old)
+        entry.signals.append(
+            EntrySignal(
+                signal=name,
+                value=value,
+                lookup_key=lookup_key(value),
+                quality=record.qualities.get(name),
+            )
+        )
+    if classes:
+        entry.classifications = classes
+    meta = session.get(ExchangeMeta, entry.id)
+    if record.extra:
+        if meta is None:
+            session.add(ExchangeMeta(entry_id=entry.id, format="", data=record.extra))
+        else:
+            meta.data = {**meta.data, **record.extra}
+    session.flush()
+    record_event(session, entry, "update", actor, batch=batch, signals=merged)
+    record_change(session, entry.list_id, entry.id, "update")
+    return True
+
+
+def _remember(
+    session: Session, hash_list: HashList, source: str, fmt: str, newest: dt.datetime | None
+) -> None:
+    state = session.scalar(
+        select(SyncState).where(SyncState.list_id == hash_list.id, SyncState.source == source)
+    )
+    if state is None:
+        state = SyncState(list_id=hash_list.id, source=source, format=fmt, max_timestamp=newest)
+        session.add(state)
+    elif newest is not None and (
+        state.max_timestamp is None or as_utc(state.max_timestamp) < newest
+    ):
+        state.max_timestamp = newest
+
+
+def export_items(
+    session: Session, hash_list: HashList, *, include_deleted: bool = False
+) -> list[ExportItem]:
+    """The list's entries (live, and tombstones if asked) as exporters see them.
+
+    Reads plain rows rather than ORM objects: exports are whole lists.
+    """
+    live = [] if include_deleted else [Entry.deleted_at.is_(None)]
+    in_list = [Entry.list_id == hash_list.id, *live]
+    signals: dict[int, dict[str, str]] = {}
+    qualities: dict[int, dict[str, int]] = {}
+    for entry_id, signal, value, quality in session.execute(
+        select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.value, EntrySignal.quality)
+        .join(Entry, Entry.id == EntrySignal.entry_id)
+        .where(*in_list)
+        .order_by(EntrySignal.id)
+    ):
+        signals.setdefault(entry_id, {})[signal] = value
+        if quality is not None:
+            qualities.setdefault(entry_id, {})[signal] = quality
+    metas: dict[int, dict[str, Any]] = {
+        entry_id: data
+        for entry_id, data in session.execute(
+            select(ExchangeMeta.entry_id, ExchangeMeta.data)
+            .join(Entry, Entry.id == ExchangeMeta.entry_id)
+            .where(*in_list)
+        )
+    }
+    rows = session.execute(
+        select(
+            Entry.id,
+            Entry.classifications,
+            Entry.source,
+            Entry.origin_list,
+            Entry.origin_member,
+            Entry.origin_entry_id,
+            Entry.note,
+            Entry.deleted_at,
+            Entry.updated_at,
+        )
+        .where(*in_list)
+        .order_by(Entry.id)
+    )
+    return [
+        ExportItem(
+            entry_id=row.id,
+            signals=signals.get(row.id, {}),
+            classifications=list(row.classifications or []),
+            source=row.source,
+            origin_list=row.origin_list,
+            origin_member=row.origin_member,
+            origin_entry_id=row.origin_entry_id,
+            note=row.note,
+            deleted=row.deleted_at is not None,
+            updated_at=as_utc(row.deleted_at or row.updated_at),
+            qualities=qualities.get(row.id, {}),
+            extra=dict(metas.get(row.id) or {}),
+        )
+        for row in rows
+    ]

@@ -1,0 +1,148 @@
+"""NCMEC hash-sharing XML: `queryResult` with `images`/`videos` of entries and deletions.
+
+Each entry carries an id, the sharing member (`<member id="..">name</member>`), a
+timestamp, an optional industry classification (A1, A2, B1, B2) and fingerprints:
+`md5`, `sha1`, `pdna` (PhotoDNA, base64) and `pdq`. Deleted entries
+(`deletedImage`/`deletedVideo`) become tombstones. Unlike HMA, image md5/sha1 are kept.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import xml.etree.ElementTree as ET
+from collections.abc import Sequence
+from typing import Any
+
+from ridgeline.classifications import SCHEMES
+from ridgeline.errors import BadInput
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
+from ridgeline.exchange.safexml import child_text, parse_xml
+from ridgeline.timeutil import as_utc, parse_iso
+
+NAME = "ncmec-xml"
+NAMESPACE = "https://hashsharing.ncmec.org/npo/v2/"
+#: NCMEC fingerprint tag -> Ridgeline signal name.
+FINGERPRINTS = {"md5": "md5", "sha1": "sha1", "pdna": "photodna", "pdq": "pdq", "sha256": "sha256"}
+_TAG_FOR_SIGNAL = {v: k for k, v in FINGERPRINTS.items()}
+_GROUPS = {"images": "image", "videos": "video"}
+
+
+def _timestamp(text: str | None) -> dt.datetime | None:
+    if text is None:
+        return None
+    try:
+        return parse_iso(text)
+    except ValueError:
+        raise BadInput(f"timestamp {text!r} is not ISO 8601") from None
+
+
+def parse(data: bytes, what: str = "NCMEC XML") -> ParseResult:
+    """Read a hash-sharing `queryResult` document (one page of `/entries`)."""
+    root = parse_xml(data, what)
+    result = ParseResult(NAME)
+    if root.tag != "queryResult":
+        raise BadInput(f"{what}: root element is <{root.tag}>, expected <queryResult>")
+    counters: dict[str, int] = {}
+    for group in root:
+        counters[group.tag] = counters.get(group.tag, 0) + 1
+        group_path = f"/queryResult/{group.tag}[{counters[group.tag]}]"
+        if group.tag not in _GROUPS and group.tag not in ("deletedImages", "deletedVideos"):
+            continue  # paging and other bookkeeping elements
+        seen: dict[str, int] = {}
+        for element in group:
+            seen[element.tag] = seen.get(element.tag, 0) + 1
+            path = f"{group_path}/{element.tag}[{seen[element.tag]}]"
+            try:
+                result.add(_entry(element, path))
+            except BadInput as exc:
+                result.reject(path, str(exc))
+    next_page = root.find("paging/next")
+    if next_page is not None and next_page.text:
+        result.meta["next"] = next_page.text.strip()
+    return result
+
+
+def _entry(element: ET.Element, path: str) -> ExchangeRecord:
+    tag = element.tag
+    deleted = tag.lower().startswith("deleted")
+    kind = tag[len("deleted") :].lower() if deleted else tag.lower()
+    if kind not in ("image", "video"):
+        raise BadInput(f"unexpected element <{tag}>; expected image, video or a deleted one")
+    entry_id = child_text(element, "id")
+    if entry_id is None:
+        raise BadInput("entry has no <id>")
+    member = element.find("member")
+    member_id = member.get("id") if member is not None else None
+    member_name = (member.text or "").strip() or None if member is not None else None
+    signals: dict[str, str] = {}
+    fingerprints = element.find("fingerprints")
+    for fp in fingerprints if fingerprints is not None else []:
+        name = FINGERPRINTS.get(fp.tag.lower())
+        if name is None:
+            raise BadInput(f"unknown fingerprint <{fp.tag}>; expected {', '.join(FINGERPRINTS)}")
+        if fp.text and fp.text.strip():
+            signals[name] = fp.text.strip()
+    if not deleted and not signals:
+        raise BadInput(f"entry {entry_id!r} has no fingerprints")
+    raw_class = child_text(element, "classification")
+    classes: list[dict[str, str]] = []
+    extra: dict[str, Any] = {"entry_type": kind}
+    if member_name:
+        extra["member_name"] = member_name
+    if raw_class is not None:
+        label = raw_class.upper()
+        if label in SCHEMES["industry"]:
+            classes.append({"scheme": "industry", "label": label})
+        else:
+            extra["classification"] = raw_class  # kept, but not a label we know
+    return ExchangeRecord(
+        position=path,
+        signals=signals,
+        classifications=classes,
+        source="ncmec",
+        origin_member=member_id,
+        origin_entry_id=entry_id,
+        deleted=deleted,
+        timestamp=_timestamp(child_text(element, "timestamp")),
+        extra=extra,
+    )
+
+
+def _format_time(value: dt.datetime) -> str:
+    return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def export(items: Sequence[ExportItem], *, member_name: str | None = None) -> bytes:
+    """A `queryResult` document NCMEC-format readers (HMA, Ridgeline) can take."""
+    root = ET.Element("queryResult", {"xmlns": NAMESPACE})
+    for group_tag, kind in _GROUPS.items():
+        chosen = [i for i in items if _kind(i) == kind]
+        if not chosen:
+            continue
+        group = ET.SubElement(root, group_tag, {"count": str(len(chosen))})
+        group.set("maxTimestamp", _format_time(max(i.updated_at for i in chosen)))
+        for item in chosen:
+            tag = ("deleted" + kind.capitalize()) if item.deleted else kind
+            element = ET.SubElement(group, tag)
+            ET.SubElement(element, "id").text = item.origin_entry_id or f"rl-{item.entry_id}"
+            member = ET.SubElement(element, "member", {"id": item.origin_member or "0"})
+            member.text = item.extra.get("member_name") or member_name or ""
+            ET.SubElement(element, "timestamp").text = _format_time(item.updated_at)
+            industry = [c["label"] for c in item.classifications if c["scheme"] == "industry"]
+            raw = industry[0] if industry else item.extra.get("classification")
+            if raw and not item.deleted:
+                ET.SubElement(element, "classification").text = raw
+            fps = ET.SubElement(element, "fingerprints")
+            for signal, value in item.signals.items():
+                if signal in _TAG_FOR_SIGNAL:
+                    ET.SubElement(fps, _TAG_FOR_SIGNAL[signal]).text = value
+    ET.indent(root)
+    body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
+    return body + b"\n"
+
+
+def _kind(item: ExportItem) -> str:
+    kind = item.extra.get("entry_type")
+    if kind in ("image", "video"):
+        return str(kind)
+    return "video" if "vpdq" in item.signals else "image"

@@ -1,0 +1,189 @@
+"""Project VIC VICS JSON, versions 1.3 and 2.0.
+
+1.3 documents carry `odata.metadata`; 2.0 documents carry `@odata.context`, whose URL
+names the category profile (`.../2.0.xml/US/$metadata#Media`) and the kind of export:
+`#Media` (a hash set: `value` is media) or `#Cases` (`value` is cases, each with a
+`Media` array). Each media item has `MediaID`, `Category` and hashes (`MD5`, `SHA1`,
+`PhotoDNA`, optionally `SHA256`), at top level or in `MediaFiles`.
+
+Categories 0-4 map to the `vics-us` scheme; the original value and the profile are
+kept, so an export writes back exactly what was read.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+import re
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ridgeline.classifications import SCHEMES
+from ridgeline.errors import BadInput
+from ridgeline.exchange.jsonutil import load_json, pointer
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
+from ridgeline.timeutil import as_utc, parse_iso
+
+NAME = "vics"
+_HASH_KEYS = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "photodna": "photodna"}
+_PROFILE = re.compile(r"DataModels/2\.0\.xml/([^/$#]+)")
+_KNOWN = {"mediaid", "category", "dateupdated", "mediafiles", *(_HASH_KEYS)}
+CONTEXT_20 = (
+    "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{profile}/$metadata#{kind}"
+)
+METADATA_13 = "http://github.com/ICMEC/ProjectVic/DataModels/1.3.xml#{kind}"
+
+
+def parse(data: bytes, what: str = "VICS JSON") -> ParseResult:
+    """Read a VICS 1.3 or 2.0 export (`#Media` hash set or `#Cases`)."""
+    doc = load_json(data, what)
+    if not isinstance(doc, dict):
+        raise BadInput(f"{what}: expected a JSON object with 'value', not {type(doc).__name__}")
+    result = ParseResult(NAME)
+    if "@odata.context" in doc:
+        context = str(doc["@odata.context"])
+        version = "2.0"
+        match = _PROFILE.search(context)
+        profile = match.group(1) if match else None
+    elif "odata.metadata" in doc:
+        context = str(doc["odata.metadata"])
+        version, profile = "1.3", None
+    else:
+        raise BadInput(f"{what}: neither '@odata.context' (VICS 2.0) nor 'odata.metadata' (1.3)")
+    value = doc.get("value")
+    if not isinstance(value, list):
+        raise BadInput(f"{what}: {pointer('value')} must be an array")
+    kind = "Cases" if context.endswith("#Cases") else "Media"
+    result.meta.update(version=version, profile=profile, kind=kind)
+    for i, item in enumerate(value):
+        if not isinstance(item, dict):
+            result.reject(pointer("value", i), "expected an object")
+            continue
+        if kind == "Cases" or isinstance(item.get("Media"), list):
+            media = item.get("Media")
+            if not isinstance(media, list):
+                result.reject(pointer("value", i, "Media"), "a case needs a 'Media' array")
+                continue
+            case_id = item.get("CaseID")
+            for j, m in enumerate(media):
+                _one(result, m, pointer("value", i, "Media", j), version, profile, case_id)
+        else:
+            _one(result, item, pointer("value", i), version, profile, None)
+    return result
+
+
+def _one(
+    result: ParseResult, media: Any, path: str, version: str, profile: str | None, case_id: Any
+) -> None:
+    try:
+        if not isinstance(media, dict):
+            raise BadInput("expected a media object")
+        result.add(_media(media, path, version, profile, case_id))
+    except BadInput as exc:
+        result.reject(path, str(exc))
+
+
+def _media(
+    media: Mapping[str, Any], path: str, version: str, profile: str | None, case_id: Any
+) -> ExchangeRecord:
+    lower = {str(k).lower(): v for k, v in media.items()}
+    signals = {
+        sig: str(lower[key]) for key, sig in _HASH_KEYS.items() if lower.get(key) not in (None, "")
+    }
+    files = lower.get("mediafiles")
+    if not signals and isinstance(files, list) and files and isinstance(files[0], dict):
+        first = {str(k).lower(): v for k, v in files[0].items()}
+        signals = {
+            sig: str(first[key])
+            for key, sig in _HASH_KEYS.items()
+            if first.get(key) not in (None, "")
+        }
+    if not signals:
+        raise BadInput("media has no MD5, SHA1, SHA256 or PhotoDNA")
+    category = lower.get("category")
+    classes: list[dict[str, str]] = []
+    if category is not None:
+        if isinstance(category, bool) or not isinstance(category, int | str):
+            raise BadInput(f"Category must be a number, not {json.dumps(category)}")
+        if str(category).strip() in SCHEMES["vics-us"]:
+            classes.append({"scheme": "vics-us", "label": str(category).strip()})
+    timestamp: dt.datetime | None = None
+    if lower.get("dateupdated"):
+        try:
+            timestamp = parse_iso(str(lower["dateupdated"]))
+        except ValueError:
+            raise BadInput(f"DateUpdated {lower['dateupdated']!r} is not ISO 8601") from None
+    fields = {
+        k: v
+        for k, v in media.items()
+        if str(k).lower() not in _KNOWN and (v is None or isinstance(v, str | int | float | bool))
+    }
+    extra: dict[str, Any] = {"version": version, "profile": profile, "fields": fields}
+    if category is not None:
+        extra["category"] = category
+    if case_id is not None:
+        extra["case_id"] = case_id
+    media_id = lower.get("mediaid")
+    return ExchangeRecord(
+        position=path,
+        signals=signals,
+        classifications=classes,
+        source="vics",
+        origin_entry_id=None if media_id is None else str(media_id),
+        timestamp=timestamp,
+        extra=extra,
+    )
+
+
+def _media_json(item: ExportItem) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    if item.origin_entry_id is not None:
+        out["MediaID"] = (
+            int(item.origin_entry_id) if item.origin_entry_id.isdigit() else (item.origin_entry_id)
+        )
+    else:
+        out["MediaID"] = item.entry_id
+    if "category" in item.extra:
+        out["Category"] = item.extra["category"]
+    else:
+        vics = [c["label"] for c in item.classifications if c["scheme"] == "vics-us"]
+        if vics:
+            out["Category"] = int(vics[0])
+    for signal, key in (("md5", "MD5"), ("sha1", "SHA1"), ("sha256", "SHA256")):
+        if signal in item.signals:
+            out[key] = item.signals[signal].upper()
+    if "photodna" in item.signals:
+        out["PhotoDNA"] = item.signals["photodna"]
+    out["DateUpdated"] = as_utc(item.updated_at).isoformat().replace("+00:00", "Z")
+    out.update(item.extra.get("fields") or {})
+    return out
+
+
+def export(
+    items: Sequence[ExportItem],
+    *,
+    version: str = "2.0",
+    profile: str = "US",
+    cases: bool = False,
+) -> bytes:
+    """A VICS document: a `#Media` hash set, or `#Cases` grouping media by their case."""
+    if version not in ("1.3", "2.0"):
+        raise BadInput(f"VICS version must be 1.3 or 2.0, not {version!r}")
+    live = [i for i in items if not i.deleted]  # VICS has no deletions
+    kind = "Cases" if cases else "Media"
+    if cases:
+        by_case: dict[str, list[dict[str, Any]]] = {}
+        for item in live:
+            by_case.setdefault(str(item.extra.get("case_id", "")), []).append(_media_json(item))
+        value: list[Any] = [
+            {"CaseID": (int(c) if c.isdigit() else c or None), "Media": media}
+            for c, media in by_case.items()
+        ]
+    else:
+        value = [_media_json(i) for i in live]
+    if version == "1.3":
+        doc: dict[str, Any] = {"odata.metadata": METADATA_13.format(kind=kind), "value": value}
+    else:
+        context = CONTEXT_20.format(profile=profile, kind=kind)
+        doc = {"@odata.context": context, "value": value}
+    return (json.dumps(doc, indent=1, ensure_ascii=False) + "\n").encode()

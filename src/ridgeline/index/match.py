@@ -1,0 +1,967 @@
+"""`MatchIndex`: the store-backed index every lookup goes through.
+
+Per signal, a main index is memory-mapped from a file (built from the store when the
+file is missing, stale or corrupt). Changes reach it through the store's `changes`
+feed: a changed entry is tombstoned in the main index and, if still matchable, put in
+a small in-memory delta that is searched alongside. A background compaction folds the
+delta into a new main file once it grows, and swaps it in atomically. List settings
+(enabled, thresholds, purpose) are read at query time, so a disabled list never
+matches even before its entries are touched.
+
+Matchable mirrors `ridgeline.lists.is_matchable`: list enabled (checked at query
+time) AND entry not deleted AND status == "confirmed" AND (entry enabled OR its
+`disabled_until` has passed).
+"""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import logging
+import math
+import threading
+import time
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import and_, func, or_, select
+from sqlalchemy.orm import Session
+
+from ridgeline.errors import BadInput, NotFound, RidgelineError
+from ridgeline.index.engines import EuclideanIndex, ExactIndex
+from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
+from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads, hex_to_rows
+from ridgeline.signals import get_signal
+from ridgeline.signals.pdq import MIN_QUALITY
+from ridgeline.store import Store
+from ridgeline.store.models import Change, Entry, EntrySignal, HashList
+from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
+
+log = logging.getLogger(__name__)
+
+FILE_SUFFIX = ".rlidx"
+#: vPDQ frames match when their PDQ distance is at most this (upstream default).
+VPDQ_FRAME_RADIUS = 31
+#: More changed entries than this in one refresh rebuild the index from the store.
+BULK_REBUILD = 200_000
+_CHUNK = 900  # ids per SQL IN (...) clause
+_DIGEST_BYTES = {"md5": 16, "sha1": 20, "sha256": 32}
+_ENGINES: dict[str, Any] = {
+    "hamming256": HammingIndex,
+    "vpdq": HammingIndex,
+    "exact": ExactIndex,
+    "l2": EuclideanIndex,
+}
+
+
+def signal_kind(signal: str) -> str:
+    """Which engine indexes a signal: pdq, vpdq (frames), photodna, or exact."""
+    if signal == "pdq":
+        return "hamming256"
+    if signal == "vpdq":
+        return "vpdq"
+    if signal == "photodna":
+        return "l2"
+    return "exact"
+
+
+@dataclass(frozen=True)
+class Match:
+    """One hit: which list and entry, how far, under which threshold, for what purpose."""
+
+    list_name: str
+    list_id: int
+    entry_id: int
+    signal: str
+    distance: float
+    threshold: float
+    purpose: str
+    #: Index of the dihedral variant that matched (`match_dihedral` only).
+    query_variant: int | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "list": self.list_name,
+            "entry_id": self.entry_id,
+            "distance": int(self.distance) if self.distance.is_integer() else self.distance,
+            "threshold": self.threshold,
+            "purpose": self.purpose,
+            "signal": self.signal,
+        }
+        if self.query_variant is not None:
+            out["query_variant"] = self.query_variant
+        return out
+
+
+@dataclass(frozen=True)
+class ListInfo:
+    """The list settings matching needs, reloaded when the feed says a list changed."""
+
+    id: int
+    name: str
+    purpose: str
+    enabled: bool
+    thresholds: dict[str, float]
+
+    def threshold(self, signal: str) -> float:
+        value = self.thresholds.get(signal)
+        return float(get_signal(signal).default_threshold if value is None else value)
+
+
+def rows_for(signal: str, values: Sequence[str]) -> np.ndarray:
+    """Canonical values as engine rows (2-D uint8): hash bits, digest bytes or vectors."""
+    kind = signal_kind(signal)
+    if kind in ("hamming256", "vpdq"):
+        return hex_to_rows(values)
+    if kind == "l2":
+        if not values:
+            return np.zeros((0, 144), dtype=np.uint8)
+        raw = b"".join(base64.b64decode(v) for v in values)
+        return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), -1).copy()
+    width = _DIGEST_BYTES.get(signal)
+    if width is not None:
+        raw = bytes.fromhex("".join(values))
+    else:  # plug-in signals: equality of the canonical string, by its sha256
+        width = 32
+        raw = b"".join(hashlib.sha256(v.encode()).digest() for v in values)
+    if not values:
+        return np.zeros((0, width), dtype=np.uint8)
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), width).copy()
+
+
+def entry_matchable_clause(now: dt.datetime) -> list[Any]:
+    """SQL for the entry part of `is_matchable` (the list part is checked at query time)."""
+    return [
+        Entry.deleted_at.is_(None),
+        Entry.status == "confirmed",
+        or_(
+            Entry.enabled.is_(True),
+            and_(Entry.disabled_until.is_not(None), Entry.disabled_until <= now),
+        ),
+    ]
+
+
+def default_directory(store: Store) -> Path:
+    """Next to a SQLite database (`<db>.index/`), else in the user cache directory."""
+    url = store.engine.url
+    if store.dialect == "sqlite" and url.database and url.database != ":memory:":
+        db = Path(url.database)
+        return db.with_name(db.name + ".index")
+    import platformdirs
+
+    digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
+    return Path(platformdirs.user_cache_dir("ridgeline")) / "index" / digest
+
+
+def _chunks(items: Iterable[int], size: int = _CHUNK) -> Iterator[list[int]]:
+    batch: list[int] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) == size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+class _RowCollector:
+    """Turns (entry, list, value, quality) rows from SQL into engine rows.
+
+    Values are packed into numpy chunks as they arrive, so a 10M-row build never holds
+    10M Python strings at once.
+    """
+
+    CHUNK_ROWS = 250_000
+
+    def __init__(self, signal: str) -> None:
+        self.signal = signal
+        self.kind = signal_kind(signal)
+        self.entries: list[int] = []
+        self.lists: list[int] = []
+        self.values: list[str] = []
+        self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    def add(self, entry_id: int, list_id: int, value: str, quality: int | None) -> None:
+        if self.kind == "vpdq":
+            from ridgeline.vpdq import parse_frames
+
+            try:
+                frames = parse_frames(value)
+            except ValueError:
+                log.warning("entry %s: unreadable vpdq value skipped", entry_id)
+                return
+            for frame in frames:
+                if frame.quality >= MIN_QUALITY:
+                    self.entries.append(entry_id)
+                    self.lists.append(list_id)
+                    self.values.append(frame.hash)
+        elif self.kind == "hamming256" and quality is not None and quality < MIN_QUALITY:
+            return  # CONVENTIONS: low-quality PDQ is not matched
+        else:
+            self.entries.append(entry_id)
+            self.lists.append(list_id)
+            self.values.append(value)
+        if len(self.values) >= self.CHUNK_ROWS:
+            self._flush()
+
+    def _flush(self) -> None:
+        if not self.values:
+            return
+        if min(self.entries) < 0 or max(self.entries) >= 2**32:
+            raise RidgelineError("entry ids beyond 32 bits cannot be indexed")
+        self._chunks.append(
+            (
+                rows_for(self.signal, self.values),
+                np.asarray(self.entries, dtype=np.uint32),
+                np.asarray(self.lists, dtype=np.uint32),
+            )
+        )
+        self.entries, self.lists, self.values = [], [], []
+
+    def arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        self._flush()
+        if not self._chunks:
+            empty = np.zeros(0, dtype=np.uint32)
+            return rows_for(self.signal, []), empty, empty
+        if len(self._chunks) == 1:
+            return self._chunks[0]
+        rows, entries, lists = zip(*self._chunks, strict=True)
+        return np.concatenate(rows), np.concatenate(entries), np.concatenate(lists)
+
+
+def _rows_statement(signal: str, now: dt.datetime, entry_ids: Sequence[int] | None = None) -> Any:
+    stmt = (
+        select(EntrySignal.entry_id, Entry.list_id, EntrySignal.value, EntrySignal.quality)
+        .join(Entry, Entry.id == EntrySignal.entry_id)
+        .where(EntrySignal.signal == signal, *entry_matchable_clause(now))
+    )
+    if entry_ids is not None:
+        stmt = stmt.where(EntrySignal.entry_id.in_(entry_ids))
+    return stmt.order_by(EntrySignal.entry_id, EntrySignal.id)
+
+
+@dataclass
+class _Delta:
+    gen: int
+    list_id: int
+    rows: np.ndarray
+
+
+@dataclass
+class SignalIndex:
+    """One signal's main index (usually memory-mapped) plus tombstones and a delta."""
+
+    signal: str
+    kind: str
+    main: Any
+    entries: np.ndarray
+    lists: np.ndarray
+    file: IndexFile | None = None
+    seq: int = 0
+    gen: int = 0
+    #: (tombstones: entry -> generation, delta: entry -> rows), replaced as one tuple so
+    #: a search in another thread always sees a consistent pair.
+    state: tuple[dict[int, int], dict[int, _Delta]] = field(default_factory=lambda: ({}, {}))
+    _view: tuple[dict[int, _Delta], Any, np.ndarray, np.ndarray] | None = None
+
+    @property
+    def tomb(self) -> dict[int, int]:
+        return self.state[0]
+
+    @property
+    def delta(self) -> dict[int, _Delta]:
+        return self.state[1]
+
+    def delta_rows(self) -> int:
+        return sum(len(d.rows) for d in self.delta.values())
+
+    def delta_view(
+        self, delta: dict[int, _Delta] | None = None
+    ) -> tuple[Any, np.ndarray, np.ndarray] | None:
+        """The delta as an engine (rebuilt lazily after changes), or None when empty."""
+        if delta is None:
+            delta = self.delta
+        if not delta:
+            return None
+        view = self._view
+        if view is None or view[0] is not delta:
+            parts = list(delta.items())
+            rows = np.concatenate([d.rows for _, d in parts])
+            entries = np.concatenate([np.full(len(d.rows), e, dtype=np.uint32) for e, d in parts])
+            lists = np.concatenate(
+                [np.full(len(d.rows), d.list_id, dtype=np.uint32) for _, d in parts]
+            )
+            view = (delta, _ENGINES[self.kind].build(rows), entries, lists)
+            self._view = view
+        return view[1], view[2], view[3]
+
+    def search(
+        self, queries: np.ndarray, radius: float, threads: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """(query, entry, list, raw distance) for main minus tombstones, plus the delta."""
+        tomb, delta = self.state
+        view = self.delta_view(delta)
+        res = self.main.search(queries, radius, threads=threads, sort=False)
+        q, e, li, d = res.query, self.entries[res.row], self.lists[res.row], res.distance
+        if tomb and len(e):
+            keep = np.fromiter((int(x) not in tomb for x in e), dtype=bool, count=len(e))
+            q, e, li, d = q[keep], e[keep], li[keep], d[keep]
+        if view is not None:
+            engine, de, dl = view
+            r2: SearchResult = engine.search(queries, radius, threads=1, sort=False)
+            if len(r2):
+                q = np.concatenate([q, r2.query])
+                e = np.concatenate([e, de[r2.row]])
+                li = np.concatenate([li, dl[r2.row]])
+                d = np.concatenate([d, r2.distance])
+        return q, e, li, d
+
+
+class MatchIndex:
+    """Exact matching of hashes against every enabled list, kept current from the store."""
+
+    def __init__(
+        self,
+        store: Store,
+        directory: Path,
+        *,
+        refresh_interval: float = 0.25,
+        compact_rows: int = 50_000,
+        threads: int | None = None,
+        auto_compact: bool = True,
+    ) -> None:
+        self.store = store
+        self.directory = Path(directory)
+        self.refresh_interval = refresh_interval
+        self.compact_rows = compact_rows
+        self.threads = threads or default_threads()
+        self.auto_compact = auto_compact
+        self._lock = threading.RLock()
+        self._compact_lock = threading.Lock()
+        self._signals: dict[str, SignalIndex] = {}
+        self._lists: dict[int, ListInfo] = {}
+        self._seq = 0
+        self._gaps: dict[int, float] = {}
+        self._pending_until: dict[int, dt.datetime] = {}
+        #: Time up to which expired disables have been applied (open or last refresh).
+        self._as_of = utcnow()
+        self._last_refresh = 0.0
+        self._last_file_check = 0.0
+        self._compactor: threading.Thread | None = None
+        #: Why a signal's file was rebuilt instead of used, by signal.
+        self.rebuilt: dict[str, str] = {}
+        #: Names the database a file was built from (its URL, without password, hashed).
+        self._store_id = hashlib.sha256(
+            store.engine.url.render_as_string(hide_password=True).encode()
+        ).hexdigest()[:16]
+
+    # ------------------------------------------------------------------ opening
+
+    @classmethod
+    def open(cls, store: Store, directory: Path | str | None = None, **options: Any) -> MatchIndex:
+        """Open the index for `store`; signals load (or build) on first use."""
+        index = cls(store, Path(directory) if directory else default_directory(store), **options)
+        with store.session() as session:
+            index._seq = int(session.scalar(select(func.coalesce(func.max(Change.seq), 0))) or 0)
+            index._load_lists(session)
+            index._load_pending(session)
+        index._last_refresh = time.monotonic()
+        return index
+
+    def path_for(self, signal: str) -> Path:
+        return self.directory / f"{signal}{FILE_SUFFIX}"
+
+    def load(self, signals: Iterable[str]) -> None:
+        """Load (or build) the named signals now rather than on first query."""
+        for name in signals:
+            self._signal_index(get_signal(name).name)
+
+    def _signal_index(self, signal: str) -> SignalIndex:
+        with self._lock:
+            si = self._signals.get(signal)
+            if si is None:
+                si = self._load_signal(signal)
+                self._signals[signal] = si
+            return si
+
+    def _load_signal(self, signal: str) -> SignalIndex:
+        path = self.path_for(signal)
+        try:
+            si = self._from_file(signal, IndexFile.open(path))
+        except FileNotFoundError:
+            return self._build_signal(signal)
+        except CorruptIndex as exc:
+            log.warning("rebuilding %s index: %s", signal, exc)
+            self.rebuilt[signal] = str(exc)
+            return self._build_signal(signal)
+        return si
+
+    def _from_file(self, signal: str, f: IndexFile) -> SignalIndex:
+        """A verified file as a SignalIndex, caught up with the feed since its seq."""
+        h = f.header
+        kind = signal_kind(signal)
+        if h.get("signal") != signal or h.get("kind") != kind:
+            raise CorruptIndex(f"{f.path}: holds {h.get('signal')}/{h.get('kind')}")
+        if h.get("store") != self._store_id:
+            raise CorruptIndex(f"{f.path}: built from another database")
+        try:
+            main = _ENGINES[kind].from_sections(f.arrays, h.get("params", {}))
+            entries, lists = f.arrays["entries"], f.arrays["lists"]
+        except (KeyError, ValueError) as exc:
+            raise CorruptIndex(f"{f.path}: {exc}") from None
+        if len(entries) != len(main) or len(lists) != len(main):
+            raise CorruptIndex(f"{f.path}: row arrays disagree with the index")
+        seq = int(h.get("seq", 0))
+        with self.store.session() as session:
+            if seq:
+                at = session.scalar(select(Change.at).where(Change.seq == seq))
+                if at is None or isoformat(at) != h.get("seq_at"):
+                    raise CorruptIndex(f"{f.path}: built from another database (seq {seq})")
+            si = SignalIndex(signal, kind, main, entries, lists, f, seq)
+            changed = {
+                int(e)
+                for e in session.scalars(
+                    select(Change.entry_id).where(Change.seq > seq, Change.entry_id.is_not(None))
+                )
+                if e is not None
+            }
+            now = utcnow()
+            built_at = h.get("built_at")
+            if isinstance(built_at, str):  # disables that expired since the file was built
+                changed.update(
+                    int(e)
+                    for e in session.scalars(
+                        select(Entry.id).where(
+                            Entry.enabled.is_(False),
+                            Entry.disabled_until.is_not(None),
+                            Entry.disabled_until > parse_iso(built_at),
+                            Entry.disabled_until <= now,
+                            Entry.deleted_at.is_(None),
+                        )
+                    )
+                )
+            if len(changed) > BULK_REBUILD:
+                raise CorruptIndex(f"{f.path}: {len(changed)} changes behind; rebuilding")
+            if changed:
+                self._apply(si, session, changed, now)
+        return si
+
+    def _build_signal(self, signal: str) -> SignalIndex:
+        """Read every matchable row of `signal` from the store, build, write the file."""
+        kind = signal_kind(signal)
+        now = utcnow()
+        collector = _RowCollector(signal)
+        with self.store.session() as session:
+            seq = int(session.scalar(select(func.coalesce(func.max(Change.seq), 0))) or 0)
+            seq_at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
+            result = session.execute(
+                _rows_statement(signal, now).execution_options(yield_per=50_000)
+            )
+            for entry_id, list_id, value, quality in result:
+                collector.add(entry_id, list_id, value, quality)
+        rows, entries, lists = collector.arrays()
+        return self._write_and_open(
+            signal, kind, rows, entries, lists, seq, isoformat(seq_at), built_at=now
+        )
+
+    def _write_and_open(
+        self,
+        signal: str,
+        kind: str,
+        rows: np.ndarray,
+        entries: np.ndarray,
+        lists: np.ndarray,
+        seq: int,
+        seq_at: str | None,
+        *,
+        built_at: dt.datetime,
+    ) -> SignalIndex:
+        main = _ENGINES[kind].build(rows, threads=self.threads)
+        header = {
+            "signal": signal,
+            "kind": kind,
+            "store": self._store_id,
+            "rows": len(main),
+            "seq": seq,
+            "seq_at": seq_at,
+            "built_at": isoformat(built_at),
+            "params": main.params(),
+            "created_at": isoformat(utcnow()),
+        }
+        sections = {**main.sections(), "entries": entries, "lists": lists}
+        path = self.path_for(signal)
+        try:
+            write_index_file(path, header, sections)
+            f = IndexFile.open(path, verify=False)  # just written: share it via the mmap
+            main = _ENGINES[kind].from_sections(f.arrays, f.header["params"])
+            return SignalIndex(signal, kind, main, f.arrays["entries"], f.arrays["lists"], f, seq)
+        except OSError as exc:
+            log.warning("cannot write %s (%s); keeping the index in memory only", path, exc)
+            return SignalIndex(signal, kind, main, entries, lists, None, seq)
+
+    # ------------------------------------------------------------------ lists
+
+    def _load_lists(self, session: Session) -> None:
+        self._lists = {
+            hl.id: ListInfo(
+                hl.id,
+                hl.name,
+                hl.purpose,
+                bool(hl.enabled),
+                {k: float(v) for k, v in (hl.thresholds or {}).items() if v is not None},
+            )
+            for hl in session.scalars(select(HashList))
+        }
+
+    def _load_pending(self, session: Session) -> None:
+        """Entries disabled until a future time: they become matchable without a change row."""
+        now = self._as_of = utcnow()
+        stmt = select(Entry.id, Entry.disabled_until).where(
+            Entry.enabled.is_(False),
+            Entry.disabled_until.is_not(None),
+            Entry.disabled_until > now,
+            Entry.deleted_at.is_(None),
+        )
+        self._pending_until = {int(i): as_utc(u) for i, u in session.execute(stmt) if u is not None}
+
+    def _update_pending(self, session: Session, entry_ids: Iterable[int], now: dt.datetime) -> None:
+        for chunk in _chunks(sorted(entry_ids)):
+            for eid in chunk:
+                self._pending_until.pop(eid, None)
+            stmt = select(Entry.id, Entry.disabled_until).where(
+                Entry.id.in_(chunk),
+                Entry.enabled.is_(False),
+                Entry.disabled_until.is_not(None),
+                Entry.deleted_at.is_(None),
+            )
+            for eid, until in session.execute(stmt):
+                if until is not None and as_utc(until) > now:
+                    self._pending_until[int(eid)] = as_utc(until)
+
+    # ------------------------------------------------------------------ updates
+
+    def _apply(
+        self, si: SignalIndex, session: Session, entry_ids: Iterable[int], now: dt.datetime
+    ) -> None:
+        """Re-read the changed entries: tombstone their old rows, delta their new ones."""
+        ids = sorted(set(entry_ids))
+        collector = _RowCollector(si.signal)
+        for chunk in _chunks(ids):
+            for entry_id, list_id, value, quality in session.execute(
+                _rows_statement(si.signal, now, chunk)
+            ):
+                collector.add(entry_id, list_id, value, quality)
+        rows, entries, lists = collector.arrays()
+        # copy-on-write: searches running in other threads keep the dicts they started with
+        gen = si.gen + 1
+        tomb = dict(si.tomb)
+        delta = dict(si.delta)
+        for eid in ids:
+            tomb[eid] = gen
+            delta.pop(eid, None)
+        if len(entries):
+            starts = np.flatnonzero(np.r_[True, entries[1:] != entries[:-1]])
+            ends = np.r_[starts[1:], len(entries)]
+            for a, b in zip(starts, ends, strict=True):
+                delta[int(entries[a])] = _Delta(gen, int(lists[a]), rows[a:b])
+        si.gen, si.state = gen, (tomb, delta)
+
+    def refresh(self) -> int:
+        """Apply the change feed since the last refresh; returns how many changes were read."""
+        with self._lock:
+            count = self._refresh_locked()
+            self._last_refresh = time.monotonic()
+        self._maybe_compact()
+        return count
+
+    def _refresh_locked(self) -> int:
+        now = utcnow()
+        with self.store.session() as session:
+            cond = Change.seq > self._seq
+            if self._gaps:
+                cond = or_(cond, Change.seq.in_(list(self._gaps)))
+            changes = session.execute(
+                select(Change.seq, Change.list_id, Change.entry_id).where(cond).order_by(Change.seq)
+            ).all()
+            self._track_gaps([int(c[0]) for c in changes])
+            entry_ids = {int(c[2]) for c in changes if c[2] is not None}
+            lists_changed = any(c[2] is None or c[1] not in self._lists for c in changes)
+            due = {e for e, until in self._pending_until.items() if until <= now}
+            entry_ids |= due
+            self._as_of = now
+            if lists_changed:
+                self._load_lists(session)
+            if entry_ids:
+                self._update_pending(session, entry_ids, now)
+                if len(entry_ids) > BULK_REBUILD:
+                    for name in list(self._signals):
+                        self._signals[name] = self._build_signal(name)
+                else:
+                    for si in self._signals.values():
+                        self._apply(si, session, entry_ids, now)
+        self._check_files()
+        return len(changes) + len(due)
+
+    def _track_gaps(self, seqs: list[int]) -> None:
+        """Remember skipped seqs: on PostgreSQL a lower seq can commit after a higher one."""
+        now = time.monotonic()
+        for s in seqs:
+            self._gaps.pop(s, None)
+            if s > self._seq + 1 and self.store.dialect != "sqlite":
+                for missing in range(self._seq + 1, min(s, self._seq + 1001)):
+                    self._gaps.setdefault(missing, now)
+            self._seq = max(self._seq, s)
+        for s, since in list(self._gaps.items()):
+            if now - since > 60:
+                del self._gaps[s]
+
+    def _check_files(self) -> None:
+        """Pick up a newer file another process compacted (at most every 2 s)."""
+        now = time.monotonic()
+        if now - self._last_file_check < 2.0:
+            return
+        self._last_file_check = now
+        for name, si in list(self._signals.items()):
+            if si.file is None:
+                continue
+            try:
+                st = self.path_for(name).stat()
+            except OSError:
+                continue
+            if (st.st_dev, st.st_ino, st.st_mtime_ns) == si.file.identity:
+                continue
+            try:
+                f = IndexFile.open(self.path_for(name))
+                if int(f.header.get("seq", 0)) >= si.seq:
+                    self._signals[name] = self._from_file(name, f)
+            except (CorruptIndex, OSError) as exc:
+                log.warning("ignoring changed %s index file: %s", name, exc)
+
+    def _maybe_refresh(self) -> None:
+        if time.monotonic() - self._last_refresh >= self.refresh_interval:
+            self.refresh()
+
+    # ------------------------------------------------------------------ compaction
+
+    def _maybe_compact(self) -> None:
+        if not self.auto_compact:
+            return
+        with self._lock:
+            busy = self._compactor is not None and self._compactor.is_alive()
+            due = [
+                s.signal
+                for s in self._signals.values()
+                if s.delta_rows() > self.compact_rows
+                or len(s.tomb) > max(self.compact_rows, len(s.main) // 20)
+            ]
+            if busy or not due:
+                return
+            self._compactor = threading.Thread(
+                target=self._compact_quietly, args=(due,), name="ridgeline-compact", daemon=True
+            )
+            self._compactor.start()
+
+    def _compact_quietly(self, names: list[str]) -> None:
+        for name in names:
+            try:
+                self.compact(name)
+            except Exception:  # a failed compaction leaves the live index as it was
+                log.exception("compaction of the %s index failed", name)
+
+    def compact(self, signal: str | None = None) -> None:
+        """Fold the delta and tombstones into a new main file and swap it in."""
+        names = [get_signal(signal).name] if signal else list(self._signals)
+        with self._compact_lock:
+            for name in names:
+                self._compact_one(name)
+
+    def _compact_one(self, name: str) -> None:
+        with self._lock:
+            si = self._signals.get(name)
+            if si is None:
+                return
+            snap_gen = si.gen
+            tomb = np.fromiter(si.tomb, dtype=np.int64, count=len(si.tomb))
+            delta = list(si.delta.items())
+            seq = min(self._gaps) - 1 if self._gaps else self._seq
+            as_of = self._as_of
+        with self.store.session() as session:
+            at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
+        keep = ~np.isin(si.entries, tomb) if len(tomb) else np.ones(len(si.entries), dtype=bool)
+        rows = np.concatenate([si.main.rows()[keep], *(d.rows for _, d in delta)])
+        entries = np.concatenate(
+            [si.entries[keep], *(np.full(len(d.rows), e, dtype=np.uint32) for e, d in delta)]
+        )
+        lists = np.concatenate(
+            [si.lists[keep], *(np.full(len(d.rows), d.list_id, dtype=np.uint32) for _, d in delta)]
+        )
+        new = self._write_and_open(
+            name, si.kind, rows, entries, lists, seq, isoformat(at), built_at=as_of
+        )
+        with self._lock:
+            current = self._signals.get(name)
+            if current is not si:
+                return  # replaced meanwhile (rebuild or newer file): keep that one
+            new.gen = si.gen
+            new.state = (
+                {e: g for e, g in si.tomb.items() if g > snap_gen},
+                {e: d for e, d in si.delta.items() if d.gen > snap_gen},
+            )
+            self._signals[name] = new
+
+    def wait_for_compaction(self, timeout: float | None = None) -> None:
+        """Block until a running background compaction ends."""
+        thread = self._compactor
+        if thread is not None:
+            thread.join(timeout)
+
+    # ------------------------------------------------------------------ matching
+
+    def _relevant_lists(
+        self, signal: str, names: Sequence[str | int] | None
+    ) -> tuple[dict[int, ListInfo], float]:
+        """Enabled lists to answer from (named block lists + every allow list) and the radius.
+
+        Lists are named by name (or numeric id).
+        """
+        lists = self._lists
+        if names is not None:
+            names = [lists[n].name if isinstance(n, int) and n in lists else n for n in names]
+            by_name = {info.name: info for info in lists.values()}
+            missing = [n for n in names if n not in by_name]
+            if missing:
+                with self.store.session() as session:
+                    self._load_lists(session)
+                lists = self._lists
+                by_name = {info.name: info for info in lists.values()}
+                missing = [n for n in names if n not in by_name]
+            if missing:
+                raise NotFound(f"no list named {missing[0]!r}")
+            wanted = set(names)
+        relevant = {
+            lid: info
+            for lid, info in lists.items()
+            if info.enabled and (names is None or info.name in wanted or info.purpose == "allow")
+        }
+        radius = max((info.threshold(signal) for info in relevant.values()), default=-1.0)
+        return relevant, radius
+
+    def _normalize(self, signal: str, values: Sequence[str]) -> tuple[str, list[str]]:
+        sig = get_signal(signal)
+        if isinstance(values, str):
+            raise BadInput("values must be a sequence of hash strings, not one string")
+        return sig.name, [sig.normalize(v) for v in values]
+
+    def match(
+        self,
+        signal: str,
+        values: Sequence[str],
+        *,
+        lists: Sequence[str | int] | None = None,
+        qualities: Sequence[int | None] | None = None,
+        min_quality: int = MIN_QUALITY,
+    ) -> list[list[Match]]:
+        """Matches for each value (one result list per value, in order).
+
+        Allow lists: a query that matches an enabled allow-list entry gets only its
+        allow-list matches back (no block-list matches), so callers can explain why.
+        PDQ queries with quality below `min_quality` match nothing.
+        """
+        name, canon = self._normalize(signal, values)
+        if qualities is not None and len(qualities) != len(canon):
+            raise BadInput(f"{len(qualities)} qualities for {len(canon)} values")
+        self._maybe_refresh()
+        relevant, radius = self._relevant_lists(name, lists)
+        out: list[list[Match]] = [[] for _ in canon]
+        if not canon or not relevant:
+            return out
+        si = self._signal_index(name)
+        if name == "vpdq":
+            return self._match_vpdq(si, canon, relevant)
+        usable = [
+            i
+            for i in range(len(canon))
+            if qualities is None
+            or qualities[i] is None
+            or qualities[i] >= min_quality  # type: ignore[operator]
+            or name != "pdq"
+        ]
+        if not usable:
+            return out
+        rows = rows_for(name, [canon[i] for i in usable])
+        threads = self.threads if len(usable) > 1 else 1
+        q, e, li, d = si.search(rows, radius, threads)
+        hits: dict[int, dict[int, Match]] = {}
+        for qi, eid, lid, raw in zip(q.tolist(), e.tolist(), li.tolist(), d.tolist(), strict=True):
+            m = self._make_match(si, relevant, name, lid, eid, raw)
+            if m is None:
+                continue
+            per = hits.setdefault(usable[qi], {})
+            old = per.get(eid)
+            if old is None or m.distance < old.distance:
+                per[eid] = m
+        for qi, per in hits.items():
+            out[qi] = _finish(per.values())
+        return out
+
+    def _make_match(
+        self,
+        si: SignalIndex,
+        relevant: dict[int, ListInfo],
+        signal: str,
+        list_id: int,
+        entry_id: int,
+        raw: float,
+        variant: int | None = None,
+    ) -> Match | None:
+        info = relevant.get(list_id)
+        if info is None:
+            return None
+        distance = math.sqrt(raw) if si.kind == "l2" else float(raw)
+        threshold = info.threshold(signal)
+        if distance > threshold:
+            return None
+        return Match(
+            info.name, info.id, entry_id, signal, distance, threshold, info.purpose, variant
+        )
+
+    def match_dihedral(
+        self,
+        signal: str,
+        variants: Sequence[Sequence[str]],
+        *,
+        lists: Sequence[str | int] | None = None,
+        qualities: Sequence[int | None] | None = None,
+        min_quality: int = MIN_QUALITY,
+    ) -> list[list[Match]]:
+        """Match images given as their PDQ variants (up to 8 each: rotations and flips).
+
+        One batch lookup for all variants; each image gets its best match per entry,
+        with `query_variant` the index of the variant that matched closest.
+        """
+        flat: list[str] = []
+        owner: list[tuple[int, int]] = []
+        flat_q: list[int | None] = []
+        for img, group in enumerate(variants):
+            if isinstance(group, str):
+                raise BadInput("each image needs a sequence of variant hashes")
+            for v_idx, value in enumerate(group):
+                flat.append(value)
+                owner.append((img, v_idx))
+                flat_q.append(None if qualities is None else qualities[img])
+        found = self.match(
+            signal,
+            flat,
+            lists=lists,
+            qualities=flat_q if qualities is not None else None,
+            min_quality=min_quality,
+        )
+        per_image: list[dict[int, Match]] = [{} for _ in variants]
+        for (img, v_idx), matches in zip(owner, found, strict=True):
+            for m in matches:
+                old = per_image[img].get(m.entry_id)
+                if old is None or m.distance < old.distance:
+                    per_image[img][m.entry_id] = Match(
+                        m.list_name,
+                        m.list_id,
+                        m.entry_id,
+                        m.signal,
+                        m.distance,
+                        m.threshold,
+                        m.purpose,
+                        v_idx,
+                    )
+        return [_finish(p.values()) for p in per_image]
+
+    def _match_vpdq(
+        self, si: SignalIndex, canon: list[str], relevant: dict[int, ListInfo]
+    ) -> list[list[Match]]:
+        """Frame lookups find candidate videos; the upstream vPDQ rule decides."""
+        from ridgeline.vpdq import match as vpdq_match
+        from ridgeline.vpdq import parse_frames
+
+        out: list[list[Match]] = []
+        for value in canon:
+            frames = parse_frames(value)
+            good = [f.hash for f in frames if f.quality >= MIN_QUALITY]
+            if not good:
+                out.append([])
+                continue
+            _, e, li, _ = si.search(hex_to_rows(good), VPDQ_FRAME_RADIUS, 1)
+            cands = {
+                int(x): int(y)
+                for x, y in zip(e.tolist(), li.tolist(), strict=True)
+                if y in relevant
+            }
+            matches: list[Match] = []
+            if cands:
+                with self.store.session() as session:
+                    stored = session.execute(
+                        select(EntrySignal.entry_id, EntrySignal.value).where(
+                            EntrySignal.signal == "vpdq", EntrySignal.entry_id.in_(list(cands))
+                        )
+                    ).all()
+                for entry_id, text in stored:
+                    info = relevant[cands[entry_id]]
+                    threshold = info.threshold("vpdq")
+                    res = vpdq_match(
+                        frames,
+                        parse_frames(text),
+                        distance_threshold=VPDQ_FRAME_RADIUS,
+                        query_match_threshold=100.0 - threshold,
+                    )
+                    if res.is_match:
+                        matches.append(
+                            Match(
+                                info.name,
+                                info.id,
+                                int(entry_id),
+                                "vpdq",
+                                100.0 - res.query_match_percent,
+                                threshold,
+                                info.purpose,
+                            )
+                        )
+            out.append(_finish(matches))
+        return out
+
+    # ------------------------------------------------------------------ misc
+
+    def stats(self) -> dict[str, Any]:
+        """Sizes and freshness, per loaded signal."""
+        with self._lock:
+            return {
+                "seq": self._seq,
+                "directory": str(self.directory),
+                "lists": len(self._lists),
+                "signals": {
+                    name: {
+                        "kind": si.kind,
+                        "rows": len(si.main),
+                        "delta_rows": si.delta_rows(),
+                        "tombstones": len(si.tomb),
+                        "file": str(si.file.path) if si.file else None,
+                        "file_seq": si.seq,
+                        "mih_substrings": getattr(si.main, "m", None),
+                    }
+                    for name, si in self._signals.items()
+                },
+            }
+
+    def close(self) -> None:
+        """Wait for a running compaction and drop the mapped files."""
+        self.wait_for_compaction()
+        with self._lock:
+            self._signals.clear()
+
+
+def _finish(matches: Iterable[Match]) -> list[Match]:
+    """Apply the allow-list rule and order by distance, list, entry."""
+    found = list(matches)
+    allowed = [m for m in found if m.purpose == "allow"]
+    chosen = allowed or found
+    return sorted(chosen, key=lambda m: (m.distance, m.list_name, m.entry_id))

@@ -1,0 +1,1 @@
+"""Multi-review of list entries, the review queue and reviewer wellness."""

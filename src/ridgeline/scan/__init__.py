@@ -1,0 +1,1 @@
+"""Bulk scanning: walk folders and archives, hash, match, act, resume."""

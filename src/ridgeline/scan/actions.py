@@ -1,0 +1,205 @@
+"""What a match does: `flag` it, `quarantine` the file (reversibly), draft a `report`.
+
+Actions are configured per block list (`list_actions`); allow-list matches
+suppress them, and entries held by flood control fire none.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+from collections.abc import Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+import platformdirs
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ridgeline.errors import Conflict, NotFound, RidgelineError
+from ridgeline.lists import get_list
+from ridgeline.scan.models import ListAction, QuarantineItem, ReportDraft
+from ridgeline.timeutil import isoformat, utcnow
+
+ACTIONS = ("flag", "quarantine", "report")
+DEFAULT_ACTIONS = ("flag",)
+
+
+def default_quarantine_dir() -> Path:
+    """`quarantine/` in the platform's user data directory."""
+    return Path(platformdirs.user_data_dir("ridgeline", appauthor=False)) / "quarantine"
+
+
+def validate_actions(actions: Iterable[str]) -> list[str]:
+    """Canonical, de-duplicated action names, or an error naming the bad one."""
+    out: list[str] = []
+    for raw in actions:
+        name = raw.strip().lower()
+        if name not in ACTIONS:
+            raise RidgelineError(f"unknown action {raw!r}; expected one of {', '.join(ACTIONS)}")
+        if name not in out:
+            out.append(name)
+    return out
+
+
+def set_list_actions(session: Session, list_name: str, actions: Sequence[str]) -> list[str]:
+    """Store which actions matches on a list fire."""
+    hash_list = get_list(session, list_name)
+    names = validate_actions(actions)
+    row = session.get(ListAction, hash_list.id)
+    if row is None:
+        session.add(ListAction(list_id=hash_list.id, actions=names))
+    else:
+        row.actions = names
+        row.updated_at = utcnow()
+    session.flush()
+    return names
+
+
+def get_list_actions(session: Session, list_name: str) -> list[str]:
+    """The actions configured for a list (default: flag)."""
+    hash_list = get_list(session, list_name)
+    row = session.get(ListAction, hash_list.id)
+    return list(row.actions) if row is not None else list(DEFAULT_ACTIONS)
+
+
+def actions_by_list_id(session: Session) -> dict[int, list[str]]:
+    """All configured actions, for the pipeline to look up per match."""
+    return {row.list_id: list(row.actions) for row in session.scalars(select(ListAction))}
+
+
+def file_sha256(path: str | os.PathLike[str]) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        while chunk := fh.read(1 << 20):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def quarantine_file(
+    session: Session,
+    path: str,
+    quarantine_dir: str | os.PathLike[str],
+    matches: list[dict[str, Any]],
+    *,
+    run_id: int | None = None,
+    member: str | None = None,
+) -> QuarantineItem:
+    """Move `path` into `quarantine_dir/<id>/` beside a JSON manifest; `restore` undoes it."""
+    src = Path(path)
+    st = src.stat()
+    sha256 = file_sha256(src)
+    item = QuarantineItem(
+        original_path=str(src.resolve()),
+        quarantine_path="",
+        manifest_path="",
+        sha256=sha256,
+        size=st.st_size,
+        mtime_ns=st.st_mtime_ns,
+        matches=matches,
+        run_id=run_id,
+    )
+    session.add(item)
+    session.flush()
+    folder = Path(quarantine_dir) / str(item.id)
+    folder.mkdir(parents=True, exist_ok=False, mode=0o700)
+    dest = folder / "content"
+    shutil.move(str(src), dest)
+    item.quarantine_path = str(dest.resolve())
+    item.manifest_path = str((folder / "manifest.json").resolve())
+    _write_manifest(item, member)
+    session.flush()
+    return item
+
+
+def _write_manifest(item: QuarantineItem, member: str | None = None) -> None:
+    manifest = quarantine_to_json(item)
+    if member:
+        manifest["matched_member"] = member
+    tmp = Path(item.manifest_path + ".tmp")
+    tmp.write_text(json.dumps(manifest, indent=2, ensure_ascii=False) + "\n")
+    os.replace(tmp, item.manifest_path)
+
+
+def restore_quarantined(session: Session, item_id: int) -> QuarantineItem:
+    """Put a quarantined file back where it was, with its original mtime."""
+    item = session.get(QuarantineItem, item_id)
+    if item is None:
+        raise NotFound(f"no quarantined item {item_id}")
+    if item.restored_at is not None:
+        raise Conflict(f"quarantined item {item_id} was already restored")
+    original = Path(item.original_path)
+    if original.exists():
+        raise Conflict(f"cannot restore item {item_id}: {original} exists")
+    if not Path(item.quarantine_path).is_file():
+        raise NotFound(f"quarantined file {item.quarantine_path} is missing")
+    if item.sha256 and file_sha256(item.quarantine_path) != item.sha256:
+        raise Conflict(f"quarantined file {item.quarantine_path} changed since it was moved")
+    original.parent.mkdir(parents=True, exist_ok=True)
+    shutil.move(item.quarantine_path, original)
+    if item.mtime_ns is not None:
+        os.utime(original, ns=(item.mtime_ns, item.mtime_ns))
+    item.restored_at = utcnow()
+    session.flush()
+    _write_manifest(item)
+    return item
+
+
+def list_quarantine(session: Session, *, include_restored: bool = False) -> list[QuarantineItem]:
+    query = select(QuarantineItem).order_by(QuarantineItem.id)
+    if not include_restored:
+        query = query.where(QuarantineItem.restored_at.is_(None))
+    return list(session.scalars(query))
+
+
+def quarantine_to_json(item: QuarantineItem) -> dict[str, Any]:
+    return {
+        "id": item.id,
+        "original_path": item.original_path,
+        "quarantine_path": item.quarantine_path,
+        "sha256": item.sha256,
+        "size": item.size,
+        "mtime_ns": item.mtime_ns,
+        "matches": item.matches,
+        "run_id": item.run_id,
+        "time": isoformat(item.created_at or utcnow()),
+        "restored_at": isoformat(item.restored_at),
+    }
+
+
+def draft_report(
+    session: Session,
+    *,
+    path: str | None,
+    sha256: str | None,
+    signals: dict[str, Any],
+    matches: list[dict[str, Any]],
+    context: dict[str, Any],
+) -> ReportDraft:
+    """Store a report draft: the file's hashes, its matches and where it was seen."""
+    draft = ReportDraft(
+        status="draft",
+        path=path,
+        sha256=sha256,
+        signals=signals,
+        matches=matches,
+        context=context,
+    )
+    session.add(draft)
+    session.flush()
+    return draft
+
+
+def report_to_json(draft: ReportDraft) -> dict[str, Any]:
+    return {
+        "id": draft.id,
+        "status": draft.status,
+        "path": draft.path,
+        "sha256": draft.sha256,
+        "signals": draft.signals,
+        "matches": draft.matches,
+        "context": draft.context,
+        "created_at": isoformat(draft.created_at),
+    }

@@ -1,0 +1,549 @@
+"""The scan pipeline: walk -> hash -> match (in workers) -> record and act (here).
+
+Workers (local processes or Ray tasks) do the heavy, stateless part: hashing and
+index lookups. This process is the single writer: it records every result, applies
+flood control and fires list actions, so the store sees one consistent sequence
+whatever engine ran the work.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import shutil
+import tempfile
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import select
+
+from ridgeline.errors import RidgelineError
+from ridgeline.hashing import hash_file
+from ridgeline.lists import get_list
+from ridgeline.scan.actions import (
+    DEFAULT_ACTIONS,
+    actions_by_list_id,
+    default_quarantine_dir,
+    draft_report,
+    quarantine_file,
+    validate_actions,
+)
+from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker
+from ridgeline.scan.flood import FloodPolicy, count_matches
+from ridgeline.scan.matching import Matcher, queries_from_signals
+from ridgeline.scan.models import ScanFile, ScanRun, ScanState, path_key
+from ridgeline.signals import HashOptions, get_signal
+from ridgeline.store import Store
+from ridgeline.timeutil import utcnow
+
+#: Items handed to a worker at once (amortises inter-process overhead).
+BATCH = 4
+RESUME_MODES = ("stat", "sha256")
+
+
+@dataclass
+class ScanOptions:
+    """Everything a scan needs besides the store and the paths."""
+
+    lists: list[str] = field(default_factory=list)
+    signals: list[str] | None = None
+    hash_options: HashOptions = field(default_factory=HashOptions)
+    jobs: int = 1
+    resume: bool = False
+    #: `stat`: unchanged path+size+mtime; `sha256`: also content already scanned elsewhere.
+    resume_by: str = "stat"
+    #: Actions for this scan's lists, overriding what the lists have configured.
+    actions: list[str] | None = None
+    quarantine_dir: str | None = None
+    flood: FloodPolicy = field(default_factory=FloodPolicy)
+    limits: ArchiveLimits = field(default_factory=ArchiveLimits)
+    #: Open zip/tar archives and scan their members (else hash them as files).
+    archives: bool = True
+    index_dir: str | None = None
+    work_dir: str | None = None
+    use_index: bool = True
+    engine: str = "local"
+    ray_address: str | None = None
+
+    def validate(self) -> None:
+        if self.jobs < 1:
+            raise RidgelineError("--jobs must be at least 1")
+        if self.resume_by not in RESUME_MODES:
+            raise RidgelineError(f"resume mode must be one of {', '.join(RESUME_MODES)}")
+        if self.engine not in ("local", "ray"):
+            raise RidgelineError(f"engine must be local or ray, not {self.engine!r}")
+        if self.actions is not None:
+            self.actions = validate_actions(self.actions)
+        for name in self.signals or []:
+            get_signal(name)
+
+    def worker_config(self, db_url: str) -> dict[str, Any]:
+        """What a worker needs, as plain JSON-able data (no pickled objects)."""
+        return {
+            "db_url": db_url,
+            "index_dir": self.index_dir,
+            "use_index": self.use_index,
+            "lists": self.lists,
+            "signals": self.signals,
+            "hash_options": asdict(self.hash_options),
+            "resume_sha256": self.resume and self.resume_by == "sha256",
+        }
+
+
+@dataclass
+class ScanSummary:
+    run_id: int
+    files: int = 0
+    skipped: int = 0
+    matched: int = 0
+    errors: int = 0
+    held: int = 0
+    quarantined: int = 0
+    reports: int = 0
+    seconds: float = 0.0
+
+    def to_json(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --- worker side -----------------------------------------------------------------
+
+
+class Worker:
+    """Hashes and matches items; one per process, opened once and reused."""
+
+    def __init__(self, config: dict[str, Any]) -> None:
+        self.config = config
+        self.store = Store(config["db_url"], migrate=False)
+        self.matcher = Matcher.open(
+            self.store, config.get("index_dir"), use_index=config.get("use_index", True)
+        )
+        self.options = HashOptions(**config["hash_options"])
+        self.signals = config.get("signals")
+        self.lists = config.get("lists") or None
+
+    def process(self, item: ScanItem) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "item": item.to_json(),
+            "sha256": None,
+            "kind": None,
+            "media_type": None,
+            "signals": {},
+            "matches": [],
+            "error": item.error,
+        }
+        if item.error or item.skipped:
+            return out
+        if self.config.get("resume_sha256") and not item.member:
+            from ridgeline.scan.actions import file_sha256
+
+            try:
+                digest = file_sha256(item.path)
+            except OSError as exc:
+                out["error"] = f"unreadable: {exc.strerror or exc}"
+                return out
+            if _sha256_done(self.store, digest):
+                out["sha256"] = digest
+                out["item"]["skipped"] = True
+                return out
+        result = hash_file(item.path, self.signals, self.options)
+        out["kind"] = result.kind
+        out["media_type"] = result.media_type
+        out["signals"] = result.signals
+        out["error"] = result.error
+        sha = result.signals.get("sha256")
+        out["sha256"] = sha if isinstance(sha, str) else None
+        if result.signals:
+            queries = queries_from_signals(result.signals, dihedral=self.options.dihedral)
+            try:
+                out["matches"] = self.matcher.match(queries, self.lists)
+            except RidgelineError as exc:
+                out["error"] = f"match failed: {exc}"
+        return out
+
+    def process_batch(self, items: Sequence[ScanItem]) -> list[dict[str, Any]]:
+        return [self.process(item) for item in items]
+
+    def close(self) -> None:
+        self.store.close()
+
+
+def _sha256_done(store: Store, digest: str) -> bool:
+    with store.session() as s:
+        return (
+            s.scalar(select(ScanState.id).where(ScanState.sha256 == digest, ScanState.ok).limit(1))
+            is not None
+        )
+
+
+_WORKER: Worker | None = None
+
+
+def _init_worker(config: dict[str, Any]) -> None:
+    global _WORKER
+    _WORKER = Worker(config)
+
+
+def _work(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    assert _WORKER is not None, "worker not initialised"
+    return _WORKER.process_batch([ScanItem.from_json(i) for i in items])
+
+
+def batched(items: Iterable[ScanItem], size: int = BATCH) -> Iterator[list[ScanItem]]:
+    batch: list[ScanItem] = []
+    for item in items:
+        batch.append(item)
+        if len(batch) >= size:
+            yield batch
+            batch = []
+    if batch:
+        yield batch
+
+
+def run_local(
+    items: Iterable[ScanItem], config: dict[str, Any], jobs: int
+) -> Iterator[dict[str, Any]]:
+    """Process items in order, in this process or across `jobs` worker processes."""
+    if jobs <= 1:
+        worker = Worker(config)
+        try:
+            for item in items:
+                yield worker.process(item)
+        finally:
+            worker.close()
+        return
+    window: deque[Future[list[dict[str, Any]]]] = deque()
+    with ProcessPoolExecutor(
+        max_workers=jobs, initializer=_init_worker, initargs=(config,)
+    ) as pool:
+        for batch in batched(items):
+            window.append(pool.submit(_work, [i.to_json() for i in batch]))
+            if len(window) >= jobs * 8:
+                yield from window.popleft().result()
+        while window:
+            yield from window.popleft().result()
+
+
+# --- recording side --------------------------------------------------------------
+
+
+@dataclass
+class Recorder:
+    """Writes results, applies flood control and fires actions (single writer)."""
+
+    store: Store
+    run: ScanRun
+    options: ScanOptions
+    summary: ScanSummary
+    flush_every: int = 256
+    _pending: list[dict[str, Any]] = field(default_factory=list)
+    _top: str | None = None
+    _top_ok: bool = True
+    _top_info: dict[str, Any] = field(default_factory=dict)
+    _quarantined: set[str] = field(default_factory=set)
+    _states: list[dict[str, Any]] = field(default_factory=list)
+    _last_flush: float = field(default_factory=time.monotonic)
+    _actions: dict[int, list[str]] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        with self.store.session() as s:
+            self._actions = actions_by_list_id(s)
+            self._list_ids = {get_list(s, name).id for name in self.options.lists}
+
+    def record(self, outcome: dict[str, Any]) -> dict[str, Any]:
+        """Queue one outcome; returns the row reported to the user."""
+        item = outcome["item"]
+        if item["top"] != self._top:
+            self._finish_top()
+            self._top, self._top_ok = item["top"], True
+            self._top_info = {
+                "size": item["top_size"],
+                "mtime_ns": item["mtime_ns"],
+                "sha256": None,
+            }
+        if item["skipped"]:
+            self.summary.skipped += 1
+            return {"path": item["display"], "skipped": True}
+        self.summary.files += 1
+        if outcome["error"]:
+            self.summary.errors += 1
+            self._top_ok = False
+        if not item["member"]:
+            self._top_info["sha256"] = outcome["sha256"]
+        self._pending.append(outcome)
+        now = time.monotonic()
+        if (
+            outcome["matches"]
+            or len(self._pending) >= self.flush_every
+            or now - self._last_flush > 1
+        ):
+            self.flush()
+        return self.row(outcome)
+
+    @staticmethod
+    def row(outcome: dict[str, Any]) -> dict[str, Any]:
+        item = outcome["item"]
+        return {
+            "path": item["display"],
+            "size": item["size"],
+            "sha256": outcome["sha256"],
+            "kind": outcome["kind"],
+            "signals": outcome["signals"],
+            "matches": outcome["matches"],
+            "actions": outcome.get("actions", []),
+            "error": outcome["error"],
+        }
+
+    def _finish_top(self) -> None:
+        if self._top is None or self._top_info.get("size") is None:
+            return
+        self._states.append(
+            {
+                "path": self._top,
+                "size": self._top_info["size"],
+                "mtime_ns": self._top_info["mtime_ns"],
+                "sha256": self._top_info.get("sha256"),
+                "ok": self._top_ok,
+            }
+        )
+
+    def flush(self) -> None:
+        pending, self._pending = self._pending, []
+        states, self._states = self._states, []
+        self._last_flush = time.monotonic()
+        if not pending and not states:
+            return
+        with self.store.session() as s:
+            for outcome in pending:
+                if outcome["matches"]:
+                    self._act(s, outcome)
+                item = outcome["item"]
+                s.add(
+                    ScanFile(
+                        run_id=self.run.id,
+                        path=item["display"],
+                        size=item["size"],
+                        sha256=outcome["sha256"],
+                        kind=outcome["kind"],
+                        media_type=outcome["media_type"],
+                        signals=outcome["signals"],
+                        matches=outcome["matches"],
+                        actions=outcome.get("actions", []),
+                        error=outcome["error"],
+                    )
+                )
+            if states:
+                self._save_states(s, states)
+
+    def _save_states(self, s: Any, states: list[dict[str, Any]]) -> None:
+        keys = {path_key(st["path"]): st for st in states}
+        existing = {
+            row.path_key: row
+            for row in s.scalars(select(ScanState).where(ScanState.path_key.in_(list(keys))))
+        }
+        for key, st in keys.items():
+            row = existing.get(key)
+            if row is None:
+                row = ScanState(path_key=key, path=st["path"])
+                s.add(row)
+            row.size = st["size"]
+            row.mtime_ns = st["mtime_ns"]
+            row.sha256 = st["sha256"]
+            row.ok = st["ok"]
+            row.run_id = self.run.id
+            row.scanned_at = utcnow()
+
+    def _act(self, s: Any, outcome: dict[str, Any]) -> None:
+        matches: list[dict[str, Any]] = outcome["matches"]
+        item = outcome["item"]
+        block = [m for m in matches if m["purpose"] != "allow"]
+        allow = [m for m in matches if m["purpose"] == "allow"]
+        actions: list[dict[str, Any]] = []
+        outcome["actions"] = actions
+        if not block:
+            actions.append(
+                {
+                    "action": "none",
+                    "reason": "allow-listed",
+                    "lists": sorted({m["list"] for m in allow}),
+                }
+            )
+            return
+        self.summary.matched += 1
+        held = count_matches(s, {m["entry_id"]: m["list_id"] for m in block}, self.options.flood)
+        for m in block:
+            m["held"] = m["entry_id"] in held
+        if allow:
+            actions.append(
+                {
+                    "action": "none",
+                    "reason": "allow-listed",
+                    "lists": sorted({m["list"] for m in allow}),
+                }
+            )
+            return
+        live = [m for m in block if not m["held"]]
+        if not live:
+            self.summary.held += 1
+            actions.append({"action": "none", "reason": "held by flood control"})
+            return
+        wanted: dict[str, list[str]] = {}
+        for m in live:
+            names = self._list_actions(m["list_id"])
+            for name in names:
+                wanted.setdefault(name, [])
+                if m["list"] not in wanted[name]:
+                    wanted[name].append(m["list"])
+        if "flag" in wanted:
+            actions.append({"action": "flag", "lists": wanted["flag"]})
+        if "report" in wanted:
+            draft = draft_report(
+                s,
+                path=item["display"],
+                sha256=outcome["sha256"],
+                signals=outcome["signals"],
+                matches=live,
+                context={
+                    "source": "scan",
+                    "run_id": self.run.id,
+                    "size": item["size"],
+                    "media_type": outcome["media_type"],
+                    "seen_at": utcnow().isoformat().replace("+00:00", "Z"),
+                },
+            )
+            self.summary.reports += 1
+            actions.append({"action": "report", "lists": wanted["report"], "report_id": draft.id})
+        if "quarantine" in wanted:
+            actions.append(self._quarantine(s, item, live, wanted["quarantine"]))
+
+    def _list_actions(self, list_id: int) -> list[str]:
+        if self.options.actions is not None and (not self._list_ids or list_id in self._list_ids):
+            return self.options.actions
+        return self._actions.get(list_id, list(DEFAULT_ACTIONS))
+
+    def _quarantine(
+        self, s: Any, item: dict[str, Any], matches: list[dict[str, Any]], lists: list[str]
+    ) -> dict[str, Any]:
+        top = item["top"]
+        out: dict[str, Any] = {"action": "quarantine", "lists": lists, "path": top}
+        if top in self._quarantined:
+            out["note"] = "already quarantined in this scan"
+            return out
+        target = self.options.quarantine_dir or str(default_quarantine_dir())
+        try:
+            q = quarantine_file(
+                s, top, target, matches, run_id=self.run.id,
+                member=item["display"] if item["member"] else None,
+            )  # fmt: skip
+        except OSError as exc:
+            out["error"] = f"could not quarantine: {exc.strerror or exc}"
+            return out
+        self._quarantined.add(top)
+        self.summary.quarantined += 1
+        out["quarantine_id"] = q.id
+        return out
+
+    def abort(self) -> None:
+        """Save what is done, but not the unfinished top-level file (it is rescanned)."""
+        self._top = None
+        self.flush()
+
+    def close(self) -> None:
+        self._finish_top()
+        self._top = None
+        self.flush()
+
+
+# --- entry point -----------------------------------------------------------------
+
+
+def _resume_skip(store: Store) -> Callable[[ScanItem], bool]:
+    """Skip a top-level file whose path, size and mtime match an earlier clean scan."""
+
+    def skip(item: ScanItem) -> bool:
+        with store.session() as s:
+            row = s.scalar(select(ScanState).where(ScanState.path_key == path_key(item.top)))
+        return (
+            row is not None and row.ok and row.size == item.size and row.mtime_ns == item.mtime_ns
+        )
+
+    return skip
+
+
+def scan(
+    store: Store,
+    paths: Sequence[str | os.PathLike[str]],
+    options: ScanOptions | None = None,
+    *,
+    on_result: Callable[[dict[str, Any]], None] | None = None,
+) -> ScanSummary:
+    """Scan files, folders and archives against lists; record everything in the store.
+
+    `on_result` is called with each file's row (path, hashes, matches, actions,
+    error) in walk order. Bad files are recorded with their error and the scan goes on.
+    """
+    options = options or ScanOptions()
+    options.validate()
+    str_paths = [os.fspath(p) for p in paths]
+    for p in str_paths:
+        if not os.path.exists(p):
+            raise RidgelineError(f"no such file or folder: {p}")
+    with store.session() as s:
+        for name in options.lists:
+            get_list(s, name)  # NotFound names the missing list
+        run = ScanRun(
+            engine=options.engine,
+            paths=str_paths,
+            lists=list(options.lists),
+            options={
+                "signals": options.signals,
+                "dihedral": options.hash_options.dihedral,
+                "resume": options.resume,
+                "resume_by": options.resume_by,
+                "actions": options.actions,
+                "flood": options.flood.to_json(),
+                "limits": options.limits.to_json(),
+                "jobs": options.jobs,
+            },
+        )
+        s.add(run)
+    summary = ScanSummary(run_id=run.id)
+    started = time.monotonic()
+    work = Path(tempfile.mkdtemp(prefix="ridgeline-scan-", dir=options.work_dir))
+    try:
+        walker = Walker(work, options.limits, skip=_resume_skip(store) if options.resume else None)
+        items = walker.walk(str_paths)
+        config = options.worker_config(store.url)
+        if options.engine == "ray":
+            from ridgeline.scan.ray_engine import run_ray
+
+            outcomes = run_ray(items, config, address=options.ray_address)
+        else:
+            outcomes = run_local(items, config, options.jobs)
+        recorder = Recorder(store, run, options, summary)
+        try:
+            for outcome in outcomes:
+                row = recorder.record(outcome)
+                if on_result is not None:
+                    on_result(row)
+        except BaseException:
+            # Interrupted (Ctrl-C, a worker died): keep what was already scanned so
+            # that `--resume` continues from here, then re-raise.
+            with contextlib.suppress(Exception):
+                recorder.abort()
+            raise
+        recorder.close()
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    summary.seconds = round(time.monotonic() - started, 3)
+    with store.session() as s:
+        stored = s.get(ScanRun, run.id)
+        assert stored is not None
+        stored.finished_at = utcnow()
+        stored.counts = summary.to_json()
+    return summary

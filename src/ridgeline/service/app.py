@@ -1,0 +1,329 @@
+"""The FastAPI application: configuration, error mapping, metrics, health, routes.
+
+`create_app(config)` builds an app over one store and one matcher. `ridgeline serve`
+runs `app_from_env` in each uvicorn worker; every worker opens the shared
+memory-mapped index and polls the change feed in a background thread, so an entry
+added through any worker is matchable in all of them within about a second.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import time
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    Histogram,
+    generate_latest,
+)
+from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ridgeline import __version__
+from ridgeline.errors import (
+    BadInput,
+    Conflict,
+    DecompressionBomb,
+    InvalidHash,
+    NotFound,
+    PermissionDenied,
+    RidgelineError,
+    UnknownSignal,
+)
+from ridgeline.scan.matching import Matcher
+from ridgeline.service.auth import PUBLIC, ApiError, RateLimiter
+from ridgeline.service.keys import KeyVerifier
+from ridgeline.store import Store
+
+ENV_CONFIG = "RIDGELINE_SERVICE_CONFIG"
+
+
+@dataclass
+class ServiceConfig:
+    """Limits and settings of one API server (all workers share it through the env)."""
+
+    db: str | None = None
+    index_dir: str | None = None
+    max_upload_bytes: int = 50 << 20
+    max_pixels: int = 50_000_000
+    #: Content kinds uploads may be (sniffed from the bytes, not the file name).
+    upload_kinds: list[str] = field(default_factory=lambda: ["image", "video", "file"])
+    request_timeout_s: float = 30.0
+    #: Requests per second per key unless the key sets its own limit.
+    default_rate_limit: float = 100.0
+    #: Hosts `/v1/match` may fetch `url`s from; empty means never fetch.
+    fetch_allow_hosts: list[str] = field(default_factory=list)
+    #: How often each worker polls the change feed (hot updates).
+    refresh_interval_s: float = 0.25
+    #: `/readyz` fails when the index is older than this.
+    ready_max_age_s: float = 5.0
+    use_index: bool = True
+    #: Key file for decrypting review media (else RIDGELINE_EVIDENCE_KEY[_FILE]).
+    evidence_key_file: str | None = None
+    #: How long a verified key is trusted before it is checked again (revocation delay).
+    key_cache_s: float = 5.0
+
+    def to_env(self) -> str:
+        return json.dumps(asdict(self))
+
+    @classmethod
+    def from_env(cls) -> ServiceConfig:
+        raw = os.environ.get(ENV_CONFIG)
+        return cls(**json.loads(raw)) if raw else cls()
+
+
+class Metrics:
+    """Prometheus metrics in a registry of the app's own (one per app, not global)."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "ridgeline_http_requests_total",
+            "HTTP requests by route, method and status.",
+            ["route", "method", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "ridgeline_http_request_seconds",
+            "HTTP request latency by route.",
+            ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.02, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 10),
+            registry=self.registry,
+        )
+        self.matches = Counter(
+            "ridgeline_matches_total",
+            "Matches returned, by signal.",
+            ["signal"],
+            registry=self.registry,
+        )
+        self.index_age = Gauge(
+            "ridgeline_index_age_seconds",
+            "Seconds since this worker last synced its index with the change feed.",
+            registry=self.registry,
+        )
+
+
+class MetricsMiddleware:
+    """Counts and times every request by its route template (plain ASGI: low overhead)."""
+
+    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+        self.app = app
+        self.metrics = metrics
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        start = time.perf_counter()
+        status = {"code": 500}
+
+        async def send_wrapper(message: Message) -> None:
+            if message["type"] == "http.response.start":
+                status["code"] = message["status"]
+            await send(message)
+
+        try:
+            await self.app(scope, receive, send_wrapper)
+        finally:
+            route = scope.get("route")
+            label = getattr(route, "path", "unmatched")
+            self.metrics.requests.labels(label, scope["method"], str(status["code"])).inc()
+            self.metrics.latency.labels(label).observe(time.perf_counter() - start)
+
+
+def error_response(
+    status: int, code: str, message: str, headers: dict[str, str] | None = None
+) -> JSONResponse:
+    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+
+
+#: Library errors -> HTTP status. Bad hashes and bad input are 400, never 500.
+STATUS_BY_ERROR: list[tuple[type[RidgelineError], int]] = [
+    (InvalidHash, 400),
+    (UnknownSignal, 400),
+    (DecompressionBomb, 413),
+    (BadInput, 400),
+    (NotFound, 404),
+    (Conflict, 409),
+    (PermissionDenied, 403),
+]
+
+
+def _install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(ApiError)
+    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
+        return error_response(exc.status, exc.code, exc.message, exc.headers)
+
+    @app.exception_handler(RidgelineError)
+    async def ridgeline_error(_: Request, exc: RidgelineError) -> JSONResponse:
+        status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+        return error_response(status, exc.code, str(exc))
+
+    @app.exception_handler(RequestValidationError)
+    async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        problems = "; ".join(
+            f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
+        )
+        return error_response(400, "invalid_request", problems or "invalid request")
+
+    @app.exception_handler(StarletteHTTPException)
+    async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
+        return error_response(
+            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
+        )
+
+    @app.exception_handler(Exception)
+    async def unexpected(_: Request, exc: Exception) -> JSONResponse:
+        return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
+
+
+class Refresher:
+    """Background thread keeping this worker's matcher in step with the change feed."""
+
+    def __init__(self, matcher: Matcher, interval: float) -> None:
+        self.matcher = matcher
+        self.interval = interval
+        #: Entries held by flood control, reloaded with every refresh.
+        self.held: frozenset[int] = frozenset()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="index-refresh", daemon=True)
+        self.last_error: str | None = None
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def _run(self) -> None:
+        while not self._stop.wait(self.interval):
+            try:
+                self.matcher.refresh(force=True)
+                self.reload_held()
+                self.last_error = None
+            except Exception as exc:  # keep serving; /readyz reports staleness
+                self.last_error = f"{type(exc).__name__}: {exc}"
+
+    def reload_held(self) -> None:
+        from sqlalchemy import select
+
+        from ridgeline.scan.models import FloodHold
+
+        with self.matcher.store.session() as s:
+            rows = s.scalars(select(FloodHold.entry_id).where(FloodHold.status == "held"))
+            self.held = frozenset(rows)
+
+    def stop(self) -> None:
+        self._stop.set()
+        self._thread.join(timeout=5)
+
+
+class ContentLengthLimit:
+    """Refuses request bodies declared larger than the upload limit before reading them."""
+
+    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
+        self.app = app
+        self.max_bytes = max_bytes
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http":
+            for name, value in scope.get("headers", []):
+                if (
+                    name == b"content-length"
+                    and value.isdigit()
+                    and int(value) > self.max_bytes + 65536
+                ):
+                    response = error_response(
+                        413, "too_large", f"request body exceeds {self.max_bytes} bytes"
+                    )
+                    await response(scope, receive, send)
+                    return
+        await self.app(scope, receive, send)
+
+
+def create_app(config: ServiceConfig | None = None, store: Store | None = None) -> FastAPI:
+    """Build the API over `store` (or the one `config.db` names)."""
+    config = config or ServiceConfig()
+    store = store or Store.open(config.db)
+    metrics = Metrics()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        matcher = Matcher.open(store, config.index_dir, use_index=config.use_index)
+        matcher.auto_refresh = False
+        matcher.refresh_interval = config.refresh_interval_s
+        refresher = Refresher(matcher, config.refresh_interval_s)
+        app.state.matcher = matcher
+        app.state.refresher = refresher
+        refresher.reload_held()
+        refresher.start()
+        try:
+            yield
+        finally:
+            refresher.stop()
+
+    app = FastAPI(
+        title="Ridgeline",
+        version=__version__,
+        description="Hash, match and look up known CSAM by its fingerprints; manage lists.",
+        lifespan=lifespan,
+    )
+    app.state.config = config
+    app.state.store = store
+    app.state.metrics = metrics
+    app.state.verifier = KeyVerifier(config.key_cache_s)
+    app.state.limiter = RateLimiter(config.default_rate_limit)
+    app.state.matcher = None
+    _install_error_handlers(app)
+    app.add_middleware(ContentLengthLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(MetricsMiddleware, metrics=metrics)
+
+    public = {"openapi_extra": {"x-ridgeline-permission": PUBLIC}}
+
+    @app.get("/healthz", tags=["health"], **public)  # type: ignore[arg-type]
+    def healthz() -> dict[str, str]:
+        """The process is up (says nothing about the index)."""
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["health"], **public)  # type: ignore[arg-type]
+    def readyz(request: Request) -> JSONResponse:
+        """Ready when the index is loaded and fresh."""
+        matcher: Matcher | None = request.app.state.matcher
+        if matcher is None:
+            return error_response(503, "not_ready", "index not loaded")
+        age = matcher.age()
+        metrics.index_age.set(age)
+        if age > config.ready_max_age_s:
+            return error_response(503, "index_stale", f"index last synced {age:.1f}s ago")
+        return JSONResponse({"status": "ready", "index_age_s": round(age, 3)})
+
+    @app.get("/metrics", tags=["health"], **public)  # type: ignore[arg-type]
+    def metrics_endpoint(request: Request) -> Response:
+        """Prometheus metrics of this worker."""
+        matcher: Matcher | None = request.app.state.matcher
+        if matcher is not None:
+            metrics.index_age.set(matcher.age())
+        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+
+    from ridgeline.service.routes import register_routes
+
+    register_routes(app)
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """uvicorn factory for `ridgeline serve` workers (config in RIDGELINE_SERVICE_CONFIG)."""
+    return create_app(ServiceConfig.from_env())
+
+
+Handler = Callable[..., Any]

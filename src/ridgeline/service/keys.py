@@ -1,0 +1,154 @@
+"""API keys: random secrets stored only as argon2 hashes, found by a public prefix.
+
+A key reads `rl_<prefix>_<secret>`. The prefix selects one row; the secret is
+checked against its argon2 hash. Verified keys are cached briefly in memory (by a
+SHA-256 of the whole key) so the slow, deliberately costly argon2 check runs once
+per key per process, not once per request.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import threading
+import time
+from dataclasses import dataclass
+from typing import Any
+
+from argon2 import PasswordHasher
+from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
+from sqlalchemy import select
+from sqlalchemy.orm import Session
+
+from ridgeline.errors import NotFound, RidgelineError
+from ridgeline.scan.models import ApiKey
+from ridgeline.timeutil import isoformat, utcnow
+
+#: Roles, as named in the issue. `provider` may hash, match and look up only.
+ROLES = ("admin", "curator", "reviewer", "auditor", "provider", "analyst", "law-enforcement")
+KEY_PREFIX = "rl_"
+CACHE_SECONDS = 5.0
+
+#: argon2id with the OWASP-recommended minimum (19 MiB, 2 passes): key secrets are
+#: 256-bit random, so the hash guards a leaked table, not guessable passwords.
+_hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who is calling: the key's id, name, role and rate limit."""
+
+    key_id: int
+    name: str
+    role: str
+    rate_limit: float | None
+
+
+def create_key(
+    session: Session, name: str, role: str, *, rate_limit: float | None = None
+) -> tuple[ApiKey, str]:
+    """Create a key; returns the row and the secret, which is never stored or shown again."""
+    if role not in ROLES:
+        raise RidgelineError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    if not name.strip():
+        raise RidgelineError("a key needs a name")
+    if rate_limit is not None and rate_limit <= 0:
+        raise RidgelineError("rate limit must be a positive number of requests per second")
+    prefix = secrets.token_hex(6)
+    secret = secrets.token_urlsafe(32)
+    key = ApiKey(
+        prefix=prefix,
+        secret_hash=_hasher.hash(secret),
+        name=name.strip(),
+        role=role,
+        rate_limit=rate_limit,
+    )
+    session.add(key)
+    session.flush()
+    return key, f"{KEY_PREFIX}{prefix}_{secret}"
+
+
+def revoke_key(session: Session, key_id: int) -> ApiKey:
+    key = session.get(ApiKey, key_id)
+    if key is None:
+        raise NotFound(f"no API key {key_id}")
+    if key.revoked_at is None:
+        key.revoked_at = utcnow()
+        session.flush()
+    return key
+
+
+def list_keys(session: Session, *, include_revoked: bool = False) -> list[ApiKey]:
+    query = select(ApiKey).order_by(ApiKey.id)
+    if not include_revoked:
+        query = query.where(ApiKey.revoked_at.is_(None))
+    return list(session.scalars(query))
+
+
+def key_to_json(key: ApiKey) -> dict[str, Any]:
+    """Public view of a key: never the secret or its hash."""
+    return {
+        "id": key.id,
+        "prefix": f"{KEY_PREFIX}{key.prefix}",
+        "name": key.name,
+        "role": key.role,
+        "rate_limit": key.rate_limit,
+        "created_at": isoformat(key.created_at),
+        "revoked_at": isoformat(key.revoked_at),
+    }
+
+
+def parse_token(token: str) -> tuple[str, str] | None:
+    """(prefix, secret) of a well-formed key, else None."""
+    token = token.strip()
+    if not token.startswith(KEY_PREFIX):
+        return None
+    prefix, sep, secret = token[len(KEY_PREFIX) :].partition("_")
+    if not sep or len(prefix) != 12 or not secret:
+        return None
+    return prefix, secret
+
+
+class KeyVerifier:
+    """Checks presented keys against the store, caching recent successes."""
+
+    def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
+        self.cache_seconds = cache_seconds
+        self._cache: dict[str, tuple[float, Principal]] = {}
+        self._lock = threading.Lock()
+
+    def cached(self, token: str) -> Principal | None:
+        """The principal if this exact key was verified recently (no I/O, no argon2)."""
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > time.monotonic():
+            return hit[1]
+        return None
+
+    def verify(self, session_factory: Any, token: str) -> Principal | None:
+        """The caller's principal, or None for an unknown, wrong or revoked key."""
+        parsed = parse_token(token)
+        if parsed is None:
+            return None
+        digest = hashlib.sha256(token.encode()).hexdigest()
+        now = time.monotonic()
+        with self._lock:
+            hit = self._cache.get(digest)
+        if hit is not None and hit[0] > now:
+            return hit[1]
+        prefix, secret = parsed
+        with session_factory() as session:
+            key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
+            if key is None or key.revoked_at is not None:
+                return None
+            try:
+                _hasher.verify(key.secret_hash, secret)
+            except (VerifyMismatchError, VerificationError, InvalidHashError):
+                return None
+            principal = Principal(key.id, key.name, key.role, key.rate_limit)
+        with self._lock:
+            if len(self._cache) > 10_000:
+                self._cache.clear()
+            self._cache[digest] = (now + self.cache_seconds, principal)
+        return principal

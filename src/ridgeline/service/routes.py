@@ -1,0 +1,398 @@
+"""The `/v1` endpoints: thin wrappers over library functions, one permission each."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
+from fastapi.responses import JSONResponse
+from pydantic import BaseModel, Field
+
+from ridgeline import lists as L
+from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
+from ridgeline.scan.matching import Matcher, queries_from_signals
+from ridgeline.scan.matching import Query as MatchQuery
+from ridgeline.service.auth import PERMISSION_KEY, ApiError, requires
+from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
+from ridgeline.service.uploads import fetch_url, hash_with_timeout, spooled_upload
+from ridgeline.signals import HashOptions, get_signal
+from ridgeline.timeutil import parse_iso
+
+MAX_LOOKUP_VALUES = 1000
+PREFIX = "/v1"
+
+
+def endpoint(
+    router: FastAPI, method: str, path: str, permission: str, **kwargs: Any
+) -> Callable[..., Any]:
+    """Register `/v1` + `path` guarded by `permission` (also in its OpenAPI extras)."""
+    return router.api_route(
+        PREFIX + path,
+        methods=[method],
+        dependencies=[Depends(requires(permission))],
+        openapi_extra={PERMISSION_KEY: permission, **kwargs.pop("openapi_extra", {})},
+        **kwargs,
+    )
+
+
+def _actor(request: Request) -> str:
+    principal: Principal = request.state.principal
+    return f"key:{principal.name}"
+
+
+def _matcher(request: Request) -> Matcher:
+    matcher: Matcher | None = request.app.state.matcher
+    if matcher is None:
+        raise ApiError(503, "not_ready", "index not loaded")
+    return matcher
+
+
+def _match(
+    request: Request, queries: list[MatchQuery], lists: list[str] | None
+) -> list[dict[str, Any]]:
+    matches = _matcher(request).match(queries, lists or None)
+    if matches:
+        held = request.app.state.refresher.held
+        metrics = request.app.state.metrics
+        for m in matches:
+            m["held"] = m["entry_id"] in held
+            metrics.matches.labels(m["signal"]).inc()
+    return matches
+
+
+def _hash_options(request: Request, dihedral: bool) -> HashOptions:
+    return HashOptions(dihedral=dihedral, max_pixels=request.app.state.config.max_pixels)
+
+
+class HashesIn(BaseModel):
+    """Match by hashes: `{"signals": {"pdq": "..." | ["...", ...], "md5": "..."}}`, or a URL."""
+
+    signals: dict[str, str | list[str]] = Field(default_factory=dict)
+    lists: list[str] = Field(default_factory=list)
+    url: str | None = None
+    dihedral: bool = False
+
+
+class ListIn(BaseModel):
+    name: str
+    purpose: str = "block"
+    signals: list[str] = Field(default_factory=list)
+    thresholds: dict[str, float] = Field(default_factory=dict)
+    description: str | None = None
+    owner: str | None = None
+    review_quorum: int = 0
+
+
+class EntryIn(BaseModel):
+    signals: dict[str, str]
+    classifications: list[dict[str, str]] = Field(default_factory=list)
+    source: str | None = None
+    note: str | None = None
+    qualities: dict[str, int] = Field(default_factory=dict)
+
+
+class EnabledIn(BaseModel):
+    enabled: bool
+    until: str | None = None
+    reason: str | None = None
+
+
+class ActionsIn(BaseModel):
+    actions: list[str]
+
+
+class KeyIn(BaseModel):
+    name: str
+    role: str
+    rate_limit: float | None = None
+
+
+def register_routes(router: FastAPI) -> None:
+    """Add every `/v1` endpoint to the app (directly, so each is a plain APIRoute)."""
+    from ridgeline.service.routes_review import register_review_routes
+
+    register_review_routes(router, endpoint)
+
+    # --- hashing and matching (providers) ------------------------------------------
+
+    @endpoint(router, "POST", "/hash", "hash", tags=["match"])
+    def hash_upload(
+        request: Request,
+        file: Annotated[UploadFile, File(description="The content to hash")],
+        dihedral: Annotated[bool, Form()] = False,
+    ) -> dict[str, Any]:
+        """Upload a file; get its signals (md5, sha1, sha256 and PDQ/vPDQ by type)."""
+        config = request.app.state.config
+        with spooled_upload(file.file, config.max_upload_bytes, config.upload_kinds) as path:
+            result = hash_with_timeout(
+                path, _hash_options(request, dihedral), config.request_timeout_s
+            )
+        return {
+            "kind": result.kind,
+            "media_type": result.media_type,
+            "size": result.size,
+            "signals": result.signals,
+        }
+
+    @endpoint(
+        router,
+        "POST",
+        "/match",
+        "match",
+        tags=["match"],
+        openapi_extra={
+            "requestBody": {
+                "content": {
+                    "application/json": {"schema": HashesIn.model_json_schema()},
+                    "multipart/form-data": {
+                        "schema": {
+                            "type": "object",
+                            "properties": {
+                                "file": {"type": "string", "format": "binary"},
+                                "dihedral": {"type": "boolean"},
+                                "lists": {"type": "string", "description": "comma-separated"},
+                            },
+                            "required": ["file"],
+                        }
+                    },
+                },
+                "required": True,
+            }
+        },
+    )
+    async def match(request: Request) -> JSONResponse:
+        """Match an upload (multipart `file`) or hashes (JSON); signals and matches together."""
+        import asyncio
+
+        config = request.app.state.config
+        ctype = request.headers.get("content-type", "")
+        if ctype.startswith("multipart/form-data"):
+            form = await request.form()
+            upload = form.get("file")
+            if upload is None or isinstance(upload, str):
+                raise ApiError(400, "invalid_request", "multipart upload needs a `file` part")
+            dihedral = str(form.get("dihedral", "false")).lower() in ("1", "true", "yes", "on")
+            lists = [x.strip() for x in str(form.get("lists", "")).split(",") if x.strip()]
+            body = await asyncio.to_thread(_match_upload, request, upload.file, dihedral, lists)
+            return JSONResponse(body)
+        try:
+            raw = await request.json()
+            data = HashesIn.model_validate(raw)
+        except ValueError as exc:
+            raise ApiError(
+                400, "invalid_request", f"expected JSON hashes or a multipart upload: {exc}"
+            ) from None
+        if data.url:
+            response = await asyncio.to_thread(
+                fetch_url,
+                data.url,
+                config.fetch_allow_hosts,
+                config.max_upload_bytes,
+                config.request_timeout_s,
+            )
+            try:
+                body = await asyncio.to_thread(
+                    _match_upload, request, response, data.dihedral, data.lists
+                )
+            finally:
+                response.close()
+            return JSONResponse(body)
+        if not data.signals:
+            raise ApiError(400, "invalid_request", "give `signals`, a `url` or a multipart `file`")
+        queries: list[MatchQuery] = []
+        canonical: dict[str, Any] = {}
+        for name, value in data.signals.items():
+            signal = get_signal(name)
+            values = value if isinstance(value, list) else [value]
+            if len(values) > MAX_LOOKUP_VALUES:
+                raise ApiError(
+                    400, "too_many_values", f"at most {MAX_LOOKUP_VALUES} values per signal"
+                )
+            norm = [signal.normalize(v) for v in values]
+            canonical[signal.name] = norm if isinstance(value, list) else norm[0]
+            queries.extend(MatchQuery(signal.name, v) for v in norm)
+        matches = await asyncio.to_thread(_match, request, queries, data.lists)
+        return JSONResponse({"signals": canonical, "matches": matches})
+
+    def _match_upload(
+        request: Request, source: Any, dihedral: bool, lists: list[str]
+    ) -> dict[str, Any]:
+        config = request.app.state.config
+        with spooled_upload(source, config.max_upload_bytes, config.upload_kinds) as path:
+            result = hash_with_timeout(
+                path, _hash_options(request, dihedral), config.request_timeout_s
+            )
+        queries = queries_from_signals(result.signals, dihedral=dihedral)
+        return {
+            "kind": result.kind,
+            "media_type": result.media_type,
+            "size": result.size,
+            "signals": result.signals,
+            "matches": _match(request, queries, lists),
+        }
+
+    @endpoint(router, "GET", "/lookup", "match", tags=["match"])
+    async def lookup(
+        request: Request,
+        signal: Annotated[str, Query(description="Signal name, e.g. pdq, md5")],
+        value: Annotated[str, Query(description="The hash")],
+        list_: Annotated[
+            list[str] | None, Query(alias="list", description="Restrict to lists")
+        ] = None,
+        quality: Annotated[int | None, Query(ge=0, le=100)] = None,
+    ) -> dict[str, Any]:
+        """Look one hash up by signal and value (in-memory index: no thread hop)."""
+        sig = get_signal(signal)
+        canonical = sig.normalize(value)
+        matches = _match(request, [MatchQuery(sig.name, canonical, quality)], list_)
+        return {"signal": sig.name, "value": canonical, "matches": matches}
+
+    # --- lists and entries (curators; never providers) ------------------------------
+
+    @endpoint(router, "GET", "/lists", "lists:read", tags=["lists"])
+    def get_lists(request: Request) -> list[dict[str, Any]]:
+        """All lists with their settings."""
+        with request.app.state.store.session() as s:
+            return [L.list_to_json(hl) for hl in L.list_lists(s)]
+
+    @endpoint(router, "POST", "/lists", "lists:write", tags=["lists"], status_code=201)
+    def post_list(request: Request, body: ListIn) -> dict[str, Any]:
+        """Create a list."""
+        with request.app.state.store.session() as s:
+            hl = L.create_list(
+                s,
+                body.name,
+                purpose=body.purpose,
+                signals=body.signals,
+                thresholds=body.thresholds,
+                description=body.description,
+                owner=body.owner,
+                review_quorum=body.review_quorum,
+            )
+            return L.list_to_json(hl)
+
+    @endpoint(router, "GET", "/lists/{name}", "lists:read", tags=["lists"])
+    def get_one_list(request: Request, name: str) -> dict[str, Any]:
+        """One list's settings."""
+        with request.app.state.store.session() as s:
+            return L.list_to_json(L.get_list(s, name))
+
+    @endpoint(router, "GET", "/lists/{name}/entries", "lists:read", tags=["lists"])
+    def get_entries(
+        request: Request,
+        name: str,
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+        status: str | None = None,
+    ) -> dict[str, Any]:
+        """A page of a list's entries (page on with `after_id`)."""
+        with request.app.state.store.session() as s:
+            entries = L.list_entries(
+                s, L.get_list(s, name), status=status, after_id=after_id, limit=limit
+            )
+            rows = [L.entry_to_json(e) for e in entries]
+        return {"entries": rows, "next_after_id": rows[-1]["id"] if len(rows) == limit else None}
+
+    @endpoint(
+        router, "POST", "/lists/{name}/entries", "lists:write", tags=["lists"], status_code=201
+    )
+    def post_entry(request: Request, name: str, body: EntryIn) -> dict[str, Any]:
+        """Add an entry; it is matchable in every worker within about a second."""
+        with request.app.state.store.session() as s:
+            entry = L.add_entry(
+                s,
+                L.get_list(s, name),
+                body.signals,
+                classifications=body.classifications,
+                source=body.source,
+                note=body.note,
+                actor=_actor(request),
+                qualities=body.qualities or None,
+            )
+            out = L.entry_to_json(entry)
+        matcher: Matcher | None = request.app.state.matcher
+        if matcher is not None:
+            matcher.refresh(force=True)
+        return out
+
+    @endpoint(router, "GET", "/entries/{entry_id}", "lists:read", tags=["lists"])
+    def get_entry(request: Request, entry_id: int) -> dict[str, Any]:
+        """One entry with its hashes, classifications and provenance."""
+        with request.app.state.store.session() as s:
+            return L.entry_to_json(L.get_entry(s, entry_id))
+
+    @endpoint(router, "POST", "/entries/{entry_id}/enabled", "lists:write", tags=["lists"])
+    def set_enabled(request: Request, entry_id: int, body: EnabledIn) -> dict[str, Any]:
+        """Enable or disable an entry (a disable may expire at `until`)."""
+        until = parse_iso(body.until) if body.until else None
+        with request.app.state.store.session() as s:
+            entry = L.set_entry_enabled(
+                s,
+                L.get_entry(s, entry_id),
+                body.enabled,
+                until=until,
+                actor=_actor(request),
+                reason=body.reason,
+            )
+            return L.entry_to_json(entry)
+
+    @endpoint(router, "DELETE", "/entries/{entry_id}", "lists:write", tags=["lists"])
+    def remove_entry(request: Request, entry_id: int, reason: str | None = None) -> dict[str, Any]:
+        """Delete (tombstone) an entry."""
+        with request.app.state.store.session() as s:
+            entry = L.delete_entry(
+                s, L.get_entry(s, entry_id), actor=_actor(request), reason=reason
+            )
+            return L.entry_to_json(entry)
+
+    @endpoint(router, "GET", "/lists/{name}/actions", "lists:read", tags=["lists"])
+    def get_actions(request: Request, name: str) -> dict[str, Any]:
+        """Which actions scan matches on this list fire."""
+        from ridgeline.scan.actions import get_list_actions
+
+        with request.app.state.store.session() as s:
+            return {"list": name, "actions": get_list_actions(s, name)}
+
+    @endpoint(router, "PUT", "/lists/{name}/actions", "lists:write", tags=["lists"])
+    def put_actions(request: Request, name: str, body: ActionsIn) -> dict[str, Any]:
+        """Set the actions (flag, quarantine, report) matches on this list fire."""
+        from ridgeline.scan.actions import set_list_actions
+
+        with request.app.state.store.session() as s:
+            return {"list": name, "actions": set_list_actions(s, name, body.actions)}
+
+    # --- flood control ---------------------------------------------------------------
+
+    @endpoint(router, "GET", "/flood/holds", "flood", tags=["flood"])
+    def get_holds(request: Request, all: bool = False) -> list[dict[str, Any]]:
+        """Entries held by flood control."""
+        with request.app.state.store.session() as s:
+            return [hold_to_json(h) for h in list_holds(s, None if all else "held")]
+
+    @endpoint(router, "POST", "/flood/holds/{hold_id}/release", "flood", tags=["flood"])
+    def post_release(request: Request, hold_id: int) -> dict[str, Any]:
+        """Release a hold after review."""
+        with request.app.state.store.session() as s:
+            return hold_to_json(release_hold(s, hold_id, _actor(request)))
+
+    # --- API keys (admins) -----------------------------------------------------------
+
+    @endpoint(router, "GET", "/keys", "keys", tags=["keys"])
+    def get_keys(request: Request) -> list[dict[str, Any]]:
+        """API keys (never their secrets)."""
+        with request.app.state.store.session() as s:
+            return [key_to_json(k) for k in list_keys(s)]
+
+    @endpoint(router, "POST", "/keys", "keys", tags=["keys"], status_code=201)
+    def post_key(request: Request, body: KeyIn) -> dict[str, Any]:
+        """Create a key; the secret is in this answer only."""
+        with request.app.state.store.session() as s:
+            key, secret = create_key(s, body.name, body.role, rate_limit=body.rate_limit)
+            return {**key_to_json(key), "key": secret}
+
+    @endpoint(router, "DELETE", "/keys/{key_id}", "keys", tags=["keys"])
+    def delete_key(request: Request, key_id: int) -> dict[str, Any]:
+        """Revoke a key (takes effect in every worker within seconds)."""
+        with request.app.state.store.session() as s:
+            return key_to_json(revoke_key(s, key_id))

@@ -1,0 +1,187 @@
+"""Review-queue and audit endpoints: thin wrappers over `ridgeline.review` and
+`ridgeline.audit`. The caller's API key name is their reviewer / auditor identity
+(register reviewers under the same name with `ridgeline reviewers add`)."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.responses import Response
+from pydantic import BaseModel, Field
+
+from ridgeline.service.keys import Principal
+
+
+def _who(request: Request) -> str:
+    principal: Principal = request.state.principal
+    return principal.name
+
+
+class VerdictIn(BaseModel):
+    decision: str
+    classifications: list[str | dict[str, str]] = Field(default_factory=list)
+    note: str | None = None
+
+
+class AuditIn(BaseModel):
+    list: str
+    mode: str = "random"
+    margin: float = 0.05
+    confidence: float = 0.95
+    seed: int | None = None
+    auditors_per_item: int = 1
+
+
+class AuditVerdictIn(BaseModel):
+    verified: bool
+    reason: str | None = None
+    note: str | None = None
+
+
+def _audit_json(audit: Any) -> dict[str, Any]:
+    from ridgeline.timeutil import isoformat
+
+    return {
+        "id": audit.id,
+        "list_id": audit.list_id,
+        "mode": audit.mode,
+        "state": audit.state,
+        "population": audit.population,
+        "sample_size": audit.sample_size,
+        "auditors_per_item": audit.auditors_per_item,
+        "seed": audit.seed,
+        "created_by": audit.created_by,
+        "created_at": isoformat(audit.created_at),
+    }
+
+
+def register_review_routes(app: FastAPI, endpoint: Any) -> None:
+    """Add `/v1/review/...` (permission `review`) and `/v1/audits/...` (`audit`)."""
+
+    @endpoint(app, "GET", "/review/next", "review", tags=["review"])
+    def review_next(request: Request) -> dict[str, Any]:
+        """The next entry for the calling reviewer (`item` is null when none waits)."""
+        from ridgeline.review.queue import next_item
+
+        with request.app.state.store.session() as s:
+            item = next_item(s, _who(request))
+            return {"item": item.to_json() if item else None}
+
+    @endpoint(app, "POST", "/review/{entry_id}/verdict", "review", tags=["review"])
+    def review_verdict(request: Request, entry_id: int, body: VerdictIn) -> dict[str, Any]:
+        """Record the caller's verdict on an entry served to them."""
+        from ridgeline.review.core import submit_verdict
+
+        with request.app.state.store.session() as s:
+            outcome = submit_verdict(
+                s, entry_id, _who(request), body.decision, body.classifications, note=body.note
+            )
+            out = outcome.to_json()
+        matcher = request.app.state.matcher
+        if matcher is not None and out.get("status_changed"):
+            matcher.refresh(force=True)
+        return out
+
+    @endpoint(app, "POST", "/review/{entry_id}/release", "review", tags=["review"])
+    def review_release(request: Request, entry_id: int) -> dict[str, Any]:
+        """Hand a served entry back to the queue without a verdict."""
+        from ridgeline.review.queue import release_item
+
+        with request.app.state.store.session() as s:
+            return {"released": release_item(s, _who(request), entry_id)}
+
+    @endpoint(app, "GET", "/review/{entry_id}/media", "review", tags=["review"])
+    def review_media(
+        request: Request,
+        entry_id: int,
+        unblurred: bool = False,
+        colour: bool = False,
+        reason: str | None = None,
+    ) -> Response:
+        """The entry's media, blurred greyscale unless asked (unblurring is logged)."""
+        from ridgeline.evidence import EvidenceKey
+        from ridgeline.review.queue import view_media
+
+        key = EvidenceKey.load(request.app.state.config.evidence_key_file)
+        with request.app.state.store.session() as s:
+            data = view_media(
+                s, _who(request), entry_id, key, unblurred=unblurred, colour=colour, reason=reason
+            )
+        return Response(data, media_type="image/png", headers={"Cache-Control": "no-store"})
+
+    @endpoint(app, "GET", "/review/pending", "review", tags=["review"])
+    def review_pending(request: Request) -> dict[str, int]:
+        """How many entries await review, by status."""
+        from ridgeline.review.core import pending_counts
+
+        with request.app.state.store.session() as s:
+            return pending_counts(s)
+
+    @endpoint(app, "POST", "/audits", "audit", tags=["audits"], status_code=201)
+    def audit_create(request: Request, body: AuditIn) -> dict[str, Any]:
+        """Start an audit of a list (draws its sample)."""
+        from ridgeline.audit import create_audit
+        from ridgeline.lists import get_list
+
+        with request.app.state.store.session() as s:
+            audit = create_audit(
+                s,
+                get_list(s, body.list),
+                mode=body.mode,
+                margin=body.margin,
+                confidence=body.confidence,
+                seed=body.seed,
+                auditors_per_item=body.auditors_per_item,
+                actor=_who(request),
+            )
+            return _audit_json(audit)
+
+    @endpoint(app, "GET", "/audits/{audit_id}", "audit", tags=["audits"])
+    def audit_get(request: Request, audit_id: int) -> dict[str, Any]:
+        """An audit's report: sample, verdicts, estimates."""
+        from ridgeline.audit import audit_report, get_audit
+
+        with request.app.state.store.session() as s:
+            return audit_report(s, get_audit(s, audit_id))
+
+    @endpoint(app, "GET", "/audits/{audit_id}/next", "audit", tags=["audits"])
+    def audit_next(request: Request, audit_id: int) -> dict[str, Any]:
+        """The next sampled item for the calling auditor, blind (`item` null when done)."""
+        from ridgeline.audit import get_audit, next_item
+
+        with request.app.state.store.session() as s:
+            return {"item": next_item(s, get_audit(s, audit_id), _who(request))}
+
+    @endpoint(app, "POST", "/audits/{audit_id}/items/{entry_id}/verdict", "audit", tags=["audits"])
+    def audit_verdict(
+        request: Request, audit_id: int, entry_id: int, body: AuditVerdictIn
+    ) -> dict[str, Any]:
+        """Record the caller's audit verdict on a sampled entry."""
+        from ridgeline.audit import get_audit, submit_verdict
+
+        with request.app.state.store.session() as s:
+            v = submit_verdict(
+                s,
+                get_audit(s, audit_id),
+                _who(request),
+                entry_id,
+                verified=body.verified,
+                reason=body.reason,
+                note=body.note,
+            )
+            return {
+                "audit_id": audit_id,
+                "entry_id": entry_id,
+                "auditor": _who(request),
+                "verified": body.verified,
+                "id": v.id,
+            }
+
+    @endpoint(app, "POST", "/audits/{audit_id}/close", "audit", tags=["audits"])
+    def audit_close(request: Request, audit_id: int) -> dict[str, Any]:
+        """Close an audit (no more verdicts)."""
+        from ridgeline.audit import close_audit, get_audit
+
+        with request.app.state.store.session() as s:
+            return _audit_json(close_audit(s, get_audit(s, audit_id), actor=_who(request)))

@@ -1,0 +1,114 @@
+"""Uploads and (opt-in) URL fetches: size limits, type sniffing, hashing with a timeout.
+
+Uploads are streamed to a private temporary file with a byte cap; the type comes
+from the content (`ridgeline.media.sniff_bytes`), never from the client's claim.
+URLs are fetched only from hosts on a configured allow-list, never following
+redirects, with the same byte cap.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+import urllib.error
+import urllib.request
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import TimeoutError as FutureTimeout
+from contextlib import contextmanager, suppress
+from typing import IO
+from urllib.parse import urlsplit
+
+from ridgeline.hashing import HashResult, hash_file
+from ridgeline.media import sniff_bytes
+from ridgeline.service.auth import ApiError
+from ridgeline.signals import HashOptions
+
+CHUNK = 1 << 20
+_pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2), thread_name_prefix="hash")
+
+
+@contextmanager
+def spooled_upload(
+    source: IO[bytes], max_bytes: int, allowed_kinds: Sequence[str]
+) -> Iterator[str]:
+    """Copy an upload to a temporary file (deleted afterwards); checks size and type."""
+    fd, path = tempfile.mkstemp(prefix="ridgeline-upload-")
+    try:
+        total = 0
+        head = b""
+        with os.fdopen(fd, "wb") as out:
+            while chunk := source.read(CHUNK):
+                total += len(chunk)
+                if total > max_bytes:
+                    raise ApiError(413, "too_large", f"upload exceeds {max_bytes} bytes")
+                if len(head) < 512:
+                    head += chunk[: 512 - len(head)]
+                out.write(chunk)
+        if total == 0:
+            raise ApiError(400, "bad_input", "the upload is empty")
+        kind, _ = sniff_bytes(head)
+        if kind not in allowed_kinds:
+            raise ApiError(
+                415,
+                "unsupported_type",
+                f"uploads must be {' or '.join(allowed_kinds)}; this content is {kind}",
+            )
+        yield path
+    finally:
+        with suppress(OSError):
+            os.unlink(path)
+
+
+class _NoRedirect(urllib.request.HTTPRedirectHandler):
+    def redirect_request(self, *args: object, **kwargs: object) -> None:
+        return None
+
+
+def fetch_url(url: str, allow_hosts: Sequence[str], max_bytes: int, timeout: float) -> IO[bytes]:
+    """Open an allow-listed http(s) URL (no redirects); the caller reads with a byte cap."""
+    if not allow_hosts:
+        raise ApiError(
+            400, "url_fetch_disabled", "fetching URLs is disabled (no allow-list configured)"
+        )
+    parts = urlsplit(url)
+    host = (parts.hostname or "").lower()
+    if parts.scheme not in ("http", "https") or not host:
+        raise ApiError(400, "bad_url", f"not an http(s) URL: {url!r}")
+    allowed = {h.lower() for h in allow_hosts}
+    port_host = f"{host}:{parts.port}" if parts.port else host
+    if host not in allowed and port_host not in allowed:
+        raise ApiError(403, "url_not_allowed", f"host {host!r} is not on the fetch allow-list")
+    opener = urllib.request.build_opener(_NoRedirect)
+    try:
+        response = opener.open(url, timeout=timeout)
+    except urllib.error.HTTPError as exc:
+        raise ApiError(502, "fetch_failed", f"fetching {url} failed: HTTP {exc.code}") from None
+    except (urllib.error.URLError, OSError) as exc:
+        raise ApiError(502, "fetch_failed", f"fetching {url} failed: {exc}") from None
+    length = response.headers.get("content-length")
+    if length and length.isdigit() and int(length) > max_bytes:
+        response.close()
+        raise ApiError(413, "too_large", f"remote content exceeds {max_bytes} bytes")
+    return response
+
+
+def hash_with_timeout(
+    path: str, options: HashOptions, timeout: float, signals: Sequence[str] | None = None
+) -> HashResult:
+    """Hash a spooled upload, answering 504 if it takes longer than `timeout`."""
+    future = _pool.submit(hash_file, path, signals, options)
+    try:
+        result = future.result(timeout=timeout)
+    except FutureTimeout:
+        raise ApiError(504, "timeout", f"hashing took longer than {timeout:g}s") from None
+    if result.error and not result.signals:
+        raise ApiError(400, "bad_input", result.error)
+    if result.error:
+        code = (
+            "too_large"
+            if "pixel" in result.error or "bomb" in result.error.lower()
+            else "bad_input"
+        )
+        raise ApiError(413 if code == "too_large" else 400, code, result.error)
+    return result

@@ -1,0 +1,276 @@
+"""Audits: statistics against known values, sampling, blind independent verdicts, reports."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from ridgeline import audit as A
+from ridgeline import lists as L
+from ridgeline.audit.stats import (
+    beta_ppf,
+    clopper_pearson_interval,
+    cohens_kappa,
+    sample_size,
+    wilson_interval,
+)
+from ridgeline.cli import main
+from ridgeline.errors import BadInput, Conflict, PermissionDenied
+from ridgeline.store import Store
+from ridgeline.store.models import Entry
+
+# --- statistics -------------------------------------------------------------------
+
+
+def test_wilson_known_values_and_edges() -> None:
+    low, high = wilson_interval(8, 10)
+    assert low == pytest.approx(0.4901625, abs=1e-6) and high == pytest.approx(0.9433178, abs=1e-6)
+    assert wilson_interval(0, 10) == (0.0, pytest.approx(0.2775328, abs=1e-6))
+    assert wilson_interval(10, 10) == (pytest.approx(0.7224672, abs=1e-6), 1.0)
+    assert wilson_interval(0, 0) == (0.0, 1.0)
+
+
+def test_clopper_pearson_known_values_and_edges() -> None:
+    # R: binom.test(8, 10)$conf.int -> 0.4439045 0.9747893
+    low, high = clopper_pearson_interval(8, 10)
+    assert low == pytest.approx(0.4439045, abs=1e-6) and high == pytest.approx(0.9747893, abs=1e-6)
+    # x = 0 and x = n have closed forms: 1 - (alpha/2)^(1/n) and (alpha/2)^(1/n).
+    assert clopper_pearson_interval(0, 10) == (0.0, pytest.approx(1 - 0.025**0.1, abs=1e-9))
+    assert clopper_pearson_interval(10, 10) == (pytest.approx(0.025**0.1, abs=1e-9), 1.0)
+    # NCMEC's audit: 538,863 of 538,922 verified.
+    low, high = clopper_pearson_interval(538863, 538922)
+    assert 0.99985 < low < 538863 / 538922 < high < 0.99992
+    assert beta_ppf(0.5, 1, 1) == pytest.approx(0.5)
+
+
+def test_kappa_known_value_and_undefined() -> None:
+    # 50 items: yes/yes 20, yes/no 5, no/yes 10, no/no 15 -> kappa 0.4
+    a = ["y"] * 25 + ["n"] * 25
+    b = ["y"] * 20 + ["n"] * 5 + ["y"] * 10 + ["n"] * 15
+    assert cohens_kappa(a, b) == pytest.approx(0.4)
+    assert cohens_kappa(["y"] * 5, ["y"] * 5) is None
+    assert cohens_kappa([], []) is None
+    assert cohens_kappa(["y", "n"], ["y", "n"]) == pytest.approx(1.0)
+
+
+def test_sample_size() -> None:
+    assert sample_size(538922, 0.01) == 9436  # 9604 with finite population correction
+    assert sample_size(100, 0.05) == 80
+    assert sample_size(10, 0.01) == 10
+    assert sample_size(10000, 0.01, p=0.99) < sample_size(10000, 0.01)
+    with pytest.raises(ValueError):
+        sample_size(100, 0)
+
+
+# --- audits on a store ------------------------------------------------------------
+
+
+def make_list(store: Store, n_a: int = 60, n_b: int = 40) -> None:
+    with store.session() as session:
+        hash_list = L.create_list(session, "audited")
+        for i in range(n_a + n_b):
+            L.add_entry(
+                session,
+                hash_list,
+                {"md5": f"{i + 1:032x}"},
+                source="A" if i < n_a else "B",
+                classifications=[{"scheme": "industry", "label": "A1" if i % 2 else "B2"}],
+                actor="submitter",
+            )
+
+
+def test_same_seed_same_sample(store: Store) -> None:
+    make_list(store)
+    with store.session() as session:
+        hash_list = L.get_list(session, "audited")
+        one = A.create_audit(session, hash_list, mode="random", margin=0.1, seed=7)
+        two = A.create_audit(session, hash_list, mode="random", margin=0.1, seed=7)
+        three = A.create_audit(session, hash_list, mode="random", margin=0.1, seed=8)
+        s1, s2, s3 = (A.sampled_entry_ids(session, a) for a in (one, two, three))
+    assert one.sample_size == sample_size(100, 0.1) == len(s1)
+    assert s1 == s2 and s1 != s3
+
+
+def test_stratified_allocation_is_proportional(store: Store) -> None:
+    make_list(store)
+    with store.session() as session:
+        hash_list = L.get_list(session, "audited")
+        audit = A.create_audit(session, hash_list, mode="stratified", margin=0.1, seed=1)
+        rows = A.item_outcomes(session, audit)
+    by = {s: sum(1 for r in rows if r["stratum"] == s) for s in ("A", "B")}
+    n = sample_size(100, 0.1)
+    assert by["A"] + by["B"] == n and by["A"] == round(n * 0.6)
+
+
+def test_blind_independent_two_per_item(store: Store) -> None:
+    make_list(store, 3, 0)
+    with store.session() as session:
+        audit = A.create_audit(session, L.get_list(session, "audited"), mode="full", seed=1)
+        item = A.next_item(session, audit, "ann")
+        assert item is not None and set(item) == {"audit_id", "item_id", "entry_id", "signals"}
+        assert A.next_item(session, audit, "submitter") is None  # touched every entry
+        with pytest.raises(PermissionDenied):
+            A.submit_verdict(session, audit, "submitter", item["entry_id"], verified=True)
+        A.submit_verdict(session, audit, "ann", item["entry_id"], verified=True)
+        with pytest.raises(Conflict, match="already audited"):
+            A.submit_verdict(session, audit, "ann", item["entry_id"], verified=True)
+        A.submit_verdict(
+            session, audit, "bob", item["entry_id"], verified=False, reason="cartoon-anime"
+        )
+        with pytest.raises(Conflict, match="already has 2"):
+            A.submit_verdict(session, audit, "cat", item["entry_id"], verified=True)
+        other = next(i for i in A.sampled_entry_ids(session, audit) if i != item["entry_id"])
+        with pytest.raises(BadInput, match="needs a reason"):
+            A.submit_verdict(session, audit, "cat", other, verified=False)
+        nxt = A.next_item(session, audit, "ann")
+        assert nxt is not None and nxt["entry_id"] != item["entry_id"]
+
+
+def test_entry_event_actor_is_not_independent(store: Store) -> None:
+    make_list(store, 1, 0)
+    with store.session() as session:
+        entry = session.scalars(select(Entry)).one()
+        L.set_entry_enabled(session, entry, True, actor="editor")
+        audit = A.create_audit(session, L.get_list(session, "audited"), mode="full", seed=1)
+        assert A.next_item(session, audit, "editor") is None
+        assert A.next_item(session, audit, "outsider") is not None
+
+
+def test_report_and_apply_findings(store: Store, tmp_path: Path) -> None:
+    make_list(store, 6, 4)
+    with store.session() as session:
+        audit = A.create_audit(session, L.get_list(session, "audited"), mode="full", seed=3)
+        ids = A.sampled_entry_ids(session, audit)
+        for i, entry_id in enumerate(ids):
+            if i == 0:  # both auditors: not the legal definition -> exception
+                A.submit_verdict(
+                    session, audit, "ann", entry_id, verified=False, reason="not-legal-definition"
+                )
+                A.submit_verdict(
+                    session, audit, "bob", entry_id, verified=False, reason="not-legal-definition"
+                )
+            elif i == 1:  # disagreement
+                A.submit_verdict(session, audit, "ann", entry_id, verified=True)
+                A.submit_verdict(
+                    session, audit, "bob", entry_id, verified=False, reason="indeterminate-age"
+                )
+            elif i < 9:
+                A.submit_verdict(session, audit, "ann", entry_id, verified=True)
+                A.submit_verdict(session, audit, "bob", entry_id, verified=True)
+        report = A.audit_report(session, audit)
+    assert report["progress"] == {"complete": 9, "incomplete": 1, "verdicts": 18}
+    assert report["verified"]["verified"] == 7 and report["verified"]["complete"] == 9
+    assert report["verified"]["wilson"] == pytest.approx(list(wilson_interval(7, 9)))
+    assert report["agreement"]["pairs"] == 9
+    assert report["agreement"]["kappa"] == pytest.approx(
+        cohens_kappa(
+            ["exception"] + ["verified"] * 8, ["exception", "exception"] + ["verified"] * 7
+        )
+    )
+    assert {e["reason"]: e["count"] for e in report["exceptions"]}["not-legal-definition"] == 1
+    assert report["disagreements"] == 1
+    assert {r["group"] for r in report["by_source"]} == {"A", "B"}
+    assert {r["group"] for r in report["by_classification"]} == {"industry:A1", "industry:B2"}
+    page = A.report_html(report)
+    assert (
+        "<svg" in page
+        and "<script" not in page
+        and "http" not in page.replace('xmlns="http://www.w3.org/2000/svg"', "")
+    )
+    with store.session() as session:
+        audit = A.get_audit(session, report["audit"]["id"])
+        result = A.apply_findings(
+            session, audit, action="retire", dispute_disagreements=True, actor="lead"
+        )
+        assert result["changed"] == [ids[0]] and result["disputed"] == [ids[1]]
+        assert L.get_entry(session, ids[0]).status == "retired"
+        assert L.get_entry(session, ids[1]).status == "disputed"
+
+
+def test_cli_audit_flow(db_path: str, tmp_path: Path) -> None:
+    runner = CliRunner()
+    runner.invoke(main, ["lists", "create", "c", "--db", db_path])
+    for i in range(1, 4):
+        runner.invoke(main, ["lists", "entries", "add", "c", f"md5:{i:032x}", "--db", db_path])
+    result = runner.invoke(
+        main,
+        [
+            "audit",
+            "create",
+            "c",
+            "--mode",
+            "full",
+            "--seed",
+            "5",
+            "--db",
+            db_path,
+            "--format",
+            "json",
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    audit_id = json.loads(result.stdout)["audit"]
+    for auditor in ("ann", "bob"):
+        while True:
+            result = runner.invoke(
+                main,
+                [
+                    "audit",
+                    "next",
+                    str(audit_id),
+                    "--auditor",
+                    auditor,
+                    "--db",
+                    db_path,
+                    "--format",
+                    "json",
+                ],
+            )
+            if result.exit_code == 1:
+                break
+            entry_id = json.loads(result.stdout)["entry_id"]
+            result = runner.invoke(
+                main,
+                [
+                    "audit",
+                    "submit",
+                    str(audit_id),
+                    str(entry_id),
+                    "--auditor",
+                    auditor,
+                    "--verified",
+                    "--db",
+                    db_path,
+                ],
+            )
+            assert result.exit_code == 0, result.output
+    html_path = tmp_path / "report.html"
+    result = runner.invoke(
+        main, ["audit", "report", str(audit_id), "--html", str(html_path), "--db", db_path]
+    )
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["verified"]["verified"] == 3 and data["verified"]["share"] == 1.0
+    assert data["verified"]["wilson"][1] == 1.0 and "<svg" in html_path.read_text()
+
+
+def test_reviewers_of_an_entry_may_not_audit_it(store: Store) -> None:
+    """Independence uses the review area's verdicts: who reviewed an entry is excluded."""
+    from ridgeline.review import core as rc
+
+    with store.session() as session:
+        hash_list = L.create_list(session, "reviewed", review_quorum=1)
+        entry = L.add_entry(session, hash_list, {"md5": "e" * 32})
+        rc.add_reviewer(session, "rev")
+        rc.submit_verdict(session, entry.id, "rev", "csam", ["industry:A1"])
+        assert L.get_entry(session, entry.id).status == "confirmed"
+        audit = A.create_audit(session, hash_list, mode="full", seed=1)
+        assert "rev" in A.people_who_touched(session, [entry.id])[entry.id]
+        assert A.next_item(session, audit, "rev") is None
+        with pytest.raises(PermissionDenied):
+            A.submit_verdict(session, audit, "rev", entry.id, verified=True)
+        assert A.next_item(session, audit, "independent") is not None

@@ -1,0 +1,412 @@
+"""Scanning: folders and nested archives, bad files, traversal and bombs, resume,
+actions (flag, quarantine + restore, report), flood control, allow lists, jobs."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import json
+import os
+import tarfile
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from PIL import Image
+from sqlalchemy import select
+
+from ridgeline import lists as L
+from ridgeline.cli import main
+from ridgeline.errors import NotFound
+from ridgeline.scan.actions import restore_quarantined, set_list_actions
+from ridgeline.scan.archives import ArchiveLimits, Walker, unsafe_member_name
+from ridgeline.scan.flood import FloodPolicy, list_holds, release_hold
+from ridgeline.scan.models import QuarantineItem, ReportDraft, ScanFile, ScanRun
+from ridgeline.scan.pipeline import ScanOptions, scan
+from ridgeline.signals import HashOptions
+from ridgeline.store import Store
+
+BAD = b"known bad (synthetic)\n"
+OTHER = b"harmless text\n"
+
+
+def md5(data: bytes) -> str:
+    return hashlib.md5(data).hexdigest()
+
+
+def noise_png(seed: int, size: int = 128) -> bytes:
+    """A benign textured image made in code (high PDQ quality)."""
+    rng = np.random.default_rng(seed)
+    small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((size, size), Image.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def zip_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", zipfile.ZIP_DEFLATED) as zf:
+        for name, data in members.items():
+            zf.writestr(name, data)
+    return buf.getvalue()
+
+
+def targz_bytes(members: dict[str, bytes]) -> bytes:
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w:gz") as tf:
+        for name, data in members.items():
+            info = tarfile.TarInfo(name)
+            info.size = len(data)
+            tf.addfile(info, io.BytesIO(data))
+    return buf.getvalue()
+
+
+def make_list(store: Store, name: str = "known", purpose: str = "block", **signals: str) -> int:
+    with store.session() as s:
+        hl = L.create_list(s, name, purpose=purpose)
+        entry = L.add_entry(
+            s,
+            hl,
+            signals or {"md5": md5(BAD)},
+            classifications=[{"scheme": "industry", "label": "A1"}],
+            source="unit-test",
+            origin_member="test-member",
+        )
+        return entry.id
+
+
+def run(store: Store, paths: list[Path], **kw: Any) -> tuple[Any, list[dict[str, Any]]]:
+    rows: list[dict[str, Any]] = []
+    summary = scan(store, paths, ScanOptions(**kw), on_result=rows.append)
+    return summary, rows
+
+
+@pytest.fixture
+def tree(tmp_path: Path) -> Path:
+    root = tmp_path / "data"
+    (root / "sub").mkdir(parents=True)
+    (root / "bad.txt").write_bytes(BAD)
+    (root / "sub" / "ok.txt").write_bytes(OTHER)
+    (root / "img.png").write_bytes(noise_png(1))
+    inner = targz_bytes({"deep/bad.bin": BAD, "deep/ok.bin": OTHER})
+    (root / "outer.zip").write_bytes(zip_bytes({"a/ok.txt": OTHER, "a/inner.tar.gz": inner}))
+    return root
+
+
+def test_scan_folder_and_nested_archives_records_explained_matches(
+    store: Store, tree: Path
+) -> None:
+    entry_id = make_list(store)
+    summary, rows = run(store, [tree], lists=["known"])
+    by_path = {
+        Path(r["path"]).name if "!" not in r["path"] else r["path"].split("!", 1)[1]: r
+        for r in rows
+    }
+    assert set(by_path) == {
+        "bad.txt",
+        "ok.txt",
+        "img.png",
+        "a/ok.txt",
+        "a/inner.tar.gz!deep/bad.bin",
+        "a/inner.tar.gz!deep/ok.bin",
+    }
+    assert summary.files == 6 and summary.matched == 2 and summary.errors == 0
+    m = by_path["a/inner.tar.gz!deep/bad.bin"]["matches"][0]
+    assert m["list"] == "known" and m["entry_id"] == entry_id and m["signal"] == "md5"
+    assert m["distance"] == 0 and m["classifications"] == [{"scheme": "industry", "label": "A1"}]
+    assert m["provenance"]["source"] == "unit-test"
+    assert m["provenance"]["origin_member"] == "test-member"
+    assert by_path["img.png"]["signals"]["pdq"]["quality"] >= 50
+    assert by_path["bad.txt"]["actions"] == [{"action": "flag", "lists": ["known"]}]
+    with store.session() as s:
+        stored = list(s.scalars(select(ScanFile).where(ScanFile.run_id == summary.run_id)))
+        assert len(stored) == 6
+        assert sum(1 for f in stored if f.matches) == 2
+        run_row = s.get(ScanRun, summary.run_id)
+        assert run_row is not None and run_row.finished_at is not None
+        assert run_row.counts["matched"] == 2
+
+
+def test_pdq_and_dihedral_matching(store: Store, tmp_path: Path) -> None:
+    from ridgeline.hashing import hash_file
+
+    img = noise_png(7)
+    (tmp_path / "orig.png").write_bytes(img)
+    rotated = Image.open(io.BytesIO(img)).transpose(Image.Transpose.ROTATE_90)
+    folder = tmp_path / "scan"
+    folder.mkdir()
+    rotated.save(folder / "rot.png")
+    pdq = hash_file(tmp_path / "orig.png").signals["pdq"]["hash"]
+    make_list(store, pdq=pdq)
+    _, plain = run(store, [folder])
+    assert plain[0]["matches"] == []
+    _, rows = run(store, [folder], hash_options=HashOptions(dihedral=True))
+    (m,) = rows[0]["matches"]
+    assert m["signal"] == "pdq" and m["variant"] != "" and m["distance"] <= m["threshold"] == 31
+
+
+def test_bad_files_are_recorded_and_scan_goes_on(store: Store, tmp_path: Path) -> None:
+    make_list(store)
+    root = tmp_path / "d"
+    root.mkdir()
+    (root / "a_corrupt.zip").write_bytes(b"PK\x03\x04" + os.urandom(64))
+    (root / "b_truncated.png").write_bytes(noise_png(2)[:60])
+    (root / "c_bad.txt").write_bytes(BAD)
+    os.mkfifo(root / "d_fifo")
+    summary, rows = run(store, [root])
+    errors = {Path(r["path"]).name: r["error"] for r in rows if r["error"]}
+    assert "bad archive" in errors["a_corrupt.zip"]
+    assert "pdq" in errors["b_truncated.png"]
+    assert "not a regular file" in errors["d_fifo"]
+    assert summary.errors == 3 and summary.matched == 1
+    with store.session() as s:
+        recorded = {r.path: r.error for r in s.scalars(select(ScanFile))}
+    assert sum(1 for e in recorded.values() if e) == 3
+
+
+def test_archive_members_cannot_escape(tmp_path: Path) -> None:
+    assert unsafe_member_name("../x") and unsafe_member_name("/etc/passwd")
+    assert unsafe_member_name("a/../../x") and unsafe_member_name("C:/x")
+    assert unsafe_member_name("a/b.txt") is None
+    zpath = tmp_path / "evil.zip"
+    with zipfile.ZipFile(zpath, "w") as zf:
+        zf.writestr("../escaped.txt", b"x")
+        zf.writestr("/abs.txt", b"x")
+        link = zipfile.ZipInfo("link")
+        link.external_attr = (0o120777) << 16
+        zf.writestr(link, "/etc/passwd")
+        zf.writestr("fine.txt", b"fine")
+    tpath = tmp_path / "evil.tar"
+    with tarfile.open(tpath, "w") as tf:
+        for name, kind in (("sym", tarfile.SYMTYPE), ("hard", tarfile.LNKTYPE)):
+            info = tarfile.TarInfo(name)
+            info.type = kind
+            info.linkname = "../../etc/passwd"
+            tf.addfile(info)
+        info = tarfile.TarInfo("../../up.txt")
+        info.size = 1
+        tf.addfile(info, io.BytesIO(b"x"))
+    work = tmp_path / "work"
+    items = list(Walker(work).walk([zpath, tpath]))
+    errors = {i.display.split("!", 1)[1]: i.error for i in items if i.error}
+    assert "escapes" in errors["../escaped.txt"]
+    assert "absolute" in errors["/abs.txt"]
+    assert "symbolic link" in errors["link"]
+    assert "link member" in errors["sym"] and "link member" in errors["hard"]
+    assert "escapes" in errors["../../up.txt"]
+    ok = [i for i in items if not i.error]
+    assert [i.display.split("!")[1] for i in ok] == ["fine.txt"]
+    assert Path(ok[0].path).parent.parent == work
+    assert not (tmp_path / "escaped.txt").exists() and not Path("/abs.txt").exists()
+    assert not (tmp_path.parent / "up.txt").exists()
+
+
+def test_archive_bombs_are_bounded(tmp_path: Path) -> None:
+    bomb = tmp_path / "bomb.zip"
+    bomb.write_bytes(zip_bytes({"zeros.bin": bytes(4 << 20)}))  # ~4 MB of zeros, tiny on disk
+    items = list(Walker(tmp_path / "w1", ArchiveLimits(max_ratio=50)).walk([bomb]))
+    assert items[-1].error and "expands more than 50" in items[-1].error
+    many = tmp_path / "many.zip"
+    many.write_bytes(zip_bytes({f"f{i}.txt": b"x" for i in range(20)}))
+    items = list(Walker(tmp_path / "w2", ArchiveLimits(max_members=5)).walk([many]))
+    assert items[-1].error and "more than 5 members" in items[-1].error
+    nested = zip_bytes({"x.txt": b"x"})
+    for _ in range(3):
+        nested = zip_bytes({"n.zip": nested})
+    deep = tmp_path / "deep.zip"
+    deep.write_bytes(nested)
+    items = list(Walker(tmp_path / "w3", ArchiveLimits(max_depth=2)).walk([deep]))
+    assert any(i.error and "nested deeper than 2" in i.error for i in items)
+    total = tmp_path / "total.zip"
+    total.write_bytes(zip_bytes({"a": os.urandom(3000), "b": os.urandom(3000)}))
+    items = list(Walker(tmp_path / "w4", ArchiveLimits(max_total_bytes=4000)).walk([total]))
+    assert items[-1].error and "4000 bytes in total" in items[-1].error
+
+
+def test_resume_skips_unchanged_and_rescans_changed(store: Store, tree: Path) -> None:
+    make_list(store)
+    first, _ = run(store, [tree], resume=True)
+    assert first.files == 6 and first.skipped == 0
+    second, rows = run(store, [tree], resume=True)
+    assert second.files == 0 and second.skipped == 4  # 3 files + 1 archive
+    (tree / "sub" / "ok.txt").write_bytes(BAD)  # changed size and mtime
+    third, rows = run(store, [tree], resume=True)
+    assert third.files == 1 and third.matched == 1
+    assert rows[[r["path"] for r in rows].index(str(tree / "sub" / "ok.txt"))]["matches"]
+    (tree / "copy.txt").write_bytes(BAD)  # same content under a new path
+    by_stat, _ = run(store, [tree], resume=True)
+    assert by_stat.files == 1
+    (tree / "copy2.txt").write_bytes(BAD)
+    by_sha, _ = run(store, [tree], resume=True, resume_by="sha256")
+    assert by_sha.files == 0 and by_sha.skipped == 6
+
+
+def test_report_and_quarantine_actions_with_restore(
+    store: Store, tree: Path, tmp_path: Path
+) -> None:
+    make_list(store)
+    with store.session() as s:
+        set_list_actions(s, "known", ["flag", "report", "quarantine"])
+    qdir = tmp_path / "quarantine"
+    original = tree / "bad.txt"
+    mtime = original.stat().st_mtime_ns
+    summary, rows = run(store, [tree], quarantine_dir=str(qdir))
+    assert summary.quarantined == 2 and summary.reports == 2
+    assert not original.exists() and not (tree / "outer.zip").exists()
+    row = next(r for r in rows if r["path"] == str(original))
+    kinds = [a["action"] for a in row["actions"]]
+    assert kinds == ["flag", "report", "quarantine"]
+    qid = row["actions"][2]["quarantine_id"]
+    with store.session() as s:
+        item = s.get(QuarantineItem, qid)
+        assert item is not None
+        manifest = json.loads(Path(item.manifest_path).read_text())
+        assert manifest["original_path"] == str(original.resolve())
+        assert manifest["sha256"] == hashlib.sha256(BAD).hexdigest()
+        assert manifest["size"] == len(BAD) and manifest["mtime_ns"] == mtime
+        assert manifest["matches"][0]["list"] == "known" and manifest["time"].endswith("Z")
+        draft = s.get(ReportDraft, row["actions"][1]["report_id"])
+        assert draft is not None and draft.status == "draft"
+        assert draft.signals["md5"] == md5(BAD) and draft.matches[0]["entry_id"]
+        assert draft.context["run_id"] == summary.run_id
+        restore_quarantined(s, qid)
+    assert original.read_bytes() == BAD and original.stat().st_mtime_ns == mtime
+    with store.session() as s, pytest.raises(Exception, match="already restored"):
+        restore_quarantined(s, qid)
+    with store.session() as s, pytest.raises(NotFound):
+        restore_quarantined(s, 9999)
+
+
+def test_flood_control_holds_entry_instead_of_acting(store: Store, tmp_path: Path) -> None:
+    entry_id = make_list(store)
+    root = tmp_path / "flood"
+    root.mkdir()
+    for i in range(5):
+        (root / f"f{i}.txt").write_bytes(BAD)
+    summary, rows = run(
+        store, [root], actions=["report"], flood=FloodPolicy(max_matches=2, window_s=3600)
+    )
+    acted = [r for r in rows if any(a["action"] == "report" for a in r["actions"])]
+    held = [
+        r for r in rows if r["actions"] == [{"action": "none", "reason": "held by flood control"}]
+    ]
+    assert len(acted) == 2 and len(held) == 3 and summary.held == 3
+    assert all(r["matches"][0]["held"] for r in held)
+    with store.session() as s:
+        (hold,) = list_holds(s)
+        assert hold.entry_id == entry_id and hold.count == 3
+        release_hold(s, hold.id, "curator")
+    summary, rows = run(
+        store,
+        [root / "f0.txt"],
+        actions=["report"],
+        flood=FloodPolicy(max_matches=2, window_s=3600),
+    )
+    assert summary.reports == 1 and summary.held == 0
+
+
+def test_allow_list_suppresses_actions(store: Store, tmp_path: Path) -> None:
+    make_list(store)
+    make_list(store, "allowed", purpose="allow")
+    f = tmp_path / "bad.txt"
+    f.write_bytes(BAD)
+    summary, rows = run(store, [f], actions=["quarantine"], quarantine_dir=str(tmp_path / "q"))
+    assert f.exists() and summary.quarantined == 0
+    assert rows[0]["actions"][0]["reason"] == "allow-listed"
+    assert "allow" in {m["purpose"] for m in rows[0]["matches"]}
+
+
+def test_jobs_give_same_results(sqlite_store: Store, tree: Path) -> None:
+    make_list(sqlite_store)
+    _, one = run(sqlite_store, [tree])
+    _, two = run(sqlite_store, [tree], jobs=2)
+    assert one == two
+
+
+def test_unknown_list_and_path_are_clear_errors(store: Store, tmp_path: Path) -> None:
+    with pytest.raises(NotFound, match="no list named 'nope'"):
+        scan(store, [tmp_path], ScanOptions(lists=["nope"]))
+    with pytest.raises(Exception, match="no such file or folder"):
+        scan(store, [tmp_path / "missing"], ScanOptions())
+
+
+def test_cli_scan_outputs_quarantine_and_list_actions(tmp_path: Path, tree: Path) -> None:
+    db = str(tmp_path / "cli.db")
+    runner = CliRunner()
+    assert runner.invoke(main, ["lists", "create", "known", "--db", db]).exit_code == 0
+    hashes = tmp_path / "h.txt"
+    hashes.write_text(md5(BAD) + "\n")
+    res = runner.invoke(
+        main, ["lists", "import", "known", str(hashes), "--signal", "md5", "--db", db]
+    )
+    assert res.exit_code == 0, res.output
+    res = runner.invoke(
+        main,
+        ["lists", "actions", "known", "--set", "flag,quarantine", "--db", db, "--format", "json"],
+    )
+    assert res.exit_code == 0 and json.loads(res.output)["actions"] == ["flag", "quarantine"]
+    res = runner.invoke(main, ["lists", "actions", "known", "--set", "explode", "--db", db])
+    assert res.exit_code != 0 and "unknown action" in res.output
+    out_csv, out_jsonl = tmp_path / "r.csv", tmp_path / "r.jsonl"
+    qdir = tmp_path / "q"
+    res = runner.invoke(
+        main,
+        ["scan", str(tree / "bad.txt"), str(tree / "sub"), "--list", "known", "--db", db,
+         "--output", str(out_csv), "--quarantine-dir", str(qdir), "--format", "jsonl"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    rows = [json.loads(line) for line in res.stdout.splitlines()]
+    assert len(rows) == 2 and rows[0]["matches"][0]["list"] == "known"
+    table = list(csv.DictReader(out_csv.open()))
+    assert table[0]["lists"] == "known" and table[0]["actions"] == "flag;quarantine"
+    assert not (tree / "bad.txt").exists()
+    res = runner.invoke(main, ["quarantine", "list", "--db", db, "--format", "json"])
+    (item,) = json.loads(res.output)
+    res = runner.invoke(
+        main, ["quarantine", "restore", str(item["id"]), "--db", db, "--format", "json"]
+    )
+    assert res.exit_code == 0 and (tree / "bad.txt").read_bytes() == BAD
+    res = runner.invoke(
+        main,
+        [
+            "scan",
+            str(tree),
+            "--db",
+            db,
+            "--output",
+            str(out_jsonl),
+            "--resume",
+            "--format",
+            "jsonl",
+        ],
+    )
+    assert res.exit_code == 0
+    assert len(out_jsonl.read_text().splitlines()) == 6
+    res = runner.invoke(main, ["scan", str(tree), "--db", db, "--list", "missing"])
+    assert res.exit_code == 1 and "no list named 'missing'" in res.output
+
+
+class _Stop(Exception):
+    pass
+
+
+def test_interrupted_scan_keeps_progress_for_resume(store: Store, tree: Path) -> None:
+    make_list(store)
+    seen: list[dict[str, Any]] = []
+
+    def stop_after_three(row: dict[str, Any]) -> None:
+        seen.append(row)
+        if len(seen) == 3:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        scan(store, [tree], ScanOptions(resume=True), on_result=stop_after_three)
+    with store.session() as s:
+        assert len(list(s.scalars(select(ScanFile)))) == 3  # nothing scanned was lost
+    summary, rows = run(store, [tree], resume=True)
+    assert summary.skipped == 2  # bad.txt and img.png finished before the interruption
+    assert summary.files == 4  # the unfinished archive's 3 members again, and sub/ok.txt

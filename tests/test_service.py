@@ -1,0 +1,520 @@
+"""The HTTP API: every endpoint x role, errors as JSON, limits, rate limits, URL
+fetching, keys, health and metrics; hot updates across real uvicorn workers."""
+
+from __future__ import annotations
+
+import hashlib
+import http.server
+import io
+import json
+import os
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import numpy as np
+import pytest
+from click.testing import CliRunner
+from fastapi.routing import APIRoute
+from fastapi.testclient import TestClient
+from PIL import Image
+
+from ridgeline import lists as L
+from ridgeline.audit import create_audit
+from ridgeline.audit import next_item as audit_next_item
+from ridgeline.cli import main
+from ridgeline.evidence import generate_key_file, store_evidence
+from ridgeline.review.core import add_reviewer
+from ridgeline.review.queue import next_item
+from ridgeline.scan.models import FloodHold
+from ridgeline.service.app import ServiceConfig, create_app
+from ridgeline.service.auth import PERMISSION_KEY, POLICY, PUBLIC
+from ridgeline.service.keys import ROLES, create_key
+from ridgeline.store import Store
+
+BAD = b"known bad (synthetic)\n"
+BAD_MD5 = hashlib.md5(BAD).hexdigest()
+
+
+def png(seed: int = 1, size: int = 64) -> bytes:
+    rng = np.random.default_rng(seed)
+    buf = io.BytesIO()
+    small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
+    Image.fromarray(small).resize((size, size), Image.NEAREST).save(buf, "PNG")
+    return buf.getvalue()
+
+
+class Env:
+    """A real app over a real store, with one key per role."""
+
+    def __init__(self, store: Store, config: ServiceConfig | None = None) -> None:
+        self.store = store
+        self.keys: dict[str, str] = {}
+        with store.session() as s:
+            for role in ROLES:
+                _, self.keys[role] = create_key(s, f"{role}-key", role, rate_limit=1000)
+            hl = L.create_list(s, "known")
+            self.entry_id = L.add_entry(
+                s, hl, {"md5": BAD_MD5}, classifications=[{"scheme": "industry", "label": "A2"}],
+                source="unit-test",
+            ).id  # fmt: skip
+        self.key_file = Path(tempfile.mkdtemp()) / "evidence.key"
+        self.evidence_key = generate_key_file(self.key_file)
+        with store.session() as s:
+            for role in ROLES:
+                add_reviewer(s, f"{role}-key")
+            L.create_list(s, "queue", review_quorum=1)
+        config = config or ServiceConfig()
+        config.evidence_key_file = str(self.key_file)
+        self.app = create_app(config, store)
+
+    def served_entry(self, role: str | None) -> int:
+        """A pending entry with media, served to this role's reviewer (real queue)."""
+        with self.store.session() as s:
+            entry = L.add_entry(s, L.get_list(s, "queue"), {"md5": uuid.uuid4().hex})
+            store_evidence(s, entry.id, png(9), self.evidence_key, media_type="image/png")
+            if role is None:
+                return entry.id
+            item = next_item(s, f"{role}-key")
+            assert item is not None
+            return item.entry_id
+
+    def audit_item(self, role: str | None) -> tuple[int, int]:
+        with self.store.session() as s:
+            audit = create_audit(s, L.get_list(s, "known"), mode="full")
+            if role is None:
+                return audit.id, self.entry_id
+            item = audit_next_item(s, audit, f"{role}-key")
+            assert item is not None
+            return audit.id, int(item["entry_id"])
+
+    def headers(self, role: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.keys[role]}"}
+
+
+@pytest.fixture
+def env(store: Store) -> Iterator[tuple[Env, TestClient]]:
+    e = Env(store)
+    with TestClient(e.app, raise_server_exceptions=False) as client:
+        yield e, client
+
+
+def _new_hold(e: Env) -> int:
+    with e.store.session() as s:
+        hold = FloodHold(entry_id=e.entry_id, status="held", count=5)
+        s.add(hold)
+        s.flush()
+        return hold.id
+
+
+def _new_entry(e: Env) -> int:
+    with e.store.session() as s:
+        return L.add_entry(s, L.get_list(s, "known"), {"md5": uuid.uuid4().hex}).id
+
+
+def _new_key(e: Env) -> int:
+    with e.store.session() as s:
+        return create_key(s, "throwaway", "provider")[0].id
+
+
+#: A valid request for every endpoint (method, path template) -> kwargs for httpx.
+SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
+    ("POST", "/v1/hash"): lambda e, r: {"url": "/v1/hash", "files": {"file": ("a.png", png())}},
+    ("POST", "/v1/match"): lambda e, r: {"url": "/v1/match", "json": {"signals": {"md5": BAD_MD5}}},
+    ("GET", "/v1/lookup"): lambda e, r: {
+        "url": "/v1/lookup",
+        "params": {"signal": "md5", "value": BAD_MD5},
+    },
+    ("GET", "/v1/lists"): lambda e, r: {"url": "/v1/lists"},
+    ("POST", "/v1/lists"): lambda e, r: {"url": "/v1/lists", "json": {"name": uuid.uuid4().hex}},
+    ("GET", "/v1/lists/{name}"): lambda e, r: {"url": "/v1/lists/known"},
+    ("GET", "/v1/lists/{name}/entries"): lambda e, r: {"url": "/v1/lists/known/entries"},
+    ("POST", "/v1/lists/{name}/entries"): lambda e, r: {
+        "url": "/v1/lists/known/entries",
+        "json": {"signals": {"sha1": hashlib.sha1(uuid.uuid4().bytes).hexdigest()}},
+    },
+    ("GET", "/v1/entries/{entry_id}"): lambda e, r: {"url": f"/v1/entries/{e.entry_id}"},
+    ("POST", "/v1/entries/{entry_id}/enabled"): lambda e, r: {
+        "url": f"/v1/entries/{_new_entry(e)}/enabled",
+        "json": {"enabled": False, "reason": "test"},
+    },
+    ("DELETE", "/v1/entries/{entry_id}"): lambda e, r: {"url": f"/v1/entries/{_new_entry(e)}"},
+    ("GET", "/v1/lists/{name}/actions"): lambda e, r: {"url": "/v1/lists/known/actions"},
+    ("PUT", "/v1/lists/{name}/actions"): lambda e, r: {
+        "url": "/v1/lists/known/actions",
+        "json": {"actions": ["flag", "report"]},
+    },
+    ("GET", "/v1/flood/holds"): lambda e, r: {"url": "/v1/flood/holds"},
+    ("POST", "/v1/flood/holds/{hold_id}/release"): lambda e, r: {
+        "url": f"/v1/flood/holds/{_new_hold(e)}/release"
+    },
+    ("GET", "/v1/keys"): lambda e, r: {"url": "/v1/keys"},
+    ("POST", "/v1/keys"): lambda e, r: {
+        "url": "/v1/keys",
+        "json": {"name": "k", "role": "provider"},
+    },
+    ("DELETE", "/v1/keys/{key_id}"): lambda e, r: {"url": f"/v1/keys/{_new_key(e)}"},
+    ("GET", "/v1/review/next"): lambda e, r: (e.served_entry(None), {"url": "/v1/review/next"})[1],
+    ("GET", "/v1/review/pending"): lambda e, r: {"url": "/v1/review/pending"},
+    ("POST", "/v1/review/{entry_id}/verdict"): lambda e, r: {
+        "url": f"/v1/review/{e.served_entry(r)}/verdict",
+        "json": {"decision": "csam", "classifications": ["industry:A1"]},
+    },
+    ("POST", "/v1/review/{entry_id}/release"): lambda e, r: {
+        "url": f"/v1/review/{e.served_entry(r)}/release"
+    },
+    ("GET", "/v1/review/{entry_id}/media"): lambda e, r: {
+        "url": f"/v1/review/{e.served_entry(r)}/media"
+    },
+    ("POST", "/v1/audits"): lambda e, r: {
+        "url": "/v1/audits",
+        "json": {"list": "known", "mode": "full"},
+    },
+    ("GET", "/v1/audits/{audit_id}"): lambda e, r: {"url": f"/v1/audits/{e.audit_item(None)[0]}"},
+    ("GET", "/v1/audits/{audit_id}/next"): lambda e, r: {
+        "url": f"/v1/audits/{e.audit_item(None)[0]}/next"
+    },
+    ("POST", "/v1/audits/{audit_id}/items/{entry_id}/verdict"): lambda e, r: {
+        "url": "/v1/audits/{}/items/{}/verdict".format(*e.audit_item(r)),
+        "json": {"verified": True},
+    },
+    ("POST", "/v1/audits/{audit_id}/close"): lambda e, r: {
+        "url": f"/v1/audits/{e.audit_item(None)[0]}/close"
+    },
+}
+
+
+def api_routes(app: Any) -> list[tuple[str, str, str | None]]:
+    out = []
+    for route in app.routes:
+        if isinstance(route, APIRoute):
+            perm = (route.openapi_extra or {}).get(PERMISSION_KEY)
+            out.extend((m, route.path, perm) for m in sorted(route.methods))
+    return out
+
+
+def test_every_endpoint_by_every_role(sqlite_store: Store) -> None:
+    """Auth does not depend on the backend: the full matrix runs on SQLite; the
+    other API tests run on both SQLite and PostgreSQL."""
+    e = Env(sqlite_store)
+    with TestClient(e.app, raise_server_exceptions=False) as client:
+        _matrix(e, client)
+
+
+def _matrix(e: Env, client: TestClient) -> None:
+    routes = api_routes(e.app)
+    assert len(routes) >= 20
+    for method, path, perm in routes:
+        assert perm is not None, f"{method} {path} has no permission policy"
+        if perm == PUBLIC:
+            assert path in ("/healthz", "/readyz", "/metrics"), f"{path} must not be public"
+            continue
+        assert perm in POLICY
+        assert (method, path) in SAMPLES, f"add a sample request for {method} {path}"
+        sample = SAMPLES[(method, path)]
+        res = client.request(method, **sample(e, None))
+        assert res.status_code == 401, (method, path)
+        assert res.json()["error"]["code"] == "unauthenticated"
+        for role in ROLES:
+            allowed = role in POLICY[perm]
+            res = client.request(
+                method, headers=e.headers(role), **sample(e, role if allowed else None)
+            )
+            if allowed:
+                assert 200 <= res.status_code < 300, (method, path, role, res.text)
+            else:
+                assert res.status_code == 403, (method, path, role, res.text)
+                assert res.json()["error"]["code"] == "forbidden"
+
+
+def test_providers_never_read_list_contents() -> None:
+    for perm, roles in POLICY.items():
+        if "provider" in roles:
+            assert perm in ("hash", "match"), perm
+
+
+def test_lookup_and_match_explain_provenance(env: tuple[Env, TestClient]) -> None:
+    e, client = env
+    h = e.headers("provider")
+    res = client.get(
+        "/v1/lookup", params={"signal": "MD5", "value": f"  {BAD_MD5.upper()} "}, headers=h
+    )
+    assert res.status_code == 200
+    (m,) = res.json()["matches"]
+    assert m["list"] == "known" and m["entry_id"] == e.entry_id and m["distance"] == 0
+    assert m["classifications"] == [{"scheme": "industry", "label": "A2"}]
+    assert m["provenance"]["source"] == "unit-test" and m["held"] is False
+    res = client.post("/v1/match", files={"file": ("x.bin", BAD)}, headers=h)
+    body = res.json()
+    assert body["signals"]["md5"] == BAD_MD5 and body["matches"][0]["entry_id"] == e.entry_id
+    res = client.post(
+        "/v1/match", files={"file": ("x.png", png(3))}, data={"dihedral": "true"}, headers=h
+    )
+    assert res.status_code == 200 and "dihedral" in res.json()["signals"]["pdq"]
+    res = client.post(
+        "/v1/match", json={"signals": {"md5": [BAD_MD5, "0" * 32]}, "lists": ["known"]}, headers=h
+    )
+    assert len(res.json()["matches"]) == 1
+
+
+def test_errors_are_json_with_stable_codes(env: tuple[Env, TestClient]) -> None:
+    e, client = env
+    h = e.headers("admin")
+    cases = [
+        (
+            client.get("/v1/lookup", params={"signal": "pdq", "value": "xyz"}, headers=h),
+            400,
+            "invalid_hash",
+        ),
+        (
+            client.get("/v1/lookup", params={"signal": "nope", "value": "x"}, headers=h),
+            400,
+            "unknown_signal",
+        ),
+        (client.get("/v1/lookup", params={"signal": "md5"}, headers=h), 400, "invalid_request"),
+        (
+            client.post("/v1/match", json={"signals": {"sha256": "12"}}, headers=h),
+            400,
+            "invalid_hash",
+        ),
+        (
+            client.post(
+                "/v1/match", content=b"{not json", headers={**h, "content-type": "application/json"}
+            ),
+            400,
+            "invalid_request",
+        ),
+        (client.post("/v1/match", json={}, headers=h), 400, "invalid_request"),
+        (client.get("/v1/lists/none", headers=h), 404, "not_found"),
+        (client.get("/v1/nothing", headers=h), 404, "not_found"),
+        (client.post("/v1/lists", json={"name": "known"}, headers=h), 409, "conflict"),
+        (
+            client.post("/v1/lists/known/entries", json={"signals": {"pdq": "zz"}}, headers=h),
+            400,
+            "invalid_hash",
+        ),
+        (client.post("/v1/keys", json={"name": "x", "role": "king"}, headers=h), 400, "error"),
+        (
+            client.get("/v1/lists", headers={"X-API-Key": "rl_000000000000_wrong"}),
+            401,
+            "invalid_key",
+        ),
+        (client.post("/v1/hash", files={"file": ("e", b"")}, headers=h), 400, "bad_input"),
+        (
+            client.post("/v1/hash", files={"file": ("t.png", png()[:70])}, headers=h),
+            400,
+            "bad_input",
+        ),
+        (
+            client.post("/v1/match", json={"url": "http://example.org/a.jpg"}, headers=h),
+            400,
+            "url_fetch_disabled",
+        ),
+    ]
+    for res, status, code in cases:
+        assert res.status_code == status, res.text
+        assert res.json()["error"]["code"] == code, res.text
+        assert res.json()["error"]["message"]
+
+
+def test_upload_limits_and_type_sniffing(store: Store) -> None:
+    e = Env(
+        store, ServiceConfig(max_upload_bytes=4000, max_pixels=100 * 100, upload_kinds=["image"])
+    )
+    with TestClient(e.app) as client:
+        h = e.headers("provider")
+        res = client.post("/v1/hash", files={"file": ("big.bin", os.urandom(5000))}, headers=h)
+        assert res.status_code == 413 and res.json()["error"]["code"] == "too_large"
+        res = client.post(
+            "/v1/hash", files={"file": ("fake.png", b"not an image at all")}, headers=h
+        )
+        assert res.status_code == 415 and res.json()["error"]["code"] == "unsupported_type"
+        res = client.post("/v1/hash", files={"file": ("wide.png", png(size=200))}, headers=h)
+        assert res.status_code == 413, res.text
+        res = client.post("/v1/hash", files={"file": ("ok.png", png(size=64))}, headers=h)
+        assert res.status_code == 200 and res.json()["kind"] == "image"
+
+
+def test_rate_limit_per_key_and_revocation(store: Store) -> None:
+    e = Env(store, ServiceConfig(key_cache_s=0.5))
+    with TestClient(e.app) as client:
+        _rate_limit_and_revoke(e, client)
+
+
+def _rate_limit_and_revoke(e: Env, client: TestClient) -> None:
+    with e.store.session() as s:
+        key_row, slow = create_key(s, "slow", "provider", rate_limit=1)
+    params = {"signal": "md5", "value": BAD_MD5}
+    codes = [
+        client.get("/v1/lookup", params=params, headers={"X-API-Key": slow}).status_code
+        for _ in range(4)
+    ]
+    assert codes[:2] == [200, 200] and 429 in codes[2:]
+    res = client.get("/v1/lookup", params=params, headers={"X-API-Key": slow})
+    assert res.json()["error"]["code"] == "rate_limited" and int(res.headers["retry-after"]) >= 1
+    # other keys are unaffected
+    assert client.get("/v1/lookup", params=params, headers=e.headers("provider")).status_code == 200
+    res = client.delete(f"/v1/keys/{key_row.id}", headers=e.headers("admin"))
+    assert res.json()["revoked_at"]
+    time.sleep(0.6)  # verified keys are cached per process for key_cache_s
+    res = client.get("/v1/lookup", params=params, headers={"X-API-Key": slow})
+    assert res.status_code == 401
+
+
+class _ImageHandler(http.server.BaseHTTPRequestHandler):
+    body = png(5)
+
+    def do_GET(self) -> None:
+        if self.path == "/redirect":
+            self.send_response(302)
+            self.send_header("Location", "http://169.254.169.254/")
+            self.end_headers()
+            return
+        self.send_response(200)
+        self.send_header("Content-Type", "image/png")
+        self.send_header("Content-Length", str(len(self.body)))
+        self.end_headers()
+        self.wfile.write(self.body)
+
+    def log_message(self, *args: Any) -> None:
+        pass
+
+
+def test_url_fetch_only_from_allow_list(sqlite_store: Store) -> None:
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _ImageHandler)
+    port = server.server_address[1]
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        e = Env(sqlite_store, ServiceConfig(fetch_allow_hosts=[f"127.0.0.1:{port}"]))
+        with TestClient(e.app) as client:
+            h = e.headers("provider")
+            res = client.post(
+                "/v1/match", json={"url": f"http://127.0.0.1:{port}/a.png"}, headers=h
+            )
+            assert res.status_code == 200, res.text
+            assert res.json()["signals"]["pdq"]["quality"] >= 50
+            res = client.post(
+                "/v1/match", json={"url": f"http://localhost:{port}/a.png"}, headers=h
+            )
+            assert res.status_code == 403 and res.json()["error"]["code"] == "url_not_allowed"
+            res = client.post(
+                "/v1/match", json={"url": f"http://127.0.0.1:{port}/redirect"}, headers=h
+            )
+            assert res.status_code == 502 and res.json()["error"]["code"] == "fetch_failed"
+            res = client.post("/v1/match", json={"url": "file:///etc/passwd"}, headers=h)
+            assert res.status_code == 400 and res.json()["error"]["code"] == "bad_url"
+    finally:
+        server.shutdown()
+
+
+def test_health_metrics_and_openapi(env: tuple[Env, TestClient]) -> None:
+    e, client = env
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200 and ready.json()["status"] == "ready"
+    client.get(
+        "/v1/lookup", params={"signal": "md5", "value": BAD_MD5}, headers=e.headers("provider")
+    )
+    text = client.get("/metrics").text
+    assert 'ridgeline_http_requests_total{method="GET",route="/v1/lookup",status="200"}' in text
+    assert 'ridgeline_matches_total{signal="md5"}' in text
+    spec = client.get("/openapi.json").json()
+    assert "/v1/match" in spec["paths"] and "/v1/lookup" in spec["paths"]
+    assert spec["paths"]["/v1/lookup"]["get"][PERMISSION_KEY] == "match"
+
+
+def test_keys_cli_shows_secret_once(db_path: str) -> None:
+    runner = CliRunner()
+    res = runner.invoke(
+        main,
+        [
+            "keys",
+            "create",
+            "--role",
+            "provider",
+            "--name",
+            "acme",
+            "--db",
+            db_path,
+            "--format",
+            "json",
+        ],
+    )
+    assert res.exit_code == 0, res.output
+    created = json.loads(res.stdout)
+    assert created["key"].startswith("rl_") and created["role"] == "provider"
+    res = runner.invoke(main, ["keys", "list", "--db", db_path, "--format", "json"])
+    (listed,) = json.loads(res.stdout)
+    assert "key" not in listed and created["key"].split("_")[2] not in res.stdout
+    res = runner.invoke(main, ["keys", "create", "--role", "emperor", "--db", db_path])
+    assert res.exit_code == 2
+    res = runner.invoke(
+        main, ["keys", "revoke", str(listed["id"]), "--db", db_path, "--format", "json"]
+    )
+    assert json.loads(res.stdout)["revoked_at"]
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.slow
+def test_hot_update_visible_in_every_worker_within_a_second(tmp_path: Path) -> None:
+    db = str(tmp_path / "serve.db")
+    runner = CliRunner()
+    admin = json.loads(
+        runner.invoke(
+            main, ["keys", "create", "--role", "admin", "--db", db, "--format", "json"]
+        ).stdout
+    )["key"]
+    assert runner.invoke(main, ["lists", "create", "live", "--db", db]).exit_code == 0
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
+         "--workers", "2", "--db", db, "--rate-limit", "1000"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    )  # fmt: skip
+    base = f"http://127.0.0.1:{port}"
+    h = {"Authorization": f"Bearer {admin}"}
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        value = hashlib.sha256(b"hot update").hexdigest()
+        params = {"signal": "sha256", "value": value}
+        for _ in range(6):  # warm both workers' key caches; nothing matches yet
+            assert httpx.get(f"{base}/v1/lookup", params=params, headers=h).json()["matches"] == []
+        res = httpx.post(
+            f"{base}/v1/lists/live/entries", json={"signals": {"sha256": value}}, headers=h
+        )
+        assert res.status_code == 201, res.text
+        added = time.monotonic()
+        time.sleep(max(0.0, 1.0 - (time.monotonic() - added)))
+        seen = set()
+        for _ in range(16):  # fresh connections spread over both workers
+            with httpx.Client() as c:
+                body = c.get(f"{base}/v1/lookup", params=params, headers=h).json()
+            assert [m["list"] for m in body["matches"]] == ["live"], body
+            seen.add(body["matches"][0]["entry_id"])
+        assert len(seen) == 1
+    finally:
+        proc.terminate()
+        proc.wait(timeout=20)

@@ -1,0 +1,124 @@
+"""The store on a real SQLite file and a real PostgreSQL server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from sqlalchemy import inspect, text
+
+from ridgeline import lists as L
+from ridgeline.config import resolve_db_url
+from ridgeline.errors import Conflict, InvalidHash, NotFound
+from ridgeline.store import Store
+from ridgeline.store.models import Change, Entry
+
+PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+
+def test_resolve_db_url(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert resolve_db_url(tmp_path / "x.db") == f"sqlite:///{tmp_path / 'x.db'}"
+    assert resolve_db_url("postgresql://u@h:5/d") == "postgresql+psycopg://u@h:5/d"
+    monkeypatch.setenv("RIDGELINE_DB", str(tmp_path / "env.db"))
+    assert resolve_db_url(None).endswith("env.db")
+
+
+def test_sqlite_uses_wal(sqlite_store: Store) -> None:
+    with sqlite_store.engine.connect() as conn:
+        assert conn.execute(text("PRAGMA journal_mode")).scalar() == "wal"
+
+
+def test_migrations_create_tables(store: Store) -> None:
+    tables = set(inspect(store.engine).get_table_names())
+    assert {"content", "content_signals", "lists", "entries", "entry_signals", "changes"} <= tables
+    assert "alembic_version" in tables
+    store.migrate()  # idempotent
+
+
+def test_list_and_entry_roundtrip(store: Store) -> None:
+    with store.session() as s:
+        hl = L.create_list(s, "known", thresholds={"pdq": 20})
+        entry = L.add_entry(
+            s,
+            hl,
+            {"pdq": PDQ.upper(), "md5": "D41D8CD98F00B204E9800998ECF8427E"},
+            classifications=[{"scheme": "industry", "label": "a1"}],
+            source="unit-test",
+            actor="alice",
+        )
+        entry_id = entry.id
+    with store.session() as s:
+        got = L.entry_to_json(L.get_entry(s, entry_id))
+        assert got["signals"] == {"pdq": PDQ, "md5": "d41d8cd98f00b204e9800998ecf8427e"}
+        assert got["classifications"] == [{"scheme": "industry", "label": "A1"}]
+        assert got["status"] == "confirmed"
+        assert L.get_list(s, "known").threshold_for("pdq", 31) == 20
+        assert [c.op for c in s.query(Change).order_by(Change.seq)] == ["add"]
+
+
+def test_refusals_keep_stored_data(store: Store) -> None:
+    with store.session() as s:
+        hl = L.create_list(s, "known")
+        L.add_entry(s, hl, {"pdq": PDQ})
+    with pytest.raises(Conflict), store.session() as s:
+        L.create_list(s, "known")
+    with pytest.raises(InvalidHash), store.session() as s:
+        L.add_entry(s, L.get_list(s, "known"), {"pdq": "xyz"})
+    with pytest.raises(NotFound), store.session() as s:
+        L.get_list(s, "missing")
+    with store.session() as s:
+        assert s.query(Entry).count() == 1
+
+
+def test_review_policy_makes_entries_pending(store: Store) -> None:
+    with store.session() as s:
+        hl = L.create_list(s, "reviewed", review_quorum=3)
+        entry = L.add_entry(s, hl, {"pdq": PDQ})
+        assert entry.status == "pending"
+        assert not L.is_matchable(entry, hl)
+
+
+def test_disable_with_expiry_and_tombstone(store: Store) -> None:
+    import datetime as dt
+
+    from ridgeline.timeutil import utcnow
+
+    with store.session() as s:
+        hl = L.create_list(s, "known")
+        entry = L.add_entry(s, hl, {"pdq": PDQ})
+        assert L.is_matchable(entry, hl)
+        until = utcnow() + dt.timedelta(hours=1)
+        L.set_entry_enabled(s, entry, False, until=until, actor="bob")
+        assert not L.is_matchable(entry, hl)
+        assert L.is_matchable(entry, hl, now=until + dt.timedelta(seconds=1))
+        L.set_entry_enabled(s, entry, True)
+        L.delete_entry(s, entry, actor="bob", reason="test")
+        assert not L.is_matchable(entry, hl)
+        assert entry.deleted_at is not None
+
+
+def test_import_plain_formats(store: Store, tmp_path: Path) -> None:
+    txt = tmp_path / "h.txt"
+    txt.write_text(f"# comment\n{PDQ}\nnot-a-hash\n\n{PDQ.upper()}\n")
+    with store.session() as s:
+        hl = L.create_list(s, "known")
+        report = L.import_file(s, hl, txt, "txt", signal="pdq")
+    assert (report.added, report.duplicates) == (1, 1)
+    assert report.errors == [
+        {
+            "line": 3,
+            "error": "invalid pdq hash 'not-a-hash': expected 64 hexadecimal characters (256 bits)",
+        }
+    ]
+    other = format(int(PDQ, 16) ^ 1, "064x")
+    csv_file = tmp_path / "h.csv"
+    csv_file.write_text(f"pdq,classification,source\n{other},industry:B2,hotline\n,industry:A1,x\n")
+    jsonl = tmp_path / "h.jsonl"
+    jsonl.write_text('{"md5": "d41d8cd98f00b204e9800998ecf8427e"}\n{bad json\n')
+    with store.session() as s:
+        hl = L.get_list(s, "known")
+        r_csv = L.import_file(s, hl, csv_file, "csv")
+        r_jsonl = L.import_file(s, hl, jsonl, "jsonl")
+    assert r_csv.added == 1 and r_csv.errors[0]["line"] == 3
+    assert r_jsonl.added == 1 and r_jsonl.errors[0]["line"] == 2
+    assert "malformed JSON" in r_jsonl.errors[0]["error"]
