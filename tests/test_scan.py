@@ -407,6 +407,6 @@ def test_interrupted_scan_keeps_progress_for_resume(store: Store, tree: Path) ->
         scan(store, [tree], ScanOptions(resume=True), on_result=stop_after_three)
     with store.session() as s:
         assert len(list(s.scalars(select(ScanFile)))) == 3  # nothing scanned was lost
-    summary, rows = run(store, [tree], resume=True)
+    summary, _ = run(store, [tree], resume=True)
     assert summary.skipped == 2  # bad.txt and img.png finished before the interruption
     assert summary.files == 4  # the unfinished archive's 3 members again, and sub/ok.txt

@@ -122,3 +122,18 @@ def test_import_plain_formats(store: Store, tmp_path: Path) -> None:
     assert r_csv.added == 1 and r_csv.errors[0]["line"] == 3
     assert r_jsonl.added == 1 and r_jsonl.errors[0]["line"] == 2
     assert "malformed JSON" in r_jsonl.errors[0]["error"]
+
+
+def test_migrations_are_one_chain_matching_the_models(store: Store) -> None:
+    """Every table the code knows comes from a migration, and migrations form one line."""
+    from alembic.autogenerate import compare_metadata
+    from alembic.migration import MigrationContext
+    from alembic.script import ScriptDirectory
+
+    import ridgeline.store.all_models  # noqa: F401
+    from ridgeline.store.models import Base
+
+    script = ScriptDirectory.from_config(store.alembic_config())
+    assert len(script.get_heads()) == 1
+    with store.engine.connect() as conn:
+        assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []

@@ -193,9 +193,15 @@ def _install_error_handlers(app: FastAPI) -> None:
 class Refresher:
     """Background thread keeping this worker's matcher in step with the change feed."""
 
-    def __init__(self, matcher: Matcher, interval: float) -> None:
+    def __init__(
+        self, matcher: Matcher, interval: float, verifier: KeyVerifier | None = None
+    ) -> None:
         self.matcher = matcher
         self.interval = interval
+        #: Cached API keys are re-checked this often (revocations take effect within it).
+        self.verifier = verifier
+        self.key_interval = min(1.0, verifier.cache_seconds / 2) if verifier else 0.0
+        self._keys_checked = 0.0
         #: Entries held by flood control, reloaded with every refresh.
         self.held: frozenset[int] = frozenset()
         self._stop = threading.Event()
@@ -210,6 +216,10 @@ class Refresher:
             try:
                 self.matcher.refresh(force=True)
                 self.reload_held()
+                now = time.monotonic()
+                if self.verifier is not None and now - self._keys_checked >= self.key_interval:
+                    self.verifier.revalidate(self.matcher.store.session)
+                    self._keys_checked = now
                 self.last_error = None
             except Exception as exc:  # keep serving; /readyz reports staleness
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -262,7 +272,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         matcher = Matcher.open(store, config.index_dir, use_index=config.use_index)
         matcher.auto_refresh = False
         matcher.refresh_interval = config.refresh_interval_s
-        refresher = Refresher(matcher, config.refresh_interval_s)
+        refresher = Refresher(matcher, config.refresh_interval_s, app.state.verifier)
         app.state.matcher = matcher
         app.state.refresher = refresher
         refresher.reload_held()

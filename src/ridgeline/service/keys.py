@@ -110,18 +110,26 @@ def parse_token(token: str) -> tuple[str, str] | None:
 
 
 class KeyVerifier:
-    """Checks presented keys against the store, caching recent successes."""
+    """Checks presented keys against the store, caching recent successes.
+
+    argon2 runs once per key per process: a cached key is re-checked in the
+    background (`revalidate`, one cheap query for all cached keys: still there, not
+    revoked, same secret hash, current role and limit), so requests never wait on
+    argon2 or the database once their key is known. An entry nobody revalidates
+    expires after `cache_seconds` and the next request verifies it in full; only
+    one thread verifies a given key at a time (no stampede of argon2 checks).
+    """
 
     def __init__(self, cache_seconds: float = CACHE_SECONDS) -> None:
         self.cache_seconds = cache_seconds
-        self._cache: dict[str, tuple[float, Principal]] = {}
+        #: sha256(key) -> (expires, principal, secret hash it was verified against)
+        self._cache: dict[str, tuple[float, Principal, str]] = {}
         self._lock = threading.Lock()
+        self._inflight: dict[str, threading.Lock] = {}
 
     def cached(self, token: str) -> Principal | None:
         """The principal if this exact key was verified recently (no I/O, no argon2)."""
-        digest = hashlib.sha256(token.encode()).hexdigest()
-        with self._lock:
-            hit = self._cache.get(digest)
+        hit = self._cache.get(hashlib.sha256(token.encode()).hexdigest())
         if hit is not None and hit[0] > time.monotonic():
             return hit[1]
         return None
@@ -132,12 +140,20 @@ class KeyVerifier:
         if parsed is None:
             return None
         digest = hashlib.sha256(token.encode()).hexdigest()
-        now = time.monotonic()
         with self._lock:
-            hit = self._cache.get(digest)
-        if hit is not None and hit[0] > now:
-            return hit[1]
-        prefix, secret = parsed
+            gate = self._inflight.setdefault(digest, threading.Lock())
+        with gate:  # concurrent first requests with one key share a single argon2 check
+            principal = self.cached(token)
+            if principal is not None:
+                return principal
+            principal = self._verify(session_factory, digest, *parsed)
+        with self._lock:
+            self._inflight.pop(digest, None)
+        return principal
+
+    def _verify(
+        self, session_factory: Any, digest: str, prefix: str, secret: str
+    ) -> Principal | None:
         with session_factory() as session:
             key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
             if key is None or key.revoked_at is not None:
@@ -147,8 +163,31 @@ class KeyVerifier:
             except (VerifyMismatchError, VerificationError, InvalidHashError):
                 return None
             principal = Principal(key.id, key.name, key.role, key.rate_limit)
+            secret_hash = key.secret_hash
         with self._lock:
             if len(self._cache) > 10_000:
                 self._cache.clear()
-            self._cache[digest] = (now + self.cache_seconds, principal)
+            self._cache[digest] = (time.monotonic() + self.cache_seconds, principal, secret_hash)
         return principal
+
+    def revalidate(self, session_factory: Any) -> None:
+        """Re-check every cached key in one query: drop revoked or changed ones, extend the rest."""
+        with self._lock:
+            snapshot = dict(self._cache)
+        if not snapshot:
+            return
+        ids = {p.key_id for _, p, _ in snapshot.values()}
+        with session_factory() as session:
+            rows = {
+                k.id: (k.revoked_at is None, k.secret_hash, k.name, k.role, k.rate_limit)
+                for k in session.scalars(select(ApiKey).where(ApiKey.id.in_(ids)))
+            }
+        expires = time.monotonic() + self.cache_seconds
+        with self._lock:
+            for digest, (_, principal, secret_hash) in snapshot.items():
+                row = rows.get(principal.key_id)
+                if row is None or not row[0] or row[1] != secret_hash:
+                    self._cache.pop(digest, None)
+                elif digest in self._cache:
+                    fresh = Principal(principal.key_id, row[2], row[3], row[4])
+                    self._cache[digest] = (expires, fresh, secret_hash)

@@ -52,8 +52,8 @@ class Store:
         """`sqlite` or `postgresql`."""
         return self.engine.dialect.name
 
-    def migrate(self, revision: str = "heads") -> None:
-        """Apply Alembic migrations up to `revision` (every head by default)."""
+    def migrate(self, revision: str = "head") -> None:
+        """Apply Alembic migrations up to `revision` (the newest by default)."""
         from alembic import command
 
         with self.engine.begin() as connection:

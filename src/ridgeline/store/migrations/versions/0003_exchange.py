@@ -1,7 +1,7 @@
 """exchange: formats meta, sync, releases, feedback, audits
 
 Revision ID: 0003
-Revises: 0001
+Revises: 0002
 Create Date: 2026-11-21 02:08:03.482378
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0003"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = ("exchange",)
+down_revision: str | None = "0002"
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 

@@ -1,7 +1,7 @@
 """scan: runs, results, resume, actions, quarantine, reports, flood, api keys
 
 Revision ID: 0004
-Revises: 0001
+Revises: 0003
 Create Date: 2026-11-21 02:07:46.043922
 """
 
@@ -11,8 +11,8 @@ import sqlalchemy as sa
 from alembic import op
 
 revision: str = "0004"
-down_revision: str | None = "0001"
-branch_labels: str | Sequence[str] | None = ("scan",)
+down_revision: str | None = "0003"
+branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
 
