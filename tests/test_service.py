@@ -48,7 +48,7 @@ def png(seed: int = 1, size: int = 64) -> bytes:
     rng = np.random.default_rng(seed)
     buf = io.BytesIO()
     small = rng.integers(0, 255, (16, 16, 3), dtype=np.uint8)
-    Image.fromarray(small).resize((size, size), Image.NEAREST).save(buf, "PNG")
+    Image.fromarray(small).resize((size, size), Image.Resampling.NEAREST).save(buf, "PNG")
     return buf.getvalue()
 
 
@@ -193,11 +193,11 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
 
 
 def api_routes(app: Any) -> list[tuple[str, str, str | None]]:
-    out = []
+    out: list[tuple[str, str, str | None]] = []
     for route in app.routes:
         if isinstance(route, APIRoute):
             perm = (route.openapi_extra or {}).get(PERMISSION_KEY)
-            out.extend((m, route.path, perm) for m in sorted(route.methods))
+            out.extend((m, route.path, perm) for m in sorted(route.methods or ()))
     return out
 
 
@@ -263,6 +263,82 @@ def test_lookup_and_match_explain_provenance(env: tuple[Env, TestClient]) -> Non
         "/v1/match", json={"signals": {"md5": [BAD_MD5, "0" * 32]}, "lists": ["known"]}, headers=h
     )
     assert len(res.json()["matches"]) == 1
+
+
+def _lookup_count(client: TestClient, status: int) -> float:
+    prefix = f'ridgeline_http_requests_total{{method="GET",route="/v1/lookup",status="{status}"}} '
+    lines = [x for x in client.get("/metrics").text.splitlines() if x.startswith(prefix)]
+    return float(lines[0].split()[-1]) if lines else 0.0
+
+
+def test_lookup_fast_path_answers_exactly_like_the_route(env: tuple[Env, TestClient]) -> None:
+    """The first call with a key goes through FastAPI (argon2, then cached); later calls take
+    the plain-ASGI fast path. Both must answer byte for byte alike and both be counted."""
+    e, client = env
+    with e.store.session() as s:
+        _, provider = create_key(s, "fresh-provider", "provider")
+        _, reviewer = create_key(s, "fresh-reviewer", "reviewer")
+    pdq = "f" * 64
+    with e.store.session() as s:
+        L.add_entry(s, L.get_list(s, "known"), {"pdq": pdq}, source="fast-path-test")
+    time.sleep(0.6)  # the background refresher picks the entry up
+    queries: list[Any] = [
+        {"signal": "md5", "value": BAD_MD5},
+        {"signal": "md5", "value": BAD_MD5, "list": ["queue"]},
+        {"signal": "pdq", "value": pdq[:-1] + "e", "quality": "90"},
+        {"signal": "pdq", "value": pdq, "list": ["known", "queue"]},
+    ]
+    for params in queries:
+        slow = client.get("/v1/lookup", params=params, headers={"X-API-Key": provider})
+        fast = client.get("/v1/lookup", params=params, headers={"X-API-Key": provider})
+        assert slow.status_code == fast.status_code == 200
+        assert slow.content == fast.content and slow.headers["content-type"] == "application/json"
+    assert (
+        client.get("/v1/lookup", params=queries[2], headers={"X-API-Key": provider}).json()[
+            "matches"
+        ][0]["distance"]
+        == 1
+    )
+    before = _lookup_count(client, 200)
+    client.get("/v1/lookup", params=queries[0], headers={"Authorization": f"Bearer {provider}"})
+    assert _lookup_count(client, 200) == before + 1
+    # a role without `match`: 403 from the route, then the same 403 from the fast path
+    first = client.get("/v1/lookup", params=queries[0], headers={"X-API-Key": reviewer})
+    again = client.get("/v1/lookup", params=queries[0], headers={"X-API-Key": reviewer})
+    assert first.status_code == again.status_code == 403
+    assert first.json() == again.json() and again.json()["error"]["code"] == "forbidden"
+    # odd input with a cached key still gets the route's errors
+    bad = client.get(
+        "/v1/lookup", params={"signal": "pdq", "value": "x"}, headers=e.headers("admin")
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_hash"
+    bad = client.get(
+        "/v1/lookup", params={**queries[0], "quality": "101"}, headers={"X-API-Key": provider}
+    )
+    assert bad.status_code == 400 and bad.json()["error"]["code"] == "invalid_request"
+
+
+def test_upload_pdq_mode(env: tuple[Env, TestClient]) -> None:
+    e, client = env
+    h = e.headers("provider")
+    image = png(5, size=600)  # fast mode only differs from exact above 256 pixels a side
+    hashes = {}
+    for mode in ("exact", "fast"):
+        for path in ("/v1/hash", "/v1/match"):
+            res = client.post(
+                path, files={"file": ("a.png", image)}, data={"mode": mode}, headers=h
+            )
+            assert res.status_code == 200, res.text
+            hashes[mode, path] = res.json()["signals"]["pdq"]["hash"]
+    default = client.post("/v1/match", files={"file": ("a.png", image)}, headers=h).json()
+    assert default["signals"]["pdq"]["hash"] == hashes["exact", "/v1/match"]
+    assert hashes["exact", "/v1/hash"] == hashes["exact", "/v1/match"]
+    assert hashes["fast", "/v1/hash"] == hashes["fast", "/v1/match"]
+    distance = bin(int(hashes["exact", "/v1/hash"], 16) ^ int(hashes["fast", "/v1/hash"], 16))
+    assert distance.count("1") <= 16
+    for path in ("/v1/hash", "/v1/match"):
+        res = client.post(path, files={"file": ("a.png", image)}, data={"mode": "quick"}, headers=h)
+        assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_request"
 
 
 def test_errors_are_json_with_stable_codes(env: tuple[Env, TestClient]) -> None:

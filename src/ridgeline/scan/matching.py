@@ -1,10 +1,8 @@
 """Matching computed signals against lists, with an explanation for every match.
 
-The scan pipeline and the HTTP API both go through `Matcher`. It uses the shared
-memory-mapped `ridgeline.index.MatchIndex` when that module is installed, and
-otherwise `StoreMatcher`, a small in-process index read straight from the store
-(exact lookups in SQL, PDQ by Hamming distance over a numpy array). Either way the
-match is then explained from the store: list, entry, classification, provenance.
+The scan pipeline and the HTTP API both go through `Matcher`, which looks hashes up
+in the shared memory-mapped `ridgeline.index.MatchIndex` and then explains each
+match from the store: list, entry, classification, provenance.
 """
 
 from __future__ import annotations
@@ -15,20 +13,14 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Protocol
 
-import numpy as np
-from sqlalchemy import func, select
+from sqlalchemy import select
 
-from ridgeline.lists import is_matchable
 from ridgeline.signals import get_signal
-from ridgeline.signals.pdq import MIN_QUALITY
 from ridgeline.store import Store
-from ridgeline.store.models import Change, Entry, EntrySignal, HashList, lookup_key
-from ridgeline.timeutil import as_utc, utcnow
+from ridgeline.store.models import Entry
 
 #: Signals that are matched by equality of their canonical string.
 EXACT_SIGNALS = ("md5", "sha1", "sha256")
-#: Widest PDQ threshold the fallback considers before applying per-list thresholds.
-MAX_PDQ_THRESHOLD = 128
 #: Explanations (classification, provenance) are re-read at least this often.
 EXPLAIN_TTL_S = 30.0
 
@@ -118,127 +110,6 @@ def _dihedral_queries(variants: Any, quality: int | None, label: str) -> list[Qu
     return out
 
 
-class StoreMatcherBackend:
-    """In-process index built from the store; refreshes from the change feed."""
-
-    def __init__(self, store: Store) -> None:
-        self.store = store
-        self._lock = threading.Lock()
-        self._seq = -1
-        self._loaded_at = 0.0
-        self._pdq_bits = np.zeros((0, 32), dtype=np.uint8)
-        self._pdq_meta: list[tuple[int, int]] = []  # (entry_id, list_id)
-        self._lists: dict[int, HashList] = {}
-
-    def ready(self) -> bool:
-        return self._seq >= 0
-
-    def refresh(self) -> bool:
-        """Reload when the change feed has moved on (cheap query otherwise)."""
-        with self.store.session() as s:
-            seq = s.scalar(select(func.max(Change.seq))) or 0
-            if seq == self._seq:
-                self._loaded_at = time.monotonic()
-                return False
-            lists = {hl.id: hl for hl in s.scalars(select(HashList))}
-            rows = s.execute(
-                select(
-                    EntrySignal.value, Entry.id, Entry.list_id, Entry.enabled, Entry.disabled_until
-                )
-                .join(Entry, Entry.id == EntrySignal.entry_id)
-                .where(
-                    EntrySignal.signal == "pdq",
-                    Entry.deleted_at.is_(None),
-                    Entry.status == "confirmed",
-                )
-            ).all()
-        now = utcnow()
-        keep = [
-            r
-            for r in rows
-            if lists[r[2]].enabled and (r[3] or (r[4] is not None and as_utc(r[4]) <= now))
-        ]
-        bits = (
-            np.frombuffer(b"".join(bytes.fromhex(r[0]) for r in keep), dtype=np.uint8).reshape(
-                -1, 32
-            )
-            if keep
-            else np.zeros((0, 32), dtype=np.uint8)
-        )
-        with self._lock:
-            self._lists = lists
-            self._pdq_bits = bits
-            self._pdq_meta = [(r[1], r[2]) for r in keep]
-            self._seq = seq
-            self._loaded_at = time.monotonic()
-        return True
-
-    def _threshold(self, hl: HashList, signal: str) -> float:
-        return hl.threshold_for(signal, get_signal(signal).default_threshold)
-
-    def lookup(
-        self, signal: str, values: Sequence[str], qualities: Sequence[int | None], lists: Any
-    ) -> list[list[Hit]]:
-        allowed = set(lists) if lists else None
-        out: list[list[Hit]] = [[] for _ in values]
-        if signal == "pdq":
-            with self._lock:
-                bits, meta, known = self._pdq_bits, self._pdq_meta, self._lists
-            if not len(meta):
-                return out
-            for i, (value, quality) in enumerate(zip(values, qualities, strict=True)):
-                if quality is not None and quality < MIN_QUALITY:
-                    continue
-                q = np.frombuffer(bytes.fromhex(value), dtype=np.uint8)
-                dist = np.unpackbits(np.bitwise_xor(bits, q), axis=1).sum(axis=1)
-                for j in np.nonzero(dist <= MAX_PDQ_THRESHOLD)[0]:
-                    entry_id, list_id = meta[j]
-                    hl = known[list_id]
-                    if allowed is not None and hl.name not in allowed and hl.purpose != "allow":
-                        continue
-                    threshold = self._threshold(hl, "pdq")
-                    if dist[j] <= threshold:
-                        out[i].append(
-                            Hit(
-                                list_id,
-                                hl.name,
-                                entry_id,
-                                "pdq",
-                                float(dist[j]),
-                                threshold,
-                                hl.purpose,
-                            )
-                        )
-            return out
-        keys = [lookup_key(v) for v in values]
-        with self.store.session() as s:
-            rows = s.execute(
-                select(EntrySignal.lookup_key, Entry, HashList)
-                .join(Entry, Entry.id == EntrySignal.entry_id)
-                .join(HashList, HashList.id == Entry.list_id)
-                .where(EntrySignal.signal == signal, EntrySignal.lookup_key.in_(keys))
-            ).all()
-            for key, entry, hl in rows:
-                if allowed is not None and hl.name not in allowed and hl.purpose != "allow":
-                    continue
-                if not is_matchable(entry, hl):
-                    continue
-                for i, k in enumerate(keys):
-                    if k == key:
-                        out[i].append(
-                            Hit(
-                                hl.id,
-                                hl.name,
-                                entry.id,
-                                signal,
-                                0.0,
-                                self._threshold(hl, signal),
-                                hl.purpose,
-                            )
-                        )
-        return out
-
-
 class IndexBackend:
     """Adapter over the shared memory-mapped `ridgeline.index.MatchIndex`."""
 
@@ -278,15 +149,24 @@ class IndexBackend:
         ]
 
 
-def open_backend(store: Store, index_dir: str | None = None, *, use_index: bool = True) -> Backend:
-    """The shared index when installed, else the in-process store index."""
-    if use_index:
-        try:
-            from ridgeline.index import MatchIndex
-        except ImportError:  # the shared index is an optional component
-            return StoreMatcherBackend(store)
-        return IndexBackend(MatchIndex.open(store, directory=index_dir))
-    return StoreMatcherBackend(store)
+def open_backend(
+    store: Store,
+    index_dir: str | None = None,
+    *,
+    index_refresh_interval: float | None = None,
+) -> Backend:
+    """The shared memory-mapped index over `store`.
+
+    `index_refresh_interval` sets how often the index polls the change feed from
+    within `match` itself; a server that refreshes from a background thread sets it
+    long so no request ever waits on that database query.
+    """
+    from ridgeline.index import MatchIndex
+
+    options: dict[str, Any] = {}
+    if index_refresh_interval is not None:
+        options["refresh_interval"] = index_refresh_interval
+    return IndexBackend(MatchIndex.open(store, directory=index_dir, **options))
 
 
 @dataclass
@@ -308,8 +188,15 @@ class Matcher:
     _lock: threading.Lock = field(default_factory=threading.Lock, init=False)
 
     @classmethod
-    def open(cls, store: Store, index_dir: str | None = None, *, use_index: bool = True) -> Matcher:
-        matcher = cls(store, open_backend(store, index_dir, use_index=use_index))
+    def open(
+        cls,
+        store: Store,
+        index_dir: str | None = None,
+        *,
+        index_refresh_interval: float | None = None,
+    ) -> Matcher:
+        backend = open_backend(store, index_dir, index_refresh_interval=index_refresh_interval)
+        matcher = cls(store, backend)
         matcher.refresh(force=True)
         return matcher
 
@@ -327,6 +214,24 @@ class Matcher:
             if time.monotonic() - self._explain_cleared > EXPLAIN_TTL_S:
                 self._explain_cache.clear()
                 self._explain_cleared = time.monotonic()
+
+    def preload(self, signals: Iterable[str] | None = None) -> list[str]:
+        """Open (or build) the shared index of each signal now, not on a request.
+
+        Returns the signals that could not be loaded (they load on first use instead).
+        """
+        index = getattr(self.backend, "index", None)
+        if index is None or not hasattr(index, "load"):
+            return []
+        from ridgeline.signals import all_signals
+
+        failed = []
+        for name in signals if signals is not None else list(all_signals()):
+            try:
+                index.load([name])
+            except Exception:  # an optional plug-in's index must not keep the server down
+                failed.append(name)
+        return failed
 
     def age(self) -> float:
         """Seconds since the index was last brought up to date."""

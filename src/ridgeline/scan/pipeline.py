@@ -66,7 +66,6 @@ class ScanOptions:
     archives: bool = True
     index_dir: str | None = None
     work_dir: str | None = None
-    use_index: bool = True
     engine: str = "local"
     ray_address: str | None = None
 
@@ -87,7 +86,6 @@ class ScanOptions:
         return {
             "db_url": db_url,
             "index_dir": self.index_dir,
-            "use_index": self.use_index,
             "lists": self.lists,
             "signals": self.signals,
             "hash_options": asdict(self.hash_options),
@@ -120,9 +118,7 @@ class Worker:
     def __init__(self, config: dict[str, Any]) -> None:
         self.config = config
         self.store = Store(config["db_url"], migrate=False)
-        self.matcher = Matcher.open(
-            self.store, config.get("index_dir"), use_index=config.get("use_index", True)
-        )
+        self.matcher = Matcher.open(self.store, config.get("index_dir"))
         self.options = HashOptions(**config["hash_options"])
         self.signals = config.get("signals")
         self.lists = config.get("lists") or None

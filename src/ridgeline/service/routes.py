@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import Annotated, Any
+from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
 from fastapi.responses import JSONResponse
@@ -51,18 +51,43 @@ def _matcher(request: Request) -> Matcher:
 def _match(
     request: Request, queries: list[MatchQuery], lists: list[str] | None
 ) -> list[dict[str, Any]]:
-    matches = _matcher(request).match(queries, lists or None)
+    return match_with_state(request.app.state, _matcher(request), queries, lists)
+
+
+def match_with_state(
+    state: Any, matcher: Matcher, queries: list[MatchQuery], lists: list[str] | None
+) -> list[dict[str, Any]]:
+    """Explained matches, flagged when flood control holds the entry, counted in metrics."""
+    matches = matcher.match(queries, lists or None)
     if matches:
-        held = request.app.state.refresher.held
-        metrics = request.app.state.metrics
+        held = state.refresher.held
+        metrics = state.metrics
         for m in matches:
             m["held"] = m["entry_id"] in held
             metrics.matches.labels(m["signal"]).inc()
     return matches
 
 
-def _hash_options(request: Request, dihedral: bool) -> HashOptions:
-    return HashOptions(dihedral=dihedral, max_pixels=request.app.state.config.max_pixels)
+#: PDQ decoding modes an upload may ask for; `exact` (the default) is bit-identical to
+#: the reference hasher, `fast` decodes JPEGs at reduced scale (a few bits apart).
+PDQ_MODES = ("exact", "fast")
+
+
+def _pdq_mode(value: object) -> Literal["exact", "fast"]:
+    mode = str(value or "exact").strip().lower()
+    if mode == "fast":
+        return "fast"
+    if mode != "exact":
+        raise ApiError(
+            400, "invalid_request", f"mode must be one of {', '.join(PDQ_MODES)}, not {value!r}"
+        )
+    return "exact"
+
+
+def _hash_options(request: Request, dihedral: bool, mode: str = "exact") -> HashOptions:
+    return HashOptions(
+        dihedral=dihedral, max_pixels=request.app.state.config.max_pixels, mode=_pdq_mode(mode)
+    )
 
 
 class HashesIn(BaseModel):
@@ -72,6 +97,7 @@ class HashesIn(BaseModel):
     lists: list[str] = Field(default_factory=list)
     url: str | None = None
     dihedral: bool = False
+    mode: Literal["exact", "fast"] = "exact"
 
 
 class ListIn(BaseModel):
@@ -121,13 +147,15 @@ def register_routes(router: FastAPI) -> None:
         request: Request,
         file: Annotated[UploadFile, File(description="The content to hash")],
         dihedral: Annotated[bool, Form()] = False,
+        mode: Annotated[
+            str, Form(description="PDQ decoding: exact (default, reference-identical) or fast")
+        ] = "exact",
     ) -> dict[str, Any]:
         """Upload a file; get its signals (md5, sha1, sha256 and PDQ/vPDQ by type)."""
         config = request.app.state.config
+        options = _hash_options(request, dihedral, mode)
         with spooled_upload(file.file, config.max_upload_bytes, config.upload_kinds) as path:
-            result = hash_with_timeout(
-                path, _hash_options(request, dihedral), config.request_timeout_s
-            )
+            result = hash_with_timeout(path, options, config.request_timeout_s)
         return {
             "kind": result.kind,
             "media_type": result.media_type,
@@ -152,6 +180,13 @@ def register_routes(router: FastAPI) -> None:
                                 "file": {"type": "string", "format": "binary"},
                                 "dihedral": {"type": "boolean"},
                                 "lists": {"type": "string", "description": "comma-separated"},
+                                "mode": {
+                                    "type": "string",
+                                    "enum": list(PDQ_MODES),
+                                    "default": "exact",
+                                    "description": "PDQ decoding: exact or fast (JPEG at "
+                                    "reduced scale, a few bits from exact)",
+                                },
                             },
                             "required": ["file"],
                         }
@@ -174,7 +209,10 @@ def register_routes(router: FastAPI) -> None:
                 raise ApiError(400, "invalid_request", "multipart upload needs a `file` part")
             dihedral = str(form.get("dihedral", "false")).lower() in ("1", "true", "yes", "on")
             lists = [x.strip() for x in str(form.get("lists", "")).split(",") if x.strip()]
-            body = await asyncio.to_thread(_match_upload, request, upload.file, dihedral, lists)
+            mode = _pdq_mode(form.get("mode"))
+            body = await asyncio.to_thread(
+                _match_upload, request, upload.file, dihedral, lists, mode
+            )
             return JSONResponse(body)
         try:
             raw = await request.json()
@@ -193,7 +231,7 @@ def register_routes(router: FastAPI) -> None:
             )
             try:
                 body = await asyncio.to_thread(
-                    _match_upload, request, response, data.dihedral, data.lists
+                    _match_upload, request, response, data.dihedral, data.lists, data.mode
                 )
             finally:
                 response.close()
@@ -216,13 +254,12 @@ def register_routes(router: FastAPI) -> None:
         return JSONResponse({"signals": canonical, "matches": matches})
 
     def _match_upload(
-        request: Request, source: Any, dihedral: bool, lists: list[str]
+        request: Request, source: Any, dihedral: bool, lists: list[str], mode: str = "exact"
     ) -> dict[str, Any]:
         config = request.app.state.config
+        options = _hash_options(request, dihedral, mode)
         with spooled_upload(source, config.max_upload_bytes, config.upload_kinds) as path:
-            result = hash_with_timeout(
-                path, _hash_options(request, dihedral), config.request_timeout_s
-            )
+            result = hash_with_timeout(path, options, config.request_timeout_s)
         queries = queries_from_signals(result.signals, dihedral=dihedral)
         return {
             "kind": result.kind,

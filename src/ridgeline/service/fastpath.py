@@ -1,0 +1,196 @@
+"""A plain-ASGI fast path for `GET /v1/lookup`, the endpoint providers call most.
+
+FastAPI's routing, dependency solving and response models cost several times more
+than the in-memory index lookup itself. This fast path answers the common case
+directly with the same checks in the same order of outcome: the key (only when it
+is already verified and cached in this process), the per-key rate limit, the role,
+the signal and hash, the matches, the metrics. Anything unusual (no or unknown key,
+bad or repeated parameters, an invalid hash, no index yet) is passed on untouched
+to the FastAPI route, which then answers exactly as it always does; nothing is
+counted twice because the fast path decides before it touches the rate limiter.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from typing import Any
+from urllib.parse import parse_qsl
+
+from starlette.types import Scope, Send
+
+from ridgeline.errors import RidgelineError
+from ridgeline.scan.matching import Query
+from ridgeline.service.auth import POLICY
+from ridgeline.service.routes import match_with_state
+from ridgeline.signals import get_signal
+
+PATH = "/v1/lookup"
+ROUTE_LABEL = "/v1/lookup"
+_ROLES = POLICY["match"]
+_JSON_HEADERS = [(b"content-type", b"application/json")]
+
+
+#: Renders the same bytes as Starlette's JSONResponse (built once, not per call).
+_ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(",", ":"))
+
+
+def _dumps(body: Any) -> bytes:
+    return _ENCODER.encode(body).encode()
+
+
+def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """`Authorization: Bearer <key>` first, else `X-API-Key` (as `auth.token_from`)."""
+    auth = api_key = None
+    for name, value in headers:
+        if name == b"authorization" and auth is None:
+            auth = value
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value
+    if auth:
+        scheme, _, rest = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+    if api_key is not None:
+        key = api_key.decode("latin-1").strip()
+        return key or None
+    return None
+
+
+def _pairs(query: str) -> list[tuple[str, str]]:
+    """`parse_qsl(query, keep_blank_values=True)`, without its cost on plain queries."""
+    if "%" in query or "+" in query or ";" in query:
+        return parse_qsl(query, keep_blank_values=True)
+    return [
+        (name, value)
+        for name, _, value in (part.partition("=") for part in query.split("&") if part)
+    ]
+
+
+def _parse(query_string: bytes) -> tuple[str, str, list[str] | None, int | None] | None:
+    """(signal, value, lists, quality) of a plain well-formed query, else None."""
+    signal = value = quality_raw = None
+    lists: list[str] = []
+    for name, item in _pairs(query_string.decode("latin-1")):
+        if name == "signal":
+            if signal is not None:
+                return None
+            signal = item
+        elif name == "value":
+            if value is not None:
+                return None
+            value = item
+        elif name == "list":
+            lists.append(item)
+        elif name == "quality":
+            if quality_raw is not None:
+                return None
+            quality_raw = item
+    if signal is None or value is None:
+        return None
+    quality = None
+    if quality_raw is not None:
+        if not quality_raw.isdigit() or not quality_raw.isascii():
+            return None
+        quality = int(quality_raw)
+        if quality > 100:
+            return None
+    return signal, value, lists or None, quality
+
+
+class FastLookup:
+    """Answers well-formed, already-authenticated `GET /v1/lookup` calls without FastAPI.
+
+    `ServiceApp` calls `answer` before Starlette's own middleware stack; requests it
+    declines go through the whole app unchanged.
+    """
+
+    def __init__(self, state: Any) -> None:
+        self.state = state
+        self._counters: dict[int, Any] = {}
+        self._latency: Any = None
+
+    def handles(self, scope: Scope) -> bool:
+        return scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET"
+
+    def _observe(self, status: int, seconds: float) -> None:
+        metrics = self.state.metrics
+        counter = self._counters.get(status)
+        if counter is None:
+            counter = self._counters[status] = metrics.requests.labels(
+                ROUTE_LABEL, "GET", str(status)
+            )
+        counter.inc()
+        if self._latency is None:
+            self._latency = metrics.latency.labels(ROUTE_LABEL)
+        self._latency.observe(seconds)
+
+    async def answer(self, scope: Scope, send: Send) -> bool:
+        """True when answered here; False to hand the request to the FastAPI route."""
+        start = time.perf_counter()
+        state = self.state
+        matcher = state.matcher
+        parsed = _parse(scope.get("query_string", b""))
+        if parsed is None or matcher is None:
+            return False
+        signal_name, value, lists, quality = parsed
+        try:
+            signal = get_signal(signal_name)
+            canonical = signal.normalize(value)
+        except (RidgelineError, KeyError, ValueError):
+            return False
+        token = _token(scope["headers"])
+        principal = state.verifier.cached(token) if token else None
+        if principal is None:
+            return False
+        status = 200
+        headers = _JSON_HEADERS
+        wait = state.limiter.allow(principal.key_id, principal.rate_limit)
+        if wait > 0:
+            status = 429
+            headers = [*headers, (b"retry-after", str(max(1, round(wait + 0.5))).encode())]
+            body: Any = {
+                "error": {
+                    "code": "rate_limited",
+                    "message": f"rate limit exceeded for key {principal.name!r}; "
+                    f"retry in {wait:.2f}s",
+                }
+            }
+        elif principal.role not in _ROLES:
+            status = 403
+            body = {
+                "error": {
+                    "code": "forbidden",
+                    "message": f"role {principal.role!r} may not use this endpoint (needs match)",
+                }
+            }
+        else:
+            try:
+                matches = match_with_state(
+                    state, matcher, [Query(signal.name, canonical, quality)], lists
+                )
+                body = {"signal": signal.name, "value": canonical, "matches": matches}
+            except RidgelineError as exc:  # mapped as the app's error handler maps it
+                from ridgeline.service.app import STATUS_BY_ERROR
+
+                status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
+                body = {"error": {"code": exc.code, "message": str(exc)}}
+            except Exception as exc:
+                status = 500
+                body = {
+                    "error": {
+                        "code": "internal_error",
+                        "message": f"internal error ({type(exc).__name__})",
+                    }
+                }
+        payload = _dumps(body)
+        await send(
+            {
+                "type": "http.response.start",
+                "status": status,
+                "headers": [*headers, (b"content-length", str(len(payload)).encode())],
+            }
+        )
+        await send({"type": "http.response.body", "body": payload})
+        self._observe(status, time.perf_counter() - start)
+        return True
