@@ -146,7 +146,8 @@ def bench_videos(n_videos: int) -> dict[str, Any]:
     videos = sorted((REFERENCE / "vpdq" / "videos").glob("*.mp4"))[:n_videos]
     out: dict[str, Any] = {"videos": len(videos)}
     if not videos:
-        return {"vpdq": None, "vpdq_error": f"no reference videos under {REFERENCE}"}
+        why = "skipped (--videos 0)" if n_videos <= 0 else f"no reference videos under {REFERENCE}"
+        return {"vpdq": None, "vpdq_error": why}
     start = time.perf_counter()
     anchor_frames = sum(reference_video_frames(v) for v in videos)
     out["vpdq_anchor_frames_per_s"] = round(anchor_frames / (time.perf_counter() - start), 1)
@@ -182,7 +183,14 @@ def main(argv: list[str] | None = None) -> int:
         pinned = True
     except (AttributeError, OSError):
         pinned = False
-    result: dict[str, Any] = {"bench": "hashing", "single_core": pinned}
+    from ridgeline.hashing import tune_malloc
+
+    # as in `ridgeline hash` and its workers and the service (applies to both paths)
+    result: dict[str, Any] = {
+        "bench": "hashing",
+        "single_core": pinned,
+        "malloc_tuned": tune_malloc(),
+    }
     with tempfile.TemporaryDirectory(prefix="ridgeline-bench-") as tmp:
         paths = generate(Path(tmp), args.images)
         result.update(bench_images(paths, args.rounds))

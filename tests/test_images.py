@@ -19,7 +19,7 @@ from PIL import Image, ImageDraw, ImageFilter, ImageOps
 from ridgeline.errors import BadInput, DecompressionBomb
 from ridgeline.pdq import hash_rgb, iter_frames, load_rgb, pdq_signal_value
 from ridgeline.pdq.fast import pick_scale
-from ridgeline.pdq.images import orient
+from ridgeline.pdq.images import borrow_pixels, orient, to_pixels
 from ridgeline.signals import HashOptions
 from ridgeline.signals.pdq import hamming
 
@@ -141,6 +141,32 @@ def test_every_mode_hashes_like_convert_rgb(tmp_path: Path, photo: np.ndarray) -
         assert (value["hash"], value["quality"]) == convert_rgb_hash(path), (name, stored_mode)
         if name in ("L.png", "RGBA.png", "P.png", "CMYK.tiff"):
             assert hamming(value["hash"], hash_rgb(photo)[0]) <= 31, name
+
+
+def test_borrowed_pixels_equal_convert_rgb_and_outlive_the_image(photo: np.ndarray) -> None:
+    """RGB/RGBA/RGBX/L pixels are read from Pillow's memory without a copy; they must be
+    the pixels convert("RGB") gives, read-only, and stay valid after the image is gone."""
+    src = Image.fromarray(photo)
+    for mode in ("RGB", "RGBA", "RGBX", "L"):
+        im = src.convert(mode)
+        expected = np.asarray(im.convert("RGB")).copy()
+        pixels = borrow_pixels(im)
+        assert pixels is not None, mode
+        assert not pixels.flags.writeable
+        assert pixels.shape[:2] == expected.shape[:2]
+        im.close()
+        del im
+        Image.new("RGB", src.size, (1, 2, 3)).load()  # reuse freed memory, if any was freed
+        assert hash_rgb(pixels) == hash_rgb(expected), mode
+        rgb = pixels if pixels.ndim == 2 else pixels[:, :, :3]
+        if pixels.ndim == 3:
+            assert np.array_equal(rgb, expected), mode
+        else:
+            assert np.array_equal(rgb, expected[:, :, 0]), mode
+    # over Pillow's 16 MiB memory block, rows are not contiguous: the copy is used
+    big = Image.new("RGB", (2100, 2100), (10, 200, 30))
+    assert borrow_pixels(big) is None
+    assert to_pixels(big).shape == (2100, 2100, 3)
 
 
 def test_sixteen_bit_follows_pillow_clipping(tmp_path: Path, reference_dir: Path) -> None:

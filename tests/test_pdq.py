@@ -8,6 +8,10 @@ Meta's C++), the `pdqhash` package itself on generated pixels, and upstream's ru
 from __future__ import annotations
 
 import csv
+import json
+import os
+import subprocess
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -17,6 +21,7 @@ from PIL import Image
 from ridgeline.errors import BadInput
 from ridgeline.pdq import (
     DIHEDRAL_VARIANTS,
+    _pdqcore,
     hash_file,
     hash_rgb,
     hash_rgb_dihedral,
@@ -98,6 +103,68 @@ def test_matches_reference_cpp_on_generated_pixels(shape: tuple[int, int]) -> No
         assert hash_rgb(pixels) == _oracle(pixels)
         variants = hash_rgb_dihedral(pixels)
         assert [variants[n][0] for n in DIHEDRAL_VARIANTS] == _oracle_dihedral(pixels)
+
+
+def test_fast_luma_equals_the_reference_formula_for_every_colour() -> None:
+    """The SIMD/integer luma must round like the reference's double formula on all 2^24
+    (r, g, b) triples, in both the packed RGB and the 4-byte (RGBX/RGBA) layouts."""
+    assert _pdqcore.luma_mismatches() == 0
+
+
+def test_random_sizes_contents_and_layouts_match_reference_cpp() -> None:
+    """A fuzz over sizes whose widths hit every SIMD tail (8-lane blocks plus 0-7),
+    window sizes 1-16, and contents flat, noise, gradients and two-level, through
+    packed RGB, RGBX, flipped and transposed views."""
+    rng = np.random.default_rng(20261121)
+    shapes = [(int(rng.integers(5, 300)), int(rng.integers(5, 300))) for _ in range(24)]
+    shapes += [(1999, 37), (41, 2000), (1203, 777)]
+    for i, (h, w) in enumerate(shapes):
+        kind = i % 4
+        if kind == 0:
+            pixels = rng.integers(0, 256, (h, w, 3), dtype=np.uint8)
+        elif kind == 1:
+            pixels = np.full((h, w, 3), rng.integers(0, 256, 3), dtype=np.uint8)
+        elif kind == 2:
+            y, x = np.mgrid[0:h, 0:w]
+            grad = np.stack([x * 255 // max(w - 1, 1), y * 255 // max(h - 1, 1), (x * y) % 256], -1)
+            pixels = grad.astype(np.uint8)
+        else:
+            pixels = (rng.integers(0, 2, (h, w, 3)) * 255).astype(np.uint8)
+        layout = i % 3
+        if layout == 1:
+            arg = np.dstack([pixels, rng.integers(0, 256, (h, w), dtype=np.uint8)])
+        elif layout == 2:
+            pixels = pixels.swapaxes(0, 1)[::-1]
+            arg = pixels
+        else:
+            arg = pixels
+        assert hash_rgb(arg) == _oracle(pixels), (h, w, kind, layout)
+
+
+def test_portable_path_gives_the_same_bits_as_the_simd_path(tmp_path: Path) -> None:
+    """Machines without AVX2 take the scalar code; force it in a child process."""
+    rng = np.random.default_rng(5)
+    arrays = [rng.integers(0, 256, (h, w, 3), dtype=np.uint8) for h, w in ((97, 203), (300, 41))]
+    arrays.append(np.dstack([arrays[0], arrays[0][:, :, 0]]))  # RGBX layout
+    for i, a in enumerate(arrays):
+        np.save(tmp_path / f"a{i}.npy", a)
+    script = (
+        "import sys, json, numpy as np\n"
+        "from ridgeline.pdq import _pdqcore\n"
+        "out = [_pdqcore.hash_pixels(np.load(p), True) for p in sys.argv[1:]]\n"
+        "print(json.dumps({'luma': _pdqcore.luma_mismatches(), 'hashes': out}))\n"
+    )
+    env = {**os.environ, "RIDGELINE_PDQ_NO_SIMD": "1"}
+    files = [str(tmp_path / f"a{i}.npy") for i in range(len(arrays))]
+    done = subprocess.run(
+        [sys.executable, "-c", script, *files], env=env, capture_output=True, text=True, check=True
+    )
+    child = json.loads(done.stdout)
+    assert child["luma"] == 0
+    assert [tuple(h) for h in child["hashes"]] == [
+        tuple(json.loads(json.dumps(_pdqcore.hash_pixels(a, True)))) for a in arrays
+    ]
+    assert child["hashes"][0][0][0] == _oracle(arrays[0])[0]
 
 
 def test_tiny_images_get_the_zero_hash() -> None:

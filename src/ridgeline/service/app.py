@@ -8,8 +8,6 @@ added through any worker is matchable in all of them within about a second.
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
 import gc
 import json
 import os
@@ -45,6 +43,7 @@ from ridgeline.errors import (
     RidgelineError,
     UnknownSignal,
 )
+from ridgeline.hashing import tune_malloc
 from ridgeline.scan.matching import Matcher
 from ridgeline.service.auth import PUBLIC, ApiError, RateLimiter
 from ridgeline.service.fastpath import FastLookup
@@ -191,24 +190,6 @@ def _install_error_handlers(app: FastAPI) -> None:
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
-
-
-def tune_malloc() -> bool:
-    """Keep freed image-sized buffers in the heap instead of returning them to the OS.
-
-    glibc serves allocations over 128 KiB-32 MiB with fresh mmaps and trims the heap
-    eagerly, so every decoded upload (a few MiB of pixels, copies of them) page-faults
-    its memory in again: about a quarter of the CPU of an exact 1 MP hash. Raising the
-    mmap and trim thresholds (per worker, up to 64 MiB kept) removes that. No-op
-    where the C library is not glibc.
-    """
-    try:
-        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
-        m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1
-        return libc.mallopt(m_trim_threshold, 64 << 20) == 1 and ok
-    except (OSError, AttributeError):
-        return False
 
 
 class Refresher:
