@@ -64,3 +64,19 @@ def handle_errors(func: F) -> F:
         return None
 
     return wrapper  # type: ignore[return-value]
+
+
+def parse_signal_names(text: str | None) -> list[str] | None:
+    """`--signals md5,pdq` as a list (None when not given); unknown names are bad usage."""
+    from ridgeline.signals import all_signals
+
+    if not text:
+        return None
+    signals = [s.strip().lower() for s in text.split(",") if s.strip()]
+    unknown = [s for s in signals if s not in all_signals()]
+    if unknown:
+        raise click.BadParameter(
+            f"unknown signal(s) {', '.join(unknown)}; installed: {', '.join(all_signals())}",
+            param_hint="--signals",
+        )
+    return signals

@@ -8,10 +8,10 @@ from typing import IO
 
 import click
 
-from ridgeline.cli.common import format_option, handle_errors
+from ridgeline.cli.common import format_option, handle_errors, parse_signal_names
 from ridgeline.hashing import hash_many, iter_files
 from ridgeline.output import Writer, default_format
-from ridgeline.signals import HashOptions, all_signals
+from ridgeline.signals import HashOptions
 from ridgeline.signals.pdq import MIN_QUALITY
 
 PROGRESS_MIN_FILES = 20
@@ -96,15 +96,7 @@ def hash_command(
     Bad files get a per-file error and the batch goes on; the exit status is 1 if
     any file failed.
     """
-    signals = None
-    if signal_names:
-        signals = [s.strip().lower() for s in signal_names.split(",") if s.strip()]
-        unknown = [s for s in signals if s not in all_signals()]
-        if unknown:
-            raise click.BadParameter(
-                f"unknown signal(s) {', '.join(unknown)}; installed: {', '.join(all_signals())}",
-                param_hint="--signals",
-            )
+    signals = parse_signal_names(signal_names)
     options = HashOptions(
         mode=mode,  # type: ignore[arg-type]
         dihedral=dihedral,

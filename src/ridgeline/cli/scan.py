@@ -10,10 +10,16 @@ from typing import IO, Any
 
 import click
 
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import (
+    db_option,
+    format_option,
+    handle_errors,
+    open_store,
+    parse_signal_names,
+)
 from ridgeline.cli.hash import Progress
 from ridgeline.output import Writer, default_format, write_one
-from ridgeline.signals import HashOptions, all_signals
+from ridgeline.signals import HashOptions
 
 CSV_COLUMNS = ["path", "size", "sha256", "kind", "matches", "lists", "entries", "actions", "error"]
 
@@ -169,15 +175,7 @@ def scan_command(
     from ridgeline.scan.flood import FloodPolicy
     from ridgeline.scan.pipeline import ScanOptions, scan
 
-    signals = None
-    if signal_names:
-        signals = [s.strip().lower() for s in signal_names.split(",") if s.strip()]
-        unknown = [s for s in signals if s not in all_signals()]
-        if unknown:
-            raise click.BadParameter(
-                f"unknown signal(s) {', '.join(unknown)}; installed: {', '.join(all_signals())}",
-                param_hint="--signals",
-            )
+    signals = parse_signal_names(signal_names)
     for p in paths:
         if not os.path.exists(p):
             raise click.BadParameter(f"no such file or folder: {p}", param_hint="PATHS")

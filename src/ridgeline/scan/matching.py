@@ -19,8 +19,6 @@ from ridgeline.signals import get_signal
 from ridgeline.store import Store
 from ridgeline.store.models import Entry
 
-#: Signals that are matched by equality of their canonical string.
-EXACT_SIGNALS = ("md5", "sha1", "sha256")
 #: Explanations (classification, provenance) are re-read at least this often.
 EXPLAIN_TTL_S = 30.0
 
