@@ -201,10 +201,10 @@ def api_routes(app: Any) -> list[tuple[str, str, str | None]]:
     return out
 
 
-def test_every_endpoint_by_every_role(sqlite_store: Store) -> None:
-    """Auth does not depend on the backend: the full matrix runs on SQLite; the
-    other API tests run on both SQLite and PostgreSQL."""
-    e = Env(sqlite_store)
+def test_every_endpoint_by_every_role(store: Store) -> None:
+    """Every endpoint x every role (401 without a key, 403 or 2xx with one), on
+    SQLite and PostgreSQL."""
+    e = Env(store)
     with TestClient(e.app, raise_server_exceptions=False) as client:
         _matrix(e, client)
 
