@@ -22,14 +22,16 @@ from ridgeline.errors import RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
 from ridgeline.lists.core import (
+    NewEntry,
     delete_entry,
     initial_status,
+    insert_entries,
     normalize_signals,
     record_change,
     record_event,
     validate_classification,
 )
-from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
 from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.
@@ -272,57 +274,35 @@ class _Pending:
             return {}
         items, self.items = self.items, []
         session = self.session
-        ids = session.scalars(
-            insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+        ids = insert_entries(
+            session,
+            self.hash_list,
             [
-                {
-                    "list_id": self.hash_list.id,
-                    "status": self.status,
-                    "enabled": True,
-                    "classifications": classes,
-                    "source": record.source or self.source,
-                    "origin_list": record.origin_list,
-                    "origin_member": record.origin_member,
-                    "origin_entry_id": record.origin_entry_id,
-                    "import_batch": self.report.batch,
-                    "note": record.note,
-                    "submitted_by": self.actor,
-                }
-                for _, record, _, classes in items
-            ],
-        ).all()
-        rows = list(zip(ids, items, strict=True))
-        session.execute(
-            insert(EntrySignal),
-            [
-                {
-                    "entry_id": entry_id,
-                    "signal": name,
-                    "value": value,
-                    "lookup_key": lookup_key(value),
-                    "quality": record.qualities.get(name),
-                }
-                for entry_id, (_, record, signals, _) in rows
-                for name, value in signals.items()
-            ],
-        )
-        session.execute(
-            insert(EntryEvent),
-            [
-                {
-                    "entry_id": entry_id,
-                    "action": "import",
-                    "actor": self.actor,
-                    "details": {
+                NewEntry(
+                    signals=signals,
+                    classifications=classes,
+                    qualities=record.qualities,
+                    fields={
+                        "source": record.source or self.source,
+                        "origin_list": record.origin_list,
+                        "origin_member": record.origin_member,
+                        "origin_entry_id": record.origin_entry_id,
+                        "note": record.note,
+                    },
+                    event={
                         "batch": self.report.batch,
                         "format": self.fmt,
                         "position": record.position,
                         "status": self.status,
                     },
-                }
-                for entry_id, (_, record, _, _) in rows
+                )
+                for _, record, signals, classes in items
             ],
+            status=self.status,
+            batch=self.report.batch,
+            actor=self.actor,
         )
+        rows = list(zip(ids, items, strict=True))
         metas = [
             {"entry_id": entry_id, "format": self.fmt, "data": record.extra}
             for entry_id, (_, record, _, _) in rows
@@ -330,10 +310,6 @@ class _Pending:
         ]
         if metas:
             session.execute(insert(ExchangeMeta), metas)
-        session.execute(
-            insert(Change),
-            [{"list_id": self.hash_list.id, "entry_id": entry_id, "op": "add"} for entry_id in ids],
-        )
         mapping = {temp: entry_id for entry_id, (temp, _, _, _) in rows}
         for temp, entry_id in mapping.items():
             self.index.renumber(temp, entry_id)

@@ -18,16 +18,16 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.classifications import validate as validate_classification
 from ridgeline.errors import BadInput, RidgelineError
-from ridgeline.lists.core import normalize_signals
+from ridgeline.lists.core import NewEntry, insert_entries, normalize_signals
 from ridgeline.signals import all_signals
-from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
 
 FORMATS = ("txt", "csv", "jsonl")
 _META_FIELDS = ("source", "origin_list", "origin_member", "origin_entry_id", "note")
@@ -240,49 +240,21 @@ def _insert_batch(
         fresh.append(record)
     if not fresh:
         return
-    ids = session.scalars(
-        insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
+    insert_entries(
+        session,
+        hash_list,
         [
-            {
-                "list_id": hash_list.id,
-                "status": status,
-                "enabled": True,
-                "classifications": r.classifications,
-                "import_batch": report.batch,
-                "submitted_by": actor,
-                **r.meta,
-            }
+            NewEntry(
+                signals=r.signals,
+                classifications=r.classifications,
+                qualities=r.qualities,
+                fields=r.meta,
+                event={"batch": report.batch, "line": r.line, "status": status},
+            )
             for r in fresh
         ],
-    ).all()
-    session.execute(
-        insert(EntrySignal),
-        [
-            {
-                "entry_id": entry_id,
-                "signal": name,
-                "value": value,
-                "lookup_key": lookup_key(value),
-                "quality": r.qualities.get(name),
-            }
-            for entry_id, r in zip(ids, fresh, strict=True)
-            for name, value in r.signals.items()
-        ],
-    )
-    session.execute(
-        insert(EntryEvent),
-        [
-            {
-                "entry_id": entry_id,
-                "action": "import",
-                "actor": actor,
-                "details": {"batch": report.batch, "line": r.line, "status": status},
-            }
-            for entry_id, r in zip(ids, fresh, strict=True)
-        ],
-    )
-    session.execute(
-        insert(Change),
-        [{"list_id": hash_list.id, "entry_id": entry_id, "op": "add"} for entry_id in ids],
+        status=status,
+        batch=report.batch,
+        actor=actor,
     )
     report.added += len(fresh)
