@@ -471,6 +471,7 @@ def main() -> None:
         with store.session() as s:
             _, key = create_key(s, "bench", "provider", rate_limit=1e9)
         store.close()
+        os.sync()  # flush the freshly written database and index before measuring
         port = free_port()
         server = subprocess.Popen(
             [HERE / "ridgeline", "serve", "--db", db, "--port", str(port),

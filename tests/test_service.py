@@ -8,6 +8,7 @@ import http.server
 import io
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -38,6 +39,7 @@ from ridgeline.scan.models import FloodHold
 from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.service.auth import PERMISSION_KEY, POLICY, PUBLIC
 from ridgeline.service.keys import ROLES, create_key
+from ridgeline.service.workers import MIN_UPTIME_S
 from ridgeline.store import Store
 
 BAD = b"known bad (synthetic)\n"
@@ -494,7 +496,7 @@ def test_url_fetch_only_from_allow_list(sqlite_store: Store) -> None:
 
 def test_health_metrics_and_openapi(env: tuple[Env, TestClient]) -> None:
     e, client = env
-    assert client.get("/healthz").json() == {"status": "ok"}
+    assert client.get("/healthz").json() == {"status": "ok", "worker": 0}
     ready = client.get("/readyz")
     assert ready.status_code == 200 and ready.json()["status"] == "ready"
     client.get(
@@ -561,6 +563,7 @@ def test_hot_update_visible_in_every_worker_within_a_second(tmp_path: Path) -> N
          "--workers", "2", "--db", db, "--rate-limit", "1000"],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
+    started = time.monotonic()
     base = f"http://127.0.0.1:{port}"
     h = {"Authorization": f"Bearer {admin}"}
     try:
@@ -591,6 +594,43 @@ def test_hot_update_visible_in_every_worker_within_a_second(tmp_path: Path) -> N
             assert [m["list"] for m in body["matches"]] == ["live"], body
             seen.add(body["matches"][0]["entry_id"])
         assert len(seen) == 1
+        # connections opened together are spread over both workers (SO_REUSEPORT)
+        clients = [httpx.Client(base_url=base) for _ in range(16)]
+        try:
+            workers = {c.get("/healthz").json()["worker"] for c in clients}
+        finally:
+            for c in clients:
+                c.close()
+        assert workers == {0, 1}
+        # a worker that dies is replaced, and both answer again
+        time.sleep(max(0.0, MIN_UPTIME_S + 0.5 - (time.monotonic() - started)))
+        children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
+        os.kill(int(children[0]), signal.SIGKILL)
+        deadline = time.monotonic() + 40
+        workers = set()
+        while workers != {0, 1}:
+            assert time.monotonic() < deadline, f"only workers {workers} answer after a crash"
+            try:
+                with httpx.Client(base_url=base) as c:
+                    workers.add(c.get("/healthz").json()["worker"])
+            except httpx.HTTPError:
+                pass
+        assert proc.poll() is None
     finally:
         proc.terminate()
-        proc.wait(timeout=20)
+        assert proc.wait(timeout=20) == 0
+
+
+def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
+    """Several workers: a port already in use is a clear error, not silent idle workers."""
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = subprocess.run(
+            [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
+             "--workers", "2", "--db", str(tmp_path / "t.db")],
+            capture_output=True, text=True, timeout=60,
+        )  # fmt: skip
+    assert res.returncode == 1
+    assert f"cannot listen on 127.0.0.1:{port}" in res.stderr

@@ -10,7 +10,7 @@ from sqlalchemy import inspect, text
 from ridgeline import lists as L
 from ridgeline.config import resolve_db_url
 from ridgeline.errors import Conflict, InvalidHash, NotFound
-from ridgeline.store import Store
+from ridgeline.store import HEAD_REVISION, Store
 from ridgeline.store.models import Change, Entry
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
@@ -134,6 +134,20 @@ def test_migrations_are_one_chain_matching_the_models(store: Store) -> None:
     from ridgeline.store.models import Base
 
     script = ScriptDirectory.from_config(store.alembic_config())
-    assert len(script.get_heads()) == 1
+    assert script.get_heads() == [HEAD_REVISION]
+    assert store.current_revision() == HEAD_REVISION
     with store.engine.connect() as conn:
         assert compare_metadata(MigrationContext.configure(conn), Base.metadata) == []
+
+
+def test_open_upgrades_an_older_schema(tmp_path: Path) -> None:
+    """The one-query shortcut only skips Alembic when the schema is already at head."""
+    url = f"sqlite:///{tmp_path / 'old.db'}"
+    old = Store(url, migrate=False)
+    assert old.current_revision() is None
+    old.migrate("0003")
+    assert old.current_revision() == "0003"
+    old.close()
+    with Store(url) as store:
+        assert store.current_revision() == HEAD_REVISION
+        assert "api_keys" in inspect(store.engine).get_table_names()

@@ -47,10 +47,10 @@ def serve(
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
-    import uvicorn
-
     from ridgeline.config import resolve_db_url
     from ridgeline.service.app import ENV_CONFIG, ServiceConfig
+    from ridgeline.service.workers import ServeOptions
+    from ridgeline.service.workers import serve as run_workers
     from ridgeline.store import Store
 
     if workers < 1:
@@ -69,12 +69,4 @@ def serve(
     )
     os.environ[ENV_CONFIG] = config.to_env()
     click.echo(f"ridgeline API on http://{host}:{port} ({workers} worker(s))", err=True)
-    uvicorn.run(
-        "ridgeline.service.app:app_from_env",
-        factory=True,
-        host=host,
-        port=port,
-        workers=workers,
-        log_level=log_level,
-        access_log=False,
-    )
+    run_workers(ServeOptions(host=host, port=port, workers=workers, log_level=log_level))

@@ -48,6 +48,7 @@ from ridgeline.scan.matching import Matcher
 from ridgeline.service.auth import PUBLIC, ApiError, RateLimiter
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.keys import KeyVerifier
+from ridgeline.service.workers import ENV_WORKER
 from ridgeline.store import Store
 
 ENV_CONFIG = "RIDGELINE_SERVICE_CONFIG"
@@ -324,9 +325,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     public = {"openapi_extra": {"x-ridgeline-permission": PUBLIC}}
 
     @app.get("/healthz", tags=["health"], **public)  # type: ignore[arg-type]
-    def healthz() -> dict[str, str]:
-        """The process is up (says nothing about the index)."""
-        return {"status": "ok"}
+    def healthz() -> dict[str, str | int]:
+        """The process is up (says nothing about the index); `worker` says which answered."""
+        return {"status": "ok", "worker": int(os.environ.get(ENV_WORKER, "0"))}
 
     @app.get("/readyz", tags=["health"], **public)  # type: ignore[arg-type]
     def readyz(request: Request) -> JSONResponse:
