@@ -20,10 +20,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select, update
 
 from ridgeline.errors import RidgelineError
-from ridgeline.hashing import hash_file
+from ridgeline.hashing import hash_file, tune_malloc
 from ridgeline.lists import get_list
 from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
@@ -116,6 +116,7 @@ class Worker:
     """Hashes and matches items; one per process, opened once and reused."""
 
     def __init__(self, config: dict[str, Any]) -> None:
+        tune_malloc()  # as `hash_many` does: image buffers stay in the heap
         self.config = config
         self.store = Store(config["db_url"], migrate=False)
         self.matcher = Matcher.open(self.store, config.get("index_dir"))
@@ -315,44 +316,53 @@ class Recorder:
         if not pending and not states:
             return
         with self.store.session() as s:
+            rows = []
             for outcome in pending:
                 if outcome["matches"]:
                     self._act(s, outcome)
                 item = outcome["item"]
-                s.add(
-                    ScanFile(
-                        run_id=self.run.id,
-                        path=item["display"],
-                        size=item["size"],
-                        sha256=outcome["sha256"],
-                        kind=outcome["kind"],
-                        media_type=outcome["media_type"],
-                        signals=outcome["signals"],
-                        matches=outcome["matches"],
-                        actions=outcome.get("actions", []),
-                        error=outcome["error"],
-                    )
+                rows.append(
+                    {
+                        "run_id": self.run.id,
+                        "path": item["display"],
+                        "size": item["size"],
+                        "sha256": outcome["sha256"],
+                        "kind": outcome["kind"],
+                        "media_type": outcome["media_type"],
+                        "signals": outcome["signals"],
+                        "matches": outcome["matches"],
+                        "actions": outcome.get("actions", []),
+                        "error": outcome["error"],
+                    }
                 )
+            if rows:  # one executemany: the recorder shares the CPU with the workers
+                s.execute(insert(ScanFile), rows)
             if states:
                 self._save_states(s, states)
 
     def _save_states(self, s: Any, states: list[dict[str, Any]]) -> None:
         keys = {path_key(st["path"]): st for st in states}
-        existing = {
-            row.path_key: row
-            for row in s.scalars(select(ScanState).where(ScanState.path_key.in_(list(keys))))
-        }
+        query = select(ScanState.path_key, ScanState.id).where(ScanState.path_key.in_(list(keys)))
+        existing = {key: state_id for key, state_id in s.execute(query)}
+        now = utcnow()
+        new, changed = [], []
         for key, st in keys.items():
-            row = existing.get(key)
-            if row is None:
-                row = ScanState(path_key=key, path=st["path"])
-                s.add(row)
-            row.size = st["size"]
-            row.mtime_ns = st["mtime_ns"]
-            row.sha256 = st["sha256"]
-            row.ok = st["ok"]
-            row.run_id = self.run.id
-            row.scanned_at = utcnow()
+            values = {
+                "size": st["size"],
+                "mtime_ns": st["mtime_ns"],
+                "sha256": st["sha256"],
+                "ok": st["ok"],
+                "run_id": self.run.id,
+                "scanned_at": now,
+            }
+            if key in existing:
+                changed.append({"id": existing[key], **values})
+            else:
+                new.append({"path_key": key, "path": st["path"], **values})
+        if new:
+            s.execute(insert(ScanState), new)
+        if changed:
+            s.execute(update(ScanState), changed)  # bulk UPDATE by primary key
 
     def _act(self, s: Any, outcome: dict[str, Any]) -> None:
         matches: list[dict[str, Any]] = outcome["matches"]
