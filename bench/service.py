@@ -439,7 +439,7 @@ def main() -> None:
     ap.add_argument("--upload-connections", type=int, default=4)
     ap.add_argument("--loadgen", choices=["auto", "wrk", "python"], default="auto")
     ap.add_argument("--procs", type=int, default=2, help="processes of the python load generator")
-    ap.add_argument("--scan-files", type=int, default=300, help="0 skips the scan comparison")
+    ap.add_argument("--scan-files", type=int, default=1000, help="0 skips the scan comparison")
     ap.add_argument("--jobs", type=int, default=2, help="processes for the scan/hash comparison")
     ap.add_argument(
         "--db", default=None, help="database (default: a temporary SQLite file); reused if loaded"

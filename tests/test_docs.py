@@ -13,14 +13,19 @@ from __future__ import annotations
 
 import hashlib
 import json
+import os
 import re
 import shlex
+import subprocess
+import sys
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import click
+import httpx
 import numpy as np
 import pytest
 from click.testing import CliRunner, Result
@@ -567,3 +572,143 @@ def test_readme_clearinghouse_block_runs(tmp_path: Path, monkeypatch: pytest.Mon
 def _saved(path: Path, image: Image.Image) -> Path:
     image.save(path)
     return path
+
+
+def readme_curl_block(after: str) -> list[list[str]]:
+    """The shell words of each `curl` line in the second shell block after README line AFTER."""
+    lines = README.read_text(encoding="utf-8").splitlines()
+    anchor = next(i for i, line in enumerate(lines) if after in line)
+    blocks = [
+        (start, body)
+        for lang, start, body in fenced_blocks(README)
+        if start - 1 > anchor + 1 and lang in SHELL_LANGS
+    ]
+    start, body = blocks[1]
+    commands = [shlex.split(text) for _, text in logical_lines(start, body, console=False)]
+    assert commands and all(c[0] == "curl" for c in commands), "expected a block of curl lines"
+    return commands
+
+
+def curl_with_httpx(words: list[str], port: int) -> httpx.Response:
+    """Do what one README `curl` line does (-H, -F file=@PATH, a URL), with httpx.
+
+    `$NAME` is expanded from the environment, as the shell would; port 8080 becomes `port`.
+    """
+    headers: dict[str, str] = {}
+    files: dict[str, Any] = {}
+    url = None
+    rest = iter(words[1:])
+    for word in rest:
+        if word == "-H":
+            name, _, value = next(rest).partition(":")
+            headers[name.strip()] = os.path.expandvars(value.strip())
+        elif word == "-F":
+            field, _, value = next(rest).partition("=@")
+            files[field] = (Path(value).name, Path(value).read_bytes())
+        else:
+            url = word
+    assert url is not None and url.startswith("http://127.0.0.1:8080/")
+    url = os.path.expandvars(url).replace(":8080/", f":{port}/")
+    assert "$" not in url and all("$" not in v for v in headers.values())
+    if files:
+        return httpx.post(url, headers=headers, files=files, timeout=60)
+    return httpx.get(url, headers=headers, timeout=60)
+
+
+@pytest.mark.slow
+def test_readme_provider_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The provider block: actions, a scan, the same scan on Ray, a key, the server;
+    then its curl lines (run with httpx) against that server.
+
+    `serve` runs as a child process on a free port instead of 8080.
+    """
+    pytest.importorskip("ray")
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("XDG_DATA_HOME", str(tmp_path / "data"))  # the quarantine folder
+    db = tmp_path / "provider.db"
+    tour = Tour(db)
+    Path("uploads").mkdir()
+    benign_image(5).save("uploads/a.jpg", quality=90)
+    benign_image(6).save("uploads/b.png")
+    benign_image(5).save("photo.jpg", quality=90)  # what the front end uploads later
+    known = pdq_of(tour, Path("uploads/a.jpg"))
+    Path("known.txt").write_text(known + "\n", encoding="utf-8")
+    tour.run(["lists", "create", "known"], "setup")
+    tour.run(["lists", "import", "known", "known.txt", "--signal", "pdq"], "setup")
+
+    block = readme_block("A service provider sweeping storage and checking uploads")
+    assert [c.args[:2] for c in block] == [
+        ("lists", "actions"),
+        ("scan", "uploads/"),
+        ("scan", "uploads/"),
+        ("keys", "create"),
+        ("serve", "--workers"),
+    ], "the README block changed: update this test with it"
+    actions, local, on_ray, key_made = (tour.run(c.args, c.where) for c in block[:4])
+
+    assert one(actions)["actions"] == ["flag", "quarantine", "report"]
+    by_name = {Path(r["path"]).name: r for r in rows(local)}
+    assert set(by_name) == {"a.jpg", "b.png"}
+    hit = by_name["a.jpg"]
+    assert [(m["list"], m["signal"], m["distance"]) for m in hit["matches"]] == [
+        ("known", "pdq", 0.0)
+    ]
+    assert {a["action"] for a in hit["actions"]} == {"flag", "quarantine", "report"}
+    assert not Path("uploads/a.jpg").exists(), "quarantine moves the matched file"
+    saved = [json.loads(line) for line in Path("results.jsonl").read_text().splitlines()]
+    assert {Path(r["path"]).name for r in saved} == {"a.jpg", "b.png"}
+    (ray_row,) = rows(on_ray)  # a.jpg is in quarantine now; b.png is the same as before
+    assert Path(ray_row["path"]).name == "b.png"
+    assert ray_row["signals"] == by_name["b.png"]["signals"] and ray_row["matches"] == []
+    quarantined = one(tour.run(["quarantine", "list", "--format", "jsonl"], "check"))
+    assert Path(quarantined["original_path"]).name == "a.jpg"
+    key = one(key_made)["key"]
+
+    port = _free_port()
+    serve_args = [str(port) if a == "8080" else a for a in block[4].args]
+    server = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ridgeline"), *serve_args],
+        env={**os.environ, "RIDGELINE_DB": str(db)},
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+        photo_pdq = pdq_of(tour, Path("photo.jpg"))
+        monkeypatch.setenv("KEY", key)
+        monkeypatch.setenv("PDQ", photo_pdq)
+        uploaded, looked_up = (
+            curl_with_httpx(words, port)
+            for words in readme_curl_block("A service provider sweeping storage")
+        )
+        assert uploaded.status_code == 200, uploaded.text
+        body = uploaded.json()
+        assert body["signals"]["pdq"]["hash"] == photo_pdq
+        assert [(m["list"], m["signal"]) for m in body["matches"]] == [("known", "pdq")]
+        assert looked_up.status_code == 200, looked_up.text
+        assert [m["list"] for m in looked_up.json()["matches"]] == ["known"]
+        # the provider role never reads list contents
+        denied = httpx.get(
+            f"http://127.0.0.1:{port}/v1/lists", headers={"Authorization": f"Bearer {key}"}
+        )
+        assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+    finally:
+        server.terminate()
+        assert server.wait(timeout=30) == 0
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])

@@ -8,6 +8,7 @@ import hashlib
 import io
 import json
 import os
+import sys
 import tarfile
 import zipfile
 from pathlib import Path
@@ -410,3 +411,15 @@ def test_interrupted_scan_keeps_progress_for_resume(store: Store, tree: Path) ->
     summary, _ = run(store, [tree], resume=True)
     assert summary.skipped == 2  # bad.txt and img.png finished before the interruption
     assert summary.files == 4  # the unfinished archive's 3 members again, and sub/ok.txt
+
+
+def test_ray_engine_without_ray_says_how_to_install(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without Ray installed, `--engine ray` fails before recording anything, with the fix."""
+    monkeypatch.setitem(sys.modules, "ray", None)  # as if the package were not installed
+    db = str(tmp_path / "r.db")
+    res = CliRunner().invoke(main, ["scan", str(tmp_path), "--engine", "ray", "--db", db])
+    assert res.exit_code != 0
+    assert "pip install 'ridgeline[ray]'" in res.stderr
+    assert "scan 1" not in res.stderr

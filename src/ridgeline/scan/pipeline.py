@@ -9,6 +9,7 @@ whatever engine ran the work.
 from __future__ import annotations
 
 import contextlib
+import importlib.util
 import os
 import shutil
 import tempfile
@@ -76,6 +77,11 @@ class ScanOptions:
             raise RidgelineError(f"resume mode must be one of {', '.join(RESUME_MODES)}")
         if self.engine not in ("local", "ray"):
             raise RidgelineError(f"engine must be local or ray, not {self.engine!r}")
+        if self.engine == "ray" and importlib.util.find_spec("ray") is None:
+            raise RidgelineError(
+                "the Ray engine needs Ray: pip install 'ridgeline[ray]' "
+                "(in a checkout: .venv/bin/pip install -e '.[ray]')"
+            )
         if self.actions is not None:
             self.actions = validate_actions(self.actions)
         for name in self.signals or []:
