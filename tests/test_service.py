@@ -548,19 +548,31 @@ def _free_port() -> int:
 
 
 @pytest.mark.slow
-def test_hot_update_visible_in_every_worker_within_a_second(tmp_path: Path) -> None:
-    db = str(tmp_path / "serve.db")
+def test_hot_update_visible_in_every_worker_within_a_second(store: Store, tmp_path: Path) -> None:
+    """Two real workers on SQLite and on PostgreSQL: an entry added through the API is
+    matched by both within a second; connections spread over both; a dead worker is
+    replaced."""
+    db = store.url
+    store.close()
     runner = CliRunner()
     admin = json.loads(
         runner.invoke(
             main, ["keys", "create", "--role", "admin", "--db", db, "--format", "json"]
         ).stdout
     )["key"]
+    slow = json.loads(
+        runner.invoke(
+            main,
+            ["keys", "create", "--role", "provider", "--rate-limit", "5", "--db", db,
+             "--format", "json"],
+        ).stdout
+    )["key"]  # fmt: skip
     assert runner.invoke(main, ["lists", "create", "live", "--db", db]).exit_code == 0
     port = _free_port()
     proc = subprocess.Popen(
         [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-         "--workers", "2", "--db", db, "--rate-limit", "1000"],
+         "--workers", "2", "--db", db, "--rate-limit", "1000",
+         "--index-dir", str(tmp_path / "index")],
         stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
     )  # fmt: skip
     started = time.monotonic()
@@ -602,6 +614,16 @@ def test_hot_update_visible_in_every_worker_within_a_second(tmp_path: Path) -> N
             for c in clients:
                 c.close()
         assert workers == {0, 1}
+        # a key's rate limit is one budget across the workers (burst 10, then 5/s)
+        codes = []
+        began = time.monotonic()
+        for _ in range(30):
+            with httpx.Client(base_url=base) as c:
+                r = c.get("/v1/lookup", params=params, headers={"X-API-Key": slow})
+                codes.append(r.status_code)
+        elapsed = time.monotonic() - began
+        assert set(codes) == {200, 429}
+        assert codes.count(200) <= 10 + 5 * elapsed + 1, (codes, elapsed)
         # a worker that dies is replaced, and both answer again
         time.sleep(max(0.0, MIN_UPTIME_S + 0.5 - (time.monotonic() - started)))
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()

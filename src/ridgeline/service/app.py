@@ -45,9 +45,10 @@ from ridgeline.errors import (
 )
 from ridgeline.hashing import tune_malloc
 from ridgeline.scan.matching import Matcher
-from ridgeline.service.auth import PUBLIC, ApiError, RateLimiter
+from ridgeline.service.auth import PUBLIC, ApiError
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.keys import KeyVerifier
+from ridgeline.service.ratelimit import RateLimiter, process_table
 from ridgeline.service.workers import ENV_WORKER
 from ridgeline.store import Store
 
@@ -315,7 +316,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app.state.store = store
     app.state.metrics = metrics
     app.state.verifier = KeyVerifier(config.key_cache_s)
-    app.state.limiter = RateLimiter(config.default_rate_limit)
+    app.state.limiter = RateLimiter(config.default_rate_limit, process_table())
     app.state.matcher = None
     app.fast_lookup = FastLookup(app.state)
     _install_error_handlers(app)

@@ -1,4 +1,4 @@
-"""Roles, permissions and per-key rate limits for the HTTP API.
+"""Roles and permissions for the HTTP API (rate limits: `ridgeline.service.ratelimit`).
 
 Every endpoint names one permission; `POLICY` says which roles hold it. Routes
 declare their permission in their OpenAPI extras too, so a test can walk the app's
@@ -7,8 +7,6 @@ routes and prove that no endpoint is left without a policy.
 
 from __future__ import annotations
 
-import threading
-import time
 from collections.abc import Awaitable, Callable
 from typing import Any
 
@@ -44,29 +42,6 @@ class ApiError(Exception):
         self.code = code
         self.message = message
         self.headers = headers or {}
-
-
-class RateLimiter:
-    """A token bucket per key: `rate` requests per second, bursts up to 2 seconds' worth."""
-
-    def __init__(self, default_rate: float) -> None:
-        self.default_rate = default_rate
-        self._buckets: dict[int, tuple[float, float]] = {}
-        self._lock = threading.Lock()
-
-    def allow(self, key_id: int, rate: float | None) -> float:
-        """0 when allowed, else seconds to wait before the next request may pass."""
-        rate = rate or self.default_rate
-        burst = max(rate * 2, 1.0)
-        now = time.monotonic()
-        with self._lock:
-            tokens, last = self._buckets.get(key_id, (burst, now))
-            tokens = min(burst, tokens + (now - last) * rate)
-            if tokens >= 1:
-                self._buckets[key_id] = (tokens - 1, now)
-                return 0.0
-            self._buckets[key_id] = (tokens, now)
-            return (1 - tokens) / rate
 
 
 def token_from(request: Request) -> str | None:

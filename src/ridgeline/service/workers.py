@@ -13,6 +13,7 @@ The supervisor holds the port bound (not listening, so it never receives a
 connection) for as long as it runs, so a start-up with the port taken fails at once
 with a clear error. It restarts a worker that dies and stops them all on SIGINT or
 SIGTERM. Only processes of the same user can join a `SO_REUSEPORT` group (Linux).
+It also creates the shared table of per-key rate-limit buckets that all workers use.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from ridgeline.errors import RidgelineError
+from ridgeline.service.ratelimit import BucketTable, use_shared_table
 
 log = logging.getLogger(__name__)
 
@@ -81,11 +83,12 @@ def bind_socket(opts: ServeOptions, *, listen: bool) -> socket.socket:
     return sock
 
 
-def _run_worker(opts: ServeOptions, number: int) -> None:
+def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
     """Body of one worker process: its own listening socket, one uvicorn server."""
     import uvicorn
 
     os.environ[ENV_WORKER] = str(number)
+    use_shared_table(buckets)  # per-key rate limits count across all workers
     sock = bind_socket(opts, listen=True)
     config = uvicorn.Config(
         APP,
@@ -128,10 +131,13 @@ class Supervisor:
         self.procs: dict[int, BaseProcess] = {}
         self.started: dict[int, float] = {}
         self.stopping = False
+        self.buckets = BucketTable.shared(self.ctx)
 
     def _start(self, number: int) -> None:
         proc = self.ctx.Process(
-            target=_run_worker, args=(self.opts, number), name=f"ridgeline-worker-{number}"
+            target=_run_worker,
+            args=(self.opts, number, self.buckets),
+            name=f"ridgeline-worker-{number}",
         )
         proc.start()
         self.procs[number] = proc
