@@ -27,6 +27,7 @@ from click.testing import CliRunner
 from fastapi.routing import APIRoute
 from fastapi.testclient import TestClient
 from PIL import Image
+from prometheus_client.parser import text_string_to_metric_families
 
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
@@ -624,6 +625,19 @@ def test_hot_update_visible_in_every_worker_within_a_second(store: Store, tmp_pa
         elapsed = time.monotonic() - began
         assert set(codes) == {200, 429}
         assert codes.count(200) <= 10 + 5 * elapsed + 1, (codes, elapsed)
+        # /metrics on either worker counts every worker's requests
+        lookups_ok = 6 + 16 + codes.count(200)
+        with httpx.Client(base_url=base) as c:
+            families = {f.name: f for f in text_string_to_metric_families(c.get("/metrics").text)}
+        counted = sum(
+            sample.value
+            for sample in families["ridgeline_http_requests"].samples
+            if sample.name.endswith("_total")
+            and sample.labels == {"route": "/v1/lookup", "method": "GET", "status": "200"}
+        )
+        assert lookups_ok - 2 <= counted <= lookups_ok, (counted, lookups_ok)
+        (synced,) = families["ridgeline_index_synced_timestamp_seconds"].samples
+        assert time.time() - 5 < synced.value <= time.time() + 1
         # a worker that dies is replaced, and both answer again
         time.sleep(max(0.0, MIN_UPTIME_S + 0.5 - (time.monotonic() - started)))
         children = Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()

@@ -49,7 +49,7 @@ from ridgeline.service.auth import PUBLIC, ApiError
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.keys import KeyVerifier
 from ridgeline.service.ratelimit import RateLimiter, process_table
-from ridgeline.service.workers import ENV_WORKER
+from ridgeline.service.workers import ENV_WORKER, MULTIPROC_ENV
 from ridgeline.store import Store
 
 ENV_CONFIG = "RIDGELINE_SERVICE_CONFIG"
@@ -114,9 +114,32 @@ class Metrics:
         )
         self.index_age = Gauge(
             "ridgeline_index_age_seconds",
-            "Seconds since this worker last synced its index with the change feed.",
+            "Seconds since the index was last synced with the change feed (worst worker).",
             registry=self.registry,
+            multiprocess_mode="livemax",
         )
+        self.index_synced = Gauge(
+            "ridgeline_index_synced_timestamp_seconds",
+            "When the index was last synced with the change feed (Unix time, oldest worker).",
+            registry=self.registry,
+            multiprocess_mode="livemin",
+        )
+
+    def synced(self, age: float) -> None:
+        """Record a successful sync `age` seconds ago (called by the refresher)."""
+        self.index_age.set(age)
+        self.index_synced.set(time.time() - age)
+
+    def exposition(self) -> bytes:
+        """The text format: this worker's metrics, or every live worker's when the server
+        runs several (`PROMETHEUS_MULTIPROC_DIR`, set by `ridgeline serve --workers N`)."""
+        if os.environ.get(MULTIPROC_ENV):
+            from prometheus_client import multiprocess
+
+            registry = CollectorRegistry()
+            multiprocess.MultiProcessCollector(registry)
+            return generate_latest(registry)
+        return generate_latest(self.registry)
 
 
 class MetricsMiddleware:
@@ -198,9 +221,15 @@ class Refresher:
     """Background thread keeping this worker's matcher in step with the change feed."""
 
     def __init__(
-        self, matcher: Matcher, interval: float, verifier: KeyVerifier | None = None
+        self,
+        matcher: Matcher,
+        interval: float,
+        verifier: KeyVerifier | None = None,
+        on_synced: Callable[[float], None] | None = None,
     ) -> None:
         self.matcher = matcher
+        #: Called with the index age after each successful refresh (metrics).
+        self.on_synced = on_synced
         self.interval = interval
         #: Cached API keys are re-checked this often (revocations take effect within it).
         self.verifier = verifier
@@ -224,6 +253,8 @@ class Refresher:
                 if self.verifier is not None and now - self._keys_checked >= self.key_interval:
                     self.verifier.revalidate(self.matcher.store.session)
                     self._keys_checked = now
+                if self.on_synced is not None:
+                    self.on_synced(self.matcher.age())
                 self.last_error = None
             except Exception as exc:  # keep serving; /readyz reports staleness
                 self.last_error = f"{type(exc).__name__}: {exc}"
@@ -295,7 +326,9 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         matcher.preload()  # map every signal's index before serving (no first-request stall)
         matcher.auto_refresh = False
         matcher.refresh_interval = config.refresh_interval_s
-        refresher = Refresher(matcher, config.refresh_interval_s, app.state.verifier)
+        refresher = Refresher(
+            matcher, config.refresh_interval_s, app.state.verifier, on_synced=metrics.synced
+        )
         app.state.matcher = matcher
         app.state.refresher = refresher
         refresher.reload_held()
@@ -344,11 +377,11 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     @app.get("/metrics", tags=["health"], **public)  # type: ignore[arg-type]
     def metrics_endpoint(request: Request) -> Response:
-        """Prometheus metrics of this worker."""
+        """Prometheus metrics (of all workers together when there are several)."""
         matcher: Matcher | None = request.app.state.matcher
         if matcher is not None:
-            metrics.index_age.set(matcher.age())
-        return Response(generate_latest(metrics.registry), media_type=CONTENT_TYPE_LATEST)
+            metrics.synced(matcher.age())
+        return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     from ridgeline.service.routes import register_routes
 

@@ -13,7 +13,9 @@ The supervisor holds the port bound (not listening, so it never receives a
 connection) for as long as it runs, so a start-up with the port taken fails at once
 with a clear error. It restarts a worker that dies and stops them all on SIGINT or
 SIGTERM. Only processes of the same user can join a `SO_REUSEPORT` group (Linux).
-It also creates the shared table of per-key rate-limit buckets that all workers use.
+It also creates the shared table of per-key rate-limit buckets that all workers use,
+and a folder for prometheus_client's multiprocess mode, so that `/metrics` on any
+worker reports the whole server.
 """
 
 from __future__ import annotations
@@ -21,9 +23,11 @@ from __future__ import annotations
 import logging
 import multiprocessing
 import os
+import shutil
 import signal
 import socket
 import sys
+import tempfile
 import time
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
@@ -38,6 +42,9 @@ log = logging.getLogger(__name__)
 APP = "ridgeline.service.app:app_from_env"
 #: Environment variable telling a worker its number (0-based), shown by `/healthz`.
 ENV_WORKER = "RIDGELINE_WORKER"
+#: prometheus_client's multiprocess mode: the folder where every worker keeps its
+#: metric values, so that `/metrics` on any worker reports the whole server.
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: A worker that dies sooner than this after starting is not restarted (it would loop).
 MIN_UPTIME_S = 5.0
 
@@ -154,6 +161,10 @@ class Supervisor:
                 f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror or exc}"
             ) from None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
+        own_metrics_dir = not os.environ.get(MULTIPROC_ENV)
+        if own_metrics_dir:
+            os.environ[MULTIPROC_ENV] = tempfile.mkdtemp(prefix="ridgeline-metrics-")
+        metrics_dir = os.environ[MULTIPROC_ENV]
         try:
             for number in range(self.opts.workers):
                 self._start(number)
@@ -169,12 +180,24 @@ class Supervisor:
                             f"{uptime:.1f}s after starting; see its log above"
                         )
                     log.warning("worker %d exited (code %s); restarting", number, proc.exitcode)
+                    self._forget_metrics(proc, metrics_dir)
                     self._start(number)
         finally:
             self._stop()
             for s, handler in previous.items():
                 signal.signal(s, handler)
             holder.close()
+            if own_metrics_dir:
+                shutil.rmtree(metrics_dir, ignore_errors=True)
+                del os.environ[MULTIPROC_ENV]
+
+    @staticmethod
+    def _forget_metrics(proc: BaseProcess, metrics_dir: str) -> None:
+        """Drop a dead worker's gauges (its counters stay: totals must not go down)."""
+        from prometheus_client import multiprocess
+
+        if proc.pid is not None:
+            multiprocess.mark_process_dead(proc.pid, metrics_dir)
 
     def _stop(self) -> None:
         for proc in self.procs.values():
