@@ -670,3 +670,37 @@ def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
         )  # fmt: skip
     assert res.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("workers", [1, 2])
+def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path, workers: int) -> None:
+    """Ctrl-C (SIGINT to the whole process group) ends every worker: exit 0, no traceback."""
+    port = _free_port()
+    proc = subprocess.Popen(
+        [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
+         "--workers", str(workers), "--db", str(tmp_path / "c.db")],
+        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
+    )  # fmt: skip
+    try:
+        deadline = time.monotonic() + 40
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "server did not become ready"
+            time.sleep(0.2)
+        os.killpg(proc.pid, signal.SIGINT)
+        assert proc.wait(timeout=30) == 0
+        assert proc.stderr is not None
+        err = proc.stderr.read().decode()
+        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+        with pytest.raises(httpx.HTTPError):
+            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
+    finally:
+        if proc.poll() is None:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
