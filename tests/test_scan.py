@@ -321,10 +321,11 @@ def test_allow_list_suppresses_actions(store: Store, tmp_path: Path) -> None:
     assert "allow" in {m["purpose"] for m in rows[0]["matches"]}
 
 
-def test_jobs_give_same_results(sqlite_store: Store, tree: Path) -> None:
-    make_list(sqlite_store)
-    _, one = run(sqlite_store, [tree])
-    _, two = run(sqlite_store, [tree], jobs=2)
+def test_jobs_give_same_results(store: Store, tree: Path) -> None:
+    """Worker processes (each with its own store connection) give what one process gives."""
+    make_list(store)
+    _, one = run(store, [tree])
+    _, two = run(store, [tree], jobs=2)
     assert one == two
 
 
