@@ -90,11 +90,29 @@ def bind_socket(opts: ServeOptions, *, listen: bool) -> socket.socket:
     return sock
 
 
+def _end_with_parent() -> None:
+    """Ask Linux to send this worker SIGTERM when its supervisor dies.
+
+    Without it a supervisor killed outright (OOM killer, SIGKILL) would leave its
+    workers serving on their own, and a restarted server's workers would join the
+    same `SO_REUSEPORT` group next to the orphans.
+    """
+    import ctypes
+    import ctypes.util
+
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(pr_set_pdeathsig, int(signal.SIGTERM), 0, 0, 0)
+    if os.getppid() == 1:  # the supervisor died before the request took effect
+        os.kill(os.getpid(), signal.SIGTERM)
+
+
 def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
     """Body of one worker process: its own listening socket, one uvicorn server."""
     import uvicorn
 
     os.environ[ENV_WORKER] = str(number)
+    _end_with_parent()
     use_shared_table(buckets)  # per-key rate limits count across all workers
     sock = bind_socket(opts, listen=True)
     config = uvicorn.Config(
