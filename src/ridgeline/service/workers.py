@@ -2,8 +2,9 @@
 
 uvicorn's own `--workers` has every worker accept from one inherited socket. When a
 client opens its connection pool at once (a load balancer, `wrk`, an httpx pool), the
-first worker to wake accepts them all and the others idle: measured here, 8 lookup
-connections landed 8/0 or 7/1 in about one run in three, halving throughput. On
+first worker to wake accepts most or all of them and the others idle: measured here,
+8 benchmark connections were split 8/0, 7/1 or 6/2 over two workers, and lookups/s
+varied twofold between identical runs. On
 Linux each worker therefore opens its own listening socket with `SO_REUSEPORT`, and
 the kernel spreads new connections over the workers by a hash of the connection
 (the `reuseport` of nginx and gunicorn). Elsewhere, and with one worker, uvicorn
