@@ -1,4 +1,5 @@
-"""Shared fixtures: a real SQLite file and a real PostgreSQL database for store tests.
+"""Shared fixtures: a real SQLite file and a real PostgreSQL database for store tests,
+and real `ridgeline serve` processes for the tests of serving.
 
 `make test` runs pytest under scripts/with-postgres, which sets RIDGELINE_TEST_PG_URL
 to a running server (the machine's own, or a private one it starts). Each test run
@@ -7,11 +8,19 @@ creates its own database on that server and drops it afterwards.
 
 from __future__ import annotations
 
+import contextlib
 import os
+import signal
+import socket
+import subprocess
+import sys
+import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
@@ -93,3 +102,54 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 def db_path(tmp_path: Path) -> str:
     """A fresh SQLite path for CLI tests (`--db`)."""
     return str(tmp_path / "cli.db")
+
+
+@dataclass
+class Served:
+    """A `ridgeline serve` process started by the `serve_process` fixture, ready to answer."""
+
+    proc: subprocess.Popen[bytes]
+    port: int
+
+    @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def serve_process() -> Iterator[Callable[..., Served]]:
+    """Start `ridgeline ARGS...` (a `serve` command line; "{port}" becomes a free port)
+    in a session of its own, and wait until /readyz answers 200. Whatever is still
+    running at the end of the test is killed with its whole process group."""
+    started: list[subprocess.Popen[bytes]] = []
+
+    def start(*args: str, env: dict[str, str] | None = None) -> Served:
+        port = free_port()
+        argv = [str(Path(sys.executable).parent / "ridgeline")]
+        argv += [a.replace("{port}", str(port)) for a in args]
+        proc = subprocess.Popen(
+            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
+        )
+        started.append(proc)
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
+                    return Served(proc, port)
+            except httpx.HTTPError:
+                pass
+            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
+            assert time.monotonic() < deadline, "the server did not become ready"
+            time.sleep(0.2)
+
+    yield start
+    for proc in started:
+        with contextlib.suppress(ProcessLookupError):  # the group may be gone already
+            os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()

@@ -16,10 +16,7 @@ import json
 import os
 import re
 import shlex
-import subprocess
-import sys
-import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -616,7 +613,9 @@ def curl_with_httpx(words: list[str], port: int) -> httpx.Response:
 
 
 @pytest.mark.slow
-def test_readme_provider_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_readme_provider_block_runs(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_process: Callable[..., Any]
+) -> None:
     """The provider block: actions, a scan, the same scan on Ray, a key, the server;
     then its curl lines (run with httpx) against that server.
 
@@ -664,51 +663,23 @@ def test_readme_provider_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPa
     assert Path(quarantined["original_path"]).name == "a.jpg"
     key = one(key_made)["key"]
 
-    port = _free_port()
-    serve_args = [str(port) if a == "8080" else a for a in block[4].args]
-    server = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ridgeline"), *serve_args],
-        env={**os.environ, "RIDGELINE_DB": str(db)},
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
+    serve_args = ["{port}" if a == "8080" else a for a in block[4].args]
+    server = serve_process(*serve_args, env={**os.environ, "RIDGELINE_DB": str(db)})
+    photo_pdq = pdq_of(tour, Path("photo.jpg"))
+    monkeypatch.setenv("KEY", key)
+    monkeypatch.setenv("PDQ", photo_pdq)
+    uploaded, looked_up = (
+        curl_with_httpx(words, server.port)
+        for words in readme_curl_block("A service provider sweeping storage")
     )
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert server.poll() is None, server.stderr.read().decode() if server.stderr else ""
-            assert time.monotonic() < deadline, "the server did not become ready"
-            time.sleep(0.2)
-        photo_pdq = pdq_of(tour, Path("photo.jpg"))
-        monkeypatch.setenv("KEY", key)
-        monkeypatch.setenv("PDQ", photo_pdq)
-        uploaded, looked_up = (
-            curl_with_httpx(words, port)
-            for words in readme_curl_block("A service provider sweeping storage")
-        )
-        assert uploaded.status_code == 200, uploaded.text
-        body = uploaded.json()
-        assert body["signals"]["pdq"]["hash"] == photo_pdq
-        assert [(m["list"], m["signal"]) for m in body["matches"]] == [("known", "pdq")]
-        assert looked_up.status_code == 200, looked_up.text
-        assert [m["list"] for m in looked_up.json()["matches"]] == ["known"]
-        # the provider role never reads list contents
-        denied = httpx.get(
-            f"http://127.0.0.1:{port}/v1/lists", headers={"Authorization": f"Bearer {key}"}
-        )
-        assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
-    finally:
-        server.terminate()
-        assert server.wait(timeout=30) == 0
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    assert uploaded.status_code == 200, uploaded.text
+    body = uploaded.json()
+    assert body["signals"]["pdq"]["hash"] == photo_pdq
+    assert [(m["list"], m["signal"]) for m in body["matches"]] == [("known", "pdq")]
+    assert looked_up.status_code == 200, looked_up.text
+    assert [m["list"] for m in looked_up.json()["matches"]] == ["known"]
+    # the provider role never reads list contents
+    denied = httpx.get(f"{server.base}/v1/lists", headers={"Authorization": f"Bearer {key}"})
+    assert denied.status_code == 403 and denied.json()["error"]["code"] == "forbidden"
+    server.proc.terminate()
+    assert server.proc.wait(timeout=30) == 0

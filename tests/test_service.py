@@ -3,7 +3,6 @@ fetching, keys, health and metrics; hot updates across real uvicorn workers."""
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import http.server
 import io
@@ -543,14 +542,10 @@ def test_keys_cli_shows_secret_once(db_path: str) -> None:
     assert json.loads(res.stdout)["revoked_at"]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.mark.slow
-def test_hot_update_visible_in_every_worker_within_a_second(store: Store, tmp_path: Path) -> None:
+def test_hot_update_visible_in_every_worker_within_a_second(
+    store: Store, tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
     """Two real workers on SQLite and on PostgreSQL: an entry added through the API is
     matched by both within a second; connections spread over both; a dead worker is
     replaced."""
@@ -570,27 +565,14 @@ def test_hot_update_visible_in_every_worker_within_a_second(store: Store, tmp_pa
         ).stdout
     )["key"]  # fmt: skip
     assert runner.invoke(main, ["lists", "create", "live", "--db", db]).exit_code == 0
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-         "--workers", "2", "--db", db, "--rate-limit", "1000",
-         "--index-dir", str(tmp_path / "index")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+    server = serve_process(
+        "serve", "--port", "{port}", "--workers", "2", "--db", db, "--rate-limit", "1000",
+        "--index-dir", str(tmp_path / "index"),
     )  # fmt: skip
     started = time.monotonic()
-    base = f"http://127.0.0.1:{port}"
+    proc, base = server.proc, server.base
     h = {"Authorization": f"Bearer {admin}"}
     try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                if httpx.get(f"{base}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
         value = hashlib.sha256(b"hot update").hexdigest()
         params = {"signal": "sha256", "value": value}
         for _ in range(6):  # warm both workers' key caches; nothing matches yet
@@ -675,73 +657,41 @@ def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
 
 @pytest.mark.slow
 @pytest.mark.parametrize("workers", [1, 2])
-def test_ctrl_c_stops_the_server_cleanly(tmp_path: Path, workers: int) -> None:
+def test_ctrl_c_stops_the_server_cleanly(
+    tmp_path: Path, workers: int, serve_process: Callable[..., Any]
+) -> None:
     """Ctrl-C (SIGINT to the whole process group) ends every worker: exit 0, no traceback."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-         "--workers", str(workers), "--db", str(tmp_path / "c.db")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert proc.poll() is None, proc.stderr.read().decode() if proc.stderr else ""
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        os.killpg(proc.pid, signal.SIGINT)
-        assert proc.wait(timeout=30) == 0
-        assert proc.stderr is not None
-        err = proc.stderr.read().decode()
-        assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-    finally:
-        if proc.poll() is None:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+    server = serve_process(
+        "serve", "--port", "{port}", "--workers", str(workers), "--db", str(tmp_path / "c.db")
+    )
+    os.killpg(server.proc.pid, signal.SIGINT)
+    assert server.proc.wait(timeout=30) == 0
+    assert server.proc.stderr is not None
+    err = server.proc.stderr.read().decode()
+    assert "Traceback" not in err and "KeyboardInterrupt" not in err, err
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{server.base}/healthz", timeout=1)
 
 
 @pytest.mark.slow
-def test_workers_stop_when_the_supervisor_is_killed(tmp_path: Path) -> None:
+def test_workers_stop_when_the_supervisor_is_killed(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
     """A supervisor killed outright (SIGKILL, OOM) leaves no orphan workers serving."""
-    port = _free_port()
-    proc = subprocess.Popen(
-        [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-         "--workers", "2", "--db", str(tmp_path / "k.db")],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True,
-    )  # fmt: skip
-    try:
-        deadline = time.monotonic() + 40
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/readyz", timeout=1).status_code == 200:
-                    break
-            except httpx.HTTPError:
-                pass
-            assert time.monotonic() < deadline, "server did not become ready"
-            time.sleep(0.2)
-        children = [
-            int(pid)
-            for pid in Path(f"/proc/{proc.pid}/task/{proc.pid}/children").read_text().split()
-        ]
-        assert len(children) >= 2
-        proc.kill()
-        proc.wait(timeout=10)
-        deadline = time.monotonic() + 20
-        while alive := [pid for pid in children if _running(pid)]:
-            assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
-            time.sleep(0.2)
-        with pytest.raises(httpx.HTTPError):
-            httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1)
-    finally:
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, signal.SIGKILL)
+    server = serve_process(
+        "serve", "--port", "{port}", "--workers", "2", "--db", str(tmp_path / "k.db")
+    )
+    pid = server.proc.pid
+    children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]
+    assert len(children) >= 2
+    server.proc.kill()
+    server.proc.wait(timeout=10)
+    deadline = time.monotonic() + 20
+    while alive := [c for c in children if _running(c)]:
+        assert time.monotonic() < deadline, f"workers {alive} outlived their supervisor"
+        time.sleep(0.2)
+    with pytest.raises(httpx.HTTPError):
+        httpx.get(f"{server.base}/healthz", timeout=1)
 
 
 def _running(pid: int) -> bool:
