@@ -423,4 +423,5 @@ def test_ray_engine_without_ray_says_how_to_install(
     res = CliRunner().invoke(main, ["scan", str(tmp_path), "--engine", "ray", "--db", db])
     assert res.exit_code != 0
     assert "pip install 'ridgeline[ray]'" in res.stderr
-    assert "scan 1" not in res.stderr
+    with Store.open(db) as store, store.session() as s:
+        assert s.scalars(select(ScanRun)).all() == []
