@@ -30,6 +30,8 @@ import socket
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
@@ -124,7 +126,29 @@ def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
         backlog=opts.backlog,
         timeout_graceful_shutdown=int(opts.graceful_s),
     )
-    uvicorn.Server(config).run(sockets=[sock])
+    with quiet_exit_signals():
+        uvicorn.Server(config).run(sockets=[sock])
+
+
+@contextmanager
+def quiet_exit_signals() -> Iterator[None]:
+    """Let SIGINT and SIGTERM end a uvicorn server cleanly, without a traceback.
+
+    uvicorn catches both while it serves, shuts down gracefully, and then raises each
+    caught signal again for the handler that was there before. By default that is
+    asyncio's SIGINT handler, which cancels the server's task and ends in a
+    KeyboardInterrupt traceback. Ctrl-C in a terminal reaches every worker, and the
+    supervisor then also sends SIGTERM, so each worker sees two signals. With both
+    signals ignored beforehand, the second delivery does nothing and the server
+    returns normally. The previous handlers are restored afterwards.
+    """
+    names = (signal.SIGINT, signal.SIGTERM)
+    previous = {s: signal.signal(s, signal.SIG_IGN) for s in names}
+    try:
+        yield
+    finally:
+        for s, handler in previous.items():
+            signal.signal(s, handler)
 
 
 def serve(opts: ServeOptions) -> None:
