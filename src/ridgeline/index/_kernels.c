@@ -95,6 +95,32 @@ static PyObject *results_to_python(results_t *parts, int nparts) {
     return Py_BuildValue("(NNN)", bq, br, bd);
 }
 
+/*
+ * Run `worker` on `nthreads` argument structs laid out `size` bytes apart, the first in
+ * this thread, with the GIL released; then merge their results. Every kernel's
+ * per-thread arguments begin with their results_t, which is freed here. A thread that
+ * cannot be started runs its share here instead.
+ */
+static PyObject *run_parts(void *targs, size_t size, int nthreads, void *(*worker)(void *)) {
+    char *base = (char *)targs;
+    pthread_t th[64];
+    int started[64] = {0};
+    Py_BEGIN_ALLOW_THREADS;
+    for (int t = 1; t < nthreads; t++)
+        started[t] = pthread_create(&th[t], NULL, worker, base + (size_t)t * size) == 0;
+    worker(base);
+    for (int t = 1; t < nthreads; t++) {
+        if (started[t]) pthread_join(th[t], NULL);
+        else worker(base + (size_t)t * size);
+    }
+    Py_END_ALLOW_THREADS;
+    results_t parts[64];
+    for (int t = 0; t < nthreads; t++) parts[t] = *(results_t *)(base + (size_t)t * size);
+    PyObject *ret = results_to_python(parts, nthreads);
+    for (int t = 0; t < nthreads; t++) res_free((results_t *)(base + (size_t)t * size));
+    return ret;
+}
+
 /* ------------------------------------------------------------------ helpers */
 
 static inline void load4(const uint8_t *p, uint64_t w[4]) { memcpy(w, p, 32); }
@@ -323,6 +349,7 @@ static int cmp_u64(const void *a, const void *b) {
 }
 
 typedef struct {
+    results_t res; /* first: run_parts collects it */
     const uint8_t *hashes;
     size_t n;
     const uint32_t *offsets;
@@ -332,7 +359,6 @@ typedef struct {
     size_t nq;
     int radius;
     int tid, nthreads;
-    results_t res;
 } search_arg_t;
 
 /* Enumerate every value within Hamming distance r of v in `len` bits (Gosper's hack). */
@@ -444,7 +470,6 @@ static PyObject *mih_search(PyObject *self, PyObject *args) {
     PyObject *ret = NULL;
     layout_t lay;
     search_arg_t targs[64];
-    pthread_t th[64];
     if (parse_layout(&lb, &lay) < 0) goto done;
     if (hb.len % 32 || qb.len % 32) {
         PyErr_SetString(PyExc_ValueError, "hashes and queries must be multiples of 32 bytes");
@@ -467,7 +492,6 @@ static PyObject *mih_search(PyObject *self, PyObject *args) {
     }
     nthreads_ok(&nthreads);
     if ((size_t)nthreads > nq) nthreads = nq ? (int)nq : 1;
-    Py_BEGIN_ALLOW_THREADS;
     for (int t = 0; t < nthreads; t++) {
         memset(&targs[t], 0, sizeof(targs[t]));
         targs[t].hashes = hb.buf;
@@ -480,17 +504,8 @@ static PyObject *mih_search(PyObject *self, PyObject *args) {
         targs[t].radius = radius;
         targs[t].tid = t;
         targs[t].nthreads = nthreads;
-        if (t > 0) pthread_create(&th[t], NULL, search_worker, &targs[t]);
     }
-    search_worker(&targs[0]);
-    for (int t = 1; t < nthreads; t++) pthread_join(th[t], NULL);
-    Py_END_ALLOW_THREADS;
-    {
-        results_t parts[64];
-        for (int t = 0; t < nthreads; t++) parts[t] = targs[t].res;
-        ret = results_to_python(parts, nthreads);
-        for (int t = 0; t < nthreads; t++) res_free(&targs[t].res);
-    }
+    ret = run_parts(targs, sizeof(targs[0]), nthreads, search_worker);
 done:
     PyBuffer_Release(&hb);
     PyBuffer_Release(&ob);
@@ -503,12 +518,12 @@ done:
 /* ------------------------------------------------------------------ Hamming scan */
 
 typedef struct {
+    results_t res; /* first: run_parts collects it */
     const uint8_t *hashes;
     size_t lo, hi;
     const uint8_t *queries;
     size_t nq;
     int radius;
-    results_t res;
 } scan_arg_t;
 
 #define SCAN_BLOCK 2048
@@ -535,7 +550,6 @@ static PyObject *hamming_scan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*i|i", &hb, &qb, &radius, &nthreads)) return NULL;
     PyObject *ret = NULL;
     scan_arg_t targs[64];
-    pthread_t th[64];
     if (hb.len % 32 || qb.len % 32) {
         PyErr_SetString(PyExc_ValueError, "hashes and queries must be multiples of 32 bytes");
         goto done;
@@ -543,7 +557,6 @@ static PyObject *hamming_scan(PyObject *self, PyObject *args) {
     size_t n = (size_t)hb.len / 32, nq = (size_t)qb.len / 32;
     nthreads_ok(&nthreads);
     if (n < 4096) nthreads = 1;
-    Py_BEGIN_ALLOW_THREADS;
     for (int t = 0; t < nthreads; t++) {
         memset(&targs[t], 0, sizeof(targs[t]));
         targs[t].hashes = hb.buf;
@@ -552,17 +565,8 @@ static PyObject *hamming_scan(PyObject *self, PyObject *args) {
         targs[t].queries = qb.buf;
         targs[t].nq = nq;
         targs[t].radius = radius;
-        if (t > 0) pthread_create(&th[t], NULL, scan_worker, &targs[t]);
     }
-    scan_worker(&targs[0]);
-    for (int t = 1; t < nthreads; t++) pthread_join(th[t], NULL);
-    Py_END_ALLOW_THREADS;
-    {
-        results_t parts[64];
-        for (int t = 0; t < nthreads; t++) parts[t] = targs[t].res;
-        ret = results_to_python(parts, nthreads);
-        for (int t = 0; t < nthreads; t++) res_free(&targs[t].res);
-    }
+    ret = run_parts(targs, sizeof(targs[0]), nthreads, scan_worker);
 done:
     PyBuffer_Release(&hb);
     PyBuffer_Release(&qb);
@@ -572,12 +576,12 @@ done:
 /* ------------------------------------------------------------------ Euclidean scan */
 
 typedef struct {
+    results_t res; /* first: run_parts collects it */
     const uint8_t *vecs;
     size_t lo, hi, dim;
     const uint8_t *queries;
     size_t nq;
     int64_t max_sq;
-    results_t res;
 } l2_arg_t;
 
 static void *l2_worker(void *p) {
@@ -608,7 +612,6 @@ static PyObject *l2_scan(PyObject *self, PyObject *args) {
     if (!PyArg_ParseTuple(args, "y*y*nL|i", &vb, &qb, &dim, &max_sq, &nthreads)) return NULL;
     PyObject *ret = NULL;
     l2_arg_t targs[64];
-    pthread_t th[64];
     if (dim < 1 || vb.len % dim || qb.len % dim) {
         PyErr_SetString(PyExc_ValueError, "vectors and queries must be multiples of dim bytes");
         goto done;
@@ -616,7 +619,6 @@ static PyObject *l2_scan(PyObject *self, PyObject *args) {
     size_t n = (size_t)(vb.len / dim), nq = (size_t)(qb.len / dim);
     nthreads_ok(&nthreads);
     if (n < 4096) nthreads = 1;
-    Py_BEGIN_ALLOW_THREADS;
     for (int t = 0; t < nthreads; t++) {
         memset(&targs[t], 0, sizeof(targs[t]));
         targs[t].vecs = vb.buf;
@@ -626,17 +628,8 @@ static PyObject *l2_scan(PyObject *self, PyObject *args) {
         targs[t].queries = qb.buf;
         targs[t].nq = nq;
         targs[t].max_sq = max_sq;
-        if (t > 0) pthread_create(&th[t], NULL, l2_worker, &targs[t]);
     }
-    l2_worker(&targs[0]);
-    for (int t = 1; t < nthreads; t++) pthread_join(th[t], NULL);
-    Py_END_ALLOW_THREADS;
-    {
-        results_t parts[64];
-        for (int t = 0; t < nthreads; t++) parts[t] = targs[t].res;
-        ret = results_to_python(parts, nthreads);
-        for (int t = 0; t < nthreads; t++) res_free(&targs[t].res);
-    }
+    ret = run_parts(targs, sizeof(targs[0]), nthreads, l2_worker);
 done:
     PyBuffer_Release(&vb);
     PyBuffer_Release(&qb);
