@@ -23,7 +23,7 @@ from typing import Any
 from sqlalchemy import DateTime, String, Text, event, select, text
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
-from ridgeline.errors import RidgelineError
+from ridgeline.errors import BadInput, PermissionDenied
 from ridgeline.store.models import Base
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
@@ -62,12 +62,12 @@ class LogRecord(Base):
 
 @event.listens_for(LogRecord, "before_update")
 def _refuse_update(*_: Any) -> None:
-    raise RidgelineError("the tamper-evident log is append-only: records cannot be changed")
+    raise PermissionDenied("the tamper-evident log is append-only: records cannot be changed")
 
 
 @event.listens_for(LogRecord, "before_delete")
 def _refuse_delete(*_: Any) -> None:
-    raise RidgelineError("the tamper-evident log is append-only: records cannot be deleted")
+    raise PermissionDenied("the tamper-evident log is append-only: records cannot be deleted")
 
 
 def _canonical(value: Any) -> str:
@@ -155,7 +155,7 @@ def append(
     Never put media bytes or file paths in `details`.
     """
     if not action:
-        raise RidgelineError("a log record needs an action")
+        raise BadInput("a log record needs an action")
     seq, prev = _transaction_head(session)
     at = as_utc(now or utcnow())
     details_text = _canonical(dict(details or {}))

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ridgeline.errors import RidgelineError
+from ridgeline.errors import BadInput
 
 SCHEMES: dict[str, dict[str, str]] = {
     "industry": {
@@ -32,7 +32,7 @@ def validate(scheme: str, label: str) -> dict[str, str]:
     """`{"scheme", "label"}` in canonical spelling, or a clear error."""
     scheme_key = str(scheme).strip().lower()
     if scheme_key not in SCHEMES:
-        raise RidgelineError(
+        raise BadInput(
             f"unknown classification scheme {scheme!r}; expected one of {', '.join(SCHEMES)}"
         )
     labels = SCHEMES[scheme_key]
@@ -40,14 +40,12 @@ def validate(scheme: str, label: str) -> dict[str, str]:
     for known in labels:
         if known.lower() == text.lower():
             return {"scheme": scheme_key, "label": known}
-    raise RidgelineError(
-        f"unknown {scheme_key} label {label!r}; expected one of {', '.join(labels)}"
-    )
+    raise BadInput(f"unknown {scheme_key} label {label!r}; expected one of {', '.join(labels)}")
 
 
 def parse(text: str) -> dict[str, str]:
     """Parse `scheme:label` (as written on the command line and in CSV files)."""
     if ":" not in text:
-        raise RidgelineError(f"classification {text!r} needs its scheme, as scheme:label")
+        raise BadInput(f"classification {text!r} needs its scheme, as scheme:label")
     scheme, label = text.split(":", 1)
     return validate(scheme, label)

@@ -29,7 +29,7 @@ from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
-from ridgeline.errors import BadInput, NotFound, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound, RidgelineError
 from ridgeline.lists.core import get_entry
 from ridgeline.media import sniff_bytes
 from ridgeline.review.models import EvidenceBlob
@@ -50,6 +50,7 @@ class EvidenceKeyError(RidgelineError):
     """The evidence key is missing, malformed, or does not decrypt a blob."""
 
     code = "evidence_key"
+    http_status = 500
 
 
 class EvidenceKey:
@@ -123,7 +124,7 @@ def generate_key_file(path: str | os.PathLike[str]) -> EvidenceKey:
     try:
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
     except FileExistsError:
-        raise RidgelineError("key file already exists; refusing to overwrite it") from None
+        raise Conflict("key file already exists; refusing to overwrite it") from None
     with os.fdopen(fd, "w") as fh:
         fh.write(base64.b64encode(raw).decode("ascii") + "\n")
     return EvidenceKey(raw)
@@ -230,9 +231,9 @@ def retention_days() -> int:
     try:
         days = int(raw)
     except ValueError:
-        raise RidgelineError(f"{ENV_RETENTION} must be a whole number of days") from None
+        raise BadInput(f"{ENV_RETENTION} must be a whole number of days") from None
     if days < 0:
-        raise RidgelineError(f"{ENV_RETENTION} cannot be negative")
+        raise BadInput(f"{ENV_RETENTION} cannot be negative")
     return days
 
 
@@ -246,7 +247,7 @@ def purge(
     """Delete evidence stored more than `older_than_days` ago; returns how many blobs."""
     days = retention_days() if older_than_days is None else older_than_days
     if days < 0:
-        raise RidgelineError("retention days cannot be negative")
+        raise BadInput("retention days cannot be negative")
     cutoff = as_utc(now or utcnow()) - dt.timedelta(days=days)
     result = session.execute(delete(EvidenceBlob).where(EvidenceBlob.stored_at < cutoff))
     count = int(getattr(result, "rowcount", 0) or 0)

@@ -131,8 +131,8 @@ def tune_malloc() -> bool:
     try:
         libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
         m_trim_threshold, m_mmap_threshold = -1, -3
-        ok = libc.mallopt(m_mmap_threshold, 32 << 20) == 1
-        return libc.mallopt(m_trim_threshold, 64 << 20) == 1 and ok
+        ok = bool(libc.mallopt(m_mmap_threshold, 32 << 20) == 1)
+        return bool(libc.mallopt(m_trim_threshold, 64 << 20) == 1) and ok
     except (OSError, AttributeError):
         return False
 

@@ -48,6 +48,7 @@ class ReleaseRefused(RidgelineError):
     """A release that fails verification (signature, key, hashes) or comes out of order."""
 
     code = "release_refused"
+    http_status = 400
 
 
 # --- keys -------------------------------------------------------------------------

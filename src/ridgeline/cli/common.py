@@ -9,7 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
-from ridgeline.errors import BadInput, InvalidHash, RidgelineError, UnknownSignal
+from ridgeline.errors import RidgelineError, Unavailable
 from ridgeline.output import FORMATS
 
 F = TypeVar("F", bound=Callable[..., Any])
@@ -42,7 +42,7 @@ def open_store(db: str | None) -> Any:
     try:
         return Store.open(db)
     except OperationalError as exc:
-        raise RidgelineError(f"cannot open database: {exc.orig}") from None
+        raise Unavailable(f"cannot open database: {exc.orig}") from None
 
 
 def fail(message: str, status: int) -> None:
@@ -51,16 +51,14 @@ def fail(message: str, status: int) -> None:
 
 
 def handle_errors(func: F) -> F:
-    """Map Ridgeline errors to exit statuses: 2 for bad input, 1 for a failed check."""
+    """Exit with the error's own status (`exit_status`: 2 for bad input, 1 for a failed check)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
             return func(*args, **kwargs)
-        except (InvalidHash, UnknownSignal, BadInput) as exc:
-            fail(str(exc), 2)
         except RidgelineError as exc:
-            fail(str(exc), 1)
+            fail(str(exc), exc.exit_status)
         return None
 
     return wrapper  # type: ignore[return-value]

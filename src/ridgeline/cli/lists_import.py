@@ -15,6 +15,7 @@ from ridgeline import lists as L
 from ridgeline.cli.common import db_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import write_one
+from ridgeline.signals import get_signal
 from ridgeline.timeutil import parse_iso
 
 NATIVE = ("txt", "csv", "jsonl")
@@ -74,6 +75,8 @@ def import_(
         if suffix not in _SUFFIXES:
             raise BadInput(f"cannot tell the format of {file!r}: pass --format {'|'.join(FORMATS)}")
         file_format = _SUFFIXES[suffix]
+    if signal is not None:
+        get_signal(signal)  # an unknown --signal is bad usage, not a bad line
     if file_format in NATIVE and (since or source or confirmed_elsewhere):
         raise BadInput("--since, --source and --confirmed-elsewhere apply to partner formats only")
     since_value = None

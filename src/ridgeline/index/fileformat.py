@@ -47,6 +47,7 @@ class CorruptIndex(RidgelineError):
     """An index file that is truncated, damaged or from another format version."""
 
     code = "corrupt_index"
+    http_status = 500
 
 
 CHUNK = 64 << 20

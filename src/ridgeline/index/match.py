@@ -31,7 +31,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import BadInput, NotFound, RidgelineError
+from ridgeline.errors import BadInput, NotFound
 from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads, hex_to_rows
@@ -212,7 +212,7 @@ class _RowCollector:
         if not self.values:
             return
         if min(self.entries) < 0 or max(self.entries) >= 2**32:
-            raise RidgelineError("entry ids beyond 32 bits cannot be indexed")
+            raise BadInput("entry ids beyond 32 bits cannot be indexed")
         self._chunks.append(
             (
                 rows_for(self.signal, self.values),

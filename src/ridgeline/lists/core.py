@@ -16,7 +16,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
-from ridgeline.errors import Conflict, NotFound, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.signals import get_signal
 from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
@@ -74,11 +74,11 @@ def create_list(
     """Create a list; names are unique."""
     name = name.strip()
     if not name:
-        raise RidgelineError("a list needs a name")
+        raise BadInput("a list needs a name")
     if purpose not in LIST_PURPOSES:
-        raise RidgelineError(f"purpose must be one of {', '.join(LIST_PURPOSES)}, not {purpose!r}")
+        raise BadInput(f"purpose must be one of {', '.join(LIST_PURPOSES)}, not {purpose!r}")
     if review_quorum < 0:
-        raise RidgelineError("review quorum cannot be negative")
+        raise BadInput("review quorum cannot be negative")
     if session.scalar(select(HashList.id).where(HashList.name == name)) is not None:
         raise Conflict(f"a list named {name!r} already exists")
     for signal in signals:
@@ -118,9 +118,9 @@ def _check_thresholds(thresholds: Mapping[str, Any]) -> dict[str, float]:
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise RidgelineError(f"threshold for {name} must be a number, not {value!r}") from None
+            raise BadInput(f"threshold for {name} must be a number, not {value!r}") from None
         if not number >= 0:
-            raise RidgelineError(f"threshold for {name} must be zero or more, not {value!r}")
+            raise BadInput(f"threshold for {name} must be zero or more, not {value!r}")
         out[name] = number
     return out
 
@@ -158,7 +158,7 @@ def update_list(
     Validates everything before changing anything, so a bad value leaves the list as it was.
     """
     if review_quorum is not None and review_quorum < 0:
-        raise RidgelineError("review quorum cannot be negative")
+        raise BadInput("review quorum cannot be negative")
     checked = _check_thresholds(thresholds or {})
     cleared = [get_signal(s).name for s in clear_thresholds]
     before = _settings(hash_list)
@@ -198,12 +198,12 @@ def normalize_signals(hash_list: HashList, signals: Mapping[str, Any]) -> dict[s
     for name, value in signals.items():
         signal = get_signal(name)
         if hash_list.signals and signal.name not in hash_list.signals:
-            raise RidgelineError(
+            raise BadInput(
                 f"list {hash_list.name!r} takes {', '.join(hash_list.signals)}, not {signal.name}"
             )
         out[signal.name] = signal.normalize(value)
     if not out:
-        raise RidgelineError("an entry needs at least one hash")
+        raise BadInput("an entry needs at least one hash")
     return out
 
 
@@ -231,7 +231,7 @@ def add_entry(
     if status is None:
         status = initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     if status not in ENTRY_STATUSES:
-        raise RidgelineError(f"status must be one of {', '.join(ENTRY_STATUSES)}")
+        raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}")
     entry = Entry(
         list_id=hash_list.id,
         status=status,
@@ -365,7 +365,7 @@ def validate_classification(item: Mapping[str, str]) -> dict[str, str]:
     from ridgeline.classifications import validate
 
     if "scheme" not in item or "label" not in item:
-        raise RidgelineError(f"classification {dict(item)!r} needs a scheme and a label")
+        raise BadInput(f"classification {dict(item)!r} needs a scheme and a label")
     return validate(item["scheme"], item["label"])
 
 
@@ -418,7 +418,7 @@ def set_entry_status(
     again changes nothing. Review rules (quorum, roles) live in `ridgeline.review`.
     """
     if status not in ENTRY_STATUSES:
-        raise RidgelineError(f"status must be one of {', '.join(ENTRY_STATUSES)}")
+        raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}")
     old = entry.status
     if old == status:
         return entry
@@ -520,9 +520,7 @@ def list_entries(
         wanted = [status] if isinstance(status, str) else list(status)
         for s in wanted:
             if s not in ENTRY_STATUSES:
-                raise RidgelineError(
-                    f"status must be one of {', '.join(ENTRY_STATUSES)}, not {s!r}"
-                )
+                raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}, not {s!r}")
         query = query.where(Entry.status.in_(wanted))
     if enabled is not None:
         query = query.where(Entry.enabled.is_(enabled))

@@ -73,7 +73,7 @@ def _signals_from_mapping(row: Mapping[str, Any], default_signal: str | None) ->
     if row.get("hash"):
         name = row.get("signal") or default_signal
         if not name:
-            raise RidgelineError("a 'hash' column needs --signal or a 'signal' column")
+            raise BadInput("a 'hash' column needs --signal or a 'signal' column")
         signals[str(name).lower()] = row["hash"]
     if isinstance(row.get("signals"), Mapping):
         signals.update({str(k).lower(): v for k, v in row["signals"].items()})
@@ -122,7 +122,7 @@ def parse_records(
 def _record_from_row(number: int, row: Mapping[str, Any], signal: str | None) -> Record:
     signals = _signals_from_mapping(row, signal)
     if not signals:
-        raise RidgelineError("no hash on this line")
+        raise BadInput("no hash on this line")
     classes: list[dict[str, str]] = []
     raw_classes = row.get("classifications") or row.get("classification")
     if isinstance(raw_classes, str):
@@ -138,7 +138,7 @@ def _record_from_row(number: int, row: Mapping[str, Any], signal: str | None) ->
     if row.get("quality") not in (None, ""):
         quality = int(row["quality"])
         if not 0 <= quality <= 100:
-            raise RidgelineError(f"quality must be 0-100, not {quality}")
+            raise BadInput(f"quality must be 0-100, not {quality}")
         qualities = {name: quality for name in signals if name == "pdq"}
     meta = {k: (str(row[k]) if row.get(k) not in (None, "") else None) for k in _META_FIELDS}
     return Record(number, signals, classes, meta, qualities)

@@ -27,7 +27,7 @@ from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
 from ridgeline.classifications import validate as validate_label
-from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound, PermissionDenied
 from ridgeline.lists.core import (
     get_entry,
     record_event,
@@ -55,7 +55,7 @@ def _check_limits(daily_cap: int | None, break_after: int | None, break_len: int
         ("break minutes", break_len),
     ):
         if value is not None and value <= 0:
-            raise RidgelineError(f"{label} must be a positive number, not {value}")
+            raise BadInput(f"{label} must be a positive number, not {value}")
 
 
 def _check_categories(categories: Sequence[str]) -> list[str]:
@@ -68,9 +68,7 @@ def _check_categories(categories: Sequence[str]) -> list[str]:
             out.append(text)
             continue
         if ":" not in text:
-            raise RidgelineError(
-                f"category {raw!r}: expected scheme:label, list:NAME or unclassified"
-            )
+            raise BadInput(f"category {raw!r}: expected scheme:label, list:NAME or unclassified")
         scheme, label = text.split(":", 1)
         checked = validate_label(scheme, label)
         out.append(f"{checked['scheme']}:{checked['label']}")
@@ -92,9 +90,9 @@ def add_reviewer(
     """Create a reviewer record (identity is a plain string id until auth lands)."""
     name = name.strip()
     if not name:
-        raise RidgelineError("a reviewer needs a name")
+        raise BadInput("a reviewer needs a name")
     if not (senior or reviewer):
-        raise RidgelineError(f"reviewer {name!r} needs at least one role: reviewer or senior")
+        raise BadInput(f"reviewer {name!r} needs at least one role: reviewer or senior")
     _check_limits(daily_cap, break_after_minutes, break_minutes)
     if session.scalar(select(Reviewer.id).where(Reviewer.name == name)) is not None:
         raise Conflict(f"a reviewer named {name!r} already exists")
@@ -154,7 +152,7 @@ def update_reviewer(
     new_reviewer = row.is_reviewer if reviewer is None else reviewer
     new_senior = row.is_senior if senior is None else senior
     if not (new_reviewer or new_senior):
-        raise RidgelineError(f"reviewer {name!r} needs at least one role: reviewer or senior")
+        raise BadInput(f"reviewer {name!r} needs at least one role: reviewer or senior")
     row.is_reviewer, row.is_senior = new_reviewer, new_senior
     if active is not None:
         row.active = active
@@ -260,7 +258,7 @@ def _normalise_verdict(
 ) -> tuple[str, list[dict[str, str]]]:
     text = str(decision).strip().lower()
     if text not in DECISIONS:
-        raise RidgelineError(f"verdict must be one of {', '.join(DECISIONS)}, not {decision!r}")
+        raise BadInput(f"verdict must be one of {', '.join(DECISIONS)}, not {decision!r}")
     classes: list[dict[str, str]] = []
     for item in classifications:
         if isinstance(item, str):
@@ -271,9 +269,7 @@ def _normalise_verdict(
             classes.append(validate_classification(item))
     classes = [c for c in classes if c["scheme"] != "ridgeline"]
     if text in LISTING_DECISIONS and not classes:
-        raise RidgelineError(
-            f"a {text} verdict needs a classification with its scheme, e.g. industry:A1"
-        )
+        raise BadInput(f"a {text} verdict needs a classification with its scheme, e.g. industry:A1")
     unique: list[dict[str, str]] = []
     for c in classes:
         if c not in unique:

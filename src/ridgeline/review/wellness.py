@@ -22,7 +22,7 @@ from PIL import Image, ImageFilter, ImageOps, UnidentifiedImageError
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import BadInput, DecompressionBomb, PermissionDenied, RidgelineError
+from ridgeline.errors import BadInput, DecompressionBomb, PermissionDenied
 from ridgeline.review.models import Reviewer, ReviewView
 from ridgeline.timeutil import as_utc, isoformat
 
@@ -70,11 +70,11 @@ class WellnessPolicy:
                 try:
                     number = int(raw)
                 except ValueError:
-                    raise RidgelineError(
+                    raise BadInput(
                         f"{ENV_PREFIX + name.upper()} must be a whole number, not {raw!r}"
                     ) from None
                 if number <= 0:
-                    raise RidgelineError(f"{ENV_PREFIX + name.upper()} must be positive")
+                    raise BadInput(f"{ENV_PREFIX + name.upper()} must be positive")
                 values[name] = number
         return cls(**values)
 
@@ -208,7 +208,7 @@ def render_for_review(
     """
     fmt = fmt.upper()
     if fmt not in ("PNG", "JPEG"):
-        raise RidgelineError(f"render format must be PNG or JPEG, not {fmt!r}")
+        raise BadInput(f"render format must be PNG or JPEG, not {fmt!r}")
     try:
         with Image.open(io.BytesIO(image_bytes)) as img:
             img.load()

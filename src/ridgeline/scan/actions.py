@@ -18,7 +18,7 @@ import platformdirs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import Conflict, NotFound, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists import get_list
 from ridgeline.scan.models import ListAction, QuarantineItem, ReportDraft
 from ridgeline.timeutil import isoformat, utcnow
@@ -38,7 +38,7 @@ def validate_actions(actions: Iterable[str]) -> list[str]:
     for raw in actions:
         name = raw.strip().lower()
         if name not in ACTIONS:
-            raise RidgelineError(f"unknown action {raw!r}; expected one of {', '.join(ACTIONS)}")
+            raise BadInput(f"unknown action {raw!r}; expected one of {', '.join(ACTIONS)}")
         if name not in out:
             out.append(name)
     return out

@@ -17,7 +17,7 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import NotFound, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.scan.models import FloodCounter, FloodHold
 from ridgeline.timeutil import isoformat, utcnow
 
@@ -32,9 +32,9 @@ class FloodPolicy:
 
     def __post_init__(self) -> None:
         if self.max_matches < 1:
-            raise RidgelineError("flood control: max matches must be at least 1")
+            raise BadInput("flood control: max matches must be at least 1")
         if self.window_s < 1:
-            raise RidgelineError("flood control: window must be at least 1 second")
+            raise BadInput("flood control: window must be at least 1 second")
 
     def to_json(self) -> dict[str, Any]:
         return {"max_matches": self.max_matches, "window_s": self.window_s, "enabled": self.enabled}
@@ -102,7 +102,7 @@ def _increment(session: Session, entry_id: int, window: int) -> int:
             return 1
         except IntegrityError:
             continue  # another writer created it first: update it instead
-    raise RidgelineError(f"flood control: could not count a match of entry {entry_id}")
+    raise Conflict(f"flood control: could not count a match of entry {entry_id}")
 
 
 def list_holds(session: Session, status: str | None = "held") -> list[FloodHold]:
@@ -119,7 +119,7 @@ def release_hold(session: Session, hold_id: int, actor: str | None = None) -> Fl
     if hold is None:
         raise NotFound(f"no flood hold {hold_id}")
     if hold.status != "held":
-        raise RidgelineError(f"flood hold {hold_id} is already {hold.status}")
+        raise Conflict(f"flood hold {hold_id} is already {hold.status}")
     hold.status = "released"
     hold.released_at = utcnow()
     hold.released_by = actor

@@ -119,7 +119,7 @@ class IndexBackend:
         return self._ready
 
     def refresh(self) -> bool:
-        changed = self.index.refresh() > 0
+        changed: bool = self.index.refresh() > 0
         self._ready = True
         return changed
 

@@ -23,7 +23,7 @@ from typing import Any
 
 from sqlalchemy import insert, select, update
 
-from ridgeline.errors import RidgelineError
+from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.hashing import hash_file, tune_malloc
 from ridgeline.lists import get_list
 from ridgeline.scan.actions import (
@@ -72,13 +72,13 @@ class ScanOptions:
 
     def validate(self) -> None:
         if self.jobs < 1:
-            raise RidgelineError("--jobs must be at least 1")
+            raise BadInput("--jobs must be at least 1")
         if self.resume_by not in RESUME_MODES:
-            raise RidgelineError(f"resume mode must be one of {', '.join(RESUME_MODES)}")
+            raise BadInput(f"resume mode must be one of {', '.join(RESUME_MODES)}")
         if self.engine not in ("local", "ray"):
-            raise RidgelineError(f"engine must be local or ray, not {self.engine!r}")
+            raise BadInput(f"engine must be local or ray, not {self.engine!r}")
         if self.engine == "ray" and importlib.util.find_spec("ray") is None:
-            raise RidgelineError(
+            raise BadInput(
                 "the Ray engine needs Ray: pip install 'ridgeline[ray]' "
                 "(in a checkout: .venv/bin/pip install -e '.[ray]')"
             )
@@ -504,7 +504,7 @@ def scan(
     str_paths = [os.fspath(p) for p in paths]
     for p in str_paths:
         if not os.path.exists(p):
-            raise RidgelineError(f"no such file or folder: {p}")
+            raise BadInput(f"no such file or folder: {p}")
     with store.session() as s:
         for name in options.lists:
             get_list(s, name)  # NotFound names the missing list

@@ -34,21 +34,21 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ridgeline import __version__
 from ridgeline.errors import (
-    BadInput,
-    Conflict,
-    DecompressionBomb,
-    InvalidHash,
+    IndexStale,
+    InvalidRequest,
+    MethodNotAllowed,
     NotFound,
-    PermissionDenied,
+    NotReady,
     RidgelineError,
-    UnknownSignal,
+    TooLarge,
 )
 from ridgeline.hashing import tune_malloc
 from ridgeline.scan.matching import Matcher
-from ridgeline.service.auth import PUBLIC, ApiError
+from ridgeline.service.auth import PUBLIC
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.keys import KeyVerifier
 from ridgeline.service.ratelimit import RateLimiter, process_table
+from ridgeline.service.schemas import ErrorOut, HealthOut, ReadyOut
 from ridgeline.service.workers import ENV_WORKER, MULTIPROC_ENV
 from ridgeline.store import Store
 
@@ -170,51 +170,43 @@ class MetricsMiddleware:
             self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
 
-def error_response(
-    status: int, code: str, message: str, headers: dict[str, str] | None = None
-) -> JSONResponse:
-    return JSONResponse({"error": {"code": code, "message": message}}, status, headers=headers)
+def error_response(exc: RidgelineError) -> JSONResponse:
+    """The JSON answer to an error: its own status, code, message and headers."""
+    return JSONResponse(
+        {"error": {"code": exc.code, "message": str(exc)}},
+        exc.http_status,
+        headers=dict(exc.headers) or None,
+    )
 
 
-#: Library errors -> HTTP status. Bad hashes and bad input are 400, never 500.
-STATUS_BY_ERROR: list[tuple[type[RidgelineError], int]] = [
-    (InvalidHash, 400),
-    (UnknownSignal, 400),
-    (DecompressionBomb, 413),
-    (BadInput, 400),
-    (NotFound, 404),
-    (Conflict, 409),
-    (PermissionDenied, 403),
-]
+#: Starlette's own HTTP errors (no route, wrong method, ...) as Ridgeline errors.
+_HTTP_ERRORS: dict[int, type[RidgelineError]] = {
+    404: NotFound,
+    405: MethodNotAllowed,
+    413: TooLarge,
+}
 
 
 def _install_error_handlers(app: FastAPI) -> None:
-    @app.exception_handler(ApiError)
-    async def api_error(_: Request, exc: ApiError) -> JSONResponse:
-        return error_response(exc.status, exc.code, exc.message, exc.headers)
-
     @app.exception_handler(RidgelineError)
     async def ridgeline_error(_: Request, exc: RidgelineError) -> JSONResponse:
-        status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
-        return error_response(status, exc.code, str(exc))
+        return error_response(exc)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
         problems = "; ".join(
             f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()
         )
-        return error_response(400, "invalid_request", problems or "invalid request")
+        return error_response(InvalidRequest(problems or "invalid request"))
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        codes = {404: "not_found", 405: "method_not_allowed", 413: "too_large"}
-        return error_response(
-            exc.status_code, codes.get(exc.status_code, "http_error"), str(exc.detail)
-        )
+        kind = _HTTP_ERRORS.get(exc.status_code, InvalidRequest)
+        return error_response(kind(str(exc.detail)))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
-        return error_response(500, "internal_error", f"internal error ({type(exc).__name__})")
+        return error_response(RidgelineError(f"internal error ({type(exc).__name__})"))
 
 
 class Refresher:
@@ -289,7 +281,7 @@ class ContentLengthLimit:
                     and int(value) > self.max_bytes + 65536
                 ):
                     response = error_response(
-                        413, "too_large", f"request body exceeds {self.max_bytes} bytes"
+                        TooLarge(f"request body exceeds {self.max_bytes} bytes")
                     )
                     await response(scope, receive, send)
                     return
@@ -359,23 +351,40 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     public = {"openapi_extra": {"x-ridgeline-permission": PUBLIC}}
 
     @app.get("/healthz", tags=["health"], **public)  # type: ignore[arg-type]
-    def healthz() -> dict[str, str | int]:
+    def healthz() -> HealthOut:
         """The process is up (says nothing about the index); `worker` says which answered."""
-        return {"status": "ok", "worker": int(os.environ.get(ENV_WORKER, "0"))}
+        return HealthOut(status="ok", worker=int(os.environ.get(ENV_WORKER, "0")))
 
-    @app.get("/readyz", tags=["health"], **public)  # type: ignore[arg-type]
+    @app.get(
+        "/readyz",
+        tags=["health"],
+        response_model=ReadyOut,
+        responses={503: {"model": ErrorOut, "description": "Not ready or stale"}},
+        **public,  # type: ignore[arg-type]
+    )
     def readyz(request: Request) -> JSONResponse:
         """Ready when the index is loaded and fresh."""
         matcher: Matcher | None = request.app.state.matcher
         if matcher is None:
-            return error_response(503, "not_ready", "index not loaded")
+            return error_response(NotReady("index not loaded"))
         age = matcher.age()
         metrics.index_age.set(age)
         if age > config.ready_max_age_s:
-            return error_response(503, "index_stale", f"index last synced {age:.1f}s ago")
+            return error_response(IndexStale(f"index last synced {age:.1f}s ago"))
         return JSONResponse({"status": "ready", "index_age_s": round(age, 3)})
 
-    @app.get("/metrics", tags=["health"], **public)  # type: ignore[arg-type]
+    @app.get(
+        "/metrics",
+        tags=["health"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {CONTENT_TYPE_LATEST: {"schema": {"type": "string"}}},
+                "description": "Prometheus text format",
+            }
+        },
+        **public,  # type: ignore[arg-type]
+    )
     def metrics_endpoint(request: Request) -> Response:
         """Prometheus metrics (of all workers together when there are several)."""
         matcher: Matcher | None = request.app.state.matcher

@@ -13,6 +13,7 @@ from typing import Any
 from fastapi import Request
 from starlette.concurrency import run_in_threadpool
 
+from ridgeline.errors import Forbidden, InvalidKey, RateLimited, Unauthenticated
 from ridgeline.service.keys import Principal
 
 PERMISSION_KEY = "x-ridgeline-permission"
@@ -33,17 +34,6 @@ POLICY: dict[str, frozenset[str]] = {
 }
 
 
-class ApiError(Exception):
-    """An error answered as JSON `{"error": {"code", "message"}}` with an HTTP status."""
-
-    def __init__(self, status: int, code: str, message: str, headers: dict[str, str] | None = None):
-        super().__init__(message)
-        self.status = status
-        self.code = code
-        self.message = message
-        self.headers = headers or {}
-
-
 def token_from(request: Request) -> str | None:
     """The presented key: `Authorization: Bearer <key>` or `X-API-Key: <key>`."""
     header = request.headers.get("authorization")
@@ -53,6 +43,18 @@ def token_from(request: Request) -> str | None:
             return value.strip()
     key = request.headers.get("x-api-key")
     return key.strip() if key else None
+
+
+def rate_limited(principal: Principal, wait: float) -> RateLimited:
+    """The answer to a key over its rate limit (the fast path gives the same)."""
+    return RateLimited(
+        f"rate limit exceeded for key {principal.name!r}; retry in {wait:.2f}s", wait
+    )
+
+
+def forbidden(principal: Principal, permission: str) -> Forbidden:
+    """The answer to a key whose role lacks `permission` (the fast path gives the same)."""
+    return Forbidden(f"role {principal.role!r} may not use this endpoint (needs {permission})")
 
 
 def requires(permission: str) -> Callable[[Request], Awaitable[Principal]]:
@@ -65,36 +67,19 @@ def requires(permission: str) -> Callable[[Request], Awaitable[Principal]]:
         state: Any = request.app.state
         token = token_from(request)
         if not token:
-            raise ApiError(
-                401,
-                "unauthenticated",
-                "an API key is required (Authorization: Bearer <key> or X-API-Key)",
-                {"WWW-Authenticate": "Bearer"},
+            raise Unauthenticated(
+                "an API key is required (Authorization: Bearer <key> or X-API-Key)"
             )
-        principal = state.verifier.cached(token)
+        principal: Principal | None = state.verifier.cached(token)
         if principal is None:  # argon2 + database: off the event loop
             principal = await run_in_threadpool(state.verifier.verify, state.store.session, token)
         if principal is None:
-            raise ApiError(
-                401,
-                "invalid_key",
-                "unknown, wrong or revoked API key",
-                {"WWW-Authenticate": "Bearer"},
-            )
+            raise InvalidKey("unknown, wrong or revoked API key")
         wait = state.limiter.allow(principal.key_id, principal.rate_limit)
         if wait > 0:
-            raise ApiError(
-                429,
-                "rate_limited",
-                f"rate limit exceeded for key {principal.name!r}; retry in {wait:.2f}s",
-                {"Retry-After": str(max(1, round(wait + 0.5)))},
-            )
+            raise rate_limited(principal, wait)
         if principal.role not in roles:
-            raise ApiError(
-                403,
-                "forbidden",
-                f"role {principal.role!r} may not use this endpoint (needs {permission})",
-            )
+            raise forbidden(principal, permission)
         request.state.principal = principal
         return principal
 

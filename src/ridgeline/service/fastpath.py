@@ -21,7 +21,7 @@ from starlette.types import Scope, Send
 
 from ridgeline.errors import RidgelineError
 from ridgeline.scan.matching import Query
-from ridgeline.service.auth import POLICY
+from ridgeline.service.auth import POLICY, forbidden, rate_limited
 from ridgeline.service.routes import match_with_state
 from ridgeline.signals import get_signal
 
@@ -111,7 +111,7 @@ class FastLookup:
         self._latency: Any = None
 
     def handles(self, scope: Scope) -> bool:
-        return scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET"
+        return bool(scope["type"] == "http" and scope["path"] == PATH and scope["method"] == "GET")
 
     def _observe(self, status: int, seconds: float) -> None:
         metrics = self.state.metrics
@@ -145,44 +145,29 @@ class FastLookup:
             return False
         status = 200
         headers = _JSON_HEADERS
+        error: RidgelineError | None = None
         wait = state.limiter.allow(principal.key_id, principal.rate_limit)
         if wait > 0:
-            status = 429
-            headers = [*headers, (b"retry-after", str(max(1, round(wait + 0.5))).encode())]
-            body: Any = {
-                "error": {
-                    "code": "rate_limited",
-                    "message": f"rate limit exceeded for key {principal.name!r}; "
-                    f"retry in {wait:.2f}s",
-                }
-            }
+            error = rate_limited(principal, wait)
         elif principal.role not in _ROLES:
-            status = 403
-            body = {
-                "error": {
-                    "code": "forbidden",
-                    "message": f"role {principal.role!r} may not use this endpoint (needs match)",
-                }
-            }
+            error = forbidden(principal, "match")
         else:
             try:
                 matches = match_with_state(
                     state, matcher, [Query(signal.name, canonical, quality)], lists
                 )
-                body = {"signal": signal.name, "value": canonical, "matches": matches}
-            except RidgelineError as exc:  # mapped as the app's error handler maps it
-                from ridgeline.service.app import STATUS_BY_ERROR
-
-                status = next((s for cls, s in STATUS_BY_ERROR if isinstance(exc, cls)), 400)
-                body = {"error": {"code": exc.code, "message": str(exc)}}
+                body: Any = {"signal": signal.name, "value": canonical, "matches": matches}
+            except RidgelineError as exc:  # answered as the app's error handler answers it
+                error = exc
             except Exception as exc:
-                status = 500
-                body = {
-                    "error": {
-                        "code": "internal_error",
-                        "message": f"internal error ({type(exc).__name__})",
-                    }
-                }
+                error = RidgelineError(f"internal error ({type(exc).__name__})")
+        if error is not None:
+            status = error.http_status
+            headers = [
+                *headers,
+                *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
+            ]
+            body = {"error": {"code": error.code, "message": str(error)}}
         payload = _dumps(body)
         await send(
             {

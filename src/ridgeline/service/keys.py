@@ -20,7 +20,7 @@ from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatc
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import NotFound, RidgelineError
+from ridgeline.errors import BadInput, NotFound
 from ridgeline.scan.models import ApiKey
 from ridgeline.timeutil import isoformat, utcnow
 
@@ -49,11 +49,11 @@ def create_key(
 ) -> tuple[ApiKey, str]:
     """Create a key; returns the row and the secret, which is never stored or shown again."""
     if role not in ROLES:
-        raise RidgelineError(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+        raise BadInput(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if not name.strip():
-        raise RidgelineError("a key needs a name")
+        raise BadInput("a key needs a name")
     if rate_limit is not None and rate_limit <= 0:
-        raise RidgelineError("rate limit must be a positive number of requests per second")
+        raise BadInput("rate limit must be a positive number of requests per second")
     prefix = secrets.token_hex(6)
     secret = secrets.token_urlsafe(32)
     key = ApiKey(

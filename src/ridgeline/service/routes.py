@@ -10,17 +10,33 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ridgeline import lists as L
+from ridgeline.errors import InvalidRequest, NotReady, TooManyValues
 from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
 from ridgeline.scan.matching import Matcher, queries_from_signals
 from ridgeline.scan.matching import Query as MatchQuery
-from ridgeline.service.auth import PERMISSION_KEY, ApiError, requires
+from ridgeline.service.auth import PERMISSION_KEY, requires
 from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
+from ridgeline.service.schemas import (
+    EntriesPage,
+    EntryOut,
+    ErrorOut,
+    HashOut,
+    HoldOut,
+    KeyOut,
+    ListActionsOut,
+    ListOut,
+    NewKeyOut,
+)
 from ridgeline.service.uploads import fetch_url, hash_with_timeout, spooled_upload
 from ridgeline.signals import HashOptions, get_signal
 from ridgeline.timeutil import parse_iso
 
 MAX_LOOKUP_VALUES = 1000
 PREFIX = "/v1"
+#: Every route may answer an error; its body is always `ErrorOut`.
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
+    "default": {"model": ErrorOut, "description": "An error (codes in docs/service.md)"}
+}
 
 
 def endpoint(
@@ -32,6 +48,7 @@ def endpoint(
         methods=[method],
         dependencies=[Depends(requires(permission))],
         openapi_extra={PERMISSION_KEY: permission, **kwargs.pop("openapi_extra", {})},
+        responses={**ERROR_RESPONSES, **kwargs.pop("responses", {})},
         **kwargs,
     )
 
@@ -44,7 +61,7 @@ def _actor(request: Request) -> str:
 def _matcher(request: Request) -> Matcher:
     matcher: Matcher | None = request.app.state.matcher
     if matcher is None:
-        raise ApiError(503, "not_ready", "index not loaded")
+        raise NotReady("index not loaded")
     return matcher
 
 
@@ -78,9 +95,7 @@ def _pdq_mode(value: object) -> Literal["exact", "fast"]:
     if mode == "fast":
         return "fast"
     if mode != "exact":
-        raise ApiError(
-            400, "invalid_request", f"mode must be one of {', '.join(PDQ_MODES)}, not {value!r}"
-        )
+        raise InvalidRequest(f"mode must be one of {', '.join(PDQ_MODES)}, not {value!r}")
     return "exact"
 
 
@@ -150,18 +165,15 @@ def register_routes(router: FastAPI) -> None:
         mode: Annotated[
             str, Form(description="PDQ decoding: exact (default, reference-identical) or fast")
         ] = "exact",
-    ) -> dict[str, Any]:
+    ) -> HashOut:
         """Upload a file; get its signals (md5, sha1, sha256 and PDQ/vPDQ by type)."""
         config = request.app.state.config
         options = _hash_options(request, dihedral, mode)
         with spooled_upload(file.file, config.max_upload_bytes, config.upload_kinds) as path:
             result = hash_with_timeout(path, options, config.request_timeout_s)
-        return {
-            "kind": result.kind,
-            "media_type": result.media_type,
-            "size": result.size,
-            "signals": result.signals,
-        }
+        return HashOut(
+            kind=result.kind, media_type=result.media_type, size=result.size, signals=result.signals
+        )
 
     @endpoint(
         router,
@@ -206,7 +218,7 @@ def register_routes(router: FastAPI) -> None:
             form = await request.form()
             upload = form.get("file")
             if upload is None or isinstance(upload, str):
-                raise ApiError(400, "invalid_request", "multipart upload needs a `file` part")
+                raise InvalidRequest("multipart upload needs a `file` part")
             dihedral = str(form.get("dihedral", "false")).lower() in ("1", "true", "yes", "on")
             lists = [x.strip() for x in str(form.get("lists", "")).split(",") if x.strip()]
             mode = _pdq_mode(form.get("mode"))
@@ -218,9 +230,7 @@ def register_routes(router: FastAPI) -> None:
             raw = await request.json()
             data = HashesIn.model_validate(raw)
         except ValueError as exc:
-            raise ApiError(
-                400, "invalid_request", f"expected JSON hashes or a multipart upload: {exc}"
-            ) from None
+            raise InvalidRequest(f"expected JSON hashes or a multipart upload: {exc}") from None
         if data.url:
             response = await asyncio.to_thread(
                 fetch_url,
@@ -237,16 +247,14 @@ def register_routes(router: FastAPI) -> None:
                 response.close()
             return JSONResponse(body)
         if not data.signals:
-            raise ApiError(400, "invalid_request", "give `signals`, a `url` or a multipart `file`")
+            raise InvalidRequest("give `signals`, a `url` or a multipart `file`")
         queries: list[MatchQuery] = []
         canonical: dict[str, Any] = {}
         for name, value in data.signals.items():
             signal = get_signal(name)
             values = value if isinstance(value, list) else [value]
             if len(values) > MAX_LOOKUP_VALUES:
-                raise ApiError(
-                    400, "too_many_values", f"at most {MAX_LOOKUP_VALUES} values per signal"
-                )
+                raise TooManyValues(f"at most {MAX_LOOKUP_VALUES} values per signal")
             norm = [signal.normalize(v) for v in values]
             canonical[signal.name] = norm if isinstance(value, list) else norm[0]
             queries.extend(MatchQuery(signal.name, v) for v in norm)
@@ -288,13 +296,13 @@ def register_routes(router: FastAPI) -> None:
     # --- lists and entries (curators; never providers) ------------------------------
 
     @endpoint(router, "GET", "/lists", "lists:read", tags=["lists"])
-    def get_lists(request: Request) -> list[dict[str, Any]]:
+    def get_lists(request: Request) -> list[ListOut]:
         """All lists with their settings."""
         with request.app.state.store.session() as s:
-            return [L.list_to_json(hl) for hl in L.list_lists(s)]
+            return [ListOut.model_validate(L.list_to_json(hl)) for hl in L.list_lists(s)]
 
     @endpoint(router, "POST", "/lists", "lists:write", tags=["lists"], status_code=201)
-    def post_list(request: Request, body: ListIn) -> dict[str, Any]:
+    def post_list(request: Request, body: ListIn) -> ListOut:
         """Create a list."""
         with request.app.state.store.session() as s:
             hl = L.create_list(
@@ -307,13 +315,13 @@ def register_routes(router: FastAPI) -> None:
                 owner=body.owner,
                 review_quorum=body.review_quorum,
             )
-            return L.list_to_json(hl)
+            return ListOut.model_validate(L.list_to_json(hl))
 
     @endpoint(router, "GET", "/lists/{name}", "lists:read", tags=["lists"])
-    def get_one_list(request: Request, name: str) -> dict[str, Any]:
+    def get_one_list(request: Request, name: str) -> ListOut:
         """One list's settings."""
         with request.app.state.store.session() as s:
-            return L.list_to_json(L.get_list(s, name))
+            return ListOut.model_validate(L.list_to_json(L.get_list(s, name)))
 
     @endpoint(router, "GET", "/lists/{name}/entries", "lists:read", tags=["lists"])
     def get_entries(
@@ -322,19 +330,19 @@ def register_routes(router: FastAPI) -> None:
         after_id: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
         status: str | None = None,
-    ) -> dict[str, Any]:
+    ) -> EntriesPage:
         """A page of a list's entries (page on with `after_id`)."""
         with request.app.state.store.session() as s:
             entries = L.list_entries(
                 s, L.get_list(s, name), status=status, after_id=after_id, limit=limit
             )
-            rows = [L.entry_to_json(e) for e in entries]
-        return {"entries": rows, "next_after_id": rows[-1]["id"] if len(rows) == limit else None}
+            rows = [EntryOut.model_validate(L.entry_to_json(e)) for e in entries]
+        return EntriesPage(entries=rows, next_after_id=rows[-1].id if len(rows) == limit else None)
 
     @endpoint(
         router, "POST", "/lists/{name}/entries", "lists:write", tags=["lists"], status_code=201
     )
-    def post_entry(request: Request, name: str, body: EntryIn) -> dict[str, Any]:
+    def post_entry(request: Request, name: str, body: EntryIn) -> EntryOut:
         """Add an entry; it is matchable in every worker within about a second."""
         with request.app.state.store.session() as s:
             entry = L.add_entry(
@@ -347,20 +355,20 @@ def register_routes(router: FastAPI) -> None:
                 actor=_actor(request),
                 qualities=body.qualities or None,
             )
-            out = L.entry_to_json(entry)
+            out = EntryOut.model_validate(L.entry_to_json(entry))
         matcher: Matcher | None = request.app.state.matcher
         if matcher is not None:
             matcher.refresh(force=True)
         return out
 
     @endpoint(router, "GET", "/entries/{entry_id}", "lists:read", tags=["lists"])
-    def get_entry(request: Request, entry_id: int) -> dict[str, Any]:
+    def get_entry(request: Request, entry_id: int) -> EntryOut:
         """One entry with its hashes, classifications and provenance."""
         with request.app.state.store.session() as s:
-            return L.entry_to_json(L.get_entry(s, entry_id))
+            return EntryOut.model_validate(L.entry_to_json(L.get_entry(s, entry_id)))
 
     @endpoint(router, "POST", "/entries/{entry_id}/enabled", "lists:write", tags=["lists"])
-    def set_enabled(request: Request, entry_id: int, body: EnabledIn) -> dict[str, Any]:
+    def set_enabled(request: Request, entry_id: int, body: EnabledIn) -> EntryOut:
         """Enable or disable an entry (a disable may expire at `until`)."""
         until = parse_iso(body.until) if body.until else None
         with request.app.state.store.session() as s:
@@ -372,64 +380,65 @@ def register_routes(router: FastAPI) -> None:
                 actor=_actor(request),
                 reason=body.reason,
             )
-            return L.entry_to_json(entry)
+            return EntryOut.model_validate(L.entry_to_json(entry))
 
     @endpoint(router, "DELETE", "/entries/{entry_id}", "lists:write", tags=["lists"])
-    def remove_entry(request: Request, entry_id: int, reason: str | None = None) -> dict[str, Any]:
+    def remove_entry(request: Request, entry_id: int, reason: str | None = None) -> EntryOut:
         """Delete (tombstone) an entry."""
         with request.app.state.store.session() as s:
             entry = L.delete_entry(
                 s, L.get_entry(s, entry_id), actor=_actor(request), reason=reason
             )
-            return L.entry_to_json(entry)
+            return EntryOut.model_validate(L.entry_to_json(entry))
 
     @endpoint(router, "GET", "/lists/{name}/actions", "lists:read", tags=["lists"])
-    def get_actions(request: Request, name: str) -> dict[str, Any]:
+    def get_actions(request: Request, name: str) -> ListActionsOut:
         """Which actions scan matches on this list fire."""
         from ridgeline.scan.actions import get_list_actions
 
         with request.app.state.store.session() as s:
-            return {"list": name, "actions": get_list_actions(s, name)}
+            return ListActionsOut(list=name, actions=get_list_actions(s, name))
 
     @endpoint(router, "PUT", "/lists/{name}/actions", "lists:write", tags=["lists"])
-    def put_actions(request: Request, name: str, body: ActionsIn) -> dict[str, Any]:
+    def put_actions(request: Request, name: str, body: ActionsIn) -> ListActionsOut:
         """Set the actions (flag, quarantine, report) matches on this list fire."""
         from ridgeline.scan.actions import set_list_actions
 
         with request.app.state.store.session() as s:
-            return {"list": name, "actions": set_list_actions(s, name, body.actions)}
+            return ListActionsOut(list=name, actions=set_list_actions(s, name, body.actions))
 
     # --- flood control ---------------------------------------------------------------
 
     @endpoint(router, "GET", "/flood/holds", "flood", tags=["flood"])
-    def get_holds(request: Request, all: bool = False) -> list[dict[str, Any]]:
+    def get_holds(request: Request, all: bool = False) -> list[HoldOut]:
         """Entries held by flood control."""
         with request.app.state.store.session() as s:
-            return [hold_to_json(h) for h in list_holds(s, None if all else "held")]
+            holds = list_holds(s, None if all else "held")
+            return [HoldOut.model_validate(hold_to_json(h)) for h in holds]
 
     @endpoint(router, "POST", "/flood/holds/{hold_id}/release", "flood", tags=["flood"])
-    def post_release(request: Request, hold_id: int) -> dict[str, Any]:
+    def post_release(request: Request, hold_id: int) -> HoldOut:
         """Release a hold after review."""
         with request.app.state.store.session() as s:
-            return hold_to_json(release_hold(s, hold_id, _actor(request)))
+            return HoldOut.model_validate(hold_to_json(release_hold(s, hold_id, _actor(request))))
 
     # --- API keys (admins) -----------------------------------------------------------
 
     @endpoint(router, "GET", "/keys", "keys", tags=["keys"])
-    def get_keys(request: Request) -> list[dict[str, Any]]:
+    def get_keys(request: Request) -> list[KeyOut]:
         """API keys (never their secrets)."""
         with request.app.state.store.session() as s:
-            return [key_to_json(k) for k in list_keys(s)]
+            return [KeyOut.model_validate(key_to_json(k)) for k in list_keys(s)]
 
     @endpoint(router, "POST", "/keys", "keys", tags=["keys"], status_code=201)
-    def post_key(request: Request, body: KeyIn) -> dict[str, Any]:
+    def post_key(request: Request, body: KeyIn) -> NewKeyOut:
         """Create a key; the secret is in this answer only."""
         with request.app.state.store.session() as s:
             key, secret = create_key(s, body.name, body.role, rate_limit=body.rate_limit)
-            return {**key_to_json(key), "key": secret}
+            return NewKeyOut.model_validate({**key_to_json(key), "key": secret})
 
     @endpoint(router, "DELETE", "/keys/{key_id}", "keys", tags=["keys"])
-    def delete_key(request: Request, key_id: int) -> dict[str, Any]:
+    def delete_key(request: Request, key_id: int) -> KeyOut:
         """Revoke a key (takes effect in every worker within seconds)."""
         with request.app.state.store.session() as s:
-            return key_to_json(revoke_key(s, key_id))
+            return KeyOut.model_validate(key_to_json(revoke_key(s, key_id)))

@@ -11,6 +11,15 @@ from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
 from ridgeline.service.keys import Principal
+from ridgeline.service.schemas import (
+    AuditNextOut,
+    AuditOut,
+    AuditReportOut,
+    AuditVerdictOut,
+    ReleasedOut,
+    ReviewNextOut,
+    VerdictOut,
+)
 
 
 def _who(request: Request) -> str:
@@ -39,37 +48,37 @@ class AuditVerdictIn(BaseModel):
     note: str | None = None
 
 
-def _audit_json(audit: Any) -> dict[str, Any]:
+def _audit_json(audit: Any) -> AuditOut:
     from ridgeline.timeutil import isoformat
 
-    return {
-        "id": audit.id,
-        "list_id": audit.list_id,
-        "mode": audit.mode,
-        "state": audit.state,
-        "population": audit.population,
-        "sample_size": audit.sample_size,
-        "auditors_per_item": audit.auditors_per_item,
-        "seed": audit.seed,
-        "created_by": audit.created_by,
-        "created_at": isoformat(audit.created_at),
-    }
+    return AuditOut(
+        id=audit.id,
+        list_id=audit.list_id,
+        mode=audit.mode,
+        state=audit.state,
+        population=audit.population,
+        sample_size=audit.sample_size,
+        auditors_per_item=audit.auditors_per_item,
+        seed=audit.seed,
+        created_by=audit.created_by,
+        created_at=isoformat(audit.created_at),
+    )
 
 
 def register_review_routes(app: FastAPI, endpoint: Any) -> None:
     """Add `/v1/review/...` (permission `review`) and `/v1/audits/...` (`audit`)."""
 
     @endpoint(app, "GET", "/review/next", "review", tags=["review"])
-    def review_next(request: Request) -> dict[str, Any]:
+    def review_next(request: Request) -> ReviewNextOut:
         """The next entry for the calling reviewer (`item` is null when none waits)."""
         from ridgeline.review.queue import next_item
 
         with request.app.state.store.session() as s:
             item = next_item(s, _who(request))
-            return {"item": item.to_json() if item else None}
+            return ReviewNextOut.model_validate({"item": item.to_json() if item else None})
 
     @endpoint(app, "POST", "/review/{entry_id}/verdict", "review", tags=["review"])
-    def review_verdict(request: Request, entry_id: int, body: VerdictIn) -> dict[str, Any]:
+    def review_verdict(request: Request, entry_id: int, body: VerdictIn) -> VerdictOut:
         """Record the caller's verdict on an entry served to them."""
         from ridgeline.review.core import submit_verdict
 
@@ -77,21 +86,34 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             outcome = submit_verdict(
                 s, entry_id, _who(request), body.decision, body.classifications, note=body.note
             )
-            out = outcome.to_json()
+            out = VerdictOut.model_validate(outcome.to_json())
         matcher = request.app.state.matcher
-        if matcher is not None and out.get("status_changed"):
+        if matcher is not None and out.status_changed:
             matcher.refresh(force=True)
         return out
 
     @endpoint(app, "POST", "/review/{entry_id}/release", "review", tags=["review"])
-    def review_release(request: Request, entry_id: int) -> dict[str, Any]:
+    def review_release(request: Request, entry_id: int) -> ReleasedOut:
         """Hand a served entry back to the queue without a verdict."""
         from ridgeline.review.queue import release_item
 
         with request.app.state.store.session() as s:
-            return {"released": release_item(s, _who(request), entry_id)}
+            return ReleasedOut(released=release_item(s, _who(request), entry_id))
 
-    @endpoint(app, "GET", "/review/{entry_id}/media", "review", tags=["review"])
+    @endpoint(
+        app,
+        "GET",
+        "/review/{entry_id}/media",
+        "review",
+        tags=["review"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "The media as PNG",
+            }
+        },
+    )
     def review_media(
         request: Request,
         entry_id: int,
@@ -119,7 +141,7 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             return pending_counts(s)
 
     @endpoint(app, "POST", "/audits", "audit", tags=["audits"], status_code=201)
-    def audit_create(request: Request, body: AuditIn) -> dict[str, Any]:
+    def audit_create(request: Request, body: AuditIn) -> AuditOut:
         """Start an audit of a list (draws its sample)."""
         from ridgeline.audit import create_audit
         from ridgeline.lists import get_list
@@ -138,25 +160,26 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             return _audit_json(audit)
 
     @endpoint(app, "GET", "/audits/{audit_id}", "audit", tags=["audits"])
-    def audit_get(request: Request, audit_id: int) -> dict[str, Any]:
+    def audit_get(request: Request, audit_id: int) -> AuditReportOut:
         """An audit's report: sample, verdicts, estimates."""
         from ridgeline.audit import audit_report, get_audit
 
         with request.app.state.store.session() as s:
-            return audit_report(s, get_audit(s, audit_id))
+            return AuditReportOut.model_validate(audit_report(s, get_audit(s, audit_id)))
 
     @endpoint(app, "GET", "/audits/{audit_id}/next", "audit", tags=["audits"])
-    def audit_next(request: Request, audit_id: int) -> dict[str, Any]:
+    def audit_next(request: Request, audit_id: int) -> AuditNextOut:
         """The next sampled item for the calling auditor, blind (`item` null when done)."""
         from ridgeline.audit import get_audit, next_item
 
         with request.app.state.store.session() as s:
-            return {"item": next_item(s, get_audit(s, audit_id), _who(request))}
+            item = next_item(s, get_audit(s, audit_id), _who(request))
+            return AuditNextOut.model_validate({"item": item})
 
     @endpoint(app, "POST", "/audits/{audit_id}/items/{entry_id}/verdict", "audit", tags=["audits"])
     def audit_verdict(
         request: Request, audit_id: int, entry_id: int, body: AuditVerdictIn
-    ) -> dict[str, Any]:
+    ) -> AuditVerdictOut:
         """Record the caller's audit verdict on a sampled entry."""
         from ridgeline.audit import get_audit, submit_verdict
 
@@ -170,16 +193,16 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
                 reason=body.reason,
                 note=body.note,
             )
-            return {
-                "audit_id": audit_id,
-                "entry_id": entry_id,
-                "auditor": _who(request),
-                "verified": body.verified,
-                "id": v.id,
-            }
+            return AuditVerdictOut(
+                audit_id=audit_id,
+                entry_id=entry_id,
+                auditor=_who(request),
+                verified=body.verified,
+                id=v.id,
+            )
 
     @endpoint(app, "POST", "/audits/{audit_id}/close", "audit", tags=["audits"])
-    def audit_close(request: Request, audit_id: int) -> dict[str, Any]:
+    def audit_close(request: Request, audit_id: int) -> AuditOut:
         """Close an audit (no more verdicts)."""
         from ridgeline.audit import close_audit, get_audit
 

@@ -8,6 +8,7 @@ redirects, with the same byte cap.
 
 from __future__ import annotations
 
+import http.client
 import os
 import tempfile
 import urllib.error
@@ -19,9 +20,18 @@ from contextlib import contextmanager, suppress
 from typing import IO
 from urllib.parse import urlsplit
 
+from ridgeline.errors import (
+    BadInput,
+    BadUrl,
+    FetchDisabled,
+    FetchFailed,
+    TimedOut,
+    TooLarge,
+    UnsupportedType,
+    UrlNotAllowed,
+)
 from ridgeline.hashing import HashResult, hash_file
 from ridgeline.media import sniff_bytes
-from ridgeline.service.auth import ApiError
 from ridgeline.signals import HashOptions
 
 CHUNK = 1 << 20
@@ -41,17 +51,15 @@ def spooled_upload(
             while chunk := source.read(CHUNK):
                 total += len(chunk)
                 if total > max_bytes:
-                    raise ApiError(413, "too_large", f"upload exceeds {max_bytes} bytes")
+                    raise TooLarge(f"upload exceeds {max_bytes} bytes")
                 if len(head) < 512:
                     head += chunk[: 512 - len(head)]
                 out.write(chunk)
         if total == 0:
-            raise ApiError(400, "bad_input", "the upload is empty")
+            raise BadInput("the upload is empty")
         kind, _ = sniff_bytes(head)
         if kind not in allowed_kinds:
-            raise ApiError(
-                415,
-                "unsupported_type",
+            raise UnsupportedType(
                 f"uploads must be {' or '.join(allowed_kinds)}; this content is {kind}",
             )
         yield path
@@ -68,28 +76,26 @@ class _NoRedirect(urllib.request.HTTPRedirectHandler):
 def fetch_url(url: str, allow_hosts: Sequence[str], max_bytes: int, timeout: float) -> IO[bytes]:
     """Open an allow-listed http(s) URL (no redirects); the caller reads with a byte cap."""
     if not allow_hosts:
-        raise ApiError(
-            400, "url_fetch_disabled", "fetching URLs is disabled (no allow-list configured)"
-        )
+        raise FetchDisabled("fetching URLs is disabled (no allow-list configured)")
     parts = urlsplit(url)
     host = (parts.hostname or "").lower()
     if parts.scheme not in ("http", "https") or not host:
-        raise ApiError(400, "bad_url", f"not an http(s) URL: {url!r}")
+        raise BadUrl(f"not an http(s) URL: {url!r}")
     allowed = {h.lower() for h in allow_hosts}
     port_host = f"{host}:{parts.port}" if parts.port else host
     if host not in allowed and port_host not in allowed:
-        raise ApiError(403, "url_not_allowed", f"host {host!r} is not on the fetch allow-list")
+        raise UrlNotAllowed(f"host {host!r} is not on the fetch allow-list")
     opener = urllib.request.build_opener(_NoRedirect)
     try:
-        response = opener.open(url, timeout=timeout)
+        response: http.client.HTTPResponse = opener.open(url, timeout=timeout)
     except urllib.error.HTTPError as exc:
-        raise ApiError(502, "fetch_failed", f"fetching {url} failed: HTTP {exc.code}") from None
+        raise FetchFailed(f"fetching {url} failed: HTTP {exc.code}") from None
     except (urllib.error.URLError, OSError) as exc:
-        raise ApiError(502, "fetch_failed", f"fetching {url} failed: {exc}") from None
+        raise FetchFailed(f"fetching {url} failed: {exc}") from None
     length = response.headers.get("content-length")
     if length and length.isdigit() and int(length) > max_bytes:
         response.close()
-        raise ApiError(413, "too_large", f"remote content exceeds {max_bytes} bytes")
+        raise TooLarge(f"remote content exceeds {max_bytes} bytes")
     return response
 
 
@@ -101,14 +107,10 @@ def hash_with_timeout(
     try:
         result = future.result(timeout=timeout)
     except FutureTimeout:
-        raise ApiError(504, "timeout", f"hashing took longer than {timeout:g}s") from None
+        raise TimedOut(f"hashing took longer than {timeout:g}s") from None
     if result.error and not result.signals:
-        raise ApiError(400, "bad_input", result.error)
+        raise BadInput(result.error)
     if result.error:
-        code = (
-            "too_large"
-            if "pixel" in result.error or "bomb" in result.error.lower()
-            else "bad_input"
-        )
-        raise ApiError(413 if code == "too_large" else 400, code, result.error)
+        too_large = "pixel" in result.error or "bomb" in result.error.lower()
+        raise (TooLarge if too_large else BadInput)(result.error)
     return result

@@ -36,7 +36,7 @@ from dataclasses import dataclass
 from multiprocessing.process import BaseProcess
 from types import FrameType
 
-from ridgeline.errors import RidgelineError
+from ridgeline.errors import Unavailable
 from ridgeline.service.ratelimit import BucketTable, use_shared_table
 
 log = logging.getLogger(__name__)
@@ -200,7 +200,7 @@ class Supervisor:
         try:
             holder = bind_socket(self.opts, listen=False)
         except OSError as exc:
-            raise RidgelineError(
+            raise Unavailable(
                 f"cannot listen on {self.opts.host}:{self.opts.port}: {exc.strerror or exc}"
             ) from None
         previous = {s: signal.signal(s, self._on_signal) for s in (signal.SIGINT, signal.SIGTERM)}
@@ -218,7 +218,7 @@ class Supervisor:
                         continue
                     uptime = time.monotonic() - self.started[number]
                     if uptime < MIN_UPTIME_S:
-                        raise RidgelineError(
+                        raise Unavailable(
                             f"worker {number} exited with code {proc.exitcode} "
                             f"{uptime:.1f}s after starting; see its log above"
                         )
