@@ -193,6 +193,30 @@ CASES: dict[str, tuple[int, list[list[str]]]] = {
             ["lists", "entries", "ls", "a", "--classification", "industry:Z9"],
         ],
     ),
+    "bad time": (
+        2,
+        [
+            ["lists", "entries", "disable", "1", "--until", "garbage"],
+            [
+                "lists",
+                "import",
+                "a",
+                "{root}/hashes.csv",
+                "--format",
+                "ncmec-xml",
+                "--since",
+                "garbage",
+            ],
+            ["lists", "feedback-export", "{root}/feedback.jsonl", "--since", "garbage"],
+        ],
+    ),
+    "confidence out of range": (
+        2,
+        [
+            ["audit", "create", "a", "--confidence", "2"],
+            ["audit", "create", "a", "--mode", "full", "--confidence", "0"],
+        ],
+    ),
     "bad entry status": (
         2,
         [["lists", "entries", "ls", "a", "--status", "nope"]],

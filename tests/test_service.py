@@ -420,6 +420,20 @@ def test_errors_are_json_with_stable_codes(env: tuple[Env, TestClient]) -> None:
         (client.post("/v1/keys", json={"name": "x", "role": "king"}, headers=h), 400, "bad_input"),
         (client.post("/v1/lists", json={"name": "p", "purpose": "x"}, headers=h), 400, "bad_input"),
         (
+            client.post(
+                f"/v1/entries/{e.entry_id}/enabled",
+                json={"enabled": False, "until": "x"},
+                headers=h,
+            ),
+            400,
+            "bad_input",
+        ),
+        (
+            client.post("/v1/audits", json={"list": "known", "confidence": 2}, headers=h),
+            400,
+            "bad_input",
+        ),
+        (
             client.get("/v1/lists", headers={"X-API-Key": "rl_000000000000_wrong"}),
             401,
             "invalid_key",

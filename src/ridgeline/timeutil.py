@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import datetime as dt
 
+from ridgeline.errors import BadInput
+
 
 def utcnow() -> dt.datetime:
     """Timezone-aware current UTC time."""
@@ -25,6 +27,10 @@ def isoformat(value: dt.datetime | None) -> str | None:
 
 
 def parse_iso(text: str) -> dt.datetime:
-    """Parse ISO 8601 (with `Z` or an offset; naive means UTC)."""
-    value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    """Parse ISO 8601 (with `Z` or an offset; naive means UTC); `BadInput` otherwise
+    (a `ValueError`, as `fromisoformat` raises)."""
+    try:
+        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+    except ValueError:
+        raise BadInput(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from None
     return as_utc(value)

@@ -24,7 +24,7 @@ from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
 from ridgeline.audit.models import Audit, AuditItem, AuditVerdict
-from ridgeline.audit.stats import sample_size
+from ridgeline.audit.stats import sample_size, z_value
 from ridgeline.errors import BadInput, Conflict, NotFound, PermissionDenied
 from ridgeline.lists.core import is_matchable, set_entry_enabled, set_entry_status
 from ridgeline.store.models import Entry, EntryEvent, HashList
@@ -84,6 +84,7 @@ def create_audit(
     if seed is None:
         seed = secrets.randbelow(2**31)
     try:
+        z_value(confidence)  # every report uses it, whatever the mode or the list's size
         now = utcnow()
         entries = [
             e

@@ -179,8 +179,10 @@ def error_response(exc: RidgelineError) -> JSONResponse:
     )
 
 
-#: Starlette's own HTTP errors (no route, wrong method, ...) as Ridgeline errors.
+#: Starlette's own HTTP errors (no route, wrong method, ...) as Ridgeline errors; any
+#: other status it raises is answered as a bad request (4xx) or an internal error.
 _HTTP_ERRORS: dict[int, type[RidgelineError]] = {
+    400: InvalidRequest,
     404: NotFound,
     405: MethodNotAllowed,
     413: TooLarge,
@@ -201,7 +203,8 @@ def _install_error_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
-        kind = _HTTP_ERRORS.get(exc.status_code, InvalidRequest)
+        fallback = InvalidRequest if exc.status_code < 500 else RidgelineError
+        kind = _HTTP_ERRORS.get(exc.status_code, fallback)
         return error_response(kind(str(exc.detail)))
 
     @app.exception_handler(Exception)
