@@ -10,6 +10,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from pydantic import BaseModel, Field
 
+from ridgeline.audit.models import Audit
 from ridgeline.service.keys import Principal
 from ridgeline.service.schemas import (
     AuditNextOut,
@@ -48,7 +49,7 @@ class AuditVerdictIn(BaseModel):
     note: str | None = None
 
 
-def _audit_json(audit: Any) -> AuditOut:
+def _audit_json(audit: Audit) -> AuditOut:
     from ridgeline.timeutil import isoformat
 
     return AuditOut(
