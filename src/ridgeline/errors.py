@@ -27,6 +27,10 @@ class RidgelineError(Exception):
     #: Extra HTTP response headers (`Retry-After`, `WWW-Authenticate`); per instance.
     headers: Mapping[str, str] = {}
 
+    def to_json(self) -> dict[str, dict[str, str]]:
+        """The API's error body: `{"error": {"code", "message"}}`."""
+        return {"error": {"code": self.code, "message": str(self)}}
+
 
 # --- bad input: 400 (or a more precise 4xx), exit status 2 ---------------------------
 

@@ -173,7 +173,7 @@ class MetricsMiddleware:
 def error_response(exc: RidgelineError) -> JSONResponse:
     """The JSON answer to an error: its own status, code, message and headers."""
     return JSONResponse(
-        {"error": {"code": exc.code, "message": str(exc)}},
+        exc.to_json(),
         exc.http_status,
         headers=dict(exc.headers) or None,
     )

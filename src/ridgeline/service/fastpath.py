@@ -167,7 +167,7 @@ class FastLookup:
                 *headers,
                 *((k.lower().encode(), v.encode()) for k, v in error.headers.items()),
             ]
-            body = {"error": {"code": error.code, "message": str(error)}}
+            body = error.to_json()
         payload = _dumps(body)
         await send(
             {
