@@ -243,3 +243,14 @@ def test_same_bad_value_same_exit_status_everywhere(case: str, cli_db: tuple[str
         assert "No such option" not in result.output and "Missing" not in result.output
         assert "Error" in result.output or "error" in result.output, (argv, result.output)
     assert set(seen.values()) == {expected}, seen
+
+
+def test_create_and_update_refuse_a_negative_quorum_alike(cli_db: tuple[str, Path]) -> None:
+    """One rule, one message: the library checks the quorum for both commands."""
+    db, _ = cli_db
+    runner = CliRunner()
+    env = {"RIDGELINE_DB": db}
+    create = runner.invoke(main, ["lists", "create", "b", "--review-quorum", "-1"], env=env)
+    update = runner.invoke(main, ["lists", "update", "a", "--review-quorum", "-1"], env=env)
+    assert create.exit_code == update.exit_code == 2
+    assert create.output == update.output == "Error: review quorum cannot be negative\n"

@@ -256,7 +256,7 @@ def entries_delete(entry_id: int, reason: str | None, actor: str | None, db: str
     help="Match threshold: N for PDQ, or SIGNAL=N (repeatable).",
 )
 @click.option("--clear-threshold", "cleared", multiple=True, help="SIGNAL back to its default.")
-@click.option("--review-quorum", type=click.IntRange(min=0), default=None)
+@click.option("--review-quorum", type=int, default=None)  # checked by the library, as on create
 @click.option("--description", default=None)
 @click.option("--owner", default=None)
 @click.option("--actor", default=None)
