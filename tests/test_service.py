@@ -578,6 +578,73 @@ def test_health_metrics_and_openapi(env: tuple[Env, TestClient]) -> None:
             assert all(c.get("schema") for c in content.values()), (method, path, content)
 
 
+def test_real_server_answers_as_its_openapi_says(
+    db_path: str, tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """A real `ridgeline serve`: each answer, good or bad, validates against the schema
+    /openapi.json gives for its route and status."""
+    runner = CliRunner()
+    made = runner.invoke(
+        main, ["keys", "create", "--role", "admin", "--db", db_path, "--format", "json"]
+    )
+    admin = json.loads(made.stdout)["key"]
+    assert runner.invoke(main, ["lists", "create", "known", "--db", db_path]).exit_code == 0
+    assert runner.invoke(main, ["reviewers", "add", "admin", "--db", db_path]).exit_code == 0
+    server = serve_process(
+        "serve", "--port", "{port}", "--db", db_path, "--index-dir", str(tmp_path / "index")
+    )
+    h = {"Authorization": f"Bearer {admin}"}
+    with httpx.Client(base_url=server.base, timeout=10) as c:
+        spec = c.get("/openapi.json").json()
+        entry = c.post("/v1/lists/known/entries", json={"signals": {"md5": BAD_MD5}}, headers=h)
+        assert entry.status_code == 201, entry.text
+        entry_id = entry.json()["id"]
+        key_id = c.post("/v1/keys", json={"name": "p", "role": "provider"}, headers=h).json()["id"]
+        audit = c.post("/v1/audits", json={"list": "known", "mode": "full"}, headers=h)
+        assert audit.status_code == 201, audit.text
+        audit_id = audit.json()["id"]
+        answers = [
+            entry,
+            audit,
+            c.get("/healthz"),
+            c.get("/readyz"),
+            c.get("/metrics"),
+            c.get("/v1/lists", headers=h),
+            c.post("/v1/lists", json={"name": "other", "purpose": "allow"}, headers=h),
+            c.post("/v1/lists", json={"name": "bad", "purpose": "nope"}, headers=h),
+            c.post("/v1/lists", json={"name": 3}, headers=h),
+            c.get("/v1/lists/known", headers=h),
+            c.get("/v1/lists/missing", headers=h),
+            c.get("/v1/lists/known/entries", params={"limit": 1}, headers=h),
+            c.get(f"/v1/entries/{entry_id}", headers=h),
+            c.post(f"/v1/entries/{entry_id}/enabled", json={"enabled": True}, headers=h),
+            c.post(f"/v1/entries/{entry_id}/enabled", json={"enabled": 1, "until": "x"}, headers=h),
+            c.get("/v1/lists/known/actions", headers=h),
+            c.put("/v1/lists/known/actions", json={"actions": ["flag"]}, headers=h),
+            c.get("/v1/flood/holds", params={"all": True}, headers=h),
+            c.post("/v1/flood/holds/999/release", headers=h),
+            c.get("/v1/keys", headers=h),
+            c.delete(f"/v1/keys/{key_id}", headers=h),
+            c.get("/v1/review/pending", headers=h),
+            c.get("/v1/review/next", headers=h),
+            c.get(f"/v1/audits/{audit_id}/next", headers=h),
+            c.get(f"/v1/audits/{audit_id}", headers=h),
+            c.post(f"/v1/audits/{audit_id}/close", headers=h),
+            c.post("/v1/hash", files={"file": ("a.png", png())}, headers=h),
+            c.get("/v1/lookup", params={"signal": "md5", "value": BAD_MD5}, headers=h),
+            c.get("/v1/lists"),
+            c.get("/v1/lists", headers={"X-API-Key": "rl_000000000000_wrong"}),
+            c.delete(f"/v1/entries/{entry_id}", headers=h),
+        ]
+    statuses = set()
+    for res in answers:
+        template = openapi_path(spec, res.request.url.path)
+        assert template is not None, res.request.url
+        assert_matches_openapi(spec, res.request.method, template, res)
+        statuses.add(res.status_code)
+    assert {200, 201, 400, 401, 404} <= statuses, statuses
+
+
 def test_keys_cli_shows_secret_once(db_path: str) -> None:
     runner = CliRunner()
     res = runner.invoke(
