@@ -284,7 +284,7 @@ def test_native_round_trip_keeps_provenance(store: Store, tmp_path: Path, fmt: s
     out.write_bytes(export_of(store, "a", fmt))
     with store.session() as session:
         b = L.create_list(session, "b")
-        report = L.import_file(session, b, out, fmt)
+        report = exchange.import_file(session, b, out, fmt)
         assert report.errors == []
     with store.session() as session:
         a_rows, b_rows = entries_of(session, "a"), entries_of(session, "b")

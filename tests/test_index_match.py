@@ -23,7 +23,7 @@ from sqlalchemy import select
 from ridgeline import lists as L
 from ridgeline.errors import BadInput, InvalidHash, NotFound
 from ridgeline.index import IndexFile, MatchIndex
-from ridgeline.index.match import entry_matchable_clause
+from ridgeline.lists import entry_matchable_clause
 from ridgeline.signals.pdq import hamming
 from ridgeline.store import Store
 from ridgeline.store.models import Entry, HashList
@@ -277,7 +277,7 @@ def test_sql_rule_mirrors_is_matchable(store: Store) -> None:
             if st.get("deleted"):
                 L.delete_entry(s, e)
     with store.session() as s:
-        sql = set(s.scalars(select(Entry.id).where(*entry_matchable_clause(now))))
+        sql = set(s.scalars(select(Entry.id).where(entry_matchable_clause(now))))
         hl = s.scalars(select(HashList)).one()
         rule = {e.id for e in s.scalars(select(Entry)) if L.is_matchable(e, hl, now)}
     assert sql == rule and len(rule) == 2

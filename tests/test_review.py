@@ -3,12 +3,15 @@
 from __future__ import annotations
 
 import hashlib
+from pathlib import Path
 
 import pytest
+from click.testing import CliRunner
 from sqlalchemy import select
 
 from ridgeline import auditlog
 from ridgeline import lists as L
+from ridgeline.cli import main
 from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
 from ridgeline.review import core as rc
 from ridgeline.review.demo import build_reviewed_list
@@ -236,6 +239,29 @@ def test_lowering_quorum_decides_waiting_entries(store: Store) -> None:
             rc.submit_verdict(session, e1.id, name, "csam", ["industry:A1"])
         rc.submit_verdict(session, e2.id, "ann", "not-csam")
         hl = e1.hash_list
-        L.update_list(session, hl, review_quorum=2, actor="ops")
+        L.update_list(session, hl, review_quorum=2, actor="ops")  # lists alone: no verdicts
+        assert e1.status == "pending" and hl.review_quorum == 2
+        L.update_list(session, hl, review_quorum=3, actor="ops")
+        assert rc.set_review_quorum(session, hl, 2, actor="ops") == [e1.id]
         assert e1.status == "confirmed" and e2.status == "pending"
         assert rc.reevaluate_list(session, hl) == []
+
+
+def test_lists_update_cli_decides_waiting_entries(tmp_path: Path) -> None:
+    """`ridgeline lists update --review-quorum` applies the new quorum to waiting entries."""
+    db = tmp_path / "q.db"
+    store = Store.open(db)
+    with store.session() as session:
+        e1, _ = _setup(session, quorum=3, n=2)
+        for name in ("ann", "ben"):
+            rc.submit_verdict(session, e1.id, name, "csam", ["industry:A1"])
+        entry_id, list_name = e1.id, e1.hash_list.name
+    store.close()
+    result = CliRunner().invoke(
+        main, ["lists", "update", list_name, "--review-quorum", "2", "--db", str(db)]
+    )
+    assert result.exit_code == 0, result.output
+    store = Store.open(db)
+    with store.session() as session:
+        assert L.get_entry(session, entry_id).status == "confirmed"
+    store.close()

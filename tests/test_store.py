@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import inspect, text
 
+from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.config import resolve_db_url
 from ridgeline.errors import Conflict, InvalidHash, NotFound
@@ -102,11 +103,11 @@ def test_import_plain_formats(store: Store, tmp_path: Path) -> None:
     txt.write_text(f"# comment\n{PDQ}\nnot-a-hash\n\n{PDQ.upper()}\n")
     with store.session() as s:
         hl = L.create_list(s, "known")
-        report = L.import_file(s, hl, txt, "txt", signal="pdq")
+        report = exchange.import_file(s, hl, txt, "txt", signal="pdq")
     assert (report.added, report.duplicates) == (1, 1)
     assert report.errors == [
         {
-            "line": 3,
+            "position": "line 3",
             "error": "invalid pdq hash 'not-a-hash': expected 64 hexadecimal characters (256 bits)",
         }
     ]
@@ -117,10 +118,10 @@ def test_import_plain_formats(store: Store, tmp_path: Path) -> None:
     jsonl.write_text('{"md5": "d41d8cd98f00b204e9800998ecf8427e"}\n{bad json\n')
     with store.session() as s:
         hl = L.get_list(s, "known")
-        r_csv = L.import_file(s, hl, csv_file, "csv")
-        r_jsonl = L.import_file(s, hl, jsonl, "jsonl")
-    assert r_csv.added == 1 and r_csv.errors[0]["line"] == 3
-    assert r_jsonl.added == 1 and r_jsonl.errors[0]["line"] == 2
+        r_csv = exchange.import_file(s, hl, csv_file, "csv")
+        r_jsonl = exchange.import_file(s, hl, jsonl, "jsonl")
+    assert r_csv.added == 1 and r_csv.errors[0]["position"] == "line 3"
+    assert r_jsonl.added == 1 and r_jsonl.errors[0]["position"] == "line 2"
     assert "malformed JSON" in r_jsonl.errors[0]["error"]
 
 

@@ -109,9 +109,9 @@ class DemoRow:
 def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list[DemoRow]]:
     """Build lists (one through multi-review), hash the incoming folder and match it."""
     from ridgeline import lists as L
+    from ridgeline.exchange import import_bytes
     from ridgeline.hashing import hash_file
     from ridgeline.index import MatchIndex
-    from ridgeline.lists.importing import import_text
     from ridgeline.review.demo import build_reviewed_list
     from ridgeline.signals import HashOptions
     from ridgeline.store import Store
@@ -129,7 +129,7 @@ def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list
         # The rest arrive as an import into a list with no review policy: matchable at once.
         imported = L.create_list(session, "demo-imported", thresholds={"pdq": 31})
         lines = "\n".join(k.signals["pdq"]["hash"] for k in known[4:])
-        import_text(session, imported, lines, "txt", signal="pdq", actor="demo")
+        import_bytes(session, imported, lines.encode(), "txt", signal="pdq", actor="demo")
     status_by_pdq = {}
     with store.session() as session:
         for item, k in zip(review["entries"], known[:4], strict=True):

@@ -37,7 +37,7 @@ from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.exchange.apply import apply_records, export_items
 from ridgeline.exchange.models import PulledRelease, Release
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.lists.core import create_list, delete_entry, get_list
+from ridgeline.lists import create_list, delete_entry, get_list, matchable_clause
 from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
@@ -142,21 +142,13 @@ def _release_record(item: ExportItem) -> dict[str, Any]:
 
 
 def _listed(session: Session, hash_list: HashList) -> list[dict[str, Any]]:
-    from ridgeline.lists.core import is_matchable
-
-    now = utcnow()
-    entries = {
-        e.id: e
-        for e in session.scalars(
-            select(Entry).where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
+    """The entries a release publishes: those that can match now (`lists.matchable_clause`)."""
+    matchable = set(
+        session.scalars(
+            select(Entry.id).where(Entry.list_id == hash_list.id, matchable_clause(utcnow()))
         )
-    }
-    out = []
-    for item in export_items(session, hash_list):
-        entry = entries.get(item.entry_id)
-        if entry is not None and is_matchable(entry, hash_list, now):
-            out.append(_release_record(item))
-    return out
+    )
+    return [_release_record(i) for i in export_items(session, hash_list) if i.entry_id in matchable]
 
 
 @dataclass

@@ -1,7 +1,7 @@
 """List audits: draw a reproducible sample, collect blind independent verdicts, act.
 
-An audit samples the listed entries of a list (those that can match now: confirmed,
-enabled, not deleted): all of them,
+An audit samples the listed entries of a list (those that can match now, by
+`ridgeline.lists.matchable_clause`: nothing on a disabled list): all of them,
 a simple random sample, or a stratified one (proportional allocation by source or by
 classification), sized for a target margin at the chosen confidence. The sample is
 drawn with a seeded generator over entries in id order, so the same list, parameters
@@ -26,7 +26,7 @@ from ridgeline import auditlog
 from ridgeline.audit.models import Audit, AuditItem, AuditVerdict
 from ridgeline.audit.stats import sample_size, z_value
 from ridgeline.errors import BadInput, Conflict, NotFound, PermissionDenied
-from ridgeline.lists.core import is_matchable, set_entry_enabled, set_entry_status
+from ridgeline.lists import matchable_clause, set_entry_enabled, set_entry_status
 from ridgeline.store.models import Entry, EntryEvent, HashList
 from ridgeline.timeutil import utcnow
 
@@ -86,19 +86,13 @@ def create_audit(
     try:
         z_value(confidence)  # every report uses it, whatever the mode or the list's size
         now = utcnow()
-        entries = [
-            e
-            for e in session.scalars(
+        entries = list(
+            session.scalars(
                 select(Entry)
-                .where(
-                    Entry.list_id == hash_list.id,
-                    Entry.deleted_at.is_(None),
-                    Entry.status == "confirmed",
-                )
+                .where(Entry.list_id == hash_list.id, matchable_clause(now))
                 .order_by(Entry.id)
             )
-            if is_matchable(e, hash_list, now)
-        ]
+        )
         population = len(entries)
         n = (
             population

@@ -12,6 +12,7 @@ from ridgeline.classifications import parse as parse_classification
 from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import Writer, write_one
+from ridgeline.review.core import reevaluate_list
 from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import parse_iso
 
@@ -275,6 +276,8 @@ def update(name: str, enabled: bool | None, thresholds: tuple[str, ...], cleared
             clear_thresholds=cleared, review_quorum=review_quorum, description=description,
             owner=owner, actor=actor,
         )  # fmt: skip
+        if review_quorum is not None:  # decide entries that already meet the new quorum
+            reevaluate_list(session, hash_list, actor=actor)
         write_one(L.list_to_json(hash_list), fmt)
 
 

@@ -1,7 +1,7 @@
 """`ridgeline lists import NAME FILE`: bring hashes into a list from a file.
 
-Our own txt/csv/jsonl go through `ridgeline.lists.importing`; partner formats
-(NCMEC XML, VICS, ICSE, StopNCII) through `ridgeline.exchange`.
+Every format, our own txt/csv/jsonl and the partner formats (NCMEC XML, VICS, ICSE,
+StopNCII) alike, goes through `ridgeline.exchange.import_file` and takes the same options.
 """
 
 from __future__ import annotations
@@ -18,15 +18,16 @@ from ridgeline.output import write_one
 from ridgeline.signals import get_signal
 from ridgeline.timeutil import parse_iso
 
-NATIVE = ("txt", "csv", "jsonl")
-FORMATS = (*NATIVE, *exchange.PARSERS)
+FORMATS = exchange.IMPORT_FORMATS
 _SUFFIXES = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "xml": "ncmec-xml"}
 
 
 @click.command("import")
 @click.argument("name")
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--signal", default=None, help="Signal of bare hashes (txt, or csv 'hash' column).")
+@click.option(
+    "--signal", default=None, help="Signal of bare hashes (txt, or a csv/jsonl 'hash' column)."
+)
 @click.option(
     "--format",
     "file_format",
@@ -36,18 +37,21 @@ _SUFFIXES = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "xml": "ncmec-xml"}
 )
 @click.option("--actor", default=None, help="Who is importing (recorded in history).")
 @click.option(
-    "--source", default=None, help="Source name for partner formats (default: the format)."
+    "--source",
+    default=None,
+    help="Where the file came from (default: the format): names the source for --since "
+    "last and fills entries whose records name no source.",
 )
 @click.option(
     "--since",
     default=None,
-    help="Partner formats: skip records older than this ISO time, or 'last' to continue "
-    "from the newest record imported from this source before.",
+    help="Skip records older than this ISO time, or 'last' to continue from the newest "
+    "record imported from this source before (records without a time are kept).",
 )
 @click.option(
     "--confirmed-elsewhere",
     is_flag=True,
-    help="Partner reviewed these already: record them confirmed even under a review policy.",
+    help="The source reviewed these already: record them confirmed even under a review policy.",
 )
 @db_option
 @click.option("--output", "fmt", type=click.Choice(["table", "json", "jsonl"]), default=None)
@@ -77,8 +81,6 @@ def import_(
         file_format = _SUFFIXES[suffix]
     if signal is not None:
         get_signal(signal)  # an unknown --signal is bad usage, not a bad line
-    if file_format in NATIVE and (since or source or confirmed_elsewhere):
-        raise BadInput("--since, --source and --confirmed-elsewhere apply to partner formats only")
     since_value = None
     if since is not None and since != "last":
         try:
@@ -87,26 +89,19 @@ def import_(
             raise BadInput(f"--since {since!r}: expected an ISO 8601 time or 'last'") from None
     store = open_store(db)
     with store.session() as session:
-        hash_list = L.get_list(session, name)
-        if file_format in NATIVE:
-            report = L.import_file(
-                session, hash_list, file, file_format, signal=signal, actor=actor
-            )
-            errors = [(str(e["line"]), str(e["error"])) for e in report.errors]
-            summary = report.to_json()
-        else:
-            ex_report = exchange.import_exchange(
-                session,
-                hash_list,
-                file,
-                file_format,
-                source=source,
-                actor=actor,
-                since="last" if since == "last" else since_value,
-                confirmed_elsewhere=confirmed_elsewhere,
-            )
-            errors = [(e["position"], e["error"]) for e in ex_report.errors]
-            summary = ex_report.to_json()
+        report = exchange.import_file(
+            session,
+            L.get_list(session, name),
+            file,
+            file_format,
+            signal=signal,
+            source=source,
+            actor=actor,
+            since="last" if since == "last" else since_value,
+            confirmed_elsewhere=confirmed_elsewhere,
+        )
+        errors = [(e["position"], e["error"]) for e in report.errors]
+        summary = report.to_json()
     for position, message in errors:
         click.echo(f"{file}:{position}: {message}", err=True)
     write_one(summary | {"errors": len(errors)}, fmt)

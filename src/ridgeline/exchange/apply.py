@@ -1,10 +1,13 @@
-"""Write parsed exchange records to a list, in the caller's transaction.
+"""The one import writer: parsed records of every format (partner formats and our own
+txt/csv/jsonl alike) are written to a list here, in the caller's transaction.
 
 New hashes become entries (with provenance and kept format facts), known entries
 (same origin member and id) are updated in place, deletions tombstone the entries
 they name, and the source's newest timestamp is remembered for incremental imports.
-Nothing here commits: if anything unexpected fails the whole import rolls back,
-so nothing is half-written and nothing stored before is lost.
+Every entry change goes through `ridgeline.lists` (bulk `insert_entries`,
+`update_entry_signals`, `delete_entry`); the new entries' status is
+`lists.initial_status`. Nothing here commits: if anything unexpected fails the whole
+import rolls back, so nothing is half-written and nothing stored before is lost.
 """
 
 from __future__ import annotations
@@ -18,19 +21,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
+from ridgeline import lists as L
 from ridgeline.errors import RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.lists.core import (
-    NewEntry,
-    delete_entry,
-    initial_status,
-    insert_entries,
-    normalize_signals,
-    record_change,
-    record_event,
-    validate_classification,
-)
 from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
 from ridgeline.timeutil import as_utc, isoformat
 
@@ -39,8 +33,8 @@ BATCH = 5000
 
 
 @dataclass
-class ExchangeReport:
-    """What an exchange import did, with every rejected record and its position."""
+class ImportReport:
+    """What an import did (any format), with every rejected record and its position."""
 
     list_name: str
     format: str
@@ -91,20 +85,10 @@ class _Index:
         #: Reverse maps, so removing or renumbering an entry touches only its own keys.
         self.origin_of: dict[int, tuple[str | None, str]] = {}
         self.keys_of: dict[int, list[tuple[str, str]]] = {}
-        rows = session.execute(
-            select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
-                Entry.list_id == hash_list.id, Entry.deleted_at.is_(None)
-            )
-        )
-        for entry_id, member, origin_id in rows:
-            if origin_id is not None:
-                self._link_origin(entry_id, (member, origin_id))
-        keys = session.execute(
-            select(EntrySignal.signal, EntrySignal.lookup_key, EntrySignal.entry_id)
-            .join(Entry, Entry.id == EntrySignal.entry_id)
-            .where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
-        )
-        for signal, key, entry_id in keys:
+        origins, keys = L.live_entry_keys(session, hash_list)
+        for entry_id, member, origin_id in origins:
+            self._link_origin(entry_id, (member, origin_id))
+        for entry_id, signal, key in keys:
             self._link_key(entry_id, (signal, key))
 
     def _link_origin(self, entry_id: int, origin: tuple[str | None, str]) -> None:
@@ -168,30 +152,33 @@ def apply_records(
     since: dt.datetime | None = None,
     status: str | None = None,
     confirmed_elsewhere: bool = False,
-) -> ExchangeReport:
+) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
-    `since` skips records older than it (incremental import); records without a
-    timestamp are always applied. Parse errors are carried into the report. New
+    `source` names where the file came from: its newest timestamp is remembered under
+    that name (default: the format) and it fills an entry's `source` where the record
+    names none. `since` skips records older than it (incremental import); records
+    without a timestamp are always applied. `confirmed_elsewhere` records new entries
+    confirmed under a review policy. Parse errors are carried into the report. New
     entries are inserted in bulk; the import is one record in the tamper-evident log
     and one `import` event per entry in its history.
     """
     source_name = source or parsed.format
-    report = ExchangeReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
+    report = ImportReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
     report.errors = list(parsed.errors)
     report.read = len(parsed.records) + len(parsed.errors)
     if status is None:
-        status = initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
+        status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     index = _Index(session, hash_list)
-    pending = _Pending(session, hash_list, index, report, parsed.format, source_name, actor, status)
+    pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
     since_utc = as_utc(since) if since is not None else None
     for record in parsed.records:
         if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
             report.skipped_older += 1
             continue
         try:
-            signals = normalize_signals(hash_list, record.signals) if record.signals else {}
-            classes = [validate_classification(c) for c in record.classifications]
+            signals = L.normalize_signals(hash_list, record.signals) if record.signals else {}
+            classes = [L.validate_classification(c) for c in record.classifications]
         except RidgelineError as exc:
             report.errors.append({"position": record.position, "error": str(exc)})
             continue
@@ -203,7 +190,7 @@ def apply_records(
             for entry_id in pending.real_ids(found):
                 entry = session.get(Entry, entry_id)
                 if entry is not None and entry.deleted_at is None:
-                    delete_entry(session, entry, actor=actor, reason=f"deleted by {source_name}")
+                    L.delete_entry(session, entry, actor=actor, reason=f"deleted by {source_name}")
                     index.remove(entry_id)
                     report.deleted += 1
             continue
@@ -228,7 +215,8 @@ def apply_records(
         "list.import",
         f"list:{hash_list.id}",
         {k: v for k, v in report.to_json().items() if k != "errors"}
-        | {"errors": len(report.errors), "status": status},
+        | {"errors": len(report.errors), "status": status}
+        | ({"confirmed_elsewhere": True} if confirmed_elsewhere else {}),
     )
     return report
 
@@ -241,9 +229,9 @@ class _Pending:
         session: Session,
         hash_list: HashList,
         index: _Index,
-        report: ExchangeReport,
+        report: ImportReport,
         fmt: str,
-        source: str,
+        source: str | None,
         actor: str | None,
         status: str,
     ) -> None:
@@ -274,11 +262,11 @@ class _Pending:
             return {}
         items, self.items = self.items, []
         session = self.session
-        ids = insert_entries(
+        ids = L.insert_entries(
             session,
             self.hash_list,
             [
-                NewEntry(
+                L.NewEntry(
                     signals=signals,
                     classifications=classes,
                     qualities=record.qualities,
@@ -330,35 +318,16 @@ def _update(
     entry = session.get(Entry, entry_id, options=[selectinload(Entry.signals)])
     if entry is None:
         return False
-    current = {s.signal: s.value for s in entry.signals}
-    merged = {**current, **signals}
-    changed = merged != current or (classes and classes != entry.classifications)
-    if not changed:
+    if not L.update_entry_signals(
+        session, entry, signals, classes, qualities=record.qualities, actor=actor, batch=batch
+    ):
         return False
-    for name, value in signals.items():
-        if current.get(name) == value:
-            continue
-        for old in [s for s in entry.signals if s.signal == name]:
-            entry.signals.remove(old)
-        entry.signals.append(
-            EntrySignal(
-                signal=name,
-                value=value,
-                lookup_key=lookup_key(value),
-                quality=record.qualities.get(name),
-            )
-        )
-    if classes:
-        entry.classifications = classes
-    meta = session.get(ExchangeMeta, entry.id)
     if record.extra:
+        meta = session.get(ExchangeMeta, entry.id)
         if meta is None:
             session.add(ExchangeMeta(entry_id=entry.id, format="", data=record.extra))
         else:
             meta.data = {**meta.data, **record.extra}
-    session.flush()
-    record_event(session, entry, "update", actor, batch=batch, signals=merged)
-    record_change(session, entry.list_id, entry.id, "update")
     return True
 
 

@@ -1,10 +1,17 @@
-"""Ridgeline's own CSV and JSONL, written so `ridgeline lists import` reads them back.
+"""Ridgeline's own txt, CSV and JSONL: parsed like every exchange format, and written
+so `ridgeline lists import` reads them back.
 
-Columns (CSV) and keys (JSONL) are those the importer in `ridgeline.lists.importing`
-understands: one column per signal, `quality` (of the PDQ hash), `classifications`
-(`scheme:label` joined by `|` in CSV, a list of objects in JSONL), and the provenance
-fields `source`, `origin_list`, `origin_member`, `origin_entry_id`, `note`.
+Columns (CSV) and keys (JSONL) are: one per signal (any installed signal's name; in
+JSONL also a `signals` object), or `hash` with `signal` (or `--signal`); `quality`
+(of the row's perceptual hashes) or, in JSONL, `qualities` by signal;
+`classifications` (`scheme:label` joined by `|` in CSV, a list of objects or strings
+in JSONL); the provenance fields `source`, `origin_list`, `origin_member`,
+`origin_entry_id`, `note`; and `timestamp` (ISO 8601), which `--since` compares.
+txt is one hash per line (`#` starts a comment) and needs `--signal`.
 Tombstoned entries are not written: these formats carry a list's live content.
+
+Parsing only reads: hashes are normalised by the one import writer
+(`ridgeline.exchange.apply`), which reports a bad one by its line as for any format.
 """
 
 from __future__ import annotations
@@ -12,11 +19,19 @@ from __future__ import annotations
 import csv
 import io
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ridgeline.exchange.records import ExportItem
+from ridgeline.classifications import parse as parse_classification
+from ridgeline.classifications import validate as validate_classification
+from ridgeline.errors import BadInput, RidgelineError
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
+from ridgeline.signals import all_signals
+from ridgeline.signals.base import StreamingSignal
+from ridgeline.timeutil import parse_iso
 
+#: Our own formats, as `--format` names them.
+FORMATS = ("txt", "csv", "jsonl")
 SIGNAL_COLUMNS = ("md5", "sha1", "sha256", "pdq", "photodna", "vpdq")
 META_COLUMNS = ("source", "origin_list", "origin_member", "origin_entry_id", "note")
 CSV_COLUMNS = (*SIGNAL_COLUMNS, "quality", "classifications", *META_COLUMNS)
@@ -53,3 +68,172 @@ def export_jsonl(items: Sequence[ExportItem]) -> bytes:
         obj.update({k: getattr(item, k) for k in META_COLUMNS if getattr(item, k) is not None})
         lines.append(json.dumps(obj, ensure_ascii=False, sort_keys=True))
     return ("\n".join(lines) + "\n").encode() if lines else b""
+
+
+# --- parsing ------------------------------------------------------------------------
+
+
+def parse(data: bytes, fmt: str, what: str | None = None, signal: str | None = None) -> ParseResult:
+    """Read one of our own formats; each bad line is reported by its number and skipped."""
+    if fmt not in FORMATS:
+        raise BadInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
+    text = decode_text(data, what or fmt)
+    result = ParseResult(fmt)
+    if fmt == "txt":
+        if not signal:
+            raise BadInput("txt imports need --signal (one hash per line)")
+        for number, raw in enumerate(text.splitlines(), 1):
+            line = raw.strip()
+            if line and not line.startswith("#"):
+                result.add(ExchangeRecord(position=f"line {number}", signals={signal: line}))
+    elif fmt == "csv":
+        _parse_csv(text, signal, result, what or fmt)
+    else:
+        _parse_jsonl(text, signal, result)
+    return result
+
+
+def _parse_csv(text: str, signal: str | None, result: ParseResult, what: str) -> None:
+    reader = csv.reader(io.StringIO(text, newline=""))
+    try:
+        header = next(reader)
+    except StopIteration:
+        return
+    except csv.Error as exc:
+        raise BadInput(f"{what}: line 1: {exc}") from None
+    names = [h.strip() for h in header]
+    while True:
+        try:
+            row = next(reader)
+        except StopIteration:
+            break
+        except csv.Error as exc:
+            result.reject(f"line {reader.line_num}", str(exc))
+            continue
+        position = f"line {reader.line_num}"
+        if not any(cell.strip() for cell in row):
+            continue
+        if len(row) > len(names):
+            result.reject(position, f"{len(row)} fields, the header has {len(names)}")
+            continue
+        try:
+            result.add(_record(position, dict(zip(names, row, strict=False)), signal))
+        except (RidgelineError, ValueError) as exc:
+            result.reject(position, str(exc))
+
+
+def _parse_jsonl(text: str, signal: str | None, result: ParseResult) -> None:
+    for number, raw in enumerate(text.splitlines(), 1):
+        if not raw.strip():
+            continue
+        position = f"line {number}"
+        try:
+            obj = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            result.reject(position, f"malformed JSON: {exc.msg} at column {exc.colno}")
+            continue
+        except (RecursionError, ValueError) as exc:  # absurd nesting, huge integers
+            result.reject(position, f"unreadable JSON: {type(exc).__name__}")
+            continue
+        if not isinstance(obj, dict):
+            result.reject(position, "expected a JSON object")
+            continue
+        try:
+            result.add(_record(position, obj, signal))
+        except (RidgelineError, ValueError, TypeError) as exc:
+            result.reject(position, str(exc))
+
+
+def _text(value: Any) -> str | None:
+    return None if value in (None, "") else str(value)
+
+
+def _signals(row: Mapping[str, Any], default_signal: str | None) -> dict[str, str]:
+    """The row's hashes by signal name; values are normalised by the writer."""
+    known = all_signals()
+    found = {k.lower(): v for k, v in row.items() if k and k.lower() in known and v}
+    if row.get("hash"):
+        name = row.get("signal") or default_signal
+        if not name:
+            raise RidgelineError("a 'hash' column needs --signal or a 'signal' column")
+        found[str(name).lower()] = row["hash"]
+    nested = row.get("signals")
+    if isinstance(nested, Mapping):
+        found.update({str(k).lower(): v for k, v in nested.items()})
+    out: dict[str, str] = {}
+    for name, value in found.items():
+        if value in (None, ""):
+            continue
+        if not isinstance(value, str):
+            raise RidgelineError(f"{name} hash must be a string, not {type(value).__name__}")
+        out[name] = value
+    return out
+
+
+def _quality(value: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, int | float | str):
+        raise RidgelineError(f"quality must be a whole number 0-100, not {value!r}")
+    quality = int(value)
+    if not 0 <= quality <= 100:
+        raise RidgelineError(f"quality must be 0-100, not {quality}")
+    return quality
+
+
+def _qualities(row: Mapping[str, Any], signals: Mapping[str, str]) -> dict[str, int]:
+    """`qualities` by signal, or one `quality` for the row's perceptual (non-streaming)
+    hashes: cryptographic digests have no quality."""
+    by_signal = row.get("qualities")
+    if isinstance(by_signal, Mapping):
+        return {
+            str(k).lower(): _quality(v) for k, v in by_signal.items() if str(k).lower() in signals
+        }
+    if row.get("quality") in (None, ""):
+        return {}
+    quality = _quality(row["quality"])
+    known = all_signals()
+    return {
+        name: quality
+        for name in signals
+        if name in known and not isinstance(known[name], StreamingSignal)
+    }
+
+
+def _classifications(raw: Any) -> list[dict[str, str]]:
+    if isinstance(raw, str):
+        return [parse_classification(c) for c in raw.split("|") if c.strip()]
+    out: list[dict[str, str]] = []
+    if isinstance(raw, list):
+        for c in raw:
+            if isinstance(c, str):
+                out.append(parse_classification(c))
+            elif isinstance(c, Mapping):
+                out.append(validate_classification(c.get("scheme", ""), c.get("label", "")))
+            else:
+                raise RidgelineError(f"classification {c!r} is neither scheme:label nor an object")
+    elif raw not in (None, ""):
+        raise RidgelineError(f"classifications must be a list or scheme:label text, not {raw!r}")
+    return out
+
+
+def _record(position: str, row: Mapping[str, Any], signal: str | None) -> ExchangeRecord:
+    signals = _signals(row, signal)
+    if not signals:
+        raise RidgelineError("no hash on this line")
+    timestamp = None
+    if _text(row.get("timestamp")) is not None:
+        try:
+            timestamp = parse_iso(str(row["timestamp"]))
+        except ValueError:
+            raise RidgelineError(f"timestamp {row['timestamp']!r} is not ISO 8601") from None
+    return ExchangeRecord(
+        position=position,
+        signals=signals,
+        classifications=_classifications(row.get("classifications") or row.get("classification")),
+        source=_text(row.get("source")),
+        origin_list=_text(row.get("origin_list")),
+        origin_member=_text(row.get("origin_member")),
+        origin_entry_id=_text(row.get("origin_entry_id")),
+        note=_text(row.get("note")),
+        timestamp=timestamp,
+        qualities=_qualities(row, signals),
+    )

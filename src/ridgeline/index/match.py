@@ -8,9 +8,9 @@ delta into a new main file once it grows, and swaps it in atomically. List setti
 (enabled, thresholds, purpose) are read at query time, so a disabled list never
 matches even before its entries are touched.
 
-Matchable mirrors `ridgeline.lists.is_matchable`: list enabled (checked at query
-time) AND entry not deleted AND status == "confirmed" AND (entry enabled OR its
-`disabled_until` has passed).
+Matchable is `ridgeline.lists.matchable`'s rule: its entry part
+(`entry_matchable_clause`) selects the rows, the list's `enabled` is checked at query
+time, and `timed_disables` says when a disabled entry becomes matchable on its own.
 """
 
 from __future__ import annotations
@@ -28,13 +28,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads, hex_to_rows
+from ridgeline.lists.matchable import entry_matchable_clause, timed_disables
 from ridgeline.signals import get_signal
 from ridgeline.signals.pdq import MIN_QUALITY
 from ridgeline.store import Store
@@ -133,18 +134,6 @@ def rows_for(signal: str, values: Sequence[str]) -> np.ndarray:
     return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), width).copy()
 
 
-def entry_matchable_clause(now: dt.datetime) -> list[Any]:
-    """SQL for the entry part of `is_matchable` (the list part is checked at query time)."""
-    return [
-        Entry.deleted_at.is_(None),
-        Entry.status == "confirmed",
-        or_(
-            Entry.enabled.is_(True),
-            and_(Entry.disabled_until.is_not(None), Entry.disabled_until <= now),
-        ),
-    ]
-
-
 def default_directory(store: Store) -> Path:
     """Next to a SQLite database (`<db>.index/`), else in the user cache directory."""
     url = store.engine.url
@@ -237,7 +226,7 @@ def _rows_statement(signal: str, now: dt.datetime, entry_ids: Sequence[int] | No
     stmt = (
         select(EntrySignal.entry_id, Entry.list_id, EntrySignal.value, EntrySignal.quality)
         .join(Entry, Entry.id == EntrySignal.entry_id)
-        .where(EntrySignal.signal == signal, *entry_matchable_clause(now))
+        .where(EntrySignal.signal == signal, entry_matchable_clause(now))
     )
     if entry_ids is not None:
         stmt = stmt.where(EntrySignal.entry_id.in_(entry_ids))
@@ -432,18 +421,8 @@ class MatchIndex:
             now = utcnow()
             built_at = h.get("built_at")
             if isinstance(built_at, str):  # disables that expired since the file was built
-                changed.update(
-                    int(e)
-                    for e in session.scalars(
-                        select(Entry.id).where(
-                            Entry.enabled.is_(False),
-                            Entry.disabled_until.is_not(None),
-                            Entry.disabled_until > parse_iso(built_at),
-                            Entry.disabled_until <= now,
-                            Entry.deleted_at.is_(None),
-                        )
-                    )
-                )
+                ended = timed_disables(ending_after=parse_iso(built_at), ending_by=now)
+                changed.update(int(e) for e, _ in session.execute(ended))
             if len(changed) > BULK_REBUILD:
                 raise CorruptIndex(f"{f.path}: {len(changed)} changes behind; rebuilding")
             if changed:
@@ -520,25 +499,14 @@ class MatchIndex:
     def _load_pending(self, session: Session) -> None:
         """Entries disabled until a future time: they become matchable without a change row."""
         now = self._as_of = utcnow()
-        stmt = select(Entry.id, Entry.disabled_until).where(
-            Entry.enabled.is_(False),
-            Entry.disabled_until.is_not(None),
-            Entry.disabled_until > now,
-            Entry.deleted_at.is_(None),
-        )
+        stmt = timed_disables(ending_after=now)
         self._pending_until = {int(i): as_utc(u) for i, u in session.execute(stmt) if u is not None}
 
     def _update_pending(self, session: Session, entry_ids: Iterable[int], now: dt.datetime) -> None:
         for chunk in _chunks(sorted(entry_ids)):
             for eid in chunk:
                 self._pending_until.pop(eid, None)
-            stmt = select(Entry.id, Entry.disabled_until).where(
-                Entry.id.in_(chunk),
-                Entry.enabled.is_(False),
-                Entry.disabled_until.is_not(None),
-                Entry.deleted_at.is_(None),
-            )
-            for eid, until in session.execute(stmt):
+            for eid, until in session.execute(timed_disables(entry_ids=chunk)):
                 if until is not None and as_utc(until) > now:
                     self._pending_until[int(eid)] = as_utc(until)
 

@@ -1,13 +1,16 @@
-"""Hash lists and their entries: create, add, disable, delete, import.
+"""Hash lists and their entries: create, add, disable, delete, the matchable rule.
 
-Review (multi-review before listing), audits, exchange formats and signed releases
-build on these functions in their own modules.
+`ridgeline.lists` is the only code that reads and writes entry state. Review
+(multi-review before listing), audits, exchange formats (every import, our own
+csv/jsonl/txt included, goes through `ridgeline.exchange`) and signed releases build
+on these functions in their own modules.
 """
 
 from ridgeline.lists.core import (
     DEFAULT_REVIEW_QUORUM,
     ENTRY_STATUSES,
     STATUS_TRANSITIONS,
+    NewEntry,
     add_entry,
     create_list,
     delete_entry,
@@ -18,10 +21,12 @@ from ridgeline.lists.core import (
     get_entry,
     get_list,
     initial_status,
-    is_matchable,
+    insert_entries,
     list_entries,
     list_lists,
     list_to_json,
+    live_entry_keys,
+    normalize_signals,
     record_change,
     record_event,
     record_list_event,
@@ -29,31 +34,41 @@ from ridgeline.lists.core import (
     set_entry_classifications,
     set_entry_enabled,
     set_entry_status,
+    update_entry_signals,
     update_list,
+    validate_classification,
 )
-from ridgeline.lists.importing import ImportReport, import_file, parse_records
+from ridgeline.lists.matchable import (
+    entry_matchable_clause,
+    is_matchable,
+    matchable_clause,
+    timed_disables,
+)
 
 __all__ = [
     "DEFAULT_REVIEW_QUORUM",
     "ENTRY_STATUSES",
     "STATUS_TRANSITIONS",
-    "ImportReport",
+    "NewEntry",
     "add_entry",
     "create_list",
     "delete_entry",
     "entry_history",
+    "entry_matchable_clause",
     "entry_to_json",
     "event_to_json",
     "expire_disables",
     "get_entry",
     "get_list",
-    "import_file",
     "initial_status",
+    "insert_entries",
     "is_matchable",
     "list_entries",
     "list_lists",
     "list_to_json",
-    "parse_records",
+    "live_entry_keys",
+    "matchable_clause",
+    "normalize_signals",
     "record_change",
     "record_event",
     "record_list_event",
@@ -61,5 +76,8 @@ __all__ = [
     "set_entry_classifications",
     "set_entry_enabled",
     "set_entry_status",
+    "timed_disables",
+    "update_entry_signals",
     "update_list",
+    "validate_classification",
 ]

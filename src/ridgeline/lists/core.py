@@ -16,10 +16,12 @@ from sqlalchemy import insert, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
+from ridgeline.classifications import validate as validate_label
 from ridgeline.errors import BadInput, Conflict, NotFound
+from ridgeline.lists.matchable import timed_disables
 from ridgeline.signals import get_signal
 from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
-from ridgeline.timeutil import as_utc, isoformat, utcnow
+from ridgeline.timeutil import isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
 LIST_PURPOSES = ("block", "allow")
@@ -156,6 +158,9 @@ def update_list(
     """Change list settings; indexes see enable/threshold changes through the feed.
 
     Validates everything before changing anything, so a bad value leaves the list as it was.
+    A changed review quorum does not decide entries waiting for review by itself: review
+    builds on lists, so `ridgeline.review.core.set_review_quorum` is the call that changes
+    the quorum and applies it to the waiting entries.
     """
     if review_quorum is not None and review_quorum < 0:
         raise BadInput("review quorum cannot be negative")
@@ -183,12 +188,6 @@ def update_list(
     record_change(session, hash_list.id, None, "update")
     changed = {k: {"old": before[k], "new": after[k]} for k in after if after[k] != before[k]}
     record_list_event(session, hash_list, "update", actor, changed=changed)
-    if "review_quorum" in changed:
-        # Entries that already hold enough agreeing verdicts for the new quorum are
-        # decided now rather than waiting for a verdict that will never be asked for.
-        from ridgeline.review.core import reevaluate_list
-
-        reevaluate_list(session, hash_list, actor=actor)
     return hash_list
 
 
@@ -348,6 +347,75 @@ def insert_entries(
     return ids
 
 
+def live_entry_keys(
+    session: Session, hash_list: HashList
+) -> tuple[list[tuple[int, str | None, str]], list[tuple[int, str, str]]]:
+    """What an import de-duplicates against: the list's live (undeleted) entries as
+    `(id, origin_member, origin_entry_id)` for those with an origin id, and every hash
+    of them as `(id, signal, lookup_key)`."""
+    live = (Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
+    origins = [
+        (entry_id, member, origin_id)
+        for entry_id, member, origin_id in session.execute(
+            select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
+                *live, Entry.origin_entry_id.is_not(None)
+            )
+        )
+        if origin_id is not None
+    ]
+    keys = [
+        (entry_id, signal, key)
+        for entry_id, signal, key in session.execute(
+            select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.lookup_key)
+            .join(Entry, Entry.id == EntrySignal.entry_id)
+            .where(*live)
+        )
+    ]
+    return origins, keys
+
+
+def update_entry_signals(
+    session: Session,
+    entry: Entry,
+    signals: Mapping[str, str],
+    classifications: Sequence[Mapping[str, str]],
+    *,
+    qualities: Mapping[str, int] | None = None,
+    actor: str | None = None,
+    **details: Any,
+) -> bool:
+    """Bring an entry up to date with what its source sent again (an import naming the
+    same origin): new or changed hashes replace the old ones of their signal, non-empty
+    classifications replace the old ones. False, and nothing written, when nothing changed.
+
+    `signals` are already normalised for the list; `details` go into the history event.
+    """
+    current = {s.signal: s.value for s in entry.signals}
+    merged = {**current, **signals}
+    classes = [validate_classification(c) for c in classifications]
+    if merged == current and (not classes or classes == entry.classifications):
+        return False
+    for name, value in signals.items():
+        if current.get(name) == value:
+            continue
+        for old in [s for s in entry.signals if s.signal == name]:
+            entry.signals.remove(old)
+        entry.signals.append(
+            EntrySignal(
+                signal=name,
+                value=value,
+                lookup_key=lookup_key(value),
+                quality=(qualities or {}).get(name),
+            )
+        )
+    if classes:
+        entry.classifications = classes
+    session.flush()
+    record_event(session, entry, "update", actor, signals=merged, **details)
+    record_change(session, entry.list_id, entry.id, "update")
+    return True
+
+
 def initial_status(hash_list: HashList, *, confirmed_elsewhere: bool = False) -> str:
     """Status of a new or imported entry under the list's review policy.
 
@@ -362,11 +430,9 @@ def initial_status(hash_list: HashList, *, confirmed_elsewhere: bool = False) ->
 
 def validate_classification(item: Mapping[str, str]) -> dict[str, str]:
     """A classification must carry its scheme (CONVENTIONS.md), never a bare code."""
-    from ridgeline.classifications import validate
-
     if "scheme" not in item or "label" not in item:
         raise BadInput(f"classification {dict(item)!r} needs a scheme and a label")
-    return validate(item["scheme"], item["label"])
+    return validate_label(item["scheme"], item["label"])
 
 
 def get_entry(session: Session, entry_id: int) -> Entry:
@@ -472,18 +538,8 @@ def expire_disables(
     indexes and exports see it too.
     """
     now = now or utcnow()
-    due = list(
-        session.scalars(
-            select(Entry)
-            .where(
-                Entry.enabled.is_(False),
-                Entry.disabled_until.is_not(None),
-                Entry.disabled_until <= now,
-                Entry.deleted_at.is_(None),
-            )
-            .order_by(Entry.id)
-        )
-    )
+    ending = timed_disables(ending_by=now).with_only_columns(Entry.id).order_by(None)
+    due = list(session.scalars(select(Entry).where(Entry.id.in_(ending)).order_by(Entry.id)))
     for entry in due:
         until = entry.disabled_until
         entry.enabled = True
@@ -575,16 +631,6 @@ def delete_entry(
         record_event(session, entry, "delete", actor, reason=reason)
         record_change(session, entry.list_id, entry.id, "remove")
     return entry
-
-
-def is_matchable(entry: Entry, hash_list: HashList, now: dt.datetime | None = None) -> bool:
-    """Whether an entry may produce matches right now."""
-    if not hash_list.enabled or entry.deleted_at is not None or entry.status != "confirmed":
-        return False
-    if entry.enabled:
-        return True
-    until = entry.disabled_until
-    return until is not None and as_utc(until) <= (now or utcnow())
 
 
 def list_to_json(hash_list: HashList, *, entry_count: int | None = None) -> dict[str, Any]:

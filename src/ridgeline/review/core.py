@@ -33,6 +33,7 @@ from ridgeline.lists.core import (
     record_event,
     set_entry_classifications,
     set_entry_status,
+    update_list,
     validate_classification,
 )
 from ridgeline.review.models import Reviewer, ReviewView, Verdict
@@ -465,6 +466,19 @@ def reevaluate_list(
         if _apply(session, entry, _first_stage_rule(first_stage, k), actor):
             changed.append(entry.id)
     return changed
+
+
+def set_review_quorum(
+    session: Session, hash_list: HashList, quorum: int, *, actor: str | None = None
+) -> list[int]:
+    """Change a list's review quorum and decide, under the new quorum, the pending
+    entries that already hold enough agreeing verdicts; returns their ids.
+
+    The change itself is `ridgeline.lists.update_list`'s (validated, logged); deciding
+    the waiting entries is review's, so it lives here and lists does not import review.
+    """
+    update_list(session, hash_list, review_quorum=quorum, actor=actor)
+    return reevaluate_list(session, hash_list, actor=actor)
 
 
 def verdict_to_json(v: Verdict) -> dict[str, Any]:
