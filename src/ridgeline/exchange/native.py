@@ -94,7 +94,9 @@ def parse(data: bytes, fmt: str, what: str | None = None, signal: str | None = N
 
 
 def _parse_csv(text: str, signal: str | None, result: ParseResult, what: str) -> None:
-    reader = csv.reader(io.StringIO(text, newline=""))
+    # strict: a quote opened and never closed is an error on its line, not a field that
+    # swallows the rest of the file
+    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
     try:
         header = next(reader)
     except StopIteration:
@@ -108,7 +110,10 @@ def _parse_csv(text: str, signal: str | None, result: ParseResult, what: str) ->
         except StopIteration:
             break
         except csv.Error as exc:
-            result.reject(f"line {reader.line_num}", str(exc))
+            message = str(exc)
+            if "unexpected end of data" in message:
+                message = "a quoted field is never closed (the file ends inside it)"
+            result.reject(f"line {reader.line_num}", message)
             continue
         position = f"line {reader.line_num}"
         if not any(cell.strip() for cell in row):

@@ -21,7 +21,7 @@ from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.matchable import timed_disables
 from ridgeline.signals import get_signal
 from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
-from ridgeline.timeutil import isoformat, utcnow
+from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
 LIST_PURPOSES = ("block", "allow")
@@ -456,7 +456,8 @@ def set_entry_enabled(
     if entry.deleted_at is not None:
         raise Conflict(f"entry {entry.id} is deleted")
     entry.enabled = enabled
-    entry.disabled_until = None if enabled else until
+    # stored in UTC: SQLite keeps wall-clock text, so another zone would shift the instant
+    entry.disabled_until = None if enabled or until is None else as_utc(until)
     session.flush()
     record_event(
         session,

@@ -34,11 +34,16 @@ def is_matchable(entry: Entry, hash_list: HashList, now: dt.datetime | None = No
     if entry.enabled:
         return True
     until = entry.disabled_until
-    return until is not None and as_utc(until) <= (now or utcnow())
+    return until is not None and as_utc(until) <= as_utc(now or utcnow())
 
 
 def entry_matchable_clause(now: dt.datetime) -> ColumnElement[bool]:
-    """SQL for the entry part of `is_matchable`; the list's `enabled` is not checked."""
+    """SQL for the entry part of `is_matchable`; the list's `enabled` is not checked.
+
+    `now` is compared as an instant: it is turned to UTC first, because SQLite stores and
+    compares times as UTC wall-clock text (found by the property test in test_matchable).
+    """
+    now = as_utc(now)
     return and_(
         Entry.deleted_at.is_(None),
         Entry.status == MATCHABLE_STATUS,
@@ -67,6 +72,8 @@ def timed_disables(
     When such a disable ends the entry becomes matchable without a change-feed row;
     indexes use this to know when to look again, `expire_disables` to re-enable.
     """
+    ending_after = None if ending_after is None else as_utc(ending_after)
+    ending_by = None if ending_by is None else as_utc(ending_by)
     stmt = select(Entry.id, Entry.disabled_until).where(
         Entry.enabled.is_(False),
         Entry.disabled_until.is_not(None),
