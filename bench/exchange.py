@@ -3,7 +3,8 @@
 Generates N synthetic entries (random benign md5/sha1 values) into an NCMEC
 hash-sharing document, then times in this process, on SQLite files in a temp dir:
 parse, import (one transaction), NCMEC/VICS export, release, and pull into a second
-database. Prints ONE JSON line.
+database; then the same list exported as our own CSV and imported into a third
+database (the one import writer, fed by the native parser). Prints ONE JSON line.
 
 Usage: python bench/exchange.py [--entries 20000]
 """
@@ -75,6 +76,18 @@ def main() -> None:
         with other.session() as session:
             releases.pull_release(session, d / "rel", releases.load_public_key(d / "k.pub"))
         out["pull_s"] = round(time.perf_counter() - t, 3)
+        with store.session() as session:
+            (d / "list.csv").write_bytes(
+                exchange.export_list(session, L.get_list(session, "bench"), "csv")
+            )
+        third = Store.open(d / "c.db")
+        t = time.perf_counter()
+        with third.session() as session:
+            report = exchange.import_file(
+                session, L.create_list(session, "bench"), d / "list.csv", "csv"
+            )
+        out["import_csv_per_s"] = round(report.added / (time.perf_counter() - t))
+        third.close()
         store.close()
         other.close()
     print(json.dumps(out))
