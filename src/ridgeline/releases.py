@@ -37,7 +37,7 @@ from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.exchange.apply import apply_records, export_items
 from ridgeline.exchange.models import PulledRelease, Release
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.lists import create_list, delete_entry, get_list, matchable_clause
+from ridgeline.lists import create_list, delete_entry, get_list
 from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
@@ -143,12 +143,7 @@ def _release_record(item: ExportItem) -> dict[str, Any]:
 
 def _listed(session: Session, hash_list: HashList) -> list[dict[str, Any]]:
     """The entries a release publishes: those that can match now (`lists.matchable_clause`)."""
-    matchable = set(
-        session.scalars(
-            select(Entry.id).where(Entry.list_id == hash_list.id, matchable_clause(utcnow()))
-        )
-    )
-    return [_release_record(i) for i in export_items(session, hash_list) if i.entry_id in matchable]
+    return [_release_record(i) for i in export_items(session, hash_list, matchable_at=utcnow())]
 
 
 @dataclass

@@ -25,7 +25,7 @@ from ridgeline import lists as L
 from ridgeline.errors import RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import Entry, HashList, lookup_key
 from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.
@@ -347,62 +347,39 @@ def _remember(
 
 
 def export_items(
-    session: Session, hash_list: HashList, *, include_deleted: bool = False
+    session: Session,
+    hash_list: HashList,
+    *,
+    include_deleted: bool = False,
+    matchable_at: dt.datetime | None = None,
 ) -> list[ExportItem]:
-    """The list's entries (live, and tombstones if asked) as exporters see them.
-
-    Reads plain rows rather than ORM objects: exports are whole lists.
-    """
-    live = [] if include_deleted else [Entry.deleted_at.is_(None)]
-    in_list = [Entry.list_id == hash_list.id, *live]
-    signals: dict[int, dict[str, str]] = {}
-    qualities: dict[int, dict[str, int]] = {}
-    for entry_id, signal, value, quality in session.execute(
-        select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.value, EntrySignal.quality)
-        .join(Entry, Entry.id == EntrySignal.entry_id)
-        .where(*in_list)
-        .order_by(EntrySignal.id)
-    ):
-        signals.setdefault(entry_id, {})[signal] = value
-        if quality is not None:
-            qualities.setdefault(entry_id, {})[signal] = quality
+    """The list's entries as exporters see them (`lists.read_entries`: live, tombstones
+    too if asked, or only those matchable at `matchable_at`), with kept format facts."""
+    views = L.read_entries(
+        session, hash_list, include_deleted=include_deleted, matchable_at=matchable_at
+    )
     metas: dict[int, dict[str, Any]] = {
         entry_id: data
         for entry_id, data in session.execute(
             select(ExchangeMeta.entry_id, ExchangeMeta.data)
             .join(Entry, Entry.id == ExchangeMeta.entry_id)
-            .where(*in_list)
+            .where(Entry.list_id == hash_list.id)
         )
     }
-    rows = session.execute(
-        select(
-            Entry.id,
-            Entry.classifications,
-            Entry.source,
-            Entry.origin_list,
-            Entry.origin_member,
-            Entry.origin_entry_id,
-            Entry.note,
-            Entry.deleted_at,
-            Entry.updated_at,
-        )
-        .where(*in_list)
-        .order_by(Entry.id)
-    )
     return [
         ExportItem(
-            entry_id=row.id,
-            signals=signals.get(row.id, {}),
-            classifications=list(row.classifications or []),
-            source=row.source,
-            origin_list=row.origin_list,
-            origin_member=row.origin_member,
-            origin_entry_id=row.origin_entry_id,
-            note=row.note,
-            deleted=row.deleted_at is not None,
-            updated_at=as_utc(row.deleted_at or row.updated_at),
-            qualities=qualities.get(row.id, {}),
-            extra=dict(metas.get(row.id) or {}),
+            entry_id=v.entry_id,
+            signals=dict(v.signals),
+            classifications=[dict(c) for c in v.classifications],
+            source=v.source,
+            origin_list=v.origin_list,
+            origin_member=v.origin_member,
+            origin_entry_id=v.origin_entry_id,
+            note=v.note,
+            deleted=v.deleted,
+            updated_at=v.updated_at,
+            qualities=dict(v.qualities),
+            extra=dict(metas.get(v.entry_id) or {}),
         )
-        for row in rows
+        for v in views
     ]

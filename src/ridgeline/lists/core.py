@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session, selectinload
 from ridgeline import auditlog
 from ridgeline.classifications import validate as validate_label
 from ridgeline.errors import BadInput, Conflict, NotFound
-from ridgeline.lists.matchable import timed_disables
+from ridgeline.lists.matchable import matchable_clause, timed_disables
 from ridgeline.signals import get_signal
 from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
@@ -345,6 +345,83 @@ def insert_entries(
         [{"list_id": hash_list.id, "entry_id": entry_id, "op": "add"} for entry_id in ids],
     )
     return ids
+
+
+@dataclass(frozen=True)
+class EntryView:
+    """An entry as whole-list readers (exports, releases) see it: plain values, no ORM."""
+
+    entry_id: int
+    signals: Mapping[str, str]
+    qualities: Mapping[str, int]
+    classifications: Sequence[Mapping[str, str]]
+    source: str | None
+    origin_list: str | None
+    origin_member: str | None
+    origin_entry_id: str | None
+    note: str | None
+    deleted: bool
+    #: When the entry last changed (its deletion time for a tombstone).
+    updated_at: dt.datetime
+
+
+def read_entries(
+    session: Session,
+    hash_list: HashList,
+    *,
+    include_deleted: bool = False,
+    matchable_at: dt.datetime | None = None,
+) -> list[EntryView]:
+    """A list's entries in id order: live ones, tombstones too if asked, or only those
+    matchable at `matchable_at` (`matchable_clause`). Plain rows: these reads are whole
+    lists."""
+    where: list[Any] = [Entry.list_id == hash_list.id]
+    if matchable_at is not None:
+        where.append(matchable_clause(matchable_at))
+    elif not include_deleted:
+        where.append(Entry.deleted_at.is_(None))
+    signals: dict[int, dict[str, str]] = {}
+    qualities: dict[int, dict[str, int]] = {}
+    for entry_id, signal, value, quality in session.execute(
+        select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.value, EntrySignal.quality)
+        .join(Entry, Entry.id == EntrySignal.entry_id)
+        .where(*where)
+        .order_by(EntrySignal.id)
+    ):
+        signals.setdefault(entry_id, {})[signal] = value
+        if quality is not None:
+            qualities.setdefault(entry_id, {})[signal] = quality
+    rows = session.execute(
+        select(
+            Entry.id,
+            Entry.classifications,
+            Entry.source,
+            Entry.origin_list,
+            Entry.origin_member,
+            Entry.origin_entry_id,
+            Entry.note,
+            Entry.deleted_at,
+            Entry.updated_at,
+        )
+        .where(*where)
+        .order_by(Entry.id)
+    )
+    return [
+        EntryView(
+            entry_id=row.id,
+            signals=signals.get(row.id, {}),
+            qualities=qualities.get(row.id, {}),
+            classifications=list(row.classifications or []),
+            source=row.source,
+            origin_list=row.origin_list,
+            origin_member=row.origin_member,
+            origin_entry_id=row.origin_entry_id,
+            note=row.note,
+            deleted=row.deleted_at is not None,
+            updated_at=as_utc(row.deleted_at or row.updated_at),
+        )
+        for row in rows
+    ]
 
 
 def live_entry_keys(
