@@ -77,18 +77,29 @@ def last_timestamp(session: Session, hash_list: HashList, source: str) -> dt.dat
 
 
 class _Index:
-    """Live entries of a list by origin id and by hash, for dedup and deletions."""
+    """Live entries of a list by origin id and by hash, for dedup and deletions.
 
-    def __init__(self, session: Session, hash_list: HashList) -> None:
+    Only the hashes the file names are looked up (a few hashes into a list of millions
+    read a few rows); origins are read only when the file's records carry origin ids.
+    """
+
+    def __init__(
+        self,
+        session: Session,
+        hash_list: HashList,
+        keys: set[tuple[str, str]],
+        *,
+        with_origins: bool,
+    ) -> None:
         self.by_origin: dict[tuple[str | None, str], list[int]] = {}
         self.by_key: dict[tuple[str, str], list[int]] = {}
         #: Reverse maps, so removing or renumbering an entry touches only its own keys.
         self.origin_of: dict[int, tuple[str | None, str]] = {}
         self.keys_of: dict[int, list[tuple[str, str]]] = {}
-        origins, keys = L.live_entry_keys(session, hash_list)
-        for entry_id, member, origin_id in origins:
-            self._link_origin(entry_id, (member, origin_id))
-        for entry_id, signal, key in keys:
+        if with_origins:
+            for entry_id, member, origin_id in L.live_entry_origins(session, hash_list):
+                self._link_origin(entry_id, (member, origin_id))
+        for entry_id, signal, key in L.live_entry_keys(session, hash_list, keys):
             self._link_key(entry_id, (signal, key))
 
     def _link_origin(self, entry_id: int, origin: tuple[str | None, str]) -> None:
@@ -169,9 +180,8 @@ def apply_records(
     report.read = len(parsed.records) + len(parsed.errors)
     if status is None:
         status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
-    index = _Index(session, hash_list)
-    pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
     since_utc = as_utc(since) if since is not None else None
+    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]]]] = []
     for record in parsed.records:
         if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
             report.skipped_older += 1
@@ -182,6 +192,15 @@ def apply_records(
         except RidgelineError as exc:
             report.errors.append({"position": record.position, "error": str(exc)})
             continue
+        good.append((record, signals, classes))
+    index = _Index(
+        session,
+        hash_list,
+        {(name, lookup_key(value)) for _, signals, _ in good for name, value in signals.items()},
+        with_origins=any(record.origin_entry_id is not None for record, _, _ in good),
+    )
+    pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
+    for record, signals, classes in good:
         same_origin = index.by_origin_of(record)
         if record.deleted:
             found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)

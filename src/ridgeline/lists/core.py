@@ -8,7 +8,7 @@ tamper-evident log (`ridgeline.auditlog`); list changes go to the feed and the l
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -424,31 +424,61 @@ def read_entries(
     ]
 
 
-def live_entry_keys(
-    session: Session, hash_list: HashList
-) -> tuple[list[tuple[int, str | None, str]], list[tuple[int, str, str]]]:
-    """What an import de-duplicates against: the list's live (undeleted) entries as
-    `(id, origin_member, origin_entry_id)` for those with an origin id, and every hash
-    of them as `(id, signal, lookup_key)`."""
-    live = (Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
-    origins = [
+def live_entry_origins(session: Session, hash_list: HashList) -> list[tuple[int, str | None, str]]:
+    """`(id, origin_member, origin_entry_id)` of the list's live entries that have an
+    origin id: what an import matches a source's re-sent records against."""
+    return [
         (entry_id, member, origin_id)
         for entry_id, member, origin_id in session.execute(
             select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
-                *live, Entry.origin_entry_id.is_not(None)
+                Entry.list_id == hash_list.id,
+                Entry.deleted_at.is_(None),
+                Entry.origin_entry_id.is_not(None),
             )
         )
         if origin_id is not None
     ]
-    keys = [
-        (entry_id, signal, key)
-        for entry_id, signal, key in session.execute(
-            select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.lookup_key)
-            .join(Entry, Entry.id == EntrySignal.entry_id)
-            .where(*live)
-        )
-    ]
-    return origins, keys
+
+
+#: Values per IN (...) list: under SQLite's old 999-parameter limit.
+_CHUNK = 900
+
+
+def live_entry_keys(
+    session: Session, hash_list: HashList, keys: Iterable[tuple[str, str]]
+) -> list[tuple[int, str, str]]:
+    """`(id, signal, lookup_key)` for each of `keys` (signal, lookup key) held by a live
+    entry of the list: what an import de-duplicates against.
+
+    Two single-table index lookups (hashes by lookup key, then their entries by id), not
+    a join: on a PostgreSQL database without statistics yet the join was planned as a
+    nested loop over everything the import had inserted so far.
+    """
+    by_signal: dict[str, list[str]] = {}
+    for name, key in set(keys):
+        by_signal.setdefault(name, []).append(key)
+    candidates: dict[int, list[tuple[str, str]]] = {}
+    for name, values in by_signal.items():
+        for start in range(0, len(values), _CHUNK):
+            for entry_id, signal, key in session.execute(
+                select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.lookup_key).where(
+                    EntrySignal.signal == name,
+                    EntrySignal.lookup_key.in_(values[start : start + _CHUNK]),
+                )
+            ):
+                candidates.setdefault(entry_id, []).append((signal, key))
+    ids = sorted(candidates)
+    out: list[tuple[int, str, str]] = []
+    for start in range(0, len(ids), _CHUNK):
+        for entry_id in session.scalars(
+            select(Entry.id).where(
+                Entry.id.in_(ids[start : start + _CHUNK]),
+                Entry.list_id == hash_list.id,
+                Entry.deleted_at.is_(None),
+            )
+        ):
+            out.extend((entry_id, signal, key) for signal, key in candidates[entry_id])
+    return out
 
 
 def update_entry_signals(
