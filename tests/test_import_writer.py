@@ -195,3 +195,22 @@ def test_failed_import_stores_nothing(store: Store, tmp_path: Path) -> None:
     assert report.added == 1 and report.errors == [
         {"position": "line 3", "error": "a quoted field is never closed (the file ends inside it)"}
     ]
+
+
+def test_duplicates_are_per_list_and_ignore_tombstones(store: Store, tmp_path: Path) -> None:
+    """A hash is a duplicate only when a live entry of the same list holds it."""
+    with store.session() as s:
+        other = L.create_list(s, "other")
+        L.add_entry(s, other, {"md5": MD5[0]})
+        hl = L.create_list(s, "into")
+        gone = L.add_entry(s, hl, {"md5": MD5[1]})
+        L.delete_entry(s, gone)
+        L.add_entry(s, hl, {"md5": MD5[2], "sha1": "a" * 40})
+    path = tmp_path / "h.csv"
+    path.write_text(f"md5,sha1\n{MD5[0]},\n{MD5[1]},\n{MD5[3]},{'A' * 40}\n{MD5[0]},\n")
+    with store.session() as s:
+        report = exchange.import_file(s, L.get_list(s, "into"), path, "csv")
+    # MD5[0] is on another list only, MD5[1] only on a tombstone; the sha1 (any case)
+    # is held by a live entry; the second MD5[0] row repeats one this file added
+    assert (report.added, report.duplicates) == (2, 2)
+    assert set(_entries(store, "into")) == {MD5[0], MD5[1], MD5[2]}
