@@ -160,7 +160,7 @@ def _signals(row: Mapping[str, Any], default_signal: str | None) -> dict[str, st
     if row.get("hash"):
         name = row.get("signal") or default_signal
         if not name:
-            raise RidgelineError("a 'hash' column needs --signal or a 'signal' column")
+            raise BadInput("a 'hash' column needs --signal or a 'signal' column")
         found[str(name).lower()] = row["hash"]
     nested = row.get("signals")
     if isinstance(nested, Mapping):
@@ -170,17 +170,17 @@ def _signals(row: Mapping[str, Any], default_signal: str | None) -> dict[str, st
         if value in (None, ""):
             continue
         if not isinstance(value, str):
-            raise RidgelineError(f"{name} hash must be a string, not {type(value).__name__}")
+            raise BadInput(f"{name} hash must be a string, not {type(value).__name__}")
         out[name] = value
     return out
 
 
 def _quality(value: Any) -> int:
     if isinstance(value, bool) or not isinstance(value, int | float | str):
-        raise RidgelineError(f"quality must be a whole number 0-100, not {value!r}")
+        raise BadInput(f"quality must be a whole number 0-100, not {value!r}")
     quality = int(value)
     if not 0 <= quality <= 100:
-        raise RidgelineError(f"quality must be 0-100, not {quality}")
+        raise BadInput(f"quality must be 0-100, not {quality}")
     return quality
 
 
@@ -214,22 +214,22 @@ def _classifications(raw: Any) -> list[dict[str, str]]:
             elif isinstance(c, Mapping):
                 out.append(validate_classification(c.get("scheme", ""), c.get("label", "")))
             else:
-                raise RidgelineError(f"classification {c!r} is neither scheme:label nor an object")
+                raise BadInput(f"classification {c!r} is neither scheme:label nor an object")
     elif raw not in (None, ""):
-        raise RidgelineError(f"classifications must be a list or scheme:label text, not {raw!r}")
+        raise BadInput(f"classifications must be a list or scheme:label text, not {raw!r}")
     return out
 
 
 def _record(position: str, row: Mapping[str, Any], signal: str | None) -> ExchangeRecord:
     signals = _signals(row, signal)
     if not signals:
-        raise RidgelineError("no hash on this line")
+        raise BadInput("no hash on this line")
     timestamp = None
     if _text(row.get("timestamp")) is not None:
         try:
             timestamp = parse_iso(str(row["timestamp"]))
         except ValueError:
-            raise RidgelineError(f"timestamp {row['timestamp']!r} is not ISO 8601") from None
+            raise BadInput(f"timestamp {row['timestamp']!r} is not ISO 8601") from None
     return ExchangeRecord(
         position=position,
         signals=signals,
