@@ -182,13 +182,14 @@ def apply_records(
         status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     since_utc = as_utc(since) if since is not None else None
     good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]]]] = []
+    labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a handful of labels
     for record in parsed.records:
         if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
             report.skipped_older += 1
             continue
         try:
             signals = L.normalize_signals(hash_list, record.signals) if record.signals else {}
-            classes = [L.validate_classification(c) for c in record.classifications]
+            classes = [_checked(c, labels) for c in record.classifications]
         except RidgelineError as exc:
             report.errors.append({"position": record.position, "error": str(exc)})
             continue
@@ -238,6 +239,14 @@ def apply_records(
         | ({"confirmed_elsewhere": True} if confirmed_elsewhere else {}),
     )
     return report
+
+
+def _checked(item: dict[str, str], seen: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
+    """`lists.validate_classification`, once per distinct label in the file."""
+    key = (str(item.get("scheme")), str(item.get("label")))
+    if key not in seen:
+        seen[key] = L.validate_classification(item)
+    return dict(seen[key])
 
 
 class _Pending:
