@@ -740,7 +740,9 @@ def test_hot_update_visible_in_every_worker_within_a_second(
                 r = c.get("/v1/lookup", params=params, headers={"X-API-Key": slow})
                 codes.append(r.status_code)
         elapsed = time.monotonic() - began
-        assert set(codes) == {200, 429}
+        assert set(codes) <= {200, 429}
+        if elapsed < 3.5:  # 30 requests faster than burst + refill must meet the limit
+            assert 429 in codes, (codes, elapsed)
         assert codes.count(200) <= 10 + 5 * elapsed + 1, (codes, elapsed)
         # /metrics on either worker counts every worker's requests
         lookups_ok = 6 + 16 + codes.count(200)
