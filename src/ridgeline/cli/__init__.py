@@ -22,6 +22,7 @@ from ridgeline.cli.review import evidence, review
 from ridgeline.cli.reviewers import reviewers
 from ridgeline.cli.scan import flood, list_actions, quarantine, scan_command
 from ridgeline.cli.serve import serve
+from ridgeline.cli.victims import victims
 
 
 @click.group(context_settings={"help_option_names": ["-h", "--help"]})
@@ -49,3 +50,4 @@ for _command in EXCHANGE_COMMANDS:
     lists.add_command(_command)
 main.add_command(audit_group)
 main.add_command(match_command)
+main.add_command(victims)

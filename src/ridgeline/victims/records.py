@@ -1,0 +1,222 @@
+"""The `victims.jsonl` interchange record (CONVENTIONS.md): parsing and writing.
+
+A bad line is rejected with its line number and the field at fault; parsing never
+half-applies, the registry imports only when every line of every file is good.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import functools
+import json
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from ridgeline.errors import BadInput
+from ridgeline.timeutil import isoformat, parse_iso
+
+if TYPE_CHECKING:
+    from ridgeline.signals.base import SignalType
+
+AGE_BANDS = ("infant-toddler", "prepubescent", "pubescent", "unknown")
+GENDERS = ("female", "male", "unknown")
+_REGION = re.compile(r"^[A-Z]{2}$")
+_FIELDS = {
+    "database",
+    "victim_id",
+    "series",
+    "first_seen",
+    "identified_at",
+    "identifying_agency",
+    "age_band",
+    "gender",
+    "region",
+    "hashes",
+    "same_as",
+    "sightings",
+}
+_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+
+
+@dataclass(frozen=True)
+class Record:
+    """One database's record of one victim, validated."""
+
+    database: str
+    victim_id: str
+    first_seen: dt.datetime
+    identified_at: dt.datetime | None = None
+    identifying_agency: str | None = None
+    age_band: str = "unknown"
+    gender: str = "unknown"
+    region: str = "unknown"
+    series: tuple[str, ...] = ()
+    #: (signal, canonical value)
+    hashes: tuple[tuple[str, str], ...] = ()
+    #: (database, victim_id)
+    same_as: tuple[tuple[str, str], ...] = ()
+    sightings: tuple[dt.datetime, ...] = field(default=())
+
+    @property
+    def key(self) -> tuple[str, str]:
+        return (self.database, self.victim_id)
+
+    def to_json(self) -> dict[str, Any]:
+        """The record as one `victims.jsonl` object."""
+        return {
+            "database": self.database,
+            "victim_id": self.victim_id,
+            "series": list(self.series),
+            "first_seen": isoformat(self.first_seen),
+            "identified_at": isoformat(self.identified_at),
+            "identifying_agency": self.identifying_agency,
+            "age_band": self.age_band,
+            "gender": self.gender,
+            "region": self.region,
+            "hashes": [{"signal": s, "value": v} for s, v in self.hashes],
+            "same_as": [{"database": d, "victim_id": v} for d, v in self.same_as],
+            "sightings": [isoformat(t) for t in self.sightings],
+        }
+
+
+class BadRecord(BadInput):
+    """A `victims.jsonl` line that is not a valid record (names the file, line, field)."""
+
+
+def _time(value: Any, name: str) -> dt.datetime:
+    if not isinstance(value, str):
+        raise ValueError(f"{name} must be an ISO 8601 time string")
+    text = value.strip()
+    if _DATE_ONLY.match(text):
+        text += "T00:00:00Z"
+    try:
+        return parse_iso(text)
+    except BadInput:
+        raise ValueError(f"{name}: {value!r} is not an ISO 8601 time") from None
+
+
+def _text(value: Any, name: str, limit: int = 200) -> str:
+    if not isinstance(value, str) or not value.strip():
+        raise ValueError(f"{name} must be a non-empty string")
+    if len(value) > limit or "\x00" in value:
+        raise ValueError(f"{name} is longer than {limit} characters or holds a NUL")
+    return value.strip()
+
+
+@functools.cache
+def _signals() -> dict[str, SignalType]:
+    from ridgeline.signals import all_signals
+
+    return all_signals()
+
+
+def _canonical_hash(signal: Any, value: Any) -> tuple[str, str]:
+    if not isinstance(signal, str) or not isinstance(value, str):
+        raise ValueError("hashes: each needs string signal and value")
+    sig = _signals().get(signal.strip().lower())
+    if sig is None:
+        raise ValueError(f"hashes: unknown signal {signal!r}; known: {', '.join(_signals())}")
+    try:
+        return (sig.name, sig.normalize(value))
+    except ValueError as exc:
+        raise ValueError(f"hashes: {exc}") from None
+
+
+def parse_record(obj: Any) -> Record:
+    """Validate one decoded JSON object; `ValueError` names the field at fault."""
+    if not isinstance(obj, dict):
+        raise ValueError("a record must be a JSON object")
+    unknown = sorted(set(obj) - _FIELDS)
+    if unknown:
+        raise ValueError(f"unknown field(s): {', '.join(unknown)}")
+    for required in ("database", "victim_id", "first_seen"):
+        if obj.get(required) is None:
+            raise ValueError(f"{required} is required")
+    database = _text(obj["database"], "database", 64)
+    victim_id = _text(obj["victim_id"], "victim_id")
+    first_seen = _time(obj["first_seen"], "first_seen")
+    identified_raw = obj.get("identified_at")
+    identified_at = None if identified_raw is None else _time(identified_raw, "identified_at")
+    agency_raw = obj.get("identifying_agency")
+    agency = None if agency_raw is None else _text(agency_raw, "identifying_agency")
+    if agency is not None and identified_at is None:
+        raise ValueError("identifying_agency given but identified_at is null")
+    age_band = obj.get("age_band") or "unknown"
+    if age_band not in AGE_BANDS:
+        raise ValueError(f"age_band must be one of {', '.join(AGE_BANDS)}")
+    gender = obj.get("gender") or "unknown"
+    if gender not in GENDERS:
+        raise ValueError(f"gender must be one of {', '.join(GENDERS)}")
+    region = obj.get("region") or "unknown"
+    if region != "unknown" and not (isinstance(region, str) and _REGION.match(region)):
+        raise ValueError("region must be an ISO 3166-1 alpha-2 code (e.g. DE) or unknown")
+    series = obj.get("series") or []
+    if not isinstance(series, list):
+        raise ValueError("series must be a list of strings")
+    hashes = obj.get("hashes") or []
+    if not isinstance(hashes, list) or not all(isinstance(h, dict) for h in hashes):
+        raise ValueError('hashes must be a list of {"signal", "value"} objects')
+    same_as = obj.get("same_as") or []
+    if not isinstance(same_as, list) or not all(isinstance(s, dict) for s in same_as):
+        raise ValueError('same_as must be a list of {"database", "victim_id"} objects')
+    sightings = obj.get("sightings") or []
+    if not isinstance(sightings, list):
+        raise ValueError("sightings must be a list of times")
+    return Record(
+        database=database,
+        victim_id=victim_id,
+        first_seen=first_seen,
+        identified_at=identified_at,
+        identifying_agency=agency,
+        age_band=age_band,
+        gender=gender,
+        region=region,
+        series=tuple(dict.fromkeys(_text(s, "series") for s in series)),
+        hashes=tuple(
+            dict.fromkeys(_canonical_hash(h.get("signal"), h.get("value")) for h in hashes)
+        ),
+        same_as=tuple(
+            dict.fromkeys(
+                (
+                    _text(s.get("database"), "same_as.database", 64),
+                    _text(s.get("victim_id"), "same_as.victim_id"),
+                )
+                for s in same_as
+            )
+        ),
+        sightings=tuple(_time(t, "sightings") for t in sightings),
+    )
+
+
+@dataclass(frozen=True)
+class LineError:
+    """Why one line was rejected."""
+
+    source: str
+    line: int
+    message: str
+
+    def __str__(self) -> str:
+        return f"{self.source}:{self.line}: {self.message}"
+
+
+def parse_lines(lines: Iterable[str], source: str) -> Iterator[Record | LineError]:
+    """Each non-blank line as a `Record` or a `LineError` (duplicates are errors too)."""
+    seen: set[tuple[str, str]] = set()
+    for number, line in enumerate(lines, 1):
+        if not line.strip():
+            continue
+        try:
+            record = parse_record(json.loads(line))
+        except (ValueError, RecursionError) as exc:
+            yield LineError(source, number, str(exc) or type(exc).__name__)
+            continue
+        if record.key in seen:
+            yield LineError(
+                source, number, f"duplicate victim {record.database}/{record.victim_id}"
+            )
+            continue
+        seen.add(record.key)
+        yield record

@@ -1,0 +1,495 @@
+"""The registry's library API: import and export `victims.jsonl`, merge, link, sight.
+
+Imports write in bulk (driver-level executemany in chunks: there can be ten million
+sightings) inside one transaction, then rebuild the merged victims from every record in
+the store, so a second database's file merges with the first's.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, delete, func, insert, select, text
+
+from ridgeline.errors import BadInput, NotFound
+from ridgeline.store import Store
+from ridgeline.store.models import lookup_key
+from ridgeline.victims.merge import merge_records, occasions
+from ridgeline.victims.models import (
+    MergedVictim,
+    Series,
+    SeriesLink,
+    Sighting,
+    VictimHash,
+    VictimLink,
+    VictimMerge,
+    VictimRecord,
+    VictimSeries,
+)
+from ridgeline.victims.records import LineError, Record, parse_lines
+
+CHUNK = 20_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+def to_seconds(value: dt.datetime) -> int:
+    """UTC seconds since the epoch (how sighting times are stored)."""
+    return int((value - EPOCH).total_seconds())
+
+
+def from_seconds(value: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(seconds=int(value))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: records written (new or replaced), bad lines, victims after."""
+
+    records: int
+    replaced: int
+    errors: tuple[LineError, ...]
+    victims: int
+    merges: int
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def _series_ids(conn: Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    ids: dict[tuple[str, str], int] = {}
+    for db, key, sid in conn.execute(select(Series.database, Series.series_key, Series.id)).all():
+        ids[(db, key)] = sid
+    missing = sorted(wanted - set(ids))
+    if missing:
+        now = dt.datetime.now(dt.UTC)
+        conn.execute(
+            insert(Series),
+            [{"database": d, "series_key": k, "created_at": now} for d, k in missing],
+        )
+        for db, key, sid in conn.execute(
+            select(Series.database, Series.series_key, Series.id)
+        ).all():
+            ids[(db, key)] = sid
+    return ids
+
+
+def _write_chunk(conn: Connection, records: list[Record], next_id: int) -> tuple[int, int]:
+    """Insert one chunk (replacing records already there); returns (next id, replaced)."""
+    keys = [r.key for r in records]
+    existing: list[int] = []
+    by_db: dict[str, list[str]] = {}
+    for db, vid in keys:
+        by_db.setdefault(db, []).append(vid)
+    for db, vids in by_db.items():
+        existing += (
+            conn.execute(
+                select(VictimRecord.id).where(
+                    VictimRecord.database == db, VictimRecord.victim_key.in_(vids)
+                )
+            )
+            .scalars()
+            .all()
+        )
+    if existing:
+        for table in (VictimHash, VictimLink, Sighting, VictimSeries):
+            conn.execute(delete(table).where(table.record_id.in_(existing)))
+        conn.execute(
+            delete(VictimMerge).where(
+                VictimMerge.record_a.in_(existing) | VictimMerge.record_b.in_(existing)
+            )
+        )
+        conn.execute(delete(VictimRecord).where(VictimRecord.id.in_(existing)))
+    series = _series_ids(conn, {(r.database, s) for r in records for s in r.series})
+    now = dt.datetime.now(dt.UTC)
+    rec_rows, hash_rows, link_rows, sight_rows, series_rows = [], [], [], [], []
+    for r in records:
+        rid = next_id
+        next_id += 1
+        rec_rows.append(
+            {
+                "id": rid,
+                "database": r.database,
+                "victim_key": r.victim_id,
+                "status": "identified" if r.identified_at else "unidentified",
+                "first_seen": r.first_seen,
+                "first_seen_source": r.database,
+                "identified_at": r.identified_at,
+                "identifying_agency": r.identifying_agency,
+                "age_band": r.age_band,
+                "gender": r.gender,
+                "region": r.region,
+                "merged_id": None,
+                "imported_at": now,
+            }
+        )
+        hash_rows += [(rid, s, lookup_key(v)) for s, v in r.hashes]
+        link_rows += [(rid, d, v) for d, v in r.same_as]
+        sight_rows += [(rid, to_seconds(t), r.database) for t in r.sightings]
+        series_rows += [(rid, series[(r.database, s)]) for s in r.series]
+    conn.execute(insert(VictimRecord), rec_rows)
+    _executemany(
+        conn, "INSERT INTO victim_hashes (record_id, signal, value) VALUES (?, ?, ?)", hash_rows
+    )
+    _executemany(
+        conn,
+        "INSERT INTO victim_links (record_id, database, victim_key) VALUES (?, ?, ?)",
+        link_rows,
+    )
+    _executemany(
+        conn,
+        "INSERT INTO victim_sightings (record_id, seen_at, source) VALUES (?, ?, ?)",
+        sight_rows,
+    )
+    _executemany(
+        conn, "INSERT INTO victim_record_series (record_id, series_id) VALUES (?, ?)", series_rows
+    )
+    return next_id, len(existing)
+
+
+def import_records(
+    store: Store, sources: Iterable[tuple[str, Iterable[str]]], *, merge: bool = True
+) -> ImportResult:
+    """Import `(name, lines)` sources: every good record, each bad line as an error.
+
+    All in one transaction: a failure midway (the database, not a bad line) leaves the
+    store as it was. Bad lines are reported and skipped; a record is never half-written.
+    """
+    errors: list[LineError] = []
+    written = replaced = 0
+    with store.engine.begin() as conn:
+        next_id = (conn.execute(select(func.max(VictimRecord.id))).scalar() or 0) + 1
+        for name, lines in sources:
+            chunk: list[Record] = []
+            for item in parse_lines(lines, name):
+                if isinstance(item, LineError):
+                    errors.append(item)
+                    continue
+                chunk.append(item)
+                if len(chunk) >= CHUNK:
+                    next_id, rep = _write_chunk(conn, chunk, next_id)
+                    written, replaced = written + len(chunk), replaced + rep
+                    chunk = []
+            if chunk:
+                next_id, rep = _write_chunk(conn, chunk, next_id)
+                written, replaced = written + len(chunk), replaced + rep
+        if conn.dialect.name == "postgresql":
+            conn.execute(
+                text(
+                    "SELECT setval(pg_get_serial_sequence('victim_records', 'id'), "
+                    "GREATEST((SELECT MAX(id) FROM victim_records), 1))"
+                )
+            )
+        victims = joins = 0
+        if merge:
+            victims, joins = _rebuild(conn)
+    return ImportResult(written, replaced, tuple(errors), victims, joins)
+
+
+def import_files(store: Store, paths: Sequence[Path]) -> ImportResult:
+    """`ridgeline victims import FILE...` (`-` is standard input)."""
+    import sys
+
+    def sources() -> Iterator[tuple[str, Iterable[str]]]:
+        for path in paths:
+            if str(path) == "-":
+                yield ("<stdin>", sys.stdin)
+                continue
+            try:
+                handle = path.open(encoding="utf-8", errors="strict")
+            except OSError as exc:
+                raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+            with handle:
+                try:
+                    yield (str(path), handle)
+                except UnicodeDecodeError:
+                    raise BadInput(f"{path}: not UTF-8") from None
+
+    return import_records(store, sources())
+
+
+def _fetch_arrays(conn: Connection, sql: str, width: int) -> np.ndarray:
+    """An integer query's rows as an (n, width) int64 array, fetched in chunks."""
+    parts = []
+    result = conn.exec_driver_sql(sql)
+    while True:
+        rows = result.fetchmany(500_000)
+        if not rows:
+            break
+        parts.append(np.array(rows, dtype=np.int64).reshape(-1, width))
+    return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.int64)
+
+
+def _rebuild(conn: Connection) -> tuple[int, int]:
+    """Recompute the merged victims and the merge report from every record."""
+    rows = conn.execute(
+        select(
+            VictimRecord.id,
+            VictimRecord.database,
+            VictimRecord.victim_key,
+            VictimRecord.first_seen,
+            VictimRecord.identified_at,
+            VictimRecord.identifying_agency,
+            VictimRecord.age_band,
+            VictimRecord.gender,
+            VictimRecord.region,
+        ).order_by(VictimRecord.id)
+    ).all()
+    index = {row[0]: i for i, row in enumerate(rows)}
+    databases = [row[1] for row in rows]
+    keys = {(row[1], row[2]): i for i, row in enumerate(rows)}
+    hashes = (
+        (index[rid], s, v)
+        for rid, s, v in conn.execute(
+            select(VictimHash.record_id, VictimHash.signal, VictimHash.value)
+        )
+    )
+    links = (
+        (index[rid], d, v)
+        for rid, d, v in conn.execute(
+            select(VictimLink.record_id, VictimLink.database, VictimLink.victim_key)
+        )
+    )
+    result = merge_records(databases, keys, hashes, links)
+    ids = np.array([row[0] for row in rows], dtype=np.int64)
+    first = np.array([to_seconds(_utc(row[3])) for row in rows], dtype=np.int64)
+    pos = np.zeros(int(ids.max()) + 1 if len(ids) else 1, dtype=np.int64)
+    pos[ids] = np.arange(len(ids))
+    sight = _fetch_arrays(conn, "SELECT record_id, seen_at FROM victim_sightings", 2)
+    rec_of_time = np.concatenate((np.arange(len(ids)), pos[sight[:, 0]]))
+    times = np.concatenate((first, sight[:, 1]))
+    del sight
+    counts, fifth = occasions(result.component, rec_of_time, times, result.count)
+    conn.execute(delete(VictimMerge))
+    conn.execute(delete(MergedVictim))
+    order = np.lexsort((first, result.component))
+    comp_sorted = result.component[order]
+    bounds = np.flatnonzero(np.diff(comp_sorted)) + 1
+    starts = np.concatenate(([0], bounds))
+    ends = np.concatenate((bounds, [len(order)]))
+    merged_rows: list[dict[str, Any]] = []
+    record_updates: list[tuple[int, int]] = []
+    for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
+        members = [rows[i] for i in order[s:e].tolist()]
+        head = members[0]
+        identified = [m for m in members if m[4] is not None]
+        ident = min(identified, key=lambda m: _utc(m[4])) if identified else None
+
+        def known(col: int, members: list[Any] = members) -> str:
+            return next((m[col] for m in members if m[col] != "unknown"), "unknown")
+
+        gid = g + 1
+        merged_rows.append(
+            {
+                "id": gid,
+                "records": len(members),
+                "databases": ",".join(sorted({m[1] for m in members})),
+                "first_seen": _utc(head[3]),
+                "first_seen_source": head[1],
+                "identified_at": _utc(ident[4]) if ident else None,
+                "identifying_agency": ident[5] if ident else None,
+                "age_band": known(6),
+                "gender": known(7),
+                "region": known(8),
+                "occasions": int(counts[comp_sorted[s]]),
+                "traded_since": from_seconds(int(fifth[comp_sorted[s]]))
+                if fifth[comp_sorted[s]] >= 0
+                else None,
+            }
+        )
+        record_updates += [(gid, m[0]) for m in members]
+        if len(merged_rows) >= CHUNK:
+            conn.execute(insert(MergedVictim), merged_rows)
+            merged_rows = []
+    if merged_rows:
+        conn.execute(insert(MergedVictim), merged_rows)
+    # component numbers follow sorted order: map component -> merged id
+    gid_of_component = np.empty(result.count, dtype=np.int64)
+    gid_of_component[comp_sorted[starts]] = np.arange(1, len(starts) + 1)
+    for i in range(0, len(record_updates), 200_000):
+        _executemany(
+            conn,
+            "UPDATE victim_records SET merged_id = ? WHERE id = ?",
+            record_updates[i : i + 200_000],
+        )
+    join_rows = [
+        (
+            int(gid_of_component[result.component[j.a]]),
+            int(ids[j.a]),
+            int(ids[j.b]),
+            j.reason,
+            j.detail,
+        )
+        for j in result.joins
+    ]
+    for i in range(0, len(join_rows), 200_000):
+        _executemany(
+            conn,
+            "INSERT INTO victim_merges (merged_id, record_a, record_b, reason, detail) "
+            "VALUES (?, ?, ?, ?, ?)",
+            join_rows[i : i + 200_000],
+        )
+    return result.count, len(result.joins)
+
+
+def rebuild(store: Store) -> tuple[int, int]:
+    """Merge again from every record: (victims, joins)."""
+    with store.engine.begin() as conn:
+        return _rebuild(conn)
+
+
+@dataclass(frozen=True)
+class MergeReason:
+    """One line of `ridgeline victims merges`."""
+
+    victim: int
+    a: str
+    b: str
+    reason: str
+    detail: str
+
+
+def merges(store: Store) -> list[MergeReason]:
+    """What was merged and why: one line per join (a spanning tree of each victim)."""
+    with store.session() as s:
+        a = VictimRecord.__table__.alias("a")
+        b = VictimRecord.__table__.alias("b")
+        rows = s.execute(
+            select(
+                VictimMerge.merged_id,
+                a.c.database,
+                a.c.victim_key,
+                b.c.database,
+                b.c.victim_key,
+                VictimMerge.reason,
+                VictimMerge.detail,
+            )
+            .join(a, a.c.id == VictimMerge.record_a)
+            .join(b, b.c.id == VictimMerge.record_b)
+            .order_by(VictimMerge.merged_id, VictimMerge.id)
+        ).all()
+    return [MergeReason(r[0], f"{r[1]}/{r[2]}", f"{r[3]}/{r[4]}", r[5], r[6]) for r in rows]
+
+
+def export_records(store: Store) -> Iterator[Record]:
+    """Every record as imported (hashes, links, sightings, series), by database and id."""
+    with store.engine.connect() as conn:
+        recs = conn.execute(select(VictimRecord).order_by(VictimRecord.id)).all()
+        for i in range(0, len(recs), CHUNK):
+            part = recs[i : i + CHUNK]
+            ids = [r.id for r in part]
+            hashes: dict[int, list[tuple[str, str]]] = {}
+            for rid, sig, val in conn.execute(
+                select(VictimHash.record_id, VictimHash.signal, VictimHash.value)
+                .where(VictimHash.record_id.in_(ids))
+                .order_by(VictimHash.id)
+            ):
+                hashes.setdefault(rid, []).append((sig, val))
+            links: dict[int, list[tuple[str, str]]] = {}
+            for rid, db, vid in conn.execute(
+                select(VictimLink.record_id, VictimLink.database, VictimLink.victim_key)
+                .where(VictimLink.record_id.in_(ids))
+                .order_by(VictimLink.id)
+            ):
+                links.setdefault(rid, []).append((db, vid))
+            sights: dict[int, list[dt.datetime]] = {}
+            for rid, t in conn.execute(
+                select(Sighting.record_id, Sighting.seen_at)
+                .where(Sighting.record_id.in_(ids), Sighting.source == VictimRecord.database)
+                .join(VictimRecord, VictimRecord.id == Sighting.record_id)
+                .order_by(Sighting.id)
+            ):
+                sights.setdefault(rid, []).append(from_seconds(t))
+            series: dict[int, list[str]] = {}
+            for rid, key in conn.execute(
+                select(VictimSeries.record_id, Series.series_key)
+                .join(Series, Series.id == VictimSeries.series_id)
+                .where(VictimSeries.record_id.in_(ids))
+                .order_by(Series.series_key)
+            ):
+                series.setdefault(rid, []).append(key)
+            for r in part:
+                yield Record(
+                    database=r.database,
+                    victim_id=r.victim_key,
+                    first_seen=_utc(r.first_seen),
+                    identified_at=_utc(r.identified_at) if r.identified_at else None,
+                    identifying_agency=r.identifying_agency,
+                    age_band=r.age_band,
+                    gender=r.gender,
+                    region=r.region,
+                    series=tuple(series.get(r.id, ())),
+                    hashes=tuple(hashes.get(r.id, ())),
+                    same_as=tuple(links.get(r.id, ())),
+                    sightings=tuple(sights.get(r.id, ())),
+                )
+
+
+def _series(conn: Connection, database: str, series_key: str) -> int:
+    sid = conn.execute(
+        select(Series.id).where(Series.database == database, Series.series_key == series_key)
+    ).scalar()
+    if sid is None:
+        raise NotFound(f"no series {series_key!r} in database {database!r}")
+    return int(sid)
+
+
+def link_series(
+    store: Store,
+    database: str,
+    series_key: str,
+    *,
+    by: str,
+    entry_id: int | None = None,
+    report_draft_id: int | None = None,
+    sha256: str | None = None,
+) -> int:
+    """Say that a list entry or a reported file shows this series; returns the link id."""
+    if entry_id is None and report_draft_id is None and sha256 is None:
+        raise BadInput("link a series to an entry, a report draft or a file's sha256")
+    with store.engine.begin() as conn:
+        sid = _series(conn, database, series_key)
+        row = conn.execute(
+            insert(SeriesLink).returning(SeriesLink.id),
+            {
+                "series_id": sid,
+                "entry_id": entry_id,
+                "report_draft_id": report_draft_id,
+                "sha256": sha256,
+                "linked_by": by,
+                "created_at": dt.datetime.now(dt.UTC),
+            },
+        ).scalar_one()
+    return int(row)
+
+
+def add_sightings(store: Store, series_ids: Iterable[int], at: dt.datetime, source: str) -> int:
+    """A match or report of a series is a sighting of each of its victims' records."""
+    ids = sorted(set(series_ids))
+    if not ids:
+        return 0
+    with store.engine.begin() as conn:
+        records = (
+            conn.execute(select(VictimSeries.record_id).where(VictimSeries.series_id.in_(ids)))
+            .scalars()
+            .all()
+        )
+        _executemany(
+            conn,
+            "INSERT INTO victim_sightings (record_id, seen_at, source) VALUES (?, ?, ?)",
+            [(r, to_seconds(at), source) for r in sorted(set(records))],
+        )
+    return len(set(records))
