@@ -13,6 +13,7 @@ from ridgeline.cli.db import db_group
 from ridgeline.cli.demo import demo
 from ridgeline.cli.exchange import COMMANDS as EXCHANGE_COMMANDS
 from ridgeline.cli.hash import hash_command
+from ridgeline.cli.indicator import indicator_command
 from ridgeline.cli.keys import keys
 from ridgeline.cli.lists import lists
 from ridgeline.cli.lists_import import import_
@@ -51,3 +52,4 @@ for _command in EXCHANGE_COMMANDS:
 main.add_command(audit_group)
 main.add_command(match_command)
 main.add_command(victims)
+main.add_command(indicator_command)

@@ -1,0 +1,137 @@
+"""The merged victims as numpy arrays: what the indicator computes on.
+
+Times are UTC seconds. Each victim keeps, per database, when that database first saw
+it, so the indicator can ask "who knew what on the as-of date".
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ridgeline.store import Store
+from ridgeline.victims.merge import merge_records, occasions
+from ridgeline.victims.records import Record
+
+NONE = -1
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class VictimTable:
+    """One row per merged victim; `db_first[d, i]` is -1 where database d lacks victim i."""
+
+    databases: tuple[str, ...]
+    db_first: np.ndarray
+    identified: np.ndarray  # earliest identification, -1 if none
+    traded_since: np.ndarray  # fifth distinct occasion, -1 if fewer
+    age_band: np.ndarray  # str arrays
+    gender: np.ndarray
+    region: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.identified.shape[0])
+
+
+def _seconds(values: Sequence[Any]) -> np.ndarray:
+    """Times from the driver (ISO strings on SQLite, datetimes on PostgreSQL), None = -1."""
+    out = np.full(len(values), NONE, dtype=np.int64)
+    present = [i for i, v in enumerate(values) if v is not None]
+    if not present:
+        return out
+    sample = values[present[0]]
+    if isinstance(sample, str):
+        arr = np.array([values[i] for i in present], dtype="datetime64[s]")
+        out[present] = arr.astype(np.int64)
+    else:
+        out[present] = [
+            int((v if v.tzinfo else v.replace(tzinfo=dt.UTC)).timestamp())
+            for v in (values[i] for i in present)
+        ]
+    return out
+
+
+def load_table(store: Store) -> VictimTable:
+    """Read the merged victims (after `ridgeline victims import`) from the store."""
+    with store.engine.connect() as conn:
+        merged = conn.exec_driver_sql(
+            "SELECT id, identified_at, traded_since, age_band, gender, region "
+            "FROM merged_victims ORDER BY id"
+        ).all()
+        recs = conn.exec_driver_sql(
+            "SELECT merged_id, database, first_seen FROM victim_records WHERE merged_id IS NOT NULL"
+        ).all()
+    n = len(merged)
+    ids = np.array([r[0] for r in merged], dtype=np.int64)
+    pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
+    pos[ids] = np.arange(n)
+    names = tuple(sorted({r[1] for r in recs}))
+    which = {d: k for k, d in enumerate(names)}
+    db_first = np.full((len(names), n), NONE, dtype=np.int64)
+    if recs:
+        rows = pos[np.array([r[0] for r in recs], dtype=np.int64)]
+        cols = np.array([which[r[1]] for r in recs], dtype=np.int64)
+        firsts = _seconds([r[2] for r in recs])
+        # two records of one database for one victim: keep the earliest
+        order = np.argsort(-firsts, kind="stable")
+        db_first[cols[order], rows[order]] = firsts[order]
+    return VictimTable(
+        databases=names,
+        db_first=db_first,
+        identified=_seconds([r[1] for r in merged]),
+        traded_since=_seconds([r[2] for r in merged]),
+        age_band=np.array([r[3] for r in merged], dtype=object),
+        gender=np.array([r[4] for r in merged], dtype=object),
+        region=np.array([r[5] for r in merged], dtype=object),
+    )
+
+
+def table_from_records(records: Sequence[Record]) -> VictimTable:
+    """The same table straight from parsed records (same merge rules, no database)."""
+    dbs = [r.database for r in records]
+    keys = {r.key: i for i, r in enumerate(records)}
+    hashes = ((i, s, v) for i, r in enumerate(records) for s, v in r.hashes)
+    links = ((i, d, v) for i, r in enumerate(records) for d, v in r.same_as)
+    result = merge_records(dbs, keys, hashes, links)
+    comp = result.component
+    n = result.count
+
+    def sec(t: dt.datetime) -> int:
+        return int((t - EPOCH).total_seconds())
+
+    first = np.array([sec(r.first_seen) for r in records], dtype=np.int64)
+    rec_of_time = np.concatenate(
+        (
+            np.arange(len(records)),
+            np.repeat(np.arange(len(records)), [len(r.sightings) for r in records]),
+        )
+    ).astype(np.int64)
+    times = np.concatenate(
+        (first, np.array([sec(t) for r in records for t in r.sightings], dtype=np.int64))
+    )
+    _, fifth = occasions(comp, rec_of_time, times, n)
+    names = tuple(sorted(set(dbs)))
+    which = {d: k for k, d in enumerate(names)}
+    db_first = np.full((len(names), n), NONE, dtype=np.int64)
+    identified = np.full(n, NONE, dtype=np.int64)
+    attrs = {a: np.full(n, "unknown", dtype=object) for a in ("age_band", "gender", "region")}
+    for i in np.argsort(first, kind="stable").tolist():
+        r, g = records[i], int(comp[i])
+        d = which[r.database]
+        if db_first[d, g] == NONE:
+            db_first[d, g] = first[i]
+        if r.identified_at is not None:
+            t = sec(r.identified_at)
+            if identified[g] == NONE or t < identified[g]:
+                identified[g] = t
+        for a, arr in attrs.items():
+            value = getattr(r, a)
+            if arr[g] == "unknown" and value != "unknown":
+                arr[g] = value
+    return VictimTable(
+        names, db_first, identified, fifth, attrs["age_band"], attrs["gender"], attrs["region"]
+    )
