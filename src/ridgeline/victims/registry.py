@@ -8,6 +8,7 @@ the store, so a second database's file merges with the first's.
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -70,9 +71,23 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
 
 
 def _series_ids(conn: Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
+    """Ids of the wanted series, creating those not there yet."""
     ids: dict[tuple[str, str], int] = {}
-    for db, key, sid in conn.execute(select(Series.database, Series.series_key, Series.id)).all():
-        ids[(db, key)] = sid
+    by_db: dict[str, list[str]] = {}
+    for db, key in wanted:
+        by_db.setdefault(db, []).append(key)
+
+    def load() -> None:
+        for db, keys in by_db.items():
+            for i in range(0, len(keys), 5000):
+                for key, sid in conn.execute(
+                    select(Series.series_key, Series.id).where(
+                        Series.database == db, Series.series_key.in_(keys[i : i + 5000])
+                    )
+                ).all():
+                    ids[(db, key)] = sid
+
+    load()
     missing = sorted(wanted - set(ids))
     if missing:
         now = dt.datetime.now(dt.UTC)
@@ -80,10 +95,7 @@ def _series_ids(conn: Connection, wanted: set[tuple[str, str]]) -> dict[tuple[st
             insert(Series),
             [{"database": d, "series_key": k, "created_at": now} for d, k in missing],
         )
-        for db, key, sid in conn.execute(
-            select(Series.database, Series.series_key, Series.id)
-        ).all():
-            ids[(db, key)] = sid
+        load()
     return ids
 
 
@@ -224,12 +236,14 @@ def import_files(store: Store, paths: Sequence[Path]) -> ImportResult:
 def _fetch_arrays(conn: Connection, sql: str, width: int) -> np.ndarray:
     """An integer query's rows as an (n, width) int64 array, fetched in chunks."""
     parts = []
-    result = conn.exec_driver_sql(sql)
+    cursor = conn.connection.cursor()  # the driver's own: no Row objects for 10M rows
+    cursor.execute(sql)
     while True:
-        rows = result.fetchmany(500_000)
+        rows = cursor.fetchmany(500_000)
         if not rows:
             break
-        parts.append(np.array(rows, dtype=np.int64).reshape(-1, width))
+        flat = itertools.chain.from_iterable(rows)
+        parts.append(np.fromiter(flat, dtype=np.int64, count=len(rows) * width).reshape(-1, width))
     return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.int64)
 
 

@@ -1,0 +1,127 @@
+"""Victims import+merge and the full indicator, against the issue's targets.
+
+Targets (issue 14): 1,000,000 victims with 10,000,000 sightings in 3 databases; import
+and merge <= 60 s, the full indicator (Kaplan-Meier by stratum and the estimate) <= 10 s,
+peak RSS <= 2 GB. The synthetic files are written by a child process first (not timed,
+not in this process's RSS). Anchors measured in the same run: plain sqlite3
+executemany of the same sighting rows, and lifelines' KaplanMeierFitter directly on the
+same durations. Prints ONE JSON line.
+
+Usage: python bench/indicator.py [--n 1000000] [--sightings 10000000]
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime as dt
+import json
+import os
+import resource
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+DATABASES = (("NCMEC", 0.5), ("ICSE", 0.4), ("EUROPOL", 0.3))
+AS_OF = dt.datetime(2025, 1, 1, tzinfo=dt.UTC)
+
+
+def _generate(directory: Path, n: int, sightings: int) -> None:
+    from ridgeline.victims.synth import generate
+
+    known_share = 1.0
+    for _, p in DATABASES:
+        known_share *= 1 - p
+    known_share = 1 - known_share
+    population = round(n / known_share)
+    records = population * sum(p for _, p in DATABASES)
+    world = generate(1, population, DATABASES, sightings_per_record=sightings / records)
+    world.write(directory)
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser()
+    parser.add_argument("--n", type=int, default=1_000_000, help="known victims (about)")
+    parser.add_argument("--sightings", type=int, default=None, help="default: 10 per victim")
+    parser.add_argument("--generate", type=Path, help=argparse.SUPPRESS)
+    args = parser.parse_args()
+    sightings = args.sightings if args.sightings is not None else 10 * args.n
+    if args.generate:
+        _generate(args.generate, args.n, sightings)
+        return
+    out: dict[str, object] = {"bench": "indicator", "n": args.n, "load_1m": os.getloadavg()[0]}
+    with tempfile.TemporaryDirectory() as tmp:
+        d = Path(tmp)
+        t = time.perf_counter()
+        subprocess.run(
+            [
+                sys.executable,
+                __file__,
+                "--n",
+                str(args.n),
+                "--sightings",
+                str(sightings),
+                "--generate",
+                str(d),
+            ],
+            check=True,
+        )
+        out["generate_s"] = round(time.perf_counter() - t, 1)
+        paths = sorted(d.glob("*.jsonl"))
+        from ridgeline.store import Store
+        from ridgeline.victims.registry import import_files
+
+        store = Store.open(d / "victims.db")
+        t = time.perf_counter()
+        result = import_files(store, paths)
+        out["import_merge_s"] = round(time.perf_counter() - t, 2)
+        out["records"] = result.records
+        out["victims"] = result.victims
+        with store.engine.connect() as conn:
+            rows = conn.exec_driver_sql(
+                "SELECT record_id, seen_at, source FROM victim_sightings"
+            ).all()
+        out["sightings"] = len(rows)
+        anchor = sqlite3.connect(d / "anchor.db")
+        anchor.execute("PRAGMA journal_mode=WAL")
+        anchor.execute("CREATE TABLE s (record_id INTEGER, seen_at INTEGER, source TEXT)")
+        t = time.perf_counter()
+        with anchor:
+            anchor.executemany("INSERT INTO s VALUES (?, ?, ?)", rows)
+        out["anchor_sqlite3_executemany_sightings_s"] = round(time.perf_counter() - t, 2)
+        anchor.close()
+        del rows
+        t = time.perf_counter()
+        import lifelines  # noqa: F401
+        import statsmodels.api  # noqa: F401
+
+        out["import_libraries_s"] = round(time.perf_counter() - t, 2)
+        from ridgeline.indicator import compute, load_table
+
+        t = time.perf_counter()
+        table = load_table(store)
+        indicator = compute(table, as_of=AS_OF, period="quarter", by="age_band")
+        out["indicator_s"] = round(time.perf_counter() - t, 2)
+        out["population_estimate"] = (
+            round(indicator.estimate.population) if indicator.estimate else None
+        )
+        import numpy as np
+        from lifelines import KaplanMeierFitter
+
+        seen = np.where(table.db_first >= 0, table.db_first, np.iinfo(np.int64).max).min(axis=0)
+        end = int(AS_OF.timestamp())
+        event = (table.identified >= 0) & (table.identified <= end)
+        durations = np.maximum(np.where(event, table.identified, end) - seen, 0) / 86400.0
+        t = time.perf_counter()
+        KaplanMeierFitter().fit(durations, event)
+        out["anchor_lifelines_km_s"] = round(time.perf_counter() - t, 2)
+        store.close()
+    out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+    out["targets"] = {"import_merge_s": 60, "indicator_s": 10, "peak_rss_mb": 2048}
+    print(json.dumps(out))
+
+
+if __name__ == "__main__":
+    main()
