@@ -296,6 +296,9 @@ NO_OUTPUT_FORMAT = {
     "db where": None,
     "demo": None,
     "serve": None,
+    "indicator": None,  # --format json|csv|table (issue 14): csv for spreadsheets
+    "victims export": None,  # always victims.jsonl
+    "victims synth": None,  # writes victims.jsonl files
 }
 
 
