@@ -15,6 +15,7 @@ from ridgeline.victims.registry import (
     import_records,
     link_series,
     merges,
+    series_status,
 )
 from ridgeline.victims.synth import generate
 
@@ -139,3 +140,48 @@ def test_series_links_and_sightings(store: Store) -> None:
     assert add_sightings(store, [sid], dt.datetime(2024, 1, 1, tzinfo=dt.UTC), "match") == 1
     with store.session() as s:
         assert s.execute(select(Sighting.source)).scalars().all() == ["match"]
+
+
+def test_series_status_for_entries_and_files_in_one_query(store: Store) -> None:
+    from ridgeline.lists import create_list
+    from ridgeline.store.models import Entry
+
+    import_records(
+        store,
+        [
+            (
+                "f",
+                [
+                    _line(
+                        database="NCMEC",
+                        victim_id="1",
+                        series=["S-ID"],
+                        identified_at="2021-03-04",
+                        identifying_agency="FBI",
+                    ),
+                    _line(
+                        database="NCMEC",
+                        victim_id="2",
+                        series=["S-OPEN"],
+                        sightings=["2020-02-01", "2020-03-01", "2020-04-01", "2020-05-01"],
+                    ),
+                ],
+            )
+        ],
+    )
+    with store.session() as s:
+        hash_list = create_list(s, "known")
+        entry = Entry(list_id=hash_list.id)
+        s.add(entry)
+        s.flush()
+        entry_id = entry.id
+    link_series(store, "NCMEC", "S-ID", by="analyst", entry_id=entry_id)
+    link_series(store, "NCMEC", "S-OPEN", by="analyst", sha256="d" * 64)
+    status = series_status(store, entry_ids=[entry_id, 999], sha256s=["d" * 64, "e" * 64])
+    assert set(status) == {entry_id, "d" * 64}
+    (ident,) = status[entry_id]
+    assert ident.identified and ident.identifying_agency == "FBI"
+    assert ident.text == "series S-ID, victim identified on 2021-03-04 by FBI"
+    (open_,) = status["d" * 64]
+    assert not open_.identified and open_.actively_traded
+    assert open_.text == "series S-OPEN, victim not identified: possible ongoing abuse"

@@ -507,3 +507,92 @@ def add_sightings(store: Store, series_ids: Iterable[int], at: dt.datetime, sour
             [(r, to_seconds(at), source) for r in sorted(set(records))],
         )
     return len(set(records))
+
+
+@dataclass(frozen=True)
+class SeriesStatus:
+    """What a match of a series says: identified (when, by whom) or possibly ongoing abuse."""
+
+    database: str
+    series: str
+    victims: int
+    #: every victim of the series identified (the latest identification is given)
+    identified: bool
+    identified_at: dt.datetime | None
+    identifying_agency: str | None
+    #: at least one victim seen on five or more occasions
+    actively_traded: bool
+
+    @property
+    def text(self) -> str:
+        if self.identified and self.identified_at is not None:
+            day = self.identified_at.date().isoformat()
+            return (
+                f"series {self.series}, victim identified on {day} by "
+                f"{self.identifying_agency or 'unknown agency'}"
+            )
+        return f"series {self.series}, victim not identified: possible ongoing abuse"
+
+
+def series_status(
+    store: Store, *, entry_ids: Iterable[int] = (), sha256s: Iterable[str] = ()
+) -> dict[int | str, list[SeriesStatus]]:
+    """Series and identification status of many entries / files in one batched query.
+
+    Keys are the entry ids and sha256 values that link to at least one series; a
+    matcher calls this once per lookup, not once per match.
+    """
+    entries, files = sorted(set(entry_ids)), sorted(set(sha256s))
+    if not entries and not files:
+        return {}
+    cond = []
+    if entries:
+        cond.append(SeriesLink.entry_id.in_(entries))
+    if files:
+        cond.append(SeriesLink.sha256.in_(files))
+    from sqlalchemy import or_
+
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(
+                SeriesLink.entry_id,
+                SeriesLink.sha256,
+                Series.id,
+                Series.database,
+                Series.series_key,
+                MergedVictim.id,
+                MergedVictim.identified_at,
+                MergedVictim.identifying_agency,
+                MergedVictim.traded_since,
+            )
+            .join(Series, Series.id == SeriesLink.series_id)
+            .join(VictimSeries, VictimSeries.series_id == Series.id, isouter=True)
+            .join(VictimRecord, VictimRecord.id == VictimSeries.record_id, isouter=True)
+            .join(MergedVictim, MergedVictim.id == VictimRecord.merged_id, isouter=True)
+            .where(or_(*cond))
+        ).all()
+    grouped: dict[tuple[int | str, int], list[Any]] = {}
+    names: dict[int, tuple[str, str]] = {}
+    for entry_id, sha, sid, db, key, vid, ident, agency, traded in rows:
+        names[sid] = (db, key)
+        for owner in (entry_id, sha):
+            if owner is not None and (owner in entries or owner in files):
+                grouped.setdefault((owner, sid), []).append((vid, ident, agency, traded))
+    out: dict[int | str, list[SeriesStatus]] = {}
+    for (owner, sid), victims in sorted(grouped.items(), key=lambda kv: (str(kv[0][0]), kv[0][1])):
+        distinct = {v[0]: v for v in victims if v[0] is not None}
+        idents = [v for v in distinct.values() if v[1] is not None]
+        all_ident = bool(distinct) and len(idents) == len(distinct)
+        latest = max(idents, key=lambda v: _utc(v[1])) if all_ident else None
+        out.setdefault(owner, []).append(
+            SeriesStatus(
+                database=names[sid][0],
+                series=names[sid][1],
+                victims=len(distinct),
+                identified=all_ident,
+                identified_at=_utc(latest[1]) if latest else None,
+                identifying_agency=latest[2] if latest else None,
+                actively_traded=any(v[3] is not None for v in distinct.values()),
+            )
+        )
+    return out
