@@ -38,6 +38,7 @@ _FIELDS = {
     "sightings",
 }
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
+_ZERO = dt.timedelta(0)
 
 
 @dataclass(frozen=True)
@@ -88,13 +89,21 @@ class BadRecord(BadInput):
 def _time(value: Any, name: str) -> dt.datetime:
     if not isinstance(value, str):
         raise ValueError(f"{name} must be an ISO 8601 time string")
-    text = value.strip()
-    if _DATE_ONLY.match(text):
-        text += "T00:00:00Z"
-    try:
-        return parse_iso(text)
-    except BadInput:
-        raise ValueError(f"{name}: {value!r} is not an ISO 8601 time") from None
+    try:  # the common case first: there can be ten million of these
+        parsed = dt.datetime.fromisoformat(value)
+    except ValueError:
+        text = value.strip()
+        if _DATE_ONLY.match(text):
+            text += "T00:00:00Z"
+        try:
+            return parse_iso(text)
+        except BadInput:
+            raise ValueError(f"{name}: {value!r} is not an ISO 8601 time") from None
+    if len(value) == 10:  # a date alone: midnight UTC
+        return parsed.replace(tzinfo=dt.UTC)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=dt.UTC)
+    return parsed if parsed.utcoffset() == _ZERO else parsed.astimezone(dt.UTC)
 
 
 def _text(value: Any, name: str, limit: int = 200) -> str:
