@@ -152,7 +152,11 @@ class EntrySignal(Base):
     """A hash belonging to an entry (an entry may carry md5, sha1, pdq, photodna, ...)."""
 
     __tablename__ = "entry_signals"
-    __table_args__ = (Index("ix_entry_signals_lookup", "signal", "lookup_key"),)
+    __table_args__ = (
+        Index("ix_entry_signals_lookup", "signal", "lookup_key"),
+        #: Joins to entries (duplicate checks of imports) and the delete cascade.
+        Index("ix_entry_signals_entry_id", "entry_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"))
