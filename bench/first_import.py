@@ -22,10 +22,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from bench.exchange import make_document
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from bench.exchange import make_document
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.store import Store

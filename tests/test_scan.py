@@ -425,3 +425,102 @@ def test_ray_engine_without_ray_says_how_to_install(
     assert "pip install 'ridgeline[ray]'" in res.stderr
     with Store.open(db) as store, store.session() as s:
         assert s.scalars(select(ScanRun)).all() == []
+
+
+def _children(pid: int) -> set[int]:
+    """Live child processes of `pid` (from /proc)."""
+    out = set()
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            fields = (entry / "stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if int(fields[1]) == pid:
+            out.add(int(entry.name))
+    return out
+
+
+def _alive(pid: int) -> bool:
+    try:
+        state = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0]
+    except OSError:
+        return False
+    return state != "Z"
+
+
+def test_resume_after_kill_9_files_each_report_once_and_leaves_no_workers(
+    store: Store, tmp_path: Path
+) -> None:
+    """Issue 17 item 6: kill -9 mid-scan, then `--resume`: one draft per matched file,
+    the pool workers die with the scan, and the next run removes the work folder."""
+    import signal
+    import subprocess
+    import time
+
+    make_list(store)
+    root = tmp_path / "many"
+    root.mkdir()
+    for i in range(300):
+        (root / f"f{i:03d}.txt").write_bytes(BAD if i % 2 == 0 else OTHER + bytes([i % 256]))
+    work = tmp_path / "work"
+    work.mkdir()
+    script = Path(sys.executable).with_name("ridgeline")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ridgeline.cli"]
+    argv = [*cmd, "scan", str(root), "--db", store.url, "--action", "report", "--resume",
+            "--jobs", "2", "--format", "jsonl", "--work-dir", str(work)]  # fmt: skip
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.DEVNULL)
+    assert proc.stdout is not None
+    matched = 0
+    for line in proc.stdout:
+        matched += bool(json.loads(line)["matches"])
+        if matched == 5:
+            break
+    workers = _children(proc.pid)
+    leftover = list(work.iterdir())
+    os.kill(proc.pid, signal.SIGKILL)
+    proc.wait()
+    try:
+        assert matched == 5 and workers and leftover  # killed mid-scan, with a pool, a folder
+        deadline = time.monotonic() + 10
+        while any(_alive(w) for w in workers) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        orphans = [w for w in workers if _alive(w)]
+        done = subprocess.run(argv, capture_output=True, timeout=300)
+        assert done.returncode == 0, done.stderr.decode()
+        with store.session() as s:
+            paths = [d.path for d in s.scalars(select(ReportDraft))]
+        assert len(paths) == len(set(paths)) == 150  # every matched file, each once
+        assert orphans == []  # the pool died with the scan: no connections left open
+        assert list(work.iterdir()) == []  # the killed scan's work folder is gone
+    finally:
+        for w in workers:  # never leave a failed run's orphans behind
+            if _alive(w):
+                os.kill(w, signal.SIGKILL)
+
+
+def test_resume_after_interrupted_archive_does_not_draft_members_twice(
+    store: Store, tmp_path: Path
+) -> None:
+    """Drafts of an unfinished archive's members are not filed again on `--resume`."""
+    make_list(store)
+    root = tmp_path / "arch"
+    root.mkdir()
+    (root / "a.zip").write_bytes(zip_bytes({"x/bad.bin": BAD, "x/ok.bin": OTHER, "y/bad2": BAD}))
+    seen: list[dict[str, Any]] = []
+
+    def stop_after_two(row: dict[str, Any]) -> None:
+        seen.append(row)
+        if len(seen) == 2:
+            raise _Stop
+
+    with pytest.raises(_Stop):
+        scan(store, [root], ScanOptions(resume=True, actions=["report"]), on_result=stop_after_two)
+    summary, rows = run(store, [root], resume=True, actions=["report"])
+    assert summary.files == 3 and summary.reports == 1  # only y/bad2 is new
+    again = [a for r in rows for a in r["actions"] if a.get("note")]
+    assert [a["action"] for a in again] == ["report"] and again[0]["report_id"]
+    with store.session() as s:
+        paths = sorted(d.path for d in s.scalars(select(ReportDraft)))
+    assert [p.split("!", 1)[1] for p in paths] == ["x/bad.bin", "y/bad2"]

@@ -11,7 +11,9 @@ from __future__ import annotations
 import contextlib
 import importlib.util
 import os
+import re
 import shutil
+import sys
 import tempfile
 import time
 from collections import deque
@@ -37,7 +39,7 @@ from ridgeline.scan.actions import (
 from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker
 from ridgeline.scan.flood import FloodPolicy, count_matches
 from ridgeline.scan.matching import Matcher, queries_from_signals
-from ridgeline.scan.models import ScanFile, ScanRun, ScanState, path_key
+from ridgeline.scan.models import ReportDraft, ScanFile, ScanRun, ScanState, path_key
 from ridgeline.signals import HashOptions, get_signal
 from ridgeline.store import Store
 from ridgeline.timeutil import utcnow
@@ -189,7 +191,27 @@ _WORKER: Worker | None = None
 
 def _init_worker(config: dict[str, Any]) -> None:
     global _WORKER
+    _end_with_parent()
     _WORKER = Worker(config)
+
+
+def _end_with_parent() -> None:
+    """Ask Linux to kill this pool worker when the scan process dies.
+
+    A scan killed outright (SIGKILL, OOM killer) otherwise left its workers running,
+    each holding a database connection (issue 17 item 6).
+    """
+    import ctypes
+    import ctypes.util
+    import signal
+
+    if not sys.platform.startswith("linux"):
+        return
+    pr_set_pdeathsig = 1
+    libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6", use_errno=True)
+    libc.prctl(pr_set_pdeathsig, int(signal.SIGKILL), 0, 0, 0)
+    if os.getppid() == 1:  # the scan died before the request took effect
+        os.kill(os.getpid(), signal.SIGKILL)
 
 
 def _work(items: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -279,6 +301,13 @@ class Recorder:
         if not item["member"]:
             self._top_info["sha256"] = outcome["sha256"]
         self._pending.append(outcome)
+        if not item["member"]:
+            # A top-level item is the last of its top (a plain file, or the error that
+            # ended an archive): its resume state goes in the same transaction as its
+            # result and report draft, so a kill in between cannot file a second draft
+            # on `--resume` (issue 17 item 6).
+            self._finish_top()
+            self._top = None
         now = time.monotonic()
         if (
             outcome["matches"]
@@ -413,7 +442,15 @@ class Recorder:
                     wanted[name].append(m["list"])
         if "flag" in wanted:
             actions.append({"action": "flag", "lists": wanted["flag"]})
-        if "report" in wanted:
+        earlier = self._drafted_before(s, item["display"], outcome["sha256"])
+        if "report" in wanted and earlier is not None:
+            # A killed run already drafted this file (an archive member whose archive
+            # was not finished): `--resume` does not file it twice.
+            actions.append(
+                {"action": "report", "lists": wanted["report"], "report_id": earlier,
+                 "note": "drafted by an interrupted earlier run"}
+            )  # fmt: skip
+        elif "report" in wanted:
             draft = draft_report(
                 s,
                 path=item["display"],
@@ -432,6 +469,27 @@ class Recorder:
             actions.append({"action": "report", "lists": wanted["report"], "report_id": draft.id})
         if "quarantine" in wanted:
             actions.append(self._quarantine(s, item, live, wanted["quarantine"]))
+
+    def _drafted_before(self, s: Any, path: str, sha256: str | None) -> int | None:
+        """The draft an unfinished earlier scan filed for this path and content, if any."""
+        if not self.options.resume or sha256 is None:
+            return None
+        drafts = s.execute(
+            select(ReportDraft.id, ReportDraft.context).where(
+                ReportDraft.sha256 == sha256, ReportDraft.path == path
+            )
+        ).all()
+        runs = {d.context.get("run_id"): d.id for d in drafts if d.context.get("source") == "scan"}
+        runs.pop(self.run.id, None)
+        if not runs:
+            return None
+        unfinished = s.scalars(
+            select(ScanRun.id).where(
+                ScanRun.id.in_([r for r in runs if isinstance(r, int)]),
+                ScanRun.finished_at.is_(None),
+            )
+        ).first()
+        return None if unfinished is None else runs[unfinished]
 
     def _list_actions(self, list_id: int) -> list[str]:
         if self.options.actions is not None and (not self._list_ids or list_id in self._list_ids):
@@ -472,6 +530,40 @@ class Recorder:
 
 
 # --- entry point -----------------------------------------------------------------
+
+
+WORK_PREFIX = "ridgeline-scan-"
+_WORK_NAME = re.compile(re.escape(WORK_PREFIX) + r"(\d+)-")
+
+
+def _remove_stale_work_dirs(parent: str | None) -> list[str]:
+    """Delete work folders (extracted archive members) of scans that were killed.
+
+    A folder is named after the process that made it; it is stale when that process
+    is gone. Only our own folders are touched.
+    """
+    base = Path(parent or tempfile.gettempdir())
+    removed: list[str] = []
+    try:
+        candidates = list(base.iterdir())
+    except OSError:
+        return removed
+    for path in candidates:
+        found = _WORK_NAME.match(path.name)
+        if found is None or not path.is_dir() or path.is_symlink():
+            continue
+        try:
+            if path.stat().st_uid != os.getuid():
+                continue
+            os.kill(int(found.group(1)), 0)
+            continue  # its scan is still running
+        except ProcessLookupError:
+            pass
+        except (PermissionError, OSError):
+            continue
+        shutil.rmtree(path, ignore_errors=True)
+        removed.append(str(path))
+    return removed
 
 
 def _resume_skip(store: Store) -> Callable[[ScanItem], bool]:
@@ -526,7 +618,8 @@ def scan(
         s.add(run)
     summary = ScanSummary(run_id=run.id)
     started = time.monotonic()
-    work = Path(tempfile.mkdtemp(prefix="ridgeline-scan-", dir=options.work_dir))
+    _remove_stale_work_dirs(options.work_dir)
+    work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=options.work_dir))
     try:
         walker = Walker(work, options.limits, skip=_resume_skip(store) if options.resume else None)
         items = walker.walk(str_paths)
