@@ -524,3 +524,82 @@ def test_resume_after_interrupted_archive_does_not_draft_members_twice(
     with store.session() as s:
         paths = sorted(d.path for d in s.scalars(select(ReportDraft)))
     assert [p.split("!", 1)[1] for p in paths] == ["x/bad.bin", "y/bad2"]
+
+
+def test_symlinks_out_of_the_folder_are_not_followed_nor_quarantined(
+    store: Store, tmp_path: Path
+) -> None:
+    """Issue 17 item 3: a link to a file outside the scanned folder is a skipped row with
+    its reason (its content is not hashed), and quarantine never moves a link."""
+    make_list(store)
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret.txt").write_bytes(BAD)
+    root = tmp_path / "root"
+    (root / "sub").mkdir(parents=True)
+    (root / "real.txt").write_bytes(OTHER)
+    (root / "out-link").symlink_to(outside / "secret.txt")
+    (root / "in-link").symlink_to(root / "real.txt")
+    (root / "dir-link").symlink_to(outside, target_is_directory=True)
+    qdir = tmp_path / "q"
+    summary, rows = run(store, [root], actions=["quarantine"], quarantine_dir=str(qdir))
+    by_name = {Path(r["path"]).name: r for r in rows}
+    assert set(by_name) == {"real.txt", "out-link", "in-link", "dir-link"}
+    assert by_name["out-link"]["skipped"] and "leaving" in by_name["out-link"]["reason"]
+    assert by_name["dir-link"]["skipped"] and "leaving" in by_name["dir-link"]["reason"]
+    assert by_name["in-link"]["skipped"] and "inside" in by_name["in-link"]["reason"]
+    assert summary.matched == 0 and summary.quarantined == 0 and summary.skipped == 3
+    assert (outside / "secret.txt").read_bytes() == BAD and (root / "out-link").is_symlink()
+    with store.session() as s:
+        assert [f.path for f in s.scalars(select(ScanFile))] == [str(root / "real.txt")]
+    # A link named on the command line is scanned, but quarantine refuses to move it.
+    summary, rows = run(store, [root / "out-link"], actions=["quarantine"],
+                        quarantine_dir=str(qdir))  # fmt: skip
+    assert summary.matched == 1 and summary.quarantined == 0
+    (action,) = rows[0]["actions"]
+    assert "symbolic link" in action["error"]
+    assert (root / "out-link").is_symlink() and (outside / "secret.txt").read_bytes() == BAD
+    with store.session() as s:
+        assert list(s.scalars(select(QuarantineItem))) == []
+
+
+def _without_dac_override() -> None:
+    """In a child run as root: drop the capabilities that let root read any folder."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    for cap in (1, 2):  # CAP_DAC_OVERRIDE, CAP_DAC_READ_SEARCH
+        libc.prctl(24, cap, 0, 0, 0)  # PR_CAPBSET_DROP: gone after exec
+
+
+@pytest.mark.parametrize("command", ["scan", "hash"])
+def test_unreadable_subfolder_is_an_error_row_and_exit_1(
+    store: Store, tmp_path: Path, command: str
+) -> None:
+    """Issue 17 item 9: `scan` and `hash -r` reported nothing and exited 0."""
+    import subprocess
+
+    root = tmp_path / "tree"
+    (root / "locked").mkdir(parents=True)
+    (root / "locked" / "hidden.txt").write_bytes(BAD)
+    (root / "ok.txt").write_bytes(OTHER)
+    (root / "locked").chmod(0)
+    script = Path(sys.executable).with_name("ridgeline")
+    cmd = [str(script)] if script.exists() else [sys.executable, "-m", "ridgeline.cli"]
+    args = (
+        ["scan", str(root), "--db", store.url] if command == "scan" else ["hash", "-r", str(root)]
+    )
+    try:
+        done = subprocess.run(
+            [*cmd, *args, "--format", "jsonl"],
+            capture_output=True,
+            timeout=120,
+            preexec_fn=_without_dac_override if os.getuid() == 0 else None,
+        )
+    finally:
+        (root / "locked").chmod(0o755)
+    assert done.returncode == 1, done.stderr.decode()
+    rows = {Path(r["path"]).name: r for r in map(json.loads, done.stdout.splitlines())}
+    assert set(rows) == {"locked", "ok.txt"}
+    assert rows["locked"]["error"] == "unreadable folder: Permission denied"
+    assert rows["ok.txt"]["error"] is None and rows["ok.txt"]["signals"]

@@ -61,6 +61,9 @@ def hash_file(
     result = HashResult(path=os.fspath(path))
     p = Path(path)
     try:
+        if p.is_dir():
+            os.listdir(p)  # an unreadable folder says so (OSError below)
+            raise BadInput("not a file")
         if not p.is_file():
             raise BadInput("not a file" if p.exists() else "no such file")
         result.size = p.stat().st_size
@@ -68,7 +71,8 @@ def hash_file(
         if result.kind == "file" and p.suffix.lower() in IMAGE_SUFFIXES:
             result.kind = "image"  # by name: the decoder decides, with a clear error
     except OSError as exc:
-        result.error = f"unreadable: {exc.strerror or exc}"
+        what = "unreadable folder" if p.is_dir() else "unreadable"
+        result.error = f"{what}: {exc.strerror or exc}"
         return result
     except BadInput as exc:
         result.error = str(exc)
@@ -111,10 +115,17 @@ def iter_files(paths: Iterable[str | os.PathLike[str]], recursive: bool) -> Iter
             if not recursive:
                 yield os.fspath(p)  # reported as "not a file" by hash_file
                 continue
-            for root, dirs, files in os.walk(p):
+            # An unreadable sub-folder is yielded itself: hash_file reports it as an
+            # error row (it was skipped silently, with exit status 0).
+            failed: list[OSError] = []
+            for root, dirs, files in os.walk(p, onerror=failed.append):
+                while failed:
+                    yield os.fspath(failed.pop(0).filename)
                 dirs.sort()
                 for name in sorted(files):
                     yield os.path.join(root, name)
+            while failed:
+                yield os.fspath(failed.pop(0).filename)
         else:
             yield os.fspath(p)
 

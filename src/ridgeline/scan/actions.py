@@ -87,8 +87,14 @@ def quarantine_file(
     run_id: int | None = None,
     member: str | None = None,
 ) -> QuarantineItem:
-    """Move `path` into `quarantine_dir/<id>/` beside a JSON manifest; `restore` undoes it."""
+    """Move `path` into `quarantine_dir/<id>/` beside a JSON manifest; `restore` undoes it.
+
+    A symbolic link is refused: moving it would leave the content where it is, and
+    its target may lie outside what was scanned (a restore then had nowhere to go).
+    """
     src = Path(path)
+    if src.is_symlink():
+        raise Conflict(f"{path} is a symbolic link: not quarantined (quarantine its target)")
     st = src.stat()
     sha256 = file_sha256(src)
     item = QuarantineItem(

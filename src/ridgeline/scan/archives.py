@@ -64,9 +64,12 @@ class ScanItem:
     skipped: bool = False
     #: Size of the top-level file (the archive's, for members).
     top_size: int | None = None
+    #: Why the walk skipped it without scanning (a symbolic link), if it did.
+    reason: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
+            "reason": self.reason,
             "path": self.path,
             "display": self.display,
             "top": self.top,
@@ -170,16 +173,39 @@ class Walker:
     skip: Callable[[ScanItem], bool] | None = None
 
     def walk(self, paths: Iterable[str | os.PathLike[str]]) -> Iterator[ScanItem]:
-        """Every file under `paths` (folders recursively, sorted), members included."""
+        """Every file under `paths` (folders recursively, sorted), members included.
+
+        Symbolic links met inside a folder are not followed: a link leaving the folder
+        would scan (and quarantine) something outside what was asked for, and a link
+        inside it names a file the walk reaches under its own path. Each is a skipped
+        row with its reason. A sub-folder that cannot be read is an error row.
+        """
         for raw in paths:
             p = os.fspath(raw)
             if os.path.isdir(p):
-                for root, dirs, files in os.walk(p):
-                    dirs.sort()
-                    for name in sorted(files):
-                        yield from self.expand(os.path.join(root, name))
+                yield from self._walk_folder(p)
             else:
                 yield from self.expand(p)
+
+    def _walk_folder(self, top: str) -> Iterator[ScanItem]:
+        failed: list[OSError] = []
+        root_real = os.path.realpath(top)
+        for root, dirs, files in os.walk(top, onerror=failed.append):
+            while failed:
+                yield _folder_error(failed.pop(0))
+            dirs.sort()
+            for name in sorted(dirs):
+                path = os.path.join(root, name)
+                if os.path.islink(path):
+                    yield _link_item(path, root_real)
+            for name in sorted(files):
+                path = os.path.join(root, name)
+                if os.path.islink(path):
+                    yield _link_item(path, root_real)
+                else:
+                    yield from self.expand(path)
+        while failed:
+            yield _folder_error(failed.pop(0))
 
     def top_item(self, path: str) -> ScanItem:
         """A plain file (not expanded), with the stat resume needs."""
@@ -254,6 +280,23 @@ class Walker:
 
 
 Member = tuple[str, str | None, Any]
+
+
+def _folder_error(exc: OSError) -> ScanItem:
+    path = os.fspath(exc.filename) if exc.filename is not None else "?"
+    return ScanItem(path, path, path, error=f"unreadable folder: {exc.strerror or exc}")
+
+
+def _link_item(path: str, root_real: str) -> ScanItem:
+    """A skipped row for a symbolic link found while walking a folder."""
+    target = os.path.realpath(path)
+    inside = target == root_real or target.startswith(root_real.rstrip(os.sep) + os.sep)
+    reason = (
+        "symbolic link inside the scanned folder (not followed; its target is scanned)"
+        if inside
+        else "symbolic link leaving the scanned folder (not followed)"
+    )
+    return ScanItem(path, path, path, skipped=True, reason=reason)
 
 
 def _zip_members(path: str) -> Iterator[Member]:

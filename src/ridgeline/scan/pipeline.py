@@ -293,7 +293,8 @@ class Recorder:
             }
         if item["skipped"]:
             self.summary.skipped += 1
-            return {"path": item["display"], "skipped": True}
+            row = {"path": item["display"], "skipped": True}
+            return row | ({"reason": item["reason"]} if item.get("reason") else {})
         self.summary.files += 1
         if outcome["error"]:
             self.summary.errors += 1
@@ -512,6 +513,9 @@ class Recorder:
             )  # fmt: skip
         except OSError as exc:
             out["error"] = f"could not quarantine: {exc.strerror or exc}"
+            return out
+        except RidgelineError as exc:
+            out["error"] = f"could not quarantine: {exc}"
             return out
         self._quarantined.add(top)
         self.summary.quarantined += 1
