@@ -20,7 +20,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import DateTime, String, Text, event, select, text
+from sqlalchemy import DateTime, String, Text, event, select, text, type_coerce
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ridgeline.errors import BadInput, PermissionDenied
@@ -196,6 +196,18 @@ class VerifyResult:
         }
 
 
+def _stored_time(value: object) -> dt.datetime | None:
+    """A stored record time as the ORM would load it, or None if it is not a time."""
+    if isinstance(value, dt.datetime):
+        return value
+    if not isinstance(value, str):
+        return None
+    try:
+        return dt.datetime.fromisoformat(value)
+    except ValueError:
+        return None
+
+
 def verify(session: Session, *, expect_head: str | None = None) -> VerifyResult:
     """Walk the chain from the first record; report the first edit, gap or reordering.
 
@@ -207,10 +219,23 @@ def verify(session: Session, *, expect_head: str | None = None) -> VerifyResult:
     checked = 0
     found_anchor = expect_head is None
     anchor = (expect_head or "").strip().lower()
+    # The time is read as stored and parsed here: on SQLite a garbage value ended the
+    # whole verify in a traceback instead of naming the broken record (issue 17 #13).
     rows = session.execute(
-        select(LogRecord).order_by(LogRecord.seq).execution_options(yield_per=2000)
+        select(
+            LogRecord.seq,
+            type_coerce(LogRecord.at, String).label("at"),
+            LogRecord.actor,
+            LogRecord.action,
+            LogRecord.subject,
+            LogRecord.details,
+            LogRecord.prev_hash,
+            LogRecord.hash,
+        )
+        .order_by(LogRecord.seq)
+        .execution_options(yield_per=2000)
     )
-    for (rec,) in rows:
+    for rec in rows:
         if rec.seq != expected_seq:
             reason = (
                 f"record {expected_seq} is missing (next stored record is {rec.seq})"
@@ -228,9 +253,17 @@ def verify(session: Session, *, expect_head: str | None = None) -> VerifyResult:
                 rec.seq - 1,
                 prev,
             )
-        recomputed = record_hash(
-            prev, rec.seq, rec.at, rec.actor, rec.action, rec.subject, rec.details
-        )
+        at = _stored_time(rec.at)
+        if at is None:
+            return VerifyResult(
+                False,
+                checked,
+                rec.seq,
+                f"record {rec.seq} has an unreadable time {str(rec.at)[:64]!r} (it was altered)",
+                rec.seq - 1,
+                prev,
+            )
+        recomputed = record_hash(prev, rec.seq, at, rec.actor, rec.action, rec.subject, rec.details)
         if recomputed != rec.hash:
             return VerifyResult(
                 False,

@@ -20,7 +20,7 @@ from sqlalchemy.orm import Session
 from ridgeline.errors import BadInput
 from ridgeline.exchange import icse, native, ncmec, stopncii, vics
 from ridgeline.exchange.apply import ImportReport, apply_records, export_items, last_timestamp
-from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
 from ridgeline.store.models import HashList
 
 #: Partner formats' parsers (bytes, what) -> records.
@@ -122,10 +122,7 @@ def import_file(
     entries confirmed under a review policy. A malformed file raises `BadInput` before
     anything is written.
     """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise BadInput(f"{path}: {exc.strerror}") from None
+    data = read_input(path)
     return import_bytes(
         session,
         hash_list,

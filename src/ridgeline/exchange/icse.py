@@ -20,7 +20,13 @@ from typing import Any
 
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.errors import BadInput, RidgelineError
-from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
+from ridgeline.exchange.records import (
+    ExchangeRecord,
+    ExportItem,
+    ParseResult,
+    csv_rows,
+    decode_text,
+)
 from ridgeline.timeutil import isoformat, parse_iso
 
 NAME = "icse"
@@ -35,32 +41,27 @@ def parse(data: bytes, what: str = "ICSE CSV") -> ParseResult:
     """Read an ICSE `;`-separated file; each bad row is reported by its line number."""
     text = decode_text(data, what)
     result = ParseResult(NAME)
-    reader = csv.reader(io.StringIO(text, newline=""), delimiter=";")
-    try:
-        header = next(reader)
-    except StopIteration:
+    rows = csv_rows(text, delimiter=";")
+    first = next(rows, None)
+    if first is None:
         return result
-    except csv.Error as exc:
-        raise BadInput(f"{what}: line 1: {exc}") from None
-    names = [h.strip().lower() for h in header]
+    if isinstance(first[1], str):
+        raise BadInput(f"{what}: line {first[0]}: {first[1]}")
+    names = [h.strip().lower() for h in first[1]]
     if not any(n in _SIGNALS for n in names):
         raise BadInput(f"{what}: line 1: header has no hash column; expected {';'.join(COLUMNS)}")
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            result.reject(f"line {reader.line_num}", str(exc))
+    for line, row in rows:
+        position = f"line {line}"
+        if isinstance(row, str):
+            result.reject(position, row)
             continue
-        position = f"line {reader.line_num}"
         if not any(cell.strip() for cell in row):
             continue
-        if len(row) > len(names):
+        if len(row) != len(names):
             result.reject(position, f"{len(row)} fields, the header has {len(names)}")
             continue
         try:
-            result.add(_record(dict(zip(names, row, strict=False)), position))
+            result.add(_record(dict(zip(names, row, strict=True)), position))
         except (RidgelineError, ValueError) as exc:
             result.reject(position, str(exc))
     return result

@@ -25,7 +25,14 @@ from typing import Any
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.classifications import validate as validate_classification
 from ridgeline.errors import BadInput, RidgelineError
-from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
+from ridgeline.exchange.jsonutil import loads, problem
+from ridgeline.exchange.records import (
+    ExchangeRecord,
+    ExportItem,
+    ParseResult,
+    csv_rows,
+    decode_text,
+)
 from ridgeline.signals import all_signals
 from ridgeline.signals.base import StreamingSignal
 from ridgeline.timeutil import parse_iso
@@ -94,28 +101,20 @@ def parse(data: bytes, fmt: str, what: str | None = None, signal: str | None = N
 
 
 def _parse_csv(text: str, signal: str | None, result: ParseResult, what: str) -> None:
-    # strict: a quote opened and never closed is an error on its line, not a field that
-    # swallows the rest of the file
-    reader = csv.reader(io.StringIO(text, newline=""), strict=True)
-    try:
-        header = next(reader)
-    except StopIteration:
+    # A quote opened and never closed is an error on its line, not a field that
+    # swallows the rest of the file; reading resumes on the next line (csv_rows).
+    rows = csv_rows(text)
+    first = next(rows, None)
+    if first is None:
         return
-    except csv.Error as exc:
-        raise BadInput(f"{what}: line 1: {exc}") from None
-    names = [h.strip() for h in header]
-    while True:
-        try:
-            row = next(reader)
-        except StopIteration:
-            break
-        except csv.Error as exc:
-            message = str(exc)
-            if "unexpected end of data" in message:
-                message = "a quoted field is never closed (the file ends inside it)"
-            result.reject(f"line {reader.line_num}", message)
+    if isinstance(first[1], str):
+        raise BadInput(f"{what}: line {first[0]}: {first[1]}")
+    names = [h.strip() for h in first[1]]
+    for line, row in rows:
+        position = f"line {line}"
+        if isinstance(row, str):
+            result.reject(position, row)
             continue
-        position = f"line {reader.line_num}"
         if not any(cell.strip() for cell in row):
             continue
         if len(row) > len(names):
@@ -133,15 +132,19 @@ def _parse_jsonl(text: str, signal: str | None, result: ParseResult) -> None:
             continue
         position = f"line {number}"
         try:
-            obj = json.loads(raw)
+            obj = loads(raw)  # deep values and huge integers become markers
         except json.JSONDecodeError as exc:
             result.reject(position, f"malformed JSON: {exc.msg} at column {exc.colno}")
             continue
-        except (RecursionError, ValueError) as exc:  # absurd nesting, huge integers
-            result.reject(position, f"unreadable JSON: {type(exc).__name__}")
+        except (RecursionError, ValueError):
+            result.reject(position, "JSON nested too deeply to read")
             continue
         if not isinstance(obj, dict):
             result.reject(position, "expected a JSON object")
+            continue
+        bad = problem(obj)
+        if bad is not None:
+            result.reject(position, bad)
             continue
         try:
             result.add(_record(position, obj, signal))

@@ -16,7 +16,7 @@ from typing import Any
 from ridgeline.classifications import SCHEMES
 from ridgeline.errors import BadInput
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.exchange.safexml import child_text, parse_xml
+from ridgeline.exchange.safexml import child_text, oversized, parse_xml
 from ridgeline.timeutil import as_utc, parse_iso
 
 NAME = "ncmec-xml"
@@ -53,6 +53,9 @@ def parse(data: bytes, what: str = "NCMEC XML") -> ParseResult:
             seen[element.tag] = seen.get(element.tag, 0) + 1
             path = f"{group_path}/{element.tag}[{seen[element.tag]}]"
             try:
+                problem = oversized(element)
+                if problem is not None:
+                    raise BadInput(problem)
                 result.add(_entry(element, path))
             except BadInput as exc:
                 result.reject(path, str(exc))

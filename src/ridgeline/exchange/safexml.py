@@ -8,10 +8,51 @@ from __future__ import annotations
 
 import re
 import xml.etree.ElementTree as ET
+from xml.parsers import expat
 
 from ridgeline.errors import BadInput
 
 _FORBIDDEN = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+
+
+#: Longest text or attribute value of one element (hashes and ids are far shorter).
+MAX_FIELD_CHARS = 4096
+
+
+class _Refused(Exception):
+    pass
+
+
+def _refuse(*_args: object) -> None:
+    raise _Refused
+
+
+def _refuse_external(*_args: object) -> int:
+    raise _Refused
+
+
+def _refuse_declarations(data: bytes, what: str) -> None:
+    """Refuse any DTD or entity declaration, in whatever encoding the document uses.
+
+    A byte search missed a UTF-16 DOCTYPE (issue 17 item 11), so expat, which decodes
+    the document as the parser will, reports the declarations instead.
+    """
+    checker = expat.ParserCreate()
+    checker.SetParamEntityParsing(expat.XML_PARAM_ENTITY_PARSING_NEVER)
+    checker.StartDoctypeDeclHandler = _refuse
+    checker.EntityDeclHandler = _refuse
+    checker.ExternalEntityRefHandler = _refuse_external
+    try:
+        checker.Parse(data, True)
+    except _Refused:
+        raise BadInput(
+            f"{what}: line {checker.CurrentLineNumber}: XML with a DTD or entity declarations "
+            "is refused (hash files never need them, and they enable entity-expansion attacks)"
+        ) from None
+    except expat.ExpatError:
+        return  # malformed: the real parser below reports where
+    except ValueError as exc:  # an encoding expat cannot read (UTF-32)
+        raise BadInput(f"{what}: {exc}") from None
 
 
 def parse_xml(data: bytes, what: str) -> ET.Element:
@@ -23,6 +64,7 @@ def parse_xml(data: bytes, what: str) -> ET.Element:
             f"{what}: line {line}: XML with a DTD or entity declarations is refused "
             "(hash files never need them, and they enable entity-expansion attacks)"
         )
+    _refuse_declarations(data, what)
     parser = ET.XMLParser()
     try:
         parser.feed(data)
@@ -43,3 +85,12 @@ def child_text(element: ET.Element, tag: str) -> str | None:
         return None
     text = child.text.strip()
     return text or None
+
+
+def oversized(element: ET.Element, limit: int = MAX_FIELD_CHARS) -> str | None:
+    """Why an element (with its children) carries a field too long to keep, or None."""
+    for item in element.iter():
+        for value in (item.text, *item.attrib.values()):
+            if value is not None and len(value) > limit:
+                return f"<{item.tag}> holds {len(value)} characters; at most {limit} are read"
+    return None

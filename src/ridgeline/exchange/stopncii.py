@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from ridgeline.errors import BadInput
-from ridgeline.exchange.jsonutil import load_json, pointer
+from ridgeline.exchange.jsonutil import load_json, loads, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
 
 NAME = "stopncii"
@@ -35,9 +35,12 @@ def parse(data: bytes, what: str = "StopNCII JSON") -> ParseResult:
             if not line.strip():
                 continue
             try:
-                obj = json.loads(line)
+                obj = loads(line)
             except json.JSONDecodeError as exc:
                 result.reject(f"line {number}", f"malformed JSON at column {exc.colno}: {exc.msg}")
+                continue
+            except RecursionError:
+                result.reject(f"line {number}", "JSON nested too deeply to read")
                 continue
             _one(result, obj, f"line {number}")
         return result
@@ -64,14 +67,17 @@ def _is_json_lines(text: str) -> bool:
     if not sep:
         return False
     try:
-        obj = json.loads(first)
-    except json.JSONDecodeError:
+        obj = loads(first)
+    except (json.JSONDecodeError, RecursionError):
         return False
     return isinstance(obj, dict) and "hashValue" in obj
 
 
 def _one(result: ParseResult, obj: Any, position: str) -> None:
     try:
+        bad = problem(obj)
+        if bad is not None:
+            raise BadInput(bad)
         result.add(_record(obj, position))
     except BadInput as exc:
         result.reject(position, str(exc))

@@ -20,7 +20,7 @@ from typing import Any
 
 from ridgeline.classifications import SCHEMES
 from ridgeline.errors import BadInput
-from ridgeline.exchange.jsonutil import load_json, pointer
+from ridgeline.exchange.jsonutil import load_json, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
 from ridgeline.timeutil import as_utc, parse_iso
 
@@ -78,6 +78,9 @@ def _one(
     try:
         if not isinstance(media, dict):
             raise BadInput("expected a media object")
+        bad = problem(media)
+        if bad is not None:
+            raise BadInput(bad)
         result.add(_media(media, path, version, profile, case_id))
     except BadInput as exc:
         result.reject(path, str(exc))
