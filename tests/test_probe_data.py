@@ -78,7 +78,7 @@ def test_unterminated_quote_is_an_error_and_later_records_are_kept(
     native.write_text(f'md5,note\n{MD5[0]},a\n{MD5[1]},"never closed\n{MD5[2]},c\n{MD5[3]},d\n')
     report = _import(store, native, "csv")
     assert report["added"] == 3 and [(_where(e), e["error"][:20]) for e in report["errors"]] == [
-        ("line 3", "unterminated quote: ")
+        ("line 3", "a quoted field is ne")
     ]
     icse = tmp_path / "i.csv"
     icse.write_text(
@@ -86,7 +86,7 @@ def test_unterminated_quote_is_an_error_and_later_records_are_kept(
     )
     report = _import(store, icse, "icse")
     assert report["added"] == 3 and [_where(e) for e in report["errors"]] == ["line 3"]
-    assert "unterminated quote" in report["errors"][0]["error"]
+    assert "quoted field is never closed" in report["errors"][0]["error"]
     assert ("c", "later") in _stored(store) and ("d", "last") in _stored(store)
 
 

@@ -113,7 +113,7 @@ def csv_rows(text: str, delimiter: str = ",") -> Iterator[tuple[int, list[str] |
         except csv.Error as exc:
             message = str(exc)
             if "unexpected end of data" in message or "newline inside string" in message:
-                message = "unterminated quote: the quoted field opened here never closes"
+                message = "a quoted field is never closed (the file ends inside it)"
             yield start + done + 1, message
             start += done + 1
 
