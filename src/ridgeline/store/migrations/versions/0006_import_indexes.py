@@ -6,8 +6,8 @@ chose a nested loop over every row the import had just inserted (issue 17 item 2
 10k md5 in 34-55 s, 20k over 7 minutes). The index makes the inner side an index
 scan whatever the statistics say; it also serves the cascade on entry deletion.
 
-Revision ID: 0005
-Revises: 0004
+Revision ID: 0006
+Revises: 0005
 Create Date: 2026-12-02 04:00:00
 """
 
@@ -15,8 +15,8 @@ from collections.abc import Sequence
 
 from alembic import op
 
-revision: str = "0005"
-down_revision: str | None = "0004"
+revision: str = "0006"
+down_revision: str | None = "0005"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
