@@ -28,6 +28,14 @@ from ridgeline.cli.common import db_option, handle_errors
     multiple=True,
     help="Host /v1/match may fetch URLs from (repeatable; none: URL fetching is off).",
 )
+@click.option(
+    "--body-timeout",
+    "body_timeout_s",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds a request body may take to arrive (slow clients get 408).",
+)
 @click.option("--evidence-key-file", default=None, help="Key for review media (AES-256-GCM).")
 @click.option("--log-level", default="warning", show_default=True)
 @db_option
@@ -40,6 +48,7 @@ def serve(
     max_upload_bytes: int,
     max_pixels: int,
     timeout_s: float,
+    body_timeout_s: float,
     rate_limit: float,
     fetch_hosts: tuple[str, ...],
     evidence_key_file: str | None,
@@ -63,6 +72,7 @@ def serve(
         max_upload_bytes=max_upload_bytes,
         max_pixels=max_pixels,
         request_timeout_s=timeout_s,
+        body_timeout_s=body_timeout_s,
         default_rate_limit=rate_limit,
         fetch_allow_hosts=list(fetch_hosts),
         evidence_key_file=evidence_key_file,

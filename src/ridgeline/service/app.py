@@ -46,6 +46,7 @@ from ridgeline.hashing import tune_malloc
 from ridgeline.scan.matching import Matcher
 from ridgeline.service.auth import PUBLIC
 from ridgeline.service.fastpath import FastLookup
+from ridgeline.service.guard import RequestGuard
 from ridgeline.service.keys import KeyVerifier
 from ridgeline.service.ratelimit import RateLimiter, process_table
 from ridgeline.service.schemas import ErrorOut, HealthOut, ReadyOut
@@ -62,6 +63,10 @@ class ServiceConfig:
     db: str | None = None
     index_dir: str | None = None
     max_upload_bytes: int = 50 << 20
+    #: Cap on every other request body (JSON): counted as it streams, chunked or not.
+    max_json_bytes: int = 4 << 20
+    #: A request body must arrive within this many seconds (slow clients get 408).
+    body_timeout_s: float = 30.0
     max_pixels: int = 50_000_000
     #: Content kinds uploads may be (sniffed from the bytes, not the file name).
     upload_kinds: list[str] = field(default_factory=lambda: ["image", "video", "file"])
@@ -268,29 +273,6 @@ class Refresher:
         self._thread.join(timeout=5)
 
 
-class ContentLengthLimit:
-    """Refuses request bodies declared larger than the upload limit before reading them."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] == "http":
-            for name, value in scope.get("headers", []):
-                if (
-                    name == b"content-length"
-                    and value.isdigit()
-                    and int(value) > self.max_bytes + 65536
-                ):
-                    response = error_response(
-                        TooLarge(f"request body exceeds {self.max_bytes} bytes")
-                    )
-                    await response(scope, receive, send)
-                    return
-        await self.app(scope, receive, send)
-
-
 class ServiceApp(FastAPI):
     """The FastAPI app, with the lookup fast path in front of its middleware stack."""
 
@@ -348,7 +330,13 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app.state.matcher = None
     app.fast_lookup = FastLookup(app.state)
     _install_error_handlers(app)
-    app.add_middleware(ContentLengthLimit, max_bytes=config.max_upload_bytes)
+    app.add_middleware(
+        RequestGuard,
+        state=app.state,
+        max_upload_bytes=config.max_upload_bytes,
+        max_json_bytes=config.max_json_bytes,
+        body_timeout_s=config.body_timeout_s,
+    )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
     public = {"openapi_extra": {"x-ridgeline-permission": PUBLIC}}

@@ -65,12 +65,15 @@ def requires(permission: str) -> Callable[[Request], Awaitable[Principal]]:
 
     async def dependency(request: Request) -> Principal:
         state: Any = request.app.state
-        token = token_from(request)
+        # Normally the request guard has verified the key before the body was read.
+        principal: Principal | None = getattr(request.state, "principal", None)
+        token = token_from(request) if principal is None else "verified"
         if not token:
             raise Unauthenticated(
                 "an API key is required (Authorization: Bearer <key> or X-API-Key)"
             )
-        principal: Principal | None = state.verifier.cached(token)
+        if principal is None:
+            principal = state.verifier.cached(token)
         if principal is None:  # argon2 + database: off the event loop
             principal = await run_in_threadpool(state.verifier.verify, state.store.session, token)
         if principal is None:

@@ -50,6 +50,9 @@ ENV_WORKER = "RIDGELINE_WORKER"
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 #: A worker that dies sooner than this after starting is not restarted (it would loop).
 MIN_UPTIME_S = 5.0
+#: An idle keep-alive connection is closed after this many seconds (request bodies
+#: have their own deadline: `ServiceConfig.body_timeout_s`, enforced by the guard).
+KEEP_ALIVE_S = 5
 
 
 @dataclass(frozen=True)
@@ -124,6 +127,7 @@ def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
         log_level=opts.log_level,
         access_log=False,
         backlog=opts.backlog,
+        timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(opts.graceful_s),
     )
     with quiet_exit_signals():
@@ -167,6 +171,7 @@ def serve(opts: ServeOptions) -> None:
             log_level=opts.log_level,
             access_log=False,
             backlog=opts.backlog,
+            timeout_keep_alive=KEEP_ALIVE_S,
         )
         return
     Supervisor(opts).run()

@@ -1,0 +1,205 @@
+"""The request guard: the key is checked and the body capped before any route reads it.
+
+FastAPI reads (and parses) a request's body before it runs a route's dependencies,
+so a check in a dependency comes too late: a chunked body without a key was read in
+full first (1 GB of JSON added 3 GB to a worker; a 1 GB multipart upload was spooled
+to the temp folder before its 401). This plain-ASGI middleware runs first instead:
+
+* Every `/v1` request must carry a key that verifies (cached, or argon2 off the event
+  loop) before one byte of its body is read; otherwise 401 at once, and the
+  connection is closed when a body was announced, so it is never read.
+* A body is counted as it streams, `Content-Length` or not: the request gets its 413
+  as soon as the cap is passed (declared lengths are refused up front) and nothing
+  beyond the cap is buffered or spooled. Multipart uploads may be
+  `max_upload_bytes` plus 64 KiB of form overhead; other bodies `max_json_bytes`.
+* Reading the body has a deadline (`body_timeout_s` for the whole body): a slow
+  client (slowloris) gets 408 and its connection closed.
+
+The route's own dependency (`auth.requires`) then finds the verified principal in
+the request state and applies the rate limit and the role check as before.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from typing import Any, NoReturn
+
+from starlette.concurrency import run_in_threadpool
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from ridgeline.service.keys import Principal
+
+#: Paths under this prefix need a key; everything else is public (health, metrics, docs).
+PROTECTED_PREFIX = "/v1/"
+#: Form overhead (boundaries, part headers, small fields) allowed beyond the upload cap.
+MULTIPART_SLACK = 64 << 10
+#: Methods whose requests may carry a body worth guarding.
+_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+
+
+class _BodyRejected(Exception):
+    """Raised into the app from `receive` after the guard has answered (413 or 408)."""
+
+
+def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
+    """`Authorization: Bearer <key>` first, else `X-API-Key` (as `auth.token_from`)."""
+    auth = api_key = None
+    for name, value in headers:
+        if name == b"authorization" and auth is None:
+            auth = value
+        elif name == b"x-api-key" and api_key is None:
+            api_key = value
+    if auth:
+        scheme, _, rest = auth.decode("latin-1").partition(" ")
+        if scheme.lower() == "bearer" and rest.strip():
+            return rest.strip()
+    if api_key is not None:
+        key = api_key.decode("latin-1").strip()
+        return key or None
+    return None
+
+
+def _json_error(status: int, code: str, message: str) -> bytes:
+    return json.dumps({"error": {"code": code, "message": message}}).encode()
+
+
+async def _answer(
+    send: Send, status: int, code: str, message: str, *, close: bool, extra: Any = ()
+) -> None:
+    body = _json_error(status, code, message)
+    headers = [
+        (b"content-type", b"application/json"),
+        (b"content-length", str(len(body)).encode()),
+        *extra,
+    ]
+    if close:  # uvicorn closes the connection after this answer: the body is never read
+        headers.append((b"connection", b"close"))
+    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.body", "body": body})
+
+
+class RequestGuard:
+    """Authenticates `/v1` requests and caps and times their bodies (see the module doc)."""
+
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: Any,
+        max_upload_bytes: int,
+        max_json_bytes: int,
+        body_timeout_s: float,
+    ) -> None:
+        self.app = app
+        self.state = state
+        self.max_upload_bytes = max_upload_bytes
+        self.max_json_bytes = max_json_bytes
+        self.body_timeout_s = body_timeout_s
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        headers: list[tuple[bytes, bytes]] = scope.get("headers", [])
+        declared: int | None = None
+        chunked = multipart = False
+        for name, value in headers:
+            if name == b"content-length":
+                declared = int(value) if value.isdigit() else declared
+            elif name == b"transfer-encoding":
+                chunked = b"chunked" in value.lower()
+            elif name == b"content-type":
+                multipart = value.lower().startswith(b"multipart/form-data")
+        has_body = chunked or bool(declared)
+        if scope["path"].startswith(PROTECTED_PREFIX):
+            principal = await self._authenticate(headers)
+            if isinstance(principal, tuple):
+                code, message = principal
+                await _answer(
+                    send,
+                    401,
+                    code,
+                    message,
+                    close=has_body,
+                    extra=[(b"www-authenticate", b"Bearer")],
+                )
+                return
+            scope.setdefault("state", {})["principal"] = principal
+        limit = self.max_upload_bytes + MULTIPART_SLACK if multipart else self.max_json_bytes
+        if declared is not None and declared > limit:
+            await _answer(send, 413, "too_large", f"request body exceeds {limit} bytes", close=True)
+            return
+        if not has_body or scope["method"] not in _BODY_METHODS:
+            await self.app(scope, receive, send)
+            return
+        await self._guarded(scope, receive, send, limit)
+
+    async def _authenticate(
+        self, headers: list[tuple[bytes, bytes]]
+    ) -> Principal | tuple[str, str]:
+        """The verified principal, or (code, message) of the 401."""
+        token = token_from_headers(headers)
+        if not token:
+            return (
+                "unauthenticated",
+                "an API key is required (Authorization: Bearer <key> or X-API-Key)",
+            )
+        verifier = self.state.verifier
+        principal: Principal | None = verifier.cached(token)
+        if principal is None:  # argon2 + database: off the event loop
+            principal = await run_in_threadpool(verifier.verify, self.state.store.session, token)
+        if principal is None:
+            return "invalid_key", "unknown, wrong or revoked API key"
+        return principal
+
+    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.body_timeout_s
+        total = 0
+        done = False
+        started = answered = False
+
+        async def guarded_send(message: Message) -> None:
+            nonlocal started
+            if answered:
+                return  # the guard has answered; whatever the app says after is dropped
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        async def reject(status: int, code: str, message: str) -> NoReturn:
+            nonlocal answered
+            if not started:
+                await _answer(send, status, code, message, close=True)
+            answered = True
+            raise _BodyRejected(message)
+
+        async def guarded_receive() -> Message:
+            nonlocal total, done
+            if done or answered:
+                return await receive()  # after the body: disconnect notices, unbounded
+            remaining = deadline - loop.time()
+            try:
+                if remaining <= 0:
+                    raise TimeoutError
+                message = await asyncio.wait_for(receive(), remaining)
+            except TimeoutError:
+                await reject(
+                    408,
+                    "body_timeout",
+                    f"the request body did not arrive within {self.body_timeout_s:g}s",
+                )
+            if message["type"] == "http.request":
+                total += len(message.get("body", b""))
+                if total > limit:
+                    await reject(413, "too_large", f"request body exceeds {limit} bytes")
+                done = not message.get("more_body", False)
+            else:
+                done = True
+            return message
+
+        try:
+            await self.app(scope, guarded_receive, guarded_send)
+        except Exception:
+            if not answered:
+                raise

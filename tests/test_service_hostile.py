@@ -1,0 +1,193 @@
+"""Hostile HTTP clients against a real `ridgeline serve`: bodies without a key, chunked
+and multipart bodies past the cap, slow bodies, wrong secrets for a real key prefix."""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import select
+import socket
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from ridgeline.cli import main
+
+MB = 1 << 20
+
+
+def _key(db: str, role: str) -> str:
+    res = CliRunner().invoke(
+        main, ["keys", "create", "--role", role, "--db", db, "--format", "json"]
+    )
+    assert res.exit_code == 0, res.output
+    return str(json.loads(res.stdout)["key"])
+
+
+def _rss(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError("no VmRSS")
+
+
+def _dir_bytes(path: Path) -> int:
+    total = 0
+    for root, _, files in os.walk(path):
+        for name in files:
+            with contextlib.suppress(OSError):
+                total += os.stat(os.path.join(root, name)).st_size
+    return total
+
+
+def _stream(
+    port: int,
+    head: str,
+    total: int,
+    *,
+    chunked: bool = True,
+    chunk: bytes = b"[" * (256 << 10),
+    watch: Callable[[], None] | None = None,
+) -> tuple[int, bytes]:
+    """Send `head` then up to `total` body bytes (chunked, or raw after a Content-Length)
+    until the server answers; (bytes sent, response)."""
+    sent = 0
+    response = b""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        sock.sendall(head.encode())
+        while sent < total:
+            readable, _, _ = select.select([sock], [], [], 0)
+            if readable:
+                break
+            frame = f"{len(chunk):x}\r\n".encode() + chunk + b"\r\n" if chunked else chunk
+            try:
+                sock.sendall(frame)
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += len(chunk)
+            if watch is not None:
+                watch()
+        sock.settimeout(10)
+        try:
+            while data := sock.recv(65536):
+                response += data
+        except (ConnectionResetError, TimeoutError):
+            pass
+    return sent, response
+
+
+def _status(response: bytes) -> int:
+    assert response.startswith(b"HTTP/1.1 "), response[:200]
+    return int(response.split()[1])
+
+
+@pytest.fixture
+def server(tmp_path: Path, serve_process: Callable[..., Any]) -> tuple[Any, str, Path]:
+    db = str(tmp_path / "hostile.db")
+    provider = _key(db, "provider")
+    temp = tmp_path / "tmp"
+    temp.mkdir()
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "index"),
+        "--max-upload-bytes", str(4 * MB), "--body-timeout", "2",
+        env={**os.environ, "TMPDIR": str(temp)},
+    )  # fmt: skip
+    return served, provider, temp
+
+
+def test_bodies_without_a_key_are_never_read(server: tuple[Any, str, Path]) -> None:
+    """200 MB chunked JSON and 200 MB multipart without a key: 401 before the body is
+    read, the connection closed early, the worker's RSS and the temp folder flat."""
+    served, _, temp = server
+    pid = served.proc.pid
+    before = _rss(pid)
+    peak_temp = [0]
+
+    def watch() -> None:
+        peak_temp[0] = max(peak_temp[0], _dir_bytes(temp))
+
+    head = (
+        "POST /v1/match HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        "Transfer-Encoding: chunked\r\n\r\n"
+    )
+    sent, response = _stream(served.port, head, 200 * MB, watch=watch)
+    assert _status(response) == 401 and b'"unauthenticated"' in response
+    assert sent < 20 * MB, f"{sent} bytes were accepted before the 401"
+    head = (
+        "POST /v1/hash HTTP/1.1\r\nHost: x\r\nX-API-Key: rl_000000000000_wrong\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+    sent, response = _stream(served.port, head, 200 * MB, chunk=form + b"\0" * MB, watch=watch)
+    assert _status(response) == 401 and b'"invalid_key"' in response
+    assert sent < 20 * MB
+    growth = _rss(pid) - before
+    assert growth < 50 * MB, f"worker RSS grew by {growth / MB:.0f} MB"
+    assert peak_temp[0] < MB and _dir_bytes(temp) == 0
+
+
+def test_a_body_past_the_cap_gets_413_while_it_streams(server: tuple[Any, str, Path]) -> None:
+    """With a valid key, chunked bodies are counted as they arrive: 413 right after the
+    cap (4 MiB of JSON, or the 4 MiB upload cap + form overhead), nothing spooled past it."""
+    served, provider, temp = server
+    pid = served.proc.pid
+    before = _rss(pid)
+    peak_temp = [0]
+
+    def watch() -> None:
+        peak_temp[0] = max(peak_temp[0], _dir_bytes(temp))
+
+    head = (
+        f"POST /v1/match HTTP/1.1\r\nHost: x\r\nX-API-Key: {provider}\r\n"
+        "Content-Type: application/json\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    sent, response = _stream(served.port, head, 200 * MB)
+    assert _status(response) == 413 and b'"too_large"' in response
+    assert sent < 24 * MB, f"{sent} bytes were accepted before the 413"
+    head = (
+        f"POST /v1/hash HTTP/1.1\r\nHost: x\r\nX-API-Key: {provider}\r\n"
+        "Content-Type: multipart/form-data; boundary=b\r\nTransfer-Encoding: chunked\r\n\r\n"
+    )
+    form = b'--b\r\nContent-Disposition: form-data; name="file"; filename="a"\r\n\r\n'
+    sent, response = _stream(served.port, head, 200 * MB, chunk=form + b"\0" * MB, watch=watch)
+    assert _status(response) == 413, response[:300]
+    assert sent < 24 * MB
+    assert peak_temp[0] <= 5 * MB, f"{peak_temp[0]} bytes spooled to the temp folder"
+    # a declared length past the cap is refused before any of the body is sent
+    head = (
+        f"POST /v1/match HTTP/1.1\r\nHost: x\r\nX-API-Key: {provider}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {200 * MB}\r\n\r\n"
+    )
+    sent, response = _stream(served.port, head, 200 * MB, chunked=False)
+    assert _status(response) == 413 and sent < 24 * MB
+    assert _rss(pid) - before < 50 * MB
+
+
+def test_a_slow_body_is_timed_out(server: tuple[Any, str, Path]) -> None:
+    """A client that sends its body byte by byte (slowloris) gets 408 at the body
+    deadline (2 s here) and its connection is closed."""
+    served, provider, _ = server
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(
+            f"POST /v1/match HTTP/1.1\r\nHost: x\r\nX-API-Key: {provider}\r\n"
+            "Content-Type: application/json\r\nContent-Length: 1000\r\n\r\n{".encode()
+        )
+        began = time.monotonic()
+        response = b""
+        while time.monotonic() - began < 8:
+            readable, _, _ = select.select([sock], [], [], 0.5)
+            if readable:
+                data = sock.recv(65536)
+                if not data:
+                    break
+                response += data
+            else:
+                sock.sendall(b" ")
+        elapsed = time.monotonic() - began
+    assert _status(response) == 408 and b'"body_timeout"' in response
+    assert elapsed < 5, elapsed
