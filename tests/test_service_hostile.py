@@ -6,6 +6,7 @@ from __future__ import annotations
 import contextlib
 import json
 import os
+import secrets
 import select
 import socket
 import time
@@ -13,10 +14,14 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+import httpx
 import pytest
 from click.testing import CliRunner
 
 from ridgeline.cli import main
+from ridgeline.scan.models import ApiKey
+from ridgeline.service.keys import FAILURES_PER_WINDOW, KeyVerifier, create_key, secret_digest
+from ridgeline.store import Store
 
 MB = 1 << 20
 
@@ -191,3 +196,54 @@ def test_a_slow_body_is_timed_out(server: tuple[Any, str, Path]) -> None:
         elapsed = time.monotonic() - began
     assert _status(response) == 408 and b'"body_timeout"' in response
     assert elapsed < 5, elapsed
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def test_wrong_secrets_for_a_real_prefix_cost_no_argon2(server: tuple[Any, str, Path]) -> None:
+    """Prefixes are public; a flood of wrong secrets for one must not cost an argon2
+    check each (~25 ms of CPU: 60/s filled the machine). The digest check costs ~1 ms."""
+    served, provider, _ = server
+    prefix = provider[:15]  # rl_ + 12 hex digits
+    params = {"signal": "md5", "value": "0" * 32}
+    with httpx.Client(base_url=served.base) as c:
+        assert c.get("/v1/lookup", params=params, headers={"X-API-Key": provider}).is_success
+        before = _cpu_seconds(served.proc.pid)
+        for _ in range(100):
+            bad = f"{prefix}_{secrets.token_urlsafe(32)}"
+            res = c.get("/v1/lookup", params=params, headers={"X-API-Key": bad})
+            assert res.status_code == 401 and res.json()["error"]["code"] == "invalid_key"
+        per_request = (_cpu_seconds(served.proc.pid) - before) / 100
+        assert c.get("/v1/lookup", params=params, headers={"X-API-Key": provider}).is_success
+    assert per_request < 0.008, f"{per_request * 1000:.1f} ms of server CPU per wrong secret"
+
+
+def test_keys_without_a_digest_get_one_and_wrong_secrets_back_off(sqlite_store: Store) -> None:
+    """A key from before migration 0005 (no digest): its first good check stores the
+    digest; before that, wrong secrets for its prefix stop costing argon2 after 5
+    failures (one check a second still runs, so its owner is not locked out)."""
+    with sqlite_store.session() as s:
+        row, secret = create_key(s, "old", "provider")
+        row.secret_digest = None
+        key_id = row.id
+    prefix = secret[:15]
+    verifier = KeyVerifier()
+    for _ in range(8):
+        assert (
+            verifier.verify(sqlite_store.session, f"{prefix}_{secrets.token_urlsafe(32)}") is None
+        )
+    assert verifier.argon2_checks == FAILURES_PER_WINDOW
+    time.sleep(1.05)
+    principal = verifier.verify(sqlite_store.session, secret)
+    assert principal is not None and principal.key_id == key_id
+    with sqlite_store.session() as s:
+        assert s.get(ApiKey, key_id).secret_digest == secret_digest(prefix[3:], secret[16:])
+    checks = verifier.argon2_checks
+    for _ in range(20):
+        assert (
+            verifier.verify(sqlite_store.session, f"{prefix}_{secrets.token_urlsafe(32)}") is None
+        )
+    assert verifier.argon2_checks == checks

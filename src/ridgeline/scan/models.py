@@ -163,6 +163,9 @@ class ApiKey(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     prefix: Mapped[str] = mapped_column(String(32))
     secret_hash: Mapped[str] = mapped_column(Text)
+    #: HMAC-SHA256 of the secret (keyed by the prefix): a cheap first check, so a wrong
+    #: secret never costs an argon2 verification. NULL for keys made before 0005.
+    secret_digest: Mapped[str | None] = mapped_column(String(64))
     name: Mapped[str] = mapped_column(String(200))
     role: Mapped[str] = mapped_column(String(32))
     #: Requests per second allowed (token bucket); None means the server default.

@@ -4,11 +4,21 @@ A key reads `rl_<prefix>_<secret>`. The prefix selects one row; the secret is
 checked against its argon2 hash. Verified keys are cached briefly in memory (by a
 SHA-256 of the whole key) so the slow, deliberately costly argon2 check runs once
 per key per process, not once per request.
+
+Prefixes are not secret (`keys list` prints them), so a flood of wrong secrets for a
+real prefix must not cost an argon2 check each (about 60 a second filled both cores).
+Beside the argon2 hash each key stores an HMAC-SHA256 of its secret keyed by its
+prefix: a wrong secret fails that comparison in microseconds and argon2 runs only
+for the right one. The secrets are 256 random bits, so the fast digest gives a
+thief of the table nothing to guess with; argon2 stays as the stored hash. Keys
+made before the digest existed get it on their first successful check; until then
+wrong secrets for them are limited per prefix (`FAILURES_PER_WINDOW`).
 """
 
 from __future__ import annotations
 
 import hashlib
+import hmac
 import secrets
 import threading
 import time
@@ -28,10 +38,19 @@ from ridgeline.timeutil import isoformat, utcnow
 ROLES = ("admin", "curator", "reviewer", "auditor", "provider", "analyst", "law-enforcement")
 KEY_PREFIX = "rl_"
 CACHE_SECONDS = 5.0
+#: Keys without a digest (made before it existed): argon2 checks that fail for one
+#: prefix within `FAILURE_WINDOW_S` before further ones are refused unchecked.
+FAILURES_PER_WINDOW = 5
+FAILURE_WINDOW_S = 60.0
 
 #: argon2id with the OWASP-recommended minimum (19 MiB, 2 passes): key secrets are
 #: 256-bit random, so the hash guards a leaked table, not guessable passwords.
 _hasher = PasswordHasher(time_cost=2, memory_cost=19_456, parallelism=1)
+
+
+def secret_digest(prefix: str, secret: str) -> str:
+    """The fast check stored beside the argon2 hash (hex HMAC-SHA256 keyed by the prefix)."""
+    return hmac.new(f"ridgeline-key:{prefix}".encode(), secret.encode(), hashlib.sha256).hexdigest()
 
 
 @dataclass(frozen=True)
@@ -59,6 +78,7 @@ def create_key(
     key = ApiKey(
         prefix=prefix,
         secret_hash=_hasher.hash(secret),
+        secret_digest=secret_digest(prefix, secret),
         name=name.strip(),
         role=role,
         rate_limit=rate_limit,
@@ -126,6 +146,10 @@ class KeyVerifier:
         self._cache: dict[str, tuple[float, Principal, str]] = {}
         self._lock = threading.Lock()
         self._inflight: dict[str, threading.Lock] = {}
+        #: prefix -> (window start, failed argon2 checks, last check) for digest-less keys
+        self._failures: dict[str, tuple[float, int, float]] = {}
+        #: argon2 verifications run by this process (tests and benchmarks read it)
+        self.argon2_checks = 0
 
     def cached(self, token: str) -> Principal | None:
         """The principal if this exact key was verified recently (no I/O, no argon2)."""
@@ -158,10 +182,21 @@ class KeyVerifier:
             key = session.scalar(select(ApiKey).where(ApiKey.prefix == prefix))
             if key is None or key.revoked_at is not None:
                 return None
+            fast = secret_digest(prefix, secret)
+            if key.secret_digest is not None:
+                if not hmac.compare_digest(key.secret_digest, fast):
+                    return None  # wrong secret: no argon2
+            elif self._backing_off(prefix):
+                return None
+            self.argon2_checks += 1
             try:
                 _hasher.verify(key.secret_hash, secret)
             except (VerifyMismatchError, VerificationError, InvalidHashError):
+                if key.secret_digest is None:
+                    self._failed(prefix)
                 return None
+            if key.secret_digest is None:  # a key from before 0005: store its digest now
+                key.secret_digest = fast
             principal = Principal(key.id, key.name, key.role, key.rate_limit)
             secret_hash = key.secret_hash
         with self._lock:
@@ -169,6 +204,32 @@ class KeyVerifier:
                 self._cache.clear()
             self._cache[digest] = (time.monotonic() + self.cache_seconds, principal, secret_hash)
         return principal
+
+    def _backing_off(self, prefix: str) -> bool:
+        """Whether to refuse an argon2 check for this digest-less prefix unchecked: after
+        `FAILURES_PER_WINDOW` failures, one check a second still runs (its owner gets in)."""
+        now = time.monotonic()
+        with self._lock:
+            start, count, last = self._failures.get(prefix, (0.0, 0, 0.0))
+            if now - start > FAILURE_WINDOW_S:
+                self._failures.pop(prefix, None)
+                return False
+            if count < FAILURES_PER_WINDOW:
+                return False
+            if now - last < 1.0:
+                return True
+            self._failures[prefix] = (start, count, now)
+            return False
+
+    def _failed(self, prefix: str) -> None:
+        now = time.monotonic()
+        with self._lock:
+            if len(self._failures) > 10_000:
+                self._failures.clear()
+            start, count, _ = self._failures.get(prefix, (now, 0, now))
+            if now - start > FAILURE_WINDOW_S:
+                start, count = now, 0
+            self._failures[prefix] = (start, count + 1, now)
 
     def revalidate(self, session_factory: Any) -> None:
         """Re-check every cached key in one query: drop revoked or changed ones, extend the rest."""
