@@ -247,3 +247,161 @@ def test_keys_without_a_digest_get_one_and_wrong_secrets_back_off(sqlite_store: 
             verifier.verify(sqlite_store.session, f"{prefix}_{secrets.token_urlsafe(32)}") is None
         )
     assert verifier.argon2_checks == checks
+
+
+def _flip(value: int, *bits: int) -> int:
+    for b in bits:
+        value ^= 1 << b
+    return value
+
+
+def _hex(value: int) -> str:
+    return f"{value:064x}"
+
+
+class _Oracle:
+    """Lookups of one PDQ value on the `known` list with one key (counted)."""
+
+    def __init__(self, client: httpx.Client, key: str) -> None:
+        self.client, self.key, self.calls = client, key, 0
+
+    def ask(self, value: int) -> dict[str, Any] | None:
+        self.calls += 1
+        res = self.client.get(
+            "/v1/lookup",
+            params={"signal": "pdq", "value": _hex(value), "list": "known"},
+            headers={"X-API-Key": self.key},
+        )
+        assert res.status_code == 200, res.text
+        matches = res.json()["matches"]
+        return matches[0] if matches else None
+
+
+def _distance_attack(oracle: _Oracle, start: int) -> int:
+    """Flip each bit of a near-duplicate once: where the reported distance drops, the
+    listed hash differs (257 lookups rebuild it when distances are exact)."""
+    base = oracle.ask(start)
+    assert base is not None
+    recovered = start
+    for bit in range(256):
+        m = oracle.ask(_flip(start, bit))
+        known = base["distance"] is not None and m is not None and m["distance"] is not None
+        if known and m is not None and m["distance"] < base["distance"]:
+            recovered = _flip(recovered, bit)
+    return recovered
+
+
+def _boundary_attack(oracle: _Oracle, start: int, order: list[int]) -> int:
+    """Without distances: walk away from the hash until the match is lost, step back
+    to the last matching point (exactly at the threshold), then each flip that still
+    matches moves closer, so that bit differs from the listed hash."""
+    point = start
+    for bit in order:
+        if oracle.ask(_flip(point, bit)) is None:
+            break
+        point = _flip(point, bit)
+    recovered = point
+    for bit in range(256):
+        if oracle.ask(_flip(point, bit)) is not None:
+            recovered = _flip(recovered, bit)
+    return recovered
+
+
+def test_lookups_do_not_leak_a_listed_pdq_hash(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """The bit-flip reconstruction attacks against a real server: a curator (who may
+    read the list anyway) rebuilds the listed hash exactly with either attack, which
+    shows the attacks work; a provider learns no distance and recovers nothing."""
+    import random
+
+    db = str(tmp_path / "leak.db")
+    curator, provider = _key(db, "curator"), _key(db, "provider")
+    assert CliRunner().invoke(main, ["lists", "create", "known", "--db", db]).exit_code == 0
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "index"),
+        "--rate-limit", "100000",
+    )  # fmt: skip
+    rng = random.Random(17)
+    listed = rng.getrandbits(256)
+    start = _flip(listed, *rng.sample(range(256), 12))  # a near-duplicate 12 bits away
+    order = rng.sample(range(256), 256)
+    with httpx.Client(base_url=served.base, timeout=30) as c:
+        res = c.post(
+            "/v1/lists/known/entries",
+            json={"signals": {"pdq": _hex(listed)}},
+            headers={"X-API-Key": curator},
+        )
+        assert res.status_code == 201, res.text
+        deadline = time.monotonic() + 10
+        while _Oracle(c, provider).ask(listed) is None:
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+        for key in (curator, provider):  # warm the key caches (one argon2 check each)
+            _Oracle(c, key).ask(start)
+
+        assert _distance_attack(_Oracle(c, curator), start) == listed
+        assert _boundary_attack(_Oracle(c, curator), start, order) == listed
+
+        oracle = _Oracle(c, provider)
+        near = oracle.ask(start)
+        assert near is not None and near["distance"] is None  # still a match, no distance
+        assert oracle.ask(listed) is not None and oracle.ask(listed)["distance"] == 0
+        recovered = _distance_attack(oracle, start)
+        assert recovered == start != listed
+        recovered = _boundary_attack(oracle, start, order)
+        wrong = bin(recovered ^ listed).count("1")
+        print(f"boundary attack as provider: {wrong} bits wrong after {oracle.calls} lookups")
+        assert wrong >= 12, f"the boundary attack got within {wrong} bits of the listed hash"
+        assert oracle.calls > 500
+        # a fresh near-duplicate, far from everything asked before, is still matched
+        fresh = _flip(listed, *rng.sample(range(256), 8))
+        assert oracle.ask(fresh) is not None
+
+
+def test_unknown_lists_answer_like_lists_without_a_match(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """A provider cannot tell which lists exist: `list=` naming no list answers like an
+    existing list without the hash (on the fast path and the route); curators get 404."""
+    db = str(tmp_path / "oracle.db")
+    curator, provider = _key(db, "curator"), _key(db, "provider")
+    for name in ("known", "other"):
+        assert CliRunner().invoke(main, ["lists", "create", name, "--db", db]).exit_code == 0
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "i")
+    )
+    md5 = "5" * 32
+    with httpx.Client(base_url=served.base) as c:
+        res = c.post(
+            "/v1/lists/known/entries",
+            json={"signals": {"md5": md5}},
+            headers={"X-API-Key": curator},
+        )
+        assert res.status_code == 201
+        time.sleep(1)
+        h = {"X-API-Key": provider}
+        for _ in range(2):  # the route (first, argon2), then the fast path (cached key)
+            answers = {
+                name: c.get(
+                    "/v1/lookup", params={"signal": "md5", "value": md5, "list": name}, headers=h
+                )
+                for name in ("other", "no-such-list")
+            }
+            assert {r.status_code for r in answers.values()} == {200}
+            assert answers["other"].json() == answers["no-such-list"].json()
+            assert answers["other"].json()["matches"] == []
+            both = c.get(
+                "/v1/lookup",
+                params=[("signal", "md5"), ("value", md5), ("list", "known"), ("list", "nope")],
+                headers=h,
+            )
+            assert [m["list"] for m in both.json()["matches"]] == ["known"]
+            res = c.post("/v1/match", json={"signals": {"md5": md5}, "lists": ["nope"]}, headers=h)
+            assert res.status_code == 200 and res.json()["matches"] == []
+        res = c.get(
+            "/v1/lookup",
+            params={"signal": "md5", "value": md5, "list": "no-such-list"},
+            headers={"X-API-Key": curator},
+        )
+        assert res.status_code == 404

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import secrets
 
 import click
 
@@ -67,6 +68,7 @@ def serve(
     url = resolve_db_url(db)
     Store(url).close()  # migrate once, before the workers start
     config = ServiceConfig(
+        disclosure_secret=secrets.token_hex(32),  # one per server, shared by its workers
         db=url,
         index_dir=index_dir,
         max_upload_bytes=max_upload_bytes,

@@ -45,6 +45,7 @@ from ridgeline.errors import (
 from ridgeline.hashing import tune_malloc
 from ridgeline.scan.matching import Matcher
 from ridgeline.service.auth import PUBLIC
+from ridgeline.service.disclosure import Disclosure
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.guard import RequestGuard
 from ridgeline.service.keys import KeyVerifier
@@ -83,6 +84,15 @@ class ServiceConfig:
     evidence_key_file: str | None = None
     #: How long a verified key is trusted before it is checked again (revocation delay).
     key_cache_s: float = 5.0
+    #: What providers may learn from near matches (`ridgeline.service.disclosure`): the
+    #: blurred outer share of a threshold, the probe radius (share of the threshold),
+    #: probe hits allowed per key and entry per window, and the HMAC secret shared by
+    #: all workers (`serve` draws one; empty: a random one for this process).
+    disclosure_jitter: float = 0.25
+    probe_radius: float = 0.15
+    probe_budget: int = 16
+    probe_window_s: float = 86_400.0
+    disclosure_secret: str = ""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -326,6 +336,13 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app.state.store = store
     app.state.metrics = metrics
     app.state.verifier = KeyVerifier(config.key_cache_s)
+    app.state.disclosure = Disclosure(
+        bytes.fromhex(config.disclosure_secret) if config.disclosure_secret else os.urandom(32),
+        jitter=config.disclosure_jitter,
+        probe_radius=config.probe_radius,
+        probe_budget=config.probe_budget,
+        probe_window_s=config.probe_window_s,
+    )
     app.state.limiter = RateLimiter(config.default_rate_limit, process_table())
     app.state.matcher = None
     app.fast_lookup = FastLookup(app.state)

@@ -154,7 +154,7 @@ class FastLookup:
         else:
             try:
                 matches = match_with_state(
-                    state, matcher, [Query(signal.name, canonical, quality)], lists
+                    state, matcher, [Query(signal.name, canonical, quality)], lists, principal
                 )
                 body: Any = {"signal": signal.name, "value": canonical, "matches": matches}
             except RidgelineError as exc:  # answered as the app's error handler answers it

@@ -15,6 +15,7 @@ from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
 from ridgeline.scan.matching import Matcher, queries_from_signals
 from ridgeline.scan.matching import Query as MatchQuery
 from ridgeline.service.auth import PERMISSION_KEY, requires
+from ridgeline.service.disclosure import match_hiding_lists
 from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
 from ridgeline.service.schemas import (
     EntriesPage,
@@ -68,14 +69,21 @@ def _matcher(request: Request) -> Matcher:
 def _match(
     request: Request, queries: list[MatchQuery], lists: list[str] | None
 ) -> list[dict[str, Any]]:
-    return match_with_state(request.app.state, _matcher(request), queries, lists)
+    principal = getattr(request.state, "principal", None)
+    return match_with_state(request.app.state, _matcher(request), queries, lists, principal)
 
 
 def match_with_state(
-    state: Any, matcher: Matcher, queries: list[MatchQuery], lists: list[str] | None
+    state: Any,
+    matcher: Matcher,
+    queries: list[MatchQuery],
+    lists: list[str] | None,
+    principal: Principal | None = None,
 ) -> list[dict[str, Any]]:
-    """Explained matches, flagged when flood control holds the entry, counted in metrics."""
-    matches = matcher.match(queries, lists or None)
+    """Explained matches, flagged when flood control holds the entry, counted in metrics;
+    redacted for callers who may not read the lists (`service.disclosure`)."""
+    matches = match_hiding_lists(matcher, queries, lists, principal)
+    state.disclosure.filter(principal, matches)
     if matches:
         held = state.refresher.held
         metrics = state.metrics
