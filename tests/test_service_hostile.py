@@ -405,3 +405,58 @@ def test_unknown_lists_answer_like_lists_without_a_match(
             headers={"X-API-Key": curator},
         )
         assert res.status_code == 404
+
+
+def test_unstorable_values_are_400s_not_500s(
+    store: Store, tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """Long names, NUL characters and ids of 2^31 and 2^63 (and 50k-deep JSON) get a
+    400 or 404 in the documented error shape from a real server, on SQLite and on
+    PostgreSQL (they were 500s: DataError on PostgreSQL, OverflowError on SQLite)."""
+    db = store.url
+    store.close()
+    admin = _key(db, "admin")
+    assert CliRunner().invoke(main, ["lists", "create", "known", "--db", db]).exit_code == 0
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "i")
+    )
+    long, md5 = "x" * 201, "0" * 32
+    cases: list[tuple[str, str, Any]] = [
+        ("POST", "/v1/lists", {"name": long}),
+        ("POST", "/v1/lists", {"name": "a\u0000b"}),
+        ("POST", "/v1/lists", {"name": "ok", "owner": long}),
+        ("POST", "/v1/lists", {"name": "ok", "description": "nul \u0000 here"}),
+        ("POST", "/v1/lists/known/entries", {"signals": {"md5": md5}, "source": long}),
+        ("POST", "/v1/lists/known/entries", {"signals": {"md5": md5}, "note": "\u0000"}),
+        ("POST", "/v1/keys", {"name": long, "role": "provider"}),
+        ("POST", "/v1/keys", {"name": "\u0000", "role": "provider"}),
+        ("GET", "/v1/lists/a%00b", None),
+        ("GET", "/v1/lists/a%00b/entries", None),
+        ("GET", f"/v1/lookup?signal=md5&value={md5}&list=a%00", None),
+        ("GET", "/v1/lists/known/entries?after_id=9223372036854775808", None),
+    ]
+    for big in (2**31, 2**63, 2**70):
+        cases += [
+            ("GET", f"/v1/entries/{big}", None),
+            ("POST", f"/v1/entries/{big}/enabled", {"enabled": False}),
+            ("DELETE", f"/v1/entries/{big}", None),
+            ("DELETE", f"/v1/keys/{big}", None),
+            ("POST", f"/v1/flood/holds/{big}/release", None),
+            ("GET", f"/v1/audits/{big}", None),
+            ("POST", f"/v1/review/{big}/release", None),
+        ]
+    with httpx.Client(base_url=served.base, headers={"X-API-Key": admin}) as c:
+        for method, path, body in cases:
+            res = c.request(method, path, json=body)
+            assert res.status_code in (400, 404), (method, path, res.status_code, res.text)
+            error = res.json()["error"]
+            assert error["code"] and error["message"], res.text
+        deep = b"[" * 50_000 + b"]" * 50_000
+        res = c.post("/v1/match", content=deep, headers={"content-type": "application/json"})
+        assert res.status_code == 400 and res.json()["error"]["code"] == "invalid_request"
+        deep = b'{"signals": {"md5": ' + b"[" * 50_000 + b"]" * 50_000 + b"}}"
+        res = c.post("/v1/match", content=deep, headers={"content-type": "application/json"})
+        assert res.status_code == 400, res.text
+        assert c.get("/v1/lists/known").status_code == 200  # still serving
+        names = [x["name"] for x in c.get("/v1/lists").json()]
+        assert names == ["known"]

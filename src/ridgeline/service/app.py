@@ -29,6 +29,7 @@ from prometheus_client import (
     Histogram,
     generate_latest,
 )
+from sqlalchemy.exc import DataError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -222,6 +223,13 @@ def _install_error_handlers(app: FastAPI) -> None:
         kind = _HTTP_ERRORS.get(exc.status_code, fallback)
         return error_response(kind(str(exc.detail)))
 
+    @app.exception_handler(DataError)
+    @app.exception_handler(OverflowError)
+    async def unstorable(_: Request, exc: Exception) -> JSONResponse:
+        # A value the database cannot hold (too long, NUL, out of range) is the caller's
+        # error; the request guard and the input models refuse most of them earlier.
+        return error_response(400, "invalid_request", "a value does not fit its database column")
+
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:
         return error_response(RidgelineError(f"internal error ({type(exc).__name__})"))
@@ -353,6 +361,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         max_upload_bytes=config.max_upload_bytes,
         max_json_bytes=config.max_json_bytes,
         body_timeout_s=config.body_timeout_s,
+        routes=lambda: app.routes,
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 

@@ -14,6 +14,11 @@ to the temp folder before its 401). This plain-ASGI middleware runs first instea
   `max_upload_bytes` plus 64 KiB of form overhead; other bodies `max_json_bytes`.
 * Reading the body has a deadline (`body_timeout_s` for the whole body): a slow
   client (slowloris) gets 408 and its connection closed.
+* Values no database column can hold are refused with 400 `invalid_request` before
+  any route or query sees them (they used to be 500s on PostgreSQL, or on SQLite for
+  ids of 2^63 and more): NUL characters in the path, the query or a JSON body
+  (`\u0000`), and integer path or query parameters outside the 32-bit range of the
+  id columns.
 
 The route's own dependency (`auth.requires`) then finds the verified principal in
 the request state and applies the rate limit and the role check as before.
@@ -23,7 +28,10 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
+from collections.abc import Callable, Iterable
 from typing import Any, NoReturn
+from urllib.parse import parse_qsl
 
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,6 +44,11 @@ PROTECTED_PREFIX = "/v1/"
 MULTIPART_SLACK = 64 << 10
 #: Methods whose requests may carry a body worth guarding.
 _BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
+#: Integer parameters must fit the id columns (INTEGER on PostgreSQL).
+INT_MIN, INT_MAX = -(2**31), 2**31 - 1
+_INT = re.compile(r"[+-]?\d+")
+#: A JSON escape of NUL that is not itself an escaped backslash followed by "u0000".
+_JSON_NUL = re.compile(rb"(?<!\\)(?:\\\\)*\\u0000", re.IGNORECASE)
 
 
 class _BodyRejected(Exception):
@@ -79,6 +92,11 @@ async def _answer(
     await send({"type": "http.response.body", "body": body})
 
 
+def _is_int(param: Any) -> bool:
+    annotation = getattr(getattr(param, "field_info", None), "annotation", None)
+    return annotation is int or annotation == (int | None)
+
+
 class RequestGuard:
     """Authenticates `/v1` requests and caps and times their bodies (see the module doc)."""
 
@@ -89,12 +107,50 @@ class RequestGuard:
         max_upload_bytes: int,
         max_json_bytes: int,
         body_timeout_s: float,
+        routes: Callable[[], Iterable[Any]] = list,
     ) -> None:
         self.app = app
         self.state = state
         self.max_upload_bytes = max_upload_bytes
         self.max_json_bytes = max_json_bytes
         self.body_timeout_s = body_timeout_s
+        self._routes = routes
+        #: (path regex, int path params, int query params) of routes with int parameters
+        self._int_params: list[tuple[re.Pattern[str], list[str], list[str]]] | None = None
+
+    def _int_routes(self) -> list[tuple[re.Pattern[str], list[str], list[str]]]:
+        if self._int_params is None:
+            found = []
+            for route in self._routes():
+                dependant = getattr(route, "dependant", None)
+                if dependant is None:
+                    continue
+                path = [p.name for p in dependant.path_params if _is_int(p)]
+                query = [p.alias for p in dependant.query_params if _is_int(p)]
+                if path or query:
+                    found.append((route.path_regex, path, query))
+            self._int_params = found
+        return self._int_params
+
+    def _bad_value(self, scope: Scope) -> str | None:
+        """Why the path or query cannot be stored or looked up, or None."""
+        path: str = scope["path"]
+        query: bytes = scope.get("query_string", b"")
+        if "\x00" in path or b"%00" in query or b"\x00" in query:
+            return "NUL characters are not accepted"
+        for regex, path_ints, query_ints in self._int_routes():
+            match = regex.match(path)
+            if match is None:
+                continue
+            values = [(name, match.group(name)) for name in path_ints]
+            if query_ints and query:
+                wanted = set(query_ints)
+                pairs = parse_qsl(query.decode("latin-1"), keep_blank_values=True)
+                values += [(n, v) for n, v in pairs if n in wanted]
+            for name, value in values:
+                if _INT.fullmatch(value) and not INT_MIN <= int(value) <= INT_MAX:
+                    return f"{name} must be between {INT_MIN} and {INT_MAX}"
+        return None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
@@ -125,6 +181,10 @@ class RequestGuard:
                 )
                 return
             scope.setdefault("state", {})["principal"] = principal
+            problem = self._bad_value(scope)
+            if problem is not None:
+                await _answer(send, 400, "invalid_request", problem, close=has_body)
+                return
         limit = self.max_upload_bytes + MULTIPART_SLACK if multipart else self.max_json_bytes
         if declared is not None and declared > limit:
             await _answer(send, 413, "too_large", f"request body exceeds {limit} bytes", close=True)
@@ -132,7 +192,7 @@ class RequestGuard:
         if not has_body or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
-        await self._guarded(scope, receive, send, limit)
+        await self._guarded(scope, receive, send, limit, json_body=not multipart)
 
     async def _authenticate(
         self, headers: list[tuple[bytes, bytes]]
@@ -152,10 +212,13 @@ class RequestGuard:
             return "invalid_key", "unknown, wrong or revoked API key"
         return principal
 
-    async def _guarded(self, scope: Scope, receive: Receive, send: Send, limit: int) -> None:
+    async def _guarded(
+        self, scope: Scope, receive: Receive, send: Send, limit: int, *, json_body: bool
+    ) -> None:
         loop = asyncio.get_running_loop()
         deadline = loop.time() + self.body_timeout_s
         total = 0
+        tail = b""  # the end of the previous chunk (a NUL escape may span two)
         done = False
         started = answered = False
 
@@ -190,9 +253,15 @@ class RequestGuard:
                     f"the request body did not arrive within {self.body_timeout_s:g}s",
                 )
             if message["type"] == "http.request":
-                total += len(message.get("body", b""))
+                chunk: bytes = message.get("body", b"")
+                total += len(chunk)
                 if total > limit:
                     await reject(413, "too_large", f"request body exceeds {limit} bytes")
+                if json_body and chunk:
+                    nonlocal tail
+                    if _JSON_NUL.search(tail + chunk):
+                        await reject(400, "invalid_request", "NUL characters are not accepted")
+                    tail = chunk[-16:]
                 done = not message.get("more_body", False)
             else:
                 done = True

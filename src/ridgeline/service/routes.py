@@ -123,20 +123,24 @@ class HashesIn(BaseModel):
     mode: Literal["exact", "fast"] = "exact"
 
 
+#: The length of the name columns (lists, keys, sources): longer is a 400, not a 500.
+NAME_MAX = 200
+
+
 class ListIn(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=NAME_MAX)
     purpose: str = "block"
     signals: list[str] = Field(default_factory=list)
     thresholds: dict[str, float] = Field(default_factory=dict)
     description: str | None = None
-    owner: str | None = None
+    owner: str | None = Field(default=None, max_length=NAME_MAX)
     review_quorum: int = 0
 
 
 class EntryIn(BaseModel):
     signals: dict[str, str]
     classifications: list[dict[str, str]] = Field(default_factory=list)
-    source: str | None = None
+    source: str | None = Field(default=None, max_length=NAME_MAX)
     note: str | None = None
     qualities: dict[str, int] = Field(default_factory=dict)
 
@@ -152,7 +156,7 @@ class ActionsIn(BaseModel):
 
 
 class KeyIn(BaseModel):
-    name: str
+    name: str = Field(max_length=NAME_MAX)
     role: str
     rate_limit: float | None = None
 
@@ -237,6 +241,8 @@ def register_routes(router: FastAPI) -> None:
         try:
             raw = await request.json()
             data = HashesIn.model_validate(raw)
+        except RecursionError:  # nested deeper than the parser goes (50k `[`): not a 500
+            raise ApiError(400, "invalid_request", "the JSON body is nested too deeply") from None
         except ValueError as exc:
             raise InvalidRequest(f"expected JSON hashes or a multipart upload: {exc}") from None
         if data.url:
