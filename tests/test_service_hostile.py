@@ -460,3 +460,59 @@ def test_unstorable_values_are_400s_not_500s(
         assert c.get("/v1/lists/known").status_code == 200  # still serving
         names = [x["name"] for x in c.get("/v1/lists").json()]
         assert names == ["known"]
+
+
+def _noise_jpeg(seed: int, width: int, height: int) -> bytes:
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    small = np.random.default_rng(seed).integers(0, 255, (40, 25, 3), dtype=np.uint8)
+    buf = io.BytesIO()
+    Image.fromarray(small).resize((width, height), Image.Resampling.BILINEAR).save(buf, "JPEG")
+    return buf.getvalue()
+
+
+@pytest.mark.slow
+def test_worker_memory_levels_off_over_bursts_of_uploads(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """Three bursts of 8 concurrent clients uploading 3-9 MP JPEGs: the worker caps its
+    malloc arenas and trims its heap once quiet, so it levels off lower (+175 MB here,
+    +303-312 MB before) and does not grow from burst to burst."""
+    import threading
+
+    db = str(tmp_path / "mem.db")
+    provider = _key(db, "provider")
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "i"),
+        "--rate-limit", "100000",
+    )  # fmt: skip
+    images = [_noise_jpeg(i, 2000 + 500 * (i % 4), 1500 + 400 * (i % 5)) for i in range(8)]
+    h = {"X-API-Key": provider}
+    httpx.get(f"{served.base}/v1/lookup", params={"signal": "md5", "value": "0" * 32}, headers=h)
+    start = _rss(served.proc.pid)
+    after: list[int] = []
+    errors: list[int] = []
+    for burst in range(3):
+
+        def client(n: int) -> None:
+            with httpx.Client(base_url=served.base, timeout=60) as c:
+                for i in range(6):
+                    image = images[(n + i) % len(images)]
+                    res = c.post("/v1/match", files={"file": ("a.jpg", image)}, headers=h)
+                    if res.status_code != 200:
+                        errors.append(res.status_code)
+
+        threads = [threading.Thread(target=client, args=(n + burst,)) for n in range(8)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        time.sleep(6.5)  # quiet for more than the 5 s after which the worker trims
+        after.append(_rss(served.proc.pid))
+    assert errors == []
+    grown = [round((a - start) / MB) for a in after]
+    assert max(grown) < 230, f"RSS after each burst grew by {grown} MB"  # was 303-312
+    assert after[-1] - after[0] < 30 * MB, grown

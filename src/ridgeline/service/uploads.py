@@ -11,6 +11,7 @@ from __future__ import annotations
 import http.client
 import os
 import tempfile
+import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator, Sequence
@@ -35,6 +36,15 @@ from ridgeline.media import sniff_bytes
 from ridgeline.signals import HashOptions
 
 CHUNK = 1 << 20
+#: When this process last finished hashing an upload (the refresher trims the heap after).
+_last_hashed = [0.0]
+
+
+def last_hashed() -> float:
+    """`time.monotonic()` of the end of the last upload hashed here (0: none yet)."""
+    return _last_hashed[0]
+
+
 _pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2), thread_name_prefix="hash")
 
 
@@ -108,6 +118,8 @@ def hash_with_timeout(
         result = future.result(timeout=timeout)
     except FutureTimeout:
         raise TimedOut(f"hashing took longer than {timeout:g}s") from None
+    finally:
+        _last_hashed[0] = time.monotonic()
     if result.error and not result.signals:
         raise BadInput(result.error)
     if result.error:
