@@ -226,3 +226,10 @@ class TimedOut(RidgelineError):
 
     code = "timeout"
     http_status = 504
+
+
+class BodyTimeout(RidgelineError):
+    """A request body that did not arrive within the server's body deadline (slowloris)."""
+
+    code = "body_timeout"
+    http_status = 408

@@ -231,7 +231,7 @@ def _install_error_handlers(app: FastAPI) -> None:
     async def unstorable(_: Request, exc: Exception) -> JSONResponse:
         # A value the database cannot hold (too long, NUL, out of range) is the caller's
         # error; the request guard and the input models refuse most of them earlier.
-        return error_response(400, "invalid_request", "a value does not fit its database column")
+        return error_response(InvalidRequest("a value does not fit its database column"))
 
     @app.exception_handler(Exception)
     async def unexpected(_: Request, exc: Exception) -> JSONResponse:

@@ -36,6 +36,14 @@ from urllib.parse import parse_qsl
 from starlette.concurrency import run_in_threadpool
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from ridgeline.errors import (
+    BodyTimeout,
+    InvalidKey,
+    InvalidRequest,
+    RidgelineError,
+    TooLarge,
+    Unauthenticated,
+)
 from ridgeline.service.keys import Principal
 
 #: Paths under this prefix need a key; everything else is public (health, metrics, docs).
@@ -73,22 +81,17 @@ def token_from_headers(headers: list[tuple[bytes, bytes]]) -> str | None:
     return None
 
 
-def _json_error(status: int, code: str, message: str) -> bytes:
-    return json.dumps({"error": {"code": code, "message": message}}).encode()
-
-
-async def _answer(
-    send: Send, status: int, code: str, message: str, *, close: bool, extra: Any = ()
-) -> None:
-    body = _json_error(status, code, message)
+async def _answer(send: Send, error: RidgelineError, *, close: bool) -> None:
+    """Answer `error` as the app's error handler would (its status, body and headers)."""
+    body = json.dumps(error.to_json()).encode()
     headers = [
         (b"content-type", b"application/json"),
         (b"content-length", str(len(body)).encode()),
-        *extra,
+        *((k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in error.headers.items()),
     ]
     if close:  # uvicorn closes the connection after this answer: the body is never read
         headers.append((b"connection", b"close"))
-    await send({"type": "http.response.start", "status": status, "headers": headers})
+    await send({"type": "http.response.start", "status": error.http_status, "headers": headers})
     await send({"type": "http.response.body", "body": body})
 
 
@@ -169,47 +172,36 @@ class RequestGuard:
         has_body = chunked or bool(declared)
         if scope["path"].startswith(PROTECTED_PREFIX):
             principal = await self._authenticate(headers)
-            if isinstance(principal, tuple):
-                code, message = principal
-                await _answer(
-                    send,
-                    401,
-                    code,
-                    message,
-                    close=has_body,
-                    extra=[(b"www-authenticate", b"Bearer")],
-                )
+            if isinstance(principal, RidgelineError):
+                await _answer(send, principal, close=has_body)
                 return
             scope.setdefault("state", {})["principal"] = principal
             problem = self._bad_value(scope)
             if problem is not None:
-                await _answer(send, 400, "invalid_request", problem, close=has_body)
+                await _answer(send, InvalidRequest(problem), close=has_body)
                 return
         limit = self.max_upload_bytes + MULTIPART_SLACK if multipart else self.max_json_bytes
         if declared is not None and declared > limit:
-            await _answer(send, 413, "too_large", f"request body exceeds {limit} bytes", close=True)
+            await _answer(send, TooLarge(f"request body exceeds {limit} bytes"), close=True)
             return
         if not has_body or scope["method"] not in _BODY_METHODS:
             await self.app(scope, receive, send)
             return
         await self._guarded(scope, receive, send, limit, json_body=not multipart)
 
-    async def _authenticate(
-        self, headers: list[tuple[bytes, bytes]]
-    ) -> Principal | tuple[str, str]:
-        """The verified principal, or (code, message) of the 401."""
+    async def _authenticate(self, headers: list[tuple[bytes, bytes]]) -> Principal | RidgelineError:
+        """The verified principal, or the 401 to answer."""
         token = token_from_headers(headers)
         if not token:
-            return (
-                "unauthenticated",
-                "an API key is required (Authorization: Bearer <key> or X-API-Key)",
+            return Unauthenticated(
+                "an API key is required (Authorization: Bearer <key> or X-API-Key)"
             )
         verifier = self.state.verifier
         principal: Principal | None = verifier.cached(token)
         if principal is None:  # argon2 + database: off the event loop
             principal = await run_in_threadpool(verifier.verify, self.state.store.session, token)
         if principal is None:
-            return "invalid_key", "unknown, wrong or revoked API key"
+            return InvalidKey("unknown, wrong or revoked API key")
         return principal
 
     async def _guarded(
@@ -230,12 +222,12 @@ class RequestGuard:
                 started = True
             await send(message)
 
-        async def reject(status: int, code: str, message: str) -> NoReturn:
+        async def reject(error: RidgelineError) -> NoReturn:
             nonlocal answered
             if not started:
-                await _answer(send, status, code, message, close=True)
+                await _answer(send, error, close=True)
             answered = True
-            raise _BodyRejected(message)
+            raise _BodyRejected(str(error))
 
         async def guarded_receive() -> Message:
             nonlocal total, done
@@ -248,19 +240,17 @@ class RequestGuard:
                 message = await asyncio.wait_for(receive(), remaining)
             except TimeoutError:
                 await reject(
-                    408,
-                    "body_timeout",
-                    f"the request body did not arrive within {self.body_timeout_s:g}s",
+                    BodyTimeout(f"the request body did not arrive within {self.body_timeout_s:g}s")
                 )
             if message["type"] == "http.request":
                 chunk: bytes = message.get("body", b"")
                 total += len(chunk)
                 if total > limit:
-                    await reject(413, "too_large", f"request body exceeds {limit} bytes")
+                    await reject(TooLarge(f"request body exceeds {limit} bytes"))
                 if json_body and chunk:
                     nonlocal tail
                     if _JSON_NUL.search(tail + chunk):
-                        await reject(400, "invalid_request", "NUL characters are not accepted")
+                        await reject(InvalidRequest("NUL characters are not accepted"))
                     tail = chunk[-16:]
                 done = not message.get("more_body", False)
             else:

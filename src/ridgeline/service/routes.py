@@ -242,7 +242,7 @@ def register_routes(router: FastAPI) -> None:
             raw = await request.json()
             data = HashesIn.model_validate(raw)
         except RecursionError:  # nested deeper than the parser goes (50k `[`): not a 500
-            raise ApiError(400, "invalid_request", "the JSON body is nested too deeply") from None
+            raise InvalidRequest("the JSON body is nested too deeply") from None
         except ValueError as exc:
             raise InvalidRequest(f"expected JSON hashes or a multipart upload: {exc}") from None
         if data.url:
