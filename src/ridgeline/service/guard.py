@@ -50,8 +50,6 @@ from ridgeline.service.keys import Principal
 PROTECTED_PREFIX = "/v1/"
 #: Form overhead (boundaries, part headers, small fields) allowed beyond the upload cap.
 MULTIPART_SLACK = 64 << 10
-#: Methods whose requests may carry a body worth guarding.
-_BODY_METHODS = frozenset({"POST", "PUT", "PATCH", "DELETE"})
 #: Integer parameters must fit the id columns (INTEGER on PostgreSQL).
 INT_MIN, INT_MAX = -(2**31), 2**31 - 1
 _INT = re.compile(r"[+-]?\d+")
@@ -184,7 +182,7 @@ class RequestGuard:
         if declared is not None and declared > limit:
             await _answer(send, TooLarge(f"request body exceeds {limit} bytes"), close=True)
             return
-        if not has_body or scope["method"] not in _BODY_METHODS:
+        if not has_body:  # whatever the method: a GET with a body is counted too
             await self.app(scope, receive, send)
             return
         await self._guarded(scope, receive, send, limit, json_body=not multipart)
@@ -230,7 +228,7 @@ class RequestGuard:
             raise _BodyRejected(str(error))
 
         async def guarded_receive() -> Message:
-            nonlocal total, done
+            nonlocal total, done, tail
             if done or answered:
                 return await receive()  # after the body: disconnect notices, unbounded
             remaining = deadline - loop.time()
@@ -248,7 +246,6 @@ class RequestGuard:
                 if total > limit:
                     await reject(TooLarge(f"request body exceeds {limit} bytes"))
                 if json_body and chunk:
-                    nonlocal tail
                     if _JSON_NUL.search(tail + chunk):
                         await reject(InvalidRequest("NUL characters are not accepted"))
                     tail = chunk[-16:]
