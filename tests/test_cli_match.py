@@ -118,7 +118,7 @@ def test_match_image_files_and_dihedral(db_path: str, tmp_path: Path) -> None:
     )
     assert code == 0, err
     (row,) = rows(out)
-    assert row["query"] == str(original) and row["hash"] == h
+    assert row["query"] == str(original) and row["signals"]["pdq"]["hash"] == h
     assert [m["distance"] for m in row["matches"]] == [0]
     code, out, err = run(
         "match",
@@ -134,7 +134,7 @@ def test_match_image_files_and_dihedral(db_path: str, tmp_path: Path) -> None:
     assert code == 0, err
     (row,) = rows(out)
     (m,) = row["matches"]
-    assert m["distance"] == 0 and m["query_variant"] != 0
+    assert m["distance"] == 0 and m["variant"] not in ("", "orig")
     code, out, err = run(
         "match", "--list", "imgs", "--db", db_path, "--format", "jsonl", str(rotated)
     )
@@ -149,11 +149,11 @@ def test_bad_input_is_reported(db_path: str, tmp_path: Path) -> None:
     assert code == 1 and "missing" in err
     code, _, err = run("match", "--list", "known", "--dihedral", "--db", db_path, "0" * 64)
     assert code == 2 and "image files" in err
-    junk = tmp_path / "junk.bin"
-    junk.write_bytes(b"\x00not an image")
+    folder = tmp_path / "folder"
+    folder.mkdir()  # exists, but has no signal at all
     code, out, err = run(
-        "match", "--list", "known", "--db", db_path, "--format", "jsonl", str(junk)
+        "match", "--list", "known", "--db", db_path, "--format", "jsonl", str(folder)
     )
-    assert code == 2 and rows(out)[0]["error"]
+    assert code == 2 and rows(out)[0]["error"] == "not a file"
     code, _, err = run("match", "--db", db_path, "--hashes", str(tmp_path / "none.txt"))
     assert code == 2 and "cannot read" in err

@@ -111,43 +111,42 @@ def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list
     from ridgeline import lists as L
     from ridgeline.exchange import import_bytes
     from ridgeline.hashing import hash_file
-    from ridgeline.index import MatchIndex
+    from ridgeline.matching import Matcher, queries_for
     from ridgeline.review.demo import build_reviewed_list
     from ridgeline.signals import HashOptions
+    from ridgeline.signals.pdq import pdq_frames
     from ridgeline.store import Store
 
     originals, files = make_media(workdir)
     store = Store.open(db or workdir / "ridgeline.db")
     known = [hash_file(p, ["md5", "pdq"]) for p in originals]
+    pdq_of = {id(k): pdq_frames(k.signals["pdq"])[0]["hash"] for k in known}
     with store.session() as session:
         # Four images go through three independent reviewers (K=3): see review.demo.
         review = build_reviewed_list(
             session,
             "demo-reviewed",
-            hashes=[{"pdq": k.signals["pdq"]["hash"], "md5": k.signals["md5"]} for k in known[:4]],
+            hashes=[{"pdq": pdq_of[id(k)], "md5": str(k.signals["md5"])} for k in known[:4]],
         )
         # The rest arrive as an import into a list with no review policy: matchable at once.
         imported = L.create_list(session, "demo-imported", thresholds={"pdq": 31})
-        lines = "\n".join(k.signals["pdq"]["hash"] for k in known[4:])
+        lines = "\n".join(pdq_of[id(k)] for k in known[4:])
         import_bytes(session, imported, lines.encode(), "txt", signal="pdq", actor="demo")
     status_by_pdq = {}
     with store.session() as session:
         for item, k in zip(review["entries"], known[:4], strict=True):
-            status_by_pdq[k.signals["pdq"]["hash"]] = item["status"]
+            status_by_pdq[pdq_of[id(k)]] = item["status"]
     expected_by_original = {
-        p.name: "match" if status_by_pdq.get(k.signals["pdq"]["hash"], "confirmed") == "confirmed"
+        p.name: "match" if status_by_pdq.get(pdq_of[id(k)], "confirmed") == "confirmed"
         else "no match (rejected in review)"
         for p, k in zip(originals, known, strict=True)
     }  # fmt: skip
-    index = MatchIndex.open(store, workdir / "index")
+    matcher = Matcher.open(store, str(workdir / "index"))
     rows: list[DemoRow] = []
     options = HashOptions(dihedral=True)
     results = [hash_file(f.path, ["pdq"], options) for f in files]
-    variants = [[v["hash"] for v in r.signals["pdq"]["dihedral"].values()] for r in results]
-    names = [list(r.signals["pdq"]["dihedral"]) for r in results]
-    qualities = [r.signals["pdq"]["quality"] for r in results]
-    found = index.match_dihedral("pdq", variants, qualities=qualities)
-    for f, matches, variant_names in zip(files, found, names, strict=True):
+    found = matcher.match_each([queries_for(r.signals, dihedral=True) for r in results])
+    for f, matches in zip(files, found, strict=True):
         expected = expected_by_original[f.original] if f.original else "no match"
         best = min(matches, key=lambda m: m.distance) if matches else None
         rows.append(
@@ -157,13 +156,9 @@ def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list
                 expected="match" if expected == "match" else expected,
                 matched=f"{best.list_name}#{best.entry_id}" if best else "-",
                 distance=int(best.distance) if best else None,
-                variant=(
-                    variant_names[best.query_variant]
-                    if best and best.query_variant is not None
-                    else None
-                ),
+                variant=(best.variant or "orig") if best else None,
             )
         )
-    index.close()
+    matcher.close()
     store.close()
     return review, rows

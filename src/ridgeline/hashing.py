@@ -15,10 +15,8 @@ from typing import Any
 
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.media import Kind, sniff
-from ridgeline.signals import HashOptions, StreamingSignal, get_signal
-from ridgeline.signals.base import stream_digests
-
-CRYPTO_DEFAULT = ("md5", "sha1", "sha256")
+from ridgeline.signals import HashOptions, StreamingSignal, all_signals, get_signal
+from ridgeline.signals.base import SignalValue, stream_digests
 
 #: File name suffixes of image formats. A file whose content is not recognised but whose
 #: name says image is still given to the image decoder, so a damaged or mislabelled image
@@ -35,7 +33,7 @@ class HashResult:
     """Signals computed for one file, or why they could not be."""
 
     path: str
-    signals: dict[str, Any] = field(default_factory=dict)
+    signals: dict[str, SignalValue] = field(default_factory=dict)
     error: str | None = None
     kind: Kind | None = None
     media_type: str | None = None
@@ -46,9 +44,10 @@ class HashResult:
 
 
 def default_signals(kind: Kind) -> list[str]:
-    """What `hash` computes when `--signals` is not given: crypto + the media's own."""
-    extra = {"image": ["pdq"], "video": ["vpdq"], "file": []}[kind]
-    return [*CRYPTO_DEFAULT, *extra]
+    """What `hash` computes when `--signals` is not given: every installed signal that is
+    computed by default and can be computed from this kind of content (the built-ins give
+    md5, sha1, sha256, plus PDQ for images and vPDQ for videos)."""
+    return [s.name for s in all_signals().values() if s.computed_by_default and s.can_compute(kind)]
 
 
 def hash_file(

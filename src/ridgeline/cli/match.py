@@ -1,8 +1,16 @@
-"""`ridgeline match`: look hashes or files up in the match index, one output row per query."""
+"""`ridgeline match`: look hashes or files up through the one `Matcher`, one row per query.
+
+A file is matched on every signal it has (its cryptographic hashes always, PDQ or
+vPDQ when they can be computed); a signal that cannot be computed is reported in the
+row's `error`, beside the matches. `--hashes` reads plain hashes of `--signal` or the
+JSONL rows `ridgeline hash --format jsonl` writes.
+"""
 
 from __future__ import annotations
 
+import json
 import sys
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -11,46 +19,79 @@ import click
 from ridgeline.cli.common import db_option, fail, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput, InvalidHash
 from ridgeline.output import Writer
+from ridgeline.signals import SignalType
+from ridgeline.signals.base import Query, SignalValue
 
 
-def _read_hashes(source: str) -> list[str]:
-    """One hash per line (blank lines and `#` comments skipped); `-` reads stdin."""
+@dataclass
+class _Item:
+    """One output row to be: the query text and what it is looked up by."""
+
+    query: str
+    queries: list[Query] = field(default_factory=list)
+    #: Set for files and hash rows: the signals they carry, as `hash` prints them.
+    signals: dict[str, SignalValue] | None = None
+    path: str | None = None
+    error: str | None = None
+
+
+def _read_text(source: str) -> str:
     if source == "-":
-        text = sys.stdin.read()
-    else:
+        return sys.stdin.read()
+    try:
+        return Path(source).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        raise BadInput(f"cannot read hashes from {source}: {exc}") from None
+
+
+def _read_hashes(source: str, sig: SignalType, dihedral: bool) -> list[_Item]:
+    """One hash of `sig` a line, or a JSON object a line (`hash --format jsonl` rows).
+
+    Blank lines and `#` comments are skipped; `-` reads stdin.
+    """
+    from ridgeline.matching import queries_for
+
+    items: list[_Item] = []
+    for number, raw in enumerate(_read_text(source).splitlines(), 1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if not line.startswith("{"):
+            items.append(_Item(line, [Query(sig.name, sig.normalize(line))]))
+            continue
         try:
-            text = Path(source).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            raise BadInput(f"cannot read hashes from {source}: {exc}") from None
-    return [ln.strip() for ln in text.splitlines() if ln.strip() and not ln.startswith("#")]
+            row = json.loads(line)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{source}: line {number}: malformed JSON: {exc.msg}") from None
+        signals = row.get("signals") if isinstance(row, dict) else None
+        if not isinstance(signals, dict):
+            raise BadInput(f"{source}: line {number}: expected a `ridgeline hash` row with signals")
+        text = str(row.get("path") or f"line {number}")
+        queries = queries_for(signals, dihedral=dihedral)
+        items.append(_Item(text, queries, signals, row.get("path"), row.get("error")))
+    return items
 
 
-def _file_queries(
-    path: str, signal: str, dihedral: bool
-) -> tuple[list[str], list[int | None], str | None]:
-    """(values, qualities, error) of one file: its hash, or its 8 dihedral PDQ variants."""
+def _file_item(path: str, dihedral: bool) -> _Item:
+    """Hash a file on every signal it has; the queries of each computed signal."""
     from ridgeline.hashing import hash_file
-    from ridgeline.signals import HashOptions, get_signal
+    from ridgeline.matching import queries_for
+    from ridgeline.signals import HashOptions
 
-    result = hash_file(path, [signal], HashOptions(dihedral=dihedral))
-    value = result.signals.get(signal)
-    if value is None:
-        return [], [], result.error or f"{signal} could not be computed"
-    if signal == "pdq" and isinstance(value, dict):
-        if dihedral:
-            variants = value.get("dihedral") or {"orig": value}
-            items = list(variants.values())
-            return [v["hash"] for v in items], [v.get("quality") for v in items], None
-        return [value["hash"]], [value.get("quality")], None
-    return get_signal(signal).canonical_values(value), [None], None
+    result = hash_file(path, None, HashOptions(dihedral=dihedral))
+    queries = queries_for(result.signals, dihedral=dihedral)
+    return _Item(path, queries, result.signals, path, result.error)
 
 
 @click.command("match")
 @click.argument("queries", nargs=-1)
 @click.option("--list", "list_names", multiple=True, help="List to match against (repeatable).")
-@click.option("--signal", default="pdq", show_default=True, help="Signal of the hashes.")
+@click.option("--signal", default="pdq", show_default=True, help="Signal of plain hash strings.")
 @click.option(
-    "--hashes", "hashes_file", default=None, help="File of hashes, one a line (- for stdin)."
+    "--hashes",
+    "hashes_file",
+    default=None,
+    help="File of hashes, one a line, or `ridgeline hash --format jsonl` rows (- for stdin).",
 )
 @click.option("--dihedral", is_flag=True, help="Also match the 8 rotations/flips of images.")
 @click.option("--index-dir", default=None, help="Index directory (default: beside the database).")
@@ -67,72 +108,67 @@ def match_command(
     db: str | None,
     fmt: str | None,
 ) -> None:
-    """Match HASH values or image/video PATHs against lists.
+    """Match HASH values or PATHs (images, videos, any file) against lists.
 
     Each argument that is a valid hash for --signal is looked up as is; anything else
-    must be a file, which is hashed first. Prints one row per query:
-    {"query", "matches": [{"list", "entry_id", "distance", ...}]}.
+    must be a file, which is hashed and matched on every signal it has (md5, sha1,
+    sha256, and PDQ or vPDQ when they can be computed). Prints one row per query:
+    {"query", "matches": [{"list", "entry_id", "signal", "distance", ...}]}, plus
+    "signals" and "error" for files (a signal that could not be computed does not
+    hide the matches of the others).
     """
-    from ridgeline.index import MatchIndex
+    from ridgeline.matching import Matcher
+    from ridgeline.scan.flood import held_entry_ids
     from ridgeline.signals import get_signal
 
     sig = get_signal(signal)
-    items: list[tuple[str, str | None]] = []  # (query text, canonical hash or None for a file)
+    items: list[_Item] = []
     if hashes_file:
-        for raw in _read_hashes(hashes_file):
-            items.append((raw, sig.normalize(raw)))
+        items.extend(_read_hashes(hashes_file, sig, dihedral))
     for arg in queries:
         try:
-            items.append((arg, sig.normalize(arg)))
+            items.append(_Item(arg, [Query(sig.name, sig.normalize(arg))]))
         except InvalidHash:
             if not Path(arg).exists():
                 raise BadInput(
                     f"{arg!r} is neither a valid {sig.name} hash ({sig.expected_form}) nor a file"
                 ) from None
-            items.append((arg, None))
+            items.append(_Item(arg, path=arg))
     if not items:
         raise click.UsageError("give hashes, files, or --hashes FILE")
-    if dihedral and sig.name != "pdq":
-        raise click.UsageError("--dihedral works with --signal pdq only")
-    if dihedral and any(value is not None for _, value in items):
+    if dihedral and any(item.path is None and item.signals is None for item in items):
         raise click.UsageError(
             "--dihedral needs image files: rotated and flipped hashes come from the pixels"
         )
     store = open_store(db)
-    errors = 0
+    failed = 0
     try:
-        index = MatchIndex.open(store, index_dir)
+        matcher = Matcher.open(store, index_dir)
+        with store.session() as s:
+            matcher.held = held_entry_ids(s)
         lists = list(list_names) or None
+        items = [
+            _file_item(item.path, dihedral)
+            if item.path is not None and item.signals is None
+            else item
+            for item in items
+        ]
+        found = matcher.match_each([item.queries for item in items], lists)
         with Writer(fmt, columns=["query", "matches"]) as out:
-            hashed = [value for _, value in items if value is not None]
-            found = iter(index.match(sig.name, hashed, lists=lists)) if hashed else iter(())
-            for text, value in items:
-                row: dict[str, Any] = {"query": text}
-                if value is not None:
-                    matches = next(found)
-                else:
-                    values, qualities, error = _file_queries(text, sig.name, dihedral)
-                    if error:
-                        errors += 1
-                        click.echo(f"Error: {text}: {error}", err=True)
-                        out.write({**row, "matches": [], "error": error})
-                        continue
-                    if dihedral:
-                        matches = index.match_dihedral(
-                            sig.name, [values], lists=lists, qualities=[qualities[0]]
-                        )[0]
-                    else:
-                        per_value = index.match(sig.name, values, lists=lists, qualities=qualities)
-                        matches = sorted({m for ms in per_value for m in ms}, key=_order)
-                    if sig.name == "pdq":
-                        row["hash"] = values[0]
-                out.write({**row, "matches": [m.to_json() for m in matches]})
-        index.close()
+            for item, matches in zip(items, found, strict=True):
+                row: dict[str, Any] = {"query": item.query}
+                if item.signals is not None:
+                    row["signals"] = item.signals
+                if item.error:
+                    click.echo(f"Error: {item.query}: {item.error}", err=True)
+                    if not item.signals:
+                        failed += 1
+                row["matches"] = [m.to_json() for m in matches]
+                if item.signals is not None:
+                    row["error"] = item.error
+                out.write(row)
+        matcher.close()
     finally:
         store.close()
-    if errors:
-        fail(f"{errors} of {len(items)} queries could not be hashed", 2)
-
-
-def _order(m: Any) -> tuple[float, str, int]:
-    return (m.distance, m.list_name, m.entry_id)
+    if failed:
+        fail(f"{failed} of {len(items)} queries could not be hashed", 2)

@@ -7,7 +7,9 @@ JSONL also a `signals` object), or `hash` with `signal` (or `--signal`); `qualit
 `classifications` (`scheme:label` joined by `|` in CSV, a list of objects or strings
 in JSONL); the provenance fields `source`, `origin_list`, `origin_member`,
 `origin_entry_id`, `note`; and `timestamp` (ISO 8601), which `--since` compares.
-txt is one hash per line (`#` starts a comment) and needs `--signal`.
+txt is one hash per line (`#` starts a comment) and needs `--signal`. Exports write
+the columns each installed signal type names (`SignalType.export_columns`: its hash,
+and `quality` for PDQ), so a plug-in's hashes travel in CSV as in JSONL.
 Tombstoned entries are not written: these formats carry a list's live content.
 
 Parsing only reads: hashes are normalised by the one import writer
@@ -39,21 +41,35 @@ from ridgeline.timeutil import parse_iso
 
 #: Our own formats, as `--format` names them.
 FORMATS = ("txt", "csv", "jsonl")
-SIGNAL_COLUMNS = ("md5", "sha1", "sha256", "pdq", "photodna", "vpdq")
 META_COLUMNS = ("source", "origin_list", "origin_member", "origin_entry_id", "note")
-CSV_COLUMNS = (*SIGNAL_COLUMNS, "quality", "classifications", *META_COLUMNS)
+
+
+def signal_columns() -> tuple[str, ...]:
+    """One hash column per installed signal, built-ins first."""
+    return tuple(all_signals())
+
+
+def csv_columns() -> tuple[str, ...]:
+    """The header: hash columns, the signals' other columns (quality), labels, provenance."""
+    hashes = signal_columns()
+    extra = [c for s in all_signals().values() for c in s.export_columns() if c not in hashes]
+    return (*hashes, *dict.fromkeys(extra), "classifications", *META_COLUMNS)
 
 
 def export_csv(items: Sequence[ExportItem]) -> bytes:
     """CSV with a header row; empty cells where an entry lacks a hash or field."""
     out = io.StringIO(newline="")
-    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer = csv.DictWriter(out, csv_columns(), lineterminator="\n")
     writer.writeheader()
+    signals = list(all_signals().values())
     for item in items:
         if item.deleted:
             continue
-        row: dict[str, Any] = {s: item.signals.get(s, "") for s in SIGNAL_COLUMNS}
-        row["quality"] = item.qualities.get("pdq", "")
+        row: dict[str, Any] = {}
+        for signal in signals:
+            row[signal.name] = item.signals.get(signal.name, "")
+            if signal.quality_column and signal.name in item.qualities:
+                row[signal.quality_column] = item.qualities[signal.name]
         row["classifications"] = "|".join(
             f"{c['scheme']}:{c['label']}" for c in item.classifications
         )
@@ -64,13 +80,16 @@ def export_csv(items: Sequence[ExportItem]) -> bytes:
 
 def export_jsonl(items: Sequence[ExportItem]) -> bytes:
     """One JSON object per entry."""
+    signals = all_signals()
     lines = []
     for item in items:
         if item.deleted:
             continue
         obj: dict[str, Any] = {"signals": item.signals}
-        if "pdq" in item.qualities:
-            obj["quality"] = item.qualities["pdq"]
+        for name, quality in item.qualities.items():
+            column = signals[name].quality_column if name in signals else None
+            if column:
+                obj[column] = quality
         obj["classifications"] = item.classifications
         obj.update({k: getattr(item, k) for k in META_COLUMNS if getattr(item, k) is not None})
         lines.append(json.dumps(obj, ensure_ascii=False, sort_keys=True))

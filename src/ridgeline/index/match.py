@@ -8,6 +8,13 @@ delta into a new main file once it grows, and swaps it in atomically. List setti
 (enabled, thresholds, purpose) are read at query time, so a disabled list never
 matches even before its entries are touched.
 
+Nothing here branches on a signal's name: the signal's `index_kind` picks the engine
+(`_ENGINES`), and the signal says how its values become keys (`index_keys`,
+`query_keys`, `encode_keys`), which qualities are matched and, for "frames256"
+signals such as vPDQ, how a candidate is confirmed. The index alone owns refresh
+timing: `match` polls the change feed when it is older than `refresh_interval`, or a
+background thread (`start_refresh`) does and tells its listeners.
+
 Matchable is `ridgeline.lists.matchable`'s rule: its entry part
 (`entry_matchable_clause`) selects the rows, the list's `enabled` is checked at query
 time, and `timed_disables` says when a disabled entry becomes matchable on its own.
@@ -15,14 +22,13 @@ time, and `timed_disables` says when a disabled entry becomes matchable on its o
 
 from __future__ import annotations
 
-import base64
 import datetime as dt
 import hashlib
 import logging
 import math
 import threading
 import time
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -34,10 +40,10 @@ from sqlalchemy.orm import Session
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
-from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads, hex_to_rows
+from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads
 from ridgeline.lists.matchable import entry_matchable_clause, timed_disables
-from ridgeline.signals import get_signal
-from ridgeline.signals.pdq import MIN_QUALITY
+from ridgeline.signals import SignalType, get_signal
+from ridgeline.signals.base import IndexKind
 from ridgeline.store import Store
 from ridgeline.store.models import Change, Entry, EntrySignal, HashList
 from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
@@ -45,34 +51,27 @@ from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
 log = logging.getLogger(__name__)
 
 FILE_SUFFIX = ".rlidx"
-#: vPDQ frames match when their PDQ distance is at most this (upstream default).
-VPDQ_FRAME_RADIUS = 31
 #: More changed entries than this in one refresh rebuild the index from the store.
 BULK_REBUILD = 200_000
 _CHUNK = 900  # ids per SQL IN (...) clause
-_DIGEST_BYTES = {"md5": 16, "sha1": 20, "sha256": 32}
-_ENGINES: dict[str, Any] = {
+#: The engine for each `SignalType.index_kind`.
+_ENGINES: dict[IndexKind, Any] = {
     "hamming256": HammingIndex,
-    "vpdq": HammingIndex,
+    "frames256": HammingIndex,
     "exact": ExactIndex,
     "l2": EuclideanIndex,
 }
-
-
-def signal_kind(signal: str) -> str:
-    """Which engine indexes a signal: pdq, vpdq (frames), photodna, or exact."""
-    if signal == "pdq":
-        return "hamming256"
-    if signal == "vpdq":
-        return "vpdq"
-    if signal == "photodna":
-        return "l2"
-    return "exact"
+#: A background refresher that stalls lets `match` refresh inline after this long.
+STALL_S = 2.0
 
 
 @dataclass(frozen=True)
 class Match:
-    """One hit: which list and entry, how far, under which threshold, for what purpose."""
+    """One raw hit of the index: which list and entry, how far, under which threshold.
+
+    `ridgeline.matching.Matcher` turns these into `ExplainedMatch`, the one match type
+    callers see (with classifications and provenance from the store).
+    """
 
     list_name: str
     list_id: int
@@ -83,19 +82,6 @@ class Match:
     purpose: str
     #: Index of the dihedral variant that matched (`match_dihedral` only).
     query_variant: int | None = None
-
-    def to_json(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "list": self.list_name,
-            "entry_id": self.entry_id,
-            "distance": int(self.distance) if self.distance.is_integer() else self.distance,
-            "threshold": self.threshold,
-            "purpose": self.purpose,
-            "signal": self.signal,
-        }
-        if self.query_variant is not None:
-            out["query_variant"] = self.query_variant
-        return out
 
 
 @dataclass(frozen=True)
@@ -113,25 +99,15 @@ class ListInfo:
         return float(get_signal(signal).default_threshold if value is None else value)
 
 
-def rows_for(signal: str, values: Sequence[str]) -> np.ndarray:
-    """Canonical values as engine rows (2-D uint8): hash bits, digest bytes or vectors."""
-    kind = signal_kind(signal)
-    if kind in ("hamming256", "vpdq"):
-        return hex_to_rows(values)
-    if kind == "l2":
-        if not values:
-            return np.zeros((0, 144), dtype=np.uint8)
-        raw = b"".join(base64.b64decode(v) for v in values)
-        return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), -1).copy()
-    width = _DIGEST_BYTES.get(signal)
-    if width is not None:
-        raw = bytes.fromhex("".join(values))
-    else:  # plug-in signals: equality of the canonical string, by its sha256
-        width = 32
-        raw = b"".join(hashlib.sha256(v.encode()).digest() for v in values)
-    if not values:
+def rows_for(signal: SignalType, keys: Sequence[str]) -> np.ndarray:
+    """Index keys as engine rows (2-D uint8, `key_width` bytes each), as the signal encodes them."""
+    width = signal.key_width
+    if not keys:
         return np.zeros((0, width), dtype=np.uint8)
-    return np.frombuffer(raw, dtype=np.uint8).reshape(len(values), width).copy()
+    raw = signal.encode_keys(keys)
+    if len(raw) != width * len(keys):
+        raise ValueError(f"{signal.name}: keys are not {width} bytes each")
+    return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), width).copy()
 
 
 def default_directory(store: Store) -> Path:
@@ -166,34 +142,23 @@ class _RowCollector:
 
     CHUNK_ROWS = 250_000
 
-    def __init__(self, signal: str) -> None:
+    def __init__(self, signal: SignalType) -> None:
         self.signal = signal
-        self.kind = signal_kind(signal)
         self.entries: list[int] = []
         self.lists: list[int] = []
         self.values: list[str] = []
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, entry_id: int, list_id: int, value: str, quality: int | None) -> None:
-        if self.kind == "vpdq":
-            from ridgeline.vpdq import parse_frames
-
-            try:
-                frames = parse_frames(value)
-            except ValueError:
-                log.warning("entry %s: unreadable vpdq value skipped", entry_id)
-                return
-            for frame in frames:
-                if frame.quality >= MIN_QUALITY:
-                    self.entries.append(entry_id)
-                    self.lists.append(list_id)
-                    self.values.append(frame.hash)
-        elif self.kind == "hamming256" and quality is not None and quality < MIN_QUALITY:
-            return  # CONVENTIONS: low-quality PDQ is not matched
-        else:
+        keys = self.signal.index_keys(value, quality)  # none for low quality or unreadable
+        if len(keys) == 1:
             self.entries.append(entry_id)
             self.lists.append(list_id)
-            self.values.append(value)
+            self.values.append(keys[0])
+        elif keys:
+            self.entries.extend([entry_id] * len(keys))
+            self.lists.extend([list_id] * len(keys))
+            self.values.extend(keys)
         if len(self.values) >= self.CHUNK_ROWS:
             self._flush()
 
@@ -245,7 +210,7 @@ class SignalIndex:
     """One signal's main index (usually memory-mapped) plus tombstones and a delta."""
 
     signal: str
-    kind: str
+    kind: IndexKind
     main: Any
     entries: np.ndarray
     lists: np.ndarray
@@ -319,13 +284,23 @@ class MatchIndex:
         directory: Path,
         *,
         refresh_interval: float = 0.25,
+        background_refresh: bool = False,
         compact_rows: int = 50_000,
         threads: int | None = None,
         auto_compact: bool = True,
     ) -> None:
         self.store = store
         self.directory = Path(directory)
+        #: How stale results may get: the change feed is read at least this often.
         self.refresh_interval = refresh_interval
+        #: A thread (`start_refresh`) reads the feed; `match` does only if it stalls.
+        self.background_refresh = background_refresh
+        #: Called with the number of changes read after every refresh.
+        self._listeners: list[Callable[[int], None]] = []
+        self._refresh_stop = threading.Event()
+        self._refresh_thread: threading.Thread | None = None
+        #: The background refresher's last failure (None once a refresh succeeds).
+        self.refresh_error: str | None = None
         self.compact_rows = compact_rows
         self.threads = threads or default_threads()
         self.auto_compact = auto_compact
@@ -392,7 +367,7 @@ class MatchIndex:
     def _from_file(self, signal: str, f: IndexFile) -> SignalIndex:
         """A verified file as a SignalIndex, caught up with the feed since its seq."""
         h = f.header
-        kind = signal_kind(signal)
+        kind = get_signal(signal).index_kind
         if h.get("signal") != signal or h.get("kind") != kind:
             raise CorruptIndex(f"{f.path}: holds {h.get('signal')}/{h.get('kind')}")
         if h.get("store") != self._store_id:
@@ -431,9 +406,10 @@ class MatchIndex:
 
     def _build_signal(self, signal: str) -> SignalIndex:
         """Read every matchable row of `signal` from the store, build, write the file."""
-        kind = signal_kind(signal)
+        sig = get_signal(signal)
+        kind = sig.index_kind
         now = utcnow()
-        collector = _RowCollector(signal)
+        collector = _RowCollector(sig)
         with self.store.session() as session:
             seq = int(session.scalar(select(func.coalesce(func.max(Change.seq), 0))) or 0)
             seq_at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
@@ -450,7 +426,7 @@ class MatchIndex:
     def _write_and_open(
         self,
         signal: str,
-        kind: str,
+        kind: IndexKind,
         rows: np.ndarray,
         entries: np.ndarray,
         lists: np.ndarray,
@@ -517,7 +493,7 @@ class MatchIndex:
     ) -> None:
         """Re-read the changed entries: tombstone their old rows, delta their new ones."""
         ids = sorted(set(entry_ids))
-        collector = _RowCollector(si.signal)
+        collector = _RowCollector(get_signal(si.signal))
         for chunk in _chunks(ids):
             for entry_id, list_id, value, quality in session.execute(
                 _rows_statement(si.signal, now, chunk)
@@ -543,8 +519,48 @@ class MatchIndex:
         with self._lock:
             count = self._refresh_locked()
             self._last_refresh = time.monotonic()
+            self.refresh_error = None
+        for listener in list(self._listeners):
+            try:
+                listener(count)
+            except Exception as exc:  # a listener's failure must not fail the refresh
+                log.warning("index refresh listener failed: %s", exc)
+                self.refresh_error = f"{type(exc).__name__}: {exc}"
         self._maybe_compact()
         return count
+
+    def add_listener(self, listener: Callable[[int], None]) -> None:
+        """Call `listener(changes)` after every refresh (explanation caches, metrics)."""
+        self._listeners.append(listener)
+
+    def age(self) -> float:
+        """Seconds since the index was last brought up to date."""
+        return time.monotonic() - self._last_refresh
+
+    def start_refresh(self) -> None:
+        """Read the change feed every `refresh_interval` in a background thread."""
+        if self._refresh_thread is not None:
+            return
+        self.background_refresh = True
+        self._refresh_stop.clear()
+        self._refresh_thread = threading.Thread(
+            target=self._refresh_loop, name="index-refresh", daemon=True
+        )
+        self._refresh_thread.start()
+
+    def _refresh_loop(self) -> None:
+        while not self._refresh_stop.wait(self.refresh_interval):
+            try:
+                self.refresh()
+            except Exception as exc:  # keep serving; callers report staleness by age()
+                self.refresh_error = f"{type(exc).__name__}: {exc}"
+
+    def stop_refresh(self) -> None:
+        """Stop the background refresher (if one runs)."""
+        thread, self._refresh_thread = self._refresh_thread, None
+        if thread is not None:
+            self._refresh_stop.set()
+            thread.join(timeout=5)
 
     def _refresh_locked(self) -> int:
         now = utcnow()
@@ -610,7 +626,10 @@ class MatchIndex:
                 log.warning("ignoring changed %s index file: %s", name, exc)
 
     def _maybe_refresh(self) -> None:
-        if time.monotonic() - self._last_refresh >= self.refresh_interval:
+        limit = self.refresh_interval
+        if self.background_refresh:  # the thread refreshes; step in only if it stalls
+            limit = max(STALL_S, 8 * limit)
+        if time.monotonic() - self._last_refresh >= limit:
             self.refresh()
 
     # ------------------------------------------------------------------ compaction
@@ -731,13 +750,14 @@ class MatchIndex:
         *,
         lists: Sequence[str | int] | None = None,
         qualities: Sequence[int | None] | None = None,
-        min_quality: int = MIN_QUALITY,
+        min_quality: int | None = None,
     ) -> list[list[Match]]:
         """Matches for each value (one result list per value, in order).
 
         Allow lists: a query that matches an enabled allow-list entry gets only its
         allow-list matches back (no block-list matches), so callers can explain why.
-        PDQ queries with quality below `min_quality` match nothing.
+        Queries whose quality is below the signal's `min_quality` (or `min_quality`
+        given here) match nothing.
         """
         name, canon = self._normalize(signal, values)
         if qualities is not None and len(qualities) != len(canon):
@@ -747,20 +767,18 @@ class MatchIndex:
         out: list[list[Match]] = [[] for _ in canon]
         if not canon or not relevant:
             return out
+        sig = get_signal(name)
         si = self._signal_index(name)
-        if name == "vpdq":
-            return self._match_vpdq(si, canon, relevant)
+        if si.kind == "frames256":
+            return self._match_frames(sig, si, canon, relevant)
         usable = [
             i
             for i in range(len(canon))
-            if qualities is None
-            or qualities[i] is None
-            or qualities[i] >= min_quality  # type: ignore[operator]
-            or name != "pdq"
+            if qualities is None or sig.usable(qualities[i], min_quality)
         ]
         if not usable:
             return out
-        rows = rows_for(name, [canon[i] for i in usable])
+        rows = rows_for(sig, [canon[i] for i in usable])
         threads = self.threads if len(usable) > 1 else 1
         q, e, li, d = si.search(rows, radius, threads)
         hits: dict[int, dict[int, Match]] = {}
@@ -804,7 +822,7 @@ class MatchIndex:
         *,
         lists: Sequence[str | int] | None = None,
         qualities: Sequence[int | None] | None = None,
-        min_quality: int = MIN_QUALITY,
+        min_quality: int | None = None,
     ) -> list[list[Match]]:
         """Match images given as their PDQ variants (up to 8 each: rotations and flips).
 
@@ -845,21 +863,21 @@ class MatchIndex:
                     )
         return [_finish(p.values()) for p in per_image]
 
-    def _match_vpdq(
-        self, si: SignalIndex, canon: list[str], relevant: dict[int, ListInfo]
+    def _match_frames(
+        self,
+        sig: SignalType,
+        si: SignalIndex,
+        canon: list[str],
+        relevant: dict[int, ListInfo],
     ) -> list[list[Match]]:
-        """Frame lookups find candidate videos; the upstream vPDQ rule decides."""
-        from ridgeline.vpdq import match as vpdq_match
-        from ridgeline.vpdq import parse_frames
-
+        """Keys (frames) find candidate entries; the signal's `confirm` decides each."""
         out: list[list[Match]] = []
         for value in canon:
-            frames = parse_frames(value)
-            good = [f.hash for f in frames if f.quality >= MIN_QUALITY]
-            if not good:
+            keys = sig.query_keys(value)
+            if not keys:
                 out.append([])
                 continue
-            _, e, li, _ = si.search(hex_to_rows(good), VPDQ_FRAME_RADIUS, 1)
+            _, e, li, _ = si.search(rows_for(sig, keys), sig.key_radius, 1)
             cands = {
                 int(x): int(y)
                 for x, y in zip(e.tolist(), li.tolist(), strict=True)
@@ -870,26 +888,21 @@ class MatchIndex:
                 with self.store.session() as session:
                     stored = session.execute(
                         select(EntrySignal.entry_id, EntrySignal.value).where(
-                            EntrySignal.signal == "vpdq", EntrySignal.entry_id.in_(list(cands))
+                            EntrySignal.signal == sig.name, EntrySignal.entry_id.in_(list(cands))
                         )
                     ).all()
                 for entry_id, text in stored:
                     info = relevant[cands[entry_id]]
-                    threshold = info.threshold("vpdq")
-                    res = vpdq_match(
-                        frames,
-                        parse_frames(text),
-                        distance_threshold=VPDQ_FRAME_RADIUS,
-                        query_match_threshold=100.0 - threshold,
-                    )
-                    if res.is_match:
+                    threshold = info.threshold(sig.name)
+                    distance = sig.confirm(value, text, threshold)
+                    if distance is not None:
                         matches.append(
                             Match(
                                 info.name,
                                 info.id,
                                 int(entry_id),
-                                "vpdq",
-                                100.0 - res.query_match_percent,
+                                sig.name,
+                                float(distance),
                                 threshold,
                                 info.purpose,
                             )
@@ -921,7 +934,8 @@ class MatchIndex:
             }
 
     def close(self) -> None:
-        """Wait for a running compaction and drop the mapped files."""
+        """Stop refreshing, wait for a running compaction and drop the mapped files."""
+        self.stop_refresh()
         self.wait_for_compaction()
         with self._lock:
             self._signals.clear()

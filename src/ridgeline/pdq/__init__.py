@@ -20,7 +20,7 @@ import numpy as np
 from ridgeline.errors import BadInput
 from ridgeline.pdq import _pdqcore
 from ridgeline.pdq.images import Frame, iter_frames, load_pixels, load_rgb
-from ridgeline.signals.base import HashOptions
+from ridgeline.signals.base import HashOptions, PdqValue
 from ridgeline.signals.pdq import MIN_QUALITY
 
 #: Names of the 8 dihedral variants, in the order upstream computes them. Each is
@@ -106,7 +106,7 @@ def _hash_frame(frame: Frame, dihedral: bool) -> tuple[list[str], int]:
     return hashes, quality
 
 
-def _value(frame: Frame, dihedral: bool) -> dict[str, Any]:
+def _value(frame: Frame, dihedral: bool) -> PdqValue:
     hashes, q = _hash_frame(frame, dihedral)
     if not dihedral:
         return {"hash": hashes[0], "quality": q}
@@ -121,7 +121,7 @@ def _value(frame: Frame, dihedral: bool) -> dict[str, Any]:
     }
 
 
-def pdq_signal_value(path: Path, options: HashOptions) -> dict[str, Any] | list[dict[str, Any]]:
+def pdq_signal_value(path: Path, options: HashOptions) -> PdqValue | list[PdqValue]:
     """The `pdq` signal of an image file.
 
     Returns `{"hash", "quality"}` (plus `"dihedral": {variant: {"hash", "quality"}}`
@@ -129,7 +129,7 @@ def pdq_signal_value(path: Path, options: HashOptions) -> dict[str, Any] | list[
     of `{"frame", "hash", "quality"}`, one per frame. Raises `BadInput` (or
     `DecompressionBomb`) for files that cannot be hashed, saying why.
     """
-    values = [
+    values: list[PdqValue] = [
         {"frame": f.index, **_value(f, options.dihedral)}
         for f in iter_frames(
             Path(path),
@@ -141,7 +141,7 @@ def pdq_signal_value(path: Path, options: HashOptions) -> dict[str, Any] | list[
     if options.all_frames and len(values) > 1:
         return values
     first = values[0]
-    del first["frame"]
+    first.pop("frame", None)
     return first
 
 

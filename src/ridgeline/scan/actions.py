@@ -20,6 +20,7 @@ from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists import get_list
+from ridgeline.matching import ExplainedMatch
 from ridgeline.scan.models import ListAction, QuarantineItem, ReportDraft
 from ridgeline.timeutil import isoformat, utcnow
 
@@ -82,7 +83,7 @@ def quarantine_file(
     session: Session,
     path: str,
     quarantine_dir: str | os.PathLike[str],
-    matches: list[dict[str, Any]],
+    matches: Sequence[ExplainedMatch],
     *,
     run_id: int | None = None,
     member: str | None = None,
@@ -104,7 +105,7 @@ def quarantine_file(
         sha256=sha256,
         size=st.st_size,
         mtime_ns=st.st_mtime_ns,
-        matches=matches,
+        matches=[m.to_json() for m in matches],
         run_id=run_id,
     )
     session.add(item)
@@ -181,16 +182,17 @@ def draft_report(
     path: str | None,
     sha256: str | None,
     signals: dict[str, Any],
-    matches: list[dict[str, Any]],
+    matches: Sequence[ExplainedMatch],
     context: dict[str, Any],
 ) -> ReportDraft:
-    """Store a report draft: the file's hashes, its matches and where it was seen."""
+    """Store a report draft: the file's hashes, its matches (as `ExplainedMatch.to_json`)
+    and where it was seen."""
     draft = ReportDraft(
         status="draft",
         path=path,
         sha256=sha256,
         signals=signals,
-        matches=matches,
+        matches=[m.to_json() for m in matches],
         context=context,
     )
     session.add(draft)

@@ -105,6 +105,11 @@ def _increment(session: Session, entry_id: int, window: int) -> int:
     raise Conflict(f"flood control: could not count a match of entry {entry_id}")
 
 
+def held_entry_ids(session: Session) -> frozenset[int]:
+    """Entries flood control holds now (their matches are flagged `held`)."""
+    return frozenset(session.scalars(select(FloodHold.entry_id).where(FloodHold.status == "held")))
+
+
 def list_holds(session: Session, status: str | None = "held") -> list[FloodHold]:
     """Holds, newest first (all of them when `status` is None)."""
     query = select(FloodHold).order_by(FloodHold.id.desc())

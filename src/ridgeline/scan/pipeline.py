@@ -28,6 +28,7 @@ from sqlalchemy import insert, select, update
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.hashing import hash_file, tune_malloc
 from ridgeline.lists import get_list
+from ridgeline.matching import ExplainedMatch, Matcher, queries_for
 from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
     actions_by_list_id,
@@ -38,7 +39,6 @@ from ridgeline.scan.actions import (
 )
 from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker
 from ridgeline.scan.flood import FloodPolicy, count_matches
-from ridgeline.scan.matching import Matcher, queries_from_signals
 from ridgeline.scan.models import ReportDraft, ScanFile, ScanRun, ScanState, path_key
 from ridgeline.signals import HashOptions, get_signal
 from ridgeline.store import Store
@@ -163,8 +163,8 @@ class Worker:
         out["error"] = result.error
         sha = result.signals.get("sha256")
         out["sha256"] = sha if isinstance(sha, str) else None
-        if result.signals:
-            queries = queries_from_signals(result.signals, dihedral=self.options.dihedral)
+        if result.signals:  # every signal it has, even when another failed
+            queries = queries_for(result.signals, dihedral=self.options.dihedral)
             try:
                 out["matches"] = self.matcher.match(queries, self.lists)
             except RidgelineError as exc:
@@ -176,6 +176,16 @@ class Worker:
 
     def close(self) -> None:
         self.store.close()
+
+
+def outcome_to_json(outcome: dict[str, Any]) -> dict[str, Any]:
+    """A worker's outcome as plain JSON (for engines that ship results as text)."""
+    return {**outcome, "matches": [m.to_json() for m in outcome["matches"]]}
+
+
+def outcome_from_json(data: dict[str, Any]) -> dict[str, Any]:
+    """Inverse of `outcome_to_json`."""
+    return {**data, "matches": [ExplainedMatch.from_json(m) for m in data["matches"]]}
 
 
 def _sha256_done(store: Store, digest: str) -> bool:
@@ -327,7 +337,7 @@ class Recorder:
             "sha256": outcome["sha256"],
             "kind": outcome["kind"],
             "signals": outcome["signals"],
-            "matches": outcome["matches"],
+            "matches": [m.to_json() for m in outcome["matches"]],
             "actions": outcome.get("actions", []),
             "error": outcome["error"],
         }
@@ -366,7 +376,7 @@ class Recorder:
                         "kind": outcome["kind"],
                         "media_type": outcome["media_type"],
                         "signals": outcome["signals"],
-                        "matches": outcome["matches"],
+                        "matches": [m.to_json() for m in outcome["matches"]],
                         "actions": outcome.get("actions", []),
                         "error": outcome["error"],
                     }
@@ -401,10 +411,10 @@ class Recorder:
             s.execute(update(ScanState), changed)  # bulk UPDATE by primary key
 
     def _act(self, s: Any, outcome: dict[str, Any]) -> None:
-        matches: list[dict[str, Any]] = outcome["matches"]
+        matches: list[ExplainedMatch] = outcome["matches"]
         item = outcome["item"]
-        block = [m for m in matches if m["purpose"] != "allow"]
-        allow = [m for m in matches if m["purpose"] == "allow"]
+        block = [m for m in matches if m.purpose != "allow"]
+        allow = [m for m in matches if m.purpose == "allow"]
         actions: list[dict[str, Any]] = []
         outcome["actions"] = actions
         if not block:
@@ -412,35 +422,36 @@ class Recorder:
                 {
                     "action": "none",
                     "reason": "allow-listed",
-                    "lists": sorted({m["list"] for m in allow}),
+                    "lists": sorted({m.list_name for m in allow}),
                 }
             )
             return
         self.summary.matched += 1
-        held = count_matches(s, {m["entry_id"]: m["list_id"] for m in block}, self.options.flood)
-        for m in block:
-            m["held"] = m["entry_id"] in held
+        held = count_matches(s, {m.entry_id: m.list_id for m in block}, self.options.flood)
+        block = [m.with_held(m.entry_id in held) for m in block]
+        outcome["matches"] = [*block, *allow]
+        outcome["matches"].sort(key=lambda m: (m.distance, m.list_name, m.entry_id))
         if allow:
             actions.append(
                 {
                     "action": "none",
                     "reason": "allow-listed",
-                    "lists": sorted({m["list"] for m in allow}),
+                    "lists": sorted({m.list_name for m in allow}),
                 }
             )
             return
-        live = [m for m in block if not m["held"]]
+        live = [m for m in block if not m.held]
         if not live:
             self.summary.held += 1
             actions.append({"action": "none", "reason": "held by flood control"})
             return
         wanted: dict[str, list[str]] = {}
         for m in live:
-            names = self._list_actions(m["list_id"])
+            names = self._list_actions(m.list_id)
             for name in names:
                 wanted.setdefault(name, [])
-                if m["list"] not in wanted[name]:
-                    wanted[name].append(m["list"])
+                if m.list_name not in wanted[name]:
+                    wanted[name].append(m.list_name)
         if "flag" in wanted:
             actions.append({"action": "flag", "lists": wanted["flag"]})
         earlier = self._drafted_before(s, item["display"], outcome["sha256"])
@@ -498,7 +509,7 @@ class Recorder:
         return self._actions.get(list_id, list(DEFAULT_ACTIONS))
 
     def _quarantine(
-        self, s: Any, item: dict[str, Any], matches: list[dict[str, Any]], lists: list[str]
+        self, s: Any, item: dict[str, Any], matches: list[ExplainedMatch], lists: list[str]
     ) -> dict[str, Any]:
         top = item["top"]
         out: dict[str, Any] = {"action": "quarantine", "lists": lists, "path": top}

@@ -26,14 +26,14 @@ _WORKERS: dict[str, Any] = {}
 
 def process_batch_json(config_json: str, items_json: str) -> str:
     """Ray task body: JSON in, JSON out (no pickled objects cross the wire)."""
-    from ridgeline.scan.pipeline import Worker
+    from ridgeline.scan.pipeline import Worker, outcome_to_json
 
     worker = _WORKERS.get(config_json)
     if worker is None:
         worker = Worker(json.loads(config_json))
         _WORKERS[config_json] = worker
     items = [ScanItem.from_json(i) for i in json.loads(items_json)]
-    return json.dumps(worker.process_batch(items))
+    return json.dumps([outcome_to_json(o) for o in worker.process_batch(items)])
 
 
 def run_ray(
@@ -46,7 +46,7 @@ def run_ray(
     """Process items on Ray (connecting to `address`, or starting a local instance)."""
     import ray
 
-    from ridgeline.scan.pipeline import batched
+    from ridgeline.scan.pipeline import batched, outcome_from_json
 
     started = False
     if not ray.is_initialized():
@@ -63,9 +63,9 @@ def run_ray(
         for batch in batched(items, batch_size):
             pending.append(task.remote(config_ref, json.dumps([i.to_json() for i in batch])))
             if len(pending) >= window:
-                yield from json.loads(ray.get(pending.popleft()))
+                yield from map(outcome_from_json, json.loads(ray.get(pending.popleft())))
         while pending:
-            yield from json.loads(ray.get(pending.popleft()))
+            yield from map(outcome_from_json, json.loads(ray.get(pending.popleft())))
     finally:
         if started:
             ray.shutdown()

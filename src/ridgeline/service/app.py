@@ -11,7 +11,6 @@ from __future__ import annotations
 import gc
 import json
 import os
-import threading
 import time
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -44,7 +43,7 @@ from ridgeline.errors import (
     TooLarge,
 )
 from ridgeline.hashing import tune_malloc
-from ridgeline.scan.matching import Matcher
+from ridgeline.matching import Matcher
 from ridgeline.service import uploads
 from ridgeline.service.auth import PUBLIC
 from ridgeline.service.disclosure import Disclosure
@@ -267,12 +266,13 @@ def trim_malloc() -> bool:
 
 
 class Refresher:
-    """Background thread keeping this worker's matcher in step with the change feed.
+    """What this worker does after each index refresh: reload flood holds, re-check keys,
+    record the sync in the metrics, and trim the C heap once no upload has been hashed
+    for `trim_after_s`. The index owns the refresh thread and its timing.
 
-    It also trims the C heap once no upload has been hashed for `trim_after_s`:
-    `tune_malloc` keeps freed image buffers for the next upload (fast under load),
-    and without a trim a burst of large uploads left the worker hundreds of MB
-    larger for good (170 -> 662 MB over three bursts).
+    `tune_malloc` keeps freed image buffers for the next upload (fast under load);
+    without a trim a burst of large uploads left the worker hundreds of MB larger for
+    good (170 -> 662 MB over three bursts).
     """
 
     trim_after_s = 5.0
@@ -280,59 +280,37 @@ class Refresher:
     def __init__(
         self,
         matcher: Matcher,
-        interval: float,
         verifier: KeyVerifier | None = None,
         on_synced: Callable[[float], None] | None = None,
     ) -> None:
         self.matcher = matcher
         #: Called with the index age after each successful refresh (metrics).
         self.on_synced = on_synced
-        self.interval = interval
         #: Cached API keys are re-checked this often (revocations take effect within it).
         self.verifier = verifier
         self.key_interval = min(1.0, verifier.cache_seconds / 2) if verifier else 0.0
         self._keys_checked = 0.0
-        #: Entries held by flood control, reloaded with every refresh.
-        self.held: frozenset[int] = frozenset()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name="index-refresh", daemon=True)
         self._trimmed_at = time.monotonic()
-        self.last_error: str | None = None
 
-    def start(self) -> None:
-        self._thread.start()
-
-    def _run(self) -> None:
-        while not self._stop.wait(self.interval):
-            try:
-                self.matcher.refresh(force=True)
-                self.reload_held()
-                now = time.monotonic()
-                if self.verifier is not None and now - self._keys_checked >= self.key_interval:
-                    self.verifier.revalidate(self.matcher.store.session)
-                    self._keys_checked = now
-                if self.on_synced is not None:
-                    self.on_synced(self.matcher.age())
-                hashed = uploads.last_hashed()
-                if hashed > self._trimmed_at and now - hashed >= self.trim_after_s:
-                    self._trimmed_at = now
-                    trim_malloc()
-                self.last_error = None
-            except Exception as exc:  # keep serving; /readyz reports staleness
-                self.last_error = f"{type(exc).__name__}: {exc}"
+    def __call__(self, changes: int) -> None:
+        """Index listener, run after every refresh."""
+        self.reload_held()
+        now = time.monotonic()
+        if self.verifier is not None and now - self._keys_checked >= self.key_interval:
+            self.verifier.revalidate(self.matcher.store.session)
+            self._keys_checked = now
+        if self.on_synced is not None:
+            self.on_synced(self.matcher.age())
+        hashed = uploads.last_hashed()
+        if hashed > self._trimmed_at and now - hashed >= self.trim_after_s:
+            self._trimmed_at = now
+            trim_malloc()
 
     def reload_held(self) -> None:
-        from sqlalchemy import select
-
-        from ridgeline.scan.models import FloodHold
+        from ridgeline.scan.flood import held_entry_ids
 
         with self.matcher.store.session() as s:
-            rows = s.scalars(select(FloodHold.entry_id).where(FloodHold.status == "held"))
-            self.held = frozenset(rows)
-
-    def stop(self) -> None:
-        self._stop.set()
-        self._thread.join(timeout=5)
+            self.matcher.held = held_entry_ids(s)
 
 
 class ServiceApp(FastAPI):
@@ -357,27 +335,19 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         tune_malloc()
         limit_malloc_arenas(MALLOC_ARENAS)
-        # The refresher thread polls the change feed; requests never do (unless it stalls).
-        matcher = Matcher.open(
-            store,
-            config.index_dir,
-            index_refresh_interval=max(2.0, 8 * config.refresh_interval_s),
-        )
+        # The index's thread polls the change feed; requests never do (unless it stalls).
+        matcher = Matcher.open(store, config.index_dir, refresh_interval=config.refresh_interval_s)
         matcher.preload()  # map every signal's index before serving (no first-request stall)
-        matcher.auto_refresh = False
-        matcher.refresh_interval = config.refresh_interval_s
-        refresher = Refresher(
-            matcher, config.refresh_interval_s, app.state.verifier, on_synced=metrics.synced
-        )
-        app.state.matcher = matcher
-        app.state.refresher = refresher
+        refresher = Refresher(matcher, app.state.verifier, on_synced=metrics.synced)
         refresher.reload_held()
-        refresher.start()
+        matcher.index.add_listener(refresher)
+        app.state.matcher = matcher
+        matcher.index.start_refresh()
         gc.freeze()  # start-up objects live forever: keep them out of every GC pass
         try:
             yield
         finally:
-            refresher.stop()
+            matcher.index.stop_refresh()
 
     app = ServiceApp(
         title="Ridgeline",

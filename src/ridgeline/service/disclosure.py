@@ -36,13 +36,17 @@ import time
 from collections import OrderedDict, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 
 from ridgeline.service.auth import POLICY
 from ridgeline.service.keys import Principal
 from ridgeline.signals import get_signal
+
+if TYPE_CHECKING:
+    from ridgeline.matching import ExplainedMatch, Matcher
+    from ridgeline.signals.base import Query
 
 log = logging.getLogger(__name__)
 
@@ -159,8 +163,8 @@ class Disclosure:
 
 
 def match_hiding_lists(
-    matcher: Any, queries: Any, lists: Sequence[str] | None, principal: Principal | None
-) -> list[dict[str, Any]]:
+    matcher: Matcher, queries: list[Query], lists: Sequence[str] | None, principal: Principal | None
+) -> list[ExplainedMatch]:
     """`matcher.match`, except that for a caller who may not learn which lists exist a
     name that is no list is dropped silently: the answer is that of a list that exists
     and holds no match (only allow lists left, if no named list exists)."""
@@ -177,4 +181,4 @@ def match_hiding_lists(
         known = set(s.scalars(select(HashList.name).where(HashList.name.in_(list(lists)))))
     remaining = [n for n in lists if n in known]
     matches = list(matcher.match(queries, remaining or None))
-    return matches if remaining else [m for m in matches if m["purpose"] == "allow"]
+    return matches if remaining else [m for m in matches if m.purpose == "allow"]

@@ -20,10 +20,10 @@ from urllib.parse import parse_qsl
 from starlette.types import Scope, Send
 
 from ridgeline.errors import RidgelineError
-from ridgeline.scan.matching import Query
 from ridgeline.service.auth import POLICY, forbidden, rate_limited
 from ridgeline.service.routes import match_with_state
 from ridgeline.signals import get_signal
+from ridgeline.signals.base import Query
 
 PATH = "/v1/lookup"
 ROUTE_LABEL = "/v1/lookup"

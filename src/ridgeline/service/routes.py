@@ -11,12 +11,12 @@ from pydantic import BaseModel, Field
 
 from ridgeline import lists as L
 from ridgeline.errors import InvalidRequest, NotReady, TooManyValues
+from ridgeline.matching import Matcher, queries_for
 from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
-from ridgeline.scan.matching import Matcher, queries_from_signals
-from ridgeline.scan.matching import Query as MatchQuery
 from ridgeline.service.auth import PERMISSION_KEY, requires
 from ridgeline.service.disclosure import match_hiding_lists
 from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
+from ridgeline.service.match_models import HashesMatchOut, LookupOut, UploadMatchOut
 from ridgeline.service.schemas import (
     EntriesPage,
     EntryOut,
@@ -30,6 +30,7 @@ from ridgeline.service.schemas import (
 )
 from ridgeline.service.uploads import fetch_url, hash_with_timeout, spooled_upload
 from ridgeline.signals import HashOptions, get_signal
+from ridgeline.signals.base import Query as MatchQuery
 from ridgeline.timeutil import parse_iso
 
 MAX_LOOKUP_VALUES = 1000
@@ -80,17 +81,16 @@ def match_with_state(
     lists: list[str] | None,
     principal: Principal | None = None,
 ) -> list[dict[str, Any]]:
-    """Explained matches, flagged when flood control holds the entry, counted in metrics;
-    redacted for callers who may not read the lists (`service.disclosure`)."""
+    """Explained matches as JSON (`held` from the matcher's flood holds), counted in
+    metrics; redacted for callers who may not read the lists (`service.disclosure`)."""
     matches = match_hiding_lists(matcher, queries, lists, principal)
-    state.disclosure.filter(principal, matches)
     if matches:
-        held = state.refresher.held
         metrics = state.metrics
         for m in matches:
-            m["held"] = m["entry_id"] in held
-            metrics.matches.labels(m["signal"]).inc()
-    return matches
+            metrics.matches.labels(m.signal).inc()
+    rows = [m.to_json() for m in matches]
+    state.disclosure.filter(principal, rows)
+    return rows
 
 
 #: PDQ decoding modes an upload may ask for; `exact` (the default) is bit-identical to
@@ -193,6 +193,7 @@ def register_routes(router: FastAPI) -> None:
         "/match",
         "match",
         tags=["match"],
+        response_model=HashesMatchOut | UploadMatchOut,
         openapi_extra={
             "requestBody": {
                 "content": {
@@ -221,7 +222,13 @@ def register_routes(router: FastAPI) -> None:
         },
     )
     async def match(request: Request) -> JSONResponse:
-        """Match an upload (multipart `file`) or hashes (JSON); signals and matches together."""
+        """Match an upload (multipart `file`) or hashes (JSON); signals and matches together.
+
+        An upload is matched on every signal it has: its cryptographic hashes always,
+        PDQ or vPDQ when they can be computed; a signal that could not be computed
+        (pixels that do not decode, too many pixels) is named in `error` beside the
+        matches, never instead of them.
+        """
         import asyncio
 
         config = request.app.state.config
@@ -281,17 +288,18 @@ def register_routes(router: FastAPI) -> None:
         config = request.app.state.config
         options = _hash_options(request, dihedral, mode)
         with spooled_upload(source, config.max_upload_bytes, config.upload_kinds) as path:
-            result = hash_with_timeout(path, options, config.request_timeout_s)
-        queries = queries_from_signals(result.signals, dihedral=dihedral)
+            result = hash_with_timeout(path, options, config.request_timeout_s, partial=True)
+        queries = queries_for(result.signals, dihedral=dihedral)
         return {
             "kind": result.kind,
             "media_type": result.media_type,
             "size": result.size,
             "signals": result.signals,
             "matches": _match(request, queries, lists),
+            "error": result.error,
         }
 
-    @endpoint(router, "GET", "/lookup", "match", tags=["match"])
+    @endpoint(router, "GET", "/lookup", "match", tags=["match"], response_model=LookupOut)
     async def lookup(
         request: Request,
         signal: Annotated[str, Query(description="Signal name, e.g. pdq, md5")],
@@ -300,12 +308,12 @@ def register_routes(router: FastAPI) -> None:
             list[str] | None, Query(alias="list", description="Restrict to lists")
         ] = None,
         quality: Annotated[int | None, Query(ge=0, le=100)] = None,
-    ) -> dict[str, Any]:
+    ) -> JSONResponse:
         """Look one hash up by signal and value (in-memory index: no thread hop)."""
         sig = get_signal(signal)
         canonical = sig.normalize(value)
         matches = _match(request, [MatchQuery(sig.name, canonical, quality)], list_)
-        return {"signal": sig.name, "value": canonical, "matches": matches}
+        return JSONResponse({"signal": sig.name, "value": canonical, "matches": matches})
 
     # --- lists and entries (curators; never providers) ------------------------------
 
@@ -372,7 +380,7 @@ def register_routes(router: FastAPI) -> None:
             out = EntryOut.model_validate(L.entry_to_json(entry))
         matcher: Matcher | None = request.app.state.matcher
         if matcher is not None:
-            matcher.refresh(force=True)
+            matcher.refresh()
         return out
 
     @endpoint(router, "GET", "/entries/{entry_id}", "lists:read", tags=["lists"])

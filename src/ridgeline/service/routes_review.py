@@ -90,7 +90,7 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             out = VerdictOut.model_validate(outcome.to_json())
         matcher = request.app.state.matcher
         if matcher is not None and out.status_changed:
-            matcher.refresh(force=True)
+            matcher.refresh()
         return out
 
     @endpoint(app, "POST", "/review/{entry_id}/release", "review", tags=["review"])

@@ -110,9 +110,18 @@ def fetch_url(url: str, allow_hosts: Sequence[str], max_bytes: int, timeout: flo
 
 
 def hash_with_timeout(
-    path: str, options: HashOptions, timeout: float, signals: Sequence[str] | None = None
+    path: str,
+    options: HashOptions,
+    timeout: float,
+    signals: Sequence[str] | None = None,
+    *,
+    partial: bool = False,
 ) -> HashResult:
-    """Hash a spooled upload, answering 504 if it takes longer than `timeout`."""
+    """Hash a spooled upload, answering 504 if it takes longer than `timeout`.
+
+    With `partial`, a result with some signals is returned even when others failed
+    (its `error` says why), so matching can still use the hashes it has.
+    """
     future = _pool.submit(hash_file, path, signals, options)
     try:
         result = future.result(timeout=timeout)
@@ -122,7 +131,7 @@ def hash_with_timeout(
         _last_hashed[0] = time.monotonic()
     if result.error and not result.signals:
         raise BadInput(result.error)
-    if result.error:
+    if result.error and not partial:
         too_large = "pixel" in result.error or "bomb" in result.error.lower()
         raise (TooLarge if too_large else BadInput)(result.error)
     return result

@@ -5,7 +5,9 @@ A third party adds a signal type by publishing a package with, in its pyproject:
     [project.entry-points."ridgeline.signals"]
     myhash = "mypackage.signals:MY_HASH"
 
-where `MY_HASH` is a `ridgeline.signals.base.SignalType` instance (or subclass).
+where `MY_HASH` is a `ridgeline.signals.base.SignalType` instance. The instance holds
+everything Ridgeline needs to compute, index, match and export the signal
+(docs/signals.md lists its members).
 """
 
 from __future__ import annotations
@@ -14,7 +16,16 @@ from functools import cache
 from importlib.metadata import entry_points
 
 from ridgeline.errors import UnknownSignal
-from ridgeline.signals.base import HashOptions, SignalType, StreamingSignal
+from ridgeline.signals.base import (
+    HashOptions,
+    IndexKind,
+    PdqValue,
+    Query,
+    SignalType,
+    SignalValue,
+    StreamingSignal,
+    VpdqFrameValue,
+)
 from ridgeline.signals.crypto import MD5, SHA1, SHA256
 from ridgeline.signals.pdq import PDQ
 from ridgeline.signals.photodna import PHOTODNA
@@ -22,13 +33,19 @@ from ridgeline.signals.vpdq import VPDQ
 
 ENTRY_POINT_GROUP = "ridgeline.signals"
 
-BUILTINS: tuple[SignalType, ...] = (MD5, SHA1, SHA256, PDQ, VPDQ, PHOTODNA)
+#: In this order in listings and in native CSV columns.
+BUILTINS: tuple[SignalType, ...] = (MD5, SHA1, SHA256, PDQ, PHOTODNA, VPDQ)
 
 __all__ = [
     "ENTRY_POINT_GROUP",
     "HashOptions",
+    "IndexKind",
+    "PdqValue",
+    "Query",
     "SignalType",
+    "SignalValue",
     "StreamingSignal",
+    "VpdqFrameValue",
     "all_signals",
     "get_signal",
     "normalize",

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import hashlib
 import re
+from collections.abc import Sequence
 
 from ridgeline.errors import InvalidHash
 from ridgeline.signals.base import StreamingSignal
 
 
 class HexDigestSignal(StreamingSignal):
-    """A hashlib digest written as lowercase hex; compared for equality."""
+    """A hashlib digest written as lowercase hex; compared for equality, indexed by its bytes."""
 
     def __init__(self, name: str, hex_length: int) -> None:
         self.name = name
         self.hex_length = hex_length
+        self.key_width = hex_length // 2
         self.expected_form = f"{hex_length} hexadecimal characters"
         self._pattern = re.compile(rf"[0-9a-f]{{{hex_length}}}")
 
@@ -26,6 +28,9 @@ class HexDigestSignal(StreamingSignal):
 
     def distance(self, a: str, b: str) -> float:
         return 0 if a == b else 1
+
+    def encode_keys(self, keys: Sequence[str]) -> bytes:
+        return bytes.fromhex("".join(keys))
 
     def new_hasher(self) -> hashlib._Hash:
         return hashlib.new(self.name)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import base64
 import binascii
 import math
+from collections.abc import Sequence
 
 from ridgeline.errors import InvalidHash
 from ridgeline.signals.base import SignalType
@@ -30,6 +31,8 @@ class PhotoDNASignal(SignalType):
     # No universal threshold exists: lists set their own. The default only matches
     # vectors that are byte-identical or nearly so.
     default_threshold = 0.0
+    index_kind = "l2"
+    key_width = PHOTODNA_BYTES
 
     def normalize(self, value: str) -> str:
         text = "".join(value.split()) if isinstance(value, str) else ""
@@ -40,6 +43,9 @@ class PhotoDNASignal(SignalType):
         if len(raw) != PHOTODNA_BYTES:
             raise InvalidHash(self.name, str(value), self.expected_form)
         return base64.b64encode(raw).decode("ascii")
+
+    def encode_keys(self, keys: Sequence[str]) -> bytes:
+        return b"".join(decode_photodna(k) for k in keys)
 
     def distance(self, a: str, b: str) -> float:
         va, vb = decode_photodna(a), decode_photodna(b)
