@@ -5,10 +5,12 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import os
 import subprocess
 import sys
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -147,3 +149,109 @@ def test_third_party_plugin_through_entry_point(tmp_path: Path) -> None:
     assert row["signals"]["blake2b"] == hashlib.blake2b(b"hello").hexdigest()
     assert row["signals"]["md5"] == hashlib.md5(b"hello").hexdigest()
     assert row["error"] is None
+
+
+def _plugin_site(tmp_path: Path) -> Path:
+    """The docs/signals.md blake2b plug-in as an installed distribution (dist-info)."""
+    site = tmp_path / "site"
+    pkg = site / "myhashes"
+    pkg.mkdir(parents=True)
+    (pkg / "__init__.py").write_text(
+        "from ridgeline.signals.crypto import HexDigestSignal\n"
+        'BLAKE = HexDigestSignal("blake2b", 128)\n'
+    )
+    dist = site / "myhashes-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: myhashes\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text("[ridgeline.signals]\nblake2b = myhashes:BLAKE\n")
+    return site
+
+
+def test_plugin_signal_through_every_path(tmp_path: Path, serve_process: Any) -> None:
+    """create list -> import -> index -> match -> scan -> /v1/match -> export -> re-import,
+    with a plug-in that only declares an entry point; its hashes survive every step."""
+    import httpx
+
+    site = _plugin_site(tmp_path)
+    src = Path(__file__).resolve().parents[1] / "src"
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(site), str(src)])}
+    db = str(tmp_path / "plug.db")
+    ridgeline = str(Path(sys.executable).parent / "ridgeline")
+
+    def cli(*args: str, expect: int = 0) -> str:
+        done = subprocess.run([ridgeline, *args], env=env, capture_output=True, text=True)
+        assert done.returncode == expect, (args, done.stdout, done.stderr)
+        return done.stdout
+
+    files = tmp_path / "files"
+    files.mkdir()
+    known, other = files / "known.bin", files / "other.bin"
+    known.write_bytes(b"a benign synthetic document\n" * 50)
+    other.write_bytes(b"another benign synthetic document\n")
+    blake = hashlib.blake2b(known.read_bytes()).hexdigest()
+
+    cli("lists", "create", "plug", "--db", db)
+    listing = tmp_path / "plug.jsonl"
+    listing.write_text(json.dumps({"signals": {"blake2b": blake.upper()}, "source": "t"}) + "\n")
+    cli("lists", "import", "plug", str(listing), "--db", db)
+
+    # `match`: a plain hash by --signal, and a file on every signal it has (the plug-in too)
+    (row,) = [json.loads(x) for x in cli(
+        "match", "--list", "plug", "--signal", "blake2b", blake, "--db", db, "--format", "jsonl"
+    ).splitlines()]  # fmt: skip
+    assert [(m["signal"], m["value"]) for m in row["matches"]] == [("blake2b", blake)]
+    out = cli("match", "--list", "plug", str(known), str(other), "--db", db, "--format", "jsonl")
+    first, second = (json.loads(x) for x in out.splitlines())
+    assert first["signals"]["blake2b"] == blake
+    assert [m["signal"] for m in first["matches"]] == ["blake2b"] and second["matches"] == []
+
+    # `scan`
+    report = tmp_path / "scan.jsonl"
+    cli(
+        "scan",
+        str(files),
+        "--list",
+        "plug",
+        "--db",
+        db,
+        "--output",
+        str(report),
+        "--format",
+        "jsonl",
+    )
+    by_path = {Path(r["path"]).name: r for r in map(json.loads, report.read_text().splitlines())}
+    assert [m["signal"] for m in by_path["known.bin"]["matches"]] == ["blake2b"]
+    assert by_path["other.bin"]["matches"] == []
+
+    # `/v1/match` on a real server that loaded the plug-in
+    key = json.loads(cli("keys", "create", "--role", "provider", "--db", db, "--format", "json"))
+    server = serve_process("serve", "--port", "{port}", "--db", db, env=env)
+    headers = {"X-API-Key": key["key"]}
+    res = httpx.post(
+        f"{server.base}/v1/match", headers=headers, files={"file": ("k.bin", known.read_bytes())}
+    )
+    assert res.status_code == 200, res.text
+    body = res.json()
+    assert body["signals"]["blake2b"] == blake
+    assert [m["signal"] for m in body["matches"]] == ["blake2b"]
+    assert body["matches"] == first["matches"]
+    res = httpx.post(
+        f"{server.base}/v1/match", headers=headers, json={"signals": {"blake2b": blake}}
+    )
+    assert [m["entry_id"] for m in res.json()["matches"]] == [row["matches"][0]["entry_id"]]
+
+    # every export format; the native ones carry the plug-in's column and import back
+    for fmt in ("csv", "jsonl", "ncmec-xml", "vics", "icse", "stopncii"):
+        exported = tmp_path / f"export.{fmt}"
+        cli("lists", "export", "plug", "--format", fmt, "--out", str(exported), "--db", db)
+        assert exported.exists()
+    header = (tmp_path / "export.csv").read_text().splitlines()[0].split(",")
+    assert "blake2b" in header and header.index("blake2b") < header.index("classifications")
+    for fmt in ("csv", "jsonl"):
+        cli("lists", "create", f"again-{fmt}", "--db", db)
+        cli("lists", "import", f"again-{fmt}", str(tmp_path / f"export.{fmt}"), "--format", fmt,
+            "--db", db)  # fmt: skip
+        entries = json.loads(
+            cli("lists", "entries", "ls", f"again-{fmt}", "--db", db, "--format", "json")
+        )
+        assert [e["signals"] for e in entries] == [{"blake2b": blake}], fmt
