@@ -737,11 +737,11 @@ class MatchIndex:
         radius = max((info.threshold(signal) for info in relevant.values()), default=-1.0)
         return relevant, radius
 
-    def _normalize(self, signal: str, values: Sequence[str]) -> tuple[str, list[str]]:
+    def _normalize(self, signal: str, values: Sequence[str]) -> tuple[SignalType, list[str]]:
         sig = get_signal(signal)
         if isinstance(values, str):
             raise BadInput("values must be a sequence of hash strings, not one string")
-        return sig.name, [sig.normalize(v) for v in values]
+        return sig, [sig.normalize(v) for v in values]
 
     def match(
         self,
@@ -759,7 +759,8 @@ class MatchIndex:
         Queries whose quality is below the signal's `min_quality` (or `min_quality`
         given here) match nothing.
         """
-        name, canon = self._normalize(signal, values)
+        sig, canon = self._normalize(signal, values)
+        name = sig.name
         if qualities is not None and len(qualities) != len(canon):
             raise BadInput(f"{len(qualities)} qualities for {len(canon)} values")
         self._maybe_refresh()
@@ -767,15 +768,13 @@ class MatchIndex:
         out: list[list[Match]] = [[] for _ in canon]
         if not canon or not relevant:
             return out
-        sig = get_signal(name)
         si = self._signal_index(name)
         if si.kind == "frames256":
             return self._match_frames(sig, si, canon, relevant)
-        usable = [
-            i
-            for i in range(len(canon))
-            if qualities is None or sig.usable(qualities[i], min_quality)
-        ]
+        if qualities is None or (sig.min_quality is None and min_quality is None):
+            usable = list(range(len(canon)))
+        else:
+            usable = [i for i in range(len(canon)) if sig.usable(qualities[i], min_quality)]
         if not usable:
             return out
         rows = rows_for(sig, [canon[i] for i in usable])
