@@ -57,7 +57,8 @@ class Progress:
     "--signals",
     "signal_names",
     default=None,
-    help="Comma-separated signals (default: md5,sha1,sha256 + pdq for images, vpdq for videos).",
+    help="Comma-separated signals (default: every installed signal the content allows: "
+    "md5,sha1,sha256 + pdq for images, vpdq for videos, + plug-ins).",
 )
 @click.option("-r", "--recursive", is_flag=True, help="Descend into folders.")
 @click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes.")
