@@ -466,3 +466,34 @@ def test_a_reader_switches_to_a_file_another_index_compacted(
         time.sleep(0.1)
     assert reader.stats()["signals"]["pdq"]["delta_rows"] == 0
     assert all(len(ms) == 1 for ms in reader.match("pdq", hs))
+
+
+def test_background_refresh_owns_timing_and_tells_listeners(
+    store: Store, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """With `start_refresh` the index's own thread reads the feed every `refresh_interval`
+    and tells its listeners; `close()` stops it."""
+    with store.session() as s:
+        hl = L.create_list(s, "known")
+    index = open_index(store, tmp_path, refresh_interval=0.05)
+    heard: list[int] = []
+    index.add_listener(heard.append)
+    index.load(["md5"])
+    index.start_refresh()
+    try:
+        digest = f"{int(rng.integers(1, 2**62)):032x}"
+        with store.session() as s:
+            entry = L.add_entry(s, L.get_list(s, hl.name), {"md5": digest})
+        deadline = time.monotonic() + 5
+        while not any(heard) and time.monotonic() < deadline:
+            time.sleep(0.02)
+        assert any(heard), "the background refresher never reported the new entry"
+        assert index.age() < 1.0
+        (found,) = index.match("md5", [digest])
+        assert [m.entry_id for m in found] == [entry.id]
+    finally:
+        index.close()
+    assert index.refresh_error is None
+    calls = len(heard)
+    time.sleep(0.2)
+    assert len(heard) == calls  # close() stopped the thread
