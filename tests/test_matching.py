@@ -19,6 +19,13 @@ from ridgeline.hashing import hash_file
 from ridgeline.matching import ExplainedMatch
 from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.service.keys import create_key
+from ridgeline.service.match_models import (
+    HashesMatchOut,
+    HashOut,
+    LookupOut,
+    MatchOut,
+    UploadMatchOut,
+)
 from ridgeline.signals import get_signal
 from ridgeline.store import Store
 
@@ -204,15 +211,50 @@ def test_hash_jsonl_pipes_into_match(db_path: str, tmp_path: Path) -> None:
     assert [m["entry_id"] for m in rows(out)[0]["matches"]] == [entry]
 
 
-def test_openapi_documents_match_responses(sqlite_store: Store) -> None:
-    app = create_app(ServiceConfig(), sqlite_store)
-    doc = app.openapi()
-    schemas = doc["components"]["schemas"]
-    for path, method in (("/v1/match", "post"), ("/v1/lookup", "get"), ("/v1/hash", "post")):
-        ok = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
-        assert ok["schema"], path
-    match = schemas["MatchOut"]["properties"]
-    assert {"list", "entry_id", "signal", "distance", "classifications", "provenance"} <= set(match)
+def test_openapi_documents_match_responses(sqlite_store: Store, tmp_path: Path) -> None:
+    """The declared response models are in /openapi.json and fit the real answers."""
+    photo = tmp_path / "p.png"
+    benign_image(photo, 9)
+    md5 = hashlib.md5(photo.read_bytes()).hexdigest()
+    with sqlite_store.session() as s:
+        _, key = create_key(s, "p", "provider", rate_limit=1000)
+        L.add_entry(s, L.create_list(s, "known"), {"md5": md5})
+    config = ServiceConfig(index_dir=str(tmp_path / "idx"))
+    with TestClient(create_app(config, sqlite_store)) as client:
+        doc = client.get("/openapi.json").json()
+        schemas = doc["components"]["schemas"]
+        for path, method in (("/v1/match", "post"), ("/v1/lookup", "get"), ("/v1/hash", "post")):
+            ok = doc["paths"][path][method]["responses"]["200"]["content"]["application/json"]
+            assert ok["schema"], path
+        assert {"list", "entry_id", "signal", "distance", "classifications", "held"} <= set(
+            schemas["MatchOut"]["properties"]
+        )
+        h = {"X-API-Key": key}
+        upload = {"file": ("p.png", photo.read_bytes())}
+        answers = [
+            (
+                LookupOut,
+                client.get("/v1/lookup", params={"signal": "md5", "value": md5}, headers=h),
+            ),
+            (HashesMatchOut, client.post("/v1/match", json={"signals": {"md5": md5}}, headers=h)),
+            (UploadMatchOut, client.post("/v1/match", files=upload, headers=h)),
+            (HashOut, client.post("/v1/hash", files=upload, headers=h)),
+        ]
+    for model, res in answers:
+        assert res.status_code == 200, res.text
+        body = res.json()
+        assert _dump(model.model_validate(body), body) == body, model
+        for match in body.get("matches", []):
+            assert _dump(MatchOut.model_validate(match), match) == match
+    assert answers[0][1].json()["matches"][0]["signal"] == "md5"
+
+
+def _dump(model: Any, like: dict[str, Any]) -> dict[str, Any]:
+    """The model as JSON, without the optional fields the answer leaves out."""
+    out: dict[str, Any] = json.loads(model.model_dump_json(by_alias=True))
+    if "matches" in out:
+        out["matches"] = [_dump(MatchOut.model_validate(m), m) for m in like["matches"]]
+    return {k: v for k, v in out.items() if k in like or v is not None}
 
 
 def _png(tmp_path: Path) -> Path:
