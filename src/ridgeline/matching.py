@@ -192,8 +192,8 @@ class Matcher:
         """Index listener: entries changed, so their explanations may have too."""
         now = time.monotonic()
         if changes or now - self._explain_cleared > EXPLAIN_TTL_S:
-            with self._lock:
-                self._explain_cache.clear()
+            with self._lock:  # a new dict: a lookup in another thread keeps the one it has
+                self._explain_cache = {}
                 self._explain_cleared = now
 
     def refresh(self) -> int:
