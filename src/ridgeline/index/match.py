@@ -105,8 +105,11 @@ def rows_for(signal: SignalType, keys: Sequence[str]) -> np.ndarray:
     if not keys:
         return np.zeros((0, width), dtype=np.uint8)
     raw = signal.encode_keys(keys)
-    if len(raw) != width * len(keys):
-        raise ValueError(f"{signal.name}: keys are not {width} bytes each")
+    if len(raw) != width * len(keys):  # a plug-in whose key_width and encode_keys disagree
+        raise RidgelineError(
+            f"signal {signal.name}: encode_keys gave {len(raw)} bytes for {len(keys)} keys "
+            f"of key_width {width}"
+        )
     return np.frombuffer(raw, dtype=np.uint8).reshape(len(keys), width).copy()
 
 
