@@ -201,6 +201,14 @@ def test_hash_jsonl_pipes_into_match(db_path: str, tmp_path: Path) -> None:
     assert first["query"] == str(photo) and first["signals"] == rows(hashed)[0]["signals"]
     assert [(m["signal"], m["entry_id"]) for m in first["matches"]] == [("sha1", entry)]
     assert second["query"] == str(other) and second["matches"] == []
+    code, hashed_json, err = run("hash", "--format", "json", str(photo))
+    assert code == 0, err
+    code, out, err = run(
+        "match", "--list", "known", "--db", db_path, "--format", "jsonl", "--hashes", "-",
+        input=hashed_json,
+    )  # fmt: skip
+    assert code == 0, err
+    assert [m["entry_id"] for m in rows(out)[0]["matches"]] == [entry]
     # plain hash lines still work beside JSON rows
     sha1 = hashlib.sha1(photo.read_bytes()).hexdigest()
     code, out, err = run(

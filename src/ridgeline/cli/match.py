@@ -45,14 +45,21 @@ def _read_text(source: str) -> str:
 
 
 def _read_hashes(source: str, sig: SignalType, dihedral: bool) -> list[_Item]:
-    """One hash of `sig` a line, or a JSON object a line (`hash --format jsonl` rows).
+    """One hash of `sig` a line, or `ridgeline hash` rows: JSON lines, or its JSON array.
 
     Blank lines and `#` comments are skipped; `-` reads stdin.
     """
-    from ridgeline.matching import queries_for
-
+    text = _read_text(source)
+    if text.lstrip().startswith("["):  # `ridgeline hash --format json`
+        try:
+            rows = json.loads(text)
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{source}: malformed JSON: {exc.msg} at line {exc.lineno}") from None
+        if not isinstance(rows, list):
+            raise BadInput(f"{source}: expected a list of `ridgeline hash` rows")
+        return [_hash_row(row, f"{source}: item {i}", dihedral) for i, row in enumerate(rows, 1)]
     items: list[_Item] = []
-    for number, raw in enumerate(_read_text(source).splitlines(), 1):
+    for number, raw in enumerate(text.splitlines(), 1):
         line = raw.strip()
         if not line or line.startswith("#"):
             continue
@@ -63,13 +70,20 @@ def _read_hashes(source: str, sig: SignalType, dihedral: bool) -> list[_Item]:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             raise BadInput(f"{source}: line {number}: malformed JSON: {exc.msg}") from None
-        signals = row.get("signals") if isinstance(row, dict) else None
-        if not isinstance(signals, dict):
-            raise BadInput(f"{source}: line {number}: expected a `ridgeline hash` row with signals")
-        text = str(row.get("path") or f"line {number}")
-        queries = queries_for(signals, dihedral=dihedral)
-        items.append(_Item(text, queries, signals, row.get("path"), row.get("error")))
+        items.append(_hash_row(row, f"{source}: line {number}", dihedral))
     return items
+
+
+def _hash_row(row: Any, where: str, dihedral: bool) -> _Item:
+    """A `ridgeline hash` row (`{"path", "signals", "error"}`) as queries of its signals."""
+    from ridgeline.matching import queries_for
+
+    signals = row.get("signals") if isinstance(row, dict) else None
+    if not isinstance(signals, dict):
+        raise BadInput(f"{where}: expected a `ridgeline hash` row with signals")
+    path = row.get("path")
+    queries = queries_for(signals, dihedral=dihedral)
+    return _Item(str(path or where), queries, signals, path, row.get("error"))
 
 
 def _file_item(path: str, dihedral: bool) -> _Item:
