@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from typing import Any
 
 from sqlalchemy import select
@@ -64,6 +65,11 @@ class Provenance:
     submitted_by: str | None = None
 
     def to_json(self) -> dict[str, str | None]:
+        return dict(self._json)
+
+    @cached_property
+    def _json(self) -> dict[str, str | None]:
+        # built once per entry explanation: every match of the entry shares it
         return {
             "source": self.source,
             "origin_list": self.origin_list,
@@ -102,6 +108,7 @@ class ExplainedMatch:
     identification: str | None = None
 
     def to_json(self) -> dict[str, Any]:
+        distance, threshold = self.distance, self.threshold
         out: dict[str, Any] = {
             "list": self.list_name,
             "list_id": self.list_id,
@@ -110,9 +117,11 @@ class ExplainedMatch:
             "signal": self.signal,
             "value": self.value,
             "variant": self.variant,
-            "distance": _number(self.distance),
-            "threshold": _number(self.threshold),
-            "classifications": [c.to_json() for c in self.classifications],
+            "distance": int(distance) if distance.is_integer() else distance,
+            "threshold": int(threshold) if threshold.is_integer() else threshold,
+            "classifications": [
+                {"scheme": c.scheme, "label": c.label} for c in self.classifications
+            ],
             "provenance": self.provenance.to_json(),
             "held": self.held,
         }
@@ -149,9 +158,7 @@ class ExplainedMatch:
         return self if held == self.held else replace(self, held=held)
 
 
-def _number(x: float) -> int | float:
-    """Hamming and exact distances print as integers, Euclidean ones as they are."""
-    return int(x) if float(x).is_integer() else x
+_UNEXPLAINED: tuple[tuple[Classification, ...], Provenance] = ((), Provenance())
 
 
 def queries_for(signals: Mapping[str, SignalValue], *, dihedral: bool = False) -> list[Query]:
@@ -258,20 +265,20 @@ class Matcher:
             old = best.get(key)
             if old is not None and old.distance <= h.distance:
                 continue
-            classes, provenance = explained.get(h.entry_id, ((), Provenance()))
+            classes, provenance = explained.get(h.entry_id, _UNEXPLAINED)
             best[key] = ExplainedMatch(
-                list_name=h.list_name,
-                list_id=int(h.list_id),
-                entry_id=int(h.entry_id),
-                signal=h.signal,
-                value=q.value,
-                variant=q.variant,
-                distance=float(h.distance),
-                threshold=float(h.threshold),
-                purpose=h.purpose,
-                classifications=classes,
-                provenance=provenance,
-                held=h.entry_id in held,
+                h.list_name,
+                h.list_id,
+                h.entry_id,
+                h.signal,
+                q.value,
+                q.variant,
+                h.distance,
+                h.threshold,
+                h.purpose,
+                classes,
+                provenance,
+                h.entry_id in held,
             )
         return sorted(best.values(), key=lambda m: (m.distance, m.list_name, m.entry_id))
 

@@ -147,13 +147,23 @@ class _RowCollector:
 
     def __init__(self, signal: SignalType) -> None:
         self.signal = signal
+        #: The default `index_keys` (the value itself, behind the quality gate) is inlined:
+        #: a 10M-row build calls `add` 10M times.
+        self._one_key = type(signal).index_keys is SignalType.index_keys
+        self._min_quality = signal.min_quality
         self.entries: list[int] = []
         self.lists: list[int] = []
         self.values: list[str] = []
         self._chunks: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
 
     def add(self, entry_id: int, list_id: int, value: str, quality: int | None) -> None:
-        keys = self.signal.index_keys(value, quality)  # none for low quality or unreadable
+        if self._one_key:
+            gate = self._min_quality
+            if gate is not None and quality is not None and quality < gate:
+                return  # CONVENTIONS: low-quality hashes are not matched
+            keys = [value]
+        else:
+            keys = self.signal.index_keys(value, quality)  # frames; none if unreadable
         if len(keys) == 1:
             self.entries.append(entry_id)
             self.lists.append(list_id)
