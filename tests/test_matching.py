@@ -19,13 +19,8 @@ from ridgeline.hashing import hash_file
 from ridgeline.matching import ExplainedMatch
 from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.service.keys import create_key
-from ridgeline.service.match_models import (
-    HashesMatchOut,
-    HashOut,
-    LookupOut,
-    MatchOut,
-    UploadMatchOut,
-)
+from ridgeline.service.match_models import HashesMatchOut, LookupOut, MatchOut, UploadMatchOut
+from ridgeline.service.schemas import HashOut
 from ridgeline.signals import get_signal
 from ridgeline.store import Store
 

@@ -37,7 +37,7 @@ import numpy as np
 from sqlalchemy import func, or_, select
 from sqlalchemy.orm import Session
 
-from ridgeline.errors import BadInput, NotFound
+from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads
