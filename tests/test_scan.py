@@ -603,3 +603,41 @@ def test_unreadable_subfolder_is_an_error_row_and_exit_1(
     assert set(rows) == {"locked", "ok.txt"}
     assert rows["locked"]["error"] == "unreadable folder: Permission denied"
     assert rows["ok.txt"]["error"] is None and rows["ok.txt"]["signals"]
+
+
+def test_cli_no_archives_hashes_archives_as_files(tmp_path: Path, tree: Path) -> None:
+    """`scan --no-archives` reaches the walker: the zip is one file, its members unseen."""
+    db = str(tmp_path / "na.db")
+    runner = CliRunner()
+    assert runner.invoke(main, ["lists", "create", "known", "--db", db]).exit_code == 0
+    res = runner.invoke(main, ["scan", str(tree), "--no-archives", "--db", db, "--format", "jsonl"])
+    assert res.exit_code == 0, res.output
+    paths = [json.loads(line)["path"] for line in res.stdout.splitlines()]
+    assert sorted(Path(p).name for p in paths) == ["bad.txt", "img.png", "ok.txt", "outer.zip"]
+    assert not any("!" in p for p in paths)
+    zipped = next(json.loads(x) for x in res.stdout.splitlines() if x and "outer.zip" in x)
+    assert zipped["sha256"] == hashlib.sha256((tree / "outer.zip").read_bytes()).hexdigest()
+
+
+def test_resume_skip_keeps_sha256_for_later_copies(store: Store, tree: Path) -> None:
+    """A rerun that skips files keeps their sha256, so copies are still skipped by content."""
+    make_list(store)
+    first, _ = run(store, [tree], resume=True)
+    assert first.skipped == 0
+    again, _ = run(store, [tree], resume=True)  # skips everything by stat
+    assert again.files == 0 and again.skipped == 4
+    with store.session() as s:
+        from ridgeline.scan.models import ScanState
+
+        states = {Path(st.path).name: st.sha256 for st in s.scalars(select(ScanState))}
+    assert states["bad.txt"] == hashlib.sha256(BAD).hexdigest()
+    assert all(sha for name, sha in states.items() if name != "outer.zip"), states
+    (tree / "copy.txt").write_bytes(BAD)
+    by_sha, _ = run(store, [tree], resume=True, resume_by="sha256")
+    assert by_sha.files == 0 and by_sha.skipped == 5
+    by_sha_again, _ = run(store, [tree], resume=True, resume_by="sha256")
+    assert by_sha_again.files == 0 and by_sha_again.skipped == 5
+    with store.session() as s:
+        from ridgeline.scan.models import ScanState
+
+        assert all(st.sha256 for st in s.scalars(select(ScanState)) if "zip" not in st.path)

@@ -195,12 +195,12 @@ def scan_command(
             max_total_bytes=max_archive_bytes,
             max_ratio=max_ratio,
         ),
+        archives=not no_archives,
         index_dir=index_dir,
         work_dir=work_dir,
         engine=engine,
         ray_address=address,
     )
-    options.archives = not no_archives
     store = open_store(db)
     fmt = fmt or default_format()
     progress = Progress(_count_files(paths))

@@ -303,6 +303,11 @@ class Recorder:
             }
         if item["skipped"]:
             self.summary.skipped += 1
+            # A skip proves the content unchanged: keep (or learn) its sha256 so that
+            # `--resume-by sha256` still knows it (a stat skip carries no digest).
+            self._top_info["skipped"] = True
+            if not item["member"] and outcome["sha256"]:
+                self._top_info["sha256"] = outcome["sha256"]
             row = {"path": item["display"], "skipped": True}
             return row | ({"reason": item["reason"]} if item.get("reason") else {})
         self.summary.files += 1
@@ -352,6 +357,7 @@ class Recorder:
                 "mtime_ns": self._top_info["mtime_ns"],
                 "sha256": self._top_info.get("sha256"),
                 "ok": self._top_ok,
+                "skipped": self._top_info.get("skipped", False),
             }
         )
 
@@ -388,21 +394,26 @@ class Recorder:
 
     def _save_states(self, s: Any, states: list[dict[str, Any]]) -> None:
         keys = {path_key(st["path"]): st for st in states}
-        query = select(ScanState.path_key, ScanState.id).where(ScanState.path_key.in_(list(keys)))
-        existing = {key: state_id for key, state_id in s.execute(query)}
+        query = select(ScanState.path_key, ScanState.id, ScanState.sha256).where(
+            ScanState.path_key.in_(list(keys))
+        )
+        existing = {key: (state_id, sha) for key, state_id, sha in s.execute(query)}
         now = utcnow()
         new, changed = [], []
         for key, st in keys.items():
+            sha = st["sha256"]
+            if sha is None and st["skipped"] and key in existing:
+                sha = existing[key][1]  # skipped unchanged: its digest still holds
             values = {
                 "size": st["size"],
                 "mtime_ns": st["mtime_ns"],
-                "sha256": st["sha256"],
+                "sha256": sha,
                 "ok": st["ok"],
                 "run_id": self.run.id,
                 "scanned_at": now,
             }
             if key in existing:
-                changed.append({"id": existing[key], **values})
+                changed.append({"id": existing[key][0], **values})
             else:
                 new.append({"path_key": key, "path": st["path"], **values})
         if new:
@@ -636,7 +647,12 @@ def scan(
     _remove_stale_work_dirs(options.work_dir)
     work = Path(tempfile.mkdtemp(prefix=f"{WORK_PREFIX}{os.getpid()}-", dir=options.work_dir))
     try:
-        walker = Walker(work, options.limits, skip=_resume_skip(store) if options.resume else None)
+        walker = Walker(
+            work,
+            options.limits,
+            archives=options.archives,
+            skip=_resume_skip(store) if options.resume else None,
+        )
         items = walker.walk(str_paths)
         config = options.worker_config(store.url)
         if options.engine == "ray":
