@@ -100,8 +100,11 @@ def sqlite_store(tmp_path: Path) -> Iterator[Store]:
 
 @pytest.fixture
 def db_path(tmp_path: Path) -> str:
-    """A fresh SQLite path for CLI tests (`--db`)."""
-    return str(tmp_path / "cli.db")
+    """A fresh, initialised SQLite database for CLI tests (`--db`), as `db init` leaves it:
+    only `db init` and `lists create` may create a database from the CLI."""
+    path = tmp_path / "cli.db"
+    Store.open(path).close()
+    return str(path)
 
 
 @dataclass

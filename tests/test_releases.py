@@ -196,6 +196,7 @@ def test_cli_keygen_release_pull(db_path: str, tmp_path: Path) -> None:
         "rel-v1.snapshot.jsonl.gz",
     ]
     other_db = str(tmp_path / "other.db")
+    assert runner.invoke(main, ["db", "init", "--db", other_db]).exit_code == 0
     result = runner.invoke(
         main,
         [

@@ -420,6 +420,7 @@ def test_ray_engine_without_ray_says_how_to_install(
     """Without Ray installed, `--engine ray` fails before recording anything, with the fix."""
     monkeypatch.setitem(sys.modules, "ray", None)  # as if the package were not installed
     db = str(tmp_path / "r.db")
+    Store.open(db).close()
     res = CliRunner().invoke(main, ["scan", str(tmp_path), "--engine", "ray", "--db", db])
     assert res.exit_code != 0
     assert "pip install 'ridgeline[ray]'" in res.stderr

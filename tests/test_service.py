@@ -775,6 +775,12 @@ def test_hot_update_visible_in_every_worker_within_a_second(
         assert proc.wait(timeout=20) == 0
 
 
+def _init_db(path: Path) -> str:
+    """A database as `ridgeline db init` makes it (serve does not create one)."""
+    Store.open(path).close()
+    return str(path)
+
+
 def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
     """Several workers: a port already in use is a clear error, not silent idle workers."""
     with socket.socket() as taken:
@@ -783,7 +789,7 @@ def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
         port = taken.getsockname()[1]
         res = subprocess.run(
             [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-             "--workers", "2", "--db", str(tmp_path / "t.db")],
+             "--workers", "2", "--db", _init_db(tmp_path / "t.db")],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert res.returncode == 1
@@ -797,7 +803,7 @@ def test_ctrl_c_stops_the_server_cleanly(
 ) -> None:
     """Ctrl-C (SIGINT to the whole process group) ends every worker: exit 0, no traceback."""
     server = serve_process(
-        "serve", "--port", "{port}", "--workers", str(workers), "--db", str(tmp_path / "c.db")
+        "serve", "--port", "{port}", "--workers", str(workers), "--db", _init_db(tmp_path / "c.db")
     )
     os.killpg(server.proc.pid, signal.SIGINT)
     assert server.proc.wait(timeout=30) == 0
@@ -814,7 +820,7 @@ def test_workers_stop_when_the_supervisor_is_killed(
 ) -> None:
     """A supervisor killed outright (SIGKILL, OOM) leaves no orphan workers serving."""
     server = serve_process(
-        "serve", "--port", "{port}", "--workers", "2", "--db", str(tmp_path / "k.db")
+        "serve", "--port", "{port}", "--workers", "2", "--db", _init_db(tmp_path / "k.db")
     )
     pid = server.proc.pid
     children = [int(c) for c in Path(f"/proc/{pid}/task/{pid}/children").read_text().split()]

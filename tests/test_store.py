@@ -152,3 +152,62 @@ def test_open_upgrades_an_older_schema(tmp_path: Path) -> None:
     with Store(url) as store:
         assert store.current_revision() == HEAD_REVISION
         assert "api_keys" in inspect(store.engine).get_table_names()
+
+
+def test_mistyped_db_fails_and_creates_nothing(tmp_path: Path) -> None:
+    """Only `db init` and `lists create` create a database; others name the missing one."""
+    from click.testing import CliRunner
+
+    from ridgeline.cli import main
+
+    runner = CliRunner()
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    for args in (
+        ["lists", "ls"],
+        ["lists", "show", "known"],
+        ["db", "upgrade"],
+        ["scan", str(tmp_path)],
+        ["keys", "list"],
+        ["log", "verify"],
+        ["db", "where"],
+    ):
+        res = runner.invoke(main, [*args, "--db", str(missing)])
+        if args == ["db", "where"]:
+            assert res.exit_code == 0 and str(missing) in res.stdout
+        else:
+            assert res.exit_code == 1, (args, res.output)
+            assert f"no Ridgeline database at {missing}" in res.stderr, args
+            assert "db init" in res.stderr
+        assert not (tmp_path / "nonexistent").exists(), args
+    res = runner.invoke(main, ["db", "init", "--db", str(missing)])
+    assert res.exit_code == 0, res.output
+    assert f"created database {missing}" in res.stderr and missing.is_file()
+    res = runner.invoke(main, ["db", "init", "--db", str(missing)])
+    assert res.exit_code == 0 and "created" not in res.stderr  # says so only when it does
+    assert runner.invoke(main, ["lists", "ls", "--db", str(missing)]).exit_code == 0
+    first = tmp_path / "new" / "first.db"
+    res = runner.invoke(main, ["lists", "create", "known", "--db", str(first), "--format", "json"])
+    assert res.exit_code == 0 and f"created database {first}" in res.stderr
+    assert res.stdout.startswith("{")
+    res = runner.invoke(main, ["lists", "create", "other", "--db", str(first)])
+    assert res.exit_code == 0 and "created database" not in res.stderr
+
+
+@pytest.mark.postgres
+def test_refusing_open_on_postgresql_without_schema(pg_server_url: str) -> None:
+    """An empty PostgreSQL database is not a Ridgeline one until `db init` (or create=True)."""
+    from sqlalchemy import create_engine
+
+    engine = create_engine(resolve_db_url(pg_server_url), isolation_level="AUTOCOMMIT")
+    with engine.connect() as conn:
+        conn.execute(text("DROP SCHEMA public CASCADE"))
+        conn.execute(text("CREATE SCHEMA public"))
+    engine.dispose()
+    with pytest.raises(NotFound, match="no Ridgeline database at postgresql"):
+        Store.open(pg_server_url, create=False)
+    created = Store.open(pg_server_url)
+    assert created.created
+    created.close()
+    again = Store.open(pg_server_url, create=False)
+    assert not again.created
+    again.close()

@@ -30,5 +30,11 @@ def resolve_db_url(db: str | os.PathLike[str] | None = None) -> str:
     if raw == ":memory:":
         return "sqlite://"
     path = Path(raw).expanduser()
-    path.parent.mkdir(parents=True, exist_ok=True)
     return f"sqlite:///{path.resolve()}"
+
+
+def sqlite_file(url: str) -> Path | None:
+    """The file behind an SQLite URL (None for PostgreSQL and in-memory SQLite)."""
+    if not url.startswith("sqlite:///"):
+        return None
+    return Path(url[len("sqlite:///") :])

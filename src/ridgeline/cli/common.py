@@ -33,16 +33,25 @@ def db_option(func: F) -> F:
     )(func)
 
 
-def open_store(db: str | None) -> Any:
-    """Open the store named by --db, turning connection failures into clear errors."""
+def open_store(db: str | None, *, create: bool = False) -> Any:
+    """Open the store named by --db, turning connection failures into clear errors.
+
+    Only commands that create data (`db init`, `lists create`, `demo`) pass `create=True`
+    and say on stderr when they made a database; for every other command a database
+    that is not there is an error naming it (a mistyped --db must not leave an empty
+    database and a zero exit status behind).
+    """
     from sqlalchemy.exc import OperationalError
 
     from ridgeline.store import Store
 
     try:
-        return Store.open(db)
+        store = Store.open(db, create=create)
     except OperationalError as exc:
         raise Unavailable(f"cannot open database: {exc.orig}") from None
+    if store.created:
+        click.echo(f"created database {store.display_url}", err=True)
+    return store
 
 
 def fail(message: str, status: int) -> None:

@@ -13,13 +13,22 @@ def db_group() -> None:
     """Database schema and location."""
 
 
+@db_group.command("init")
+@db_option
+@handle_errors
+def init(db: str | None) -> None:
+    """Create the database (and its folder) if needed and apply every migration."""
+    store = open_store(db, create=True)
+    click.echo(f"database is ready: {store.display_url}")
+
+
 @db_group.command("upgrade")
 @db_option
 @handle_errors
 def upgrade(db: str | None) -> None:
-    """Create the database if needed and apply every migration."""
+    """Apply every migration to an existing database (`db init` creates one)."""
     store = open_store(db)
-    click.echo(f"database is up to date: {store!r}")
+    click.echo(f"database is up to date: {store.display_url}")
 
 
 @db_group.command("where")

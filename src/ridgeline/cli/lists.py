@@ -82,7 +82,7 @@ def create(
     """Create a list called NAME."""
     if reviewed and review_quorum == 0:
         review_quorum = L.DEFAULT_REVIEW_QUORUM
-    store = open_store(db)
+    store = open_store(db, create=True)  # the first list may create the database
     with store.session() as session:
         hash_list = L.create_list(
             session,

@@ -66,7 +66,7 @@ def serve(
     if workers < 1:
         raise click.BadParameter("must be at least 1", param_hint="--workers")
     url = resolve_db_url(db)
-    Store(url).close()  # migrate once, before the workers start
+    Store(url, create=False).close()  # migrate once, before the workers start
     config = ServiceConfig(
         disclosure_secret=secrets.token_hex(32),  # one per server, shared by its workers
         db=url,

@@ -1,8 +1,10 @@
 """The store: one interface over SQLite (default, WAL) and PostgreSQL.
 
 `Store.open(db)` resolves `--db` / `RIDGELINE_DB`, creates the database if needed and
-brings its schema to the newest Alembic migration. Library code gets sessions from
-`store.session()`; nothing outside `ridgeline.store` builds engines.
+brings its schema to the newest Alembic migration; `Store.open(db, create=False)`
+(what every CLI command but `db init` and `lists create` uses) refuses a database that
+is not there, so a mistyped `--db` fails instead of making an empty one. Library code
+gets sessions from `store.session()`; nothing outside `ridgeline.store` builds engines.
 """
 
 from __future__ import annotations
@@ -17,7 +19,8 @@ from sqlalchemy import Engine, create_engine, event, text
 from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session, sessionmaker
 
-from ridgeline.config import resolve_db_url
+from ridgeline.config import resolve_db_url, sqlite_file
+from ridgeline.errors import NotFound
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
@@ -36,22 +39,61 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+def missing_database_message(where: str) -> str:
+    """The one message for a database that is not there (a mistyped --db, most often)."""
+    return (
+        f"no Ridgeline database at {where}: check --db / RIDGELINE_DB, or create one "
+        f"with `ridgeline db init --db {where}`"
+    )
+
+
 class Store:
     """A database Ridgeline reads and writes, SQLite or PostgreSQL."""
 
-    def __init__(self, url: str, *, migrate: bool = True) -> None:
+    def __init__(self, url: str, *, migrate: bool = True, create: bool = True) -> None:
         self.url = url
+        #: True when this open made the database (an SQLite file or a fresh schema).
+        self.created = False
+        path = sqlite_file(url)
+        if path is not None and not path.exists():
+            if not create:
+                raise NotFound(missing_database_message(str(path)))
+            path.parent.mkdir(parents=True, exist_ok=True)
+            self.created = True
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=True)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        if not create and self.current_revision() is None:
+            self.engine.dispose()
+            raise NotFound(missing_database_message(self.display_url))
         if migrate:
+            if self.current_revision() is None:
+                self.created = True
             self.migrate()
 
     @classmethod
-    def open(cls, db: str | os.PathLike[str] | None = None, *, migrate: bool = True) -> Store:
-        """Open (and by default migrate) the database named by `db` or `RIDGELINE_DB`."""
-        return cls(resolve_db_url(db), migrate=migrate)
+    def open(
+        cls,
+        db: str | os.PathLike[str] | None = None,
+        *,
+        migrate: bool = True,
+        create: bool = True,
+    ) -> Store:
+        """Open (and by default migrate) the database named by `db` or `RIDGELINE_DB`.
+
+        With `create=False` a database that does not exist yet (no SQLite file, or no
+        Ridgeline schema in PostgreSQL) is a `NotFound` naming it, and nothing is made.
+        """
+        return cls(resolve_db_url(db), migrate=migrate, create=create)
+
+    @property
+    def display_url(self) -> str:
+        """The SQLite file path, or the URL without its password."""
+        path = sqlite_file(self.url)
+        if path is not None:
+            return str(path)
+        return self.engine.url.render_as_string(hide_password=True)
 
     @property
     def dialect(self) -> str:
@@ -111,4 +153,4 @@ class Store:
         self.close()
 
     def __repr__(self) -> str:
-        return f"<Store {self.engine.url.render_as_string(hide_password=True)}>"
+        return f"<Store {self.display_url}>"
