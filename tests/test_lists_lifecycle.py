@@ -5,6 +5,7 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import json
+import re
 
 import pytest
 from click.testing import CliRunner
@@ -56,7 +57,7 @@ def test_update_list_refuses_bad_values_and_keeps_settings(store: Store) -> None
             L.update_list(session, hl, thresholds={"nope": 3}, enabled=False)
         with pytest.raises(RidgelineError, match="must be a number"):
             L.update_list(session, hl, thresholds={"pdq": "x"})  # type: ignore[dict-item]
-        with pytest.raises(RidgelineError, match="zero or more"):
+        with pytest.raises(RidgelineError, match="between 0 and 128, not -1"):
             L.create_list(session, "bad", thresholds={"pdq": -1})
         assert hl.enabled and hl.thresholds == {"pdq": 31.0} and hl.review_quorum == 0
 
@@ -171,3 +172,49 @@ def test_cli_lists_update_entries_ls_history_retire(db_path: str) -> None:
     assert expired == {"re_enabled": []}
     bad = runner.invoke(main, ["lists", "update", "rv", "--threshold", "pdq=abc", "--db", db_path])
     assert bad.exit_code == 2
+
+
+def test_threshold_bounds_per_signal_same_everywhere(db_path: str, store: Store) -> None:
+    """PDQ 0..128 (warning above 31), exact signals only 0: one message, exit 2, HTTP 400."""
+    from fastapi.testclient import TestClient
+
+    from ridgeline.errors import BadInput
+    from ridgeline.service.app import ServiceConfig, create_app
+    from ridgeline.service.keys import create_key
+
+    runner = CliRunner()
+    too_far = "threshold for pdq must be between 0 and 128, not 300"
+    not_exact = "threshold for md5 must be 0 (an exact signal: equal hashes only), not 5"
+    cases = [(["--threshold", "300"], too_far), (["--threshold", "md5=5"], not_exact)]
+    for opts, message in cases:
+        for cmd in (["lists", "create", "wide"], ["lists", "update", "known"]):
+            res = runner.invoke(main, [*cmd, *opts, "--db", db_path])
+            assert res.exit_code == 2, (cmd, opts, res.output)
+            assert f"Error: {message}" in res.stderr
+    res = runner.invoke(main, ["lists", "create", "known", "--threshold", "md5=0", "--db", db_path])
+    assert res.exit_code == 0 and "Warning" not in res.stderr, res.output
+    res = runner.invoke(main, ["lists", "update", "known", "--threshold", "64", "--db", db_path])
+    assert res.exit_code == 0, res.output
+    assert "Warning: threshold 64 for pdq is above the safe range 0..31" in res.stderr
+    res = runner.invoke(main, ["lists", "update", "known", "--threshold", "31", "--db", db_path])
+    assert res.exit_code == 0 and "Warning" not in res.stderr
+
+    with store.session() as session:
+        for bad, message in (({"pdq": 300}, too_far), ({"md5": 5}, not_exact)):
+            with pytest.raises(BadInput, match=re.escape(message)):
+                L.create_list(session, "lib", thresholds=bad)
+        assert L.threshold_warnings({"vpdq": 50, "pdq": 10}) == []
+        with pytest.raises(BadInput, match="vpdq must be between 0 and 100"):
+            L.threshold_warnings({"vpdq": 101})
+        _, secret = create_key(session, "curator", "admin")
+    app = create_app(ServiceConfig(), store)
+    with TestClient(app) as client:
+        h = {"Authorization": f"Bearer {secret}"}
+        for bad, message in (({"pdq": 300}, too_far), ({"md5": 5}, not_exact)):
+            res = client.post("/v1/lists", json={"name": "api", "thresholds": bad}, headers=h)
+            assert res.status_code == 400 and res.json()["error"]["message"] == message
+        res = client.post("/v1/lists", json={"name": "api", "thresholds": {"pdq": 64}}, headers=h)
+        assert res.status_code == 201
+        assert res.json()["warnings"] == [
+            "threshold 64 for pdq is above the safe range 0..31: expect unrelated content to match"
+        ]

@@ -18,6 +18,7 @@ from ridgeline.timeutil import parse_iso
 
 
 def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
+    """`--threshold N|SIGNAL=N` checked against each signal's bounds; warns above the safe range."""
     out: dict[str, float] = {}
     for raw in values:
         signal, _, number = raw.rpartition("=")
@@ -27,6 +28,8 @@ def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
             raise click.BadParameter(
                 f"{raw!r}: expected a number (PDQ) or SIGNAL=NUMBER", param_hint="--threshold"
             ) from None
+    for warning in L.threshold_warnings(out):  # BadInput (exit 2) out of bounds
+        click.echo(f"Warning: {warning}", err=True)
     return out
 
 
@@ -82,13 +85,14 @@ def create(
     """Create a list called NAME."""
     if reviewed and review_quorum == 0:
         review_quorum = L.DEFAULT_REVIEW_QUORUM
+    parsed = _parse_thresholds(thresholds)
     store = open_store(db, create=True)  # the first list may create the database
     with store.session() as session:
         hash_list = L.create_list(
             session,
             name,
             purpose=purpose,
-            thresholds=_parse_thresholds(thresholds),
+            thresholds=parsed,
             signals=[s.strip() for s in signal_names.split(",") if s.strip()],
             owner=owner,
             description=description,
@@ -268,11 +272,12 @@ def update(name: str, enabled: bool | None, thresholds: tuple[str, ...], cleared
            review_quorum: int | None, description: str | None, owner: str | None,
            actor: str | None, db: str | None, fmt: str | None) -> None:  # fmt: skip
     """Change a list's settings (logged; indexes follow through the change feed)."""
+    parsed = _parse_thresholds(thresholds) if thresholds else None
     store = open_store(db)
     with store.session() as session:
         hash_list = L.update_list(
             session, L.get_list(session, name), enabled=enabled,
-            thresholds=_parse_thresholds(thresholds) if thresholds else None,
+            thresholds=parsed,
             clear_thresholds=cleared, review_quorum=review_quorum, description=description,
             owner=owner, actor=actor,
         )  # fmt: skip

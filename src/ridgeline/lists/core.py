@@ -116,15 +116,21 @@ def _settings(hash_list: HashList) -> dict[str, Any]:
 def _check_thresholds(thresholds: Mapping[str, Any]) -> dict[str, float]:
     out: dict[str, float] = {}
     for signal, value in thresholds.items():
-        name = get_signal(signal).name  # raises UnknownSignal
+        sig = get_signal(signal)  # raises UnknownSignal
         try:
             number = float(value)
         except (TypeError, ValueError):
-            raise BadInput(f"threshold for {name} must be a number, not {value!r}") from None
-        if not number >= 0:
-            raise BadInput(f"threshold for {name} must be zero or more, not {value!r}")
-        out[name] = number
+            raise BadInput(f"threshold for {sig.name} must be a number, not {value!r}") from None
+        sig.check_threshold(number)  # BadInput out of the signal's bounds
+        out[sig.name] = number
     return out
+
+
+def threshold_warnings(thresholds: Mapping[str, Any]) -> list[str]:
+    """Warnings for thresholds above their signal's safe range (bounds raise BadInput)."""
+    checked = _check_thresholds(thresholds)
+    found = (get_signal(name).check_threshold(value) for name, value in checked.items())
+    return [w for w in found if w]
 
 
 def get_list(session: Session, name_or_id: str | int) -> HashList:

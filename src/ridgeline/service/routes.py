@@ -25,6 +25,7 @@ from ridgeline.service.schemas import (
     HoldOut,
     KeyOut,
     ListActionsOut,
+    ListCreated,
     ListOut,
     NewKeyOut,
 )
@@ -324,8 +325,9 @@ def register_routes(router: FastAPI) -> None:
             return [ListOut.model_validate(L.list_to_json(hl)) for hl in L.list_lists(s)]
 
     @endpoint(router, "POST", "/lists", "lists:write", tags=["lists"], status_code=201)
-    def post_list(request: Request, body: ListIn) -> ListOut:
-        """Create a list."""
+    def post_list(request: Request, body: ListIn) -> ListCreated:
+        """Create a list; `warnings` names thresholds above their signal's safe range."""
+        warnings = L.threshold_warnings(body.thresholds)  # 400 out of bounds
         with request.app.state.store.session() as s:
             hl = L.create_list(
                 s,
@@ -337,7 +339,7 @@ def register_routes(router: FastAPI) -> None:
                 owner=body.owner,
                 review_quorum=body.review_quorum,
             )
-            return ListOut.model_validate(L.list_to_json(hl))
+            return ListCreated.model_validate({**L.list_to_json(hl), "warnings": warnings})
 
     @endpoint(router, "GET", "/lists/{name}", "lists:read", tags=["lists"])
     def get_one_list(request: Request, name: str) -> ListOut:

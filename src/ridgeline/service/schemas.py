@@ -71,6 +71,12 @@ class ListOut(Body):
     created_at: str | None
 
 
+class ListCreated(ListOut):
+    """A new list, with warnings for thresholds above their signal's safe range."""
+
+    warnings: list[str]
+
+
 class Provenance(Body):
     origin_list: str | None
     origin_member: str | None

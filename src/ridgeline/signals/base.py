@@ -21,7 +21,7 @@ from typing import Literal, NotRequired
 
 from typing_extensions import TypedDict
 
-from ridgeline.errors import NotComputable
+from ridgeline.errors import BadInput, NotComputable
 
 #: What kind of content a signal can be computed from.
 ContentKind = Literal["file", "image", "video"]
@@ -123,6 +123,10 @@ class SignalType(ABC):
     key_radius: float = 0
     #: Native CSV/JSONL column that carries the hash's quality (None: it has none).
     quality_column: str | None = None
+    #: Largest threshold a list may set (None: unbounded); exact signals have 0.
+    max_threshold: float | None = None
+    #: Thresholds above this are accepted with a warning (None: never warn).
+    safe_threshold: float | None = None
 
     @abstractmethod
     def normalize(self, value: str) -> str:
@@ -136,6 +140,24 @@ class SignalType(ABC):
         """True when the two canonical hashes are within the threshold."""
         limit = self.default_threshold if threshold is None else threshold
         return self.distance(a, b) <= limit
+
+    def check_threshold(self, value: float) -> str | None:
+        """`BadInput` outside 0..max_threshold; a warning above the safe range, else None."""
+        high = self.max_threshold
+        if not value >= 0 or (high is not None and value > high):
+            if high == 0:
+                bounds = "0 (an exact signal: equal hashes only)"
+            elif high is None:
+                bounds = "zero or more"
+            else:
+                bounds = f"between 0 and {high:g}"
+            raise BadInput(f"threshold for {self.name} must be {bounds}, not {value:g}")
+        if self.safe_threshold is not None and value > self.safe_threshold:
+            return (
+                f"threshold {value:g} for {self.name} is above the safe range "
+                f"0..{self.safe_threshold:g}: expect unrelated content to match"
+            )
+        return None
 
     def can_compute(self, kind: ContentKind) -> bool:
         """Whether `compute` works for content of this kind."""

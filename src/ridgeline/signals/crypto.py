@@ -13,6 +13,8 @@ from ridgeline.signals.base import StreamingSignal
 class HexDigestSignal(StreamingSignal):
     """A hashlib digest written as lowercase hex; compared for equality, indexed by its bytes."""
 
+    max_threshold = 0.0  # exact: any other threshold would mean nothing
+
     def __init__(self, name: str, hex_length: int) -> None:
         self.name = name
         self.hex_length = hex_length

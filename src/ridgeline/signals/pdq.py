@@ -24,6 +24,9 @@ MIN_QUALITY = 50
 PDQ_THRESHOLD = 31
 #: Dihedral variant names that are the content as given (not queried twice).
 _IDENTITY_VARIANTS = frozenset({"orig", "original", "identity", "d0"})
+#: Two unrelated PDQ hashes differ in about half their 256 bits: beyond 128 everything
+#: matches. Above Meta's recommended 31 false matches climb (docs/signals.md).
+PDQ_MAX_THRESHOLD = 128
 
 
 def normalize_pdq(value: str) -> str:
@@ -59,6 +62,8 @@ class PDQSignal(SignalType):
     index_kind = "hamming256"
     key_width = 32
     quality_column = "quality"
+    max_threshold = PDQ_MAX_THRESHOLD
+    safe_threshold = PDQ_THRESHOLD
 
     def normalize(self, value: str) -> str:
         return normalize_pdq(value)

@@ -33,6 +33,7 @@ class PhotoDNASignal(SignalType):
     default_threshold = 0.0
     index_kind = "l2"
     key_width = PHOTODNA_BYTES
+    max_threshold = 3060.0  # the largest distance there is: sqrt(144 * 255**2)
 
     def normalize(self, value: str) -> str:
         text = "".join(value.split()) if isinstance(value, str) else ""

@@ -41,6 +41,7 @@ class VPDQSignal(SignalType):
     index_kind = "frames256"
     key_width = 32
     key_radius = VPDQ_FRAME_RADIUS
+    max_threshold = 100.0  # 100 minus a percentage
 
     def normalize(self, value: str) -> str:
         from ridgeline.vpdq import format_frames, parse_frames
