@@ -224,3 +224,44 @@ def test_rolled_back_savepoint_keeps_chain_intact(store: Store) -> None:
         actions = [r.action for r in auditlog.records(session)]
     assert actions == ["test.one", "test.two", "test.three"]
     assert result.ok and result.checked == 3
+
+
+def test_actor_defaults_to_os_user_and_api_key_never_null(db_path: str, store: Store) -> None:
+    """--actor left out records the OS user; the API records its key's name; never null."""
+    import getpass
+
+    from fastapi.testclient import TestClient
+
+    from ridgeline.service.app import ServiceConfig, create_app
+    from ridgeline.service.keys import create_key
+
+    user = getpass.getuser()
+    runner = CliRunner()
+    for args in (
+        ["lists", "create", "known"],
+        ["lists", "update", "known", "--threshold", "20"],
+        ["lists", "entries", "add", "known", "md5:" + "b" * 32],
+        ["lists", "entries", "disable", "1", "--reason", "test"],
+    ):
+        res = runner.invoke(main, [*args, "--db", db_path])
+        assert res.exit_code == 0, (args, res.output)
+    cli = Store.open(db_path)
+    with cli.session() as session:
+        actors = [(r.action, r.actor) for r in auditlog.records(session)]
+    cli.close()
+    assert [a for _, a in actors] == [user] * len(actors) and len(actors) >= 4, actors
+    with store.session() as session:
+        auditlog.append(session, None, "test.nobody", None)  # a library call naming nobody
+        _, secret = create_key(session, "curator-bot", "curator")
+    with TestClient(create_app(ServiceConfig(), store)) as client:
+        h = {"Authorization": f"Bearer {secret}"}
+        assert client.post("/v1/lists", json={"name": "api"}, headers=h).status_code == 201
+        res = client.post("/v1/lists/api/entries", json={"signals": {"md5": "c" * 32}}, headers=h)
+        assert res.status_code == 201
+    with store.session() as session:
+        records = list(auditlog.records(session))
+    by_action = {r.action: r.actor for r in records}
+    assert by_action["test.nobody"] == user
+    assert by_action["list.create"] == "key:curator-bot"
+    assert by_action["entry.create"] == "key:curator-bot"
+    assert all(r.actor for r in records)

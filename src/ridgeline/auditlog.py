@@ -14,8 +14,10 @@ refuse UPDATE/DELETE (and TRUNCATE on PostgreSQL), so an attacker must first dro
 from __future__ import annotations
 
 import datetime as dt
+import getpass
 import hashlib
 import json
+import os
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -141,6 +143,18 @@ def head(session: Session) -> tuple[int, str]:
     return (0, GENESIS) if row is None else (int(row[0]), str(row[1]))
 
 
+def default_actor() -> str:
+    """Who is running this process: the operating-system user (`uid:N` if it has no name).
+
+    The default for every `--actor` and for library calls that name nobody, so the log
+    never records a change by nobody. The HTTP API records `key:NAME` instead.
+    """
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):  # no USER/LOGNAME and no passwd entry (containers)
+        return f"uid:{os.getuid()}"
+
+
 def append(
     session: Session,
     actor: str | None,
@@ -152,10 +166,12 @@ def append(
 ) -> LogRecord:
     """Append one record in the caller's transaction (it commits or rolls back with it).
 
-    Never put media bytes or file paths in `details`.
+    An empty `actor` is recorded as `default_actor()`, never as null. Never put media
+    bytes or file paths in `details`.
     """
     if not action:
         raise BadInput("a log record needs an action")
+    actor = actor or default_actor()
     seq, prev = _transaction_head(session)
     at = as_utc(now or utcnow())
     details_text = _canonical(dict(details or {}))

@@ -9,7 +9,7 @@ import click
 
 from ridgeline import audit as A
 from ridgeline import lists as L
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import write_one
 from ridgeline.timeutil import isoformat
@@ -32,7 +32,7 @@ def audit_group() -> None:
 @click.option("--auditors-per-item", type=int, default=2, show_default=True)
 @click.option("--strata", type=click.Choice(["source", "classification"]), default="source",
               show_default=True)  # fmt: skip
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -168,7 +168,7 @@ def report(audit_id: int, html_out: str | None, db: str | None) -> None:
 )
 @click.option("--dispute-disagreements", is_flag=True,
               help="Send items the auditors disagree on back to review (disputed).")  # fmt: skip
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -195,7 +195,7 @@ def apply(
 
 @audit_group.command("close")
 @click.argument("audit_id", type=int)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors

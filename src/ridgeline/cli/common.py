@@ -23,6 +23,19 @@ format_option = click.option(
 )
 
 
+def _actor_default(_ctx: click.Context, _param: click.Parameter, value: str | None) -> str:
+    from ridgeline.auditlog import default_actor
+
+    return value or default_actor()
+
+
+def actor_option(
+    help: str = "Who did it, for the log (default: the operating-system user).",
+) -> Any:
+    """`--actor NAME`, defaulting to the OS user so the tamper-evident log never says null."""
+    return click.option("--actor", default=None, callback=_actor_default, help=help)
+
+
 def db_option(func: F) -> F:
     """`--db PATH|URL` (or RIDGELINE_DB): a file path is SQLite, a postgresql:// URL PostgreSQL."""
     return click.option(

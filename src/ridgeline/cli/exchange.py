@@ -13,7 +13,7 @@ import click
 
 from ridgeline import exchange, feedback, releases
 from ridgeline import lists as L
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import Writer, write_one
 from ridgeline.timeutil import parse_iso
@@ -76,7 +76,7 @@ def keygen(prefix: str, fmt: str | None) -> None:
 @click.option("--key", "key_file", required=True, type=click.Path(dir_okay=False),
               help="Ed25519 private key (PEM) from `lists keygen`.")  # fmt: skip
 @click.option("--out", "out_dir", required=True, type=click.Path(file_okay=False))
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -99,7 +99,7 @@ def release(
               help="The publisher's Ed25519 public key (PEM).")  # fmt: skip
 @click.option("--into", default=None, help="Local list (default: the released list's name).")
 @click.option("--snapshot", is_flag=True, help="Apply the snapshot: reset to that version.")
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors

@@ -9,7 +9,7 @@ from sqlalchemy import func, select
 
 from ridgeline import lists as L
 from ridgeline.classifications import parse as parse_classification
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import Writer, write_one
 from ridgeline.review.core import reevaluate_list
@@ -65,7 +65,7 @@ def lists() -> None:
     is_flag=True,
     help=f"Reviewed list: quorum {L.DEFAULT_REVIEW_QUORUM} unless --review-quorum says otherwise.",
 )
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -150,7 +150,7 @@ def entries() -> None:
 @click.argument("hashes", nargs=-1, required=True)
 @click.option("--classification", "classes", multiple=True, help="scheme:label (repeatable).")
 @click.option("--source", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -212,7 +212,7 @@ def _set_enabled(entry_id: int, enabled: bool, until: str | None, reason: str | 
 @click.argument("entry_id", type=int)
 @click.option("--until", default=None, help="ISO 8601 time when the disable expires.")
 @click.option("--reason", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -225,7 +225,7 @@ def entries_disable(entry_id: int, until: str | None, reason: str | None, actor:
 @entries.command("enable")
 @click.argument("entry_id", type=int)
 @click.option("--reason", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -238,7 +238,7 @@ def entries_enable(entry_id: int, reason: str | None, actor: str | None, db: str
 @entries.command("delete")
 @click.argument("entry_id", type=int)
 @click.option("--reason", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -264,7 +264,7 @@ def entries_delete(entry_id: int, reason: str | None, actor: str | None, db: str
 @click.option("--review-quorum", type=int, default=None)  # checked by the library, as on create
 @click.option("--description", default=None)
 @click.option("--owner", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -307,7 +307,7 @@ def history(name: str, limit: int, db: str | None, fmt: str | None) -> None:
 
 
 @lists.command("expire-disables")
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -366,7 +366,7 @@ def entries_history(entry_id: int, db: str | None, fmt: str | None) -> None:
 @entries.command("retire")
 @click.argument("entry_id", type=int)
 @click.option("--reason", default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors

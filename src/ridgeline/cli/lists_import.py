@@ -12,7 +12,7 @@ import click
 
 from ridgeline import exchange
 from ridgeline import lists as L
-from ridgeline.cli.common import db_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, handle_errors, open_store
 from ridgeline.errors import BadInput
 from ridgeline.output import write_one
 from ridgeline.signals import get_signal
@@ -35,7 +35,7 @@ _SUFFIXES = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "xml": "ncmec-xml"}
     default=None,
     help="File format (default: from the file name: .txt .csv .jsonl .xml).",
 )
-@click.option("--actor", default=None, help="Who is importing (recorded in history).")
+@actor_option("Who is importing (recorded in history).")
 @click.option(
     "--source",
     default=None,

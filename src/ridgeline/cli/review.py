@@ -10,7 +10,7 @@ from pathlib import Path
 import click
 
 from ridgeline import evidence as ev
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.output import Writer, write_one
 from ridgeline.review import core as rc
@@ -225,7 +225,7 @@ def keygen(path: str, fmt: str | None) -> None:
 @evidence.command("add")
 @click.argument("entry_id", type=int)
 @click.argument("file", type=click.Path(dir_okay=False))
-@click.option("--actor", default=None)
+@actor_option()
 @key_file_option
 @db_option
 @format_option
@@ -270,7 +270,7 @@ def evidence_ls(entry_id: int | None, db: str | None, fmt: str | None) -> None:
     default=None,
     help="Retention in days (default RIDGELINE_EVIDENCE_RETENTION_DAYS or 365).",
 )
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors

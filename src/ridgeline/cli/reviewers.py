@@ -6,7 +6,7 @@ from typing import Any
 
 import click
 
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.output import Writer, write_one
 from ridgeline.review import core as rc
 
@@ -29,7 +29,7 @@ def reviewers() -> None:
 @click.option("--daily-cap", type=int, default=None, help="Items per UTC day.")
 @click.option("--break-after-minutes", type=int, default=None)
 @click.option("--break-minutes", type=int, default=None, help="Length of the enforced break.")
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors
@@ -83,7 +83,7 @@ def ls(db: str | None, fmt: str | None) -> None:
 @click.option("--daily-cap", type=int, default=None)
 @click.option("--break-after-minutes", type=int, default=None)
 @click.option("--break-minutes", type=int, default=None)
-@click.option("--actor", default=None)
+@actor_option()
 @db_option
 @format_option
 @handle_errors

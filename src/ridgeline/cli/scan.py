@@ -11,6 +11,7 @@ from typing import IO, Any
 import click
 
 from ridgeline.cli.common import (
+    actor_option,
     db_option,
     format_option,
     handle_errors,
@@ -332,7 +333,7 @@ def flood_list(show_all: bool, db: str | None, fmt: str | None) -> None:
 
 @flood.command("release")
 @click.argument("hold_id", type=int)
-@click.option("--actor", default=None, help="Who reviewed the hold.")
+@actor_option("Who reviewed the hold.")
 @db_option
 @format_option
 @handle_errors

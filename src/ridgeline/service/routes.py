@@ -338,6 +338,7 @@ def register_routes(router: FastAPI) -> None:
                 description=body.description,
                 owner=body.owner,
                 review_quorum=body.review_quorum,
+                actor=_actor(request),
             )
             return ListCreated.model_validate({**L.list_to_json(hl), "warnings": warnings})
 
