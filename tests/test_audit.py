@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -183,8 +184,10 @@ def test_report_and_apply_findings(store: Store, tmp_path: Path) -> None:
     )
     with store.session() as session:
         audit = A.get_audit(session, report["audit"]["id"])
+        with pytest.raises(Conflict, match="1 of 10 item"):
+            A.apply_findings(session, audit, action="retire", actor="lead")  # one incomplete
         result = A.apply_findings(
-            session, audit, action="retire", dispute_disagreements=True, actor="lead"
+            session, audit, action="retire", dispute_disagreements=True, actor="lead", force=True
         )
         assert result["changed"] == [ids[0]] and result["disputed"] == [ids[1]]
         assert L.get_entry(session, ids[0]).status == "retired"
@@ -274,3 +277,46 @@ def test_reviewers_of_an_entry_may_not_audit_it(store: Store) -> None:
         with pytest.raises(PermissionDenied):
             A.submit_verdict(session, audit, "rev", entry.id, verified=True)
         assert A.next_item(session, audit, "independent") is not None
+
+
+def test_empty_audit_warns_and_unfinished_apply_needs_force(db_path: str) -> None:
+    """An audit of nothing says so; applying an unfinished audit needs --force."""
+    runner = CliRunner()
+
+    def run(*args: str) -> Any:
+        return runner.invoke(main, [*args, "--db", db_path, "--format", "json"])
+
+    assert run("lists", "create", "empty").exit_code == 0
+    res = run("audit", "create", "empty", "--mode", "full")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout)["population"] == 0
+    assert "Warning: list 'empty' has no listed entries" in res.stderr
+    assert "has nothing to sample" in res.stderr
+
+    assert run("lists", "create", "c").exit_code == 0
+    for i in range(1, 3):
+        assert run("lists", "entries", "add", "c", f"md5:{i:032x}").exit_code == 0
+    res = run("audit", "create", "c", "--mode", "full", "--auditors-per-item", "1")
+    assert res.exit_code == 0 and "Warning" not in res.stderr
+    audit_id = str(json.loads(res.stdout)["audit"])
+    entry_id = json.loads(run("audit", "next", audit_id, "--auditor", "ann").stdout)["entry_id"]
+    res = run("audit", "submit", audit_id, str(entry_id), "--auditor", "ann", "--exception",
+              "--reason", "not-legal-definition")  # fmt: skip
+    assert res.exit_code == 0, res.output
+    res = run("audit", "apply", audit_id)
+    assert res.exit_code == 1
+    assert f"audit {audit_id} has 1 of 2 item(s) without all their verdicts" in res.stderr
+    assert "--force" in res.stderr
+    store = Store.open(db_path)
+    with store.session() as session:
+        assert L.get_entry(session, entry_id).enabled  # nothing was applied
+    res = run("audit", "apply", audit_id, "--force")
+    assert res.exit_code == 0, res.output
+    assert json.loads(res.stdout) == {
+        "audit": int(audit_id), "action": "disable", "changed": [entry_id], "disputed": [],
+        "incomplete": 1,
+    }  # fmt: skip
+    assert "Warning: applied with 1 item(s) still missing verdicts" in res.stderr
+    with store.session() as session:
+        assert not L.get_entry(session, entry_id).enabled
+    store.close()

@@ -38,6 +38,10 @@ def test_review_flow_from_cli(tmp_path: Path, db_path: str) -> None:
         ("ann", False, True), ("ben", False, True), ("sue", True, False)
     ]  # fmt: skip
     assert "already exists" in run("reviewers", "add", "ann", code=1)
+    # releasing an item one does not hold is an error, not {"released": false} and exit 0
+    assert "ann does not hold entry 7: nothing to release" in run(
+        "review", "release", "7", "--reviewer", "ann", code=1
+    )
     run("lists", "create", "rv", "--review-quorum", "2")
     run("lists", "entries", "add", "rv", "md5:" + "c" * 32, "--classification", "industry:B1",
         "--actor", "ann")  # fmt: skip

@@ -12,7 +12,7 @@ from PIL import Image
 
 from ridgeline import auditlog, evidence
 from ridgeline import lists as L
-from ridgeline.errors import PermissionDenied, RidgelineError
+from ridgeline.errors import Conflict, PermissionDenied, RidgelineError
 from ridgeline.review import core as rc
 from ridgeline.review import queue as rq
 from ridgeline.review.models import ReviewView
@@ -92,6 +92,11 @@ def test_no_more_copies_than_verdicts_needed(store: Store) -> None:
         # a released item goes back to the queue
         assert rq.release_item(session, "a1", 1, now=T0)
         assert rq.next_item(session, "a3", now=T0, policy=POLICY) is not None
+        # releasing what one does not hold (again, or never served) is an error
+        with pytest.raises(Conflict, match="a1 does not hold entry 1: nothing to release"):
+            rq.release_item(session, "a1", 1, now=T0)
+        with pytest.raises(Conflict, match="does not hold entry 999"):
+            rq.release_item(session, "a2", 999, now=T0)
 
 
 def test_disputed_only_to_seniors_and_first(store: Store) -> None:

@@ -156,6 +156,16 @@ def create_audit(
     return audit
 
 
+def audit_warnings(audit: Audit, list_name: str) -> list[str]:
+    """What an operator should hear about a new audit (an empty sample audits nothing)."""
+    if audit.population == 0:
+        return [
+            f"list {list_name!r} has no listed entries (confirmed, enabled, not deleted): "
+            f"audit {audit.id} has nothing to sample"
+        ]
+    return []
+
+
 def get_audit(session: Session, audit_id: int) -> Audit:
     """An audit by id, or `NotFound`."""
     audit = session.get(Audit, audit_id)
@@ -369,17 +379,26 @@ def apply_findings(
     action: str = "disable",
     dispute_disagreements: bool = False,
     actor: str | None = None,
+    force: bool = False,
 ) -> dict[str, Any]:
     """Act on exceptions through the normal entry paths: disable or retire each one.
 
     With `dispute_disagreements`, items the auditors disagree on are marked `disputed`
-    so that the review process (a senior reviewer) decides them.
+    so that the review process (a senior reviewer) decides them. An audit with items
+    still missing verdicts is a `Conflict` unless `force` (its findings are partial).
     """
     if action not in ("disable", "retire"):
         raise BadInput(f"action must be disable or retire, not {action!r}")
+    outcomes = item_outcomes(session, audit)
+    incomplete = sum(1 for row in outcomes if row["outcome"] == "incomplete")
+    if incomplete and not force:
+        raise Conflict(
+            f"audit {audit.id} has {incomplete} of {len(outcomes)} item(s) without all "
+            "their verdicts: finish them, or pass --force to act on the findings so far"
+        )
     changed: list[int] = []
     disputed: list[int] = []
-    for row in item_outcomes(session, audit):
+    for row in outcomes:
         entry = session.get(Entry, row["entry_id"])
         if entry is None or entry.deleted_at is not None:
             continue
@@ -398,7 +417,13 @@ def apply_findings(
         ):
             set_entry_status(session, entry, "disputed", actor=actor, reason=why)
             disputed.append(entry.id)
-    result = {"audit": audit.id, "action": action, "changed": changed, "disputed": disputed}
+    result = {
+        "audit": audit.id,
+        "action": action,
+        "changed": changed,
+        "disputed": disputed,
+        "incomplete": incomplete,
+    }
     auditlog.append(session, actor, "audit.apply", f"audit:{audit.id}", result)
     return result
 

@@ -64,6 +64,8 @@ def create(
             strata=strata,
             actor=actor,
         )
+        for warning in A.audit_warnings(audit, name):
+            click.echo(f"Warning: {warning}", err=True)
         write_one(
             {
                 "audit": audit.id,
@@ -168,6 +170,8 @@ def report(audit_id: int, html_out: str | None, db: str | None) -> None:
 )
 @click.option("--dispute-disagreements", is_flag=True,
               help="Send items the auditors disagree on back to review (disputed).")  # fmt: skip
+@click.option("--force", is_flag=True,
+              help="Act although some items still miss verdicts (partial findings).")  # fmt: skip
 @actor_option()
 @db_option
 @format_option
@@ -176,11 +180,15 @@ def apply(
     audit_id: int,
     action: str,
     dispute_disagreements: bool,
+    force: bool,
     actor: str | None,
     db: str | None,
     fmt: str | None,
 ) -> None:
-    """Disable or retire the entries an audit found to be exceptions."""
+    """Disable or retire the entries an audit found to be exceptions.
+
+    Refused while items miss verdicts, unless --force (then it warns how many).
+    """
     store = open_store(db)
     with store.session() as session:
         result = A.apply_findings(
@@ -189,6 +197,12 @@ def apply(
             action=action,
             dispute_disagreements=dispute_disagreements,
             actor=actor,
+            force=force,
+        )
+    if result["incomplete"]:
+        click.echo(
+            f"Warning: applied with {result['incomplete']} item(s) still missing verdicts",
+            err=True,
         )
     write_one(result, fmt)
 

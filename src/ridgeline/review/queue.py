@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import evidence
-from ridgeline.errors import NotFound, PermissionDenied, RidgelineError
+from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
 from ridgeline.lists.core import get_entry, record_event
 from ridgeline.review.core import (
     check_may_review,
@@ -245,7 +245,11 @@ def next_item(
 def release_item(
     session: Session, reviewer_name: str, entry_id: int, *, now: dt.datetime | None = None
 ) -> bool:
-    """Hand an item back without a verdict (it returns to the queue for others)."""
+    """Hand an item back without a verdict (it returns to the queue for others).
+
+    `Conflict` when the reviewer does not hold the item (never served to them, or
+    already decided or released): a silent `False` hid typos in the entry id.
+    """
     now = as_utc(now or utcnow())
     reviewer = get_reviewer(session, reviewer_name)
     views = list(
@@ -257,10 +261,12 @@ def release_item(
             )
         )
     )
+    if not views:
+        raise Conflict(f"{reviewer.name} does not hold entry {entry_id}: nothing to release")
     for view in views:
         view.ended_at = now
     session.flush()
-    return bool(views)
+    return True
 
 
 def view_media(

@@ -13,6 +13,7 @@ from pydantic import BaseModel, Field
 from ridgeline.audit.models import Audit
 from ridgeline.service.keys import Principal
 from ridgeline.service.schemas import (
+    AuditCreated,
     AuditNextOut,
     AuditOut,
     AuditReportOut,
@@ -95,7 +96,7 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
 
     @endpoint(app, "POST", "/review/{entry_id}/release", "review", tags=["review"])
     def review_release(request: Request, entry_id: int) -> ReleasedOut:
-        """Hand a served entry back to the queue without a verdict."""
+        """Hand a served entry back to the queue without a verdict (409 if not held)."""
         from ridgeline.review.queue import release_item
 
         with request.app.state.store.session() as s:
@@ -142,9 +143,9 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             return pending_counts(s)
 
     @endpoint(app, "POST", "/audits", "audit", tags=["audits"], status_code=201)
-    def audit_create(request: Request, body: AuditIn) -> AuditOut:
+    def audit_create(request: Request, body: AuditIn) -> AuditCreated:
         """Start an audit of a list (draws its sample)."""
-        from ridgeline.audit import create_audit
+        from ridgeline.audit import audit_warnings, create_audit
         from ridgeline.lists import get_list
 
         with request.app.state.store.session() as s:
@@ -158,7 +159,9 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
                 auditors_per_item=body.auditors_per_item,
                 actor=_who(request),
             )
-            return _audit_json(audit)
+            return AuditCreated(
+                **_audit_json(audit).model_dump(), warnings=audit_warnings(audit, body.list)
+            )
 
     @endpoint(app, "GET", "/audits/{audit_id}", "audit", tags=["audits"])
     def audit_get(request: Request, audit_id: int) -> AuditReportOut:

@@ -206,6 +206,12 @@ class AuditOut(Body):
     created_at: str | None
 
 
+class AuditCreated(AuditOut):
+    """A new audit, with a warning when its population is empty."""
+
+    warnings: list[str]
+
+
 class AuditItemOut(Body):
     audit_id: int
     item_id: int
