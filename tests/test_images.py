@@ -361,3 +361,62 @@ def test_decompression_bombs_are_refused_before_decoding(tmp_path: Path, photo: 
     with pytest.raises(DecompressionBomb):
         pdq_signal_value(ok, HashOptions(max_pixels=320 * 240 - 1))
     assert pdq(ok, max_pixels=320 * 240)["quality"] >= 50
+
+
+def test_beyond_pillows_limit_the_message_names_max_pixels(tmp_path: Path) -> None:
+    """Pillow refuses at twice its own limit before we look: the message is still ours."""
+    from click.testing import CliRunner
+
+    from ridgeline.cli import main
+
+    huge = tmp_path / "huge.png"
+    _png_header_only(huge, 30000, 30000)  # 900 M pixels: Pillow's own check fires first
+    with pytest.raises(DecompressionBomb) as caught:
+        pdq_signal_value(huge, HashOptions())
+    assert str(caught.value) == (
+        "image declares 900,000,000 pixels, over the limit of 178,956,970 (possible "
+        "decompression bomb; raise --max-pixels to allow it)"
+    )
+    with pytest.raises(DecompressionBomb, match=r"over the limit of 50,000,000 .*--max-pixels"):
+        pdq_signal_value(huge, HashOptions(max_pixels=50_000_000))  # the service's default
+    res = CliRunner().invoke(main, ["hash", str(huge), "--signals", "pdq", "--format", "json"])
+    assert res.exit_code == 1
+    assert "raise --max-pixels to allow it" in res.stdout
+    assert "could be decompression bomb DOS attack" not in res.output  # Pillow's words
+
+
+def _png(width: int, height: int, raw: bytes, interlace: int = 0) -> bytes:
+    ihdr = b"IHDR" + struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, interlace)
+    out = b"\x89PNG\r\n\x1a\n" + struct.pack(">I", 13) + ihdr + struct.pack(">I", zlib.crc32(ihdr))
+    idat = b"IDAT" + zlib.compress(raw)
+    out += struct.pack(">I", len(idat) - 4) + idat + struct.pack(">I", zlib.crc32(idat))
+    return out + struct.pack(">I", 0) + b"IEND" + struct.pack(">I", zlib.crc32(b"IEND"))
+
+
+def test_truncated_png_is_reported_not_hashed(tmp_path: Path, photo: np.ndarray) -> None:
+    """Pixel data that ends early (cleanly) would hash the black fill: report truncation."""
+    rows = np.random.default_rng(3).integers(0, 255, (64, 64 * 3), dtype=np.uint8)
+    raw = b"".join(b"\x00" + row.tobytes() for row in rows)
+    cut = tmp_path / "cut.png"
+    cut.write_bytes(_png(64, 64, raw[: len(raw) // 2]))  # half the rows, stream closed
+    assert Image.open(cut).load() is not None  # Pillow itself says nothing
+    with pytest.raises(BadInput, match=r"truncated image: .* ends after 6,176 of the 12,352"):
+        pdq_signal_value(cut, HashOptions())
+    with pytest.raises(BadInput, match="truncated image"):
+        pdq_signal_value(cut, HashOptions(mode="fast"))
+    stub = tmp_path / "stub.png"
+    stub.write_bytes(_png(64, 64, b"\x00" * 64))  # the quality-2 file of the report
+    with pytest.raises(BadInput, match="truncated image"):
+        pdq_signal_value(stub, HashOptions())
+    # complete files are untouched: black last row, interlaced, palette
+    black_bottom = photo.copy()
+    black_bottom[-40:] = 0
+    Image.fromarray(black_bottom).save(tmp_path / "black.png")
+    Image.fromarray(photo).save(tmp_path / "interlaced.png", interlace=1)
+    Image.fromarray(photo).convert("P").save(tmp_path / "palette.png")
+    for name in ("black.png", "interlaced.png", "palette.png"):
+        assert pdq(tmp_path / name)["quality"] >= 50, name
+    cut_interlaced = tmp_path / "cut-interlaced.png"
+    cut_interlaced.write_bytes(_png(64, 64, raw[: len(raw) // 2], interlace=1))
+    with pytest.raises(BadInput, match="truncated image"):
+        pdq_signal_value(cut_interlaced, HashOptions())

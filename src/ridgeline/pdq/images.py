@@ -13,6 +13,7 @@ what is wrong with the file.
 
 from __future__ import annotations
 
+import re
 import struct
 import warnings
 import zlib
@@ -74,6 +75,88 @@ def _describe(exc: BaseException) -> str:
     return text or type(exc).__name__
 
 
+def _over_limit(pixels: str, max_pixels: int) -> DecompressionBomb:
+    """The one decompression-bomb message, whoever noticed (Pillow's check or ours)."""
+    return DecompressionBomb(
+        f"image declares {pixels} pixels, over the limit of {max_pixels:,} (possible "
+        "decompression bomb; raise --max-pixels to allow it)"
+    )
+
+
+def _pillow_bomb(exc: Image.DecompressionBombError, max_pixels: int) -> DecompressionBomb:
+    """Pillow's own refusal (it fires at twice its limit) in our words, naming --max-pixels."""
+    found = re.search(r"\((\d+) pixels\)", str(exc))
+    return _over_limit(f"{int(found.group(1)):,}" if found else "more", max_pixels)
+
+
+#: PNG colour type -> samples per pixel.
+_PNG_CHANNELS = {0: 1, 2: 3, 3: 1, 4: 2, 6: 4}
+#: Adam7 passes: (x start, y start, x step, y step).
+_ADAM7 = ((0, 0, 8, 8), (4, 0, 8, 8), (0, 4, 4, 8), (2, 0, 4, 4), (0, 2, 2, 4), (1, 0, 2, 2),
+          (0, 1, 1, 2))  # fmt: skip
+
+
+def _png_expected_bytes(width: int, height: int, depth: int, colour: int, interlace: int) -> int:
+    bits = depth * _PNG_CHANNELS.get(colour, 4)
+    if not interlace:
+        return height * (1 + (width * bits + 7) // 8)
+    total = 0
+    for x0, y0, dx, dy in _ADAM7:
+        w, h = (width - x0 + dx - 1) // dx, (height - y0 + dy - 1) // dy
+        if w > 0 and h > 0:
+            total += h * (1 + (w * bits + 7) // 8)
+    return total
+
+
+def png_short_data(path: Path) -> tuple[int, int] | None:
+    """(decoded, needed) bytes when a PNG's pixel data ends before its last row, else None.
+
+    Pillow fills the missing rows with black and says nothing when the compressed
+    stream ends early but cleanly (a file cut and re-closed, a broken writer): the hash
+    of such a file describes the damage, not the picture.
+    """
+    data = path.read_bytes()
+    pos, inflate, decoded, header = 8, zlib.decompressobj(), 0, None
+    while pos + 8 <= len(data):
+        (length,), kind = struct.unpack(">I", data[pos : pos + 4]), data[pos + 4 : pos + 8]
+        body = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR" and len(body) >= 13:
+            header = struct.unpack(">IIBBBBB", body[:13])
+        elif kind == b"IDAT":
+            try:
+                decoded += len(inflate.decompress(body))
+            except zlib.error:
+                return None  # damaged data: Pillow reports that itself
+        elif kind in (b"IEND", b"fcTL", b"fdAT"):
+            break
+        pos += 12 + length
+    if header is None:
+        return None
+    width, height, depth, colour, _, _, interlace = header
+    needed = _png_expected_bytes(width, height, depth, colour, interlace)
+    return (decoded, needed) if decoded < needed else None
+
+
+def _check_png_complete(im: Image.Image, path: Path) -> None:
+    """`BadInput` for a PNG whose pixel data stopped early (see `png_short_data`).
+
+    Only images whose last row came out all zero (where the missing rows go), or that
+    are interlaced, pay for the second inflate the check needs.
+    """
+    if im.format != "PNG" or getattr(im, "n_frames", 1) > 1:
+        return
+    width, height = im.size
+    interlaced = bool(im.info.get("interlace"))
+    if not interlaced and np.asarray(im.crop((0, height - 1, width, height))).any():
+        return
+    short = png_short_data(path)
+    if short is not None:
+        raise BadInput(
+            f"truncated image: the PNG's pixel data ends after {short[0]:,} of the "
+            f"{short[1]:,} bytes its {width}x{height} pixels need"
+        )
+
+
 @contextmanager
 def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Image.Image]:
     """Open (header only) and check the declared size against `max_pixels`.
@@ -101,7 +184,7 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Ima
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             im = Image.open(path)
     except Image.DecompressionBombError as exc:
-        raise DecompressionBomb(f"image too large: {exc}") from None
+        raise _pillow_bomb(exc, max_pixels) from None
     except UnidentifiedImageError:
         raise BadInput("not a recognised image format (corrupt, or not an image)") from None
     except PermissionError as exc:
@@ -113,11 +196,7 @@ def open_image(path: Path, max_pixels: int = DEFAULT_MAX_PIXELS) -> Iterator[Ima
         if width <= 0 or height <= 0:
             raise BadInput(f"image declares an empty size {width}x{height}")
         if width * height > max_pixels:
-            raise DecompressionBomb(
-                f"image declares {width}x{height} = {width * height:,} pixels, over the "
-                f"limit of {max_pixels:,} (possible decompression bomb; raise --max-pixels "
-                "to allow it)"
-            )
+            raise _over_limit(f"{width}x{height} = {width * height:,}", max_pixels)
         yield im
     finally:
         im.close()
@@ -283,6 +362,8 @@ def iter_frames(
                     if mode == "fast" and not index:
                         _draft_jpeg(im)
                     im.load()
+                    if not index:
+                        _check_png_complete(im, path)
                     if im.size[0] * im.size[1] > max_pixels:
                         raise DecompressionBomb(
                             f"frame {index} is {im.size[0]}x{im.size[1]}, over the limit of "
@@ -294,7 +375,7 @@ def iter_frames(
             except BadInput:
                 raise
             except Image.DecompressionBombError as exc:
-                raise DecompressionBomb(f"image too large: {exc}") from None
+                raise _pillow_bomb(exc, max_pixels) from None
             except _DECODE_ERRORS as exc:
                 where = f" (frame {index})" if index else ""
                 raise BadInput(f"corrupt or truncated image{where}: {_describe(exc)}") from None
