@@ -183,3 +183,65 @@ def test_crypto_hashes_of_a_multi_megabyte_file(tmp_path: Path) -> None:
         "sha1": hashlib.sha1(data).hexdigest(),
         "sha256": hashlib.sha256(data).hexdigest(),
     }
+
+
+def _in_terminal(argv: list[str], columns: int = 100) -> str:
+    """Run `ridgeline ARGV` on a real pseudo-terminal (stdout and stderr) and return all
+    it wrote, as a user at a 100-column terminal would see it."""
+    import pty
+    import select
+
+    script = Path(sys.executable).with_name("ridgeline")
+    primary, secondary = pty.openpty()
+    env = {**os.environ, "COLUMNS": str(columns), "LINES": "40"}
+    proc = subprocess.Popen([str(script), *argv], stdin=secondary, stdout=secondary,
+                            stderr=secondary, env=env, close_fds=True)  # fmt: skip
+    os.close(secondary)
+    chunks: list[bytes] = []
+    while True:
+        ready, _, _ = select.select([primary], [], [], 60)
+        if not ready:
+            break
+        try:
+            data = os.read(primary, 65536)
+        except OSError:  # EIO: the child closed the terminal
+            break
+        if not data:
+            break
+        chunks.append(data)
+    proc.wait(timeout=60)
+    os.close(primary)
+    return b"".join(chunks).decode().replace("\r\n", "\n")
+
+
+def test_terminal_table_fits_and_shows_hash_and_quality(batch: Path, tmp_path: Path) -> None:
+    """On a 100-column terminal: lines fit, the whole PDQ hash and the low-quality
+    marker are shown, and after the progress bar the header starts its own line."""
+    many = tmp_path / "many"
+    many.mkdir()
+    for i in range(20):
+        (many / f"note-{i:02d}.txt").write_text(f"note {i}\n")
+    Image.fromarray(np.full((64, 80, 3), 128, np.uint8)).save(many / "z-flat.png")
+    flat = hash_file(many / "z-flat.png").to_json()["signals"]["pdq"]["hash"]  # type: ignore[index]
+    shown = _in_terminal(["hash", "-r", str(many)])
+    lines = shown.split("\n")
+    assert max(len(line.rsplit("\r", 1)[-1]) for line in lines) <= 100, shown
+    assert flat in shown and "(low quality: not matched)" in shown
+    header = next(i for i, line in enumerate(lines) if line.startswith("path"))
+    assert lines[header].split() == ["path", "signals", "error"], lines[header]
+    assert "errors 0" in lines[header - 1]  # the bar ended its own line first
+
+
+def test_empty_results_still_print_a_header(db_path: str) -> None:
+    runner = CliRunner()
+    for args, header in (
+        (["lists", "ls"], ["name", "purpose", "enabled", "entries"]),
+        (["keys", "list"], ["id", "prefix", "name", "role"]),
+        (["reviewers", "ls"], ["name", "reviewer", "senior"]),
+        (["evidence", "ls"], ["id", "entry_id", "size"]),
+        (["quarantine", "list"], ["id", "original_path", "sha256"]),
+    ):
+        res = runner.invoke(main, [*args, "--db", db_path, "--format", "table"])
+        assert res.exit_code == 0, (args, res.output)
+        first = res.stdout.splitlines()[0].split()
+        assert first[: len(header)] == header, (args, res.stdout)

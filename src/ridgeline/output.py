@@ -1,13 +1,24 @@
-"""Writing results as `table` (default on a terminal), `json` or `jsonl`."""
+"""Writing results as `table` (default on a terminal), `json` or `jsonl`.
+
+Tables are drawn by `rich` (imported only when a table is drawn: start-up time) to
+the terminal's width. Cells wrap instead of being cut, and a single long token such as
+a PDQ hash keeps its own line where the width allows, so the value a user came for is
+never hidden; an empty result still shows its header.
+"""
 
 from __future__ import annotations
 
+import io
 import json
+import shutil
 import sys
 from collections.abc import Iterable, Sequence
 from typing import Any, TextIO
 
 FORMATS = ("table", "json", "jsonl")
+
+#: Width used when the output is not a terminal and COLUMNS is not set.
+DEFAULT_WIDTH = 100
 
 
 def default_format(stream: TextIO | None = None) -> str:
@@ -16,7 +27,12 @@ def default_format(stream: TextIO | None = None) -> str:
     return "table" if stream.isatty() else "jsonl"
 
 
-def _cell(value: Any) -> str:
+def terminal_width() -> int:
+    """COLUMNS, else the terminal's width, else `DEFAULT_WIDTH`."""
+    return shutil.get_terminal_size((DEFAULT_WIDTH, 24)).columns
+
+
+def _scalar(value: Any) -> str:
     if value is None:
         return ""
     if isinstance(value, dict | list):
@@ -24,31 +40,117 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
-def render_table(rows: Sequence[dict[str, Any]], columns: Sequence[str] | None = None) -> str:
-    """A plain aligned text table."""
-    if not rows:
+def _cell(value: Any) -> str:
+    """A cell's text: mappings one `key value` per line, lists one item per line."""
+    if value is None:
         return ""
-    cols = list(columns or rows[0].keys())
-    cells = [[_cell(r.get(c)) for c in cols] for r in rows]
-    widths = [max(len(c), *(len(row[i]) for row in cells)) for i, c in enumerate(cols)]
-    widths = [min(w, 80) for w in widths]
-    lines = ["  ".join(c.ljust(w) for c, w in zip(cols, widths, strict=True)).rstrip()]
-    lines.append("  ".join("-" * w for w in widths))
-    for row in cells:
-        shown = [v if len(v) <= w else v[: w - 1] + "…" for v, w in zip(row, widths, strict=True)]
-        lines.append("  ".join(v.ljust(w) for v, w in zip(shown, widths, strict=True)).rstrip())
-    return "\n".join(lines)
+    if isinstance(value, dict):
+        lines = []
+        for k, v in value.items():
+            first, *rest = _scalar(v).split("\n") or [""]
+            lines.append(f"{k} {first}".rstrip())
+            lines += [" " * (len(str(k)) + 1) + more for more in rest]
+        return "\n".join(lines)
+    if isinstance(value, list):
+        return "\n".join(_scalar(v) for v in value)
+    return str(value)
+
+
+#: rich's space between two columns (padding on both sides and the separator).
+_GAP = 3
+
+
+def _widths(cells: dict[str, list[str]], keep: Sequence[str], width: int) -> dict[str, int]:
+    """Every column's width: `keep` columns first get their lines whole (else their
+    longest token), the others share what is left, narrow ones whole."""
+
+    def longest(name: str, tokens: bool = False) -> int:
+        lines = [line for text in cells[name] for line in text.split("\n")]
+        parts = [t for line in lines for t in line.split()] if tokens else lines
+        return max([len(name), *map(len, parts)])
+
+    room = max(width - _GAP * (len(cells) - 1), len(cells))
+    others = [c for c in cells if c not in keep]
+    out: dict[str, int] = {}
+    reserve = sum(min(longest(c), 12) for c in others)  # leave the others a little
+    for name in keep:
+        spare = room - sum(out.values()) - reserve
+        for want in (longest(name), longest(name, tokens=True)):
+            if want <= spare:
+                out[name] = want
+                break
+        else:
+            out[name] = max(spare, 4)
+    left = max(room - sum(out.values()), len(others))
+    pending = sorted(others, key=longest)
+    while pending:  # water-filling: a column that needs less than its share keeps it whole
+        share = max(left // len(pending), 1)
+        name = pending.pop(0)
+        out[name] = min(longest(name), share) if pending else max(min(longest(name), left), 1)
+        left -= out[name]
+    return out
+
+
+def render_table(
+    rows: Sequence[dict[str, Any]],
+    columns: Sequence[str] | None = None,
+    *,
+    width: int | None = None,
+    keep: Sequence[str] = (),
+) -> str:
+    """An aligned text table that fits `width` (default: the terminal's) without cutting.
+
+    Cells wrap, long tokens fold; the `keep` columns (the values users come for, such
+    as hashes) get room for their lines first, so they are folded last.
+    """
+    from rich import box
+    from rich.console import Console
+    from rich.table import Table
+    from rich.text import Text
+
+    cols = list(columns or (rows[0].keys() if rows else []))
+    if not cols:
+        return "(no results)"
+    width = width or terminal_width()
+    cells = {c: [_cell(r.get(c)) for r in rows] for c in cols}
+    widths = _widths(cells, [c for c in keep if c in cells], width)
+    table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
+    for name in cols:
+        table.add_column(name, overflow="fold", no_wrap=False, width=widths[name])
+    for i in range(len(rows)):
+        table.add_row(*(Text(cells[c][i]) for c in cols))
+    buffer = io.StringIO()
+    console = Console(
+        file=buffer,
+        width=width,
+        color_system=None,
+        highlight=False,
+        markup=False,
+        emoji=False,
+        soft_wrap=False,
+    )
+    console.print(table)
+    return "\n".join(line.rstrip() for line in buffer.getvalue().rstrip("\n").splitlines())
 
 
 class Writer:
-    """Streams rows in the chosen format; `json` collects them into one array."""
+    """Streams rows in the chosen format; `json` collects them into one array.
+
+    `table` collects too (column widths need every row) and is drawn on close, with
+    its header even when there are no rows.
+    """
 
     def __init__(
-        self, fmt: str | None, stream: TextIO | None = None, columns: Sequence[str] | None = None
+        self,
+        fmt: str | None,
+        stream: TextIO | None = None,
+        columns: Sequence[str] | None = None,
+        keep: Sequence[str] = (),
     ) -> None:
         self.stream = stream or sys.stdout
         self.fmt = fmt or default_format(self.stream)
         self.columns = columns
+        self.keep = keep
         self._rows: list[dict[str, Any]] = []
 
     def write(self, row: dict[str, Any]) -> None:
@@ -65,8 +167,8 @@ class Writer:
     def close(self) -> None:
         if self.fmt == "json":
             self.stream.write(json.dumps(self._rows, indent=2, ensure_ascii=False) + "\n")
-        elif self.fmt == "table" and self._rows:
-            self.stream.write(render_table(self._rows, self.columns) + "\n")
+        elif self.fmt == "table":
+            self.stream.write(render_table(self._rows, self.columns, keep=self.keep) + "\n")
         self._rows = []
 
     def __enter__(self) -> Writer:
@@ -82,7 +184,7 @@ def write_one(obj: Any, fmt: str | None) -> None:
     if fmt == "table" and isinstance(obj, dict):
         width = max((len(k) for k in obj), default=0)
         for key, value in obj.items():
-            sys.stdout.write(f"{key.ljust(width)}  {_cell(value)}\n")
+            sys.stdout.write(f"{key.ljust(width)}  {_scalar(value)}\n")
     else:
         indent = 2 if fmt == "json" else None
         sys.stdout.write(json.dumps(obj, indent=indent, ensure_ascii=False) + "\n")

@@ -207,7 +207,8 @@ def feedback_show(name: str, db: str | None, fmt: str | None) -> None:
     store = open_store(db)
     with store.session() as session:
         rows = feedback.list_summary(session, L.get_list(session, name))
-    with Writer(fmt) as out:
+    columns = ["entry_id", "affirmative", "negative", "reasons", "providers"]
+    with Writer(fmt, columns=columns) as out:
         out.write_all(rows)
 
 

@@ -109,7 +109,7 @@ def hash_command(
     fmt = fmt or default_format()
     progress = Progress(len(files))
     failed = 0
-    with Writer(fmt, columns=["path", "signals", "error"]) as out:
+    with Writer(fmt, columns=["path", "signals", "error"], keep=["signals"]) as out:
         for result in hash_many(files, signals, options, jobs=max(1, jobs)):
             failed += result.error is not None
             progress.update(result.error is not None)
@@ -117,7 +117,7 @@ def hash_command(
                 out.write(_table_row(result.to_json()))
             else:
                 out.write(result.to_json())
-    progress.close()
+        progress.close()  # end the bar's line before the table is drawn
     if failed:
         click.echo(f"{failed} of {len(files)} file(s) had errors", err=True)
         sys.exit(1)
@@ -129,7 +129,7 @@ def _table_row(row: dict[str, object]) -> dict[str, object]:
     short = {}
     for name, value in signals.items():
         if isinstance(value, dict):
-            low = "" if value["quality"] >= MIN_QUALITY else " (low quality: not matched)"
+            low = "" if value["quality"] >= MIN_QUALITY else "\n(low quality: not matched)"
             short[name] = f"{value['hash']} q{value['quality']}{low}"
         elif isinstance(value, list):
             short[name] = f"{len(value)} frames"

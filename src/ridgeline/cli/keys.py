@@ -45,7 +45,8 @@ def keys_list(include_revoked: bool, db: str | None, fmt: str | None) -> None:
     store = open_store(db)
     with store.session() as session:
         rows = [key_to_json(k) for k in list_keys(session, include_revoked=include_revoked)]
-    with Writer(fmt, columns=["id", "prefix", "name", "role", "rate_limit", "revoked_at"]) as out:
+    columns = ["id", "prefix", "name", "role", "rate_limit", "revoked_at"]
+    with Writer(fmt, columns=columns, keep=["prefix"]) as out:
         out.write_all(rows)
 
 

@@ -117,7 +117,8 @@ def ls(db: str | None, fmt: str | None) -> None:
                 .group_by(Entry.list_id)
             ).all()
         )
-        with Writer(fmt) as out:
+        columns = ["name", "purpose", "enabled", "entries", "thresholds", "review_quorum", "owner"]
+        with Writer(fmt, columns=columns, keep=["name", "entries"]) as out:
             for hash_list in session.scalars(select(HashList).order_by(HashList.name)):
                 out.write(L.list_to_json(hash_list, entry_count=counts.get(hash_list.id, 0)))
 
@@ -337,7 +338,7 @@ def entries_ls(name: str, statuses: tuple[str, ...], enabled: bool | None,
     store = open_store(db)
     with store.session() as session, Writer(
         fmt, columns=["id", "status", "enabled", "disabled_until", "signals", "classifications",
-                      "source", "deleted_at"]
+                      "source", "deleted_at"], keep=["signals"],
     ) as out:  # fmt: skip
         hash_list = L.get_list(session, name)
         for entry in L.list_entries(

@@ -258,7 +258,8 @@ def evidence_add(
 def evidence_ls(entry_id: int | None, db: str | None, fmt: str | None) -> None:
     """Stored evidence (metadata only)."""
     store = open_store(db)
-    with store.session() as session, Writer(fmt) as out:
+    columns = ["id", "entry_id", "size", "media_type", "stored_at", "key_id"]
+    with store.session() as session, Writer(fmt, columns=columns) as out:
         out.write_all(b.to_json() for b in ev.list_evidence(session, entry_id))
 
 

@@ -69,7 +69,9 @@ def add(
 def ls(db: str | None, fmt: str | None) -> None:
     """All reviewers."""
     store = open_store(db)
-    with store.session() as session, Writer(fmt) as out:
+    columns = ["name", "reviewer", "senior", "active", "categories", "daily_cap",
+               "break_after_minutes", "break_minutes"]  # fmt: skip
+    with store.session() as session, Writer(fmt, columns=columns) as out:
         out.write_all(rc.reviewer_to_json(r) for r in rc.list_reviewers(session))
 
 

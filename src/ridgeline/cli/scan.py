@@ -220,7 +220,7 @@ def scan_command(
         elif row.get("matches") or row.get("error"):
             out.write(_table_row(row))
 
-    with Writer(fmt, columns=["path", "matches", "actions", "error"]) as out:
+    with Writer(fmt, columns=["path", "matches", "actions", "error"], keep=["matches"]) as out:
         try:
             summary = scan(store, paths, options, on_result=on_result)
         finally:
@@ -245,7 +245,7 @@ def _table_row(row: dict[str, Any]) -> dict[str, Any]:
     ]
     return {
         "path": row["path"],
-        "matches": "; ".join(matches),
+        "matches": "\n".join(matches),
         "actions": ",".join(a["action"] for a in row.get("actions") or []),
         "error": row.get("error"),
     }
