@@ -211,3 +211,38 @@ def test_refusing_open_on_postgresql_without_schema(pg_server_url: str) -> None:
     again = Store.open(pg_server_url, create=False)
     assert not again.created
     again.close()
+
+
+def test_list_counts_follow_every_writer(store: Store) -> None:
+    """The trigger-kept count equals a real count after ORM adds, bulk inserts, tombstones,
+    hard deletes and list deletion (what `lists ls` shows without scanning entries)."""
+    from sqlalchemy import delete, func, insert, select
+
+    from ridgeline.store.models import HashList, ListCount
+
+    def counts(session: object) -> tuple[dict[int, int], dict[int, int]]:
+        kept = dict(session.execute(select(ListCount.list_id, ListCount.entries)).all())  # type: ignore[attr-defined]
+        real = dict(
+            session.execute(  # type: ignore[attr-defined]
+                select(HashList.id, func.count(Entry.id))
+                .outerjoin(Entry, (Entry.list_id == HashList.id) & Entry.deleted_at.is_(None))
+                .group_by(HashList.id)
+            ).all()
+        )
+        return kept, real
+
+    with store.session() as s:
+        a = L.create_list(s, "a")
+        b = L.create_list(s, "b")
+        for i in range(3):
+            L.add_entry(s, a, {"md5": f"{i:032x}"})
+        s.execute(insert(Entry), [{"list_id": b.id, "status": "confirmed"} for _ in range(5)])
+        kept, real = counts(s)
+        assert kept == real == {a.id: 3, b.id: 5}
+        L.delete_entry(s, L.list_entries(s, a)[0])  # tombstone
+        s.execute(delete(Entry).where(Entry.id == s.scalar(select(func.max(Entry.id)))))
+        kept, real = counts(s)
+        assert kept == real == {a.id: 2, b.id: 4}
+        s.execute(delete(HashList).where(HashList.id == b.id))  # entries cascade
+        kept, real = counts(s)
+        assert kept == real == {a.id: 2}

@@ -5,15 +5,16 @@ from __future__ import annotations
 import datetime as dt
 
 import click
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from ridgeline import lists as L
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
+from ridgeline.cli.lazy import LazyGroup
 from ridgeline.errors import BadInput
 from ridgeline.output import Writer, write_one
 from ridgeline.review.core import reevaluate_list
-from ridgeline.store.models import Entry, HashList
+from ridgeline.store.models import HashList, ListCount
 from ridgeline.timeutil import parse_iso
 
 
@@ -33,7 +34,34 @@ def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
     return out
 
 
-@click.group("lists")
+#: `lists` subcommands that live in other modules (loaded when they run).
+LAZY_COMMANDS = {
+    "actions": ("ridgeline.cli.scan", "list_actions",
+                "Show (or --set) the actions matches on list NAME fire during scans."),
+    "export": ("ridgeline.cli.exchange", "export", "Write list NAME in an exchange format."),
+    "feedback": ("ridgeline.cli.exchange", "feedback_cmd",
+                 "Record affirmative or negative feedback on entry ENTRY_ID."),
+    "feedback-export": ("ridgeline.cli.exchange", "feedback_export",
+                        "Write this database's feedback to FILE (JSON lines) for the list "
+                        "owner."),
+    "feedback-import": ("ridgeline.cli.exchange", "feedback_import",
+                        "Import a provider's feedback FILE; bad lines are reported and "
+                        "skipped."),
+    "feedback-show": ("ridgeline.cli.exchange", "feedback_show",
+                      "Feedback per entry of list NAME, most negative first."),
+    "import": ("ridgeline.cli.lists_import", "import_",
+               "Import hashes from FILE into list NAME."),
+    "keygen": ("ridgeline.cli.exchange", "keygen",
+               "Make an Ed25519 key pair for signing releases."),
+    "pull": ("ridgeline.cli.exchange", "pull",
+             "Verify and apply signed releases from SOURCE (a directory or a manifest file)."),
+    "release": ("ridgeline.cli.exchange", "release",
+                "Write a signed release of NAME: snapshot, delta since the last release, "
+                "manifest."),
+}  # fmt: skip
+
+
+@click.group("lists", cls=LazyGroup, lazy=LAZY_COMMANDS)
 def lists() -> None:
     """Hash lists: block lists and allow lists."""
 
@@ -110,13 +138,8 @@ def ls(db: str | None, fmt: str | None) -> None:
     """List every list with its entry count."""
     store = open_store(db)
     with store.session() as session:
-        counts = dict(
-            session.execute(
-                select(Entry.list_id, func.count())
-                .where(Entry.deleted_at.is_(None))
-                .group_by(Entry.list_id)
-            ).all()
-        )
+        # Kept by triggers (list_counts): no scan of the entries, however many.
+        counts = dict(session.execute(select(ListCount.list_id, ListCount.entries)).all())
         columns = ["name", "purpose", "enabled", "entries", "thresholds", "review_quorum", "owner"]
         with Writer(fmt, columns=columns, keep=["name", "entries"]) as out:
             for hash_list in session.scalars(select(HashList).order_by(HashList.name)):
@@ -133,11 +156,8 @@ def show(name: str, db: str | None, fmt: str | None) -> None:
     store = open_store(db)
     with store.session() as session:
         hash_list = L.get_list(session, name)
-        count = session.scalar(
-            select(func.count())
-            .select_from(Entry)
-            .where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
-        )
+        counted = session.get(ListCount, hash_list.id)
+        count = counted.entries if counted is not None else 0
         write_one(L.list_to_json(hash_list, entry_count=count), fmt)
 
 

@@ -115,6 +115,21 @@ class HashList(Base):
         return default if value is None else float(value)
 
 
+class ListCount(Base):
+    """Live (not deleted) entries per list, kept by database triggers (migration 0007).
+
+    Triggers, not application code, so every writer (the ORM, bulk executemany, a
+    restore) keeps it true, and `lists ls` reads a count instead of scanning entries.
+    """
+
+    __tablename__ = "list_counts"
+
+    list_id: Mapped[int] = mapped_column(
+        ForeignKey("lists.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
+    entries: Mapped[int] = mapped_column(BigInteger, default=0)
+
+
 class Entry(Base):
     """One item on a list: its hashes, provenance, classifications and review state."""
 
