@@ -781,19 +781,69 @@ def _init_db(path: Path) -> str:
     return str(path)
 
 
-def test_serve_with_workers_refuses_a_taken_port(tmp_path: Path) -> None:
-    """Several workers: a port already in use is a clear error, not silent idle workers."""
+@pytest.mark.parametrize("workers", [1, 2])
+def test_serve_refuses_a_taken_port_before_saying_it_listens(tmp_path: Path, workers: int) -> None:
+    """A port already in use is a clear error, reported before any "listening" line."""
+    db = _init_db(tmp_path / "t.db")
     with socket.socket() as taken:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
         res = subprocess.run(
             [str(Path(sys.executable).parent / "ridgeline"), "serve", "--port", str(port),
-             "--workers", "2", "--db", _init_db(tmp_path / "t.db")],
+             "--workers", str(workers), "--db", db],
             capture_output=True, text=True, timeout=60,
         )  # fmt: skip
     assert res.returncode == 1
     assert f"cannot listen on 127.0.0.1:{port}" in res.stderr
+    assert "ridgeline API on" not in res.stderr, res.stderr
+
+
+def test_access_log_is_json_lines_without_hashes(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """Every request, fast path included: time, key prefix, role, route, status, latency;
+    never the key's secret, a hash from the query or path, or anything from a body."""
+    db = _init_db(tmp_path / "a.db")
+    store = Store.open(db)
+    with store.session() as s:
+        _, provider = create_key(s, "acme", "provider")
+        _, admin = create_key(s, "ops", "admin")
+        L.add_entry(s, L.create_list(s, "known"), {"md5": BAD_MD5})
+    store.close()
+    server = serve_process("serve", "--port", "{port}", "--db", db)
+    base = server.base
+    lookup = httpx.get(f"{base}/v1/lookup", params={"signal": "md5", "value": BAD_MD5},
+                       headers={"Authorization": f"Bearer {provider}"})  # fmt: skip
+    assert lookup.status_code == 200 and lookup.json()["matches"]
+    assert httpx.get(f"{base}/v1/lists", headers={"X-API-Key": admin}).status_code == 200
+    forbidden = httpx.get(f"{base}/v1/lists", headers={"Authorization": f"Bearer {provider}"})
+    assert forbidden.status_code == 403
+    assert httpx.get(f"{base}/v1/lists").status_code == 401
+    entry = httpx.get(f"{base}/v1/entries/1", headers={"X-API-Key": admin})
+    assert entry.status_code == 200
+    upload = httpx.post(f"{base}/v1/hash", files={"file": ("x.bin", BAD)},
+                        headers={"X-API-Key": provider})  # fmt: skip
+    assert upload.status_code == 200
+    os.killpg(server.proc.pid, signal.SIGINT)
+    server.proc.wait(timeout=30)
+    assert server.proc.stderr is not None
+    err = server.proc.stderr.read().decode()
+    records = [json.loads(line) for line in err.splitlines() if line.startswith("{")]
+    by_route = {(r["route"], r["status"]): r for r in records}
+    fast = by_route["/v1/lookup", 200]
+    assert fast["key"] == provider[: len("rl_") + 12] and fast["role"] == "provider"
+    assert fast["method"] == "GET" and fast["latency_ms"] >= 0
+    assert fast["time"].endswith("Z") and set(fast) == {
+        "time", "worker", "key", "role", "method", "route", "status", "latency_ms"
+    }  # fmt: skip
+    assert by_route["/v1/lists", 200]["role"] == "admin"
+    assert by_route["/v1/lists", 403]["role"] == "provider"
+    assert by_route["/v1/lists", 401]["key"] is None and by_route["/v1/lists", 401]["role"] is None
+    assert ("/v1/entries/{entry_id}", 200) in by_route and ("/v1/hash", 200) in by_route
+    assert ("/readyz", 200) in by_route
+    assert BAD_MD5 not in err and hashlib.sha256(BAD).hexdigest() not in err
+    assert provider not in err and admin not in err  # prefixes only, never the secret
 
 
 @pytest.mark.slow

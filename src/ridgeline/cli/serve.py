@@ -39,6 +39,12 @@ from ridgeline.cli.common import db_option, handle_errors
 )
 @click.option("--evidence-key-file", default=None, help="Key for review media (AES-256-GCM).")
 @click.option("--log-level", default="warning", show_default=True)
+@click.option(
+    "--access-log/--no-access-log",
+    default=True,
+    show_default=True,
+    help="One JSON line per request on stderr (time, key prefix, role, route, status, latency).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -54,12 +60,13 @@ def serve(
     fetch_hosts: tuple[str, ...],
     evidence_key_file: str | None,
     log_level: str,
+    access_log: bool,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
     from ridgeline.config import resolve_db_url
     from ridgeline.service.app import ENV_CONFIG, ServiceConfig
-    from ridgeline.service.workers import ServeOptions
+    from ridgeline.service.workers import ServeOptions, check_port
     from ridgeline.service.workers import serve as run_workers
     from ridgeline.store import Store
 
@@ -78,7 +85,10 @@ def serve(
         default_rate_limit=rate_limit,
         fetch_allow_hosts=list(fetch_hosts),
         evidence_key_file=evidence_key_file,
+        access_log=access_log,
     )
     os.environ[ENV_CONFIG] = config.to_env()
+    options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)
+    check_port(options)  # "port in use" before any line that says we listen
     click.echo(f"ridgeline API on http://{host}:{port} ({workers} worker(s))", err=True)
-    run_workers(ServeOptions(host=host, port=port, workers=workers, log_level=log_level))
+    run_workers(options)

@@ -45,6 +45,7 @@ from ridgeline.errors import (
 from ridgeline.hashing import tune_malloc
 from ridgeline.matching import Matcher
 from ridgeline.service import uploads
+from ridgeline.service.accesslog import AccessLog
 from ridgeline.service.auth import PUBLIC
 from ridgeline.service.disclosure import Disclosure
 from ridgeline.service.fastpath import FastLookup
@@ -96,6 +97,8 @@ class ServiceConfig:
     probe_budget: int = 16
     probe_window_s: float = 86_400.0
     disclosure_secret: str = ""
+    #: One JSON line per request on stderr (`ridgeline.service.accesslog`).
+    access_log: bool = True
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -317,8 +320,16 @@ class ServiceApp(FastAPI):
     """The FastAPI app, with the lookup fast path in front of its middleware stack."""
 
     fast_lookup: FastLookup | None = None
+    #: The JSON-lines access log around everything, fast path included (None: off).
+    access_log: AccessLog | None = None
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if self.access_log is not None and scope["type"] == "http":
+            await self.access_log(scope, receive, send)
+            return
+        await self._dispatch(scope, receive, send)
+
+    async def _dispatch(self, scope: Scope, receive: Receive, send: Send) -> None:
         fast = self.fast_lookup
         if fast is not None and fast.handles(scope) and await fast.answer(scope, send):
             return
@@ -369,6 +380,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app.state.limiter = RateLimiter(config.default_rate_limit, process_table())
     app.state.matcher = None
     app.fast_lookup = FastLookup(app.state)
+    if config.access_log:
+        app.access_log = AccessLog(app._dispatch, app.state)
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuard,

@@ -96,6 +96,17 @@ def bind_socket(opts: ServeOptions, *, listen: bool) -> socket.socket:
     return sock
 
 
+def check_port(opts: ServeOptions) -> None:
+    """`RidgelineError` naming host:port when it cannot be bound (in use, no permission),
+    before anything is started or announced."""
+    try:
+        bind_socket(opts, listen=False).close()
+    except OSError as exc:
+        raise Unavailable(
+            f"cannot listen on {opts.host}:{opts.port}: {exc.strerror or exc}"
+        ) from None
+
+
 def _end_with_parent() -> None:
     """Ask Linux to send this worker SIGTERM when its supervisor dies.
 
