@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+from pathlib import Path
 
 import click
 
@@ -41,9 +42,52 @@ def test_help_imports_no_heavy_module() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     lines = out.stdout.strip().splitlines()
     assert "audit" in out.stdout and "Commands:" in out.stdout
-    assert lines[-1] == "HEAVY=sqlalchemy", lines[-1]  # lists --help: its own module only
+    assert lines[-1] == "HEAVY=", lines[-1]
     first = subprocess.run(
         [sys.executable, "-c", code.replace("['lists', '--help']", "['--help']")],
         capture_output=True, text=True, check=True,
     )  # fmt: skip
     assert first.stdout.strip().splitlines()[-1] == "HEAVY=", first.stdout
+
+
+def test_literals_match_the_library() -> None:
+    from ridgeline import lists as L
+    from ridgeline.cli import lists as cli_lists
+
+    assert cli_lists.DEFAULT_REVIEW_QUORUM == L.DEFAULT_REVIEW_QUORUM
+    assert cli_lists.ENTRY_STATUSES == L.ENTRY_STATUSES
+
+
+def test_lists_ls_reads_sqlite_without_sqlalchemy_and_says_the_same(tmp_path: Path) -> None:
+    """The fast read answers exactly what the Store path answers, importing no SQLAlchemy."""
+    import json
+
+    from ridgeline import fastread
+    from ridgeline import lists as L
+    from ridgeline.store import Store
+
+    db = tmp_path / "ls.db"
+    store = Store.open(db)
+    with store.session() as s:
+        a = L.create_list(s, "alpha", owner="T&S", description="d", thresholds={"pdq": 20},
+                          signals=["pdq", "md5"], review_quorum=2)  # fmt: skip
+        L.create_list(s, "beta", purpose="allow")
+        for i in range(3):
+            L.add_entry(s, a, {"md5": f"{i:032x}"})
+        expected = [
+            L.list_to_json(hl, entry_count=n)
+            for hl, n in ((L.get_list(s, "alpha"), 3), (L.get_list(s, "beta"), 0))
+        ]
+    store.close()
+    assert fastread.list_summaries(db) == expected
+    code = (
+        "import sys, json\n"
+        "from ridgeline.cli import main\n"
+        f"main(['lists', 'ls', '--db', {str(db)!r}, '--format', 'json'], standalone_mode=False)\n"
+        "print('HEAVY=' + ','.join(m for m in ('sqlalchemy', 'numpy') if m in sys.modules))\n"
+    )
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    body, _, heavy = out.stdout.rpartition("HEAVY=")
+    assert heavy.strip() == ""
+    assert json.loads(body) == expected
+    assert fastread.list_summaries(tmp_path / "missing.db") is None  # the Store path decides

@@ -9,7 +9,10 @@ lines against the commands themselves.
 from __future__ import annotations
 
 import importlib
+import importlib.util
+import sys
 from collections.abc import Mapping
+from types import ModuleType
 from typing import Any
 
 import click
@@ -58,3 +61,18 @@ def _shorten(text: str, limit: int) -> str:
         return text
     cut = text[: max(limit - 3, 1)].rsplit(" ", 1)[0]
     return cut.rstrip(" .,;:") + "..."
+
+
+def lazy_module(name: str) -> ModuleType:
+    """`name`, imported when one of its attributes is first used (importlib's LazyLoader)."""
+    if name in sys.modules:
+        return sys.modules[name]
+    spec = importlib.util.find_spec(name)
+    if spec is None or spec.loader is None:
+        raise ImportError(f"no module named {name!r}")
+    loader = importlib.util.LazyLoader(spec.loader)
+    spec.loader = loader
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[name] = module
+    loader.exec_module(module)
+    return module

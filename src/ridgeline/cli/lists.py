@@ -3,19 +3,28 @@
 from __future__ import annotations
 
 import datetime as dt
+from typing import TYPE_CHECKING
 
 import click
-from sqlalchemy import select
 
-from ridgeline import lists as L
 from ridgeline.classifications import parse as parse_classification
 from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
 from ridgeline.cli.lazy import LazyGroup
 from ridgeline.errors import BadInput
 from ridgeline.output import Writer, write_one
-from ridgeline.review.core import reevaluate_list
-from ridgeline.store.models import HashList, ListCount
 from ridgeline.timeutil import parse_iso
+
+if TYPE_CHECKING:
+    from ridgeline import lists as L
+else:  # imported on first use: `lists ls` and `--help` must not pay for SQLAlchemy
+    from ridgeline.cli.lazy import lazy_module
+
+    L = lazy_module("ridgeline.lists")
+
+#: As `ridgeline.lists` defines them (checked in tests/test_cli_startup.py); literal
+#: here so that building the commands imports nothing heavy.
+DEFAULT_REVIEW_QUORUM = 3
+ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
 
 
 def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
@@ -91,7 +100,7 @@ def lists() -> None:
     "--review",
     "reviewed",
     is_flag=True,
-    help=f"Reviewed list: quorum {L.DEFAULT_REVIEW_QUORUM} unless --review-quorum says otherwise.",
+    help=f"Reviewed list: quorum {DEFAULT_REVIEW_QUORUM} unless --review-quorum says otherwise.",
 )
 @actor_option()
 @db_option
@@ -136,6 +145,18 @@ def create(
 @handle_errors
 def ls(db: str | None, fmt: str | None) -> None:
     """List every list with its entry count."""
+    from ridgeline.fastread import list_summaries
+
+    rows = list_summaries(db)  # SQLite at the newest schema: no SQLAlchemy at all
+    if rows is not None:
+        columns = ["name", "purpose", "enabled", "entries", "thresholds", "review_quorum", "owner"]
+        with Writer(fmt, columns=columns, keep=["name", "entries"]) as out:
+            out.write_all(rows)
+        return
+    from sqlalchemy import select
+
+    from ridgeline.store.models import HashList, ListCount
+
     store = open_store(db)
     with store.session() as session:
         # Kept by triggers (list_counts): no scan of the entries, however many.
@@ -153,6 +174,8 @@ def ls(db: str | None, fmt: str | None) -> None:
 @handle_errors
 def show(name: str, db: str | None, fmt: str | None) -> None:
     """Show a list's settings."""
+    from ridgeline.store.models import ListCount
+
     store = open_store(db)
     with store.session() as session:
         hash_list = L.get_list(session, name)
@@ -303,6 +326,8 @@ def update(name: str, enabled: bool | None, thresholds: tuple[str, ...], cleared
             owner=owner, actor=actor,
         )  # fmt: skip
         if review_quorum is not None:  # decide entries that already meet the new quorum
+            from ridgeline.review.core import reevaluate_list
+
             reevaluate_list(session, hash_list, actor=actor)
         write_one(L.list_to_json(hash_list), fmt)
 
@@ -342,7 +367,7 @@ def expire_disables(actor: str | None, db: str | None, fmt: str | None) -> None:
 
 @entries.command("ls")
 @click.argument("name")
-@click.option("--status", "statuses", multiple=True, type=click.Choice(list(L.ENTRY_STATUSES)))
+@click.option("--status", "statuses", multiple=True, type=click.Choice(list(ENTRY_STATUSES)))
 @click.option("--enabled/--disabled", "enabled", default=None)
 @click.option("--classification", default=None, help="scheme:label")
 @click.option("--include-deleted", is_flag=True)

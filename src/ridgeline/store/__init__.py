@@ -21,13 +21,15 @@ from sqlalchemy.orm import Session, sessionmaker
 
 from ridgeline.config import resolve_db_url, sqlite_file
 from ridgeline.errors import NotFound
+from ridgeline.fastread import HEAD_REVISION as _HEAD_REVISION
 
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
-#: The newest migration's revision. Opening a database that is already there costs
-#: one query instead of importing Alembic (a quarter of a second on every CLI call);
-#: `tests/test_store.py` checks that this equals Alembic's head.
-HEAD_REVISION = "0007"
+#: The newest migration's revision (kept in `ridgeline.fastread`, which must not import
+#: SQLAlchemy). Opening a database that is already there costs one query instead of
+#: importing Alembic (a quarter of a second on every CLI call); `tests/test_store.py`
+#: checks that this equals Alembic's head.
+HEAD_REVISION = _HEAD_REVISION
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
