@@ -891,3 +891,21 @@ def _running(pid: int) -> bool:
         return "State:\tZ" not in Path(f"/proc/{pid}/status").read_text()
     except FileNotFoundError:
         return False
+
+
+def test_docs_pages_load_offline_from_the_package(env: tuple[Env, TestClient]) -> None:
+    """/docs and /redoc reference only this server; every asset they name is served."""
+    import re
+
+    _, client = env
+    for page in ("/docs", "/redoc"):
+        res = client.get(page)
+        assert res.status_code == 200 and "text/html" in res.headers["content-type"]
+        urls = re.findall(r"""(?:src|href)=["']([^"']+)["']""", res.text)
+        urls += re.findall(r"""url: ?["']([^"']+)["']""", res.text)
+        assert urls, page
+        assert not [u for u in urls if "//" in u], (page, urls)  # no CDN, no other host
+        for url in urls:
+            asset = client.get(url)
+            assert asset.status_code == 200 and len(asset.content) > 100, (page, url)
+    assert client.get("/docs/static/swagger-ui-bundle.js").content.startswith(b"/*")

@@ -48,6 +48,7 @@ from ridgeline.service import uploads
 from ridgeline.service.accesslog import AccessLog
 from ridgeline.service.auth import PUBLIC
 from ridgeline.service.disclosure import Disclosure
+from ridgeline.service.docs_ui import install_docs
 from ridgeline.service.fastpath import FastLookup
 from ridgeline.service.guard import RequestGuard
 from ridgeline.service.keys import KeyVerifier
@@ -365,7 +366,10 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         version=__version__,
         description="Hash, match and look up known CSAM by its fingerprints; manage lists.",
         lifespan=lifespan,
+        docs_url=None,  # served from vendored files, not a CDN (service/docs_ui.py)
+        redoc_url=None,
     )
+    install_docs(app)
     app.state.config = config
     app.state.store = store
     app.state.metrics = metrics
