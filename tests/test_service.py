@@ -171,7 +171,7 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
     ("GET", "/v1/review/pending"): lambda e, r: {"url": "/v1/review/pending"},
     ("POST", "/v1/review/{entry_id}/verdict"): lambda e, r: {
         "url": f"/v1/review/{e.served_entry(r)}/verdict",
-        "json": {"decision": "csam", "classifications": ["industry:A1"]},
+        "json": {"decision": "csam", "classifications": [{"scheme": "industry", "label": "A1"}]},
     },
     ("POST", "/v1/review/{entry_id}/release"): lambda e, r: {
         "url": f"/v1/review/{e.served_entry(r)}/release"
@@ -909,3 +909,36 @@ def test_docs_pages_load_offline_from_the_package(env: tuple[Env, TestClient]) -
             asset = client.get(url)
             assert asset.status_code == 200 and len(asset.content) > 100, (page, url)
     assert client.get("/docs/static/swagger-ui-bundle.js").content.startswith(b"/*")
+
+
+def test_classifications_are_one_documented_shape(env: tuple[Env, TestClient]) -> None:
+    """Entries and verdicts take `{scheme, label}` objects, the OpenAPI says so, and the
+    entries endpoint is documented (its route and every body field in docs/service.md)."""
+    e, client = env
+    spec = client.get("/openapi.json").json()
+    schemas = spec["components"]["schemas"]
+    assert schemas["Classification"]["required"] == ["scheme", "label"]
+    item = {"$ref": "#/components/schemas/Classification"}
+    assert schemas["EntryIn"]["properties"]["classifications"]["items"] == item
+    assert schemas["VerdictIn"]["properties"]["classifications"]["items"] == item
+    post = spec["paths"]["/v1/lists/{name}/entries"]["post"]
+    assert "{scheme, label}" in post["description"]
+    h = e.headers("admin")
+    one = {"scheme": "industry", "label": "A1"}
+    res = client.post("/v1/lists/known/entries", headers=h,
+                      json={"signals": {"md5": "d" * 32}, "classifications": [one]})  # fmt: skip
+    assert res.status_code == 201 and res.json()["classifications"] == [one]
+    as_text = {"signals": {"md5": "e" * 32}, "classifications": ["industry:A1"]}
+    res = client.post("/v1/lists/known/entries", headers=h, json=as_text)
+    assert res.status_code == 400, res.text  # strings are not a second shape
+    entry_id = e.served_entry("reviewer")
+    res = client.post(f"/v1/review/{entry_id}/verdict", headers=e.headers("reviewer"),
+                      json={"decision": "csam", "classifications": ["industry:A1"]})  # fmt: skip
+    assert res.status_code == 400
+    res = client.post(f"/v1/review/{entry_id}/verdict", headers=e.headers("reviewer"),
+                      json={"decision": "csam", "classifications": [one]})  # fmt: skip
+    assert res.status_code == 200, res.text
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "service.md").read_text()
+    assert "POST /v1/lists/{name}/entries" in doc
+    for field in schemas["EntryIn"]["properties"]:
+        assert f"`{field}`" in doc, field

@@ -18,6 +18,7 @@ from ridgeline.service.disclosure import match_hiding_lists
 from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
 from ridgeline.service.match_models import HashesMatchOut, LookupOut, UploadMatchOut
 from ridgeline.service.schemas import (
+    Classification,
     EntriesPage,
     EntryOut,
     ErrorOut,
@@ -139,11 +140,19 @@ class ListIn(BaseModel):
 
 
 class EntryIn(BaseModel):
-    signals: dict[str, str]
-    classifications: list[dict[str, str]] = Field(default_factory=list)
-    source: str | None = Field(default=None, max_length=NAME_MAX)
+    """A new entry: its hashes by signal, with what is known about it."""
+
+    signals: dict[str, str] = Field(
+        description='Hash per signal, e.g. {"md5": "<32 hex>", "pdq": "<64 hex>"}'
+    )
+    classifications: list[Classification] = Field(default_factory=list)
+    source: str | None = Field(
+        default=None, max_length=NAME_MAX, description="Where the entry came from (provenance)"
+    )
     note: str | None = None
-    qualities: dict[str, int] = Field(default_factory=dict)
+    qualities: dict[str, int] = Field(
+        default_factory=dict, description="PDQ quality per signal, when known (0-100)"
+    )
 
 
 class EnabledIn(BaseModel):
@@ -368,13 +377,19 @@ def register_routes(router: FastAPI) -> None:
         router, "POST", "/lists/{name}/entries", "lists:write", tags=["lists"], status_code=201
     )
     def post_entry(request: Request, name: str, body: EntryIn) -> EntryOut:
-        """Add an entry; it is matchable in every worker within about a second."""
+        """Add an entry to list `name`; it is matchable in every worker within about a second.
+
+        The body gives the entry's hashes by signal and its classifications as
+        `{scheme, label}` objects; the response is the stored entry (`id`, `status`,
+        `signals`, `classifications`, provenance). Lists with a review policy make it
+        `pending` until reviewed.
+        """
         with request.app.state.store.session() as s:
             entry = L.add_entry(
                 s,
                 L.get_list(s, name),
                 body.signals,
-                classifications=body.classifications,
+                classifications=[c.model_dump() for c in body.classifications],
                 source=body.source,
                 note=body.note,
                 actor=_actor(request),

@@ -18,6 +18,7 @@ from ridgeline.service.schemas import (
     AuditOut,
     AuditReportOut,
     AuditVerdictOut,
+    Classification,
     ReleasedOut,
     ReviewNextOut,
     VerdictOut,
@@ -31,7 +32,8 @@ def _who(request: Request) -> str:
 
 class VerdictIn(BaseModel):
     decision: str
-    classifications: list[str | dict[str, str]] = Field(default_factory=list)
+    #: The same `{scheme, label}` objects as entries (no `scheme:label` strings here).
+    classifications: list[Classification] = Field(default_factory=list)
     note: str | None = None
 
 
@@ -86,7 +88,12 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
 
         with request.app.state.store.session() as s:
             outcome = submit_verdict(
-                s, entry_id, _who(request), body.decision, body.classifications, note=body.note
+                s,
+                entry_id,
+                _who(request),
+                body.decision,
+                [c.model_dump() for c in body.classifications],
+                note=body.note,
             )
             out = VerdictOut.model_validate(outcome.to_json())
         matcher = request.app.state.matcher

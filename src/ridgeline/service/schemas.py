@@ -10,7 +10,7 @@ from __future__ import annotations
 import builtins
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 
 class Body(BaseModel):
@@ -84,6 +84,14 @@ class Provenance(Body):
     import_batch: str | None
 
 
+class Classification(Body):
+    """One classification: a label always with its scheme (the one shape in the API,
+    in requests and answers alike)."""
+
+    scheme: str = Field(description="industry, uk, vics-us or ridgeline", examples=["industry"])
+    label: str = Field(description="A label of that scheme", examples=["A1"])
+
+
 class EntryOut(Body):
     id: int
     list_id: int
@@ -91,7 +99,7 @@ class EntryOut(Body):
     enabled: bool
     disabled_until: str | None
     signals: dict[str, str]
-    classifications: list[dict[str, str]]
+    classifications: list[Classification]
     source: str | None
     provenance: Provenance
     note: str | None
