@@ -642,3 +642,33 @@ def test_resume_skip_keeps_sha256_for_later_copies(store: Store, tree: Path) -> 
         from ridgeline.scan.models import ScanState
 
         assert all(st.sha256 for st in s.scalars(select(ScanState)) if "zip" not in st.path)
+
+
+def test_cli_scans_ls_and_show(tmp_path: Path, tree: Path) -> None:
+    """Past runs and their per-file results, from the CLI (not only as tables in the db)."""
+    db = str(tmp_path / "runs.db")
+    runner = CliRunner()
+    assert runner.invoke(main, ["lists", "create", "known", "--db", db]).exit_code == 0
+    res = runner.invoke(main, ["lists", "entries", "add", "known", f"md5:{md5(BAD)}", "--db", db])
+    assert res.exit_code == 0, res.output
+    for _ in range(2):
+        assert runner.invoke(main, ["scan", str(tree), "--db", db]).exit_code == 0
+    res = runner.invoke(main, ["scans", "ls", "--db", db, "--format", "json"])
+    assert res.exit_code == 0, res.output
+    runs = json.loads(res.stdout)
+    assert [r["id"] for r in runs] == [2, 1] and runs[0]["counts"]["matched"] == 2
+    assert runs[0]["finished_at"] and runs[0]["paths"] == [str(tree)]
+    res = runner.invoke(main, ["scans", "show", "1", "--files", "matches", "--db", db,
+                               "--format", "json"])  # fmt: skip
+    shown = json.loads(res.stdout)
+    assert shown["id"] == 1 and len(shown["files"]) == 2
+    assert all(f["matches"][0]["list"] == "known" for f in shown["files"])
+    res = runner.invoke(main, ["scans", "show", "1", "--db", db, "--format", "json"])
+    assert len(json.loads(res.stdout)["files"]) == 6
+    res = runner.invoke(main, ["scans", "show", "1", "--files", "errors", "--db", db,
+                               "--format", "json"])  # fmt: skip
+    assert json.loads(res.stdout)["files"] == []
+    table = runner.invoke(main, ["scans", "show", "1", "--db", db, "--format", "table"])
+    assert table.exit_code == 0 and "known#1 md5 d=0" in table.stdout
+    res = runner.invoke(main, ["scans", "show", "99", "--db", db])
+    assert res.exit_code == 1 and "no scan run 99" in res.stderr

@@ -130,6 +130,16 @@ def _new_key(e: Env) -> int:
         return create_key(s, "throwaway", "provider")[0].id
 
 
+def _new_scan(e: Env) -> int:
+    """A real scan run over one known-bad file (matches list `known`)."""
+    from ridgeline.scan.pipeline import ScanOptions, scan
+
+    folder = Path(tempfile.mkdtemp())
+    (folder / "bad.bin").write_bytes(BAD)
+    (folder / "ok.bin").write_bytes(b"harmless\n")
+    return scan(e.store, [folder], ScanOptions(actions=["flag"])).run_id
+
+
 #: A valid request for every endpoint (method, path template) -> kwargs for httpx.
 SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
     ("POST", "/v1/hash"): lambda e, r: {"url": "/v1/hash", "files": {"file": ("a.png", png())}},
@@ -173,6 +183,8 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
         "url": f"/v1/review/{e.served_entry(r)}/verdict",
         "json": {"decision": "csam", "classifications": [{"scheme": "industry", "label": "A1"}]},
     },
+    ("GET", "/v1/scans"): lambda e, r: {"url": "/v1/scans"},
+    ("GET", "/v1/scans/{run_id}"): lambda e, r: {"url": f"/v1/scans/{_new_scan(e)}"},
     ("POST", "/v1/review/{entry_id}/release"): lambda e, r: {
         "url": f"/v1/review/{e.served_entry(r)}/release"
     },
@@ -942,3 +954,20 @@ def test_classifications_are_one_documented_shape(env: tuple[Env, TestClient]) -
     assert "POST /v1/lists/{name}/entries" in doc
     for field in schemas["EntryIn"]["properties"]:
         assert f"`{field}`" in doc, field
+
+
+def test_scans_through_the_api(env: tuple[Env, TestClient]) -> None:
+    """`/v1/scans` and `/v1/scans/{id}` answer what `ridgeline scans ls|show` shows."""
+    e, client = env
+    run_id = _new_scan(e)
+    h = e.headers("curator")
+    runs = client.get("/v1/scans", headers=h).json()["runs"]
+    assert runs[0]["id"] == run_id and runs[0]["counts"]["matched"] == 1
+    shown = client.get(f"/v1/scans/{run_id}", params={"files": "matches"}, headers=h).json()
+    assert [Path(f["path"]).name for f in shown["files"]] == ["bad.bin"]
+    assert shown["files"][0]["matches"][0]["list"] == "known"
+    everything = client.get(f"/v1/scans/{run_id}", headers=h).json()["files"]
+    assert sorted(Path(f["path"]).name for f in everything) == ["bad.bin", "ok.bin"]
+    missing = client.get("/v1/scans/999999", headers=h)
+    assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
+    assert client.get("/v1/scans", headers=e.headers("provider")).status_code == 403

@@ -44,6 +44,8 @@ COMMANDS = {
                   "Reviewers: roles (reviewer, senior), categories, daily cap, break policy."),
     "scan": ("ridgeline.cli.scan", "scan_command",
              "Scan files, folders and archives for matches; record results and fire actions."),
+    "scans": ("ridgeline.cli.scans", "scans",
+              "Past scan runs and what each file gave (newest first)."),
     "serve": ("ridgeline.cli.serve", "serve", "Serve the HTTP API (OpenAPI at /openapi.json)."),
     "victims": ("ridgeline.cli.victims", "victims",
                 "The victim-identification registry (victims.jsonl interchange)."),

@@ -30,6 +30,7 @@ POLICY: dict[str, frozenset[str]] = {
     "review": frozenset({"admin", "reviewer"}),
     "audit": frozenset({"admin", "auditor"}),
     "flood": frozenset({"admin", "curator"}),
+    "scans": frozenset({"admin", "curator"}),
     "keys": frozenset({"admin"}),
 }
 

@@ -462,6 +462,43 @@ def register_routes(router: FastAPI) -> None:
         with request.app.state.store.session() as s:
             return HoldOut.model_validate(hold_to_json(release_hold(s, hold_id, _actor(request))))
 
+    # --- past scans -------------------------------------------------------------------
+
+    @endpoint(router, "GET", "/scans", "scans", tags=["scans"])
+    def get_scans(
+        request: Request,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 50,
+        before_id: Annotated[int | None, Query(ge=1)] = None,
+    ) -> dict[str, Any]:
+        """Scan runs, newest first (page back with `before_id`), as `ridgeline scans ls`."""
+        from ridgeline.scan.runs import list_runs, run_to_json
+
+        with request.app.state.store.session() as s:
+            runs = [run_to_json(r) for r in list_runs(s, limit=limit, before_id=before_id)]
+        return {"runs": runs, "next_before_id": runs[-1]["id"] if len(runs) == limit else None}
+
+    @endpoint(router, "GET", "/scans/{run_id}", "scans", tags=["scans"])
+    def get_scan(
+        request: Request,
+        run_id: int,
+        files: Literal["all", "matches", "errors"] = "all",
+        after_id: Annotated[int, Query(ge=0)] = 0,
+        limit: Annotated[int, Query(ge=1, le=1000)] = 100,
+    ) -> dict[str, Any]:
+        """One run and a page of its per-file results, as `ridgeline scans show`."""
+        from ridgeline.scan.runs import file_to_json, get_run, run_files, run_to_json
+
+        with request.app.state.store.session() as s:
+            run = get_run(s, run_id)
+            rows = [
+                file_to_json(f)
+                for f in run_files(s, run, only=files, after_id=after_id, limit=limit)
+            ]
+            out = run_to_json(run)
+        out["files"] = rows
+        out["next_after_id"] = rows[-1]["id"] if len(rows) == limit else None
+        return out
+
     # --- API keys (admins) -----------------------------------------------------------
 
     @endpoint(router, "GET", "/keys", "keys", tags=["keys"])
