@@ -49,6 +49,8 @@ COMMANDS = {
     "serve": ("ridgeline.cli.serve", "serve", "Serve the HTTP API (OpenAPI at /openapi.json)."),
     "victims": ("ridgeline.cli.victims", "victims",
                 "The victim-identification registry (victims.jsonl interchange)."),
+    "webhooks": ("ridgeline.cli.webhooks", "webhooks",
+                 "Per-list match webhooks (HMAC-SHA256 signed, retried, dead-lettered)."),
 }  # fmt: skip
 
 

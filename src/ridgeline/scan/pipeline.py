@@ -71,6 +71,8 @@ class ScanOptions:
     work_dir: str | None = None
     engine: str = "local"
     ray_address: str | None = None
+    #: Retries of match webhooks (None: `ridgeline.webhooks.RetryPolicy()` defaults).
+    webhook_policy: Any = None
 
     def validate(self) -> None:
         if self.jobs < 1:
@@ -284,6 +286,7 @@ class Recorder:
     _states: list[dict[str, Any]] = field(default_factory=list)
     _last_flush: float = field(default_factory=time.monotonic)
     _actions: dict[int, list[str]] = field(default_factory=dict)
+    webhooks_queued: int = 0
 
     def __post_init__(self) -> None:
         with self.store.session() as s:
@@ -465,6 +468,13 @@ class Recorder:
                     wanted[name].append(m.list_name)
         if "flag" in wanted:
             actions.append({"action": "flag", "lists": wanted["flag"]})
+        from ridgeline.webhooks import queue_matches  # per-list match webhooks
+
+        queued = queue_matches(
+            s, live, {"source": "scan", "run_id": self.run.id, "sha256": outcome["sha256"]}
+        )
+        if queued:
+            self.webhooks_queued += len(queued)
         earlier = self._drafted_before(s, item["display"], outcome["sha256"])
         if "report" in wanted and earlier is not None:
             # A killed run already drafted this file (an archive member whose archive
@@ -674,6 +684,11 @@ def scan(
                 recorder.abort()
             raise
         recorder.close()
+        if recorder.webhooks_queued:  # first try now; failures retry (`webhooks deliver`)
+            from ridgeline.webhooks import deliver_due
+
+            with store.session() as s:
+                deliver_due(s, options.webhook_policy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = round(time.monotonic() - started, 3)
