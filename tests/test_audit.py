@@ -320,3 +320,88 @@ def test_empty_audit_warns_and_unfinished_apply_needs_force(db_path: str) -> Non
     with store.session() as session:
         assert not L.get_entry(session, entry_id).enabled
     store.close()
+
+
+def _card() -> bytes:
+    """A benign test card made in code."""
+    import io
+
+    import numpy as np
+    from PIL import Image
+
+    y, x = np.mgrid[0:96, 0:96]
+    rgb = np.stack([(x * 2) % 256, (y * 2) % 256, ((x // 8 + y // 8) % 2) * 255], -1)
+    buf = io.BytesIO()
+    Image.fromarray(rgb.astype(np.uint8)).save(buf, "PNG")
+    return buf.getvalue()
+
+
+def test_audit_media_served_like_review(db_path: str, tmp_path: Path) -> None:
+    """Audit items show their media blurred and grey, unblur is logged, the daily cap
+    holds, blindness holds, and an item without evidence is recorded as damaged-file."""
+    import io
+
+    from PIL import Image
+
+    from ridgeline import auditlog
+    from ridgeline import evidence as ev
+    from ridgeline.audit.media import view_item_media
+    from ridgeline.review.core import add_reviewer
+
+    key_file = tmp_path / "ev.key"
+    key = ev.generate_key_file(key_file)
+    store = Store.open(db_path)
+    with store.session() as s:
+        hl = L.create_list(s, "c")
+        with_media = L.add_entry(s, hl, {"md5": "1" * 32}, actor="curator").id
+        without = L.add_entry(s, hl, {"md5": "2" * 32}, actor="curator").id
+        ev.store_evidence(s, with_media, _card(), key, media_type="image/png")
+        add_reviewer(s, "ann")
+        add_reviewer(s, "cap", daily_cap=1)
+        audit_id = A.create_audit(s, hl, mode="full", auditors_per_item=2).id
+    runner = CliRunner()
+
+    def run(*args: str, code: int = 0) -> Any:
+        keyed = ["--key-file", str(key_file)] if args[1] in ("next", "unblur") else []
+        res = runner.invoke(main, [*args, "--db", db_path, "--format", "json", *keyed])
+        assert res.exit_code == code, (args, res.output)
+        return res
+
+    seen = {}
+    for _ in range(2):
+        out = tmp_path / "item.png"
+        res = run("audit", "next", str(audit_id), "--auditor", "ann", "--media-out", str(out))
+        item = json.loads(res.stdout)
+        seen[item["entry_id"]] = item
+        if item["entry_id"] == without:
+            assert item["damaged_file"] and "damaged-file" in res.stderr
+            continue
+        assert item["media_written"] and out.stat().st_mode & 0o777 == 0o600
+        shown = Image.open(io.BytesIO(out.read_bytes()))
+        assert shown.mode == "L"  # greyscale, blurred: as the review queue renders it
+        sharp = tmp_path / "sharp.png"
+        res = run("audit", "unblur", str(audit_id), str(with_media), "--auditor", "ann",
+                  "--out", str(sharp), "--reason", "grading")  # fmt: skip
+        assert json.loads(res.stdout)["logged"] and sharp.exists()
+        run("audit", "submit", str(audit_id), str(with_media), "--auditor", "ann", "--verified")
+    assert set(seen) == {with_media, without}
+    with store.session() as s:
+        audit = A.get_audit(s, audit_id)
+        outcomes = {o["entry_id"]: o for o in A.item_outcomes(s, audit)}
+        verdicts = outcomes[without]["verdicts"]
+        assert verdicts == [{"auditor": "ann", "verified": False, "reason": "damaged-file"}]
+        unblurs = [r for r in auditlog.records(s) if r.action == "audit.unblur"]
+        assert len(unblurs) == 1 and unblurs[0].actor == "ann"
+        assert json.loads(unblurs[0].details)["reason"] == "grading"
+        # the daily exposure cap applies to audits too
+        first = view_item_media(s, audit, "cap", with_media, key)
+        assert first.image is not None
+        with pytest.raises(PermissionDenied, match="daily exposure cap"):
+            view_item_media(s, audit, "cap", without, key)
+        # blindness: the curator who added the entries may not see them as an auditor
+        add_reviewer(s, "curator")
+        with pytest.raises(PermissionDenied, match="may not audit it"):
+            view_item_media(s, audit, "curator", with_media, key)
+        with pytest.raises(Conflict, match="already audited"):
+            view_item_media(s, audit, "ann", with_media, key)
+    store.close()

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -83,18 +84,74 @@ def create(
 @audit_group.command("next")
 @click.argument("audit_id", type=int)
 @click.option("--auditor", required=True)
+@click.option(
+    "--media-out",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Also write the item's blurred greyscale rendering (PNG) here, as review does.",
+)
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None,
+              help="Evidence key file (default: RIDGELINE_EVIDENCE_KEY[_FILE]).")  # fmt: skip
 @db_option
 @format_option
 @handle_errors
-def next_(audit_id: int, auditor: str, db: str | None, fmt: str | None) -> None:
-    """Show the next item AUDITOR may audit (hashes only: the review is blind)."""
+def next_(audit_id: int, auditor: str, media_out: str | None, key_file: str | None,
+          db: str | None, fmt: str | None) -> None:  # fmt: skip
+    """Show the next item AUDITOR may audit (blind: hashes, and its media on request)."""
     store = open_store(db)
     with store.session() as session:
-        item = A.next_item(session, A.get_audit(session, audit_id), auditor)
+        audit = A.get_audit(session, audit_id)
+        item = A.next_item(session, audit, auditor)
+        if item is not None and media_out:
+            _media(session, audit, auditor, item, media_out, key_file)
     if item is None:
         click.echo("Nothing left for this auditor.", err=True)
         raise SystemExit(1)
     write_one(item, fmt)
+
+
+def _media(session: Any, audit: Any, auditor: str, item: dict[str, Any], out: str,
+           key_file: str | None, **view: Any) -> None:  # fmt: skip
+    from ridgeline import evidence as ev
+    from ridgeline.audit.media import view_item_media
+    from ridgeline.cli.review import _write_private
+
+    media = view_item_media(session, audit, auditor, int(item["entry_id"]),
+                            ev.EvidenceKey.load(key_file), **view)  # fmt: skip
+    if media.image is None:
+        item["damaged_file"] = True
+        click.echo(
+            f"Entry {item['entry_id']} has no evidence: recorded as an exception "
+            "(damaged-file); take the next item.",
+            err=True,
+        )
+        return
+    _write_private(out, media.image)
+    item["media_written"] = True
+
+
+@audit_group.command("unblur")
+@click.argument("audit_id", type=int)
+@click.argument("entry_id", type=int)
+@click.option("--auditor", required=True)
+@click.option("--out", "out", required=True, type=click.Path(dir_okay=False))
+@click.option("--colour", is_flag=True, help="Colour too (logged).")
+@click.option("--reason", default=None, help="Why the sharp view is needed (logged).")
+@click.option("--key-file", type=click.Path(dir_okay=False), default=None)
+@db_option
+@format_option
+@handle_errors
+def unblur(audit_id: int, entry_id: int, auditor: str, out: str, colour: bool,
+           reason: str | None, key_file: str | None, db: str | None,
+           fmt: str | None) -> None:  # fmt: skip
+    """Write the unblurred view of an audit item to OUT (logged, as in review)."""
+    store = open_store(db)
+    with store.session() as session:
+        audit = A.get_audit(session, audit_id)
+        item: dict[str, Any] = {"audit_id": audit_id, "entry_id": entry_id}
+        _media(session, audit, auditor, item, out, key_file, unblurred=True, colour=colour,
+               reason=reason)  # fmt: skip
+    write_one({**item, "logged": bool(item.get("media_written"))}, fmt)
 
 
 @audit_group.command("submit")
