@@ -633,6 +633,8 @@ def test_real_server_answers_as_its_openapi_says(
             c.get("/v1/lists/known/actions", headers=h),
             c.put("/v1/lists/known/actions", json={"actions": ["flag"]}, headers=h),
             c.get("/v1/flood/holds", params={"all": True}, headers=h),
+            c.get("/v1/scans", headers=h),
+            c.get("/v1/scans/999", headers=h),
             c.post("/v1/flood/holds/999/release", headers=h),
             c.get("/v1/keys", headers=h),
             c.delete(f"/v1/keys/{key_id}", headers=h),

@@ -29,6 +29,8 @@ from ridgeline.service.schemas import (
     ListCreated,
     ListOut,
     NewKeyOut,
+    ScanRunDetail,
+    ScansPage,
 )
 from ridgeline.service.uploads import fetch_url, hash_with_timeout, spooled_upload
 from ridgeline.signals import HashOptions, get_signal
@@ -469,13 +471,15 @@ def register_routes(router: FastAPI) -> None:
         request: Request,
         limit: Annotated[int, Query(ge=1, le=1000)] = 50,
         before_id: Annotated[int | None, Query(ge=1)] = None,
-    ) -> dict[str, Any]:
+    ) -> ScansPage:
         """Scan runs, newest first (page back with `before_id`), as `ridgeline scans ls`."""
         from ridgeline.scan.runs import list_runs, run_to_json
 
         with request.app.state.store.session() as s:
             runs = [run_to_json(r) for r in list_runs(s, limit=limit, before_id=before_id)]
-        return {"runs": runs, "next_before_id": runs[-1]["id"] if len(runs) == limit else None}
+        return ScansPage.model_validate(
+            {"runs": runs, "next_before_id": runs[-1]["id"] if len(runs) == limit else None}
+        )
 
     @endpoint(router, "GET", "/scans/{run_id}", "scans", tags=["scans"])
     def get_scan(
@@ -484,7 +488,7 @@ def register_routes(router: FastAPI) -> None:
         files: Literal["all", "matches", "errors"] = "all",
         after_id: Annotated[int, Query(ge=0)] = 0,
         limit: Annotated[int, Query(ge=1, le=1000)] = 100,
-    ) -> dict[str, Any]:
+    ) -> ScanRunDetail:
         """One run and a page of its per-file results, as `ridgeline scans show`."""
         from ridgeline.scan.runs import file_to_json, get_run, run_files, run_to_json
 
@@ -497,7 +501,7 @@ def register_routes(router: FastAPI) -> None:
             out = run_to_json(run)
         out["files"] = rows
         out["next_after_id"] = rows[-1]["id"] if len(rows) == limit else None
-        return out
+        return ScanRunDetail.model_validate(out)
 
     # --- API keys (admins) -----------------------------------------------------------
 

@@ -308,3 +308,41 @@ class AuditReportOut(Body):
     by_source: list[Breakdown]
     by_classification: list[Breakdown]
     findings: list[Finding]
+
+
+# --- past scans ----------------------------------------------------------------------
+
+
+class ScanRunOut(Body):
+    id: int
+    started_at: str | None
+    finished_at: str | None
+    engine: str
+    paths: list[str]
+    lists: list[str]
+    options: dict[str, Any]
+    counts: dict[str, Any]
+
+
+class ScansPage(Body):
+    runs: builtins.list[ScanRunOut]
+    next_before_id: int | None
+
+
+class ScanFileOut(Body):
+    id: int
+    path: str
+    size: int | None
+    sha256: str | None
+    kind: str | None
+    media_type: str | None
+    signals: dict[str, Any]
+    matches: builtins.list[dict[str, Any]]
+    actions: builtins.list[dict[str, Any]]
+    error: str | None
+    scanned_at: str | None
+
+
+class ScanRunDetail(ScanRunOut):
+    files: builtins.list[ScanFileOut]
+    next_after_id: int | None
