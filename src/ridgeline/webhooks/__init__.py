@@ -27,7 +27,7 @@ import urllib.error
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
@@ -36,6 +36,9 @@ from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.core import get_list
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 from ridgeline.webhooks.models import Webhook, WebhookDelivery
+
+if TYPE_CHECKING:
+    from ridgeline.matching import ExplainedMatch
 
 SIGNATURE_HEADER = "X-Ridgeline-Signature"
 STATUSES = ("pending", "delivered", "dead")
@@ -135,12 +138,12 @@ def _queue(
 
 
 def queue_matches(
-    session: Session, matches: Sequence[Mapping[str, Any]], context: Mapping[str, Any]
+    session: Session, matches: Sequence[ExplainedMatch], context: Mapping[str, Any]
 ) -> list[WebhookDelivery]:
     """One `match` delivery per enabled webhook of each list among `matches`."""
-    by_list: dict[int, list[Mapping[str, Any]]] = {}
+    by_list: dict[int, list[dict[str, Any]]] = {}
     for m in matches:
-        by_list.setdefault(int(m["list_id"]), []).append(m)
+        by_list.setdefault(m.list_id, []).append(m.to_json())
     if not by_list:
         return []
     hooks = session.scalars(
