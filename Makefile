@@ -34,6 +34,7 @@ ext: $(BIN)/python
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
+	$(BIN)/lint-imports
 
 typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy

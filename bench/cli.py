@@ -26,8 +26,8 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
+from ridgeline.lists.models import HashList, ListCount
 from ridgeline.store import Store
-from ridgeline.store.models import HashList, ListCount
 from service import bulk_pdq
 
 RIDGELINE = str(Path(sys.executable).with_name("ridgeline"))

@@ -228,8 +228,8 @@ def role_freshness(n: int, tmp: Path) -> dict[str, Any]:
 
     from ridgeline import lists as L
     from ridgeline.index import MatchIndex
+    from ridgeline.lists.models import Entry, EntrySignal
     from ridgeline.store import Store
-    from ridgeline.store.models import Entry, EntrySignal
 
     db = tmp / "fresh.db"
     store = Store.open(db)

@@ -41,8 +41,8 @@ import numpy as np
 from PIL import Image
 from sqlalchemy import func, insert, select
 
+from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, EntrySignal, HashList
 from ridgeline.timeutil import utcnow
 
 HERE = Path(sys.executable).parent

@@ -21,8 +21,8 @@ from ridgeline.audit.stats import (
 )
 from ridgeline.cli import main
 from ridgeline.errors import BadInput, Conflict, PermissionDenied
+from ridgeline.lists.models import Entry
 from ridgeline.store import Store
-from ridgeline.store.models import Entry
 
 # --- statistics -------------------------------------------------------------------
 

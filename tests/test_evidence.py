@@ -20,7 +20,7 @@ from ridgeline import auditlog, evidence
 from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import BadInput, NotFound
-from ridgeline.review.models import EvidenceBlob
+from ridgeline.evidence.models import EvidenceBlob
 from ridgeline.store import Store
 
 KEY = evidence.EvidenceKey(bytes(range(32)))

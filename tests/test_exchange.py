@@ -16,8 +16,8 @@ from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import BadInput
 from ridgeline.exchange.models import ExchangeMeta
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, HashList
 
 DATA = Path(__file__).parent / "data" / "exchange"
 

@@ -14,8 +14,8 @@ from ridgeline import feedback, releases
 from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import BadInput
+from ridgeline.lists.models import Entry
 from ridgeline.store import Store
-from ridgeline.store.models import Entry
 
 MD5 = [f"{i:032x}" for i in range(1, 5)]
 

@@ -18,8 +18,8 @@ from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import BadInput
 from ridgeline.exchange.models import SyncState
+from ridgeline.lists.models import Entry, EntryEvent
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, EntryEvent
 
 MD5 = [f"{i:032x}" for i in range(1, 9)]
 

@@ -24,9 +24,9 @@ from ridgeline import lists as L
 from ridgeline.errors import BadInput, InvalidHash, NotFound
 from ridgeline.index import IndexFile, MatchIndex
 from ridgeline.lists import entry_matchable_clause
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.signals.pdq import hamming
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import utcnow
 
 

@@ -15,8 +15,8 @@ from ridgeline import auditlog
 from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import Conflict, RidgelineError, UnknownSignal
+from ridgeline.lists.models import Change, Entry
 from ridgeline.store import Store
-from ridgeline.store.models import Change, Entry
 
 
 def _md5(i: int) -> str:

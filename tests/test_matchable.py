@@ -15,8 +15,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import selectinload
 
 from ridgeline import lists as L
+from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import utcnow
 
 #: Offsets (seconds) of a disable's end from "now": past, exactly now, future, far off.

@@ -24,8 +24,8 @@ from sqlalchemy import select
 from ridgeline import auditlog, exchange
 from ridgeline import lists as L
 from ridgeline.errors import BadInput
+from ridgeline.lists.models import Entry, EntrySignal
 from ridgeline.store import Store
-from ridgeline.store.models import Entry, EntrySignal
 
 
 def _md5s(n: int, seed: int = 7) -> list[str]:

@@ -14,10 +14,10 @@ from sqlalchemy import select
 from ridgeline import lists as L
 from ridgeline import releases
 from ridgeline.cli import main
-from ridgeline.exchange.models import PulledRelease
+from ridgeline.lists.models import Entry
 from ridgeline.releases import ReleaseRefused
+from ridgeline.releases.models import PulledRelease
 from ridgeline.store import Store
-from ridgeline.store.models import Entry
 
 MD5 = [f"{i:032x}" for i in range(1, 8)]
 

@@ -13,10 +13,10 @@ from ridgeline import auditlog
 from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
+from ridgeline.lists.models import Change, Entry
 from ridgeline.review import core as rc
 from ridgeline.review.demo import build_reviewed_list
 from ridgeline.store import Store
-from ridgeline.store.models import Change, Entry
 
 
 def _md5(i: int) -> str:

@@ -19,8 +19,8 @@ import pytest
 from click.testing import CliRunner
 
 from ridgeline.cli import main
-from ridgeline.scan.models import ApiKey
 from ridgeline.service.keys import FAILURES_PER_WINDOW, KeyVerifier, create_key, secret_digest
+from ridgeline.service.models import ApiKey
 from ridgeline.store import Store
 
 MB = 1 << 20

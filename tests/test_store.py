@@ -11,8 +11,8 @@ from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.config import resolve_db_url
 from ridgeline.errors import Conflict, InvalidHash, NotFound
+from ridgeline.lists.models import Change, Entry
 from ridgeline.store import HEAD_REVISION, Store
-from ridgeline.store.models import Change, Entry
 
 PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
 
@@ -131,7 +131,7 @@ def test_migrations_are_one_chain_matching_the_models(store: Store) -> None:
     from alembic.migration import MigrationContext
     from alembic.script import ScriptDirectory
 
-    import ridgeline.store.all_models  # noqa: F401
+    import ridgeline.schema  # noqa: F401
     from ridgeline.store.models import Base
 
     script = ScriptDirectory.from_config(store.alembic_config())
@@ -218,7 +218,7 @@ def test_list_counts_follow_every_writer(store: Store) -> None:
     hard deletes and list deletion (what `lists ls` shows without scanning entries)."""
     from sqlalchemy import delete, func, insert, select
 
-    from ridgeline.store.models import HashList, ListCount
+    from ridgeline.lists.models import HashList, ListCount
 
     def counts(session: object) -> tuple[dict[int, int], dict[int, int]]:
         kept = dict(session.execute(select(ListCount.list_id, ListCount.entries)).all())  # type: ignore[attr-defined]

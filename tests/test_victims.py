@@ -144,7 +144,7 @@ def test_series_links_and_sightings(store: Store) -> None:
 
 def test_series_status_for_entries_and_files_in_one_query(store: Store) -> None:
     from ridgeline.lists import create_list
-    from ridgeline.store.models import Entry
+    from ridgeline.lists.models import Entry
 
     import_records(
         store,

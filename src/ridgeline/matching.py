@@ -24,10 +24,10 @@ from sqlalchemy import select
 
 from ridgeline.errors import UnknownSignal
 from ridgeline.index import Match, MatchIndex
+from ridgeline.lists.models import Entry
 from ridgeline.signals import all_signals, get_signal
 from ridgeline.signals.base import Query, SignalValue
 from ridgeline.store import Store
-from ridgeline.store.models import Entry
 
 __all__ = [
     "Classification",

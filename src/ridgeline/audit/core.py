@@ -27,7 +27,7 @@ from ridgeline.audit.models import Audit, AuditItem, AuditVerdict
 from ridgeline.audit.stats import sample_size, z_value
 from ridgeline.errors import BadInput, Conflict, NotFound, PermissionDenied
 from ridgeline.lists import matchable_clause, set_entry_enabled, set_entry_status
-from ridgeline.store.models import Entry, EntryEvent, HashList
+from ridgeline.lists.models import Entry, EntryEvent, HashList
 from ridgeline.timeutil import utcnow
 
 MODES = ("full", "random", "stratified")

@@ -18,7 +18,7 @@ from sqlalchemy.orm import Session
 from ridgeline.audit.core import REASONS, item_outcomes
 from ridgeline.audit.models import Audit
 from ridgeline.audit.stats import clopper_pearson_interval, cohens_kappa, wilson_interval
-from ridgeline.store.models import Entry, HashList
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import isoformat
 
 

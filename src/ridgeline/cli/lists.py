@@ -155,7 +155,7 @@ def ls(db: str | None, fmt: str | None) -> None:
         return
     from sqlalchemy import select
 
-    from ridgeline.store.models import HashList, ListCount
+    from ridgeline.lists.models import HashList, ListCount
 
     store = open_store(db)
     with store.session() as session:
@@ -174,7 +174,7 @@ def ls(db: str | None, fmt: str | None) -> None:
 @handle_errors
 def show(name: str, db: str | None, fmt: str | None) -> None:
     """Show a list's settings."""
-    from ridgeline.store.models import ListCount
+    from ridgeline.lists.models import ListCount
 
     store = open_store(db)
     with store.session() as session:

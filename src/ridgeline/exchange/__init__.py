@@ -21,7 +21,7 @@ from ridgeline.errors import BadInput
 from ridgeline.exchange import icse, native, ncmec, stopncii, vics
 from ridgeline.exchange.apply import ImportReport, apply_records, export_items, last_timestamp
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
-from ridgeline.store.models import HashList
+from ridgeline.lists.models import HashList
 
 #: Partner formats' parsers (bytes, what) -> records.
 PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {

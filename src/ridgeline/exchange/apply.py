@@ -25,7 +25,8 @@ from ridgeline import lists as L
 from ridgeline.errors import RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.store.models import Entry, HashList, lookup_key
+from ridgeline.lists.models import Entry, HashList
+from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.

@@ -126,7 +126,7 @@ EXTRA_MAX = 4096
 
 def _column_limits() -> dict[str, int]:
     """The VARCHAR lengths of the provenance columns, read from the model itself."""
-    from ridgeline.store.models import Entry
+    from ridgeline.lists.models import Entry
 
     limits = {}
     for name in ("source", "origin_list", "origin_member", "origin_entry_id"):

@@ -42,10 +42,10 @@ from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads
 from ridgeline.lists.matchable import entry_matchable_clause, timed_disables
+from ridgeline.lists.models import Change, Entry, EntrySignal, HashList
 from ridgeline.signals import SignalType, get_signal
 from ridgeline.signals.base import IndexKind
 from ridgeline.store import Store
-from ridgeline.store.models import Change, Entry, EntrySignal, HashList
 from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
 
 log = logging.getLogger(__name__)

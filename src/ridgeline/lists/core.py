@@ -19,8 +19,9 @@ from ridgeline import auditlog
 from ridgeline.classifications import validate as validate_label
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.matchable import matchable_clause, timed_disables
+from ridgeline.lists.models import Change, Entry, EntryEvent, EntrySignal, HashList
 from ridgeline.signals import get_signal
-from ridgeline.store.models import Change, Entry, EntryEvent, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")

@@ -18,7 +18,7 @@ from collections.abc import Iterable
 
 from sqlalchemy import ColumnElement, Select, and_, or_, select
 
-from ridgeline.store.models import Entry, HashList
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import as_utc, utcnow
 
 #: The status an entry must have to match.

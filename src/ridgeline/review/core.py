@@ -36,8 +36,8 @@ from ridgeline.lists.core import (
     update_list,
     validate_classification,
 )
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.review.models import Reviewer, ReviewView, Verdict
-from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 DECISIONS = ("csam", "exploitative", "not-csam", "unknown")

@@ -1,15 +1,14 @@
 """Tables for reviewers, verdicts, review exposure, evidence blobs and the tamper-evident log.
 
 The log's table lives in `ridgeline.auditlog`; importing it here registers it with
-`Base.metadata` through the single import in `store/all_models.py`.
+`Base.metadata` through the single import in `schema.py`.
 """
 
 from __future__ import annotations
 
 import datetime as dt
-from typing import Any
 
-from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, Boolean, Float, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 import ridgeline.auditlog  # noqa: F401  (registers log_records)
@@ -75,34 +74,3 @@ class ReviewView(Base):
     #: Set when the reviewer submits a verdict or releases the item.
     ended_at: Mapped[dt.datetime | None] = mapped_column()
     unblurred: Mapped[bool] = mapped_column(Boolean, default=False)
-
-
-class EvidenceBlob(Base):
-    """Media kept for review, AES-GCM ciphertext only; the key never enters the database."""
-
-    __tablename__ = "evidence_blobs"
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    entry_id: Mapped[int] = mapped_column(ForeignKey("entries.id", ondelete="CASCADE"), index=True)
-    #: Random id bound into the associated data with the entry id.
-    blob_uuid: Mapped[str] = mapped_column(String(32), unique=True)
-    #: Short fingerprint of the key that encrypted it, to tell "wrong key" from "altered".
-    key_id: Mapped[str] = mapped_column(String(16))
-    nonce: Mapped[bytes] = mapped_column(LargeBinary)
-    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
-    size: Mapped[int] = mapped_column(Integer)
-    media_type: Mapped[str | None] = mapped_column(String(100))
-    stored_at: Mapped[dt.datetime] = mapped_column(default=utcnow, index=True)
-    added_by: Mapped[str | None] = mapped_column(String(200))
-
-    def to_json(self) -> dict[str, Any]:
-        from ridgeline.timeutil import isoformat
-
-        return {
-            "id": self.id,
-            "entry_id": self.entry_id,
-            "size": self.size,
-            "media_type": self.media_type,
-            "stored_at": isoformat(self.stored_at),
-            "key_id": self.key_id,
-        }

@@ -19,7 +19,9 @@ from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import evidence
 from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
+from ridgeline.evidence.models import EvidenceBlob
 from ridgeline.lists.core import get_entry, record_event
+from ridgeline.lists.models import Entry, HashList
 from ridgeline.review.core import (
     check_may_review,
     get_reviewer,
@@ -27,7 +29,7 @@ from ridgeline.review.core import (
     primary_category,
     quorum_for,
 )
-from ridgeline.review.models import EvidenceBlob, Reviewer, ReviewView, Verdict
+from ridgeline.review.models import Reviewer, ReviewView, Verdict
 from ridgeline.review.wellness import (
     ExposureStatus,
     WellnessPolicy,
@@ -35,7 +37,6 @@ from ridgeline.review.wellness import (
     exposure_status,
     render_for_review,
 )
-from ridgeline.store.models import Entry, HashList
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 #: How many waiting entries one `next_item` call considers.

@@ -152,23 +152,3 @@ class FloodHold(Base):
     held_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     released_at: Mapped[dt.datetime | None] = mapped_column()
     released_by: Mapped[str | None] = mapped_column(String(200))
-
-
-class ApiKey(Base):
-    """An HTTP API key: the secret is stored only as an argon2 hash, found by its prefix."""
-
-    __tablename__ = "api_keys"
-    __table_args__ = (UniqueConstraint("prefix"),)
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    prefix: Mapped[str] = mapped_column(String(32))
-    secret_hash: Mapped[str] = mapped_column(Text)
-    #: HMAC-SHA256 of the secret (keyed by the prefix): a cheap first check, so a wrong
-    #: secret never costs an argon2 verification. NULL for keys made before 0005.
-    secret_digest: Mapped[str | None] = mapped_column(String(64))
-    name: Mapped[str] = mapped_column(String(200))
-    role: Mapped[str] = mapped_column(String(32))
-    #: Requests per second allowed (token bucket); None means the server default.
-    rate_limit: Mapped[float | None] = mapped_column()
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
-    revoked_at: Mapped[dt.datetime | None] = mapped_column()

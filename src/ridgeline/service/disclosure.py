@@ -175,7 +175,7 @@ def match_hiding_lists(
     except NotFound:
         if not lists or Disclosure.sees_everything(principal):
             raise
-    from ridgeline.store.models import HashList
+    from ridgeline.lists.models import HashList
 
     with matcher.store.session() as s:
         known = set(s.scalars(select(HashList.name).where(HashList.name.in_(list(lists)))))

@@ -31,7 +31,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, NotFound
-from ridgeline.scan.models import ApiKey
+from ridgeline.service.models import ApiKey
 from ridgeline.timeutil import isoformat, utcnow
 
 #: Roles, as named in the issue. `provider` may hash, match and look up only.

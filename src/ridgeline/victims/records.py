@@ -85,6 +85,8 @@ class Record:
 class BadRecord(BadInput):
     """A `victims.jsonl` line that is not a valid record (names the file, line, field)."""
 
+    code = "bad_victim_record"
+
 
 def _time(value: Any, name: str) -> dt.datetime:
     if not isinstance(value, str):

@@ -110,7 +110,7 @@ def add_webhook(
 
 def list_webhooks(session: Session) -> list[tuple[Webhook, str]]:
     """Every webhook with its list's name."""
-    from ridgeline.store.models import HashList
+    from ridgeline.lists.models import HashList
 
     rows = session.execute(
         select(Webhook, HashList.name)

@@ -5,7 +5,7 @@ from __future__ import annotations
 from alembic import context
 from sqlalchemy import Connection, create_engine
 
-import ridgeline.store.all_models  # noqa: F401  (registers every table on Base.metadata)
+import ridgeline.schema  # noqa: F401  (registers every table on Base.metadata)
 from ridgeline.store.models import Base
 
 config = context.config

@@ -22,9 +22,10 @@ from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
 from ridgeline.errors import BadInput, RidgelineError
-from ridgeline.exchange.models import Feedback
+from ridgeline.feedback.models import Feedback
+from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.signals import get_signal
-from ridgeline.store.models import Entry, EntrySignal, HashList, lookup_key
+from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
 
 KINDS = ("affirmative", "negative")

@@ -35,10 +35,10 @@ from sqlalchemy.orm import Session
 from ridgeline import auditlog
 from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.exchange.apply import apply_records, export_items
-from ridgeline.exchange.models import PulledRelease, Release
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
 from ridgeline.lists import create_list, delete_entry, get_list
-from ridgeline.store.models import Entry, HashList
+from ridgeline.lists.models import Entry, HashList
+from ridgeline.releases.models import PulledRelease, Release
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 FORMAT = "ridgeline-release/1"

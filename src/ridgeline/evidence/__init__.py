@@ -30,9 +30,9 @@ from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
 from ridgeline.errors import BadInput, Conflict, NotFound, RidgelineError
+from ridgeline.evidence.models import EvidenceBlob
 from ridgeline.lists.core import get_entry
 from ridgeline.media import sniff_bytes
-from ridgeline.review.models import EvidenceBlob
 from ridgeline.timeutil import as_utc, utcnow
 
 log = logging.getLogger(__name__)
