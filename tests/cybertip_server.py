@@ -12,7 +12,9 @@ drive every step of the filing state machine through failures:
 - "error500": answer HTTP 500 with responseCode 1000 without doing anything;
 - "garbage500": answer HTTP 500 with an HTML page (no responseCode);
 - "unauthorized": answer 401 as for bad credentials;
-- "bad_md5": do the upload but report a different MD5.
+- "bad_md5": do the upload but report a different MD5;
+- "reject4100": answer HTTP 400, responseCode 4100 with a Xerces message (as exttest does
+  for a schema violation the client did not catch).
 
 Behaviours no public source settles (SPEC.md section 8) are chosen here: a validation
 failure answers HTTP 400 with responseCode 4100 (as exttest did in 2026); errors on
@@ -157,6 +159,13 @@ class LocalCyberTip:
             return
         if kind == "error500":
             self._send(handler, 500, _reply(1000, "Server Error"), path)
+            return
+        if kind == "reject4100":
+            message = (
+                "Validation failed [1,638] - cvc-complex-type.2.4.a: Invalid content was found "
+                "starting with element 'ipCaptureEvent'."
+            )
+            self._send(handler, 400, _reply(4100, message), path)
             return
         if kind == "garbage500":
             self._send(handler, 500, b"<html><body>Internal error</body></html>", path)

@@ -19,6 +19,7 @@ from ridgeline.cli.lists import lists
 from ridgeline.cli.lists_import import import_
 from ridgeline.cli.log import log_group
 from ridgeline.cli.match import match_command
+from ridgeline.cli.reports import reports
 from ridgeline.cli.review import evidence, review
 from ridgeline.cli.reviewers import reviewers
 from ridgeline.cli.scan import flood, list_actions, quarantine, scan_command
@@ -53,3 +54,4 @@ main.add_command(audit_group)
 main.add_command(match_command)
 main.add_command(victims)
 main.add_command(indicator_command)
+main.add_command(reports)

@@ -7,6 +7,7 @@ file) so that media at rest is never in the clear, as in `ridgeline.evidence`.
 
 from __future__ import annotations
 
+import dataclasses
 import datetime as dt
 import hashlib
 import secrets
@@ -302,6 +303,24 @@ def report_of(row: CyberTipReport) -> Report:
 
 def details_of(f: CyberTipFile) -> FileDetails | None:
     return docs.file_details_from_json(f.details) if f.details is not None else None
+
+
+def file_details_xml(row: CyberTipReport, f: CyberTipFile) -> bytes:
+    """A file's fileDetails as sent: with the NCMEC ids once known, placeholders before."""
+    details = details_of(f) or FileDetails()
+    details = dataclasses.replace(details, report_id=row.ncmec_report_id, file_id=f.ncmec_file_id)
+    data = docs.file_details_to_xml(details)
+    missing = ""
+    if row.ncmec_report_id is None:
+        missing += "<reportId>@REPORT_ID@</reportId>"
+    if f.ncmec_file_id is None:
+        missing += "<fileId>@FILE_ID@</fileId>"
+    if missing:
+        data = data.replace(b"<fileDetails>", b"<fileDetails>" + missing.encode(), 1)
+        data = data.replace(
+            b"<fileDetails/>", b"<fileDetails>" + missing.encode() + b"</fileDetails>"
+        )
+    return data
 
 
 def revalidate(session: Session, row: CyberTipReport) -> list[Problem]:

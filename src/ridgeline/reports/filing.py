@@ -28,7 +28,7 @@ from sqlalchemy import update
 from sqlalchemy.orm import selectinload
 
 from ridgeline import auditlog
-from ridgeline.errors import Conflict, NotFound, RidgelineError
+from ridgeline.errors import BadInput, Conflict, NotFound, RidgelineError
 from ridgeline.evidence import EvidenceKey
 from ridgeline.reports import client as ct
 from ridgeline.reports import core
@@ -59,7 +59,7 @@ class FilingFailed(RidgelineError):
     code = "filing_failed"
 
 
-class InvalidReport(RidgelineError):
+class InvalidReport(BadInput):
     """The report has validation errors; `problems` lists them."""
 
     code = "invalid_report"
