@@ -292,6 +292,7 @@ NO_OUTPUT_FORMAT = {
     "lists export": None,  # --format is the file format
     "lists feedback-export": None,  # writes a JSONL file
     "audit report": None,  # always JSON
+    "reports export": None,  # the CyberTipline XML
     "db upgrade": None,
     "db where": None,
     "demo": None,

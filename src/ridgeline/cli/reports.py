@@ -371,14 +371,16 @@ def resolve(
 @click.argument("report_id", type=int)
 @actor_option
 @db_option
+@format_option
 @handle_errors
-def purge(report_id: int, actor: str | None, db: str | None) -> None:
+def purge(report_id: int, actor: str | None, db: str | None, fmt: str | None) -> None:
     """Delete a report and its files (refused within a year of filing)."""
     from ridgeline.reports import core
 
     store = open_store(db)
     with store.session() as session:
         core.purge_report(session, report_id, actor=actor)
+    write_one({"id": report_id, "purged": True}, fmt)
 
 
 @reports.command("status")

@@ -103,7 +103,8 @@ def endpoint_for(
 ) -> Endpoint:
     """The endpoint of `environment` with credentials from the arguments or the
     environment: `RIDGELINE_CYBERTIP_<ENV>_USERNAME`/`_PASSWORD` first (separate test
-    and production credentials), then `RIDGELINE_CYBERTIP_USERNAME`/`_PASSWORD`."""
+    and production credentials), then `RIDGELINE_CYBERTIP_USERNAME`/`_PASSWORD`.
+    `RIDGELINE_CYBERTIP_<ENV>_URL` overrides the base URL (a local test server)."""
     if environment not in BASES:
         raise CyberTipError(f"unknown environment {environment!r}; use test or production")
     env = environment.upper()
@@ -120,7 +121,8 @@ def endpoint_for(
             f"no CyberTipline credentials for the {environment} environment: set "
             f"{ENV_USER} and {ENV_PASSWORD} (or RIDGELINE_CYBERTIP_{env}_USERNAME/_PASSWORD)"
         )
-    return Endpoint(environment, (base_url or BASES[environment]).rstrip("/"), user, secret)
+    base = base_url or os.environ.get(f"RIDGELINE_CYBERTIP_{env}_URL") or BASES[environment]
+    return Endpoint(environment, base.rstrip("/"), user, secret)
 
 
 @dataclass(frozen=True)
