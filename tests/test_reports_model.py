@@ -14,7 +14,7 @@ import pytest
 
 from ridgeline.errors import Conflict
 from ridgeline.evidence import EvidenceKey
-from ridgeline.reports import core, samples
+from ridgeline.reports import compiled, core, samples, schema
 from ridgeline.reports import documents as docs
 from ridgeline.reports import model as m
 from ridgeline.reports.documents import InvalidDocument
@@ -357,3 +357,59 @@ def test_purge_refuses_unknown_outcome_and_allows_unfiled_drafts(sqlite_store: S
         core.purge_report(session, ids[0], now=far)
     with sqlite_store.session() as session:
         core.purge_report(session, ids[1])
+
+
+def _generic(node: m.Report | m.FileDetails, root: str) -> set[docs.Problem]:
+    problems: list[docs.Problem] = []
+    schema.check(node, root, problems)
+
+    def extra(n: schema.Node, path: str) -> None:
+        if type(n) in compiled.EXTRAS:
+            compiled.EXTRAS[type(n)](n, path, problems)
+
+    schema.walk(node, extra, root)
+    return set(problems)
+
+
+def test_generated_functions_agree_with_the_generic_engine() -> None:
+    """The per-type generated writers/checkers (compiled.py) say exactly what the
+    generic engine says, for valid and thoroughly invalid documents."""
+    broken = m.Report(
+        incident_summary=m.IncidentSummary(incident_type="x", escalate_to_high_priority=" "),
+        internet_details=(
+            m.InternetDetails(),
+            m.InternetDetails(
+                cell_phone=m.CellPhoneIncident(phone_number=m.Phone("abc", extension="x1"))
+            ),
+        ),
+        reporter=m.Reporter(reporting_person=m.Person(emails=(m.Email("nope", type="Cell"),))),
+        persons_reported=(
+            m.PersonOrUserReported(
+                ip_capture_events=(m.IpCaptureEvent(port=70000),),
+                associated_accounts=(m.AssociatedAccount(type="Friend"),),
+            ),
+        ),
+        victims=(m.Victim(),),
+    )
+    for report in (samples.rich_report(5), broken, m.Report()):
+        out: list[str] = []
+        schema.write_node(report, "report", out)
+        assert docs.report_to_xml(report).endswith("".join(out[1:]).encode())
+        problems: list[docs.Problem] = []
+        compiled.check(report, "report", problems)
+        assert set(problems) == _generic(report, "report")
+    assert len(problems) == 2
+    bad_fd = m.FileDetails(
+        potential_meme=True,
+        file_annotations=m.FileAnnotations(viral=True),
+        industry_classification="C3",
+        details=(m.Details(type="XMP"),),
+    )
+    for fd in (samples.file_details(), bad_fd):
+        out = []
+        schema.write_node(fd, "fileDetails", out)
+        assert docs.file_details_to_xml(fd).endswith("".join(out).encode())
+        problems = []
+        compiled.check(fd, "fileDetails", problems)
+        assert set(problems) == _generic(fd, "fileDetails")
+    assert len(problems) >= 5

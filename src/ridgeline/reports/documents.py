@@ -16,7 +16,7 @@ from typing import Any
 
 from ridgeline.errors import BadInput
 from ridgeline.exchange.safexml import parse_xml
-from ridgeline.reports import schema
+from ridgeline.reports import compiled, schema
 from ridgeline.reports.model import (
     Email,
     FileDetails,
@@ -58,7 +58,7 @@ class InvalidDocument(BadInput):
 def report_to_xml(report: Report) -> bytes:
     """The `<report>` document, children in the schema's order."""
     out: list[str] = []
-    schema.write_node(report, "report", out)
+    compiled.write(report, "report", out)
     first = out[0]
     out[0] = _REPORT_OPEN if first == "<report>" else _REPORT_OPEN[:-1] + "/>"
     return (_XML_DECL + "".join(out)).encode()
@@ -67,7 +67,7 @@ def report_to_xml(report: Report) -> bytes:
 def file_details_to_xml(details: FileDetails) -> bytes:
     """The `<fileDetails>` document (reportId and fileId must be filled in to send it)."""
     out: list[str] = []
-    schema.write_node(details, "fileDetails", out)
+    compiled.write(details, "fileDetails", out)
     return (_XML_DECL + "".join(out)).encode()
 
 
@@ -172,39 +172,41 @@ def merge_json(base: dict[str, Any], patch: dict[str, Any]) -> dict[str, Any]:
 # ---------------------------------------------------------------- validation
 
 
-def _extra_checks(node: Node, path: str, problems: list[Problem]) -> None:
-    """Rules on individual value types (emails, phones, IPs) wherever they occur."""
-    if isinstance(node, Email):
-        if node.value is not None and not _EMAIL.fullmatch(node.value):
+def _check_email(node: Email, path: str, problems: list[Problem]) -> None:
+    if node.value is not None and not _EMAIL.fullmatch(node.value):
+        problems.append(Problem(path, f"{node.value!r} is not an email address (name@example.com)"))
+
+
+def _check_phone(node: Phone, path: str, problems: list[Problem]) -> None:
+    if node.value is not None and not _PHONE.fullmatch(node.value):
+        problems.append(
+            Problem(path, f"{node.value!r} is not a phone number (digits, e.g. 555-0100)")
+        )
+
+
+def _check_ip(node: IpCaptureEvent, path: str, problems: list[Problem]) -> None:
+    if node.ip_address is not None:
+        try:
+            ipaddress.ip_address(node.ip_address.strip())
+        except ValueError:
             problems.append(
-                Problem(path, f"{node.value!r} is not an email address (name@example.com)")
-            )
-    elif isinstance(node, Phone):
-        if node.value is not None and not _PHONE.fullmatch(node.value):
-            problems.append(
-                Problem(path, f"{node.value!r} is not a phone number (digits, e.g. 555-0100)")
-            )
-    elif isinstance(node, IpCaptureEvent):
-        if node.ip_address is not None:
-            try:
-                ipaddress.ip_address(node.ip_address.strip())
-            except ValueError:
-                problems.append(
-                    Problem(
-                        path + "/ipAddress",
-                        f"{node.ip_address!r} is not an IP address (NCMEC accepts it; check it)",
-                        "warning",
-                    )
+                Problem(
+                    path + "/ipAddress",
+                    f"{node.ip_address!r} is not an IP address (NCMEC accepts it; check it)",
+                    "warning",
                 )
-        if node.port is not None and not 0 <= node.port <= 65535:
-            problems.append(Problem(path + "/port", f"port {node.port} is not between 0 and 65535"))
+            )
+    if node.port is not None and not 0 <= node.port <= 65535:
+        problems.append(Problem(path + "/port", f"port {node.port} is not between 0 and 65535"))
+
+
+compiled.EXTRAS.update({Email: _check_email, Phone: _check_phone, IpCaptureEvent: _check_ip})  # type: ignore[dict-item]
 
 
 def validate_report(report: Report, *, now: dt.datetime | None = None) -> list[Problem]:
     """Every problem of a report, errors and warnings, in document order."""
     problems: list[Problem] = []
-    schema.check(report, "report", problems)
-    schema.walk(report, lambda n, p: _extra_checks(n, p, problems), "report")
+    compiled.check(report, "report", problems)
     summary = report.incident_summary
     if summary is not None and summary.incident_date_time is not None:
         when = summary.incident_date_time
@@ -253,12 +255,11 @@ def validate_file_details(details: FileDetails, *, for_filing: bool = False) -> 
     """Every problem of a fileDetails document; `for_filing` also requires reportId/fileId
     (a draft's are filled in when the file is uploaded)."""
     problems: list[Problem] = []
-    schema.check(details, "fileDetails", problems)
+    compiled.check(details, "fileDetails", problems)
     if not for_filing:
         problems = [
             p for p in problems if p.path not in ("fileDetails/reportId", "fileDetails/fileId")
         ]
-    schema.walk(details, lambda n, p: _extra_checks(n, p, problems), "fileDetails")
     relevance = details.file_relevance or "Reported"
     if relevance != "Reported":
         if details.industry_classification is not None:
