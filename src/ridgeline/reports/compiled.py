@@ -129,7 +129,7 @@ def _text_rules(s: Spec, var: str, where: str, consts: dict[str, Any], indent: s
 
 
 def _checker_source(lay: Layout, consts: dict[str, Any]) -> str:
-    cls = lay.cls
+    cls: Any = lay.cls
     lines = [f"def c_{_name(cls)}(node, path, problems):"]
     present: list[str] = []
     for s in lay.specs:

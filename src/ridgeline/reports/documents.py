@@ -200,7 +200,7 @@ def _check_ip(node: IpCaptureEvent, path: str, problems: list[Problem]) -> None:
         problems.append(Problem(path + "/port", f"port {node.port} is not between 0 and 65535"))
 
 
-compiled.EXTRAS.update({Email: _check_email, Phone: _check_phone, IpCaptureEvent: _check_ip})  # type: ignore[dict-item]
+compiled.EXTRAS.update({Email: _check_email, Phone: _check_phone, IpCaptureEvent: _check_ip})
 
 
 def validate_report(report: Report, *, now: dt.datetime | None = None) -> list[Problem]:
