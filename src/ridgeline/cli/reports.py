@@ -163,6 +163,81 @@ def create(
         write_one(result, fmt)
 
 
+@reports.command("from-scan")
+@click.argument("scan_draft_id", type=int)
+@click.option(
+    "--reporter",
+    "reporter_path",
+    default=None,
+    help="The reporter (JSON in schema names: reportingPerson, contactPerson, ...).",
+)
+@click.option("--incident-time", default=None, help="When the incident happened (ISO 8601).")
+@click.option("--user-id", default=None, help="The uploading user's id at the provider.")
+@click.option("--screen-name", default=None)
+@click.option("--email", "emails", multiple=True, help="The uploader's email (repeatable).")
+@click.option("--ip", "ips", multiple=True, help="An upload IP address (repeatable).")
+@key_file_option
+@actor_option
+@db_option
+@format_option
+@handle_errors
+def from_scan(
+    scan_draft_id: int,
+    reporter_path: str | None,
+    incident_time: str | None,
+    user_id: str | None,
+    screen_name: str | None,
+    emails: tuple[str, ...],
+    ips: tuple[str, ...],
+    key_file: str | None,
+    actor: str | None,
+    db: str | None,
+    fmt: str | None,
+) -> None:
+    """Make a CyberTipline draft from a scan's `report` action (its draft id), with
+    the file (if still there or quarantined), its hashes and matched entries."""
+    import datetime as dt
+
+    from ridgeline.evidence import EvidenceKey
+    from ridgeline.reports import documents as docs
+    from ridgeline.reports import drafts, schema
+    from ridgeline.reports.model import Reporter
+
+    reporter = None
+    if reporter_path:
+        try:
+            raw = json.loads(_read(reporter_path))
+        except json.JSONDecodeError as exc:
+            raise BadInput(f"{reporter_path}: not JSON ({exc.msg})") from None
+        problems: list[Any] = []
+        reporter = schema.from_json(
+            Reporter, raw if isinstance(raw, dict) else {}, "reporter", problems
+        )
+        if problems:
+            raise docs.InvalidDocument("reporter", problems)
+    when = None
+    if incident_time:
+        try:
+            when = dt.datetime.fromisoformat(incident_time.replace("Z", "+00:00"))
+        except ValueError:
+            raise BadInput(f"--incident-time {incident_time!r} is not an ISO 8601 time") from None
+    context = drafts.UploadContext(
+        user_id=user_id,
+        screen_name=screen_name,
+        emails=emails,
+        ips=tuple(drafts.IpEvent(ip) for ip in ips),
+        incident_time=when,
+    )
+    key = EvidenceKey.load(key_file)
+    store = open_store(db)
+    with store.session() as session:
+        row = drafts.from_scan_draft(
+            session, scan_draft_id, key, reporter=reporter, context=context, actor=actor
+        )
+        shown = {"id": row.id, "state": row.state, "files": len(row.files)}
+    write_one({"id": shown["id"]} if (fmt or "") in ("json", "jsonl") else shown, fmt)
+
+
 @reports.command("edit")
 @click.argument("report_id", type=int)
 @click.argument("patch", metavar="PATCH.json")
