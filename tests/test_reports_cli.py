@@ -150,6 +150,12 @@ def test_invalid_documents_exit_2_with_paths(env: dict[str, str], tmp_path: Path
     bad.write_bytes(b"<report><reporter/><incidentSummary/></report>")
     done = run(env, "create", "--xml", str(bad), check=2)
     assert "report/incidentSummary: element 'incidentSummary' is out of order" in done.stderr
+    report, media, details = make_documents(tmp_path)
+    misplaced = run(
+        env, "create", "--xml", str(report), "--file-details", str(details), "--file", str(media),
+        check=2,
+    )  # fmt: skip
+    assert "--file-details must follow the --file it describes" in misplaced.stderr
     checked = run(env, "validate", "--xml", str(bad), "--format", "jsonl", check=1)
     assert any(
         json.loads(line)["path"] == "report/incidentSummary" for line in checked.stdout.splitlines()

@@ -107,12 +107,26 @@ def show(report_id: int, history: bool, db: str | None, fmt: str | None) -> None
     write_one(shown, fmt)
 
 
-@reports.command(
-    "create",
-    context_settings={"ignore_unknown_options": True},
-)
+class _OrderedFiles(click.Command):
+    """Remembers the order of --file and --file-details, so that each --file-details
+    belongs to the --file before it (click keeps each option's values, not the mix)."""
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        parser = self.make_parser(ctx)
+        _, _, order = parser.parse_args(args=list(args))
+        ctx.meta["file_order"] = [p.name for p in order if p.name in ("files", "details")]
+        return super().parse_args(ctx, args)
+
+
+@reports.command("create", cls=_OrderedFiles)
 @click.option("--xml", "xml_path", required=True, help="The <report> document (public schema).")
-@click.argument("file_args", nargs=-1, type=click.UNPROCESSED)
+@click.option("--file", "files", multiple=True, help="A file of the report (repeatable).")
+@click.option(
+    "--file-details",
+    "details",
+    multiple=True,
+    help="The <fileDetails> of the --file before it (ids may be @REPORT_ID@, @FILE_ID@).",
+)
 @key_file_option
 @actor_option
 @db_option
@@ -120,41 +134,37 @@ def show(report_id: int, history: bool, db: str | None, fmt: str | None) -> None
 @handle_errors
 def create(
     xml_path: str,
-    file_args: tuple[str, ...],
+    files: tuple[str, ...],
+    details: tuple[str, ...],
     key_file: str | None,
     actor: str | None,
     db: str | None,
     fmt: str | None,
 ) -> None:
     """Make a draft from REPORT.xml and its files: `--file PATH [--file-details FD.xml]`,
-    repeated (each --file-details belongs to the --file before it; its reportId and
-    fileId may be placeholders such as @REPORT_ID@, filled in at filing). Prints the id."""
+    repeated; the reportId and fileId of a fileDetails document are filled in at
+    filing. Prints the draft's id (`{"id": N}` with --format json)."""
     from ridgeline.evidence import EvidenceKey
     from ridgeline.reports import core
     from ridgeline.reports import documents as docs
 
     report = docs.report_from_xml(_read(xml_path))
-    files: list[core.NewFile] = []
-    args = list(file_args)
-    while args:
-        flag = args.pop(0)
-        name, _, inline = flag.partition("=")
-        if name not in ("--file", "--file-details"):
-            raise click.UsageError(f"unexpected argument {flag!r}")
-        value = inline or (args.pop(0) if args else "")
-        if not value:
-            raise click.UsageError(f"{name} needs a path")
-        if name == "--file":
-            files.append(core.NewFile(Path(value).name, _read(value)))
-        else:
-            if not files or files[-1].details is not None:
-                raise click.UsageError("--file-details must follow the --file it describes")
-            details = docs.file_details_from_xml(_read(value))
-            files[-1] = core.NewFile(files[-1].name, files[-1].data, details)
-    key = EvidenceKey.load(key_file) if files else None
+    order = click.get_current_context().meta.get("file_order", [])
+    new: list[core.NewFile] = []
+    paths, documents = iter(files), iter(details)
+    for name in order:
+        if name == "files":
+            path = next(paths)
+            new.append(core.NewFile(Path(path).name, _read(path)))
+            continue
+        if not new or new[-1].details is not None:
+            raise click.UsageError("--file-details must follow the --file it describes")
+        fd = docs.file_details_from_xml(_read(next(documents)))
+        new[-1] = core.NewFile(new[-1].name, new[-1].data, fd)
+    key = EvidenceKey.load(key_file) if new else None
     store = open_store(db)
     with store.session() as session:
-        row = core.create_report(session, report, files, key, actor=actor)
+        row = core.create_report(session, report, new, key, actor=actor)
         errors = sum(1 for p in row.problems if p.get("severity") == "error")
         result = {"id": row.id, "state": row.state, "errors": errors}
     if (fmt or "") in ("json", "jsonl"):
