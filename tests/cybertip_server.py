@@ -8,7 +8,8 @@ drive every step of the filing state machine through failures:
 
 - "drop_before": close the connection without doing anything;
 - "drop_after": do the work, then close the connection without answering (lost reply);
-- "hang_after": do the work, then hold the connection until released (for kill -9);
+- "hang_after": do the work, then hold the connection until released (for kill -9),
+  then drop it; "hold_reply": the same but answer once released;
 - "error500": answer HTTP 500 with responseCode 1000 without doing anything;
 - "garbage500": answer HTTP 500 with an HTML page (no responseCode);
 - "unauthorized": answer 401 as for bad credentials;
@@ -185,6 +186,8 @@ class LocalCyberTip:
         if kind == "drop_after":
             self._drop(handler, path)
             return
+        if kind == "hold_reply" and fault is not None:
+            fault.release.wait(60)  # answer late (another client acts meanwhile)
         if kind == "hang_after" and fault is not None:
             fault.release.wait(60)
             self._drop(handler, path)

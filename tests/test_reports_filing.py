@@ -346,3 +346,25 @@ def test_reply_parsing() -> None:
         200, b"<reportResponse><responseCode>5102</responseCode></reportResponse>"
     )
     assert refused is not None and "already finished" in refused.explain()
+
+
+def test_two_runs_at_once_submit_once(sqlite_store: Store, server: LocalCyberTip) -> None:
+    """A second run that finds the report `submitting` gives up (needs attention) instead
+    of submitting again; the first run's reply then records the reportId and goes on."""
+    import threading
+
+    fault = server.fail("/submit", "hold_reply")
+    rid = draft(sqlite_store)
+    results: list[object] = []
+    first = threading.Thread(
+        target=lambda: results.append(make_filer(sqlite_store, server).file(rid))
+    )
+    first.start()
+    assert fault.hit.wait(30)
+    with pytest.raises(filing.NeedsAttention):
+        make_filer(sqlite_store, server).file(rid)
+    fault.release.set()
+    first.join(60)
+    (result,) = results
+    assert isinstance(result, filing.FilingResult) and result.state == "finished"
+    assert server.count("/submit") == 1 and only_report(server)[1] == "finished"

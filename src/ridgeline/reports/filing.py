@@ -264,12 +264,19 @@ class Filer:
             ) from None
         if reply.ok and reply.report_id is not None:
             now = utcnow()
-            _move(
-                self.store, row.id, ("submitting",), "submitted", self.actor, "submitted",
-                {"reportId": reply.report_id},
+            # needs_attention too: another run may have found this report "submitting"
+            # meanwhile and given up on it; the reportId now settles the question.
+            if not _move(
+                self.store, row.id, ("submitting", "needs_attention"), "submitted", self.actor,
+                "submitted", {"reportId": reply.report_id},
                 ncmec_report_id=reply.report_id, submitted_at=now,
-                keep_until=core.preserve_until(now),
-            )  # fmt: skip
+                keep_until=core.preserve_until(now), attention=None, attention_from=None,
+            ):  # fmt: skip
+                raise Conflict(
+                    f"report {row.id} changed while /submit was answered: NCMEC opened report "
+                    f"{reply.report_id}; run `ridgeline reports resolve {row.id} --report-id "
+                    f"{reply.report_id}` if it is not recorded"
+                )
             return
         if reply.ok or reply.code not in SUBMIT_REFUSALS:
             raise _attention(
