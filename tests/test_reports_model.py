@@ -43,6 +43,7 @@ def test_rich_report_round_trips_through_xml_and_json() -> None:
     report = samples.rich_report(3)
     assert docs.validate_report(report) == []
     xml = docs.report_to_xml(report)
+    assert docs.check_report_xml(xml) == []  # the structural validator, always
     assert docs.report_from_xml(xml) == report
     assert docs.report_from_json(docs.to_json(report)) == report
     # element order of the root is the schema's
@@ -70,6 +71,7 @@ def test_file_details_round_trip_and_order() -> None:
     details = dataclasses.replace(samples.file_details("a" * 32), report_id=7855764, file_id="f1")
     assert docs.validate_file_details(details, for_filing=True) == []
     xml = docs.file_details_to_xml(details)
+    assert docs.check_file_details_xml(xml) == []
     assert docs.file_details_from_xml(xml) == details
     tags = [c.tag for c in ET.fromstring(xml)]
     assert tags[:2] == ["reportId", "fileId"]

@@ -184,15 +184,8 @@ class Filer:
         for _ in range(1000):
             row = _load(self.store, report_id)
             state = row.state
-            if (
-                row.environment
-                and row.environment != self.environment
-                and state
-                not in (
-                    "draft",
-                    "validated",
-                )
-            ):
+            unsent = state in ("draft", "validated")
+            if row.environment and row.environment != self.environment and not unsent:
                 raise Conflict(
                     f"report {report_id} was submitted to the {row.environment} environment; "
                     f"it cannot be continued in {self.environment}"
@@ -210,8 +203,9 @@ class Filer:
                     self.store,
                     row,
                     ("submitting",),
-                    "an earlier run stopped while /submit was in flight, so NCMEC may or may "
-                    "not have opened a report. Ask NCMEC, then run `ridgeline reports resolve "
+                    "an earlier run stopped (or is still waiting) while /submit was in flight, "
+                    "so NCMEC may or may not have opened a report. Ask NCMEC, then run "
+                    "`ridgeline reports resolve "
                     f"{report_id} --report-id N` or `--not-submitted`",
                     self.actor,
                 )
