@@ -57,9 +57,10 @@ CODES = {
 
 
 class CyberTipError(RidgelineError):
-    """A CyberTipline call that did not succeed."""
+    """A CyberTipline call that did not succeed (an upstream failure: 502)."""
 
     code = "cybertip"
+    http_status = 502
 
 
 class NotSent(CyberTipError):
@@ -81,7 +82,10 @@ class AuthFailed(CyberTipError):
 
 
 class CredentialsMissing(CyberTipError):
+    """No credentials configured for the environment (the server is not set up: 503)."""
+
     code = "cybertip_credentials"
+    http_status = 503
 
 
 @dataclass(frozen=True)

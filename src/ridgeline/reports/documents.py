@@ -138,12 +138,16 @@ def to_json(node: Node) -> dict[str, Any]:
 
 def report_from_json(data: Any) -> Report:
     """A Report from its JSON form; `InvalidDocument` lists every unknown key or bad value."""
-    return _from_json(Report, data, "report")
+    node = _from_json(Report, data, "report")
+    assert isinstance(node, Report)
+    return node
 
 
 def file_details_from_json(data: Any) -> FileDetails:
     """FileDetails from its JSON form."""
-    return _from_json(FileDetails, data, "fileDetails")
+    node = _from_json(FileDetails, data, "fileDetails")
+    assert isinstance(node, FileDetails)
+    return node
 
 
 def _from_json(cls: type, data: Any, root: str) -> Any:

@@ -57,6 +57,7 @@ class FilingFailed(RidgelineError):
     """A step failed in a way that is safe to resume: run `reports file` again."""
 
     code = "filing_failed"
+    http_status = 502
 
 
 class InvalidReport(BadInput):

@@ -173,7 +173,20 @@ def register_report_routes(app: FastAPI) -> None:
         """A report: state, reportId, fileIds, problems, files, the document."""
         return _view(request, report_id)
 
-    @endpoint(app, "GET", "/reports/{report_id}/xml", "reports:read", tags=tags)
+    @endpoint(
+        app,
+        "GET",
+        "/reports/{report_id}/xml",
+        "reports:read",
+        tags=tags,
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"application/xml": {"schema": {"type": "string"}}},
+                "description": "The <report> document",
+            }
+        },
+    )
     def export_report(request: Request, report_id: int) -> Response:
         """The `<report>` document as it is (or would be) sent."""
         from ridgeline.reports import core
