@@ -293,6 +293,7 @@ NO_OUTPUT_FORMAT = {
     "lists feedback-export": None,  # writes a JSONL file
     "audit report": None,  # always JSON
     "db init": None,
+    "reports export": None,  # the CyberTipline XML
     "db upgrade": None,
     "db where": None,
     "demo": None,

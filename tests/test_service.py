@@ -31,6 +31,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from report_api_samples import REPORT_SAMPLES
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
 from ridgeline.audit import next_item as audit_next_item
@@ -208,6 +209,8 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
     },
 }
 
+SAMPLES.update(REPORT_SAMPLES)
+
 
 def api_routes(app: Any) -> list[tuple[str, str, str | None]]:
     out: list[tuple[str, str, str | None]] = []
@@ -290,7 +293,7 @@ def _matrix(e: Env, client: TestClient) -> None:
 def test_providers_never_read_list_contents() -> None:
     for perm, roles in POLICY.items():
         if "provider" in roles:
-            assert perm in ("hash", "match"), perm
+            assert perm in ("hash", "match", "reports:draft"), perm
 
 
 def test_lookup_and_match_explain_provenance(env: tuple[Env, TestClient]) -> None:

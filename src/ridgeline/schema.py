@@ -11,6 +11,7 @@ from ridgeline.exchange import models as exchange_models  # noqa: F401
 from ridgeline.feedback import models as feedback_models  # noqa: F401
 from ridgeline.lists import models as lists_models  # noqa: F401
 from ridgeline.releases import models as releases_models  # noqa: F401
+from ridgeline.reports import models as report_models  # noqa: F401
 from ridgeline.review import models as review_models  # noqa: F401
 from ridgeline.scan import models as scan_models  # noqa: F401
 from ridgeline.service import models as service_models  # noqa: F401

@@ -38,6 +38,8 @@ COMMANDS = {
               "Match HASH values or image/video PATHs against lists."),
     "quarantine": ("ridgeline.cli.scan", "quarantine",
                    "Files moved aside by the quarantine action."),
+    "reports": ("ridgeline.cli.reports", "reports",
+                "CyberTipline reports: drafts, validation, filing to NCMEC, status."),
     "review": ("ridgeline.cli.review", "review",
                "Multi-review queue: next item, verdicts, media views, status."),
     "reviewers": ("ridgeline.cli.reviewers", "reviewers",

@@ -442,8 +442,10 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     from ridgeline.service.routes import register_routes
+    from ridgeline.service.routes_reports import register_report_routes
 
     register_routes(app)
+    register_report_routes(app)
     return app
 
 

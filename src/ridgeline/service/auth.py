@@ -32,6 +32,11 @@ POLICY: dict[str, frozenset[str]] = {
     "flood": frozenset({"admin", "curator"}),
     "scans": frozenset({"admin", "curator"}),
     "keys": frozenset({"admin"}),
+    # CyberTipline reports: providers only create drafts; reporters and curators file.
+    "reports:draft": frozenset({"admin", "curator", "reporter", "provider"}),
+    "reports:read": frozenset({"admin", "curator", "reporter"}),
+    "reports:edit": frozenset({"admin", "curator", "reporter"}),
+    "reports:file": frozenset({"admin", "curator", "reporter"}),
 }
 
 

@@ -35,7 +35,16 @@ from ridgeline.service.models import ApiKey
 from ridgeline.timeutil import isoformat, utcnow
 
 #: Roles, as named in the issue. `provider` may hash, match and look up only.
-ROLES = ("admin", "curator", "reviewer", "auditor", "provider", "analyst", "law-enforcement")
+ROLES = (
+    "admin",
+    "curator",
+    "reviewer",
+    "auditor",
+    "provider",
+    "analyst",
+    "law-enforcement",
+    "reporter",
+)
 KEY_PREFIX = "rl_"
 CACHE_SECONDS = 5.0
 #: Keys without a digest (made before it existed): argon2 checks that fail for one

@@ -1,0 +1,108 @@
+"""Tables for CyberTipline reports: the report (a persisted state machine), its files
+(encrypted like evidence) and the history of every step.
+
+The report document is stored as JSON in the public schema's names; state, NCMEC ids
+and times are columns so that lists and the resume logic never parse documents.
+Credentials are never stored here.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from typing import Any
+
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from ridgeline.store.models import Base
+from ridgeline.timeutil import utcnow
+
+
+class CyberTipReport(Base):
+    """One CyberTipline report from draft to finished (or retracted)."""
+
+    __tablename__ = "cybertip_reports"
+    __table_args__ = (
+        Index("ix_cybertip_reports_state", "state"),
+        Index("ix_cybertip_reports_ncmec_id", "ncmec_report_id"),
+        Index("ix_cybertip_reports_keep_until", "keep_until"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: draft, validated, submitting, submitted, finishing, finished, retracting,
+    #: retracted, needs_attention (see `ridgeline.reports.filing`).
+    state: Mapped[str] = mapped_column(String(24), default="draft")
+    #: "test" or "production", fixed once the report is submitted.
+    environment: Mapped[str | None] = mapped_column(String(16))
+    ncmec_report_id: Mapped[int | None] = mapped_column(BigInteger)
+    document: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    problems: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    #: Where the draft came from (scan run, matched entries, upload context).
+    origin: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    #: Why the report needs an operator (set in state needs_attention).
+    attention: Mapped[str | None] = mapped_column(Text)
+    #: The state to go back to once the operator has decided.
+    attention_from: Mapped[str | None] = mapped_column(String(24))
+    last_error: Mapped[str | None] = mapped_column(Text)
+    created_by: Mapped[str | None] = mapped_column(String(200))
+    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
+    submitted_at: Mapped[dt.datetime | None] = mapped_column()
+    finished_at: Mapped[dt.datetime | None] = mapped_column()
+    retracted_at: Mapped[dt.datetime | None] = mapped_column()
+    #: Preservation: nothing of the report may be purged before this (filing + 1 year).
+    keep_until: Mapped[dt.datetime | None] = mapped_column()
+
+    files: Mapped[list[CyberTipFile]] = relationship(
+        back_populates="report", cascade="all, delete-orphan", order_by="CyberTipFile.position"
+    )
+
+
+class CyberTipFile(Base):
+    """A file of a report: AES-GCM ciphertext (evidence key), hashes and its fileDetails."""
+
+    __tablename__ = "cybertip_report_files"
+    __table_args__ = (Index("ix_cybertip_report_files_sha256", "sha256"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("cybertip_reports.id", ondelete="CASCADE"), index=True
+    )
+    position: Mapped[int] = mapped_column(Integer)
+    file_name: Mapped[str] = mapped_column(String(1000))
+    size: Mapped[int] = mapped_column(BigInteger)
+    md5: Mapped[str] = mapped_column(String(32))
+    sha1: Mapped[str] = mapped_column(String(40))
+    sha256: Mapped[str] = mapped_column(String(64))
+    blob_uuid: Mapped[str] = mapped_column(String(32), unique=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    nonce: Mapped[bytes] = mapped_column(LargeBinary)
+    ciphertext: Mapped[bytes] = mapped_column(LargeBinary)
+    #: The fileDetails document in JSON, without reportId/fileId (filled in at filing).
+    details: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    #: pending, uploading, uploaded, details_sent.
+    state: Mapped[str] = mapped_column(String(16), default="pending")
+    ncmec_file_id: Mapped[str | None] = mapped_column(String(64))
+    server_md5: Mapped[str | None] = mapped_column(String(32))
+    #: File ids NCMEC gave to earlier attempts whose reply was lost or whose MD5 differed.
+    stray_file_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
+    upload_attempts: Mapped[int] = mapped_column(Integer, default=0)
+    uploaded_at: Mapped[dt.datetime | None] = mapped_column()
+    details_sent_at: Mapped[dt.datetime | None] = mapped_column()
+
+    report: Mapped[CyberTipReport] = relationship(back_populates="files")
+
+
+class CyberTipEvent(Base):
+    """One step of a report's history: what was sent, what came back, who decided."""
+
+    __tablename__ = "cybertip_report_events"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("cybertip_reports.id", ondelete="CASCADE"), index=True
+    )
+    at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    actor: Mapped[str | None] = mapped_column(String(200))
+    action: Mapped[str] = mapped_column(String(32))
+    details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)

@@ -1,0 +1,193 @@
+"""Report drafts from matches, and the whole way from `ridgeline scan` to a finished
+report on the local CyberTipline server, from the CLI."""
+
+from __future__ import annotations
+
+import base64
+import datetime as dt
+import hashlib
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+from cybertip_server import LocalCyberTip
+from ridgeline import lists as L
+from ridgeline.evidence import EvidenceKey
+from ridgeline.reports import core, drafts, samples
+from ridgeline.reports import documents as docs
+from ridgeline.scan.actions import set_list_actions
+from ridgeline.store import Store
+
+KEY = EvidenceKey(bytes(range(32)))
+DATA = b"benign matched bytes"
+HASHES = {
+    "md5": hashlib.md5(DATA).hexdigest(),
+    "sha1": hashlib.sha1(DATA).hexdigest(),
+    "sha256": hashlib.sha256(DATA).hexdigest(),
+    "pdq": "f" * 64,
+}
+UPLOAD = dt.datetime(2026, 2, 1, 9, 0, tzinfo=dt.UTC)
+
+
+def matched(*labels: str, data: bytes | None = DATA) -> drafts.MatchedFile:
+    return drafts.MatchedFile(
+        name="upload.jpg",
+        hashes=HASHES,
+        matches=tuple(
+            drafts.MatchedEntry("known", i + 1, "md5", 0, (("industry", label), ("uk", "A")))
+            for i, label in enumerate(labels)
+        ),
+        data=data,
+        uploaded_at=UPLOAD,
+        viewed_by_esp=True,
+    )
+
+
+def test_draft_carries_files_hashes_matches_and_context(sqlite_store: Store) -> None:
+    context = drafts.UploadContext(
+        user_id="uid-42",
+        screen_name="uploader42",
+        emails=("uploader@example.com",),
+        ips=(
+            drafts.IpEvent("192.0.2.10", "Upload", UPLOAD),
+            drafts.IpEvent("198.51.100.2", "Login"),
+        ),
+        esp_service="Example Photos",
+    )
+    with sqlite_store.session() as s:
+        row = drafts.draft_from_matches(
+            s, drafts.DraftInput([matched("A1", "A1")], context), KEY, actor="scan"
+        )
+        report = core.report_of(row)
+        details = core.details_of(row.files[0])
+        problems = {p["path"] for p in row.problems}
+        rid = row.id
+        assert core.file_bytes(row.files[0], KEY) == DATA
+        assert row.origin["matches"][0]["entries"][0]["classifications"][0] == {
+            "scheme": "industry",
+            "label": "A1",
+        }
+    assert details is not None
+    assert details.industry_classification == "A1"
+    assert {(h.hash_type, h.value) for h in details.original_file_hashes} == {
+        ("MD5", HASHES["md5"]),
+        ("SHA1", HASHES["sha1"]),
+        ("SHA256", HASHES["sha256"]),
+        ("PDQ", HASHES["pdq"]),
+    }
+    assert (
+        details.ip_capture_event is not None and details.ip_capture_event.ip_address == "192.0.2.10"
+    )
+    assert details.file_viewed_by_esp is True and details.uploaded_to_esp_timestamp == UPLOAD
+    (person,) = report.persons_reported
+    assert person.esp_identifier == "uid-42" and person.screen_name == "uploader42"
+    assert [e.value for e in person.person.emails] == ["uploader@example.com"]  # type: ignore[union-attr]
+    assert [e.event_name for e in person.ip_capture_events] == ["Upload", "Login"]
+    assert report.incident_summary.incident_date_time == UPLOAD  # type: ignore[union-attr]
+    # nothing is guessed: the operator adds the reporter
+    assert problems == {"report/reporter"}
+    with sqlite_store.session() as s:
+        edited = core.edit_report(s, rid, {"reporter": docs.to_json(samples.reporter())})
+        assert edited.state == "validated"
+
+
+def test_disagreeing_classifications_are_listed_not_chosen(sqlite_store: Store) -> None:
+    with sqlite_store.session() as s:
+        row = drafts.draft_from_matches(
+            s, drafts.DraftInput([matched("A1", "B2")], reporter=samples.reporter()), KEY
+        )
+        details = core.details_of(row.files[0])
+    assert details is not None and details.industry_classification is None
+    assert "disagree on the industry classification: A1, B2" in details.additional_info[-1]
+
+
+def test_batched_and_hash_only_drafts(sqlite_store: Store) -> None:
+    draft = drafts.DraftInput([matched("A2", data=None)], reporter=samples.reporter(), batched=True)
+    with sqlite_store.session() as s:
+        row = drafts.draft_from_matches(s, draft, None)
+        report = core.report_of(row)
+        assert row.files == [] and row.state == "validated"
+    assert (
+        report.batched_report is not None and report.batched_report.reason == "VIRAL_POTENTIAL_MEME"
+    )
+    assert HASHES["sha256"] in (report.additional_info or "")
+
+
+def test_hashes_from_signals() -> None:
+    signals = {"md5": "a" * 32, "pdq": {"hash": "b" * 64, "quality": 90}, "vpdq": ["x"]}
+    assert drafts.hashes_from_signals(signals) == {"md5": "a" * 32, "pdq": "b" * 64}
+
+
+def test_from_scan_to_finished_report_on_the_cli(tmp_path: Path, db_path: str) -> None:
+    """A provider: scan a folder, turn the scan's report draft into a CyberTipline
+    draft, add who reports, file it on the (local) test server."""
+    tree = tmp_path / "uploads"
+    tree.mkdir()
+    (tree / "match.bin").write_bytes(DATA)
+    (tree / "other.bin").write_bytes(b"unrelated benign bytes")
+    store = Store.open(db_path)
+    with store.session() as s:
+        hl = L.create_list(s, "known")
+        L.add_entry(
+            s, hl, {"md5": HASHES["md5"]}, classifications=[{"scheme": "industry", "label": "B1"}]
+        )
+        set_list_actions(s, "known", ["flag", "report"])
+    store.close()
+    exe = str(Path(sys.executable).parent / "ridgeline")
+    reporter = tmp_path / "reporter.json"
+    reporter.write_text(json.dumps(docs.to_json(samples.reporter())))
+    with LocalCyberTip() as server:
+        env = {
+            **os.environ,
+            "RIDGELINE_DB": db_path,
+            "RIDGELINE_EVIDENCE_KEY": base64.b64encode(bytes(range(32))).decode(),
+            "RIDGELINE_CYBERTIP_USERNAME": server.username,
+            "RIDGELINE_CYBERTIP_PASSWORD": server.password,
+        }
+
+        def ridgeline(*args: str) -> str:
+            done = subprocess.run(
+                [exe, *args], env=env, capture_output=True, text=True, timeout=300
+            )
+            assert done.returncode == 0, done.stderr
+            return done.stdout
+
+        rows = [
+            json.loads(line)
+            for line in ridgeline("scan", str(tree), "--format", "jsonl").splitlines()
+        ]
+        hit = next(r for r in rows if r.get("path", "").endswith("match.bin"))
+        scan_draft = next(a["report_id"] for a in hit["actions"] if a["action"] == "report")
+        created = json.loads(
+            ridgeline(
+                "reports",
+                "from-scan",
+                str(scan_draft),
+                "--reporter",
+                str(reporter),
+                "--incident-time",
+                "2026-02-01T09:00:00Z",
+                "--user-id",
+                "uid-7",
+                "--ip",
+                "192.0.2.7",
+                "--format",
+                "json",
+            )
+        )
+        rid = str(created["id"])
+        filed = json.loads(
+            ridgeline("reports", "file", rid, "--endpoint", server.base, "--format", "json")
+        )
+        assert filed["state"] == "finished"
+        remote = server.reports[filed["reportId"]]
+        (stored,) = remote.files.values()
+        assert stored.md5 == HASHES["md5"] and stored.name == "match.bin"
+        assert stored.details is not None
+        sent = docs.file_details_from_xml(stored.details)
+        assert sent.industry_classification == "B1" and sent.report_id == filed["reportId"]
+        shown = json.loads(ridgeline("reports", "show", rid, "--format", "json"))
+        assert shown["reportId"] == filed["reportId"] and shown["fileIds"] == [stored.file_id]
+        assert shown["origin"]["scan_draft_id"] == scan_draft
