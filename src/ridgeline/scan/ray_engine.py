@@ -26,7 +26,7 @@ _WORKERS: dict[str, Any] = {}
 
 def process_batch_json(config_json: str, items_json: str) -> str:
     """Ray task body: JSON in, JSON out (no pickled objects cross the wire)."""
-    from ridgeline.scan.pipeline import Worker, outcome_to_json
+    from ridgeline.scan.workers import Worker, outcome_to_json
 
     worker = _WORKERS.get(config_json)
     if worker is None:
@@ -46,7 +46,7 @@ def run_ray(
     """Process items on Ray (connecting to `address`, or starting a local instance)."""
     import ray
 
-    from ridgeline.scan.pipeline import batched, outcome_from_json
+    from ridgeline.scan.workers import batched, outcome_from_json
 
     started = False
     if not ray.is_initialized():
