@@ -37,6 +37,9 @@ class ExchangeRecord:
     qualities: dict[str, int] = field(default_factory=dict)
     #: Format-specific facts kept so an export can write them back (original category).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: False when the partner marked the record non-pertinent or comparison-only in a
+    #: way no known label says (None: decided by `classifications.is_listable`).
+    listable: bool | None = None
 
 
 @dataclass

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ridgeline.classifications import SCHEMES
+from ridgeline.classifications import NOT_LISTABLE, PROFILE_OF_SCHEME, SCHEMES, VICS_PROFILES
 from ridgeline.errors import BadInput
 from ridgeline.exchange.jsonutil import load_json, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
@@ -105,11 +105,16 @@ def _media(
         raise BadInput("media has no MD5, SHA1, SHA256 or PhotoDNA")
     category = lower.get("category")
     classes: list[dict[str, str]] = []
+    listable: bool | None = None
     if category is not None:
         if isinstance(category, bool) or not isinstance(category, int | str):
             raise BadInput(f"Category must be a number, not {json.dumps(category)}")
-        if str(category).strip() in SCHEMES["vics-us"]:
-            classes.append({"scheme": "vics-us", "label": str(category).strip()})
+        code = str(category).strip()
+        scheme = scheme_of(profile)
+        if scheme is None:  # a profile we do not know: keep the code, trust no label
+            listable = code not in NOT_LISTABLE["vics-us"]
+        elif code in SCHEMES[scheme]:
+            classes.append({"scheme": scheme, "label": code})
     timestamp: dt.datetime | None = None
     if lower.get("dateupdated"):
         try:
@@ -135,10 +140,36 @@ def _media(
         origin_entry_id=None if media_id is None else str(media_id),
         timestamp=timestamp,
         extra=extra,
+        listable=listable,
     )
 
 
-def _media_json(item: ExportItem) -> dict[str, Any]:
+def scheme_of(profile: str | None) -> str | None:
+    """The classification scheme of a VICS category profile (1.3 files: US)."""
+    if profile is None:
+        return "vics-us"
+    return VICS_PROFILES.get(profile.strip().upper())
+
+
+def _profile_of(items: Sequence[ExportItem]) -> str:
+    """The profile most entries were read with, or that their labels' scheme names."""
+    counts: dict[str, int] = {}
+    for item in items:
+        read = item.extra.get("profile")
+        if isinstance(read, str) and read:
+            name = read
+        else:
+            schemes = [
+                c["scheme"] for c in item.classifications if c["scheme"] in PROFILE_OF_SCHEME
+            ]
+            if not schemes:
+                continue
+            name = PROFILE_OF_SCHEME[schemes[0]]
+        counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=lambda k: counts[k]) if counts else "US"
+
+
+def _media_json(item: ExportItem, scheme: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
     if item.origin_entry_id is not None:
         out["MediaID"] = (
@@ -146,12 +177,12 @@ def _media_json(item: ExportItem) -> dict[str, Any]:
         )
     else:
         out["MediaID"] = item.entry_id
-    if "category" in item.extra:
+    read_scheme = scheme_of(item.extra.get("profile")) if "version" in item.extra else None
+    labels = [c["label"] for c in item.classifications if c["scheme"] == scheme]
+    if "category" in item.extra and (read_scheme == scheme or not item.classifications):
         out["Category"] = item.extra["category"]
-    else:
-        vics = [c["label"] for c in item.classifications if c["scheme"] == "vics-us"]
-        if vics:
-            out["Category"] = int(vics[0])
+    elif labels:
+        out["Category"] = int(labels[0])
     for signal, key in (("md5", "MD5"), ("sha1", "SHA1"), ("sha256", "SHA256")):
         if signal in item.signals:
             out[key] = item.signals[signal].upper()
@@ -166,10 +197,18 @@ def export(
     items: Sequence[ExportItem],
     *,
     version: str = "2.0",
-    profile: str = "US",
+    profile: str | None = None,
     cases: bool = False,
 ) -> bytes:
-    """A VICS document: a `#Media` hash set, or `#Cases` grouping media by their case."""
+    """A VICS document: a `#Media` hash set, or `#Cases` grouping media by their case.
+
+    The category profile is `profile`, else the one the entries were read with (or
+    whose scheme their labels are in), else US; a category is written only when it
+    belongs to that profile's scheme, so a UK code never goes out as a US one.
+    """
+    if profile is None:
+        profile = _profile_of(items)
+    scheme = scheme_of(profile)
     if version not in ("1.3", "2.0"):
         raise BadInput(f"VICS version must be 1.3 or 2.0, not {version!r}")
     live = [i for i in items if not i.deleted]  # VICS has no deletions
@@ -177,13 +216,15 @@ def export(
     if cases:
         by_case: dict[str, list[dict[str, Any]]] = {}
         for item in live:
-            by_case.setdefault(str(item.extra.get("case_id", "")), []).append(_media_json(item))
+            by_case.setdefault(str(item.extra.get("case_id", "")), []).append(
+                _media_json(item, scheme)
+            )
         value: list[Any] = [
             {"CaseID": (int(c) if c.isdigit() else c or None), "Media": media}
             for c, media in by_case.items()
         ]
     else:
-        value = [_media_json(i) for i in live]
+        value = [_media_json(i, scheme) for i in live]
     if version == "1.3":
         doc: dict[str, Any] = {"odata.metadata": METADATA_13.format(kind=kind), "value": value}
     else:

@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -24,7 +24,7 @@ from ridgeline.signals import get_signal
 from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
-ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
+ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
 LIST_PURPOSES = ("block", "allow")
 #: Review quorum that `lists create --review` means (NCMEC's and CAID's triple review).
 DEFAULT_REVIEW_QUORUM = 3
@@ -37,6 +37,9 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
     "confirmed": frozenset({"retired", "disputed", "pending"}),
     "rejected": frozenset({"pending", "retired"}),
     "retired": frozenset(),
+    #: Kept for reference only (a partner's non-pertinent or comparison record): never
+    #: matches; a person may send it to review.
+    "reference": frozenset({"pending", "retired"}),
 }
 
 
@@ -378,15 +381,21 @@ def read_entries(
     *,
     include_deleted: bool = False,
     matchable_at: dt.datetime | None = None,
+    statuses: Sequence[str] | None = None,
 ) -> list[EntryView]:
-    """A list's entries in id order: live ones, tombstones too if asked, or only those
-    matchable at `matchable_at` (`matchable_clause`). Plain rows: these reads are whole
-    lists."""
+    """A list's entries in id order: live ones (only those with one of `statuses` if
+    given, or only those matchable at `matchable_at`, `matchable_clause`), and
+    tombstones too if asked. Plain rows: these reads are whole lists."""
     where: list[Any] = [Entry.list_id == hash_list.id]
+    live: list[Any] = [Entry.deleted_at.is_(None)]
     if matchable_at is not None:
-        where.append(matchable_clause(matchable_at))
-    elif not include_deleted:
-        where.append(Entry.deleted_at.is_(None))
+        live = [matchable_clause(matchable_at)]
+    elif statuses is not None:
+        live.append(Entry.status.in_(list(statuses)))
+    if include_deleted:
+        where.append(or_(and_(*live), Entry.deleted_at.is_not(None)))
+    else:
+        where.extend(live)
     signals: dict[int, dict[str, str]] = {}
     qualities: dict[int, dict[str, int]] = {}
     for entry_id, signal, value, quality in session.execute(

