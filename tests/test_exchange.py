@@ -189,8 +189,8 @@ def test_vics_13_round_trip(store: Store, tmp_path: Path) -> None:
         vics_version="1.3",
     )
     doc = json.loads(export_of(store, "a", "vics", vics_version="1.3"))
-    assert doc["odata.metadata"].endswith("1.3.xml#Media")
-    media = {m["MediaID"]: m for m in doc["value"]}
+    assert doc["odata.metadata"].endswith("1.3.xml#Cases")  # as the public 1.x writers
+    media = {m["MediaID"]: m for case in doc["value"] for m in case["Media"]}
     assert media[1]["Category"] == 1 and media[1]["IsPrecategorized"] == "true"
 
 

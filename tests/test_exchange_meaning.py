@@ -202,3 +202,215 @@ def test_export_of_review_list_ships_no_pending_entries(store: Store, tmp_path: 
     assert result.written == 1  # the PDQ entry; image MD5s are not StopNCII's
     assert result.not_carried == {"image MD5 (StopNCII carries video MD5s only)": 2}
     assert len(json.loads(result.data)["hashRecords"]) == 1
+
+
+# --- 3: no data loss on import ----------------------------------------------------
+
+NCMEC_NS = "https://hashsharing.ncmec.org/hashsharing/v2"
+
+
+def ncmec_doc(body: str) -> bytes:
+    return f'<?xml version="1.0"?><queryResult xmlns="{NCMEC_NS}">{body}</queryResult>'.encode()
+
+
+def test_ncmec_unknown_and_bad_fingerprints_keep_the_rest(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "page.xml"
+    doc.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e1</id><member id='7'>Member Seven</member>"
+            "<timestamp>2025-03-01T10:00:00Z</timestamp><fingerprints>"
+            f"<md5>{MD5_B}</md5><tmk-pdqf>AAAA</tmk-pdqf><videntifier>BBBB</videntifier>"
+            "<netclean>CCCC</netclean></fingerprints></image>"
+            "<image><id>e2</id><member id='7'/><fingerprints>"
+            f"<md5>{MD5_C}</md5><sha1>not-a-sha1</sha1></fingerprints></image></images>"
+        )
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "n")
+        report = exchange.import_file(session, hash_list, doc, "ncmec-xml")
+        assert report.added == 2
+        assert [e["position"] for e in report.errors] == ["/queryResult/images[1]/image[2]"]
+        assert "skipped; the rest kept" in report.errors[0]["error"]
+        out = exchange.export_list(session, hash_list, "ncmec-xml").decode()
+    assert matchable_md5s(store, "n") == {MD5_B, MD5_C}
+    assert "<tmk-pdqf>AAAA</tmk-pdqf>" in out and "<netclean>CCCC</netclean>" in out
+
+
+def test_deletion_before_its_older_entry_wins(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "page.xml"
+    doc.write_bytes(
+        ncmec_doc(
+            "<images><deletedImage><id>e1</id><member id='7'/>"
+            "<timestamp>2025-05-01T00:00:00Z</timestamp></deletedImage>"
+            "<image><id>e1</id><member id='7'/><timestamp>2025-04-01T00:00:00Z</timestamp>"
+            f"<fingerprints><md5>{MD5_B}</md5></fingerprints></image>"
+            "<image><id>e2</id><member id='7'/><timestamp>2025-06-01T00:00:00Z</timestamp>"
+            f"<fingerprints><md5>{MD5_C}</md5></fingerprints></image>"
+            "<deletedImage><id>e2</id><member id='7'/>"
+            "<timestamp>2025-05-15T00:00:00Z</timestamp></deletedImage></images>"
+        )
+    )
+    with store.session() as session:
+        report = exchange.import_file(session, L.create_list(session, "d"), doc, "ncmec-xml")
+    assert (report.added, report.deleted, report.deletions_unmatched) == (2, 1, 0)
+    # e1 was deleted after it was listed; e2 was listed again after its deletion.
+    assert matchable_md5s(store, "d") == {MD5_C}
+
+
+def test_since_last_never_skips_an_unseen_entry_of_an_unordered_page(
+    store: Store, tmp_path: Path
+) -> None:
+    page1, page2 = tmp_path / "p1.xml", tmp_path / "p2.xml"
+    page1.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e1</id><member id='7'/><timestamp>2025-06-01T00:00:00Z"
+            f"</timestamp><fingerprints><md5>{MD5_B}</md5></fingerprints></image></images>"
+        )
+    )
+    page2.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e2</id><member id='7'/><timestamp>2025-01-01T00:00:00Z"
+            f"</timestamp><fingerprints><md5>{MD5_C}</md5></fingerprints></image></images>"
+        )
+    )
+    assert cli(store, "lists", "create", "w")[0] == 0
+    for page in (page1, page2):
+        code, _, err = cli(store, "lists", "import", "w", str(page), "--since", "last")
+        assert code == 0, err
+    assert matchable_md5s(store, "w") == {MD5_B, MD5_C}
+
+
+def test_vics_alternative_hashes_lenient_offsets_and_utf16(store: Store, tmp_path: Path) -> None:
+    media = [
+        {
+            "MediaID": 5,
+            "Category": 1,
+            "MD5": MD5_B,
+            "DateUpdated": "2025-02-03T04:05:06+01:00Z",
+            "AlternativeHashes": [
+                {"HashName": "PDQ", "HashValue": PDQ},
+                {"HashName": "SHA256", "HashValue": "ab" * 32},
+                {"HashName": "FutureHash", "HashValue": "zz"},
+            ],
+        }
+    ]
+    for encoding in ("utf-16-le", "utf-16-be"):
+        bom = b"\xff\xfe" if encoding.endswith("le") else b"\xfe\xff"
+        doc = tmp_path / f"{encoding}.json"
+        doc.write_bytes(bom + vics_doc("US", media).decode().encode(encoding))
+        with store.session() as session:
+            hash_list = L.create_list(session, encoding)
+            report = exchange.import_file(session, hash_list, doc, "vics")
+            assert (report.added, report.errors) == (1, [])
+            (view,) = L.read_entries(session, hash_list)
+            assert dict(view.signals) == {"md5": MD5_B, "pdq": PDQ, "sha256": "ab" * 32}
+            out = json.loads(exchange.export_list(session, hash_list, "vics"))
+    (item,) = out["value"]
+    assert item["DateUpdated"] == "2025-02-03T03:05:06Z"  # the partner's date, not ours
+    assert {"HashName": "PDQ", "HashValue": PDQ} in item["AlternativeHashes"]
+    assert {"HashName": "FutureHash", "HashValue": "zz"} in item["AlternativeHashes"]
+
+
+# --- 4: partners' dates and identities are kept; ours is configurable --------------
+
+
+def test_partner_dates_kept_and_member_identity_configurable(store: Store, tmp_path: Path) -> None:
+    doc = tmp_path / "page.xml"
+    doc.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e1</id><member id='7'>Member Seven</member>"
+            "<timestamp>2024-11-05T06:07:08Z</timestamp>"
+            f"<fingerprints><md5>{MD5_B}</md5></fingerprints></image></images>"
+        )
+    )
+    icse = tmp_path / "icse.csv"
+    icse.write_text(f"ID;MD5;Added\ni1;{MD5_C};2023-09-10T11:12:13Z\n")
+    stop = tmp_path / "stop.json"
+    stop.write_text(
+        json.dumps(
+            {
+                "hashRecords": [
+                    {
+                        "signalType": "ImagePDQ",
+                        "hashValue": PDQ,
+                        "hashStatus": "Active",
+                        "lastModtimestamp": 1700000000,
+                    }
+                ]
+            }
+        )
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "dates", owner="Our Org")
+        exchange.import_file(session, hash_list, doc, "ncmec-xml")
+        exchange.import_file(session, hash_list, icse, "icse")
+        exchange.import_file(session, hash_list, stop, "stopncii")
+        L.add_entry(session, hash_list, {"md5": BENIGN_MD5})
+    out = tmp_path / "out.xml"
+    code, _, err = cli(
+        store, "lists", "export", "dates", "--format", "ncmec-xml", "--out", str(out),
+        "--member-id", "4242", "--member-name", "Example Hotline",
+    )  # fmt: skip
+    assert code == 0, err
+    xml = out.read_text()
+    assert f'xmlns="{NCMEC_NS}"' in xml
+    assert "<timestamp>2024-11-05T06:07:08Z</timestamp>" in xml
+    assert '<member id="7">Member Seven</member>' in xml
+    assert '<member id="4242">Example Hotline</member>' in xml
+    with store.session() as session:
+        hash_list = L.get_list(session, "dates")
+        icse_out = exchange.export_list(session, hash_list, "icse").decode()
+        stop_out = json.loads(exchange.export_list(session, hash_list, "stopncii"))
+    assert "2023-09-10T11:12:13Z" in icse_out
+    assert stop_out["hashRecords"][0]["lastModtimestamp"] == 1700000000
+
+
+# --- 5: exports valid for each format's readers ------------------------------------
+
+
+def test_vics_export_types(store: Store) -> None:
+    with store.session() as session:
+        hash_list = L.create_list(session, "types")
+        L.add_entry(session, hash_list, {"md5": MD5_B}, origin_entry_id="abc-1")
+        L.add_entry(session, hash_list, {"pdq": PDQ})
+        v20 = json.loads(exchange.export_list(session, hash_list, "vics", vics_cases=True))
+        v13 = json.loads(exchange.export_list(session, hash_list, "vics", vics_version="1.3"))
+    for doc in (v20, v13):
+        (case,) = doc["value"]
+        assert "CaseID" not in case  # no case: no "CaseID": null
+        (media,) = case["Media"]  # the PDQ-only entry is not written without a hash
+        assert isinstance(media["MediaID"], int) and media["MD5"] == MD5_B.upper()
+    assert v13["odata.metadata"].endswith("#Cases")
+
+
+def test_stopncii_withdrawal_clears_cases_and_feedback(store: Store, tmp_path: Path) -> None:
+    first, withdraw = tmp_path / "a.json", tmp_path / "b.json"
+    record = {"signalType": "ImagePDQ", "hashValue": PDQ, "lastModtimestamp": 1700000000}
+    first.write_text(
+        json.dumps(
+            {
+                "hashRecords": [
+                    record
+                    | {
+                        "hashStatus": "Active",
+                        "caseNumbers": {"c1": "Active"},
+                        "CSPFeedbacks": [{"x": 1}],
+                    }
+                ]
+            }
+        )
+    )
+    withdraw.write_text(
+        json.dumps(
+            {"hashRecords": [record | {"hashStatus": "Withdrawn", "lastModtimestamp": 1700000500}]}
+        )
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "ncii")
+        exchange.import_file(session, hash_list, first, "stopncii")
+        assert exchange.import_file(session, hash_list, withdraw, "stopncii").deleted == 1
+        doc = json.loads(exchange.export_list(session, hash_list, "stopncii", include_deleted=True))
+    (out,) = doc["hashRecords"]
+    assert out["hashStatus"] == "Withdrawn"
+    assert out["caseNumbers"] == {} and out["CSPFeedbacks"] == []
+    assert out["lastModtimestamp"] == 1700000500

@@ -34,6 +34,12 @@ from ridgeline.timeutil import parse_iso
 @click.option("--status", "statuses", default=None,
               help="Write live entries with these statuses (comma-separated, e.g. "
               "pending,confirmed) instead of only those that can match now.")  # fmt: skip
+@click.option("--member-id", envvar="RIDGELINE_MEMBER_ID", default=None,
+              help="Our member id in the exchange, written on our own entries "
+              "(ncmec-xml; env RIDGELINE_MEMBER_ID; default 0).")  # fmt: skip
+@click.option("--member-name", envvar="RIDGELINE_MEMBER_NAME", default=None,
+              help="Our member name (ncmec-xml; env RIDGELINE_MEMBER_NAME; default: the "
+              "list's owner).")  # fmt: skip
 @db_option
 @handle_errors
 def export(
@@ -45,6 +51,8 @@ def export(
     vics_profile: str | None,
     vics_cases: bool,
     statuses: str | None,
+    member_id: str | None,
+    member_name: str | None,
     db: str | None,
 ) -> None:
     """Write list NAME in an exchange format.
@@ -63,6 +71,8 @@ def export(
             vics_version=vics_version,
             vics_profile=vics_profile,
             vics_cases=vics_cases,
+            member_id=member_id,
+            member_name=member_name,
         )
     if out == "-":
         sys.stdout.buffer.write(result.data)

@@ -100,6 +100,7 @@ def import_bytes(
 ) -> ImportReport:
     """Import a file already in memory (any of `IMPORT_FORMATS`); see `import_file`."""
     parsed = parse_bytes(data, fmt, what, signal=signal)
+    watermark = since == "last"
     if since == "last":
         since = last_timestamp(session, hash_list, source or fmt)
     elif isinstance(since, str):
@@ -114,6 +115,7 @@ def import_bytes(
         status=status,
         confirmed_elsewhere=confirmed_elsewhere,
         not_listable=not_listable,
+        watermark=watermark,
     )
 
 
@@ -277,7 +279,11 @@ def _write(
     if fmt == "jsonl":
         return native.export_jsonl(items)
     if fmt == ncmec.NAME:
-        return ncmec.export(items, member_name=options.get("member_name") or hash_list.owner)
+        return ncmec.export(
+            items,
+            member_id=options.get("member_id") or None,
+            member_name=options.get("member_name") or hash_list.owner,
+        )
     if fmt == vics.NAME:
         return vics.export(
             items,

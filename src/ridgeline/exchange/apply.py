@@ -176,6 +176,7 @@ def apply_records(
     status: str | None = None,
     confirmed_elsewhere: bool = False,
     not_listable: str = "skip",
+    watermark: bool = False,
 ) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
@@ -188,6 +189,10 @@ def apply_records(
     and one `import` event per entry in its history. Records labelled non-pertinent or
     comparison (`classifications.is_listable`) never become matchable: `not_listable`
     skips them (default), keeps them as `reference` entries, or lists them anyway.
+    `watermark` says `since` is this source's remembered newest time (`--since last`):
+    pages of a feed are not in time order, so an older record is skipped only when the
+    list already has it, never when it is new. Deletions are applied after the other
+    records of the file, unless a newer record of the same entry follows them.
     """
     if not_listable not in NOT_LISTABLE_CHOICES:
         raise BadInput(
@@ -200,14 +205,17 @@ def apply_records(
     if status is None:
         status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     since_utc = as_utc(since) if since is not None else None
-    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool]] = []
+    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool]] = []
     labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a handful of labels
     for record in parsed.records:
-        if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
+        older = (
+            since_utc is not None and record.timestamp is not None and record.timestamp < since_utc
+        )
+        if older and not watermark:
             report.skipped_older += 1
             continue
         try:
-            signals = L.normalize_signals(hash_list, record.signals) if record.signals else {}
+            signals = _tolerant_signals(hash_list, record, report)
             classes = [_checked(c, labels) for c in record.classifications]
         except RidgelineError as exc:
             report.errors.append({"position": record.position, "error": str(exc)})
@@ -217,12 +225,12 @@ def apply_records(
             report.not_listable += 1
             if not_listable == "skip":
                 continue
-        good.append((record, signals, classes, listable or not_listable == "list"))
+        good.append((record, signals, classes, listable or not_listable == "list", older))
     index = _Index(
         session,
         hash_list,
-        {(name, lookup_key(value)) for _, signals, _, _ in good for name, value in signals.items()},
-        with_origins=any(record.origin_entry_id is not None for record, _, _, _ in good),
+        {(name, lookup_key(value)) for _, signals, *_ in good for name, value in signals.items()},
+        with_origins=any(record.origin_entry_id is not None for record, *_ in good),
     )
     pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
     references = _Pending(
@@ -233,8 +241,28 @@ def apply_records(
     def real_ids(ids: list[int]) -> list[int]:
         return references.real_ids(pending.real_ids(ids))
 
-    for record, signals, classes, listed in good:
+    # Deletions last, so a deletion listed before its (older) entry still finds it; a
+    # deletion loses to a newer record of the same entry in the same file.
+    newest: dict[Any, dt.datetime] = {}
+    for record, signals, *_ in good:
+        if not record.deleted and record.timestamp is not None:
+            for key in _identities(record, signals):
+                if key not in newest or newest[key] < record.timestamp:
+                    newest[key] = record.timestamp
+    ordered = [g for g in good if not g[0].deleted] + [g for g in good if g[0].deleted]
+    for record, signals, classes, listed, older in ordered:
+        if record.timestamp is not None:  # the partner's own date, kept beside ours
+            key = "deleted_time" if record.deleted else "record_time"
+            record.extra = {**record.extra, key: isoformat(record.timestamp)}
         same_origin = index.by_origin_of(record)
+        if record.deleted and record.timestamp is not None:
+            later = [newest[k] for k in _identities(record, signals) if k in newest]
+            if later and max(later) > record.timestamp:
+                report.skipped_older += 1
+                continue
+        if older and not record.deleted and (same_origin or index.by_hash(signals)):
+            report.skipped_older += 1  # seen before: the watermark may skip it
+            continue
         if record.deleted:
             found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
             if not found:
@@ -277,6 +305,35 @@ def apply_records(
         | ({"confirmed_elsewhere": True} if confirmed_elsewhere else {}),
     )
     return report
+
+
+def _identities(record: ExchangeRecord, signals: dict[str, str]) -> list[Any]:
+    """Keys that name the entry a record is about: its origin id, else its hashes."""
+    if record.origin_entry_id is not None:
+        return [(record.origin_member, record.origin_entry_id)]
+    return [(name, lookup_key(value)) for name, value in signals.items()]
+
+
+def _tolerant_signals(
+    hash_list: HashList, record: ExchangeRecord, report: ImportReport
+) -> dict[str, str]:
+    """The record's valid hashes; a bad one is reported and skipped, the rest kept (the
+    record is rejected only when none is left)."""
+    good: dict[str, str] = {}
+    bad: list[str] = []
+    for name, value in record.signals.items():
+        try:
+            good.update(L.normalize_signals(hash_list, {name: value}))
+        except RidgelineError as exc:
+            bad.append(str(exc))
+    if bad and (good or record.deleted):
+        for message in bad:
+            report.errors.append(
+                {"position": record.position, "error": f"{message} (skipped; the rest kept)"}
+            )
+    elif bad:
+        raise BadInput("; ".join(bad))
+    return good
 
 
 def _checked(item: dict[str, str], seen: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:

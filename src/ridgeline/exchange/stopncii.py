@@ -156,7 +156,7 @@ def export(items: Sequence[ExportItem]) -> bytes:
             status = "Active" if kept in REMOVING else kept
         for kind, value in _records_of(item):
             record: dict[str, Any] = {
-                "lastModtimestamp": int(item.updated_at.timestamp()),
+                "lastModtimestamp": int(item.record_time.timestamp()),
                 "signalType": kind,
                 "hashValue": value,
                 "hashStatus": status,

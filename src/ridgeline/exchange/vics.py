@@ -27,7 +27,16 @@ from ridgeline.timeutil import as_utc, parse_iso
 NAME = "vics"
 _HASH_KEYS = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "photodna": "photodna"}
 _PROFILE = re.compile(r"DataModels/2\.0\.xml/([^/$#]+)")
-_KNOWN = {"mediaid", "category", "dateupdated", "mediafiles", *(_HASH_KEYS)}
+_KNOWN = {
+    "mediaid",
+    "category",
+    "dateupdated",
+    "mediafiles",
+    "alternativehashes",
+    *(_HASH_KEYS),
+}
+#: `AlternativeHashes` names -> Ridgeline signal (others are kept as read).
+_ALTERNATIVE = {"pdq": "pdq", "sha256": "sha256", "md5": "md5", "sha1": "sha1"}
 CONTEXT_20 = (
     "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{profile}/$metadata#{kind}"
 )
@@ -101,8 +110,9 @@ def _media(
             for key, sig in _HASH_KEYS.items()
             if first.get(key) not in (None, "")
         }
+    other = _alternative(lower.get("alternativehashes"), signals)
     if not signals:
-        raise BadInput("media has no MD5, SHA1, SHA256 or PhotoDNA")
+        raise BadInput("media has no MD5, SHA1, SHA256, PhotoDNA or PDQ")
     category = lower.get("category")
     classes: list[dict[str, str]] = []
     listable: bool | None = None
@@ -127,6 +137,8 @@ def _media(
         if str(k).lower() not in _KNOWN and (v is None or isinstance(v, str | int | float | bool))
     }
     extra: dict[str, Any] = {"version": version, "profile": profile, "fields": fields}
+    if other:
+        extra["alternative_hashes"] = other
     if category is not None:
         extra["category"] = category
     if case_id is not None:
@@ -142,6 +154,24 @@ def _media(
         extra=extra,
         listable=listable,
     )
+
+
+def _alternative(value: Any, signals: dict[str, str]) -> list[dict[str, Any]]:
+    """Take `AlternativeHashes` items (`HashName`, `HashValue`) into `signals`; return the
+    ones Ridgeline has no signal for, to write back as read."""
+    other: list[dict[str, Any]] = []
+    for item in value if isinstance(value, list) else []:
+        if not isinstance(item, dict):
+            continue
+        low = {str(k).lower(): v for k, v in item.items()}
+        name = low.get("hashname", low.get("name", low.get("type")))
+        text = low.get("hashvalue", low.get("value"))
+        signal = _ALTERNATIVE.get(str(name).strip().lower()) if name is not None else None
+        if signal is not None and isinstance(text, str) and text.strip():
+            signals.setdefault(signal, text.strip())
+        else:
+            other.append(item)
+    return other
 
 
 def scheme_of(profile: str | None) -> str | None:
@@ -171,12 +201,9 @@ def _profile_of(items: Sequence[ExportItem]) -> str:
 
 def _media_json(item: ExportItem, scheme: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if item.origin_entry_id is not None:
-        out["MediaID"] = (
-            int(item.origin_entry_id) if item.origin_entry_id.isdigit() else (item.origin_entry_id)
-        )
-    else:
-        out["MediaID"] = item.entry_id
+    origin = item.origin_entry_id
+    # MediaID is an integer in VICS; an id that is not one stays ours (the entry id).
+    out["MediaID"] = int(origin) if origin is not None and origin.isdigit() else item.entry_id
     read_scheme = scheme_of(item.extra.get("profile")) if "version" in item.extra else None
     labels = [c["label"] for c in item.classifications if c["scheme"] == scheme]
     if "category" in item.extra and (read_scheme == scheme or not item.classifications):
@@ -188,7 +215,13 @@ def _media_json(item: ExportItem, scheme: str | None) -> dict[str, Any]:
             out[key] = item.signals[signal].upper()
     if "photodna" in item.signals:
         out["PhotoDNA"] = item.signals["photodna"]
-    out["DateUpdated"] = as_utc(item.updated_at).isoformat().replace("+00:00", "Z")
+    alternative = (
+        [{"HashName": "PDQ", "HashValue": item.signals["pdq"]}] if "pdq" in item.signals else []
+    )
+    alternative += list(item.extra.get("alternative_hashes") or [])
+    if alternative:
+        out["AlternativeHashes"] = alternative
+    out["DateUpdated"] = as_utc(item.record_time).isoformat().replace("+00:00", "Z")
     out.update(item.extra.get("fields") or {})
     return out
 
@@ -212,6 +245,7 @@ def export(
     if version not in ("1.3", "2.0"):
         raise BadInput(f"VICS version must be 1.3 or 2.0, not {version!r}")
     live = [i for i in items if not i.deleted]  # VICS has no deletions
+    cases = cases or version == "1.3"  # the public 1.x writers write #Cases
     kind = "Cases" if cases else "Media"
     if cases:
         by_case: dict[str, list[dict[str, Any]]] = {}
@@ -220,7 +254,7 @@ def export(
                 _media_json(item, scheme)
             )
         value: list[Any] = [
-            {"CaseID": (int(c) if c.isdigit() else c or None), "Media": media}
+            ({"CaseID": int(c) if c.isdigit() else c} if c else {}) | {"Media": media}
             for c, media in by_case.items()
         ]
     else:
