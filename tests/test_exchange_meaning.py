@@ -348,9 +348,19 @@ def test_partner_dates_kept_and_member_identity_configurable(store: Store, tmp_p
         L.add_entry(session, hash_list, {"md5": BENIGN_MD5})
     out = tmp_path / "out.xml"
     code, _, err = cli(
-        store, "lists", "export", "dates", "--format", "ncmec-xml", "--out", str(out),
-        "--member-id", "4242", "--member-name", "Example Hotline",
-    )  # fmt: skip
+        store,
+        "lists",
+        "export",
+        "dates",
+        "--format",
+        "ncmec-xml",
+        "--out",
+        str(out),
+        "--member-id",
+        "4242",
+        "--member-name",
+        "Example Hotline",
+    )
     assert code == 0, err
     xml = out.read_text()
     assert f'xmlns="{NCMEC_NS}"' in xml
@@ -414,3 +424,70 @@ def test_stopncii_withdrawal_clears_cases_and_feedback(store: Store, tmp_path: P
     assert out["hashStatus"] == "Withdrawn"
     assert out["caseNumbers"] == {} and out["CSPFeedbacks"] == []
     assert out["lastModtimestamp"] == 1700000500
+
+
+# --- 7: series, victim identified, case numbers and member names are columns -------
+
+
+def test_series_victim_case_and_member_are_shown_and_filtered(store: Store, tmp_path: Path) -> None:
+    vics = tmp_path / "cases.json"
+    vics.write_text(
+        json.dumps(
+            {
+                "@odata.context": CONTEXT.format("US").replace("#Media", "#Cases"),
+                "value": [
+                    {
+                        "CaseID": 77,
+                        "Media": [
+                            {
+                                "MediaID": 1,
+                                "Category": 1,
+                                "MD5": MD5_B,
+                                "Series": "Sunflower",
+                                "VictimIdentified": True,
+                            },
+                            {
+                                "MediaID": 2,
+                                "Category": 1,
+                                "MD5": MD5_C,
+                                "Series": "Other",
+                                "VictimIdentified": "false",
+                            },
+                        ],
+                    }
+                ],
+            }
+        )
+    )
+    ncmec = tmp_path / "n.xml"
+    ncmec.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e1</id><member id='7'>Member Seven</member>"
+            f"<fingerprints><md5>{BENIGN_MD5}</md5></fingerprints></image></images>"
+        )
+    )
+    assert cli(store, "lists", "create", "meta")[0] == 0
+    for path, fmt in ((vics, "vics"), (ncmec, "ncmec-xml")):
+        code, _, err = cli(store, "lists", "import", "meta", str(path), "--format", fmt)
+        assert code == 0, err
+
+    def ls(*args: str) -> list[dict[str, Any]]:
+        code, out, err = cli(store, "lists", "entries", "ls", "meta", "--format", "jsonl", *args)
+        assert code == 0, err
+        return [json.loads(line) for line in out.splitlines() if line.strip()]
+
+    (sun,) = ls("--series", "Sunflower")
+    assert sun["signals"] == {"md5": MD5_B} and sun["victim_identified"] is True
+    assert sun["case_numbers"] == ["77"]
+    assert [r["signals"]["md5"] for r in ls("--victim-not-identified")] == [MD5_C]
+    assert [r["signals"]["md5"] for r in ls("--victim-identified")] == [MD5_B]
+    for member in ("Member Seven", "7"):
+        (row,) = ls("--member", member)
+        assert row["signals"] == {"md5": BENIGN_MD5} and row["member"] == "Member Seven"
+    code, out, err = cli(store, "lists", "entries", "show", str(sun["id"]), "--format", "json")
+    assert code == 0, err
+    shown = json.loads(out)
+    assert (shown["series"], shown["victim_identified"]) == ("Sunflower", True)
+    code, out, err = cli(store, "lists", "entries", "ls", "meta")  # the table has the columns
+    assert code == 0, err
+    assert "series" in out and "Sunflower" in out

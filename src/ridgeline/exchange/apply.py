@@ -399,6 +399,10 @@ class _Pending:
                         "origin_member": record.origin_member,
                         "origin_entry_id": record.origin_entry_id,
                         "note": record.note,
+                        "series": record.series,
+                        "victim_identified": record.victim_identified,
+                        "case_numbers": record.case_numbers or None,
+                        "origin_member_name": record.origin_member_name,
                     },
                     event={
                         "batch": self.report.batch,

@@ -111,6 +111,7 @@ def _entry(element: ET.Element, path: str) -> ExchangeRecord:
         classifications=classes,
         source="ncmec",
         origin_member=member_id,
+        origin_member_name=member_name,
         origin_entry_id=entry_id,
         deleted=deleted,
         timestamp=_timestamp(child_text(element, "timestamp")),

@@ -39,6 +39,11 @@ class ExchangeRecord:
     qualities: dict[str, int] = field(default_factory=dict)
     #: Format-specific facts kept so an export can write them back (original category).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What the partner says about the content, kept as columns of the entry.
+    series: str | None = None
+    victim_identified: bool | None = None
+    case_numbers: list[str] = field(default_factory=list)
+    origin_member_name: str | None = None
     #: False when the partner marked the record non-pertinent or comparison-only in a
     #: way no known label says (None: decided by `classifications.is_listable`).
     listable: bool | None = None

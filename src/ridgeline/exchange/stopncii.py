@@ -116,6 +116,9 @@ def _record(obj: Any, position: str) -> ExchangeRecord:
         deleted=status in REMOVING,
         timestamp=timestamp,
         extra=extra,
+        case_numbers=[str(c) for c in obj["caseNumbers"]]
+        if isinstance(obj.get("caseNumbers"), dict)
+        else [],
     )
 
 

@@ -144,6 +144,7 @@ def _media(
     if case_id is not None:
         extra["case_id"] = case_id
     media_id = lower.get("mediaid")
+    series = lower.get("series")
     return ExchangeRecord(
         position=path,
         signals=signals,
@@ -153,7 +154,19 @@ def _media(
         timestamp=timestamp,
         extra=extra,
         listable=listable,
+        series=str(series).strip() or None if isinstance(series, str | int) else None,
+        victim_identified=_flag(lower.get("victimidentified")),
+        case_numbers=[] if case_id is None else [str(case_id)],
     )
+
+
+def _flag(value: Any) -> bool | None:
+    """A VICS boolean: JSON true/false or the strings "true"/"false" (1.3 writers)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
 
 
 def _alternative(value: Any, signals: dict[str, str]) -> list[dict[str, Any]]:

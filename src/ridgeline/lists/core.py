@@ -289,7 +289,7 @@ class NewEntry:
     signals: Mapping[str, str]
     classifications: Sequence[Mapping[str, str]] = ()
     qualities: Mapping[str, int] = field(default_factory=dict)
-    fields: Mapping[str, str | None] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
     event: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -685,8 +685,12 @@ def list_entries(
     include_deleted: bool = False,
     after_id: int = 0,
     limit: int | None = None,
+    series: str | None = None,
+    victim_identified: bool | None = None,
+    member: str | None = None,
 ) -> list[Entry]:
-    """A list's entries by id, filtered by status, enabled flag and classification.
+    """A list's entries by id, filtered by status, enabled flag, classification, series,
+    victim-identified flag and sharing member (its id or name).
 
     Page with `after_id` (the last id seen) and `limit`.
     """
@@ -704,6 +708,12 @@ def list_entries(
         query = query.where(Entry.status.in_(wanted))
     if enabled is not None:
         query = query.where(Entry.enabled.is_(enabled))
+    if series is not None:
+        query = query.where(Entry.series == series)
+    if victim_identified is not None:
+        query = query.where(Entry.victim_identified.is_(victim_identified))
+    if member is not None:
+        query = query.where(or_(Entry.origin_member == member, Entry.origin_member_name == member))
     if not include_deleted:
         query = query.where(Entry.deleted_at.is_(None))
     if classification is None:
@@ -791,8 +801,12 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
             "origin_list": entry.origin_list,
             "origin_member": entry.origin_member,
             "origin_entry_id": entry.origin_entry_id,
+            "origin_member_name": entry.origin_member_name,
             "import_batch": entry.import_batch,
         },
+        "series": entry.series,
+        "victim_identified": entry.victim_identified,
+        "case_numbers": entry.case_numbers or [],
         "note": entry.note,
         "submitted_by": entry.submitted_by,
         "created_at": isoformat(entry.created_at),
