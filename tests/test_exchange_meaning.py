@@ -166,7 +166,8 @@ def test_export_of_review_list_ships_no_pending_entries(store: Store, tmp_path: 
         L.set_entry_status(session, confirmed, "confirmed", actor="t")
         L.add_entry(session, reviewed, {"pdq": PDQ}, origin_entry_id="c2")
     assert statuses(store, "reviewed")["p1"] == "pending"
-    for fmt in [f for f in exchange.EXPORT_FORMATS if f != "stopncii"]:  # image MD5s
+    # StopNCII and threatexchange carry no image MD5s (checked below).
+    for fmt in [f for f in exchange.EXPORT_FORMATS if f not in ("stopncii", "te-lines", "te-csv")]:
         out = tmp_path / f"reviewed.{fmt}"
         code, _, err = cli(store, "lists", "export", "reviewed", "--format", fmt, "--out", str(out))
         assert code == 0, err
@@ -491,3 +492,84 @@ def test_series_victim_case_and_member_are_shown_and_filtered(store: Store, tmp_
     code, out, err = cli(store, "lists", "entries", "ls", "meta")  # the table has the columns
     assert code == 0, err
     assert "series" in out and "Sunflower" in out
+
+
+# --- 5 and 6: threatexchange's own parsers read our exports; its formats both ways --
+
+
+def test_threatexchange_parsers_accept_ncmec_and_stopncii_exports(store: Store) -> None:
+    import enum
+    import xml.etree.ElementTree as ET
+    from io import BytesIO
+
+    import dacite
+    from threatexchange.exchanges.clients.ncmec.hash_api import GetEntriesResponse, _XMLWrapper
+    from threatexchange.exchanges.clients.stopncii.api import FetchHashesResponse
+
+    with store.session() as session:
+        hash_list = L.create_list(session, "te")
+        L.add_entry(session, hash_list, {"md5": MD5_B, "pdq": PDQ})
+        gone = L.add_entry(session, hash_list, {"pdq": "0f" * 32})
+        L.delete_entry(session, gone, actor="t", reason="test")
+        xml = exchange.export_list(session, hash_list, "ncmec-xml", include_deleted=True)
+        ncii = exchange.export_list(session, hash_list, "stopncii", include_deleted=True)
+    it = ET.iterparse(BytesIO(xml))  # as threatexchange's NCMEC client reads a response
+    for _, el in it:
+        el.tag = el.tag.partition("}")[2] or el.tag
+    parsed = GetEntriesResponse.from_xml(_XMLWrapper(it.root), 0)
+    assert [(u.deleted, u.member_id, u.fingerprints.get("md5")) for u in parsed.updates] == [
+        (False, 0, MD5_B),
+        (True, 0, None),
+    ]
+    assert parsed.max_timestamp > 0
+    doc = json.loads(ncii)
+    response = dacite.from_dict(
+        FetchHashesResponse,
+        {**doc, "hashRecords": []},
+        config=dacite.Config(cast=[enum.Enum, set]),
+    )
+    from threatexchange.exchanges.clients.stopncii.api import StopNCIIHashRecord
+
+    records = [
+        dacite.from_dict(StopNCIIHashRecord, r, config=dacite.Config(cast=[enum.Enum, set]))
+        for r in doc["hashRecords"]
+    ]
+    assert response.count == 2
+    assert sorted(r.hashStatus.value for r in records) == ["Active", "Deleted"]
+
+
+def test_threatexchange_lines_and_dataset_csv_both_ways(store: Store, tmp_path: Path) -> None:
+    from threatexchange.exchanges.impl.file_api import (
+        FileCollaborationConfig,
+        LocalFileSignalExchangeAPI,
+    )
+
+    lines = tmp_path / "te.txt"
+    lines.write_text(f"pdq {PDQ}\nvideo_md5 {MD5_B}\nurl https://example.com/\n")
+    dataset = tmp_path / "dataset.csv"
+    dataset.write_text(
+        "signal_type,signal_str,collab,category,tags\n"
+        f"pdq,{'0f' * 32},Sample,POSITIVE_CLASS,a b\n"
+        f"video_md5,{MD5_C},Sample,NEGATIVE_CLASS,\n"
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "tel")
+        r1 = exchange.import_file(session, hash_list, lines, "te-lines")
+        r2 = exchange.import_file(session, hash_list, dataset, "te-csv")
+        assert (r1.added, [e["position"] for e in r1.errors]) == (2, ["line 3"])
+        assert (r2.added, r2.not_listable) == (1, 1)  # a negative opinion is not listed
+        out_lines = exchange.export_list(session, hash_list, "te-lines")
+        out_csv = exchange.export_list(session, hash_list, "te-csv")
+    assert matchable_md5s(store, "tel") == {MD5_B}
+    exported = tmp_path / "out.txt"
+    exported.write_bytes(out_lines)
+    collab = FileCollaborationConfig(name="ours", filename=str(exported), signal_type=None)
+    api = LocalFileSignalExchangeAPI.for_collab(collab)
+    (delta,) = list(api.fetch_iter([], None))
+    assert set(delta.updates) == {("pdq", PDQ), ("video_md5", MD5_B), ("pdq", "0f" * 32)}
+    back = tmp_path / "back.csv"
+    back.write_bytes(out_csv)
+    with store.session() as session:
+        again = L.create_list(session, "tel-again")
+        report = exchange.import_file(session, again, back, "te-csv")
+    assert (report.added, report.errors) == (3, [])

@@ -148,8 +148,9 @@ def test_one_writer_for_every_format(store: Store, tmp_path: Path, fmt: str) -> 
     with store.session() as s:
         seed = L.create_list(s, "seed")
         for value in MD5[:3]:
-            # StopNCII carries video MD5s only: the seed entries are videos' MD5s there.
-            origin = f"VideoMD5:{value}" if fmt == "stopncii" else value[-4:]
+            # StopNCII and threatexchange carry video MD5s only: the seeds are videos' there.
+            video = fmt in ("stopncii", "te-lines", "te-csv")
+            origin = f"VideoMD5:{value}" if video else value[-4:]
             L.add_entry(s, seed, {"md5": value}, origin_member="m", origin_entry_id=origin)
         data = (
             "\n".join(MD5[:3]).encode()

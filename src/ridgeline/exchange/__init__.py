@@ -1,7 +1,8 @@
 """Exchange formats: read hash files into lists and write lists out again.
 
 Formats: `ncmec-xml` (NCMEC hash sharing), `vics` (Project VIC 1.3 and 2.0), `icse`
-(INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), and our own `txt`, `csv` and
+(INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), `te-lines` and `te-csv`
+(python-threatexchange's signal lines and dataset CSV), and our own `txt`, `csv` and
 `jsonl` (`ridgeline.exchange.native`). Every reader is tolerant (bad records are
 reported with their position and skipped) and parses into the same `ParseResult`;
 one writer (`ridgeline.exchange.apply.apply_records`) stores every format, so every
@@ -21,7 +22,7 @@ from sqlalchemy.orm import Session
 
 from ridgeline import lists as L
 from ridgeline.errors import BadInput
-from ridgeline.exchange import icse, native, ncmec, stopncii, vics
+from ridgeline.exchange import icse, native, ncmec, stopncii, threatexchange, vics
 from ridgeline.exchange.apply import (
     NOT_LISTABLE_CHOICES,
     ImportReport,
@@ -39,10 +40,20 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     vics.NAME: vics.parse,
     icse.NAME: icse.parse,
     stopncii.NAME: stopncii.parse,
+    threatexchange.LINES: threatexchange.parse,
+    threatexchange.CSV: threatexchange.parse_csv,
 }
 #: Every format `import_file` reads: our own, then the partner formats.
 IMPORT_FORMATS = (*native.FORMATS, *PARSERS)
-EXPORT_FORMATS = ("csv", "jsonl", ncmec.NAME, vics.NAME, icse.NAME, stopncii.NAME)
+EXPORT_FORMATS = (
+    "csv",
+    "jsonl",
+    ncmec.NAME,
+    vics.NAME,
+    icse.NAME,
+    stopncii.NAME,
+    *threatexchange.FORMATS,
+)
 #: Formats whose files carry deletions, so an export may include tombstones.
 WITH_DELETIONS = (ncmec.NAME, icse.NAME, stopncii.NAME)
 
@@ -195,6 +206,8 @@ def _reason(fmt: str, item: ExportItem) -> str | None:
         return "deletion (the format has none)"
     if fmt == stopncii.NAME:
         return stopncii.not_carried(item)
+    if fmt in threatexchange.FORMATS:
+        return threatexchange.not_carried(item)
     carried = CARRIED_SIGNALS.get(fmt)
     if carried is not None and not carried & set(item.signals):
         return f"no hash the format carries ({', '.join(sorted(item.signals)) or 'none'})"
@@ -293,4 +306,8 @@ def _write(
         )
     if fmt == icse.NAME:
         return icse.export(items)
+    if fmt == threatexchange.LINES:
+        return threatexchange.export(items)
+    if fmt == threatexchange.CSV:
+        return threatexchange.export_csv(items, collab=hash_list.name)
     return stopncii.export(items)
