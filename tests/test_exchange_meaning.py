@@ -18,8 +18,8 @@ from sqlalchemy import select
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.cli import main
+from ridgeline.lists.models import Entry
 from ridgeline.store import Store
-from ridgeline.store.models import Entry
 from ridgeline.timeutil import utcnow
 
 BENIGN = b"a benign text file made in the test\n"
