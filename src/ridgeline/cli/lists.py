@@ -24,7 +24,7 @@ else:  # imported on first use: `lists ls` and `--help` must not pay for SQLAlch
 #: As `ridgeline.lists` defines them (checked in tests/test_cli_startup.py); literal
 #: here so that building the commands imports nothing heavy.
 DEFAULT_REVIEW_QUORUM = 3
-ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
+ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
 
 
 def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
