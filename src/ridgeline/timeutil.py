@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 
 from ridgeline.errors import BadInput
 
@@ -26,11 +27,17 @@ def isoformat(value: dt.datetime | None) -> str | None:
     return as_utc(value).isoformat().replace("+00:00", "Z")
 
 
+_OFFSET_THEN_Z = re.compile(r"T.*[+-]\d\d:?\d\d[Zz]$")
+
+
 def parse_iso(text: str) -> dt.datetime:
     """Parse ISO 8601 (with `Z` or an offset; naive means UTC); `BadInput` otherwise
     (a `ValueError`, as `fromisoformat` raises)."""
+    text = text.strip()
+    if _OFFSET_THEN_Z.search(text):  # "+01:00Z", as some writers put it: the offset rules
+        text = text[:-1]
     try:
-        value = dt.datetime.fromisoformat(text.strip().replace("Z", "+00:00"))
+        value = dt.datetime.fromisoformat(text.replace("Z", "+00:00").replace("z", "+00:00"))
     except ValueError:
         raise BadInput(f"{text!r} is not an ISO 8601 time (e.g. 2026-01-31T12:00:00Z)") from None
     return as_utc(value)

@@ -27,8 +27,19 @@ from ridgeline.timeutil import parse_iso
 @click.option("--include-deleted", is_flag=True,
               help="Write tombstones as deletions (ncmec-xml, icse, stopncii).")  # fmt: skip
 @click.option("--vics-version", type=click.Choice(["1.3", "2.0"]), default="2.0", show_default=True)
-@click.option("--vics-profile", default="US", show_default=True, help="VICS 2.0 category profile.")
+@click.option("--vics-profile", default=None,
+              help="VICS 2.0 category profile (US, CA, UK; default: the profile the "
+              "entries were read with, else US).")  # fmt: skip
 @click.option("--vics-cases", is_flag=True, help="VICS: write a #Cases export, not #Media.")
+@click.option("--status", "statuses", default=None,
+              help="Write live entries with these statuses (comma-separated, e.g. "
+              "pending,confirmed) instead of only those that can match now.")  # fmt: skip
+@click.option("--member-id", envvar="RIDGELINE_MEMBER_ID", default=None,
+              help="Our member id in the exchange, written on our own entries "
+              "(ncmec-xml; env RIDGELINE_MEMBER_ID; default 0).")  # fmt: skip
+@click.option("--member-name", envvar="RIDGELINE_MEMBER_NAME", default=None,
+              help="Our member name (ncmec-xml; env RIDGELINE_MEMBER_NAME; default: the "
+              "list's owner).")  # fmt: skip
 @db_option
 @handle_errors
 def export(
@@ -37,26 +48,39 @@ def export(
     out: str,
     include_deleted: bool,
     vics_version: str,
-    vics_profile: str,
+    vics_profile: str | None,
     vics_cases: bool,
+    statuses: str | None,
+    member_id: str | None,
+    member_name: str | None,
     db: str | None,
 ) -> None:
-    """Write list NAME in an exchange format."""
+    """Write list NAME in an exchange format.
+
+    Only entries that can match now are written unless --status says otherwise; what
+    was written and what could not be carried (per reason) is printed to stderr.
+    """
     store = open_store(db)
     with store.session() as session:
-        data = exchange.export_list(
+        result = exchange.export_report(
             session,
             L.get_list(session, name),
             file_format,
             include_deleted=include_deleted,
+            statuses=None if statuses is None else [s.strip() for s in statuses.split(",")],
             vics_version=vics_version,
             vics_profile=vics_profile,
             vics_cases=vics_cases,
+            member_id=member_id,
+            member_name=member_name,
         )
     if out == "-":
-        sys.stdout.buffer.write(data)
+        sys.stdout.buffer.write(result.data)
     else:
-        Path(out).write_bytes(data)
+        Path(out).write_bytes(result.data)
+    click.echo(f"wrote {result.written} entries and {result.deletions} deletions", err=True)
+    for reason, count in sorted(result.not_carried.items()):
+        click.echo(f"not written: {count} ({reason})", err=True)
 
 
 @click.command("keygen")

@@ -24,7 +24,7 @@ else:  # imported on first use: `lists ls` and `--help` must not pay for SQLAlch
 #: As `ridgeline.lists` defines them (checked in tests/test_cli_startup.py); literal
 #: here so that building the commands imports nothing heavy.
 DEFAULT_REVIEW_QUORUM = 3
-ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
+ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
 
 
 def _parse_thresholds(values: tuple[str, ...]) -> dict[str, float]:
@@ -373,25 +373,35 @@ def expire_disables(actor: str | None, db: str | None, fmt: str | None) -> None:
 @click.option("--include-deleted", is_flag=True)
 @click.option("--after-id", type=int, default=0, help="Page: only ids after this one.")
 @click.option("--limit", type=int, default=None)
+@click.option("--series", default=None, help="Only entries of this series (VICS Series).")
+@click.option("--victim-identified/--victim-not-identified", "victim_identified", default=None,
+              help="Only entries whose victim is (or is not) identified.")  # fmt: skip
+@click.option("--member", default=None, help="Only entries shared by this member (id or name).")
 @db_option
 @format_option
 @handle_errors
 def entries_ls(name: str, statuses: tuple[str, ...], enabled: bool | None,
                classification: str | None, include_deleted: bool, after_id: int,
-               limit: int | None, db: str | None, fmt: str | None) -> None:  # fmt: skip
-    """Entries of list NAME, filtered by status, enabled flag and classification."""
+               limit: int | None, series: str | None, victim_identified: bool | None,
+               member: str | None, db: str | None, fmt: str | None) -> None:  # fmt: skip
+    """Entries of list NAME, filtered by status, enabled flag, classification, series,
+    victim-identified flag and member."""
     store = open_store(db)
     with store.session() as session, Writer(
         fmt, columns=["id", "status", "enabled", "disabled_until", "signals", "classifications",
-                      "source", "deleted_at"], keep=["signals"],
+                      "source", "member", "series", "victim_identified", "case_numbers",
+                      "deleted_at"], keep=["signals"],
     ) as out:  # fmt: skip
         hash_list = L.get_list(session, name)
         for entry in L.list_entries(
             session, hash_list, status=list(statuses) or None, enabled=enabled,
             classification=parse_classification(classification) if classification else None,
-            include_deleted=include_deleted, after_id=after_id, limit=limit,
+            include_deleted=include_deleted, after_id=after_id, limit=limit, series=series,
+            victim_identified=victim_identified, member=member,
         ):  # fmt: skip
-            out.write(L.entry_to_json(entry))
+            row = L.entry_to_json(entry)
+            row["member"] = entry.origin_member_name or entry.origin_member
+            out.write(row)
 
 
 @entries.command("history")

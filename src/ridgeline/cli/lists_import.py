@@ -53,6 +53,14 @@ _SUFFIXES = {"txt": "txt", "csv": "csv", "jsonl": "jsonl", "xml": "ncmec-xml"}
     is_flag=True,
     help="The source reviewed these already: record them confirmed even under a review policy.",
 )
+@click.option(
+    "--not-listable",
+    type=click.Choice(exchange.NOT_LISTABLE_CHOICES),
+    default="skip",
+    show_default=True,
+    help="Records labelled non-pertinent or comparison (VICS 0 and 4, ridgeline:not-csam): "
+    "skip them, keep them as 'reference' entries that never match, or list them anyway.",
+)
 @db_option
 @click.option("--output", "fmt", type=click.Choice(["table", "json", "jsonl"]), default=None)
 @handle_errors
@@ -65,6 +73,7 @@ def import_(
     source: str | None,
     since: str | None,
     confirmed_elsewhere: bool,
+    not_listable: str,
     db: str | None,
     fmt: str | None,
 ) -> None:
@@ -99,6 +108,7 @@ def import_(
             actor=actor,
             since="last" if since == "last" else since_value,
             confirmed_elsewhere=confirmed_elsewhere,
+            not_listable=not_listable,
         )
         errors = [(e["position"], e["error"]) for e in report.errors]
         summary = report.to_json()

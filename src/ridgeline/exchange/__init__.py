@@ -1,7 +1,8 @@
 """Exchange formats: read hash files into lists and write lists out again.
 
 Formats: `ncmec-xml` (NCMEC hash sharing), `vics` (Project VIC 1.3 and 2.0), `icse`
-(INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), and our own `txt`, `csv` and
+(INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), `te-lines` and `te-csv`
+(python-threatexchange's signal lines and dataset CSV), and our own `txt`, `csv` and
 `jsonl` (`ridgeline.exchange.native`). Every reader is tolerant (bad records are
 reported with their position and skipped) and parses into the same `ParseResult`;
 one writer (`ridgeline.exchange.apply.apply_records`) stores every format, so every
@@ -11,17 +12,27 @@ format takes the same import options. Every import is one transaction.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ridgeline import lists as L
 from ridgeline.errors import BadInput
-from ridgeline.exchange import icse, native, ncmec, stopncii, vics
-from ridgeline.exchange.apply import ImportReport, apply_records, export_items, last_timestamp
+from ridgeline.exchange import icse, native, ncmec, stopncii, threatexchange, vics
+from ridgeline.exchange.apply import (
+    NOT_LISTABLE_CHOICES,
+    ImportReport,
+    apply_records,
+    export_items,
+    last_timestamp,
+)
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
-from ridgeline.lists.models import HashList
+from ridgeline.lists.models import Entry, HashList
+from ridgeline.timeutil import utcnow
 
 #: Partner formats' parsers (bytes, what) -> records.
 PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
@@ -29,24 +40,37 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     vics.NAME: vics.parse,
     icse.NAME: icse.parse,
     stopncii.NAME: stopncii.parse,
+    threatexchange.LINES: threatexchange.parse,
+    threatexchange.CSV: threatexchange.parse_csv,
 }
 #: Every format `import_file` reads: our own, then the partner formats.
 IMPORT_FORMATS = (*native.FORMATS, *PARSERS)
-EXPORT_FORMATS = ("csv", "jsonl", ncmec.NAME, vics.NAME, icse.NAME, stopncii.NAME)
+EXPORT_FORMATS = (
+    "csv",
+    "jsonl",
+    ncmec.NAME,
+    vics.NAME,
+    icse.NAME,
+    stopncii.NAME,
+    *threatexchange.FORMATS,
+)
 #: Formats whose files carry deletions, so an export may include tombstones.
 WITH_DELETIONS = (ncmec.NAME, icse.NAME, stopncii.NAME)
 
 __all__ = [
     "EXPORT_FORMATS",
     "IMPORT_FORMATS",
+    "NOT_LISTABLE_CHOICES",
     "PARSERS",
     "ExchangeRecord",
     "ExportItem",
+    "ExportResult",
     "ImportReport",
     "ParseResult",
     "apply_records",
     "export_items",
     "export_list",
+    "export_report",
     "import_bytes",
     "import_exchange",
     "import_file",
@@ -83,9 +107,11 @@ def import_bytes(
     since: dt.datetime | str | None = None,
     status: str | None = None,
     confirmed_elsewhere: bool = False,
+    not_listable: str = "skip",
 ) -> ImportReport:
     """Import a file already in memory (any of `IMPORT_FORMATS`); see `import_file`."""
     parsed = parse_bytes(data, fmt, what, signal=signal)
+    watermark = since == "last"
     if since == "last":
         since = last_timestamp(session, hash_list, source or fmt)
     elif isinstance(since, str):
@@ -99,6 +125,8 @@ def import_bytes(
         since=since,
         status=status,
         confirmed_elsewhere=confirmed_elsewhere,
+        not_listable=not_listable,
+        watermark=watermark,
     )
 
 
@@ -114,13 +142,15 @@ def import_file(
     since: dt.datetime | str | None = None,
     status: str | None = None,
     confirmed_elsewhere: bool = False,
+    not_listable: str = "skip",
 ) -> ImportReport:
     """Import a file of any format into `hash_list` inside the caller's transaction.
 
     `since="last"` continues from the newest timestamp seen from this source before;
     `source` (default: the format) names the source; `confirmed_elsewhere` records new
-    entries confirmed under a review policy. A malformed file raises `BadInput` before
-    anything is written.
+    entries confirmed under a review policy; `not_listable` says what becomes of
+    non-pertinent and comparison records (`apply.NOT_LISTABLE_CHOICES`). A malformed
+    file raises `BadInput` before anything is written.
     """
     data = read_input(path)
     return import_bytes(
@@ -135,11 +165,108 @@ def import_file(
         since=since,
         status=status,
         confirmed_elsewhere=confirmed_elsewhere,
+        not_listable=not_listable,
     )
 
 
 #: The name partner-format imports were first written with; the same function.
 import_exchange = import_file
+
+
+#: Signals each partner format can carry (an entry with none of them is not written).
+CARRIED_SIGNALS: dict[str, frozenset[str]] = {
+    ncmec.NAME: frozenset(ncmec.FINGERPRINTS.values()),
+    vics.NAME: frozenset({"md5", "sha1", "sha256", "photodna"}),
+    icse.NAME: frozenset({"md5", "sha1", "sha256", "photodna", "pdq"}),
+}
+
+
+@dataclass(frozen=True)
+class ExportResult:
+    """An export's bytes and what it wrote and could not carry, per reason."""
+
+    format: str
+    data: bytes
+    written: int
+    deletions: int
+    not_carried: dict[str, int]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "format": self.format,
+            "written": self.written,
+            "deletions": self.deletions,
+            "not_carried": dict(self.not_carried),
+        }
+
+
+def _reason(fmt: str, item: ExportItem) -> str | None:
+    """Why `fmt` cannot carry `item`, or None."""
+    if item.deleted and fmt not in WITH_DELETIONS:
+        return "deletion (the format has none)"
+    if fmt == stopncii.NAME:
+        return stopncii.not_carried(item)
+    if fmt in threatexchange.FORMATS:
+        return threatexchange.not_carried(item)
+    carried = CARRIED_SIGNALS.get(fmt)
+    if carried is not None and not carried & set(item.signals):
+        return f"no hash the format carries ({', '.join(sorted(item.signals)) or 'none'})"
+    return None
+
+
+def export_report(
+    session: Session,
+    hash_list: HashList,
+    fmt: str,
+    *,
+    include_deleted: bool = False,
+    statuses: Sequence[str] | None = None,
+    **options: Any,
+) -> ExportResult:
+    """The list in format `fmt`, with counts of what was written and left out.
+
+    By default only entries that can match now are written (a pending entry exported
+    and imported elsewhere must not come back confirmed); `statuses` names the live
+    entries' statuses to write instead. Tombstones only where the format carries
+    deletions.
+    """
+    if fmt not in EXPORT_FORMATS:
+        raise BadInput(
+            f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}"
+        )
+    if statuses is not None:
+        bad = [s for s in statuses if s not in L.ENTRY_STATUSES]
+        if bad:
+            raise BadInput(f"status must be one of {', '.join(L.ENTRY_STATUSES)}, not {bad[0]!r}")
+    items = export_items(
+        session,
+        hash_list,
+        include_deleted=include_deleted and fmt in WITH_DELETIONS,
+        matchable_at=utcnow() if statuses is None else None,
+        statuses=statuses,
+    )
+    not_carried: dict[str, int] = {}
+    written_ids = {i.entry_id for i in items}
+    for entry_id, status, enabled in session.execute(
+        select(Entry.id, Entry.status, Entry.enabled).where(
+            Entry.list_id == hash_list.id, Entry.deleted_at.is_(None)
+        )
+    ):
+        if entry_id not in written_ids:
+            reason = f"status {status}" if status != "confirmed" or enabled else "disabled"
+            not_carried[reason] = not_carried.get(reason, 0) + 1
+    if not hash_list.enabled and statuses is None and not_carried:
+        not_carried = {"list disabled": sum(not_carried.values())}
+    kept: list[ExportItem] = []
+    for item in items:
+        why = _reason(fmt, item)
+        if why is None:
+            kept.append(item)
+        else:
+            not_carried[why] = not_carried.get(why, 0) + 1
+    data = _write(session, hash_list, fmt, kept, options)
+    deletions = sum(1 for i in kept if i.deleted)
+    return ExportResult(fmt, data, len(kept) - deletions, deletions, not_carried)
 
 
 def export_list(
@@ -148,27 +275,39 @@ def export_list(
     fmt: str,
     *,
     include_deleted: bool = False,
+    statuses: Sequence[str] | None = None,
     **options: Any,
 ) -> bytes:
-    """The list in format `fmt`; tombstones only where the format carries deletions."""
-    items = export_items(
-        session, hash_list, include_deleted=include_deleted and fmt in WITH_DELETIONS
-    )
+    """The bytes of `export_report`."""
+    return export_report(
+        session, hash_list, fmt, include_deleted=include_deleted, statuses=statuses, **options
+    ).data
+
+
+def _write(
+    session: Session, hash_list: HashList, fmt: str, items: list[ExportItem], options: Any
+) -> bytes:
     if fmt == "csv":
         return native.export_csv(items)
     if fmt == "jsonl":
         return native.export_jsonl(items)
     if fmt == ncmec.NAME:
-        return ncmec.export(items, member_name=options.get("member_name") or hash_list.owner)
+        return ncmec.export(
+            items,
+            member_id=options.get("member_id") or None,
+            member_name=options.get("member_name") or hash_list.owner,
+        )
     if fmt == vics.NAME:
         return vics.export(
             items,
             version=options.get("vics_version") or "2.0",
-            profile=options.get("vics_profile") or "US",
+            profile=options.get("vics_profile") or None,
             cases=bool(options.get("vics_cases")),
         )
     if fmt == icse.NAME:
         return icse.export(items)
-    if fmt == stopncii.NAME:
-        return stopncii.export(items)
-    raise BadInput(f"unknown export format {fmt!r}; expected one of {', '.join(EXPORT_FORMATS)}")
+    if fmt == threatexchange.LINES:
+        return threatexchange.export(items)
+    if fmt == threatexchange.CSV:
+        return threatexchange.export_csv(items, collab=hash_list.name)
+    return stopncii.export(items)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import datetime as dt
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -22,7 +23,8 @@ from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
 from ridgeline import lists as L
-from ridgeline.errors import RidgelineError
+from ridgeline.classifications import is_listable
+from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
 from ridgeline.lists.models import Entry, HashList
@@ -31,6 +33,9 @@ from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.
 BATCH = 5000
+#: What an import does with records that are not listable (non-pertinent, comparison):
+#: skip them, keep them as `reference` entries that never match, or list them anyway.
+NOT_LISTABLE_CHOICES = ("skip", "reference", "list")
 
 
 @dataclass
@@ -48,6 +53,10 @@ class ImportReport:
     deleted: int = 0
     deletions_unmatched: int = 0
     skipped_older: int = 0
+    #: Records whose labels say they are not for a block list (see NOT_LISTABLE_CHOICES).
+    not_listable: int = 0
+    #: Those of them kept as `reference` entries.
+    reference: int = 0
     max_timestamp: dt.datetime | None = None
     errors: list[dict[str, str]] = field(default_factory=list)
 
@@ -64,6 +73,8 @@ class ImportReport:
             "deleted": self.deleted,
             "deletions_unmatched": self.deletions_unmatched,
             "skipped_older": self.skipped_older,
+            "not_listable": self.not_listable,
+            "reference": self.reference,
             "max_timestamp": isoformat(self.max_timestamp),
             "errors": self.errors,
         }
@@ -164,6 +175,8 @@ def apply_records(
     since: dt.datetime | None = None,
     status: str | None = None,
     confirmed_elsewhere: bool = False,
+    not_listable: str = "skip",
+    watermark: bool = False,
 ) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
@@ -173,8 +186,18 @@ def apply_records(
     without a timestamp are always applied. `confirmed_elsewhere` records new entries
     confirmed under a review policy. Parse errors are carried into the report. New
     entries are inserted in bulk; the import is one record in the tamper-evident log
-    and one `import` event per entry in its history.
+    and one `import` event per entry in its history. Records labelled non-pertinent or
+    comparison (`classifications.is_listable`) never become matchable: `not_listable`
+    skips them (default), keeps them as `reference` entries, or lists them anyway.
+    `watermark` says `since` is this source's remembered newest time (`--since last`):
+    pages of a feed are not in time order, so an older record is skipped only when the
+    list already has it, never when it is new. Deletions are applied after the other
+    records of the file, unless a newer record of the same entry follows them.
     """
+    if not_listable not in NOT_LISTABLE_CHOICES:
+        raise BadInput(
+            f"not_listable must be one of {', '.join(NOT_LISTABLE_CHOICES)}, not {not_listable!r}"
+        )
     source_name = source or parsed.format
     report = ImportReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
     report.errors = list(parsed.errors)
@@ -182,41 +205,78 @@ def apply_records(
     if status is None:
         status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
     since_utc = as_utc(since) if since is not None else None
-    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]]]] = []
+    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool]] = []
     labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a handful of labels
     for record in parsed.records:
-        if since_utc is not None and record.timestamp is not None and record.timestamp < since_utc:
+        older = (
+            since_utc is not None and record.timestamp is not None and record.timestamp < since_utc
+        )
+        if older and not watermark:
             report.skipped_older += 1
             continue
         try:
-            signals = L.normalize_signals(hash_list, record.signals) if record.signals else {}
+            signals = _tolerant_signals(hash_list, record, report)
             classes = [_checked(c, labels) for c in record.classifications]
         except RidgelineError as exc:
             report.errors.append({"position": record.position, "error": str(exc)})
             continue
-        good.append((record, signals, classes))
+        listable = record.listable if record.listable is not None else is_listable(classes)
+        if not listable and not record.deleted and not_listable != "list":
+            report.not_listable += 1
+            if not_listable == "skip":
+                continue
+        good.append((record, signals, classes, listable or not_listable == "list", older))
     index = _Index(
         session,
         hash_list,
-        {(name, lookup_key(value)) for _, signals, _ in good for name, value in signals.items()},
-        with_origins=any(record.origin_entry_id is not None for record, _, _ in good),
+        {(name, lookup_key(value)) for _, signals, *_ in good for name, value in signals.items()},
+        with_origins=any(record.origin_entry_id is not None for record, *_ in good),
     )
     pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
-    for record, signals, classes in good:
+    references = _Pending(
+        session, hash_list, index, report, parsed.format, source, actor, "reference"
+    )
+    references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
+
+    def real_ids(ids: list[int]) -> list[int]:
+        return references.real_ids(pending.real_ids(ids))
+
+    # Deletions last, so a deletion listed before its (older) entry still finds it; a
+    # deletion loses to a newer record of the same entry in the same file.
+    newest: dict[Any, dt.datetime] = {}
+    for record, signals, *_ in good:
+        if not record.deleted and record.timestamp is not None:
+            for key in _identities(record, signals):
+                if key not in newest or newest[key] < record.timestamp:
+                    newest[key] = record.timestamp
+    ordered = [g for g in good if not g[0].deleted] + [g for g in good if g[0].deleted]
+    for record, signals, classes, listed, older in ordered:
+        if record.timestamp is not None:  # the partner's own date, kept beside ours
+            key = "deleted_time" if record.deleted else "record_time"
+            record.extra = {**record.extra, key: isoformat(record.timestamp)}
         same_origin = index.by_origin_of(record)
+        if record.deleted and record.timestamp is not None:
+            later = [newest[k] for k in _identities(record, signals) if k in newest]
+            if later and max(later) > record.timestamp:
+                report.skipped_older += 1
+                continue
+        if older and not record.deleted and (same_origin or index.by_hash(signals)):
+            report.skipped_older += 1  # seen before: the watermark may skip it
+            continue
         if record.deleted:
             found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
             if not found:
                 report.deletions_unmatched += 1
-            for entry_id in pending.real_ids(found):
+            for entry_id in real_ids(found):
                 entry = session.get(Entry, entry_id)
                 if entry is not None and entry.deleted_at is None:
                     L.delete_entry(session, entry, actor=actor, reason=f"deleted by {source_name}")
+                    _merge_meta(session, entry_id, record.extra, parsed.format)
                     index.remove(entry_id)
                     report.deleted += 1
             continue
         if same_origin:
-            (entry_id,) = pending.real_ids(same_origin[:1])
+            (entry_id,) = real_ids(same_origin[:1])
             if _update(session, entry_id, record, signals, classes, actor, report.batch):
                 report.updated += 1
             else:
@@ -225,8 +285,13 @@ def apply_records(
         if index.by_hash(signals):
             report.duplicates += 1
             continue
-        pending.add(record, signals, classes)
+        if listed:
+            pending.add(record, signals, classes)
+        else:
+            references.add(record, signals, classes)
+            report.reference += 1
     pending.flush()
+    references.flush()
     report.max_timestamp = parsed.max_timestamp
     _remember(session, hash_list, source_name, parsed.format, parsed.max_timestamp)
     session.flush()
@@ -240,6 +305,35 @@ def apply_records(
         | ({"confirmed_elsewhere": True} if confirmed_elsewhere else {}),
     )
     return report
+
+
+def _identities(record: ExchangeRecord, signals: dict[str, str]) -> list[Any]:
+    """Keys that name the entry a record is about: its origin id, else its hashes."""
+    if record.origin_entry_id is not None:
+        return [(record.origin_member, record.origin_entry_id)]
+    return [(name, lookup_key(value)) for name, value in signals.items()]
+
+
+def _tolerant_signals(
+    hash_list: HashList, record: ExchangeRecord, report: ImportReport
+) -> dict[str, str]:
+    """The record's valid hashes; a bad one is reported and skipped, the rest kept (the
+    record is rejected only when none is left)."""
+    good: dict[str, str] = {}
+    bad: list[str] = []
+    for name, value in record.signals.items():
+        try:
+            good.update(L.normalize_signals(hash_list, {name: value}))
+        except RidgelineError as exc:
+            bad.append(str(exc))
+    if bad and (good or record.deleted):
+        for message in bad:
+            report.errors.append(
+                {"position": record.position, "error": f"{message} (skipped; the rest kept)"}
+            )
+    elif bad:
+        raise BadInput("; ".join(bad))
+    return good
 
 
 def _checked(item: dict[str, str], seen: dict[tuple[str, str], dict[str, str]]) -> dict[str, str]:
@@ -305,6 +399,10 @@ class _Pending:
                         "origin_member": record.origin_member,
                         "origin_entry_id": record.origin_entry_id,
                         "note": record.note,
+                        "series": record.series,
+                        "victim_identified": record.victim_identified,
+                        "case_numbers": record.case_numbers or None,
+                        "origin_member_name": record.origin_member_name,
                     },
                     event={
                         "batch": self.report.batch,
@@ -351,13 +449,19 @@ def _update(
         session, entry, signals, classes, qualities=record.qualities, actor=actor, batch=batch
     ):
         return False
-    if record.extra:
-        meta = session.get(ExchangeMeta, entry.id)
-        if meta is None:
-            session.add(ExchangeMeta(entry_id=entry.id, format="", data=record.extra))
-        else:
-            meta.data = {**meta.data, **record.extra}
+    _merge_meta(session, entry.id, record.extra, "")
     return True
+
+
+def _merge_meta(session: Session, entry_id: int, extra: dict[str, Any], fmt: str) -> None:
+    """Keep the newest format facts of an entry (a withdrawal's status, say)."""
+    if not extra:
+        return
+    meta = session.get(ExchangeMeta, entry_id)
+    if meta is None:
+        session.add(ExchangeMeta(entry_id=entry_id, format=fmt, data=extra))
+    else:
+        meta.data = {**meta.data, **extra}
 
 
 def _remember(
@@ -381,11 +485,16 @@ def export_items(
     *,
     include_deleted: bool = False,
     matchable_at: dt.datetime | None = None,
+    statuses: Sequence[str] | None = None,
 ) -> list[ExportItem]:
     """The list's entries as exporters see them (`lists.read_entries`: live, tombstones
     too if asked, or only those matchable at `matchable_at`), with kept format facts."""
     views = L.read_entries(
-        session, hash_list, include_deleted=include_deleted, matchable_at=matchable_at
+        session,
+        hash_list,
+        include_deleted=include_deleted,
+        matchable_at=matchable_at,
+        statuses=statuses,
     )
     metas: dict[int, dict[str, Any]] = {
         entry_id: data

@@ -121,7 +121,7 @@ def export(items: Sequence[ExportItem]) -> bytes:
                 item.signals.get("pdq", ""),
                 "|".join(labels),
                 item.origin_member or "",
-                isoformat(item.updated_at),
+                isoformat(item.record_time),
                 "deleted" if item.deleted else "active",
                 item.note or "",
             ]

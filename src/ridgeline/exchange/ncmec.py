@@ -20,7 +20,8 @@ from ridgeline.exchange.safexml import child_text, oversized, parse_xml
 from ridgeline.timeutil import as_utc, parse_iso
 
 NAME = "ncmec-xml"
-NAMESPACE = "https://hashsharing.ncmec.org/npo/v2/"
+#: The namespace of the published hash-sharing responses.
+NAMESPACE = "https://hashsharing.ncmec.org/hashsharing/v2"
 #: NCMEC fingerprint tag -> Ridgeline signal name.
 FINGERPRINTS = {"md5": "md5", "sha1": "sha1", "pdna": "photodna", "pdq": "pdq", "sha256": "sha256"}
 _TAG_FOR_SIGNAL = {v: k for k, v in FINGERPRINTS.items()}
@@ -79,17 +80,23 @@ def _entry(element: ET.Element, path: str) -> ExchangeRecord:
     member_name = (member.text or "").strip() or None if member is not None else None
     signals: dict[str, str] = {}
     fingerprints = element.find("fingerprints")
+    other: dict[str, str] = {}
     for fp in fingerprints if fingerprints is not None else []:
         name = FINGERPRINTS.get(fp.tag.lower())
-        if name is None:
-            raise BadInput(f"unknown fingerprint <{fp.tag}>; expected {', '.join(FINGERPRINTS)}")
-        if fp.text and fp.text.strip():
+        if not fp.text or not fp.text.strip():
+            continue
+        if name is None:  # tmk-pdqf, videntifier, netclean...: kept, written back
+            other[fp.tag] = fp.text.strip()
+        else:
             signals[name] = fp.text.strip()
     if not deleted and not signals:
-        raise BadInput(f"entry {entry_id!r} has no fingerprints")
+        known = ", ".join(FINGERPRINTS)
+        raise BadInput(f"entry {entry_id!r} has no fingerprint Ridgeline reads ({known})")
     raw_class = child_text(element, "classification")
     classes: list[dict[str, str]] = []
     extra: dict[str, Any] = {"entry_type": kind}
+    if other:
+        extra["other_fingerprints"] = other
     if member_name:
         extra["member_name"] = member_name
     if raw_class is not None:
@@ -104,6 +111,7 @@ def _entry(element: ET.Element, path: str) -> ExchangeRecord:
         classifications=classes,
         source="ncmec",
         origin_member=member_id,
+        origin_member_name=member_name,
         origin_entry_id=entry_id,
         deleted=deleted,
         timestamp=_timestamp(child_text(element, "timestamp")),
@@ -115,22 +123,30 @@ def _format_time(value: dt.datetime) -> str:
     return as_utc(value).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def export(items: Sequence[ExportItem], *, member_name: str | None = None) -> bytes:
-    """A `queryResult` document NCMEC-format readers (HMA, Ridgeline) can take."""
+def export(
+    items: Sequence[ExportItem], *, member_id: str | None = None, member_name: str | None = None
+) -> bytes:
+    """A `queryResult` document NCMEC-format readers (HMA, Ridgeline) can take.
+
+    Partners' entries keep their member; our own entries carry `member_id` and
+    `member_name` (our identity in the exchange; "0" when not configured)."""
     root = ET.Element("queryResult", {"xmlns": NAMESPACE})
     for group_tag, kind in _GROUPS.items():
         chosen = [i for i in items if _kind(i) == kind]
         if not chosen:
             continue
         group = ET.SubElement(root, group_tag, {"count": str(len(chosen))})
-        group.set("maxTimestamp", _format_time(max(i.updated_at for i in chosen)))
+        group.set("maxTimestamp", _format_time(max(i.record_time for i in chosen)))
         for item in chosen:
             tag = ("deleted" + kind.capitalize()) if item.deleted else kind
             element = ET.SubElement(group, tag)
             ET.SubElement(element, "id").text = item.origin_entry_id or f"rl-{item.entry_id}"
-            member = ET.SubElement(element, "member", {"id": item.origin_member or "0"})
-            member.text = item.extra.get("member_name") or member_name or ""
-            ET.SubElement(element, "timestamp").text = _format_time(item.updated_at)
+            ours = item.origin_member is None
+            member = ET.SubElement(
+                element, "member", {"id": (member_id or "0") if ours else str(item.origin_member)}
+            )
+            member.text = (member_name if ours else item.extra.get("member_name")) or ""
+            ET.SubElement(element, "timestamp").text = _format_time(item.record_time)
             industry = [c["label"] for c in item.classifications if c["scheme"] == "industry"]
             raw = industry[0] if industry else item.extra.get("classification")
             if raw and not item.deleted:
@@ -139,6 +155,8 @@ def export(items: Sequence[ExportItem], *, member_name: str | None = None) -> by
             for signal, value in item.signals.items():
                 if signal in _TAG_FOR_SIGNAL:
                     ET.SubElement(fps, _TAG_FOR_SIGNAL[signal]).text = value
+            for tag, value in (item.extra.get("other_fingerprints") or {}).items():
+                ET.SubElement(fps, str(tag)).text = str(value)
     ET.indent(root)
     body: bytes = ET.tostring(root, encoding="utf-8", xml_declaration=True)
     return body + b"\n"

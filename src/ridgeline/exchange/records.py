@@ -7,6 +7,7 @@ is the only code that writes parsed records to the store.
 
 from __future__ import annotations
 
+import codecs
 import csv
 import datetime as dt
 import os
@@ -17,6 +18,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ridgeline.errors import BadInput
+from ridgeline.timeutil import parse_iso
 
 
 @dataclass
@@ -37,6 +39,14 @@ class ExchangeRecord:
     qualities: dict[str, int] = field(default_factory=dict)
     #: Format-specific facts kept so an export can write them back (original category).
     extra: dict[str, Any] = field(default_factory=dict)
+    #: What the partner says about the content, kept as columns of the entry.
+    series: str | None = None
+    victim_identified: bool | None = None
+    case_numbers: list[str] = field(default_factory=list)
+    origin_member_name: str | None = None
+    #: False when the partner marked the record non-pertinent or comparison-only in a
+    #: way no known label says (None: decided by `classifications.is_listable`).
+    listable: bool | None = None
 
 
 @dataclass
@@ -83,10 +93,26 @@ class ExportItem:
     qualities: dict[str, int] = field(default_factory=dict)
     extra: dict[str, Any] = field(default_factory=dict)
 
+    @property
+    def record_time(self) -> dt.datetime:
+        """The time the record itself carries: the partner's own date of the entry (or of
+        its deletion) as read, else when it last changed here."""
+        key = "deleted_time" if self.deleted else "record_time"
+        text = self.extra.get(key)
+        if isinstance(text, str):
+            try:
+                return parse_iso(text)
+            except ValueError:
+                pass
+        return self.updated_at
+
 
 def decode_text(data: bytes, what: str) -> str:
-    """UTF-8 text (BOM allowed) or a clear error naming the byte offset."""
+    """UTF-8 text (BOM allowed), UTF-16 text with its BOM, or a clear error naming the
+    byte offset (Windows tools write UTF-16 with a BOM)."""
     try:
+        if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+            return data.decode("utf-16")
         return data.decode("utf-8-sig")
     except UnicodeDecodeError as exc:
         raise BadInput(f"{what}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None

@@ -116,26 +116,55 @@ def _record(obj: Any, position: str) -> ExchangeRecord:
         deleted=status in REMOVING,
         timestamp=timestamp,
         extra=extra,
+        case_numbers=[str(c) for c in obj["caseNumbers"]]
+        if isinstance(obj.get("caseNumbers"), dict)
+        else [],
     )
 
 
+def _is_video(item: ExportItem) -> bool:
+    """Whether the entry is a video (StopNCII carries MD5s of videos only)."""
+    origin = item.origin_entry_id or ""
+    return item.extra.get("entry_type") == "video" or origin.startswith("VideoMD5:")
+
+
+def _records_of(item: ExportItem) -> list[tuple[str, str]]:
+    """`(signalType, hashValue)` pairs StopNCII can carry for this entry."""
+    out = []
+    if "pdq" in item.signals:
+        out.append(("ImagePDQ", item.signals["pdq"]))
+    if "md5" in item.signals and _is_video(item):
+        out.append(("VideoMD5", item.signals["md5"]))
+    return out
+
+
+def not_carried(item: ExportItem) -> str | None:
+    """Why StopNCII cannot carry the entry: it takes image PDQs and video MD5s only."""
+    if _records_of(item):
+        return None
+    if "md5" in item.signals:
+        return "image MD5 (StopNCII carries video MD5s only)"
+    return f"no hash the format carries ({', '.join(sorted(item.signals)) or 'none'})"
+
+
 def export(items: Sequence[ExportItem]) -> bytes:
-    """A FetchHashes-shaped document; tombstones are written as `Deleted` records."""
+    """A FetchHashes-shaped document; tombstones are written as `Withdrawn` or `Deleted`
+    as read (`Deleted` for our own deletions), with no case numbers or feedback."""
     records: list[dict[str, Any]] = []
     for item in items:
-        for signal, kind in _TYPE_FOR_SIGNAL.items():
-            if signal not in item.signals:
-                continue
-            status = "Deleted" if item.deleted else item.extra.get("hashStatus", "Active")
-            if not item.deleted and status in REMOVING:
-                status = "Active"
+        kept = item.extra.get("hashStatus", "Active")
+        if item.deleted:
+            status = kept if kept in REMOVING else "Deleted"
+        else:
+            status = "Active" if kept in REMOVING else kept
+        for kind, value in _records_of(item):
             record: dict[str, Any] = {
-                "lastModtimestamp": int(item.updated_at.timestamp()),
+                "lastModtimestamp": int(item.record_time.timestamp()),
                 "signalType": kind,
-                "hashValue": item.signals[signal],
+                "hashValue": value,
                 "hashStatus": status,
-                "caseNumbers": item.extra.get("caseNumbers") or {},
-                "CSPFeedbacks": item.extra.get("CSPFeedbacks") or [],
+                "caseNumbers": {} if item.deleted else item.extra.get("caseNumbers") or {},
+                "CSPFeedbacks": [] if item.deleted else item.extra.get("CSPFeedbacks") or [],
             }
             records.append(record)
     newest = max((r["lastModtimestamp"] for r in records), default=0)

@@ -18,7 +18,7 @@ import re
 from collections.abc import Mapping, Sequence
 from typing import Any
 
-from ridgeline.classifications import SCHEMES
+from ridgeline.classifications import NOT_LISTABLE, PROFILE_OF_SCHEME, SCHEMES, VICS_PROFILES
 from ridgeline.errors import BadInput
 from ridgeline.exchange.jsonutil import load_json, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
@@ -27,7 +27,16 @@ from ridgeline.timeutil import as_utc, parse_iso
 NAME = "vics"
 _HASH_KEYS = {"md5": "md5", "sha1": "sha1", "sha256": "sha256", "photodna": "photodna"}
 _PROFILE = re.compile(r"DataModels/2\.0\.xml/([^/$#]+)")
-_KNOWN = {"mediaid", "category", "dateupdated", "mediafiles", *(_HASH_KEYS)}
+_KNOWN = {
+    "mediaid",
+    "category",
+    "dateupdated",
+    "mediafiles",
+    "alternativehashes",
+    *(_HASH_KEYS),
+}
+#: `AlternativeHashes` names -> Ridgeline signal (others are kept as read).
+_ALTERNATIVE = {"pdq": "pdq", "sha256": "sha256", "md5": "md5", "sha1": "sha1"}
 CONTEXT_20 = (
     "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/{profile}/$metadata#{kind}"
 )
@@ -101,15 +110,21 @@ def _media(
             for key, sig in _HASH_KEYS.items()
             if first.get(key) not in (None, "")
         }
+    other = _alternative(lower.get("alternativehashes"), signals)
     if not signals:
-        raise BadInput("media has no MD5, SHA1, SHA256 or PhotoDNA")
+        raise BadInput("media has no MD5, SHA1, SHA256, PhotoDNA or PDQ")
     category = lower.get("category")
     classes: list[dict[str, str]] = []
+    listable: bool | None = None
     if category is not None:
         if isinstance(category, bool) or not isinstance(category, int | str):
             raise BadInput(f"Category must be a number, not {json.dumps(category)}")
-        if str(category).strip() in SCHEMES["vics-us"]:
-            classes.append({"scheme": "vics-us", "label": str(category).strip()})
+        code = str(category).strip()
+        scheme = scheme_of(profile)
+        if scheme is None:  # a profile we do not know: keep the code, trust no label
+            listable = code not in NOT_LISTABLE["vics-us"]
+        elif code in SCHEMES[scheme]:
+            classes.append({"scheme": scheme, "label": code})
     timestamp: dt.datetime | None = None
     if lower.get("dateupdated"):
         try:
@@ -122,11 +137,14 @@ def _media(
         if str(k).lower() not in _KNOWN and (v is None or isinstance(v, str | int | float | bool))
     }
     extra: dict[str, Any] = {"version": version, "profile": profile, "fields": fields}
+    if other:
+        extra["alternative_hashes"] = other
     if category is not None:
         extra["category"] = category
     if case_id is not None:
         extra["case_id"] = case_id
     media_id = lower.get("mediaid")
+    series = lower.get("series")
     return ExchangeRecord(
         position=path,
         signals=signals,
@@ -135,29 +153,88 @@ def _media(
         origin_entry_id=None if media_id is None else str(media_id),
         timestamp=timestamp,
         extra=extra,
+        listable=listable,
+        series=str(series).strip() or None if isinstance(series, str | int) else None,
+        victim_identified=_flag(lower.get("victimidentified")),
+        case_numbers=[] if case_id is None else [str(case_id)],
     )
 
 
-def _media_json(item: ExportItem) -> dict[str, Any]:
+def _flag(value: Any) -> bool | None:
+    """A VICS boolean: JSON true/false or the strings "true"/"false" (1.3 writers)."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("true", "false"):
+        return value.strip().lower() == "true"
+    return None
+
+
+def _alternative(value: Any, signals: dict[str, str]) -> list[dict[str, Any]]:
+    """Take `AlternativeHashes` items (`HashName`, `HashValue`) into `signals`; return the
+    ones Ridgeline has no signal for, to write back as read."""
+    other: list[dict[str, Any]] = []
+    for item in value if isinstance(value, list) else []:
+        if not isinstance(item, dict):
+            continue
+        low = {str(k).lower(): v for k, v in item.items()}
+        name = low.get("hashname", low.get("name", low.get("type")))
+        text = low.get("hashvalue", low.get("value"))
+        signal = _ALTERNATIVE.get(str(name).strip().lower()) if name is not None else None
+        if signal is not None and isinstance(text, str) and text.strip():
+            signals.setdefault(signal, text.strip())
+        else:
+            other.append(item)
+    return other
+
+
+def scheme_of(profile: str | None) -> str | None:
+    """The classification scheme of a VICS category profile (1.3 files: US)."""
+    if profile is None:
+        return "vics-us"
+    return VICS_PROFILES.get(profile.strip().upper())
+
+
+def _profile_of(items: Sequence[ExportItem]) -> str:
+    """The profile most entries were read with, or that their labels' scheme names."""
+    counts: dict[str, int] = {}
+    for item in items:
+        read = item.extra.get("profile")
+        if isinstance(read, str) and read:
+            name = read
+        else:
+            schemes = [
+                c["scheme"] for c in item.classifications if c["scheme"] in PROFILE_OF_SCHEME
+            ]
+            if not schemes:
+                continue
+            name = PROFILE_OF_SCHEME[schemes[0]]
+        counts[name] = counts.get(name, 0) + 1
+    return max(counts, key=lambda k: counts[k]) if counts else "US"
+
+
+def _media_json(item: ExportItem, scheme: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    if item.origin_entry_id is not None:
-        out["MediaID"] = (
-            int(item.origin_entry_id) if item.origin_entry_id.isdigit() else (item.origin_entry_id)
-        )
-    else:
-        out["MediaID"] = item.entry_id
-    if "category" in item.extra:
+    origin = item.origin_entry_id
+    # MediaID is an integer in VICS; an id that is not one stays ours (the entry id).
+    out["MediaID"] = int(origin) if origin is not None and origin.isdigit() else item.entry_id
+    read_scheme = scheme_of(item.extra.get("profile")) if "version" in item.extra else None
+    labels = [c["label"] for c in item.classifications if c["scheme"] == scheme]
+    if "category" in item.extra and (read_scheme == scheme or not item.classifications):
         out["Category"] = item.extra["category"]
-    else:
-        vics = [c["label"] for c in item.classifications if c["scheme"] == "vics-us"]
-        if vics:
-            out["Category"] = int(vics[0])
+    elif labels:
+        out["Category"] = int(labels[0])
     for signal, key in (("md5", "MD5"), ("sha1", "SHA1"), ("sha256", "SHA256")):
         if signal in item.signals:
             out[key] = item.signals[signal].upper()
     if "photodna" in item.signals:
         out["PhotoDNA"] = item.signals["photodna"]
-    out["DateUpdated"] = as_utc(item.updated_at).isoformat().replace("+00:00", "Z")
+    alternative = (
+        [{"HashName": "PDQ", "HashValue": item.signals["pdq"]}] if "pdq" in item.signals else []
+    )
+    alternative += list(item.extra.get("alternative_hashes") or [])
+    if alternative:
+        out["AlternativeHashes"] = alternative
+    out["DateUpdated"] = as_utc(item.record_time).isoformat().replace("+00:00", "Z")
     out.update(item.extra.get("fields") or {})
     return out
 
@@ -166,24 +243,35 @@ def export(
     items: Sequence[ExportItem],
     *,
     version: str = "2.0",
-    profile: str = "US",
+    profile: str | None = None,
     cases: bool = False,
 ) -> bytes:
-    """A VICS document: a `#Media` hash set, or `#Cases` grouping media by their case."""
+    """A VICS document: a `#Media` hash set, or `#Cases` grouping media by their case.
+
+    The category profile is `profile`, else the one the entries were read with (or
+    whose scheme their labels are in), else US; a category is written only when it
+    belongs to that profile's scheme, so a UK code never goes out as a US one.
+    """
+    if profile is None:
+        profile = _profile_of(items)
+    scheme = scheme_of(profile)
     if version not in ("1.3", "2.0"):
         raise BadInput(f"VICS version must be 1.3 or 2.0, not {version!r}")
     live = [i for i in items if not i.deleted]  # VICS has no deletions
+    cases = cases or version == "1.3"  # the public 1.x writers write #Cases
     kind = "Cases" if cases else "Media"
     if cases:
         by_case: dict[str, list[dict[str, Any]]] = {}
         for item in live:
-            by_case.setdefault(str(item.extra.get("case_id", "")), []).append(_media_json(item))
+            by_case.setdefault(str(item.extra.get("case_id", "")), []).append(
+                _media_json(item, scheme)
+            )
         value: list[Any] = [
-            {"CaseID": (int(c) if c.isdigit() else c or None), "Media": media}
+            ({"CaseID": int(c) if c.isdigit() else c} if c else {}) | {"Media": media}
             for c, media in by_case.items()
         ]
     else:
-        value = [_media_json(i) for i in live]
+        value = [_media_json(i, scheme) for i in live]
     if version == "1.3":
         doc: dict[str, Any] = {"odata.metadata": METADATA_13.format(kind=kind), "value": value}
     else:

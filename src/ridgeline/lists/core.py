@@ -12,7 +12,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, insert, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -24,7 +24,7 @@ from ridgeline.signals import get_signal
 from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
-ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired")
+ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
 LIST_PURPOSES = ("block", "allow")
 #: Review quorum that `lists create --review` means (NCMEC's and CAID's triple review).
 DEFAULT_REVIEW_QUORUM = 3
@@ -37,6 +37,9 @@ STATUS_TRANSITIONS: dict[str, frozenset[str]] = {
     "confirmed": frozenset({"retired", "disputed", "pending"}),
     "rejected": frozenset({"pending", "retired"}),
     "retired": frozenset(),
+    #: Kept for reference only (a partner's non-pertinent or comparison record): never
+    #: matches; a person may send it to review.
+    "reference": frozenset({"pending", "retired"}),
 }
 
 
@@ -286,7 +289,7 @@ class NewEntry:
     signals: Mapping[str, str]
     classifications: Sequence[Mapping[str, str]] = ()
     qualities: Mapping[str, int] = field(default_factory=dict)
-    fields: Mapping[str, str | None] = field(default_factory=dict)
+    fields: Mapping[str, Any] = field(default_factory=dict)
     event: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -378,15 +381,21 @@ def read_entries(
     *,
     include_deleted: bool = False,
     matchable_at: dt.datetime | None = None,
+    statuses: Sequence[str] | None = None,
 ) -> list[EntryView]:
-    """A list's entries in id order: live ones, tombstones too if asked, or only those
-    matchable at `matchable_at` (`matchable_clause`). Plain rows: these reads are whole
-    lists."""
+    """A list's entries in id order: live ones (only those with one of `statuses` if
+    given, or only those matchable at `matchable_at`, `matchable_clause`), and
+    tombstones too if asked. Plain rows: these reads are whole lists."""
     where: list[Any] = [Entry.list_id == hash_list.id]
+    live: list[Any] = [Entry.deleted_at.is_(None)]
     if matchable_at is not None:
-        where.append(matchable_clause(matchable_at))
-    elif not include_deleted:
-        where.append(Entry.deleted_at.is_(None))
+        live = [matchable_clause(matchable_at)]
+    elif statuses is not None:
+        live.append(Entry.status.in_(list(statuses)))
+    if include_deleted:
+        where.append(or_(and_(*live), Entry.deleted_at.is_not(None)))
+    else:
+        where.extend(live)
     signals: dict[int, dict[str, str]] = {}
     qualities: dict[int, dict[str, int]] = {}
     for entry_id, signal, value, quality in session.execute(
@@ -676,8 +685,12 @@ def list_entries(
     include_deleted: bool = False,
     after_id: int = 0,
     limit: int | None = None,
+    series: str | None = None,
+    victim_identified: bool | None = None,
+    member: str | None = None,
 ) -> list[Entry]:
-    """A list's entries by id, filtered by status, enabled flag and classification.
+    """A list's entries by id, filtered by status, enabled flag, classification, series,
+    victim-identified flag and sharing member (its id or name).
 
     Page with `after_id` (the last id seen) and `limit`.
     """
@@ -695,6 +708,12 @@ def list_entries(
         query = query.where(Entry.status.in_(wanted))
     if enabled is not None:
         query = query.where(Entry.enabled.is_(enabled))
+    if series is not None:
+        query = query.where(Entry.series == series)
+    if victim_identified is not None:
+        query = query.where(Entry.victim_identified.is_(victim_identified))
+    if member is not None:
+        query = query.where(or_(Entry.origin_member == member, Entry.origin_member_name == member))
     if not include_deleted:
         query = query.where(Entry.deleted_at.is_(None))
     if classification is None:
@@ -782,8 +801,12 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
             "origin_list": entry.origin_list,
             "origin_member": entry.origin_member,
             "origin_entry_id": entry.origin_entry_id,
+            "origin_member_name": entry.origin_member_name,
             "import_batch": entry.import_batch,
         },
+        "series": entry.series,
+        "victim_identified": entry.victim_identified,
+        "case_numbers": entry.case_numbers or [],
         "note": entry.note,
         "submitted_by": entry.submitted_by,
         "created_at": isoformat(entry.created_at),

@@ -93,6 +93,12 @@ class Entry(Base):
     updated_at: Mapped[dt.datetime] = mapped_column(default=utcnow, onupdate=utcnow)
     #: Tombstone: set when the entry is deleted; the row stays for history and sync.
     deleted_at: Mapped[dt.datetime | None] = mapped_column()
+    #: What partners say about the content (VICS `Series`, `VictimIdentified`, case
+    #: numbers of VICS and StopNCII) and the sharing member's name (NCMEC), as read.
+    series: Mapped[str | None] = mapped_column(String(200))
+    victim_identified: Mapped[bool | None] = mapped_column(Boolean)
+    case_numbers: Mapped[list[str] | None] = mapped_column(JSON)
+    origin_member_name: Mapped[str | None] = mapped_column(String(200))
 
     hash_list: Mapped[HashList] = relationship(back_populates="entries")
     signals: Mapped[list[EntrySignal]] = relationship(

@@ -1,0 +1,123 @@
+"""python-threatexchange's file formats, both ways.
+
+`te-lines`: one `<signal_type> <hash>` per line, what `threatexchange hash` prints and
+its local-file collaboration reads and appends. `te-csv`: what `threatexchange dataset
+-P --csv` prints (`signal_type,signal_str,collab,category,tags`). Signal types map to
+ours: `pdq` -> pdq, `vpdq` -> vpdq, `video_md5` -> md5 and `video_sha256` -> sha256 of a
+video (threatexchange has no image MD5 or SHA-256, so those are not written); other
+types (`url`, `raw_text`, ...) are reported and skipped. A dataset row whose category
+is not `POSITIVE_CLASS` (a negative opinion or an investigation seed) is not listable.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from collections.abc import Sequence
+
+from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
+
+LINES = "te-lines"
+CSV = "te-csv"
+FORMATS = (LINES, CSV)
+#: threatexchange signal type -> our signal.
+SIGNAL_TYPES = {"pdq": "pdq", "vpdq": "vpdq", "video_md5": "md5", "video_sha256": "sha256"}
+_VIDEO_ONLY = {"md5": "video_md5", "sha256": "video_sha256"}
+CSV_COLUMNS = ["signal_type", "signal_str", "collab", "category", "tags"]
+
+
+def parse(data: bytes, what: str = LINES) -> ParseResult:
+    """Read `<signal_type> <hash>` lines (blank lines and `#` comments skipped)."""
+    result = ParseResult(LINES)
+    for number, line in enumerate(decode_text(data, what).splitlines(), 1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        kind, _, value = text.partition(" ")
+        _add(result, f"line {number}", kind, value.strip(), None)
+    return result
+
+
+def parse_csv(data: bytes, what: str = CSV) -> ParseResult:
+    """Read `threatexchange dataset --csv` output."""
+    result = ParseResult(CSV)
+    reader = csv.DictReader(io.StringIO(decode_text(data, what), newline=""))
+    for row in reader:
+        position = f"line {reader.line_num}"
+        _add(
+            result,
+            position,
+            (row.get("signal_type") or "").strip(),
+            (row.get("signal_str") or "").strip(),
+            row,
+        )
+    return result
+
+
+def _add(
+    result: ParseResult, position: str, kind: str, value: str, row: dict[str, str] | None
+) -> None:
+    signal = SIGNAL_TYPES.get(kind.lower())
+    if signal is None:
+        expected = ", ".join(SIGNAL_TYPES)
+        result.reject(position, f"signal type {kind!r} is not one Ridgeline reads ({expected})")
+        return
+    if not value:
+        result.reject(position, f"{kind} line has no hash")
+        return
+    extra = {"entry_type": "video"} if kind.lower().startswith("video") or signal == "vpdq" else {}
+    record = ExchangeRecord(position=position, signals={signal: value}, extra=extra)
+    if row is not None:
+        record.origin_list = (row.get("collab") or "").strip() or None
+        category = (row.get("category") or "").strip()
+        if category:
+            record.extra = {**extra, "category": category, "tags": row.get("tags") or ""}
+            record.listable = category.upper() == "POSITIVE_CLASS"
+    result.add(record)
+
+
+def _pairs(item: ExportItem) -> list[tuple[str, str]]:
+    origin = item.origin_entry_id or ""
+    video = (
+        item.extra.get("entry_type") == "video"
+        or "vpdq" in item.signals
+        or origin.startswith("VideoMD5:")  # from StopNCII
+    )
+    out = []
+    for signal, value in item.signals.items():
+        if signal in ("pdq", "vpdq"):
+            out.append((signal, value))
+        elif signal in _VIDEO_ONLY and video:
+            out.append((_VIDEO_ONLY[signal], value))
+    return out
+
+
+def not_carried(item: ExportItem) -> str | None:
+    """Why threatexchange cannot carry the entry: no PDQ, vPDQ or video hash."""
+    if _pairs(item):
+        return None
+    return f"no hash threatexchange carries ({', '.join(sorted(item.signals)) or 'none'})"
+
+
+def export(items: Sequence[ExportItem]) -> bytes:
+    """`<signal_type> <hash>` lines a threatexchange local-file collaboration reads."""
+    return "".join(f"{k} {v}\n" for item in items for k, v in _pairs(item)).encode()
+
+
+def export_csv(items: Sequence[ExportItem], *, collab: str) -> bytes:
+    """The dataset CSV: every written entry is a positive opinion of `collab`."""
+    out = io.StringIO(newline="")
+    writer = csv.DictWriter(out, CSV_COLUMNS, lineterminator="\n")
+    writer.writeheader()
+    for item in items:
+        for kind, value in _pairs(item):
+            writer.writerow(
+                {
+                    "signal_type": kind,
+                    "signal_str": value,
+                    "collab": item.origin_list or collab,
+                    "category": "POSITIVE_CLASS",
+                    "tags": item.extra.get("tags") or "",
+                }
+            )
+    return out.getvalue().encode()
