@@ -35,7 +35,7 @@ COMMANDS = {
     "log": ("ridgeline.cli.log", "log_group",
             "The tamper-evident log of reviews, audits, list changes and unblurs."),
     "match": ("ridgeline.cli.match", "match_command",
-              "Match HASH values or image/video PATHs against lists."),
+              "Match HASH values or PATHs (images, videos, any file) against lists."),
     "quarantine": ("ridgeline.cli.scan", "quarantine",
                    "Files moved aside by the quarantine action."),
     "reports": ("ridgeline.cli.reports", "reports",
