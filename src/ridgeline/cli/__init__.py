@@ -39,7 +39,7 @@ COMMANDS = {
     "quarantine": ("ridgeline.cli.scan", "quarantine",
                    "Files moved aside by the quarantine action."),
     "reports": ("ridgeline.cli.reports", "reports",
-                "CyberTipline reports: drafts, validation, filing to NCMEC, status."),
+                "CyberTipline reports: create, validate, file, retract (the test server first)."),
     "review": ("ridgeline.cli.review", "review",
                "Multi-review queue: next item, verdicts, media views, status."),
     "reviewers": ("ridgeline.cli.reviewers", "reviewers",
