@@ -6,7 +6,10 @@ Three kinds of check, in the spirit of datasette's and sqlite-utils' documentati
    command and only options that command has, checked with click's own parser;
 2. the README's "Quick tour" hashing-and-matching block and clearinghouse block run end
    to end against a real SQLite file, on benign images made here;
-3. the README links every docs page, and every page it links exists.
+3. the README links every docs page, and every page it links exists;
+4. every ```python block in README.md and docs/*.md runs as written, each in a fresh
+   interpreter in an empty folder (a block marked ```python no-run, or preceded by
+   `<!-- not run: reason -->`, is skipped).
 """
 
 from __future__ import annotations
@@ -16,6 +19,8 @@ import json
 import os
 import re
 import shlex
+import subprocess
+import sys
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -235,6 +240,87 @@ def check_command(args: tuple[str, ...], *, partial: bool = False) -> str | None
 
 
 ALL_COMMANDS = [c for path in DOC_FILES for c in doc_commands(path)]
+
+
+@dataclass(frozen=True)
+class PythonBlock:
+    """One ```python block of a doc, and whether the doc marks it as not runnable."""
+
+    path: Path
+    lineno: int
+    source: str
+    runnable: bool
+
+    @property
+    def where(self) -> str:
+        return f"{self.path.relative_to(ROOT)}:{self.lineno}"
+
+
+NOT_RUN = re.compile(r"^<!--\s*not run:.+-->$")
+
+
+def python_blocks(path: Path) -> Iterator[PythonBlock]:
+    """The ```python blocks of `path`; `no-run` in the info string or a preceding
+    `<!-- not run: reason -->` comment marks one that is not meant to run."""
+    lines = path.read_text(encoding="utf-8").splitlines()
+    for lang, start, body in fenced_blocks(path):
+        words = lang.split()
+        if not words or words[0] not in {"python", "py"}:
+            continue
+        fence = start - 2  # 0-based index of the opening fence line
+        before = next((ln.strip() for ln in reversed(lines[:fence]) if ln.strip()), "")
+        skip = "no-run" in words[1:] or bool(NOT_RUN.match(before))
+        yield PythonBlock(path, start, "\n".join(body) + "\n", not skip)
+
+
+PYTHON_BLOCKS = [b for path in DOC_FILES for b in python_blocks(path)]
+
+
+def test_python_blocks_are_found() -> None:
+    """The extractor sees the library examples, and nearly all of them are run."""
+    names = {b.path.name for b in PYTHON_BLOCKS if b.runnable}
+    assert names >= {"index.md", "lists.md", "pdq.md", "review.md", "store.md", "vpdq.md"}
+    assert sum(not b.runnable for b in PYTHON_BLOCKS) <= 1  # exceptions stay rare
+
+
+def test_python_block_markers(tmp_path: Path) -> None:
+    doc = tmp_path / "doc.md"
+    doc.write_text(
+        "```python\nprint(1)\n```\n\n```python no-run\nx\n```\n\n"
+        "<!-- not run: a plug-in's file -->\n\n```python\ny\n```\n",
+        encoding="utf-8",
+    )
+    assert [(b.lineno, b.source, b.runnable) for b in python_blocks(doc)] == [
+        (2, "print(1)\n", True),
+        (6, "x\n", False),
+        (12, "y\n", False),
+    ]
+
+
+@pytest.mark.parametrize(
+    "block", [b for b in PYTHON_BLOCKS if b.runnable], ids=lambda b: b.where.replace("/", "_")
+)
+def test_python_block_runs(block: PythonBlock, tmp_path: Path) -> None:
+    """Each example runs as pasted: a fresh interpreter, an empty folder, our environment."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("RIDGELINE_")}
+    env["PYTHONPATH"] = os.pathsep.join(
+        p for p in [str(ROOT / "src"), os.environ.get("PYTHONPATH", "")] if p
+    )
+    env["HOME"] = str(tmp_path)  # nothing may land in the user's data directory
+    script = tmp_path / "block.py"
+    script.write_text(block.source, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, str(script)],
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert done.returncode == 0, (
+        f"{block.where}: the python block failed (exit {done.returncode})\n"
+        f"stdout:\n{done.stdout}\nstderr:\n{done.stderr}"
+    )
 
 
 def test_doc_commands_are_found() -> None:
