@@ -14,6 +14,7 @@ import signal
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -131,14 +132,22 @@ def serve_process() -> Iterator[Callable[..., Served]]:
     in a session of its own, and wait until /readyz answers 200. Whatever is still
     running at the end of the test is killed with its whole process group."""
     started: list[subprocess.Popen[bytes]] = []
+    logs: list[str] = []
 
     def start(*args: str, env: dict[str, str] | None = None) -> Served:
         port = free_port()
         argv = [str(Path(sys.executable).parent / "ridgeline")]
         argv += [a.replace("{port}", str(port)) for a in args]
-        proc = subprocess.Popen(
-            argv, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, start_new_session=True
-        )
+        # stderr goes to a file, not a pipe: nobody drains a pipe while the test runs, and
+        # the access log (a line per request) would fill it and stall the server.
+        with tempfile.NamedTemporaryFile(
+            prefix="ridgeline-serve-", suffix=".log", delete=False
+        ) as log:
+            logs.append(log.name)
+            proc = subprocess.Popen(
+                argv, env=env, stdout=subprocess.DEVNULL, stderr=log, start_new_session=True
+            )
+        proc.stderr = open(log.name, "rb")  # noqa: SIM115  (read by tests, closed below)
         started.append(proc)
         deadline = time.monotonic() + 60
         while True:
@@ -156,3 +165,8 @@ def serve_process() -> Iterator[Callable[..., Served]]:
         with contextlib.suppress(ProcessLookupError):  # the group may be gone already
             os.killpg(proc.pid, signal.SIGKILL)
         proc.wait()
+        if proc.stderr is not None:
+            proc.stderr.close()
+    for name in logs:
+        with contextlib.suppress(OSError):
+            os.unlink(name)

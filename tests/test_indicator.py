@@ -131,6 +131,7 @@ def test_chapman_two_sources_against_truth() -> None:
 def test_cli_indicator_json_csv_table_and_charts(tmp_path: Path) -> None:
     runner = CliRunner()
     db = str(tmp_path / "r.db")
+    assert runner.invoke(main, ["db", "init", "--db", db]).exit_code == 0
     synth = runner.invoke(
         main, ["victims", "synth", str(tmp_path / "in"), "-n", "600", "--seed", "2"]
     )

@@ -27,6 +27,8 @@ MB = 1 << 20
 
 
 def _key(db: str, role: str) -> str:
+    if not Path(db).exists():  # only `db init` (or a first `lists create`) creates one
+        assert CliRunner().invoke(main, ["db", "init", "--db", db]).exit_code == 0
     res = CliRunner().invoke(
         main, ["keys", "create", "--role", role, "--db", db, "--format", "json"]
     )

@@ -14,8 +14,10 @@ import json
 import os
 import sys
 import time
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
+from starlette.routing import Match
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ridgeline.service.fastpath import PATH as FAST_PATH
@@ -34,9 +36,18 @@ def key_prefix(token: str | None) -> str | None:
 class AccessLog:
     """Wraps the whole app (the lookup fast path included) and logs every request."""
 
-    def __init__(self, app: ASGIApp, state: Any, stream: IO[str] | None = None) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        state: Any,
+        stream: IO[str] | None = None,
+        routes: Callable[[], Sequence[Any]] | None = None,
+    ) -> None:
         self.app = app
         self.state = state
+        #: The app's routes, to name the route of a request the guard refused before
+        #: any routing (401, 413, 408).
+        self.routes = routes
         self.stream = stream or sys.stderr
         self.worker = int(os.environ.get(ENV_WORKER, "0"))
 
@@ -57,14 +68,22 @@ class AccessLog:
         finally:
             self.write(scope, status["code"], time.perf_counter() - start)
 
+    def _template(self, scope: Scope) -> str:
+        """The route template a path would have reached (never the raw path)."""
+        for candidate in self.routes() if self.routes is not None else ():
+            match, _ = candidate.matches(scope)
+            if match is not Match.NONE:
+                return str(getattr(candidate, "path", "unmatched"))
+        return "unmatched"
+
     def write(self, scope: Scope, status: int, seconds: float) -> None:
         token = _token(scope.get("headers") or [])
         principal = (scope.get("state") or {}).get("principal")
         if principal is None and token:
             principal = self.state.verifier.cached(token)  # known key, refused (403/429)
         route = getattr(scope.get("route"), "path", None)
-        if route is None:  # the lookup fast path answers before any routing
-            route = FAST_ROUTE if scope.get("path") == FAST_PATH else "unmatched"
+        if route is None:  # the lookup fast path and the guard answer before routing
+            route = FAST_ROUTE if scope.get("path") == FAST_PATH else self._template(scope)
         record = {
             "time": dt.datetime.now(dt.UTC)
             .isoformat(timespec="milliseconds")

@@ -385,7 +385,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     app.state.matcher = None
     app.fast_lookup = FastLookup(app.state)
     if config.access_log:
-        app.access_log = AccessLog(app._dispatch, app.state)
+        app.access_log = AccessLog(app._dispatch, app.state, routes=lambda: app.routes)
     _install_error_handlers(app)
     app.add_middleware(
         RequestGuard,

@@ -81,6 +81,7 @@ class Provenance(Body):
     origin_list: str | None
     origin_member: str | None
     origin_entry_id: str | None
+    origin_member_name: str | None
     import_batch: str | None
 
 
@@ -102,6 +103,10 @@ class EntryOut(Body):
     classifications: list[Classification]
     source: str | None
     provenance: Provenance
+    #: VICS `Series`, NCMEC/VICS victim-identified flag and case numbers, as partners sent them.
+    series: str | None
+    victim_identified: bool | None
+    case_numbers: list[str]
     note: str | None
     submitted_by: str | None
     created_at: str | None

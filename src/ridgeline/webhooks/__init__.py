@@ -210,7 +210,8 @@ def attempt(session: Session, row: WebhookDelivery, policy: RetryPolicy, now: dt
     if row.attempts >= policy.max_attempts:
         row.status = "dead"
     else:
-        row.next_attempt_at = now + dt.timedelta(seconds=policy.delay(row.attempts))
+        # back off from when the attempt failed, not from when it began (a slow receiver)
+        row.next_attempt_at = max(now, utcnow()) + dt.timedelta(seconds=policy.delay(row.attempts))
     return False
 
 
