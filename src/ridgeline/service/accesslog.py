@@ -22,7 +22,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from ridgeline.service.fastpath import PATH as FAST_PATH
 from ridgeline.service.fastpath import ROUTE_LABEL as FAST_ROUTE
-from ridgeline.service.fastpath import _token
+from ridgeline.service.guard import token_from_headers
 from ridgeline.service.keys import KEY_PREFIX, parse_token
 from ridgeline.service.workers import ENV_WORKER
 
@@ -77,7 +77,7 @@ class AccessLog:
         return "unmatched"
 
     def write(self, scope: Scope, status: int, seconds: float) -> None:
-        token = _token(scope.get("headers") or [])
+        token = token_from_headers(scope.get("headers") or [])
         principal = (scope.get("state") or {}).get("principal")
         if principal is None and token:
             principal = self.state.verifier.cached(token)  # known key, refused (403/429)

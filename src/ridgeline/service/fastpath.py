@@ -21,6 +21,7 @@ from starlette.types import Scope, Send
 
 from ridgeline.errors import RidgelineError
 from ridgeline.service.auth import POLICY, forbidden, rate_limited
+from ridgeline.service.guard import token_from_headers
 from ridgeline.service.routes import match_with_state
 from ridgeline.signals import get_signal
 from ridgeline.signals.base import Query
@@ -37,24 +38,6 @@ _ENCODER = json.JSONEncoder(ensure_ascii=False, allow_nan=False, separators=(","
 
 def _dumps(body: Any) -> bytes:
     return _ENCODER.encode(body).encode()
-
-
-def _token(headers: list[tuple[bytes, bytes]]) -> str | None:
-    """`Authorization: Bearer <key>` first, else `X-API-Key` (as `auth.token_from`)."""
-    auth = api_key = None
-    for name, value in headers:
-        if name == b"authorization" and auth is None:
-            auth = value
-        elif name == b"x-api-key" and api_key is None:
-            api_key = value
-    if auth:
-        scheme, _, rest = auth.decode("latin-1").partition(" ")
-        if scheme.lower() == "bearer" and rest.strip():
-            return rest.strip()
-    if api_key is not None:
-        key = api_key.decode("latin-1").strip()
-        return key or None
-    return None
 
 
 def _pairs(query: str) -> list[tuple[str, str]]:
@@ -139,7 +122,7 @@ class FastLookup:
             canonical = signal.normalize(value)
         except (RidgelineError, KeyError, ValueError):
             return False
-        token = _token(scope["headers"])
+        token = token_from_headers(scope["headers"])
         principal = state.verifier.cached(token) if token else None
         if principal is None:
             return False
