@@ -22,11 +22,15 @@ from sqlalchemy import select
 
 from ridgeline import lists as L
 from ridgeline.cli import main
-from ridgeline.errors import NotFound
+from ridgeline.errors import BadInput, NotFound
+from ridgeline.evidence import EvidenceKey
+from ridgeline.reports import core as reports_core
+from ridgeline.reports.drafts import ReportSink
+from ridgeline.reports.models import CyberTipReport
 from ridgeline.scan.actions import restore_quarantined, set_list_actions
 from ridgeline.scan.archives import ArchiveLimits, Walker, unsafe_member_name
 from ridgeline.scan.flood import FloodPolicy, list_holds, release_hold
-from ridgeline.scan.models import QuarantineItem, ReportDraft, ScanFile, ScanRun
+from ridgeline.scan.models import QuarantineItem, ScanFile, ScanRun
 from ridgeline.scan.pipeline import ScanOptions, scan
 from ridgeline.signals import HashOptions
 from ridgeline.store import Store
@@ -80,10 +84,20 @@ def make_list(store: Store, name: str = "known", purpose: str = "block", **signa
         return entry.id
 
 
+KEY = EvidenceKey(bytes(range(32)))
+
+
 def run(store: Store, paths: list[Path], **kw: Any) -> tuple[Any, list[dict[str, Any]]]:
     rows: list[dict[str, Any]] = []
+    kw.setdefault("report_sink", ReportSink(KEY, actor="scan"))
     summary = scan(store, paths, ScanOptions(**kw), on_result=rows.append)
     return summary, rows
+
+
+def drafted_paths(store: Store) -> list[str]:
+    """The scanned path of every CyberTipline draft a `report` action made."""
+    with store.session() as s:
+        return [r.origin["path"] for r in s.scalars(select(CyberTipReport))]
 
 
 @pytest.fixture
@@ -270,10 +284,15 @@ def test_report_and_quarantine_actions_with_restore(
         assert manifest["sha256"] == hashlib.sha256(BAD).hexdigest()
         assert manifest["size"] == len(BAD) and manifest["mtime_ns"] == mtime
         assert manifest["matches"][0]["list"] == "known" and manifest["time"].endswith("Z")
-        draft = s.get(ReportDraft, row["actions"][1]["report_id"])
-        assert draft is not None and draft.status == "draft"
-        assert draft.signals["md5"] == md5(BAD) and draft.matches[0]["entry_id"]
-        assert draft.context["run_id"] == summary.run_id
+        draft = reports_core.get_report(s, row["actions"][1]["report_id"])
+        assert draft.state == "draft"  # a CyberTipline draft: the reporter is still missing
+        (attached,) = draft.files  # the file itself, encrypted with the evidence key
+        assert reports_core.file_bytes(attached, KEY) == BAD and attached.md5 == md5(BAD)
+        details = draft.files[0].details or {}
+        hashes = {h["hashType"]: h["value"] for h in details["originalFileHash"]}
+        assert hashes["MD5"] == md5(BAD) and hashes["SHA256"] == hashlib.sha256(BAD).hexdigest()
+        assert draft.origin["matches"][0]["entries"][0]["list"] == "known"
+        assert draft.origin["run_id"] == summary.run_id and draft.origin["source"] == "scan"
         restore_quarantined(s, qid)
     assert original.read_bytes() == BAD and original.stat().st_mtime_ns == mtime
     with store.session() as s, pytest.raises(Exception, match="already restored"):
@@ -490,8 +509,7 @@ def test_resume_after_kill_9_files_each_report_once_and_leaves_no_workers(
         orphans = [w for w in workers if _alive(w)]
         done = subprocess.run(argv, capture_output=True, timeout=300)
         assert done.returncode == 0, done.stderr.decode()
-        with store.session() as s:
-            paths = [d.path for d in s.scalars(select(ReportDraft))]
+        paths = drafted_paths(store)
         assert len(paths) == len(set(paths)) == 150  # every matched file, each once
         assert orphans == []  # the pool died with the scan: no connections left open
         assert list(work.iterdir()) == []  # the killed scan's work folder is gone
@@ -517,14 +535,29 @@ def test_resume_after_interrupted_archive_does_not_draft_members_twice(
             raise _Stop
 
     with pytest.raises(_Stop):
-        scan(store, [root], ScanOptions(resume=True, actions=["report"]), on_result=stop_after_two)
+        scan(
+            store,
+            [root],
+            ScanOptions(resume=True, actions=["report"], report_sink=ReportSink(KEY)),
+            on_result=stop_after_two,
+        )
     summary, rows = run(store, [root], resume=True, actions=["report"])
     assert summary.files == 3 and summary.reports == 1  # only y/bad2 is new
     again = [a for r in rows for a in r["actions"] if a.get("note")]
     assert [a["action"] for a in again] == ["report"] and again[0]["report_id"]
-    with store.session() as s:
-        paths = sorted(d.path for d in s.scalars(select(ReportDraft)))
+    paths = sorted(drafted_paths(store))
     assert [p.split("!", 1)[1] for p in paths] == ["x/bad.bin", "y/bad2"]
+
+
+def test_report_action_needs_a_sink(store: Store, tmp_path: Path) -> None:
+    """Reports sit above the scan: a library scan that would draft reports without the
+    front end's sink is refused before anything is scanned (nothing half-done)."""
+    make_list(store)
+    (tmp_path / "bad.txt").write_bytes(BAD)
+    with pytest.raises(BadInput, match="report sink"):
+        run(store, [tmp_path], actions=["report"], report_sink=None)
+    with store.session() as s:
+        assert s.scalars(select(ScanFile)).all() == []
 
 
 def test_symlinks_out_of_the_folder_are_not_followed_nor_quarantined(

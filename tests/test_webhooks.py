@@ -31,6 +31,8 @@ class Receiver:
     def __init__(self) -> None:
         self.received: list[dict[str, Any]] = []
         self.script: dict[str, list[int]] = {}
+        #: Seconds a path makes the sender wait before it answers (a slow receiver).
+        self.delay: dict[str, float] = {}
         receiver = self
 
         class Handler(http.server.BaseHTTPRequestHandler):
@@ -42,6 +44,7 @@ class Receiver:
                 )  # fmt: skip
                 plan = receiver.script.get(self.path, [])
                 status = plan.pop(0) if plan else 200
+                time.sleep(receiver.delay.get(self.path, 0))
                 self.send_response(status)
                 self.send_header("Content-Length", "0")
                 self.end_headers()

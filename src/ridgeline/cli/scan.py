@@ -138,6 +138,20 @@ def _count_files(paths: tuple[str, ...]) -> int:
 @click.option(
     "--work-dir", default=None, help="Where archives are extracted (shared storage for Ray)."
 )
+@click.option(
+    "--key-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Evidence key: report drafts carry the matched files encrypted with it (default: "
+    "RIDGELINE_EVIDENCE_KEY[_FILE]; none: drafts carry the files' hashes only).",
+)
+@click.option(
+    "--viral-users",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Batch report drafts of one file once this many users' drafts carry it "
+    "(batchedReport, VIRAL_POTENTIAL_MEME).",
+)
 @db_option
 @format_option
 @handle_errors
@@ -164,6 +178,8 @@ def scan_command(
     address: str | None,
     index_dir: str | None,
     work_dir: str | None,
+    key_file: str | None,
+    viral_users: int | None,
     db: str | None,
     fmt: str | None,
 ) -> None:
@@ -201,6 +217,7 @@ def scan_command(
         work_dir=work_dir,
         engine=engine,
         ray_address=address,
+        report_sink=_report_sink(key_file, viral_users),
     )
     store = open_store(db)
     fmt = fmt or default_format()
@@ -234,8 +251,24 @@ def scan_command(
         f"{s.reports} report draft(s) in {s.seconds:.1f}s",
         err=True,
     )
+    if s.reports and getattr(options.report_sink, "key", None) is None:
+        click.echo(
+            "warning: no evidence key, so the report drafts carry the files' hashes, not "
+            "the files (--key-file or RIDGELINE_EVIDENCE_KEY[_FILE])",
+            err=True,
+        )
     if summary.errors:
         sys.exit(1)
+
+
+def _report_sink(key_file: str | None, viral_users: int | None) -> Any:
+    """The `report` action: CyberTipline drafts (`ridgeline.reports.drafts.ReportSink`)."""
+    from ridgeline.evidence import ENV_KEY, ENV_KEY_FILE, EvidenceKey
+    from ridgeline.reports.drafts import ReportSink
+
+    configured = key_file is not None or os.environ.get(ENV_KEY) or os.environ.get(ENV_KEY_FILE)
+    key = EvidenceKey.load(key_file) if configured else None
+    return ReportSink(key, actor="scan", viral_users=viral_users)
 
 
 def _table_row(row: dict[str, Any]) -> dict[str, Any]:

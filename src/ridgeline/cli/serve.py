@@ -37,13 +37,35 @@ from ridgeline.cli.common import db_option, handle_errors
     type=float,
     help="Seconds a request body may take to arrive (slow clients get 408).",
 )
-@click.option("--evidence-key-file", default=None, help="Key for review media (AES-256-GCM).")
+@click.option(
+    "--evidence-key-file",
+    default=None,
+    help="Evidence key (AES-256-GCM): review and audit media, files of report drafts.",
+)
 @click.option("--log-level", default="warning", show_default=True)
 @click.option(
     "--access-log/--no-access-log",
     default=True,
     show_default=True,
     help="One JSON line per request on stderr (time, key prefix, role, route, status, latency).",
+)
+@click.option(
+    "--webhook-base-delay",
+    default=30.0,
+    show_default=True,
+    type=float,
+    help="Seconds before a failed webhook delivery is retried (doubles each time).",
+)
+@click.option("--webhook-max-attempts", default=6, show_default=True, type=click.IntRange(min=1),
+              help="Tries of a webhook delivery before it is a dead letter.")  # fmt: skip
+@click.option("--webhook-timeout", default=10.0, show_default=True, type=float,
+              help="Seconds a webhook receiver may take to answer.")  # fmt: skip
+@click.option(
+    "--viral-users",
+    type=click.IntRange(min=2),
+    default=None,
+    help="Batch report drafts of one file once this many users' drafts carry it "
+    "(batchedReport, VIRAL_POTENTIAL_MEME).",
 )
 @db_option
 @handle_errors
@@ -61,6 +83,10 @@ def serve(
     evidence_key_file: str | None,
     log_level: str,
     access_log: bool,
+    webhook_base_delay: float,
+    webhook_max_attempts: int,
+    webhook_timeout: float,
+    viral_users: int | None,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -86,6 +112,10 @@ def serve(
         fetch_allow_hosts=list(fetch_hosts),
         evidence_key_file=evidence_key_file,
         access_log=access_log,
+        webhook_base_delay_s=webhook_base_delay,
+        webhook_max_attempts=webhook_max_attempts,
+        webhook_timeout_s=webhook_timeout,
+        viral_users=viral_users,
     )
     os.environ[ENV_CONFIG] = config.to_env()
     options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)

@@ -89,9 +89,10 @@ def replay(delivery_id: int, db: str | None, fmt: str | None) -> None:
 
     store = open_store(db)
     with store.session() as session:
-        row = W.replay(session, delivery_id)
-        W.deliver_due(session)
-        write_one(W.delivery_to_json(row), fmt)
+        W.replay(session, delivery_id)
+    W.deliver_pending(store)
+    with store.session() as session:
+        write_one(W.delivery_to_json(W.list_delivery(session, delivery_id)), fmt)
 
 
 @webhooks.command("deliver")
@@ -113,9 +114,9 @@ def deliver(wait: bool, now: bool, base_delay: float, max_attempts: int, db: str
     store = open_store(db)
     totals = {"delivered": 0, "retry": 0, "dead": 0}
     while True:
+        counts = W.deliver_pending(store, policy, ignore_schedule=now)
+        now = False  # only the first round: then the back-off applies
         with store.session() as session:
-            counts = W.deliver_due(session, policy, ignore_schedule=now)
-            now = False  # only the first round: then the back-off applies
             pending = len(W.list_deliveries(session, "pending"))
         for key, value in counts.items():
             totals[key] += value

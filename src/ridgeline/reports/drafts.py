@@ -17,11 +17,12 @@ from typing import Any
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput
-from ridgeline.evidence import EvidenceKey
+from ridgeline.evidence import MAX_EVIDENCE_BYTES, EvidenceKey
 from ridgeline.reports import core
 from ridgeline.reports.model import (
     BatchedReport,
     Email,
+    FileAnnotations,
     FileDetails,
     IncidentSummary,
     IpCaptureEvent,
@@ -132,7 +133,7 @@ def _classification(matches: Sequence[MatchedEntry]) -> tuple[str | None, list[s
     return (labels[0] if len(labels) == 1 else None), labels
 
 
-def file_details_for(f: MatchedFile, context: UploadContext) -> FileDetails:
+def file_details_for(f: MatchedFile, context: UploadContext, *, viral: bool = False) -> FileDetails:
     """fileDetails of a matched file (reportId/fileId are filled in at filing)."""
     industry, labels = _classification(f.matches)
     info = [
@@ -150,6 +151,7 @@ def file_details_for(f: MatchedFile, context: UploadContext) -> FileDetails:
         file_viewed_by_esp=f.viewed_by_esp,
         publicly_available=f.publicly_available,
         file_relevance="Reported",
+        file_annotations=FileAnnotations(viral=True) if viral else None,
         industry_classification=industry,
         original_file_hashes=tuple(
             OriginalFileHash(value, hash_type=HASH_TYPES[name])
@@ -214,7 +216,7 @@ def draft_from_matches(
     if not draft.files:
         raise BadInput("a report draft needs at least one matched file")
     files = [
-        core.NewFile(f.name, f.data, file_details_for(f, draft.context))
+        core.NewFile(f.name, f.data, file_details_for(f, draft.context, viral=draft.batched))
         for f in draft.files
         if f.data is not None
     ]
@@ -306,3 +308,270 @@ def from_scan_draft(
         actor=actor,
         origin={"scan_draft_id": scan_draft_id, "scan": row.context},
     )
+
+
+# ---------------------------------------------------------------- context from callers
+
+#: Limits on the upload context a caller gives (`/v1/match` `context`).
+CONTEXT_TEXT_MAX = 255
+CONTEXT_LIST_MAX = 50
+
+
+def _text(raw: Any, path: str, problems: list[str]) -> str | None:
+    if raw is None:
+        return None
+    if not isinstance(raw, str | int) or isinstance(raw, bool):
+        problems.append(f"{path}: expected a string")
+        return None
+    value = str(raw).strip()
+    if not value:
+        return None
+    if len(value) > CONTEXT_TEXT_MAX:
+        problems.append(f"{path}: at most {CONTEXT_TEXT_MAX} characters")
+        return None
+    return value
+
+
+def _time(raw: Any, path: str, problems: list[str], now: dt.datetime) -> dt.datetime | None:
+    if raw is None:
+        return None
+    try:
+        value = dt.datetime.fromisoformat(str(raw).replace("Z", "+00:00"))
+    except ValueError:
+        problems.append(f"{path}: {raw!r} is not an ISO 8601 time")
+        return None
+    if value.tzinfo is None:
+        problems.append(f"{path}: give a time zone (e.g. 2026-02-01T09:00:00Z)")
+        return None
+    if value > now + dt.timedelta(minutes=5):
+        problems.append(f"{path}: {raw!r} is in the future")
+        return None
+    return value
+
+
+def _list(raw: Any, path: str, problems: list[str]) -> list[Any]:
+    if raw is None:
+        return []
+    if not isinstance(raw, list):
+        problems.append(f"{path}: expected a list")
+        return []
+    if len(raw) > CONTEXT_LIST_MAX:
+        problems.append(f"{path}: at most {CONTEXT_LIST_MAX} items")
+        return []
+    return raw
+
+
+CONTEXT_FIELDS = (
+    "user_id",
+    "screen_name",
+    "display_name",
+    "emails",
+    "ips",
+    "esp_service",
+    "platform",
+    "incident_time",
+    "profile_url",
+)
+
+
+def parse_context(raw: Any, *, now: dt.datetime | None = None) -> UploadContext:
+    """An `UploadContext` from JSON (`/v1/match`'s `context`), every problem named by
+    its field: emails must be addresses, IPs addresses with an event from the schema's
+    list and an ISO 8601 time with a zone, never in the future."""
+    import ipaddress
+
+    from email_validator import EmailNotValidError, validate_email
+
+    from ridgeline.reports.model import EVENT_NAMES
+    from ridgeline.timeutil import utcnow
+
+    if raw is None:
+        return UploadContext()
+    if not isinstance(raw, dict):
+        raise BadInput("context: expected an object")
+    now = now or utcnow()
+    problems: list[str] = []
+    unknown = sorted(set(raw) - set(CONTEXT_FIELDS))
+    if unknown:
+        problems.append(
+            f"context: unknown field(s) {', '.join(unknown)}; expected {', '.join(CONTEXT_FIELDS)}"
+        )
+    emails: list[str] = []
+    for i, value in enumerate(_list(raw.get("emails"), "context.emails", problems)):
+        text = _text(value, f"context.emails[{i}]", problems)
+        if text is None:
+            continue
+        try:
+            emails.append(validate_email(text, check_deliverability=False).normalized)
+        except EmailNotValidError as exc:
+            problems.append(f"context.emails[{i}]: {text!r} is not an email address ({exc})")
+    ips: list[IpEvent] = []
+    for i, value in enumerate(_list(raw.get("ips"), "context.ips", problems)):
+        where = f"context.ips[{i}]"
+        if isinstance(value, str):
+            value = {"ip": value}
+        if not isinstance(value, dict):
+            problems.append(f"{where}: expected an object {{ip, event, at}} or an address")
+            continue
+        extra = sorted(set(value) - {"ip", "event", "at", "port"})
+        if extra:
+            problems.append(f"{where}: unknown field(s) {', '.join(extra)}")
+        try:
+            ip = str(ipaddress.ip_address(str(value.get("ip", "")).strip()))
+        except ValueError:
+            problems.append(f"{where}.ip: {value.get('ip')!r} is not an IP address")
+            continue
+        event = str(value.get("event") or "Upload")
+        if event not in EVENT_NAMES:
+            problems.append(f"{where}.event: {event!r} is not one of {', '.join(EVENT_NAMES)}")
+            continue
+        port = value.get("port")
+        if port is not None and (
+            not isinstance(port, int) or isinstance(port, bool) or not 0 < port < 65536
+        ):
+            problems.append(f"{where}.port: expected a port number 1-65535")
+            continue
+        at = _time(value.get("at"), f"{where}.at", problems, now)
+        ips.append(IpEvent(ip, event, at, port))
+    context = UploadContext(
+        user_id=_text(raw.get("user_id"), "context.user_id", problems),
+        screen_name=_text(raw.get("screen_name"), "context.screen_name", problems),
+        display_name=_text(raw.get("display_name"), "context.display_name", problems),
+        emails=tuple(emails),
+        ips=tuple(ips),
+        esp_service=_text(raw.get("esp_service"), "context.esp_service", problems),
+        platform=_text(raw.get("platform"), "context.platform", problems),
+        incident_time=_time(raw.get("incident_time"), "context.incident_time", problems, now),
+        profile_url=_text(raw.get("profile_url"), "context.profile_url", problems),
+    )
+    if context.profile_url and any(ch.isspace() for ch in context.profile_url):
+        problems.append("context.profile_url: a URL may not contain white space")
+    if problems:
+        raise BadInput("; ".join(problems))
+    return context
+
+
+# ---------------------------------------------------------------- the report action
+
+
+def _matched_entries(matches: Sequence[Any]) -> tuple[MatchedEntry, ...]:
+    return tuple(
+        MatchedEntry(
+            list_name=m.list_name,
+            entry_id=m.entry_id,
+            signal=m.signal,
+            distance=float(m.distance),
+            classifications=tuple((c.scheme, c.label) for c in m.classifications),
+        )
+        for m in matches
+    )
+
+
+def _file_bytes(path: str | None, sha256: str | None) -> bytes | None:
+    """The file's bytes if it is still there with the matched sha256, else None."""
+    import hashlib
+
+    if not path:
+        return None
+    try:
+        with open(path, "rb") as fh:
+            data = fh.read()
+    except OSError:
+        return None
+    if not data or (sha256 is not None and hashlib.sha256(data).hexdigest() != sha256):
+        return None
+    return data
+
+
+class ReportSink:
+    """The `report` action of `scan` and `/v1/match`: a CyberTipline draft per hit.
+
+    Passed by the front end as `ScanOptions.report_sink` (the scan may not import
+    reports). Each call stores one draft in the caller's transaction: the file (its
+    bytes encrypted with the evidence key; without a key, its hashes only, named in
+    the report's additional information), MD5/SHA1/SHA256/PDQ as `originalFileHash`,
+    the matched entries and their classifications (`industryClassification` when they
+    agree), and the upload's context (`UploadContext`) when the caller gives one.
+
+    Viral batching: with `viral_users` set, once that many different users' drafts
+    (still editable) carry the same file, the new draft and those earlier ones get
+    `batchedReport` with reason `VIRAL_POTENTIAL_MEME` and the file annotation `viral`.
+    """
+
+    def __init__(
+        self,
+        key: EvidenceKey | None,
+        *,
+        reporter: Reporter | None = None,
+        actor: str | None = None,
+        viral_users: int | None = None,
+    ) -> None:
+        if viral_users is not None and viral_users < 2:
+            raise BadInput("viral batching needs at least 2 users")
+        self.key = key
+        self.reporter = reporter
+        self.actor = actor
+        self.viral_users = viral_users
+
+    def __call__(self, session: Session, request: Any) -> int:
+        context = request.context if isinstance(request.context, UploadContext) else None
+        context = context or UploadContext()
+        data = request.data
+        if data is None and self.key is not None:
+            data = _file_bytes(request.path, request.sha256)
+        if self.key is None or (data is not None and len(data) > MAX_EVIDENCE_BYTES):
+            data = None  # nothing is stored in the clear; the hashes still identify it
+        hashes = hashes_from_signals(request.signals or {})
+        if request.sha256 and "sha256" not in hashes:
+            hashes["sha256"] = request.sha256
+        matched = MatchedFile(
+            name=request.name,
+            hashes=hashes,
+            matches=_matched_entries(request.matches),
+            data=data,
+            uploaded_at=next((e.at for e in context.ips if e.event == "Upload" and e.at), None),
+        )
+        origin = {**request.origin, "user_id": context.user_id}
+        batched = self._viral(session, request.sha256 or hashes.get("sha256"), context.user_id)
+        row = draft_from_matches(
+            session,
+            DraftInput(files=[matched], context=context, reporter=self.reporter, batched=batched),
+            self.key,
+            actor=self.actor or str(request.origin.get("source") or "match"),
+            origin=origin,
+        )
+        return int(row.id)
+
+    def _viral(self, session: Session, sha256: str | None, user_id: str | None) -> bool:
+        """True when this hit makes (or keeps) the file viral; marks earlier drafts."""
+        if self.viral_users is None or sha256 is None or user_id is None:
+            return False
+        from sqlalchemy import select
+
+        from ridgeline.reports.models import CyberTipFile
+
+        rows = list(
+            session.scalars(
+                select(CyberTipReport)
+                .join(CyberTipFile, CyberTipFile.report_id == CyberTipReport.id)
+                .where(CyberTipFile.sha256 == sha256, CyberTipReport.state.in_(core.EDITABLE))
+            )
+        )
+        users = {r.origin.get("user_id") for r in rows if r.origin.get("user_id")}
+        users.add(user_id)
+        if len(users) < self.viral_users:
+            return False
+        for row in rows:
+            if "batchedReport" in (row.document or {}):
+                continue
+            row.document = {"batchedReport": {"reason": "VIRAL_POTENTIAL_MEME"}, **row.document}
+            for f in row.files:
+                if f.sha256 == sha256:
+                    details = dict(f.details or {})
+                    details["fileAnnotations"] = {
+                        **(details.get("fileAnnotations") or {}),
+                        "viral": True,
+                    }
+                    f.details = details
+            core.revalidate(session, row)
+        return True

@@ -1,7 +1,8 @@
 """What a match does: `flag` it, `quarantine` the file (reversibly), draft a `report`.
 
 Actions are configured per block list (`list_actions`); allow-list matches
-suppress them, and entries held by flood control fire none.
+suppress them, and entries held by flood control fire none. A `report` is a
+CyberTipline draft made by the report sink the front end passes (`ReportRequest`).
 """
 
 from __future__ import annotations
@@ -10,7 +11,8 @@ import hashlib
 import json
 import os
 import shutil
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +23,7 @@ from sqlalchemy.orm import Session
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists import get_list
 from ridgeline.matching import ExplainedMatch
-from ridgeline.scan.models import ListAction, QuarantineItem, ReportDraft
+from ridgeline.scan.models import ListAction, QuarantineItem
 from ridgeline.timeutil import isoformat, utcnow
 
 ACTIONS = ("flag", "quarantine", "report")
@@ -176,38 +178,32 @@ def quarantine_to_json(item: QuarantineItem) -> dict[str, Any]:
     }
 
 
-def draft_report(
-    session: Session,
-    *,
-    path: str | None,
-    sha256: str | None,
-    signals: dict[str, Any],
-    matches: Sequence[ExplainedMatch],
-    context: dict[str, Any],
-) -> ReportDraft:
-    """Store a report draft: the file's hashes, its matches (as `ExplainedMatch.to_json`)
-    and where it was seen."""
-    draft = ReportDraft(
-        status="draft",
-        path=path,
-        sha256=sha256,
-        signals=signals,
-        matches=[m.to_json() for m in matches],
-        context=context,
-    )
-    session.add(draft)
-    session.flush()
-    return draft
+@dataclass(frozen=True)
+class ReportRequest:
+    """What a `report` action hands to the report sink: one matched file.
+
+    The scan (or `/v1/match`) knows the file, its hashes and its matches; what a report
+    is made of belongs to `ridgeline.reports`, which sits above the scan. So the front
+    end (CLI, service) passes a sink (`ridgeline.reports.drafts.ReportSink`) that turns
+    a request into a CyberTipline draft inside the caller's transaction and returns
+    its id.
+    """
+
+    #: The name the file is reported under (its base name, or the archive member's).
+    name: str
+    #: Where its bytes are now (None: hashes only, e.g. `/v1/match` with hashes).
+    path: str | None
+    sha256: str | None
+    #: The file's signals as `hash`/`scan` give them (md5, sha1, sha256, pdq, ...).
+    signals: dict[str, Any]
+    matches: Sequence[ExplainedMatch]
+    #: Where the hit came from: `{"source": "scan", "run_id": ...}` or the API's.
+    origin: dict[str, Any] = field(default_factory=dict)
+    #: The upload's context as the reports package understands it (opaque here).
+    context: Any = None
+    #: The bytes themselves when the caller already holds them (an upload).
+    data: bytes | None = None
 
 
-def report_to_json(draft: ReportDraft) -> dict[str, Any]:
-    return {
-        "id": draft.id,
-        "status": draft.status,
-        "path": draft.path,
-        "sha256": draft.sha256,
-        "signals": draft.signals,
-        "matches": draft.matches,
-        "context": draft.context,
-        "created_at": isoformat(draft.created_at),
-    }
+#: Creates the draft for one request in `session` (flush, no commit); returns its id.
+ReportSink = Callable[[Session, ReportRequest], int]

@@ -27,15 +27,16 @@ from ridgeline.lists import get_list
 from ridgeline.matching import ExplainedMatch
 from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
+    ReportRequest,
+    ReportSink,
     actions_by_list_id,
     default_quarantine_dir,
-    draft_report,
     quarantine_file,
     validate_actions,
 )
 from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker
 from ridgeline.scan.flood import FloodPolicy, count_matches
-from ridgeline.scan.models import ReportDraft, ScanFile, ScanRun, ScanState, path_key
+from ridgeline.scan.models import ScanFile, ScanRun, ScanState, path_key
 from ridgeline.scan.workers import (
     run_local,
 )
@@ -70,6 +71,10 @@ class ScanOptions:
     ray_address: str | None = None
     #: Retries of match webhooks (None: `ridgeline.webhooks.RetryPolicy()` defaults).
     webhook_policy: Any = None
+    #: Makes the CyberTipline draft of a `report` action (`reports.drafts.ReportSink`);
+    #: the front end passes it, since reports sit above the scan. Without one, a scan
+    #: whose lists would draft reports is refused before it starts.
+    report_sink: ReportSink | None = None
 
     def validate(self) -> None:
         if self.jobs < 1:
@@ -337,45 +342,55 @@ class Recorder:
                  "note": "drafted by an interrupted earlier run"}
             )  # fmt: skip
         elif "report" in wanted:
-            draft = draft_report(
+            assert self.options.report_sink is not None  # checked when the run began
+            path = item["path"]
+            display = item["display"]
+            report_id = self.options.report_sink(
                 s,
-                path=item["display"],
-                sha256=outcome["sha256"],
-                signals=outcome["signals"],
-                matches=live,
-                context={
-                    "source": "scan",
-                    "run_id": self.run.id,
-                    "size": item["size"],
-                    "media_type": outcome["media_type"],
-                    "seen_at": utcnow().isoformat().replace("+00:00", "Z"),
-                },
+                ReportRequest(
+                    name=os.path.basename(display.rsplit("!", 1)[-1]) or display,
+                    path=path,
+                    sha256=outcome["sha256"],
+                    signals=outcome["signals"],
+                    matches=live,
+                    origin={
+                        "source": "scan",
+                        "run_id": self.run.id,
+                        "path": display,
+                        "size": item["size"],
+                        "media_type": outcome["media_type"],
+                        "seen_at": utcnow().isoformat().replace("+00:00", "Z"),
+                    },
+                ),
             )
             self.summary.reports += 1
-            actions.append({"action": "report", "lists": wanted["report"], "report_id": draft.id})
+            actions.append({"action": "report", "lists": wanted["report"], "report_id": report_id})
         if "quarantine" in wanted:
             actions.append(self._quarantine(s, item, live, wanted["quarantine"]))
 
     def _drafted_before(self, s: Any, path: str, sha256: str | None) -> int | None:
-        """The draft an unfinished earlier scan filed for this path and content, if any."""
+        """The draft an unfinished earlier run made for this path and content, if any.
+
+        The scan's own per-file rows say so: a file's row and its draft are written in
+        one transaction, so a row with a `report` action means the draft exists."""
         if not self.options.resume or sha256 is None:
             return None
-        drafts = s.execute(
-            select(ReportDraft.id, ReportDraft.context).where(
-                ReportDraft.sha256 == sha256, ReportDraft.path == path
-            )
-        ).all()
-        runs = {d.context.get("run_id"): d.id for d in drafts if d.context.get("source") == "scan"}
-        runs.pop(self.run.id, None)
-        if not runs:
-            return None
-        unfinished = s.scalars(
-            select(ScanRun.id).where(
-                ScanRun.id.in_([r for r in runs if isinstance(r, int)]),
+        rows = s.execute(
+            select(ScanFile.actions)
+            .join(ScanRun, ScanRun.id == ScanFile.run_id)
+            .where(
+                ScanFile.sha256 == sha256,
+                ScanFile.path == path,
+                ScanFile.run_id != self.run.id,
                 ScanRun.finished_at.is_(None),
             )
-        ).first()
-        return None if unfinished is None else runs[unfinished]
+            .order_by(ScanFile.id.desc())
+        ).all()
+        for (acts,) in rows:
+            for a in acts or []:
+                if a.get("action") == "report" and isinstance(a.get("report_id"), int):
+                    return int(a["report_id"])
+        return None
 
     def _list_actions(self, list_id: int) -> list[str]:
         if self.options.actions is not None and (not self._list_ids or list_id in self._list_ids):
@@ -468,6 +483,17 @@ def _resume_skip(store: Store) -> Callable[[ScanItem], bool]:
     return skip
 
 
+def _may_report(options: ScanOptions, actions: dict[int, list[str]], list_ids: set[int]) -> bool:
+    """Whether a match in this scan could fire a `report` action."""
+    if options.actions is not None and "report" in options.actions:
+        return True
+    return any(
+        "report" in names
+        for list_id, names in actions.items()
+        if not list_ids or list_id in list_ids
+    )
+
+
 def scan(
     store: Store,
     paths: Sequence[str | os.PathLike[str]],
@@ -487,8 +513,13 @@ def scan(
         if not os.path.exists(p):
             raise BadInput(f"no such file or folder: {p}")
     with store.session() as s:
-        for name in options.lists:
-            get_list(s, name)  # NotFound names the missing list
+        list_ids = {get_list(s, name).id for name in options.lists}  # NotFound names it
+        if options.report_sink is None and _may_report(options, actions_by_list_id(s), list_ids):
+            raise BadInput(
+                "the report action makes CyberTipline drafts: give the scan a report sink "
+                "(ScanOptions.report_sink = ridgeline.reports.drafts.ReportSink(key)); "
+                "`ridgeline scan` does this"
+            )
         run = ScanRun(
             engine=options.engine,
             paths=str_paths,
@@ -538,10 +569,9 @@ def scan(
             raise
         recorder.close()
         if recorder.webhooks_queued:  # first try now; failures retry (`webhooks deliver`)
-            from ridgeline.webhooks import deliver_due
+            from ridgeline.webhooks import deliver_pending
 
-            with store.session() as s:
-                deliver_due(s, options.webhook_policy)
+            deliver_pending(store, options.webhook_policy)
     finally:
         shutil.rmtree(work, ignore_errors=True)
     summary.seconds = round(time.monotonic() - started, 3)

@@ -100,6 +100,28 @@ class ServiceConfig:
     disclosure_secret: str = ""
     #: One JSON line per request on stderr (`ridgeline.service.accesslog`).
     access_log: bool = True
+    #: Match webhooks (`ridgeline.webhooks`): each worker's delivery thread looks for due
+    #: deliveries this often (and at once after a request queued one), and retries a
+    #: failing one `webhook_max_attempts` times, `webhook_base_delay_s` doubling up to
+    #: `webhook_max_delay_s`, before it is a dead letter.
+    webhook_poll_s: float = 1.0
+    webhook_max_attempts: int = 6
+    webhook_base_delay_s: float = 30.0
+    webhook_max_delay_s: float = 3600.0
+    webhook_timeout_s: float = 10.0
+    #: Batch report drafts of one file once this many users' drafts carry it
+    #: (`batchedReport`, VIRAL_POTENTIAL_MEME); None: never.
+    viral_users: int | None = None
+
+    def webhook_policy(self) -> Any:
+        from ridgeline.webhooks import RetryPolicy
+
+        return RetryPolicy(
+            max_attempts=self.webhook_max_attempts,
+            base_delay_s=self.webhook_base_delay_s,
+            max_delay_s=self.webhook_max_delay_s,
+            timeout_s=self.webhook_timeout_s,
+        )
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -286,8 +308,11 @@ class Refresher:
         matcher: Matcher,
         verifier: KeyVerifier | None = None,
         on_synced: Callable[[float], None] | None = None,
+        effects: Any = None,
     ) -> None:
         self.matcher = matcher
+        #: Which lists have webhooks or report actions (`service.effects`), re-read here.
+        self.effects = effects
         #: Called with the index age after each successful refresh (metrics).
         self.on_synced = on_synced
         #: Cached API keys are re-checked this often (revocations take effect within it).
@@ -299,6 +324,8 @@ class Refresher:
     def __call__(self, changes: int) -> None:
         """Index listener, run after every refresh."""
         self.reload_held()
+        if self.effects is not None:
+            self.effects.reload()
         now = time.monotonic()
         if self.verifier is not None and now - self._keys_checked >= self.key_interval:
             self.verifier.revalidate(self.matcher.store.session)
@@ -350,16 +377,29 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         # The index's thread polls the change feed; requests never do (unless it stalls).
         matcher = Matcher.open(store, config.index_dir, refresh_interval=config.refresh_interval_s)
         matcher.preload()  # map every signal's index before serving (no first-request stall)
-        refresher = Refresher(matcher, app.state.verifier, on_synced=metrics.synced)
+        from ridgeline.service.effects import MatchEffects
+        from ridgeline.webhooks import Deliverer
+
+        deliverer = Deliverer(store, config.webhook_policy(), poll_s=config.webhook_poll_s)
+        effects = MatchEffects(
+            store, config.evidence_key_file, deliverer, viral_users=config.viral_users
+        )
+        effects.reload(force=True)
+        refresher = Refresher(
+            matcher, app.state.verifier, on_synced=metrics.synced, effects=effects
+        )
         refresher.reload_held()
         matcher.index.add_listener(refresher)
+        app.state.effects = effects
         app.state.matcher = matcher
         matcher.index.start_refresh()
+        deliverer.start()
         gc.freeze()  # start-up objects live forever: keep them out of every GC pass
         try:
             yield
         finally:
             matcher.index.stop_refresh()
+            deliverer.stop()
 
     app = ServiceApp(
         title="Ridgeline",
@@ -383,6 +423,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     )
     app.state.limiter = RateLimiter(config.default_rate_limit, process_table())
     app.state.matcher = None
+    app.state.effects = None
     app.fast_lookup = FastLookup(app.state)
     if config.access_log:
         app.access_log = AccessLog(app._dispatch, app.state, routes=lambda: app.routes)

@@ -12,6 +12,7 @@ counted twice because the fast path decides before it touches the rate limiter.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 from typing import Any
@@ -136,10 +137,23 @@ class FastLookup:
             error = forbidden(principal, "match")
         else:
             try:
+                explained: list[Any] = []
                 matches = match_with_state(
-                    state, matcher, [Query(signal.name, canonical, quality)], lists, principal
+                    state,
+                    matcher,
+                    [Query(signal.name, canonical, quality)],
+                    lists,
+                    principal,
+                    explained,
                 )
                 body: Any = {"signal": signal.name, "value": canonical, "matches": matches}
+                effects = state.effects
+                if effects is not None and effects.wanted(explained, reports=False):
+                    # a match on a list with webhooks: stored (in a thread) before the
+                    # answer, delivered in the background
+                    body["actions"] = await asyncio.to_thread(
+                        effects.apply, explained, route=PATH, key_name=principal.name
+                    )
             except RidgelineError as exc:  # answered as the app's error handler answers it
                 error = exc
             except Exception as exc:

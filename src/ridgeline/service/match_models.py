@@ -48,12 +48,24 @@ class MatchOut(Body):
     identification: str | None = Field(default=None, description="Present when known")
 
 
+class ActionOut(Body):
+    """What a match set off (`ridgeline.service.effects`): `webhook` deliveries queued
+    for lists with webhooks, or a `report` draft for lists with the report action."""
+
+    action: str = Field(description="webhook or report")
+    lists: list[str]
+    deliveries: list[int] | None = Field(default=None, description="webhook delivery ids")
+    report_id: int | None = Field(default=None, description="the CyberTipline draft's id")
+
+
 class LookupOut(Body):
-    """`GET /v1/lookup`: the canonical hash and its matches."""
+    """`GET /v1/lookup`: the canonical hash and its matches (`actions` only when a
+    match is on a list with webhooks)."""
 
     signal: str
     value: str
     matches: list[MatchOut]
+    actions: list[ActionOut] | None = None
 
 
 class HashesMatchOut(Body):
@@ -61,6 +73,7 @@ class HashesMatchOut(Body):
 
     signals: dict[str, str | list[str]]
     matches: list[MatchOut]
+    actions: list[ActionOut]
 
 
 class UploadMatchOut(Body):
@@ -72,4 +85,5 @@ class UploadMatchOut(Body):
     size: int | None
     signals: dict[str, SignalValue]
     matches: list[MatchOut]
+    actions: list[ActionOut]
     error: str | None

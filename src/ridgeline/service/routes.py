@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from pathlib import Path
 from typing import Annotated, Any, Literal
 
 from fastapi import Depends, FastAPI, File, Form, Query, Request, UploadFile
@@ -10,8 +11,8 @@ from fastapi.responses import JSONResponse
 from pydantic import BaseModel, Field
 
 from ridgeline import lists as L
-from ridgeline.errors import InvalidRequest, NotReady, TooManyValues
-from ridgeline.matching import Matcher, queries_for
+from ridgeline.errors import InvalidRequest, NotReady, RidgelineError, TooManyValues
+from ridgeline.matching import ExplainedMatch, Matcher, queries_for
 from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
 from ridgeline.service.auth import PERMISSION_KEY, requires
 from ridgeline.service.disclosure import match_hiding_lists
@@ -72,10 +73,15 @@ def _matcher(request: Request) -> Matcher:
 
 
 def _match(
-    request: Request, queries: list[MatchQuery], lists: list[str] | None
+    request: Request,
+    queries: list[MatchQuery],
+    lists: list[str] | None,
+    explained: list[ExplainedMatch] | None = None,
 ) -> list[dict[str, Any]]:
     principal = getattr(request.state, "principal", None)
-    return match_with_state(request.app.state, _matcher(request), queries, lists, principal)
+    return match_with_state(
+        request.app.state, _matcher(request), queries, lists, principal, explained
+    )
 
 
 def match_with_state(
@@ -84,16 +90,24 @@ def match_with_state(
     queries: list[MatchQuery],
     lists: list[str] | None,
     principal: Principal | None = None,
+    explained: list[ExplainedMatch] | None = None,
 ) -> list[dict[str, Any]]:
     """Explained matches as JSON (`held` from the matcher's flood holds), counted in
-    metrics; redacted for callers who may not read the lists (`service.disclosure`)."""
+    metrics; redacted for callers who may not read the lists (`service.disclosure`).
+
+    `explained` receives the matches the caller is told about (what webhooks and report
+    drafts act on: a hit disclosure withholds from the caller sets off nothing)."""
     matches = match_hiding_lists(matcher, queries, lists, principal)
     if matches:
         metrics = state.metrics
         for m in matches:
             metrics.matches.labels(m.signal).inc()
     rows = [m.to_json() for m in matches]
+    original = list(rows) if explained is not None else rows
     state.disclosure.filter(principal, rows)
+    if explained is not None and matches:
+        kept = {id(r) for r in rows}
+        explained.extend(m for r, m in zip(original, matches, strict=True) if id(r) in kept)
     return rows
 
 
@@ -125,6 +139,59 @@ class HashesIn(BaseModel):
     url: str | None = None
     dihedral: bool = False
     mode: Literal["exact", "fast"] = "exact"
+    context: dict[str, Any] | None = Field(
+        default=None,
+        description="The upload's context for report drafts (user_id, screen_name, "
+        "display_name, emails, ips [{ip, event, at, port}], esp_service, platform, "
+        "incident_time, profile_url); validated, used only by lists with a report action",
+    )
+    file_name: str | None = Field(
+        default=None, max_length=1000, description="The file's name, for report drafts"
+    )
+
+
+def _context(raw: Any) -> Any:
+    """The validated upload context (`reports.drafts.parse_context`); 400 naming the field."""
+    if raw is None or raw == "":
+        return None
+    from ridgeline.reports.drafts import parse_context
+
+    if isinstance(raw, str):
+        import json
+
+        try:
+            raw = json.loads(raw)
+        except ValueError as exc:
+            raise InvalidRequest(f"context: not JSON ({exc})") from None
+    try:
+        return parse_context(raw)
+    except RidgelineError as exc:
+        raise InvalidRequest(str(exc)) from None
+
+
+def _effects(
+    request: Request,
+    explained: list[ExplainedMatch],
+    upload: Any = None,
+    context: Any = None,
+) -> list[dict[str, Any]]:
+    """Webhooks and report drafts of these matches (`service.effects`), or none."""
+    from ridgeline.service.auth import POLICY
+
+    effects = request.app.state.effects
+    if effects is None or not effects.wanted(explained, reports=upload is not None):
+        return []
+    principal = getattr(request.state, "principal", None)
+    return list(
+        effects.apply(
+            explained,
+            route=request.url.path,
+            key_name=principal.name if principal else None,
+            upload=upload,
+            context=context,
+            drafts=principal is not None and principal.role in POLICY["reports:draft"],
+        )
+    )
 
 
 #: The length of the name columns (lists, keys, sources): longer is a 400, not a 500.
@@ -253,8 +320,10 @@ def register_routes(router: FastAPI) -> None:
             dihedral = str(form.get("dihedral", "false")).lower() in ("1", "true", "yes", "on")
             lists = [x.strip() for x in str(form.get("lists", "")).split(",") if x.strip()]
             mode = _pdq_mode(form.get("mode"))
+            context = _context(form.get("context"))
+            name = str(form.get("file_name") or upload.filename or "upload")[:1000]
             body = await asyncio.to_thread(
-                _match_upload, request, upload.file, dihedral, lists, mode
+                _match_upload, request, upload.file, dihedral, lists, mode, name, context
             )
             return JSONResponse(body)
         try:
@@ -264,7 +333,9 @@ def register_routes(router: FastAPI) -> None:
             raise InvalidRequest("the JSON body is nested too deeply") from None
         except ValueError as exc:
             raise InvalidRequest(f"expected JSON hashes or a multipart upload: {exc}") from None
+        context = _context(data.context)
         if data.url:
+            name = data.file_name or data.url.rstrip("/").rsplit("/", 1)[-1] or "upload"
             response = await asyncio.to_thread(
                 fetch_url,
                 data.url,
@@ -274,7 +345,14 @@ def register_routes(router: FastAPI) -> None:
             )
             try:
                 body = await asyncio.to_thread(
-                    _match_upload, request, response, data.dihedral, data.lists, data.mode
+                    _match_upload,
+                    request,
+                    response,
+                    data.dihedral,
+                    data.lists,
+                    data.mode,
+                    name,
+                    context,
                 )
             finally:
                 response.close()
@@ -291,23 +369,48 @@ def register_routes(router: FastAPI) -> None:
             norm = [signal.normalize(v) for v in values]
             canonical[signal.name] = norm if isinstance(value, list) else norm[0]
             queries.extend(MatchQuery(signal.name, v) for v in norm)
-        matches = await asyncio.to_thread(_match, request, queries, data.lists)
-        return JSONResponse({"signals": canonical, "matches": matches})
+        from ridgeline.service.effects import Upload
+
+        def hashes_match() -> dict[str, Any]:
+            explained: list[ExplainedMatch] = []
+            matches = _match(request, queries, data.lists, explained)
+            upload = Upload(data.file_name or "file", canonical)
+            actions = _effects(request, explained, upload, context)
+            return {"signals": canonical, "matches": matches, "actions": actions}
+
+        return JSONResponse(await asyncio.to_thread(hashes_match))
 
     def _match_upload(
-        request: Request, source: Any, dihedral: bool, lists: list[str], mode: str = "exact"
+        request: Request,
+        source: Any,
+        dihedral: bool,
+        lists: list[str],
+        mode: str = "exact",
+        name: str = "upload",
+        context: Any = None,
     ) -> dict[str, Any]:
+        from ridgeline.service.effects import Upload
+
         config = request.app.state.config
         options = _hash_options(request, dihedral, mode)
         with spooled_upload(source, config.max_upload_bytes, config.upload_kinds) as path:
             result = hash_with_timeout(path, options, config.request_timeout_s, partial=True)
-        queries = queries_for(result.signals, dihedral=dihedral)
+            queries = queries_for(result.signals, dihedral=dihedral)
+            explained: list[ExplainedMatch] = []
+            matches = _match(request, queries, lists, explained)
+            actions: list[dict[str, Any]] = []
+            effects = request.app.state.effects
+            if effects is not None and effects.wanted(explained):
+                wants_bytes = any(m.list_id in effects.report_lists for m in explained)
+                data = Path(path).read_bytes() if wants_bytes else None
+                actions = _effects(request, explained, Upload(name, result.signals, data), context)
         return {
             "kind": result.kind,
             "media_type": result.media_type,
             "size": result.size,
             "signals": result.signals,
-            "matches": _match(request, queries, lists),
+            "matches": matches,
+            "actions": actions,
             "error": result.error,
         }
 
@@ -322,10 +425,17 @@ def register_routes(router: FastAPI) -> None:
         quality: Annotated[int | None, Query(ge=0, le=100)] = None,
     ) -> JSONResponse:
         """Look one hash up by signal and value (in-memory index: no thread hop)."""
+        import asyncio
+
         sig = get_signal(signal)
         canonical = sig.normalize(value)
-        matches = _match(request, [MatchQuery(sig.name, canonical, quality)], list_)
-        return JSONResponse({"signal": sig.name, "value": canonical, "matches": matches})
+        explained: list[ExplainedMatch] = []
+        matches = _match(request, [MatchQuery(sig.name, canonical, quality)], list_, explained)
+        body: dict[str, Any] = {"signal": sig.name, "value": canonical, "matches": matches}
+        effects = request.app.state.effects
+        if effects is not None and effects.wanted(explained, reports=False):
+            body["actions"] = await asyncio.to_thread(_effects, request, explained)
+        return JSONResponse(body)
 
     # --- lists and entries (curators; never providers) ------------------------------
 
@@ -443,11 +553,16 @@ def register_routes(router: FastAPI) -> None:
 
     @endpoint(router, "PUT", "/lists/{name}/actions", "lists:write", tags=["lists"])
     def put_actions(request: Request, name: str, body: ActionsIn) -> ListActionsOut:
-        """Set the actions (flag, quarantine, report) matches on this list fire."""
+        """Set the actions (flag, quarantine, report) matches on this list fire: in
+        `scan`, and through `/v1/match` for `report` (a CyberTipline draft per hit)."""
         from ridgeline.scan.actions import set_list_actions
 
         with request.app.state.store.session() as s:
-            return ListActionsOut(list=name, actions=set_list_actions(s, name, body.actions))
+            out = ListActionsOut(list=name, actions=set_list_actions(s, name, body.actions))
+        effects = request.app.state.effects
+        if effects is not None:
+            effects.reload(force=True)
+        return out
 
     # --- flood control ---------------------------------------------------------------
 

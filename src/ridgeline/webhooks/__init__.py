@@ -39,6 +39,7 @@ from ridgeline.webhooks.models import Webhook, WebhookDelivery
 
 if TYPE_CHECKING:
     from ridgeline.matching import ExplainedMatch
+    from ridgeline.store import Store
 
 SIGNATURE_HEADER = "X-Ridgeline-Signature"
 STATUSES = ("pending", "delivered", "dead")
@@ -188,20 +189,19 @@ def _post(url: str, body: bytes, headers: Mapping[str, str], timeout: float) -> 
     return None if 200 <= status < 300 else f"HTTP {status}"
 
 
-def attempt(session: Session, row: WebhookDelivery, policy: RetryPolicy, now: dt.datetime) -> bool:
-    """Send one delivery now; record delivered, the next retry, or dead. True if delivered."""
-    hook = session.get(Webhook, row.webhook_id)
-    if hook is None:
-        return False
-    body = row.body.encode()
-    headers = {
+def _headers(hook: Webhook, row: WebhookDelivery, body: bytes) -> dict[str, str]:
+    return {
         "Content-Type": "application/json",
         SIGNATURE_HEADER: sign(hook.secret, body),
         "X-Ridgeline-Event": row.event,
         "X-Ridgeline-Delivery": str(row.id),
         "User-Agent": "ridgeline-webhooks",
     }
-    problem = _post(hook.url, body, headers, policy.timeout_s)
+
+
+def _record(
+    row: WebhookDelivery, problem: str | None, policy: RetryPolicy, now: dt.datetime
+) -> bool:
     row.attempts += 1
     if problem is None:
         row.status, row.delivered_at, row.last_error = "delivered", now, None
@@ -213,6 +213,16 @@ def attempt(session: Session, row: WebhookDelivery, policy: RetryPolicy, now: dt
         # back off from when the attempt failed, not from when it began (a slow receiver)
         row.next_attempt_at = max(now, utcnow()) + dt.timedelta(seconds=policy.delay(row.attempts))
     return False
+
+
+def attempt(session: Session, row: WebhookDelivery, policy: RetryPolicy, now: dt.datetime) -> bool:
+    """Send one delivery now; record delivered, the next retry, or dead. True if delivered."""
+    hook = session.get(Webhook, row.webhook_id)
+    if hook is None:
+        return False
+    body = row.body.encode()
+    problem = _post(hook.url, body, _headers(hook, row, body), policy.timeout_s)
+    return _record(row, problem, policy, now)
 
 
 def deliver_due(
@@ -243,6 +253,112 @@ def deliver_due(
     return counts
 
 
+def deliver_pending(
+    store: Store,
+    policy: RetryPolicy | None = None,
+    *,
+    limit: int = 100,
+    ignore_schedule: bool = False,
+) -> dict[str, int]:
+    """`deliver_due` for a store shared with others (a running server, its workers, the
+    CLI): each due delivery is first claimed in a short transaction of its own (its next
+    try moved past the request timeout, so no other deliverer sends it meanwhile), then
+    POSTed outside any transaction, then its outcome recorded. A deliverer that dies
+    mid-way leaves the delivery to be retried once the claim lapses."""
+    from sqlalchemy import update
+
+    policy = policy or RetryPolicy()
+    counts = {"delivered": 0, "retry": 0, "dead": 0}
+    now = utcnow()
+    with store.session() as s:
+        query = select(WebhookDelivery.id, WebhookDelivery.next_attempt_at).where(
+            WebhookDelivery.status == "pending"
+        )
+        if not ignore_schedule:
+            query = query.where(WebhookDelivery.next_attempt_at <= now)
+        due = list(s.execute(query.order_by(WebhookDelivery.id).limit(limit)))
+    lease = dt.timedelta(seconds=policy.timeout_s + 30)
+    for delivery_id, seen in due:
+        with store.session() as s:
+            result = s.execute(
+                update(WebhookDelivery)
+                .where(
+                    WebhookDelivery.id == delivery_id,
+                    WebhookDelivery.status == "pending",
+                    WebhookDelivery.next_attempt_at == seen,
+                )
+                .values(next_attempt_at=utcnow() + lease)
+            )
+            claimed = int(getattr(result, "rowcount", 0) or 0) == 1
+            row = s.get(WebhookDelivery, delivery_id)
+            hook = s.get(Webhook, row.webhook_id) if row is not None else None
+            if not claimed or row is None or hook is None:
+                continue
+            body = row.body.encode()
+            url, headers = hook.url, _headers(hook, row, body)
+        problem = _post(url, body, headers, policy.timeout_s)
+        with store.session() as s:
+            row = s.get(WebhookDelivery, delivery_id)
+            if row is None:  # pragma: no cover - deleted with its webhook meanwhile
+                continue
+            if _record(row, problem, policy, utcnow()):
+                counts["delivered"] += 1
+            elif row.status == "dead":
+                counts["dead"] += 1
+            else:
+                counts["retry"] += 1
+    return counts
+
+
+class Deliverer:
+    """The background delivery worker of `ridgeline serve`: a daemon thread that sends
+    what is due every `poll_s` seconds, or at once when `wake` is called (a request
+    just queued a delivery). Requests never wait for a receiver."""
+
+    def __init__(self, store: Store, policy: RetryPolicy | None = None, poll_s: float = 1.0):
+        import threading
+
+        self.store = store
+        self.policy = policy or RetryPolicy()
+        self.poll_s = poll_s
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, name="ridgeline-webhooks", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def wake(self) -> None:
+        self._wake.set()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        self._stop.set()
+        self._wake.set()
+        self._thread.join(timeout)
+
+    def _run(self) -> None:
+        import logging
+
+        log = logging.getLogger("ridgeline.webhooks")
+        while not self._stop.is_set():
+            self._wake.wait(self.poll_s)
+            self._wake.clear()
+            if self._stop.is_set():
+                break
+            try:
+                while True:
+                    counts = deliver_pending(self.store, self.policy)
+                    if sum(counts.values()) < 100 or self._stop.is_set():
+                        break
+            except Exception as exc:  # the store is away for a moment: try again later
+                log.warning("webhook delivery failed: %s", exc)
+
+
+def webhook_list_ids(session: Session) -> set[int]:
+    """Lists with at least one enabled webhook (what the service checks per match)."""
+    return set(session.scalars(select(Webhook.list_id).where(Webhook.enabled.is_(True))))
+
+
 def send_test(
     session: Session, webhook_id: int, policy: RetryPolicy | None = None
 ) -> WebhookDelivery:
@@ -263,6 +379,13 @@ def replay(session: Session, delivery_id: int) -> WebhookDelivery:
         raise Conflict(f"delivery {delivery_id} is still pending")
     row.status, row.attempts, row.next_attempt_at = "pending", 0, utcnow()
     session.flush()
+    return row
+
+
+def list_delivery(session: Session, delivery_id: int) -> WebhookDelivery:
+    row = session.get(WebhookDelivery, delivery_id)
+    if row is None:
+        raise NotFound(f"no webhook delivery {delivery_id}")
     return row
 
 
