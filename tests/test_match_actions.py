@@ -16,7 +16,6 @@ from typing import Any
 import httpx
 import pytest
 from click.testing import CliRunner
-from test_webhooks import Receiver
 
 from ridgeline import evidence as ev
 from ridgeline import lists as L
@@ -26,6 +25,7 @@ from ridgeline.reports import core
 from ridgeline.scan.actions import set_list_actions
 from ridgeline.service.keys import create_key
 from ridgeline.store import Store
+from test_webhooks import Receiver
 
 BAD = b"known bad upload (synthetic, benign bytes)\n"
 LOOKED_UP = b"another listed file (synthetic)\n"
@@ -170,7 +170,7 @@ def test_match_fires_webhooks_in_the_background_and_drafts_reports(
         headers=h,
     )
     assert res.status_code == 200, res.text
-    hashed = [a for a in res.json()["actions"] if a["action"] == "report"][0]["report_id"]
+    hashed = next(a for a in res.json()["actions"] if a["action"] == "report")["report_id"]
     with store.session() as s:
         row = core.get_report(s, hashed)
         assert row.files == [] and md5(BAD) in (row.document.get("additionalInfo") or "")

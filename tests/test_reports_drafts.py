@@ -121,8 +121,8 @@ def test_hashes_from_signals() -> None:
 
 
 def test_from_scan_to_finished_report_on_the_cli(tmp_path: Path, db_path: str) -> None:
-    """A provider: scan a folder, turn the scan's report draft into a CyberTipline
-    draft, add who reports, file it on the (local) test server."""
+    """A provider: scan a folder (its report action makes the CyberTipline draft),
+    add who reports and when, file it on the (local) test server."""
     tree = tmp_path / "uploads"
     tree.mkdir()
     (tree / "match.bin").write_bytes(DATA)
@@ -136,8 +136,6 @@ def test_from_scan_to_finished_report_on_the_cli(tmp_path: Path, db_path: str) -
         set_list_actions(s, "known", ["flag", "report"])
     store.close()
     exe = str(Path(sys.executable).parent / "ridgeline")
-    reporter = tmp_path / "reporter.json"
-    reporter.write_text(json.dumps(docs.to_json(samples.reporter())))
     with LocalCyberTip() as server:
         env = {
             **os.environ,
@@ -159,24 +157,26 @@ def test_from_scan_to_finished_report_on_the_cli(tmp_path: Path, db_path: str) -
             for line in ridgeline("scan", str(tree), "--format", "jsonl").splitlines()
         ]
         hit = next(r for r in rows if r.get("path", "").endswith("match.bin"))
-        scan_draft = next(a["report_id"] for a in hit["actions"] if a["action"] == "report")
-        created = json.loads(
-            ridgeline(
-                "reports",
-                "from-scan",
-                str(scan_draft),
-                "--reporter",
-                str(reporter),
-                "--incident-time",
-                "2026-02-01T09:00:00Z",
-                "--user-id",
-                "uid-7",
-                "--ip",
-                "192.0.2.7",
-                "--format",
-                "json",
+        # the scan's report action made the CyberTipline draft itself
+        created = {"id": next(a["report_id"] for a in hit["actions"] if a["action"] == "report")}
+        draft = json.loads(ridgeline("reports", "show", str(created["id"]), "--format", "json"))
+        assert draft["state"] == "draft" and draft["files"][0]["md5"] == HASHES["md5"]
+        missing = {p["path"] for p in draft["problems"] if p["severity"] == "error"}
+        assert any(p.startswith("report/reporter") for p in missing), missing
+        # the operator completes it: who reports, when it happened (a JSON merge patch)
+        patch = tmp_path / "complete.json"
+        patch.write_text(
+            json.dumps(
+                {
+                    "incidentSummary": {"incidentDateTime": "2026-02-01T09:00:00Z"},
+                    "reporter": docs.to_json(samples.reporter()),
+                }
             )
         )
+        edited = json.loads(
+            ridgeline("reports", "edit", str(created["id"]), str(patch), "--format", "json")
+        )
+        assert edited["state"] == "validated", edited
         rid = str(created["id"])
         filed = json.loads(
             ridgeline("reports", "file", rid, "--endpoint", server.base, "--format", "json")
@@ -190,4 +190,45 @@ def test_from_scan_to_finished_report_on_the_cli(tmp_path: Path, db_path: str) -
         assert sent.industry_classification == "B1" and sent.report_id == filed["reportId"]
         shown = json.loads(ridgeline("reports", "show", rid, "--format", "json"))
         assert shown["reportId"] == filed["reportId"] and shown["fileIds"] == [stored.file_id]
-        assert shown["origin"]["scan_draft_id"] == scan_draft
+        assert shown["origin"]["source"] == "scan" and shown["origin"]["path"].endswith("match.bin")
+
+
+def test_from_scan_converts_a_draft_row_of_an_older_version(tmp_path: Path, db_path: str) -> None:
+    """Report drafts an earlier Ridgeline's scan stored as rows (`report_drafts`) still
+    become CyberTipline drafts with `ridgeline reports from-scan`."""
+    from click.testing import CliRunner
+
+    from ridgeline.cli import main
+    from ridgeline.scan.models import ReportDraft
+
+    seen = tmp_path / "seen.bin"
+    seen.write_bytes(DATA)
+    store = Store.open(db_path)
+    with store.session() as s:
+        row = ReportDraft(
+            status="draft",
+            path=str(seen),
+            sha256=HASHES["sha256"],
+            signals={"md5": HASHES["md5"], "sha256": HASHES["sha256"]},
+            matches=[{"list": "known", "entry_id": 3, "signal": "md5", "distance": 0,
+                      "classifications": [{"scheme": "industry", "label": "B2"}]}],
+            context={"source": "scan", "run_id": 1},
+        )  # fmt: skip
+        s.add(row)
+        s.flush()
+        legacy = row.id
+    key_file = tmp_path / "k"
+    key_file.write_text(base64.b64encode(bytes(range(32))).decode())
+    res = CliRunner().invoke(
+        main,
+        ["reports", "from-scan", str(legacy), "--user-id", "uid-9", "--key-file", str(key_file),
+         "--db", db_path, "--format", "json"],
+    )  # fmt: skip
+    assert res.exit_code == 0, res.output
+    with store.session() as s:
+        made = core.get_report(s, json.loads(res.stdout)["id"])
+        assert core.file_bytes(made.files[0], KEY) == DATA
+        details = core.details_of(made.files[0])
+        assert details is not None and details.industry_classification == "B2"
+        assert made.origin["scan_draft_id"] == legacy
+    store.close()
