@@ -136,6 +136,12 @@ class NotFound(RidgelineError, LookupError):
     http_status = 404
 
 
+class DamagedFile(NotFound):
+    """An audit item has no evidence to show: recorded as an exception (damaged-file)."""
+
+    code = "damaged_file"
+
+
 class MethodNotAllowed(RidgelineError):
     """An HTTP method the route does not take."""
 

@@ -187,6 +187,57 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
             item = next_item(s, get_audit(s, audit_id), _who(request))
             return AuditNextOut.model_validate({"item": item})
 
+    @endpoint(
+        app,
+        "GET",
+        "/audits/{audit_id}/items/{entry_id}/media",
+        "audit",
+        tags=["audits"],
+        response_class=Response,
+        responses={
+            200: {
+                "content": {"image/png": {"schema": {"type": "string", "format": "binary"}}},
+                "description": "The item's media as PNG",
+            }
+        },
+    )
+    def audit_media(
+        request: Request,
+        audit_id: int,
+        entry_id: int,
+        unblurred: bool = False,
+        colour: bool = False,
+        reason: str | None = None,
+    ) -> Response:
+        """A sampled item's media for the calling auditor, exactly as review serves it:
+        blurred greyscale unless asked (an unblurred or colour view is logged in the
+        tamper-evident log), breaks and the daily cap enforced, only items this auditor
+        may still judge (blind). No evidence stored: 404 `damaged_file`, and the item is
+        recorded as the auditor's exception `damaged-file`."""
+        from ridgeline.audit import get_audit
+        from ridgeline.audit.media import view_item_media
+        from ridgeline.errors import DamagedFile
+        from ridgeline.evidence import EvidenceKey
+
+        key = EvidenceKey.load(request.app.state.config.evidence_key_file)
+        with request.app.state.store.session() as s:
+            media = view_item_media(
+                s,
+                get_audit(s, audit_id),
+                _who(request),
+                entry_id,
+                key,
+                unblurred=unblurred,
+                colour=colour,
+                reason=reason,
+            )
+        if media.image is None:  # the exception is stored (the session committed)
+            raise DamagedFile(
+                f"entry {entry_id} has no evidence stored: recorded as an audit exception "
+                "(damaged-file); take the next item"
+            )
+        return Response(media.image, media_type="image/png", headers={"Cache-Control": "no-store"})
+
     @endpoint(app, "POST", "/audits/{audit_id}/items/{entry_id}/verdict", "audit", tags=["audits"])
     def audit_verdict(
         request: Request, audit_id: int, entry_id: int, body: AuditVerdictIn
