@@ -94,13 +94,15 @@ def test_match_fires_webhooks_in_the_background_and_drafts_reports(
     env = _setup(store, receiver, tmp_path)
     db = store.url
     receiver.script["/hook"] = [500, 503]  # two failures, then accepted
-    receiver.delay["/hook"] = 0.5  # a slow receiver: requests never wait for it
+    receiver.delay["/hook"] = 1.5  # a slow receiver: requests never wait for it
     receiver.script["/down"] = [500] * 3  # fails every try: a dead letter
     server = serve_process(
         "serve", "--port", "{port}", "--db", db, "--evidence-key-file", str(env["key_file"]),
         "--webhook-base-delay", "0.2", "--webhook-max-attempts", "3", "--webhook-timeout", "5",
     )  # fmt: skip
     base, h = server.base, env["provider"]
+    warm = httpx.post(f"{base}/v1/match", files={"file": ("w.bin", b"no match")}, headers=h)
+    assert warm.status_code == 200 and warm.json()["actions"] == []
 
     # an upload that matches a list with a webhook and the report action
     started = time.monotonic()
@@ -117,7 +119,7 @@ def test_match_fires_webhooks_in_the_background_and_drafts_reports(
     assert [m["entry_id"] for m in body["matches"]] == [env["entry"]]
     actions = {a["action"]: a for a in body["actions"]}
     assert set(actions) == {"webhook", "report"} and actions["report"]["lists"] == ["known"]
-    assert took < 0.5 and receiver.on("/hook") == []  # answered before any delivery
+    assert took < 1.0  # answered long before the slow receiver answered its first try
     report_id = actions["report"]["report_id"]
     (delivery_id,) = actions["webhook"]["deliveries"]
 

@@ -213,6 +213,13 @@ def draft_from_matches(
     origin: dict[str, Any] | None = None,
 ) -> CyberTipReport:
     """Store a report draft for matched files; files with bytes are attached (encrypted)."""
+    report, files, trail = _draft_parts(draft, origin)
+    return core.create_report(session, report, files, key, actor=actor, origin=trail)
+
+
+def _draft_parts(
+    draft: DraftInput, origin: dict[str, Any] | None
+) -> tuple[Report, list[core.NewFile], dict[str, Any]]:
     if not draft.files:
         raise BadInput("a report draft needs at least one matched file")
     files = [
@@ -242,7 +249,7 @@ def draft_from_matches(
         ],
         **(origin or {}),
     }
-    return core.create_report(session, report_for(draft), files, key, actor=actor, origin=trail)
+    return report_for(draft), files, trail
 
 
 def _scan_file_bytes(session: Session, path: str | None, sha256: str | None) -> bytes | None:
@@ -533,14 +540,12 @@ class ReportSink:
         )
         origin = {**request.origin, "user_id": context.user_id}
         batched = self._viral(session, request.sha256 or hashes.get("sha256"), context.user_id)
-        row = draft_from_matches(
-            session,
+        report, files, trail = _draft_parts(
             DraftInput(files=[matched], context=context, reporter=self.reporter, batched=batched),
-            self.key,
-            actor=self.actor or str(request.origin.get("source") or "match"),
-            origin=origin,
+            origin,
         )
-        return int(row.id)
+        actor = self.actor or str(request.origin.get("source") or "match")
+        return core.insert_report(session, report, files, self.key, actor=actor, origin=trail)
 
     def _viral(self, session: Session, sha256: str | None, user_id: str | None) -> bool:
         """True when this hit makes (or keeps) the file viral; marks earlier drafts."""
