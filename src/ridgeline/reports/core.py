@@ -305,7 +305,7 @@ def insert_report(
     now = utcnow()
     conn = session.connection()  # the caller's transaction; plain Core statements
     insert_report_row, insert_file_rows, insert_event_row = _inserts()
-    report_id = conn.execute(
+    inserted = conn.execute(
         insert_report_row,
         {
             "document": docs.to_json(report),
@@ -316,7 +316,8 @@ def insert_report(
             "created_at": now,
             "updated_at": now,
         },
-    ).scalar_one()
+    )
+    report_id = int(inserted.inserted_primary_key[0])
     if files:
         assert key is not None
         conn.execute(
@@ -346,7 +347,7 @@ def _inserts() -> tuple[Any, Any, Any]:
 
         tables = [CyberTipReport.__table__, CyberTipFile.__table__, CyberTipEvent.__table__]
         reports, files, events = (t for t in tables if isinstance(t, Table))
-        _INSERTS = (insert(reports).returning(reports.c.id), insert(files), insert(events))
+        _INSERTS = (insert(reports), insert(files), insert(events))
     return _INSERTS
 
 
