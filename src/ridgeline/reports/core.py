@@ -317,7 +317,9 @@ def insert_report(
             "updated_at": now,
         },
     )
-    report_id = int(inserted.inserted_primary_key[0])
+    key_row = inserted.inserted_primary_key
+    assert key_row is not None
+    report_id = int(key_row[0])
     if files:
         assert key is not None
         conn.execute(
