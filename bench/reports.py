@@ -9,11 +9,12 @@ about 90 elements each), then times in this process, single-threaded:
   from their JSON dicts (no validation), as a reference point for the machine;
 - `parse_per_s`: reading the XML back into typed objects (structure checked);
 - what a `report` action adds to a hit (the target is <= 1 ms): a scan hit and a
-  `/v1/match` upload hit on a list with the `report` action minus the same hit on a
-  list with `flag` only, same run, alternating (`scan_report_adds_ms`,
-  `match_report_adds_ms`, wall clock per hit; `..._cpu_ms` in this process's CPU
-  time; `draft_adds_ms_max` the larger of the two wall-clock figures), beside the
-  hit's own cost without a draft (`scan_hit_ms`, `match_hit_ms`). SQLite file store.
+  `/v1/match` upload hit on a list with the `report` action minus a hit on a list
+  with `flag` only, interleaved hit by hit in the same run (medians;
+  `scan_report_adds_ms`, `match_report_adds_ms` in wall-clock time per hit,
+  `..._cpu_ms` in this process's CPU time; `draft_adds_ms_max` the larger wall-clock
+  figure), beside a hit's own cost without a draft (`scan_hit_ms`, `match_hit_ms`).
+  SQLite file store; the draft carries the 1 KiB file encrypted.
 Rates are per second of this process's CPU time (`time.process_time`), so they are
 per core and do not drop when other processes share the machine; the main rate is
 also given per wall-clock second (`validate_serialise_wall_per_s`). Prints ONE JSON line.
@@ -52,46 +53,44 @@ def _etree(tag: str, value: Any, parent: ET.Element | None) -> ET.Element:
     return node
 
 
-def _hit_files(folder: Any, prefix: str, count: int) -> list[bytes]:
-    """`count` distinct benign files (1 KiB of text) in `folder`; their bytes."""
-    folder.mkdir()
-    out = []
-    for i in range(count):
-        data = (f"{prefix} benign bench file {i}\n" * 40).encode()[:1024]
-        (folder / f"{prefix}{i:05d}.txt").write_bytes(data)
-        out.append(data)
-    return out
-
-
 def _median(values: list[float]) -> float:
     ordered = sorted(values)
     return ordered[len(ordered) // 2]
 
 
-def _drafts(count: int, rounds: int) -> dict[str, object]:
-    """What a `report` action adds to a hit, measured as a hit with it minus a hit
-    without it, in the same run, on the same machine state:
+def _benign(tag: str, i: int) -> bytes:
+    """1 KiB of benign text, distinct per tag and number."""
+    return (f"{tag} benign bench file {i}\n" * 60).encode()[:1024]
 
-    - scan: `scan()` (one job, in this process) of `count` matching files on a list
-      whose action is `flag`, then of `count` files on a list whose action is
-      `report` (a CyberTipline draft with the file encrypted), alternating for
-      `rounds` rounds; per hit, the median round's difference, in wall and CPU time;
+
+def _drafts(count: int, rounds: int) -> dict[str, object]:
+    """What a `report` action adds to a hit: a hit on a list whose action is `report`
+    minus a hit on a list whose action is `flag`, interleaved one by one in the same
+    run, so that whatever else the machine does falls on both alike:
+
+    - scan: one `scan()` (one job, in this process) of a folder where matching files
+      of the two lists alternate; a hit's cost is the time from the previous file's
+      result to its own (hash, match, record, act: the draft with its file encrypted,
+      in the hit's transaction); per hit, the median `report` hit minus the median
+      `flag` hit, wall and CPU time, over `rounds` scans of `count` files of each;
     - /v1/match: uploads through the whole app in this process (Starlette's test
-      client: routing, multipart, hashing, matching, the draft's transaction), one
-      request per file, alternating a file on the `flag` list and one on the `report`
-      list; per hit, the difference of the medians, wall and CPU time.
+      client: routing, multipart, hashing, matching, the draft's transaction),
+      alternating a file on the `flag` list and one on the `report` list; per hit,
+      the median `report` request minus the median `flag` request.
     """
     import hashlib
     import tempfile
     from pathlib import Path
 
+    from sqlalchemy import select
     from starlette.testclient import TestClient
 
     from ridgeline import lists as L
     from ridgeline.evidence import generate_key_file
     from ridgeline.reports.drafts import ReportSink
-    from ridgeline.scan.actions import set_list_actions
+    from ridgeline.scan.actions import ReportRequest, set_list_actions
     from ridgeline.scan.flood import FloodPolicy
+    from ridgeline.scan.models import ScanFile
     from ridgeline.scan.pipeline import ScanOptions, scan
     from ridgeline.service.app import ServiceConfig, create_app
     from ridgeline.service.keys import create_key
@@ -102,42 +101,52 @@ def _drafts(count: int, rounds: int) -> dict[str, object]:
         root = Path(tmp)
         key_file = root / "evidence.key"
         key = generate_key_file(key_file)
-        flagged = _hit_files(root / "flagged", "f", count)
-        reported = _hit_files(root / "reported", "r", count)
-        up_flag = [d.replace(b"benign", b"upload", 1) for d in flagged]
-        up_rep = [d.replace(b"benign", b"upload", 1) for d in reported]
+        folder = root / "uploads"
+        folder.mkdir()
+        kinds: dict[str, str] = {}
+        scanned: dict[str, list[bytes]] = {"flag": [], "report": []}
+        for i in range(count):
+            for kind in ("flag", "report"):
+                data = _benign(kind, i)
+                path = folder / f"{i:05d}-{kind}.txt"  # walk order: flag, report, flag, ...
+                path.write_bytes(data)
+                kinds[str(path)] = kind
+                scanned[kind].append(data)
+        uploads = {k: [_benign("upload " + k, i) for i in range(count)] for k in scanned}
         store = Store.open(root / "bench.db")
         with store.session() as s:
-            for name, files, actions in (
-                ("flagged", flagged + up_flag, ["flag"]),
-                ("reported", reported + up_rep, ["report"]),
-            ):
-                hl = L.create_list(s, name)
-                for data in files:
+            for kind in ("flag", "report"):
+                hl = L.create_list(s, kind)
+                for data in scanned[kind] + uploads[kind]:
                     L.add_entry(s, hl, {"md5": hashlib.md5(data).hexdigest()})
-                set_list_actions(s, name, actions)
+                set_list_actions(s, kind, [kind])
             _, token = create_key(s, "bench", "provider", rate_limit=1e9)
-        sink = ReportSink(key, actor="scan")
-        flood = FloodPolicy(max_matches=10**9)
+        options = ScanOptions(report_sink=ReportSink(key, actor="scan"),
+                              flood=FloodPolicy(max_matches=10**9))  # fmt: skip
         wall: dict[str, list[float]] = {"flag": [], "report": []}
         cpu: dict[str, list[float]] = {"flag": [], "report": []}
+        last = [0.0, 0.0]
+
+        def on_result(row: dict[str, Any]) -> None:
+            t, c = time.perf_counter(), time.process_time()
+            kind = kinds[row["path"]]
+            wall[kind].append(t - last[0])
+            cpu[kind].append(c - last[1])
+            acted = [a["action"] for a in row["actions"]]
+            assert acted == [kind], row
+            last[:] = [t, c]
+
         for _ in range(rounds):
-            for kind, folder, lists in (
-                ("flag", root / "flagged", ["flagged"]),
-                ("report", root / "reported", ["reported"]),
-            ):
-                options = ScanOptions(lists=lists, report_sink=sink, flood=flood)
-                t, c = time.perf_counter(), time.process_time()
-                summary = scan(store, [folder], options)
-                wall[kind].append((time.perf_counter() - t) / count)
-                cpu[kind].append((time.process_time() - c) / count)
-                assert summary.matched == count, summary
-                assert summary.reports == (count if kind == "report" else 0), summary
-        diffs = [r - f for f, r in zip(wall["flag"], wall["report"], strict=True)]
-        cdiffs = [r - f for f, r in zip(cpu["flag"], cpu["report"], strict=True)]
+            last[:] = [time.perf_counter(), time.process_time()]
+            summary = scan(store, [folder], options, on_result=on_result)
+            assert summary.matched == 2 * count and summary.reports == count, summary
         out["scan_hit_ms"] = round(_median(wall["flag"]) * 1e3, 3)
-        out["scan_report_adds_ms"] = round(_median(diffs) * 1e3, 3)
-        out["scan_report_adds_cpu_ms"] = round(_median(cdiffs) * 1e3, 3)
+        out["scan_report_adds_ms"] = round(
+            (_median(wall["report"]) - _median(wall["flag"])) * 1e3, 3
+        )
+        out["scan_report_adds_cpu_ms"] = round(
+            (_median(cpu["report"]) - _median(cpu["flag"])) * 1e3, 3
+        )
 
         config = ServiceConfig(db=store.url, evidence_key_file=str(key_file), access_log=False)
         app = create_app(config, store)
@@ -145,19 +154,21 @@ def _drafts(count: int, rounds: int) -> dict[str, object]:
         lat: dict[str, list[float]] = {"flag": [], "report": []}
         lcpu: dict[str, list[float]] = {"flag": [], "report": []}
         with TestClient(app) as client:
-            for warm in up_flag[:20]:  # warm up: caches, first connection, first draft
-                client.post("/v1/match", files={"file": ("w.txt", warm)}, headers=headers)
+            for i in range(20):  # warm up: caches, the first connection
+                client.post("/v1/match", files={"file": ("w.txt", _benign("warm", i))},
+                            headers=headers)  # fmt: skip
             for _ in range(rounds):
-                for kind, data in [
-                    pair for f, r in zip(up_flag, up_rep, strict=True)
-                    for pair in (("flag", f), ("report", r))
-                ]:  # fmt: skip
-                    t, c = time.perf_counter(), time.process_time()
-                    res = client.post("/v1/match", files={"file": ("u.txt", data)}, headers=headers)
-                    lat[kind].append(time.perf_counter() - t)
-                    lcpu[kind].append(time.process_time() - c)
-                    acted = [a["action"] for a in res.json()["actions"]]
-                    assert acted == (["report"] if kind == "report" else []), res.text
+                for i in range(count):
+                    for kind in ("flag", "report"):
+                        data = uploads[kind][i]
+                        t, c = time.perf_counter(), time.process_time()
+                        res = client.post(
+                            "/v1/match", files={"file": ("u.txt", data)}, headers=headers
+                        )
+                        lat[kind].append(time.perf_counter() - t)
+                        lcpu[kind].append(time.process_time() - c)
+                        acted = [a["action"] for a in res.json()["actions"]]
+                        assert acted == (["report"] if kind == "report" else []), res.text
         out["match_hit_ms"] = round(_median(lat["flag"]) * 1e3, 3)
         out["match_report_adds_ms"] = round(
             (_median(lat["report"]) - _median(lat["flag"])) * 1e3, 3
@@ -165,6 +176,20 @@ def _drafts(count: int, rounds: int) -> dict[str, object]:
         out["match_report_adds_cpu_ms"] = round(
             (_median(lcpu["report"]) - _median(lcpu["flag"])) * 1e3, 3
         )
+        # the draft alone (build, validate, encrypt, three INSERTs) in an open transaction
+        sink = ReportSink(key, actor="scan")
+        with store.session() as s:
+            rows = list(s.scalars(select(ScanFile).where(ScanFile.matches != []).limit(count)))
+            requests = [
+                ReportRequest(name=Path(r.path).name, path=r.path, sha256=r.sha256,
+                              signals=r.signals, matches=[], origin={"source": "bench"},
+                              data=_benign("alone", i))
+                for i, r in enumerate(rows)
+            ]  # fmt: skip
+            c = time.process_time()
+            for request in requests:
+                sink(s, request)
+            out["draft_alone_cpu_ms"] = round((time.process_time() - c) / len(requests) * 1e3, 3)
         store.close()
     out["draft_adds_ms_max"] = max(
         float(str(out["scan_report_adds_ms"])), float(str(out["match_report_adds_ms"]))
@@ -185,7 +210,12 @@ def main() -> None:
     n = args.reports
     reports = [samples.rich_report(i) for i in range(n)]
     dicts = [docs.to_json(r) for r in reports]
-    out: dict[str, object] = {"bench": "reports", "reports": n, "cpus": os.cpu_count()}
+    out: dict[str, object] = {
+        "bench": "reports",
+        "reports": n,
+        "cpus": os.cpu_count(),
+        "load_avg_1m": round(os.getloadavg()[0], 2),  # others on the machine inflate times
+    }
     for r in reports[:200]:  # warm up: generate the per-type functions, fill caches
         docs.validate_report(r)
         docs.report_to_xml(r)
