@@ -261,3 +261,67 @@ def test_viral_file_from_many_users_is_batched(
     # the third distinct user makes the file viral: every draft of it is batched
     assert batched == [True, True, True, True] and viral == [True, True, True, True]
     assert first == {"reason": "VIRAL_POTENTIAL_MEME"}
+
+
+def test_from_match_to_a_finished_report_through_the_api(
+    store: Store, receiver: Receiver, tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """Issue 12's end: a provider's upload drafts the report; a reporter completes it
+    (JSON merge patch, validated again) and files it on the local CyberTipline."""
+    import os
+
+    from cybertip_server import LocalCyberTip
+    from ridgeline.reports import documents as docs
+    from ridgeline.reports import samples
+
+    env = _setup(store, receiver, tmp_path)
+    with store.session() as s:
+        _, reporter = create_key(s, "ts-team", "reporter", rate_limit=1000)
+    rh = {"Authorization": f"Bearer {reporter}"}
+    with LocalCyberTip() as cybertip:
+        server = serve_process(
+            "serve", "--port", "{port}", "--db", store.url,
+            "--evidence-key-file", str(env["key_file"]),
+            env={**os.environ, "RIDGELINE_CYBERTIP_TEST_URL": cybertip.base,
+                 "RIDGELINE_CYBERTIP_USERNAME": cybertip.username,
+                 "RIDGELINE_CYBERTIP_PASSWORD": cybertip.password},
+        )  # fmt: skip
+        res = httpx.post(
+            f"{server.base}/v1/match",
+            files={"file": ("holiday.jpg", BAD)},
+            data={"context": json.dumps(CONTEXT)},
+            headers=env["provider"],
+        )
+        assert res.status_code == 200, res.text
+        rid = next(a["report_id"] for a in res.json()["actions"] if a["action"] == "report")
+        draft = httpx.get(f"{server.base}/v1/reports/{rid}", headers=rh).json()
+        assert draft["state"] == "draft"  # the reporter is not known to the upload
+        assert {p["path"] for p in draft["problems"] if p["severity"] == "error"} == {
+            "report/reporter"
+        }
+        patched = httpx.patch(
+            f"{server.base}/v1/reports/{rid}",
+            json={"report": {"reporter": docs.to_json(samples.reporter())}},
+            headers=rh,
+        )
+        assert patched.status_code == 200 and patched.json()["state"] == "validated", patched.text
+        filed = httpx.post(
+            f"{server.base}/v1/reports/{rid}/file",
+            json={"environment": "test"},
+            headers=rh,
+            timeout=60,
+        )
+        assert filed.status_code == 200, filed.text
+        shown = filed.json()
+        assert shown["state"] == "finished"
+        remote = cybertip.reports[shown["reportId"]]
+        (sent,) = remote.files.values()
+        assert sent.md5 == md5(BAD) and sent.name == "holiday.jpg"
+        assert sent.details is not None
+        details = docs.file_details_from_xml(sent.details)
+        assert details.industry_classification == "A1"
+        assert details.report_id == shown["reportId"] and details.file_id == sent.file_id
+        report = docs.report_from_xml(remote.xml)
+        assert report.persons_reported[0].esp_identifier == "uid-42"
+        assert report.incident_summary is not None
+        assert report.incident_summary.incident_date_time is not None  # the upload's time

@@ -384,7 +384,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         effects = MatchEffects(
             store, config.evidence_key_file, deliverer, viral_users=config.viral_users
         )
-        effects.reload(force=True)
+        effects.prepare()  # before any thread but this one touches the ORM
         refresher = Refresher(
             matcher, app.state.verifier, on_synced=metrics.synced, effects=effects
         )

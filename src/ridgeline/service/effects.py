@@ -60,6 +60,20 @@ class MatchEffects:
         self._lock = threading.Lock()
         self._sink: Any = None
 
+    def prepare(self) -> None:
+        """Import and map what drafting and queueing need, before requests and the
+        refresh thread run: mapping new ORM classes while another thread queries is
+        a race (SQLAlchemy configures mappers on first use)."""
+        from sqlalchemy.orm import configure_mappers
+
+        import ridgeline.reports.drafts
+        import ridgeline.reports.models
+        import ridgeline.scan.actions
+        import ridgeline.webhooks  # noqa: F401
+
+        configure_mappers()
+        self.reload(force=True)
+
     def reload(self, force: bool = False) -> None:
         """Re-read which lists have webhooks and report actions (cheap; rate-limited)."""
         now = time.monotonic()
