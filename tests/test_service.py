@@ -102,6 +102,14 @@ class Env:
             assert item is not None
             return audit.id, int(item["entry_id"])
 
+    def audit_media_item(self) -> tuple[int, int]:
+        """An audit (of a list of its own) whose one item has media in evidence."""
+        with self.store.session() as s:
+            hl = L.create_list(s, f"audited-{uuid.uuid4().hex[:8]}")
+            entry = L.add_entry(s, hl, {"md5": uuid.uuid4().hex})
+            store_evidence(s, entry.id, png(9), self.evidence_key, media_type="image/png")
+            return create_audit(s, hl, mode="full").id, entry.id
+
     def headers(self, role: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {self.keys[role]}"}
 
@@ -203,6 +211,9 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
     ("POST", "/v1/audits/{audit_id}/items/{entry_id}/verdict"): lambda e, r: {
         "url": "/v1/audits/{}/items/{}/verdict".format(*e.audit_item(r)),
         "json": {"verified": True},
+    },
+    ("GET", "/v1/audits/{audit_id}/items/{entry_id}/media"): lambda e, r: {
+        "url": "/v1/audits/{}/items/{}/media".format(*e.audit_media_item())
     },
     ("POST", "/v1/audits/{audit_id}/close"): lambda e, r: {
         "url": f"/v1/audits/{e.audit_item(None)[0]}/close"

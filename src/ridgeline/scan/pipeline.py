@@ -485,8 +485,8 @@ def _resume_skip(store: Store) -> Callable[[ScanItem], bool]:
 
 def _may_report(options: ScanOptions, actions: dict[int, list[str]], list_ids: set[int]) -> bool:
     """Whether a match in this scan could fire a `report` action."""
-    if options.actions is not None and "report" in options.actions:
-        return True
+    if options.actions is not None:  # overrides what the scanned lists have configured
+        return "report" in options.actions
     return any(
         "report" in names
         for list_id, names in actions.items()
