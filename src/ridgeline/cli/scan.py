@@ -203,6 +203,9 @@ def scan_command(
         ray_address=address,
     )
     store = open_store(db)
+    from ridgeline.victims.annotate import SeriesAnnotator
+
+    annotator = options.annotator = SeriesAnnotator(store)
     fmt = fmt or default_format()
     progress = Progress(_count_files(paths))
     result_file = ResultFile(output) if output else None
@@ -224,6 +227,7 @@ def scan_command(
         try:
             summary = scan(store, paths, options, on_result=on_result)
         finally:
+            annotator.close()
             if result_file:
                 result_file.close()
             progress.close()

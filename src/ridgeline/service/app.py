@@ -350,6 +350,11 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         # The index's thread polls the change feed; requests never do (unless it stalls).
         matcher = Matcher.open(store, config.index_dir, refresh_interval=config.refresh_interval_s)
         matcher.preload()  # map every signal's index before serving (no first-request stall)
+        # series and identification on every match; sightings written in the background
+        from ridgeline.victims.annotate import SeriesAnnotator
+
+        annotator = SeriesAnnotator(store)
+        matcher.annotator, matcher.source = annotator, "service"
         refresher = Refresher(matcher, app.state.verifier, on_synced=metrics.synced)
         refresher.reload_held()
         matcher.index.add_listener(refresher)
@@ -360,6 +365,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             yield
         finally:
             matcher.index.stop_refresh()
+            annotator.close()
 
     app = ServiceApp(
         title="Ridgeline",

@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.store import Store
@@ -492,21 +492,103 @@ def link_series(
 
 def add_sightings(store: Store, series_ids: Iterable[int], at: dt.datetime, source: str) -> int:
     """A match or report of a series is a sighting of each of its victims' records."""
-    ids = sorted(set(series_ids))
-    if not ids:
-        return 0
+    return add_sightings_many(store, [(sid, at, source) for sid in series_ids])
+
+
+def add_sightings_many(store: Store, sightings: Iterable[tuple[int, dt.datetime, str]]) -> int:
+    """Many `(series id, time, source)` sightings in one transaction (a buffered flush).
+
+    Each becomes a sighting of every record of the series (the same record, time and
+    source once); the merged victims' occasions and `traded_since` are brought up to
+    date for the victims touched. Returns the sighting rows written.
+    """
+    return record_sightings(store, sightings)[0]
+
+
+def record_sightings(
+    store: Store, sightings: Iterable[tuple[int, dt.datetime, str]]
+) -> tuple[int, int]:
+    """`add_sightings_many`, also returning how many victims became actively traded."""
+    wanted: dict[int, set[tuple[int, str]]] = {}
+    for sid, at, source in sightings:
+        wanted.setdefault(int(sid), set()).add((to_seconds(_utc(at)), source))
+    if not wanted:
+        return 0, 0
+    ids = sorted(wanted)
     with store.engine.begin() as conn:
-        records = (
-            conn.execute(select(VictimSeries.record_id).where(VictimSeries.series_id.in_(ids)))
-            .scalars()
-            .all()
-        )
+        pairs: list[tuple[int, int]] = []
+        for i in range(0, len(ids), 5000):
+            pairs += [
+                (int(r), int(sid))
+                for r, sid in conn.execute(
+                    select(VictimSeries.record_id, VictimSeries.series_id).where(
+                        VictimSeries.series_id.in_(ids[i : i + 5000])
+                    )
+                ).all()
+            ]
+        rows = sorted({(r, t, src) for r, sid in pairs for t, src in wanted[sid]})
         _executemany(
             conn,
             "INSERT INTO victim_sightings (record_id, seen_at, source) VALUES (?, ?, ?)",
-            [(r, to_seconds(at), source) for r in sorted(set(records))],
+            rows,
         )
-    return len(set(records))
+        traded = _refresh_occasions(conn, sorted({r for r, _ in pairs}))
+    return len(rows), traded
+
+
+def _refresh_occasions(conn: Connection, record_ids: list[int]) -> int:
+    """Recount the distinct occasions (and the fifth) of the merged victims of records;
+    returns how many became actively traded."""
+    if not record_ids:
+        return 0
+    became = 0
+    merged: set[int] = set()
+    for i in range(0, len(record_ids), 5000):
+        merged.update(
+            int(m or 0)
+            for m in conn.execute(
+                select(VictimRecord.merged_id).where(
+                    VictimRecord.id.in_(record_ids[i : i + 5000]),
+                    VictimRecord.merged_id.is_not(None),
+                )
+            ).scalars()
+        )
+    todo = sorted(merged)
+    for i in range(0, len(todo), 2000):
+        part = todo[i : i + 2000]
+        times: dict[int, set[int]] = {m: set() for m in part}
+        recs = conn.execute(
+            select(VictimRecord.id, VictimRecord.merged_id, VictimRecord.first_seen).where(
+                VictimRecord.merged_id.in_(part)
+            )
+        ).all()
+        before = set(
+            conn.execute(
+                select(MergedVictim.id).where(
+                    MergedVictim.id.in_(part), MergedVictim.traded_since.is_not(None)
+                )
+            ).scalars()
+        )
+        owner = {int(r): int(m or 0) for r, m, _ in recs}
+        for r, _, first in recs:
+            times[owner[int(r)]].add(to_seconds(_utc(first)))
+        for r, t in conn.execute(
+            select(Sighting.record_id, Sighting.seen_at).where(Sighting.record_id.in_(list(owner)))
+        ).all():
+            times[owner[int(r)]].add(int(t))
+        updates = []
+        for m, ts in times.items():
+            ordered = sorted(ts)
+            fifth = from_seconds(ordered[4]) if len(ordered) >= 5 else None
+            became += fifth is not None and m not in before
+            updates.append({"mid": m, "n": len(ordered), "fifth": fifth})
+        conn.execute(
+            update(MergedVictim)
+            .where(MergedVictim.id == bindparam("mid"))
+            .values(occasions=bindparam("n"), traded_since=bindparam("fifth")),
+            updates,
+        )
+    return became
 
 
 @dataclass(frozen=True)
@@ -522,16 +604,20 @@ class SeriesStatus:
     identifying_agency: str | None
     #: at least one victim seen on five or more occasions
     actively_traded: bool
+    #: the registry's id of the series (what a sighting of it is recorded against)
+    series_id: int = 0
 
     @property
     def text(self) -> str:
+        """What a match says: identified (when, by whom) or possible ongoing abuse."""
+        traded = "; actively traded" if self.actively_traded else ""
         if self.identified and self.identified_at is not None:
             day = self.identified_at.date().isoformat()
             return (
                 f"series {self.series}, victim identified on {day} by "
-                f"{self.identifying_agency or 'unknown agency'}"
+                f"{self.identifying_agency or 'unknown agency'}{traded}"
             )
-        return f"series {self.series}, victim not identified: possible ongoing abuse"
+        return f"series {self.series}, victim not identified: possible ongoing abuse{traded}"
 
 
 def series_status(
@@ -550,8 +636,6 @@ def series_status(
         cond.append(SeriesLink.entry_id.in_(entries))
     if files:
         cond.append(SeriesLink.sha256.in_(files))
-    from sqlalchemy import or_
-
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -593,6 +677,7 @@ def series_status(
                 identified_at=_utc(latest[1]) if latest else None,
                 identifying_agency=latest[2] if latest else None,
                 actively_traded=any(v[3] is not None for v in distinct.values()),
+                series_id=sid,
             )
         )
     return out
