@@ -20,7 +20,7 @@ from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.service.keys import create_key
 from ridgeline.store import Store
 from ridgeline.victims.annotate import SeriesAnnotator
-from ridgeline.victims.models import MergedVictim, Sighting
+from ridgeline.victims.models import MergedVictim, SeriesLink, Sighting
 from ridgeline.victims.registry import import_records, link_series
 
 IDENTIFIED = b"benign test file one (identified series)\n"
@@ -185,3 +185,36 @@ def test_service_lookup_fast_path_and_match(store: Store) -> None:
     with store.session() as s:
         sighted = set(s.scalars(select(Sighting.record_id).where(Sighting.source == "service")))
     assert len(sighted) == 2
+
+
+def test_partner_series_on_entries(store: Store, tmp_path: Path) -> None:
+    """Entries carrying a partner's series (VICS, via the exchange) say their status too:
+    from the registry when it knows the series (linked once, then as any link), else
+    from the partner's flag."""
+    world(store)
+    files = {
+        "known-series": b"benign five\n",
+        "vics-yes": b"benign six\n",
+        "vics-no": b"benign 7\n",
+    }
+    with store.session() as s:
+        hl = L.create_list(s, "exchange")
+        ids = {}
+        for (name, data), (series, flag) in zip(
+            files.items(), (("S-OPEN", None), ("VICS-77", True), ("VICS-78", False)), strict=True
+        ):
+            entry = L.add_entry(s, hl, {"sha256": sha(data)})
+            entry.series, entry.victim_identified = series, flag
+            ids[name] = entry.id
+    matcher = Matcher.open(store, str(tmp_path / "index"))
+    matcher.annotator = annotator = SeriesAnnotator(store, background=False)
+    found = matcher.match_each([[Query("sha256", sha(d))] for d in files.values()])
+    said = {m.entry_id: m.identification for group in found for m in group}
+    assert (said[ids["known-series"]] or "").startswith(OPEN_TEXT)
+    assert said[ids["vics-yes"]] == "series VICS-77, victim identified (per list exchange)"
+    assert said[ids["vics-no"]] == ("series VICS-78, victim not identified: possible ongoing abuse")
+    with store.session() as s:
+        links = s.scalars(select(SeriesLink.linked_by).where(SeriesLink.entry_id.in_(ids.values())))
+        assert list(links) == ["list entry"]
+    annotator.close()
+    matcher.close()

@@ -20,7 +20,12 @@ from dataclasses import replace
 
 from ridgeline.matching import ExplainedMatch
 from ridgeline.store import Store
-from ridgeline.victims.registry import SeriesStatus, record_sightings, series_status
+from ridgeline.victims.registry import (
+    SeriesStatus,
+    entry_series_status,
+    record_sightings,
+    series_status,
+)
 
 #: Series statuses are re-read at least this often (seconds).
 TTL_S = 30.0
@@ -79,6 +84,10 @@ class SeriesAnnotator:
         if missing_e or missing_s:
             found = series_status(self.store, entry_ids=missing_e, sha256s=missing_s)
             self.queries += 1
+            unlinked = [e for e in missing_e if e not in found]
+            if unlinked:  # a partner's series on the entry (VICS), not linked yet
+                for entry_id, statuses in entry_series_status(self.store, unlinked).items():
+                    found[entry_id] = statuses
             keys: list[int | str] = [*missing_e, *missing_s]
             for key in keys:
                 cache[key] = tuple(found.get(key, _NONE))
@@ -109,7 +118,7 @@ class SeriesAnnotator:
                 names, text = describe(statuses)
                 row.append(replace(m, series=names, identification=text))
                 if m.purpose != "allow":
-                    sighted.update(s.series_id for s in statuses)
+                    sighted.update(s.series_id for s in statuses if s.series_id)
             seen += [(sid, now, source) for sid in sorted(sighted)]
             out.append(row)
         if seen and self.record_sightings:

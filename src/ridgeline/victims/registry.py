@@ -822,6 +822,8 @@ class SeriesStatus:
     def text(self) -> str:
         """What a match says: identified (when, by whom) or possible ongoing abuse."""
         traded = "; actively traded" if self.actively_traded else ""
+        if self.identified and self.identified_at is None:  # a partner's flag only
+            return f"series {self.series}, victim identified (per {self.database}){traded}"
         if self.identified and self.identified_at is not None:
             day = self.identified_at.date().isoformat()
             return (
@@ -891,4 +893,77 @@ def series_status(
                 series_id=sid,
             )
         )
+    return out
+
+
+def entry_series_status(store: Store, entry_ids: Iterable[int]) -> dict[int, list[SeriesStatus]]:
+    """Status of entries that carry a partner's series (VICS `Series`/`VictimIdentified`,
+    kept on the entry by the exchange) but that no analyst has linked yet.
+
+    An entry whose series id names a series in the registry is linked to it now (once,
+    `linked_by="list entry"`) and answers from the registry; one the registry does not
+    know answers from the partner's flag alone (no date, no agency, no sighting).
+    """
+    from ridgeline.lists.models import Entry, HashList
+
+    wanted = sorted(set(entry_ids))
+    if not wanted:
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(Entry.id, Entry.series, Entry.victim_identified, HashList.name)
+            .join(HashList, HashList.id == Entry.list_id)
+            .where(Entry.id.in_(wanted), Entry.series.is_not(None))
+            .where(
+                ~Entry.id.in_(select(SeriesLink.entry_id).where(SeriesLink.entry_id.in_(wanted)))
+            )
+        ).all()
+        if not rows:
+            return {}
+        known: dict[str, list[int]] = {}
+        for sid, key in conn.execute(
+            select(Series.id, Series.series_key).where(
+                Series.series_key.in_(sorted({str(r[1]) for r in rows}))
+            )
+        ).all():
+            known.setdefault(key, []).append(int(sid))
+    out: dict[int, list[SeriesStatus]] = {}
+    linked = [(int(r[0]), known[str(r[1])]) for r in rows if str(r[1]) in known]
+    if linked:
+        with store.engine.begin() as conn:
+            now = dt.datetime.now(dt.UTC)
+            conn.execute(
+                insert(SeriesLink),
+                [
+                    {
+                        "series_id": sid,
+                        "entry_id": eid,
+                        "linked_by": "list entry",
+                        "created_at": now,
+                    }
+                    for eid, sids in linked
+                    for sid in sids
+                ],
+            )
+        out.update(
+            {
+                int(k): v
+                for k, v in series_status(store, entry_ids=[e for e, _ in linked]).items()
+                if isinstance(k, int)
+            }
+        )
+    for eid, series_key, flag, list_name in rows:
+        if str(series_key) in known:
+            continue
+        out[int(eid)] = [
+            SeriesStatus(
+                database=f"list {list_name}",
+                series=str(series_key),
+                victims=0,
+                identified=bool(flag),
+                identified_at=None,
+                identifying_agency=None,
+                actively_traded=False,
+            )
+        ]
     return out
