@@ -171,3 +171,35 @@ def test_cli_indicator_json_csv_table_and_charts(tmp_path: Path) -> None:
     assert "Estimated victims in all" in table.stdout and "log-rank" in table.stdout
     bad = runner.invoke(main, ["indicator", "--db", db, "--as-of", "yesterday"])
     assert bad.exit_code == 2 and "--as-of" in bad.output
+
+
+def test_numpy_kaplan_meier_and_logrank_equal_lifelines() -> None:
+    """The indicator's vectorised estimator against lifelines on the same data: the
+    curve, its 95 % band, the median and its interval, the log-rank test."""
+    from lifelines import KaplanMeierFitter
+    from lifelines.statistics import multivariate_logrank_test
+    from lifelines.utils import median_survival_times
+
+    from ridgeline.indicator.core import KaplanMeier, logrank_test
+
+    rng = np.random.default_rng(5)
+    for n in (1, 7, 200, 5000):
+        durations = np.round(rng.exponential(400, n)) / 4  # ties, and some zeros
+        durations[: n // 10] = 0
+        events = rng.random(n) < 0.7
+        groups = rng.choice(np.array(["a", "b", "c"]), n)
+        km = KaplanMeier.fit(durations, events)
+        ref = KaplanMeierFitter().fit(durations, events)
+        assert np.array_equal(km.timeline, ref.timeline)
+        assert km.survival == pytest.approx(ref.survival_function_.iloc[:, 0].to_numpy(), abs=1e-12)
+        band = ref.confidence_interval_survival_function_
+        assert km.lower == pytest.approx(band.iloc[:, 0].to_numpy(), abs=1e-9, nan_ok=True)
+        assert km.upper == pytest.approx(band.iloc[:, 1].to_numpy(), abs=1e-9, nan_ok=True)
+        assert km.median == ref.median_survival_time_
+        low, high = (float(x) for x in median_survival_times(ref.confidence_interval_).iloc[0])
+        assert km.median_ci == (low, high)
+        if n >= 200:
+            stat, dof, p = logrank_test(durations, groups, events)
+            lr = multivariate_logrank_test(durations, groups, events)
+            assert stat == pytest.approx(lr.test_statistic, rel=1e-9)
+            assert dof == lr.degrees_of_freedom and p == pytest.approx(lr.p_value, rel=1e-6)

@@ -184,4 +184,6 @@ def test_series_status_for_entries_and_files_in_one_query(store: Store) -> None:
     assert ident.text == "series S-ID, victim identified on 2021-03-04 by FBI"
     (open_,) = status["d" * 64]
     assert not open_.identified and open_.actively_traded
-    assert open_.text == "series S-OPEN, victim not identified: possible ongoing abuse"
+    assert open_.text == (
+        "series S-OPEN, victim not identified: possible ongoing abuse; actively traded"
+    )

@@ -6,6 +6,7 @@ All images are made here from code (gradients, shapes, noise): nothing is fetche
 
 from __future__ import annotations
 
+import json
 import random
 import shutil
 from dataclasses import dataclass
@@ -14,6 +15,7 @@ from typing import Any
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter, ImageOps
+from sqlalchemy import select
 
 SIZE = (640, 480)
 
@@ -100,22 +102,74 @@ class DemoRow:
     matched: str
     distance: int | None
     variant: str | None
+    #: what the match says about the victim series of the entry, if it has one
+    identification: str | None = None
 
     @property
     def correct(self) -> bool:
         return (self.expected == "match") == (self.matched != "-")
 
 
-def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list[DemoRow]]:
-    """Build lists (one through multi-review), hash the incoming folder and match it."""
+@dataclass(frozen=True)
+class VictimsDemo:
+    """The victims part of the demo: the synthetic registry, and the indicator on it."""
+
+    records: int
+    victims: int
+    indicator: Any  # ridgeline.indicator.Indicator
+    charts: list[Path]
+
+
+#: The synthetic world of the demo's registry (victims.synth: no names, no images).
+VICTIMS_SEED, VICTIMS_N = 14, 600
+
+
+def _victims_registry(store: Any, entry_ids: list[int]) -> tuple[int, int]:
+    """Import a small synthetic registry and link the first entry to an identified
+    victim's series, the second to one whose victim is not identified."""
+    from ridgeline.victims.registry import import_records, link_series
+    from ridgeline.victims.synth import generate
+
+    world = generate(VICTIMS_SEED, VICTIMS_N)
+    lines = [json.dumps(r) for r in world.json_records()]
+    result = import_records(store, [("demo-victims", lines)])
+    records = [json.loads(x) for x in lines]
+    identified = next(r for r in records if r["identified_at"])
+    unidentified = next(r for r in records if not r["identified_at"])
+    for entry_id, rec in zip(entry_ids, (identified, unidentified), strict=False):
+        series = rec["series"]
+        assert isinstance(series, list)
+        link_series(store, str(rec["database"]), str(series[0]), by="demo", entry_id=entry_id)
+    return result.records, result.victims
+
+
+def _indicator(store: Any, workdir: Path, records: int, victims: int) -> VictimsDemo:
+    import datetime as dt
+
+    from ridgeline.indicator import compute, load_table
+    from ridgeline.indicator.charts import write_charts
+
+    table = load_table(store)
+    result = compute(table, as_of=dt.datetime(2025, 1, 1, tzinfo=dt.UTC), by="age_band")
+    charts = write_charts(result, table, workdir / "indicator")
+    return VictimsDemo(records, victims, result, charts)
+
+
+def run_demo(
+    workdir: Path, db: str | None = None
+) -> tuple[dict[str, Any], list[DemoRow], VictimsDemo]:
+    """Build lists (one through multi-review), hash the incoming folder and match it;
+    then the victims registry: matches say identified or not, and the indicator."""
     from ridgeline import lists as L
     from ridgeline.exchange import import_bytes
     from ridgeline.hashing import hash_file
+    from ridgeline.lists.models import Entry
     from ridgeline.matching import Matcher, queries_for
     from ridgeline.review.demo import build_reviewed_list
     from ridgeline.signals import HashOptions
     from ridgeline.signals.pdq import pdq_frames
     from ridgeline.store import Store
+    from ridgeline.victims.annotate import SeriesAnnotator
 
     originals, files = make_media(workdir)
     store = Store.open(db or workdir / "ridgeline.db")
@@ -141,7 +195,14 @@ def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list
         else "no match (rejected in review)"
         for p, k in zip(originals, known, strict=True)
     }  # fmt: skip
+    with store.session() as session:
+        imported_ids = list(
+            session.scalars(select(Entry.id).where(Entry.list_id == imported.id).order_by(Entry.id))
+        )
+    victim_records, victims = _victims_registry(store, imported_ids)
     matcher = Matcher.open(store, str(workdir / "index"))
+    annotator = SeriesAnnotator(store, background=False)
+    matcher.annotator = annotator
     rows: list[DemoRow] = []
     options = HashOptions(dihedral=True)
     results = [hash_file(f.path, ["pdq"], options) for f in files]
@@ -157,8 +218,11 @@ def run_demo(workdir: Path, db: str | None = None) -> tuple[dict[str, Any], list
                 matched=f"{best.list_name}#{best.entry_id}" if best else "-",
                 distance=int(best.distance) if best else None,
                 variant=(best.variant or "orig") if best else None,
+                identification=best.identification if best else None,
             )
         )
+    annotator.close()
     matcher.close()
+    victims_demo = _indicator(store, workdir, victim_records, victims)
     store.close()
-    return review, rows
+    return review, rows, victims_demo

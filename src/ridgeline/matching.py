@@ -18,7 +18,7 @@ import time
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
 from functools import cached_property
-from typing import Any
+from typing import Any, Protocol
 
 from sqlalchemy import select
 
@@ -30,6 +30,7 @@ from ridgeline.signals.base import Query, SignalValue
 from ridgeline.store import Store
 
 __all__ = [
+    "Annotator",
     "Classification",
     "ExplainedMatch",
     "Matcher",
@@ -86,7 +87,7 @@ class ExplainedMatch:
 
     The one match type of Ridgeline; `to_json` is its only wire form (CLI rows, scan
     records and report drafts, the HTTP API). `series` and `identification` are left
-    None until the capabilities that know them fill them in.
+    None until an `Annotator` that knows them (the victims registry) fills them in.
     """
 
     list_name: str
@@ -173,6 +174,20 @@ def queries_for(signals: Mapping[str, SignalValue], *, dihedral: bool = False) -
     return out
 
 
+class Annotator(Protocol):
+    """Adds what a higher layer knows to explained matches (e.g. series, identification).
+
+    The front ends (CLI, service, demo) hand the matcher one; lower layers never import
+    its implementation. `annotate` gets every group of one lookup at once (so it can
+    answer them in one batched query) and returns them, each match replaced or kept.
+    `source` says who matched (e.g. `match`, `scan`, `service`), for what it records.
+    """
+
+    def annotate(
+        self, groups: Sequence[Sequence[ExplainedMatch]], source: str
+    ) -> list[list[ExplainedMatch]]: ...
+
+
 @dataclass
 class Matcher:
     """Looks queries up in the index and explains every hit from the store."""
@@ -181,6 +196,10 @@ class Matcher:
     index: MatchIndex
     #: Entries held by flood control (set by whoever reads the holds: service, CLI).
     held: frozenset[int] = frozenset()
+    #: Called once per lookup that found anything (see `Annotator`); None: no annotation.
+    annotator: Annotator | None = None
+    #: What `annotator` is told matched (`match`, `service`, ...).
+    source: str = "match"
     _explain_cache: dict[int, tuple[tuple[Classification, ...], Provenance]] = field(
         default_factory=dict, init=False
     )
@@ -251,7 +270,9 @@ class Matcher:
         if not any(found):
             return [[] for _ in groups]
         explained = self._explain({h.entry_id for group in found for _, h in group})
-        return [self._explained(group, explained) for group in found]
+        out = [self._explained(group, explained) for group in found]
+        annotator = self.annotator
+        return out if annotator is None else annotator.annotate(out, self.source)
 
     def _explained(
         self,

@@ -28,7 +28,7 @@ def demo(workdir: Path, db: str | None) -> None:
     from ridgeline.demo import run_demo
 
     click.echo(f"Generating benign demo images in {workdir}/ ...")
-    review, rows = run_demo(workdir, db)
+    review, rows, victims = run_demo(workdir, db)
     click.echo(
         f"\nList {review['list']!r} built through multi-review (K={review['quorum']} "
         "independent agreeing verdicts):"
@@ -58,6 +58,19 @@ def demo(workdir: Path, db: str | None) -> None:
     click.echo(render_table(table))
     good = sum(r.correct for r in rows)
     click.echo(f"\n{good}/{len(rows)} files classified as expected.")
+    click.echo(
+        f"\nVictims registry: {victims.records} synthetic records of "
+        f"{len(victims.indicator.by_database)} databases merged into {victims.victims} "
+        "victims; the two imported images are linked to victim series. Their matches say:"
+    )
+    for r in rows:
+        if r.identification:
+            click.echo(f"  {r.file} -> {r.matched}: {r.identification}")
+    from ridgeline.cli.indicator import indicator_table
+
+    click.echo("\nThe indicator (ridgeline indicator --as-of 2025-01-01):\n")
+    click.echo(indicator_table(victims.indicator.to_json()))
+    click.echo("\nCharts: " + ", ".join(str(p) for p in victims.charts))
     where = db or workdir / "ridgeline.db"
     click.echo(f"Database: {where} (try: ridgeline lists ls --db {where})")
     if good != len(rows):

@@ -44,7 +44,8 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def _table(data: dict[str, Any]) -> str:
+def indicator_table(data: dict[str, Any]) -> str:
+    """The indicator as text: summary, periods, survival, log-rank, the estimate."""
     from ridgeline.output import render_table
 
     data = _rounded(data)
@@ -179,7 +180,7 @@ def indicator_command(
         writer.writerow(["name", "value"])
         writer.writerows(rows)
     else:
-        sys.stdout.write(_table(data) + "\n")
+        sys.stdout.write(indicator_table(data) + "\n")
     if charts is not None:
         from ridgeline.indicator.charts import write_charts
 

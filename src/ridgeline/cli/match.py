@@ -157,7 +157,10 @@ def match_command(
     store = open_store(db)
     failed = 0
     try:
+        from ridgeline.victims.annotate import SeriesAnnotator
+
         matcher = Matcher.open(store, index_dir)
+        matcher.annotator = annotator = SeriesAnnotator(store, background=False)
         with store.session() as s:
             matcher.held = held_entry_ids(s)
         lists = list(list_names) or None
@@ -181,6 +184,7 @@ def match_command(
                 if item.signals is not None:
                     row["error"] = item.error
                 out.write(row)
+        annotator.close()
         matcher.close()
     finally:
         store.close()

@@ -220,6 +220,9 @@ def scan_command(
         report_sink=_report_sink(key_file, viral_users),
     )
     store = open_store(db)
+    from ridgeline.victims.annotate import SeriesAnnotator
+
+    annotator = options.annotator = SeriesAnnotator(store)
     fmt = fmt or default_format()
     progress = Progress(_count_files(paths))
     result_file = ResultFile(output) if output else None
@@ -241,6 +244,7 @@ def scan_command(
         try:
             summary = scan(store, paths, options, on_result=on_result)
         finally:
+            annotator.close()
             if result_file:
                 result_file.close()
             progress.close()

@@ -55,38 +55,54 @@ def _seconds(values: Sequence[Any]) -> np.ndarray:
     return out
 
 
+def _columns(store: Store, sql: str, width: int) -> list[list[Any]]:
+    """A query's result column by column, read with the driver's cursor in chunks (a
+    million rows as Row objects would be gigabytes and seconds)."""
+    cols: list[list[Any]] = [[] for _ in range(width)]
+    with store.engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        cursor.execute(sql)
+        while rows := cursor.fetchmany(200_000):
+            for k, col in enumerate(zip(*rows, strict=True)):
+                cols[k].extend(col)
+    return cols
+
+
 def load_table(store: Store) -> VictimTable:
     """Read the merged victims (after `ridgeline victims import`) from the store."""
-    with store.engine.connect() as conn:
-        merged = conn.exec_driver_sql(
-            "SELECT id, identified_at, traded_since, age_band, gender, region "
-            "FROM merged_victims ORDER BY id"
-        ).all()
-        recs = conn.exec_driver_sql(
-            "SELECT merged_id, database, first_seen FROM victim_records WHERE merged_id IS NOT NULL"
-        ).all()
-    n = len(merged)
-    ids = np.array([r[0] for r in merged], dtype=np.int64)
+    mid, ident, traded, age, gender, region = _columns(
+        store,
+        "SELECT id, identified_at, traded_since, age_band, gender, region "
+        "FROM merged_victims ORDER BY id",
+        6,
+    )
+    rec_mid, rec_db, rec_first = _columns(
+        store,
+        "SELECT merged_id, database, first_seen FROM victim_records WHERE merged_id IS NOT NULL",
+        3,
+    )
+    n = len(mid)
+    ids = np.array(mid, dtype=np.int64)
     pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
     pos[ids] = np.arange(n)
-    names = tuple(sorted({r[1] for r in recs}))
+    names = tuple(sorted(set(rec_db)))
     which = {d: k for k, d in enumerate(names)}
     db_first = np.full((len(names), n), NONE, dtype=np.int64)
-    if recs:
-        rows = pos[np.array([r[0] for r in recs], dtype=np.int64)]
-        cols = np.array([which[r[1]] for r in recs], dtype=np.int64)
-        firsts = _seconds([r[2] for r in recs])
+    if rec_mid:
+        rows = pos[np.array(rec_mid, dtype=np.int64)]
+        cols = np.array([which[d] for d in rec_db], dtype=np.int64)
+        firsts = _seconds(rec_first)
         # two records of one database for one victim: keep the earliest
         order = np.argsort(-firsts, kind="stable")
         db_first[cols[order], rows[order]] = firsts[order]
     return VictimTable(
         databases=names,
         db_first=db_first,
-        identified=_seconds([r[1] for r in merged]),
-        traded_since=_seconds([r[2] for r in merged]),
-        age_band=np.array([r[3] for r in merged], dtype=object),
-        gender=np.array([r[4] for r in merged], dtype=object),
-        region=np.array([r[5] for r in merged], dtype=object),
+        identified=_seconds(ident),
+        traded_since=_seconds(traded),
+        age_band=np.array(age, dtype=object),
+        gender=np.array(gender, dtype=object),
+        region=np.array(region, dtype=object),
     )
 
 

@@ -24,7 +24,7 @@ from sqlalchemy import insert, select, update
 
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.lists import get_list
-from ridgeline.matching import ExplainedMatch
+from ridgeline.matching import Annotator, ExplainedMatch
 from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
     ReportRequest,
@@ -75,6 +75,9 @@ class ScanOptions:
     #: the front end passes it, since reports sit above the scan. Without one, a scan
     #: whose lists would draft reports is refused before it starts.
     report_sink: ReportSink | None = None
+    #: Annotates the matches here, before actions and drafts (the front end's, e.g. the
+    #: victims registry's series status); workers match without one.
+    annotator: Annotator | None = None
 
     def validate(self) -> None:
         if self.jobs < 1:
@@ -228,6 +231,12 @@ class Recorder:
         self._last_flush = time.monotonic()
         if not pending and not states:
             return
+        annotator = self.options.annotator
+        matched = [o for o in pending if o["matches"]]
+        if annotator is not None and matched:  # one batched annotation per flush
+            groups = annotator.annotate([o["matches"] for o in matched], "scan")
+            for outcome, group in zip(matched, groups, strict=True):
+                outcome["matches"] = group
         with self.store.session() as s:
             rows = []
             for outcome in pending:

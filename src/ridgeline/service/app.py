@@ -385,6 +385,11 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
             store, config.evidence_key_file, deliverer, viral_users=config.viral_users
         )
         effects.prepare()  # before any thread but this one touches the ORM
+        # series and identification on every match; sightings written in the background
+        from ridgeline.victims.annotate import SeriesAnnotator
+
+        annotator = SeriesAnnotator(store)
+        matcher.annotator, matcher.source = annotator, "service"
         refresher = Refresher(
             matcher, app.state.verifier, on_synced=metrics.synced, effects=effects
         )
@@ -400,6 +405,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         finally:
             matcher.index.stop_refresh()
             deliverer.stop()
+            annotator.close()
 
     app = ServiceApp(
         title="Ridgeline",

@@ -44,8 +44,17 @@ class MatchOut(Body):
     classifications: list[ClassificationOut]
     provenance: ProvenanceOut
     held: bool = Field(description="Held by flood control (fires no actions)")
-    series: list[str] | None = Field(default=None, description="Present when known")
-    identification: str | None = Field(default=None, description="Present when known")
+    series: list[str] | None = Field(
+        default=None,
+        description="The victim series the entry or file belongs to (`DATABASE/SERIES`), "
+        "present when the victims registry links one",
+    )
+    identification: str | None = Field(
+        default=None,
+        description='"series S, victim identified on DATE by AGENCY" or "series S, victim '
+        'not identified: possible ongoing abuse" (with "; actively traded" from the fifth '
+        "occasion); present with `series`",
+    )
 
 
 class ActionOut(Body):

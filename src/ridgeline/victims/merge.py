@@ -1,8 +1,10 @@
 """Merging records of several databases into victims: shared hashes and `same_as`, transitively.
 
 Union-find over record indices (networkx's connected components give the same sets, at
-several times the memory for a million records). Every union that joined two different
-victims is kept as a `Join`: the merge report says what was merged and why.
+several times the memory for a million records). The store hands over only the hashes
+that two or more records hold (grouped in SQL) and the `same_as` links already resolved
+to a record, so nothing keyed by hash or victim id is built in Python. Every union that
+joined two different victims is kept as a `Join`: the merge report says what was merged and why.
 """
 
 from __future__ import annotations
@@ -47,17 +49,40 @@ def merge_records(
     and that database's own ids already tell them apart). A `same_as` to a record
     that is not here stays an id in another database.
     """
-    n = len(databases)
+    holders: dict[tuple[str, str], list[int]] = {}
+    for record, signal, value in hashes:
+        holders.setdefault((signal, value), []).append(record)
+    codes: dict[str, int] = {}
+    db = np.array([codes.setdefault(d, len(codes)) for d in databases], dtype=np.int64)
+    pairs = []
+    for record, d, victim_id in links:
+        target = keys.get((d, victim_id))
+        if target is not None:
+            pairs.append((record, target, d, victim_id))
+    groups = ((s, v, sorted(set(r))) for (s, v), r in sorted(holders.items()) if len(r) > 1)
+    return merge_components(db, groups, pairs)
+
+
+def merge_components(
+    db: np.ndarray,
+    hash_groups: Iterable[tuple[str, str, list[int]]],
+    links: Iterable[tuple[int, int, str, str]],
+) -> MergeResult:
+    """`merge_records` on what the store hands over: `db[i]` is record i's database
+    code, `hash_groups` yields (signal, value, records holding it) for hashes held by
+    two or more records, `links` (record, linked record, database, victim_id) for
+    `same_as` links whose target is here. Union-find on a flat list: a million records
+    is a few seconds, without a graph object per record."""
+    n = len(db)
     parent = list(range(n))
+    dbs = db.tolist()
 
     def find(x: int) -> int:
         root = x
         while parent[root] != root:
             root = parent[root]
         while parent[x] != root:
-            nxt = parent[x]
-            parent[x] = root
-            x = nxt
+            parent[x], x = root, parent[x]
         return root
 
     joins: list[Join] = []
@@ -68,18 +93,15 @@ def merge_records(
             parent[max(ra, rb)] = min(ra, rb)
             joins.append(Join(a, b, reason, detail))
 
-    holders: dict[tuple[str, str], list[int]] = {}
-    for record, signal, value in hashes:
-        holders.setdefault((signal, value), []).append(record)
-    for (signal, value), records in holders.items():
-        if len(records) < 2 or len({databases[r] for r in records}) < 2:
-            continue
+    for signal, value, records in hash_groups:
+        first_db = dbs[records[0]]
+        if all(dbs[r] == first_db for r in records):
+            continue  # held in one database only: joins nothing
         for other in records[1:]:
             union(records[0], other, "hash", f"{signal}:{value}")
-    for record, db, victim_id in links:
-        target = keys.get((db, victim_id))
-        if target is not None and target != record:
-            union(record, target, "same_as", f"{db}/{victim_id}")
+    for record, target, d, victim_id in links:
+        if target != record:
+            union(record, target, "same_as", f"{d}/{victim_id}")
     roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
     uniq, component = np.unique(roots, return_inverse=True)
     return MergeResult(component=component.astype(np.int64), count=len(uniq), joins=tuple(joins))

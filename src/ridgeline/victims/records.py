@@ -11,7 +11,7 @@ import functools
 import json
 import re
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 from ridgeline.errors import BadInput
@@ -137,6 +137,39 @@ def _canonical_hash(signal: Any, value: Any) -> tuple[str, str]:
 
 def parse_record(obj: Any) -> Record:
     """Validate one decoded JSON object; `ValueError` names the field at fault."""
+    record, sightings = _parse(obj)
+    return replace(record, sightings=tuple(_time(t, "sightings") for t in sightings))
+
+
+def _seconds(value: Any) -> int:
+    """A sighting time as UTC seconds (the import's form: no datetime kept per sighting)."""
+    if isinstance(value, str):
+        try:
+            parsed = dt.datetime.fromisoformat(value)
+        except ValueError:
+            pass
+        else:
+            if parsed.tzinfo is None:
+                parsed = parsed.replace(tzinfo=dt.UTC)
+            return int(parsed.timestamp())
+    return int(_time(value, "sightings").timestamp())
+
+
+def parse_row(obj: Any) -> tuple[Record, list[int]]:
+    """`parse_record` for bulk import: the record without its sightings, and the
+    sightings as UTC seconds (the same validation, a tenth of the objects)."""
+    record, sightings = _parse(obj)
+    try:  # the common case in one pass: ISO strings (ten million of them in a big import)
+        parsed = [_fromiso(t) for t in sightings]
+    except (TypeError, ValueError):
+        return record, [_seconds(t) for t in sightings]
+    return record, [int((p if p.tzinfo else p.replace(tzinfo=dt.UTC)).timestamp()) for p in parsed]
+
+
+_fromiso = dt.datetime.fromisoformat
+
+
+def _parse(obj: Any) -> tuple[Record, list[Any]]:
     if not isinstance(obj, dict):
         raise ValueError("a record must be a JSON object")
     unknown = sorted(set(obj) - _FIELDS)
@@ -175,7 +208,7 @@ def parse_record(obj: Any) -> Record:
     sightings = obj.get("sightings") or []
     if not isinstance(sightings, list):
         raise ValueError("sightings must be a list of times")
-    return Record(
+    record = Record(
         database=database,
         victim_id=victim_id,
         first_seen=first_seen,
@@ -197,8 +230,8 @@ def parse_record(obj: Any) -> Record:
                 for s in same_as
             )
         ),
-        sightings=tuple(_time(t, "sightings") for t in sightings),
     )
+    return record, sightings
 
 
 @dataclass(frozen=True)
@@ -215,19 +248,30 @@ class LineError:
 
 def parse_lines(lines: Iterable[str], source: str) -> Iterator[Record | LineError]:
     """Each non-blank line as a `Record` or a `LineError` (duplicates are errors too)."""
+    yield from _lines(lines, source, parse_record)
+
+
+def parse_rows(lines: Iterable[str], source: str) -> Iterator[tuple[Record, list[int]] | LineError]:
+    """`parse_lines` for bulk import: `parse_row` pairs or `LineError`s."""
+    yield from _lines(lines, source, parse_row)
+
+
+def _lines(lines: Iterable[str], source: str, parse: Any) -> Iterator[Any]:
     seen: set[tuple[str, str]] = set()
+    loads = json.loads
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            record = parse_record(json.loads(line))
+            item = parse(loads(line))
         except (ValueError, RecursionError) as exc:
             yield LineError(source, number, str(exc) or type(exc).__name__)
             continue
+        record = item[0] if isinstance(item, tuple) else item
         if record.key in seen:
             yield LineError(
                 source, number, f"duplicate victim {record.database}/{record.victim_id}"
             )
             continue
         seen.add(record.key)
-        yield record
+        yield item

@@ -15,12 +15,12 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, delete, func, insert, select, text
+from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.store import Store
 from ridgeline.store.models import lookup_key
-from ridgeline.victims.merge import merge_records, occasions
+from ridgeline.victims.merge import merge_components, occasions
 from ridgeline.victims.models import (
     MergedVictim,
     Series,
@@ -32,7 +32,7 @@ from ridgeline.victims.models import (
     VictimRecord,
     VictimSeries,
 )
-from ridgeline.victims.records import LineError, Record, parse_lines
+from ridgeline.victims.records import LineError, Record, parse_rows
 
 CHUNK = 20_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -70,89 +70,150 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(sql, list(rows))
 
 
-def _series_ids(conn: Connection, wanted: set[tuple[str, str]]) -> dict[tuple[str, str], int]:
-    """Ids of the wanted series, creating those not there yet."""
-    ids: dict[tuple[str, str], int] = {}
-    by_db: dict[str, list[str]] = {}
-    for db, key in wanted:
-        by_db.setdefault(db, []).append(key)
+def _dt_param(conn: Connection) -> Any:
+    """How a UTC datetime is bound by the driver directly: SQLAlchemy's SQLite text form
+    (`YYYY-MM-DD HH:MM:SS.ffffff`, what the ORM reads back), the datetime elsewhere."""
+    if conn.dialect.name == "sqlite":
 
-    def load() -> None:
-        for db, keys in by_db.items():
-            for i in range(0, len(keys), 5000):
-                for key, sid in conn.execute(
-                    select(Series.series_key, Series.id).where(
-                        Series.database == db, Series.series_key.in_(keys[i : i + 5000])
-                    )
-                ).all():
-                    ids[(db, key)] = sid
+        def text_form(value: dt.datetime | None) -> Any:
+            if value is None:
+                return None
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return value.isoformat(" ", "microseconds")
 
-    load()
-    missing = sorted(wanted - set(ids))
-    if missing:
-        now = dt.datetime.now(dt.UTC)
-        conn.execute(
-            insert(Series),
-            [{"database": d, "series_key": k, "created_at": now} for d, k in missing],
-        )
-        load()
-    return ids
+        return text_form
+    return lambda value: value
 
 
-def _write_chunk(conn: Connection, records: list[Record], next_id: int) -> tuple[int, int]:
-    """Insert one chunk (replacing records already there); returns (next id, replaced)."""
-    keys = [r.key for r in records]
+def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
+    """UTC microseconds (NONE = null) as driver values, vectorised on SQLite."""
+    present = micros != NONE_US
+    if conn.dialect.name == "sqlite":
+        text = np.datetime_as_string(micros.astype("datetime64[us]"), unit="us")
+        out: list[Any] = [f"{t[:10]} {t[11:]}" for t in text.tolist()]
+    else:
+        out = [
+            EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
+        ]
+    if not present.all():
+        for i in np.flatnonzero(~present).tolist():
+            out[i] = None
+    return out
+
+
+NONE_US = np.iinfo(np.int64).max
+
+
+@dataclass
+class _Import:
+    """What one import keeps between chunks: ids to hand out, keys already stored."""
+
+    next_id: int
+    next_series: int
+    #: database -> victim_key -> record id, of records that existed or were written
+    keys: dict[str, dict[str, int]]
+    series: dict[tuple[str, str], int]
+    first_id: int
+    #: this import's sightings (record ids, UTC seconds), for the merge that follows
+    sight_ids: list[np.ndarray]
+    sight_times: list[np.ndarray]
+    replaced_ids: set[int]
+
+
+def _start(conn: Connection) -> _Import:
+    next_id = (conn.execute(select(func.max(VictimRecord.id))).scalar() or 0) + 1
+    next_series = (conn.execute(select(func.max(Series.id))).scalar() or 0) + 1
+    keys: dict[str, dict[str, int]] = {}
+    if next_id > 1:
+        cur = conn.connection.cursor()
+        cur.execute("SELECT database, victim_key, id FROM victim_records")
+        for db, key, rid in cur.fetchall():
+            keys.setdefault(db, {})[key] = rid
+    series: dict[tuple[str, str], int] = {}
+    if next_series > 1:
+        cur = conn.connection.cursor()
+        cur.execute("SELECT database, series_key, id FROM victim_series")
+        series = {(db, key): sid for db, key, sid in cur.fetchall()}
+    return _Import(next_id, next_series, keys, series, next_id, [], [], set())
+
+
+def _write_chunk(conn: Connection, rows: list[tuple[Record, list[int]]], state: _Import) -> int:
+    """Insert one chunk (replacing records already there); returns how many it replaced."""
     existing: list[int] = []
-    by_db: dict[str, list[str]] = {}
-    for db, vid in keys:
-        by_db.setdefault(db, []).append(vid)
-    for db, vids in by_db.items():
-        existing += (
+    for r, _ in rows:
+        known = state.keys.get(r.database)
+        if known is not None and r.victim_id in known:
+            existing.append(known[r.victim_id])
+    if existing:
+        for i in range(0, len(existing), 5000):
+            part = existing[i : i + 5000]
+            for table in (VictimHash, VictimLink, Sighting, VictimSeries):
+                conn.execute(delete(table).where(table.record_id.in_(part)))
             conn.execute(
-                select(VictimRecord.id).where(
-                    VictimRecord.database == db, VictimRecord.victim_key.in_(vids)
+                delete(VictimMerge).where(
+                    VictimMerge.record_a.in_(part) | VictimMerge.record_b.in_(part)
                 )
             )
-            .scalars()
-            .all()
-        )
-    if existing:
-        for table in (VictimHash, VictimLink, Sighting, VictimSeries):
-            conn.execute(delete(table).where(table.record_id.in_(existing)))
-        conn.execute(
-            delete(VictimMerge).where(
-                VictimMerge.record_a.in_(existing) | VictimMerge.record_b.in_(existing)
+            conn.execute(delete(VictimRecord).where(VictimRecord.id.in_(part)))
+        state.replaced_ids.update(existing)
+    binds = _dt_param(conn)
+    now = binds(dt.datetime.now(dt.UTC))
+    new_series = []
+    for r, _ in rows:
+        for key in r.series:
+            if (r.database, key) not in state.series:
+                state.series[(r.database, key)] = state.next_series
+                new_series.append((state.next_series, r.database, key, now))
+                state.next_series += 1
+    _executemany(
+        conn,
+        "INSERT INTO victim_series (id, database, series_key, created_at) VALUES (?, ?, ?, ?)",
+        new_series,
+    )
+    rec_rows, hash_rows, link_rows, sight_rows, series_rows = [], [], [], [], []
+    ids = np.empty(sum(len(s) for _, s in rows), dtype=np.int64)
+    times = np.empty(len(ids), dtype=np.int64)
+    at = 0
+    for r, sightings in rows:
+        rid = state.next_id
+        state.next_id += 1
+        state.keys.setdefault(r.database, {})[r.victim_id] = rid
+        rec_rows.append(
+            (
+                rid,
+                r.database,
+                r.victim_id,
+                "identified" if r.identified_at else "unidentified",
+                binds(r.first_seen),
+                r.database,
+                binds(r.identified_at),
+                r.identifying_agency,
+                r.age_band,
+                r.gender,
+                r.region,
+                now,
             )
         )
-        conn.execute(delete(VictimRecord).where(VictimRecord.id.in_(existing)))
-    series = _series_ids(conn, {(r.database, s) for r in records for s in r.series})
-    now = dt.datetime.now(dt.UTC)
-    rec_rows, hash_rows, link_rows, sight_rows, series_rows = [], [], [], [], []
-    for r in records:
-        rid = next_id
-        next_id += 1
-        rec_rows.append(
-            {
-                "id": rid,
-                "database": r.database,
-                "victim_key": r.victim_id,
-                "status": "identified" if r.identified_at else "unidentified",
-                "first_seen": r.first_seen,
-                "first_seen_source": r.database,
-                "identified_at": r.identified_at,
-                "identifying_agency": r.identifying_agency,
-                "age_band": r.age_band,
-                "gender": r.gender,
-                "region": r.region,
-                "merged_id": None,
-                "imported_at": now,
-            }
-        )
-        hash_rows += [(rid, s, lookup_key(v)) for s, v in r.hashes]
-        link_rows += [(rid, d, v) for d, v in r.same_as]
-        sight_rows += [(rid, to_seconds(t), r.database) for t in r.sightings]
-        series_rows += [(rid, series[(r.database, s)]) for s in r.series]
-    conn.execute(insert(VictimRecord), rec_rows)
+        if r.hashes:
+            hash_rows += [(rid, s, lookup_key(v)) for s, v in r.hashes]
+        if r.same_as:
+            link_rows += [(rid, d, v) for d, v in r.same_as]
+        if sightings:
+            sight_rows += [(rid, t, r.database) for t in sightings]
+            ids[at : at + len(sightings)] = rid
+            times[at : at + len(sightings)] = sightings
+            at += len(sightings)
+        series_rows += [(rid, state.series[(r.database, s)]) for s in r.series]
+    state.sight_ids.append(ids)
+    state.sight_times.append(times)
+    _executemany(
+        conn,
+        "INSERT INTO victim_records (id, database, victim_key, status, first_seen, "
+        "first_seen_source, identified_at, identifying_agency, age_band, gender, region, "
+        "imported_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+        rec_rows,
+    )
     _executemany(
         conn, "INSERT INTO victim_hashes (record_id, signal, value) VALUES (?, ?, ?)", hash_rows
     )
@@ -169,7 +230,7 @@ def _write_chunk(conn: Connection, records: list[Record], next_id: int) -> tuple
     _executemany(
         conn, "INSERT INTO victim_record_series (record_id, series_id) VALUES (?, ?)", series_rows
     )
-    return next_id, len(existing)
+    return len(existing)
 
 
 def import_records(
@@ -179,35 +240,46 @@ def import_records(
 
     All in one transaction: a failure midway (the database, not a bad line) leaves the
     store as it was. Bad lines are reported and skipped; a record is never half-written.
+    Rows go to the driver's executemany in chunks (no ORM objects); the merge that follows
+    reuses this import's sightings from memory instead of reading them back.
     """
     errors: list[LineError] = []
     written = replaced = 0
     with store.engine.begin() as conn:
-        next_id = (conn.execute(select(func.max(VictimRecord.id))).scalar() or 0) + 1
+        state = _start(conn)
         for name, lines in sources:
-            chunk: list[Record] = []
-            for item in parse_lines(lines, name):
+            chunk: list[tuple[Record, list[int]]] = []
+            for item in parse_rows(lines, name):
                 if isinstance(item, LineError):
                     errors.append(item)
                     continue
                 chunk.append(item)
                 if len(chunk) >= CHUNK:
-                    next_id, rep = _write_chunk(conn, chunk, next_id)
-                    written, replaced = written + len(chunk), replaced + rep
+                    replaced += _write_chunk(conn, chunk, state)
+                    written += len(chunk)
                     chunk = []
             if chunk:
-                next_id, rep = _write_chunk(conn, chunk, next_id)
-                written, replaced = written + len(chunk), replaced + rep
+                replaced += _write_chunk(conn, chunk, state)
+                written += len(chunk)
         if conn.dialect.name == "postgresql":
-            conn.execute(
-                text(
-                    "SELECT setval(pg_get_serial_sequence('victim_records', 'id'), "
-                    "GREATEST((SELECT MAX(id) FROM victim_records), 1))"
+            for table in ("victim_records", "victim_series"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                    )
                 )
-            )
         victims = joins = 0
         if merge:
-            victims, joins = _rebuild(conn)
+            ids = np.concatenate(state.sight_ids) if state.sight_ids else np.empty(0, np.int64)
+            times = (
+                np.concatenate(state.sight_times) if state.sight_times else np.empty(0, np.int64)
+            )
+            if state.replaced_ids:  # replaced within this import: their rows are gone
+                keep = ~np.isin(ids, np.fromiter(state.replaced_ids, dtype=np.int64))
+                ids, times = ids[keep], times[keep]
+            state.sight_ids, state.sight_times = [], []
+            victims, joins = _rebuild(conn, (state.first_id, ids, times))
     return ImportResult(written, replaced, tuple(errors), victims, joins)
 
 
@@ -247,107 +319,246 @@ def _fetch_arrays(conn: Connection, sql: str, width: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.int64)
 
 
-def _rebuild(conn: Connection) -> tuple[int, int]:
-    """Recompute the merged victims and the merge report from every record."""
-    rows = conn.execute(
-        select(
-            VictimRecord.id,
-            VictimRecord.database,
-            VictimRecord.victim_key,
-            VictimRecord.first_seen,
-            VictimRecord.identified_at,
-            VictimRecord.identifying_agency,
-            VictimRecord.age_band,
-            VictimRecord.gender,
-            VictimRecord.region,
-        ).order_by(VictimRecord.id)
-    ).all()
-    index = {row[0]: i for i, row in enumerate(rows)}
-    databases = [row[1] for row in rows]
-    keys = {(row[1], row[2]): i for i, row in enumerate(rows)}
-    hashes = (
-        (index[rid], s, v)
-        for rid, s, v in conn.execute(
-            select(VictimHash.record_id, VictimHash.signal, VictimHash.value)
-        )
+def _micros(values: list[Any]) -> np.ndarray:
+    """Driver datetimes (SQLite text, else datetime objects) as UTC microseconds."""
+    out = np.full(len(values), NONE_US, dtype=np.int64)
+    present = [i for i, v in enumerate(values) if v is not None]
+    if not present:
+        return out
+    if isinstance(values[present[0]], str):
+        arr = np.array([values[i] for i in present], dtype="datetime64[us]")
+        out[present] = arr.astype(np.int64)
+    else:
+        out[present] = [(_utc(values[i]) - EPOCH) // dt.timedelta(microseconds=1) for i in present]
+    return out
+
+
+@dataclass
+class _Columns:
+    """Every record, column by column (codes index into the name lists)."""
+
+    ids: np.ndarray
+    db: np.ndarray
+    first: np.ndarray  # UTC microseconds
+    ident: np.ndarray  # UTC microseconds, NONE_US if not identified
+    agency: np.ndarray
+    attrs: dict[str, np.ndarray]
+    names: dict[str, list[str | None]]
+
+
+def _columns(conn: Connection) -> _Columns:
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT id, database, first_seen, identified_at, identifying_agency, age_band, "
+        "gender, region FROM victim_records ORDER BY id"
     )
-    links = (
-        (index[rid], d, v)
-        for rid, d, v in conn.execute(
-            select(VictimLink.record_id, VictimLink.database, VictimLink.victim_key)
-        )
+    names: dict[str, list[str | None]] = {
+        c: [] for c in ("database", "agency", "age_band", "gender", "region")
+    }
+    codes: dict[str, dict[str | None, int]] = {c: {} for c in names}
+    parts: dict[str, list[np.ndarray]] = {c: [] for c in (*names, "id", "first", "ident")}
+
+    def code(col: str, values: Iterable[str | None]) -> np.ndarray:
+        table, out = codes[col], []
+        for v in values:
+            c = table.get(v)
+            if c is None:
+                c = table[v] = len(table)
+                names[col].append(v)
+            out.append(c)
+        return np.array(out, dtype=np.int32)
+
+    while True:
+        rows = cursor.fetchmany(200_000)
+        if not rows:
+            break
+        cols = list(zip(*rows, strict=True))
+        parts["id"].append(np.array(cols[0], dtype=np.int64))
+        parts["database"].append(code("database", cols[1]))
+        parts["first"].append(_micros(list(cols[2])))
+        parts["ident"].append(_micros(list(cols[3])))
+        parts["agency"].append(code("agency", cols[4]))
+        for k, col in enumerate(("age_band", "gender", "region")):
+            parts[col].append(code(col, cols[5 + k]))
+        del rows, cols
+
+    def cat(name: str, dtype: Any) -> np.ndarray:
+        return np.concatenate(parts[name]) if parts[name] else np.empty(0, dtype=dtype)
+
+    return _Columns(
+        ids=cat("id", np.int64),
+        db=cat("database", np.int32),
+        first=cat("first", np.int64),
+        ident=cat("ident", np.int64),
+        agency=cat("agency", np.int32),
+        attrs={c: cat(c, np.int32) for c in ("age_band", "gender", "region")},
+        names=names,
     )
-    result = merge_records(databases, keys, hashes, links)
-    ids = np.array([row[0] for row in rows], dtype=np.int64)
-    first = np.array([to_seconds(_utc(row[3])) for row in rows], dtype=np.int64)
-    pos = np.zeros(int(ids.max()) + 1 if len(ids) else 1, dtype=np.int64)
-    pos[ids] = np.arange(len(ids))
-    sight = _fetch_arrays(conn, "SELECT record_id, seen_at FROM victim_sightings", 2)
-    rec_of_time = np.concatenate((np.arange(len(ids)), pos[sight[:, 0]]))
-    times = np.concatenate((first, sight[:, 1]))
-    del sight
+
+
+def _hash_groups(conn: Connection) -> Iterator[tuple[str, str, list[int]]]:
+    """Hashes held by two or more records: (signal, value, record ids)."""
+    agg = (
+        "GROUP_CONCAT(record_id)"
+        if conn.dialect.name == "sqlite"
+        else "string_agg(record_id::text, ',')"
+    )
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        f"SELECT signal, value, {agg} FROM victim_hashes GROUP BY signal, value "
+        "HAVING COUNT(*) > 1 ORDER BY signal, value"
+    )
+    while True:
+        rows = cursor.fetchmany(100_000)
+        if not rows:
+            break
+        for signal, value, ids in rows:
+            yield signal, value, sorted(int(x) for x in ids.split(","))
+
+
+def _rebuild(
+    conn: Connection, fresh: tuple[int, np.ndarray, np.ndarray] | None = None
+) -> tuple[int, int]:
+    """Recompute the merged victims and the merge report from every record.
+
+    `fresh` is (first record id of this import, its sightings' record ids and times):
+    those are not read back; older records' sightings (and match sightings) are.
+    """
+    cols = _columns(conn)
+    n = len(cols.ids)
+    ids = cols.ids
+    pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
+    pos[ids] = np.arange(n)
+    db = cols.db
+    groups = (
+        (signal, value, pos[np.array(rids, dtype=np.int64)].tolist())
+        for signal, value, rids in _hash_groups(conn)
+    )
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT l.record_id, r.id, l.database, l.victim_key FROM victim_links l "
+        "JOIN victim_records r ON r.database = l.database AND r.victim_key = l.victim_key "
+        "ORDER BY l.id"
+    )
+    links = [(int(pos[a]), int(pos[b]), d, v) for a, b, d, v in cursor.fetchall()]
+    result = merge_components(db, groups, links)
+    if fresh is None:
+        sight = _fetch_arrays(conn, "SELECT record_id, seen_at FROM victim_sightings", 2)
+        s_rec, s_time = sight[:, 0], sight[:, 1]
+    else:
+        first_id, new_ids, new_times = fresh
+        old = _fetch_arrays(
+            conn,
+            f"SELECT record_id, seen_at FROM victim_sightings WHERE record_id < {first_id:d}",
+            2,
+        )
+        s_rec = np.concatenate((old[:, 0], new_ids))
+        s_time = np.concatenate((old[:, 1], new_times))
+        del old
+    first_s = np.floor_divide(cols.first, 1_000_000)
+    rec_of_time = np.concatenate((np.arange(n), pos[s_rec]))
+    times = np.concatenate((first_s, s_time))
+    del s_rec, s_time
     counts, fifth = occasions(result.component, rec_of_time, times, result.count)
+    del rec_of_time, times
     conn.execute(delete(VictimMerge))
     conn.execute(delete(MergedVictim))
-    order = np.lexsort((first, result.component))
-    comp_sorted = result.component[order]
-    bounds = np.flatnonzero(np.diff(comp_sorted)) + 1
-    starts = np.concatenate(([0], bounds))
-    ends = np.concatenate((bounds, [len(order)]))
-    merged_rows: list[dict[str, Any]] = []
-    record_updates: list[tuple[int, int]] = []
-    for g, (s, e) in enumerate(zip(starts.tolist(), ends.tolist(), strict=True)):
-        members = [rows[i] for i in order[s:e].tolist()]
-        head = members[0]
-        identified = [m for m in members if m[4] is not None]
-        ident = min(identified, key=lambda m: _utc(m[4])) if identified else None
-
-        def known(col: int, members: list[Any] = members) -> str:
-            return next((m[col] for m in members if m[col] != "unknown"), "unknown")
-
-        gid = g + 1
-        merged_rows.append(
-            {
-                "id": gid,
-                "records": len(members),
-                "databases": ",".join(sorted({m[1] for m in members})),
-                "first_seen": _utc(head[3]),
-                "first_seen_source": head[1],
-                "identified_at": _utc(ident[4]) if ident else None,
-                "identifying_agency": ident[5] if ident else None,
-                "age_band": known(6),
-                "gender": known(7),
-                "region": known(8),
-                "occasions": int(counts[comp_sorted[s]]),
-                "traded_since": from_seconds(int(fifth[comp_sorted[s]]))
-                if fifth[comp_sorted[s]] >= 0
-                else None,
-            }
+    comp = result.component
+    # members by victim, earliest first (ties by record id): the head is the first seen
+    order = np.lexsort((cols.first, comp))
+    comp_sorted = comp[order]
+    starts = (
+        np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+        if n
+        else np.empty(0, np.int64)
+    )
+    head = order[starts]
+    records = np.diff(np.r_[starts, n])
+    # the earliest identification (ties: the earlier first seen, then the lower id)
+    by_ident = np.lexsort((cols.first, cols.ident, comp))
+    ident_rec = by_ident[np.searchsorted(comp[by_ident], np.arange(result.count))]
+    ident_us = cols.ident[ident_rec]
+    # attributes: the first known value in first-seen order
+    attr_codes: dict[str, np.ndarray] = {}
+    for a, codes in cols.attrs.items():
+        unknown = [i for i, v in enumerate(cols.names[a]) if v == "unknown"]
+        known = ~np.isin(codes[order], unknown) if unknown else np.ones(n, dtype=bool)
+        first_known = np.where(known, np.arange(n), n)
+        firsts = np.minimum.reduceat(first_known, starts) if n else np.empty(0, np.int64)
+        attr_codes[a] = np.where(firsts < n, codes[order[np.minimum(firsts, n - 1)]], -1)
+    # the databases of each victim, as a bit mask
+    names_db = [str(x) for x in cols.names["database"]]
+    if len(names_db) <= 62:
+        masks = (
+            np.bitwise_or.reduceat(np.left_shift(1, db[order].astype(np.int64)), starts)
+            if n
+            else np.empty(0, np.int64)
         )
-        record_updates += [(gid, m[0]) for m in members]
-        if len(merged_rows) >= CHUNK:
-            conn.execute(insert(MergedVictim), merged_rows)
-            merged_rows = []
-    if merged_rows:
-        conn.execute(insert(MergedVictim), merged_rows)
-    # component numbers follow sorted order: map component -> merged id
-    gid_of_component = np.empty(result.count, dtype=np.int64)
-    gid_of_component[comp_sorted[starts]] = np.arange(1, len(starts) + 1)
+        label: dict[int, str] = {}
+        dbs = []
+        for m in masks.tolist():
+            text_ = label.get(m)
+            if text_ is None:
+                text_ = label[m] = ",".join(
+                    sorted(names_db[j] for j in range(len(names_db)) if m >> j & 1)
+                )
+            dbs.append(text_)
+    else:
+        dbs = [
+            ",".join(sorted({names_db[int(d)] for d in db[order[s:e]]}))
+            for s, e in zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True)
+        ]
+    gid = np.arange(1, result.count + 1)
+    first_col = _dt_column(conn, cols.first[head])
+    ident_col = _dt_column(conn, ident_us)
+    traded_col = _dt_column(conn, np.where(fifth >= 0, fifth * 1_000_000, NONE_US))
+    agency_names = cols.names["agency"]
+    agency_col = [
+        agency_names[a] if t != NONE_US else None
+        for a, t in zip(cols.agency[ident_rec].tolist(), ident_us.tolist(), strict=True)
+    ]
+    attr_cols = {
+        a: [cols.names[a][c] if c >= 0 else "unknown" for c in attr_codes[a].tolist()]
+        for a in attr_codes
+    }
+    merged_rows = list(
+        zip(
+            gid.tolist(),
+            records.tolist(),
+            dbs,
+            first_col,
+            [names_db[d] for d in db[head].tolist()],
+            ident_col,
+            agency_col,
+            attr_cols["age_band"],
+            attr_cols["gender"],
+            attr_cols["region"],
+            counts.tolist(),
+            traded_col,
+            strict=True,
+        )
+    )
+    del first_col, ident_col, traded_col, agency_col, attr_cols
+    for i in range(0, len(merged_rows), 200_000):
+        _executemany(
+            conn,
+            "INSERT INTO merged_victims (id, records, databases, first_seen, first_seen_source, "
+            "identified_at, identifying_agency, age_band, gender, region, occasions, "
+            "traded_since) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+            merged_rows[i : i + 200_000],
+        )
+    del merged_rows
+    # components are numbered by their lowest record: merged id = component + 1
+    record_updates = list(zip((comp + 1).tolist(), ids.tolist(), strict=True))
     for i in range(0, len(record_updates), 200_000):
         _executemany(
             conn,
             "UPDATE victim_records SET merged_id = ? WHERE id = ?",
             record_updates[i : i + 200_000],
         )
+    del record_updates
     join_rows = [
-        (
-            int(gid_of_component[result.component[j.a]]),
-            int(ids[j.a]),
-            int(ids[j.b]),
-            j.reason,
-            j.detail,
-        )
-        for j in result.joins
+        (int(comp[j.a]) + 1, int(ids[j.a]), int(ids[j.b]), j.reason, j.detail) for j in result.joins
     ]
     for i in range(0, len(join_rows), 200_000):
         _executemany(
@@ -492,21 +703,103 @@ def link_series(
 
 def add_sightings(store: Store, series_ids: Iterable[int], at: dt.datetime, source: str) -> int:
     """A match or report of a series is a sighting of each of its victims' records."""
-    ids = sorted(set(series_ids))
-    if not ids:
-        return 0
+    return add_sightings_many(store, [(sid, at, source) for sid in series_ids])
+
+
+def add_sightings_many(store: Store, sightings: Iterable[tuple[int, dt.datetime, str]]) -> int:
+    """Many `(series id, time, source)` sightings in one transaction (a buffered flush).
+
+    Each becomes a sighting of every record of the series (the same record, time and
+    source once); the merged victims' occasions and `traded_since` are brought up to
+    date for the victims touched. Returns the sighting rows written.
+    """
+    return record_sightings(store, sightings)[0]
+
+
+def record_sightings(
+    store: Store, sightings: Iterable[tuple[int, dt.datetime, str]]
+) -> tuple[int, int]:
+    """`add_sightings_many`, also returning how many victims became actively traded."""
+    wanted: dict[int, set[tuple[int, str]]] = {}
+    for sid, at, source in sightings:
+        wanted.setdefault(int(sid), set()).add((to_seconds(_utc(at)), source))
+    if not wanted:
+        return 0, 0
+    ids = sorted(wanted)
     with store.engine.begin() as conn:
-        records = (
-            conn.execute(select(VictimSeries.record_id).where(VictimSeries.series_id.in_(ids)))
-            .scalars()
-            .all()
-        )
+        pairs: list[tuple[int, int]] = []
+        for i in range(0, len(ids), 5000):
+            pairs += [
+                (int(r), int(sid))
+                for r, sid in conn.execute(
+                    select(VictimSeries.record_id, VictimSeries.series_id).where(
+                        VictimSeries.series_id.in_(ids[i : i + 5000])
+                    )
+                ).all()
+            ]
+        rows = sorted({(r, t, src) for r, sid in pairs for t, src in wanted[sid]})
         _executemany(
             conn,
             "INSERT INTO victim_sightings (record_id, seen_at, source) VALUES (?, ?, ?)",
-            [(r, to_seconds(at), source) for r in sorted(set(records))],
+            rows,
         )
-    return len(set(records))
+        traded = _refresh_occasions(conn, sorted({r for r, _ in pairs}))
+    return len(rows), traded
+
+
+def _refresh_occasions(conn: Connection, record_ids: list[int]) -> int:
+    """Recount the distinct occasions (and the fifth) of the merged victims of records;
+    returns how many became actively traded."""
+    if not record_ids:
+        return 0
+    became = 0
+    merged: set[int] = set()
+    for i in range(0, len(record_ids), 5000):
+        merged.update(
+            int(m or 0)
+            for m in conn.execute(
+                select(VictimRecord.merged_id).where(
+                    VictimRecord.id.in_(record_ids[i : i + 5000]),
+                    VictimRecord.merged_id.is_not(None),
+                )
+            ).scalars()
+        )
+    todo = sorted(merged)
+    for i in range(0, len(todo), 2000):
+        part = todo[i : i + 2000]
+        times: dict[int, set[int]] = {m: set() for m in part}
+        recs = conn.execute(
+            select(VictimRecord.id, VictimRecord.merged_id, VictimRecord.first_seen).where(
+                VictimRecord.merged_id.in_(part)
+            )
+        ).all()
+        before = set(
+            conn.execute(
+                select(MergedVictim.id).where(
+                    MergedVictim.id.in_(part), MergedVictim.traded_since.is_not(None)
+                )
+            ).scalars()
+        )
+        owner = {int(r): int(m or 0) for r, m, _ in recs}
+        for r, _, first in recs:
+            times[owner[int(r)]].add(to_seconds(_utc(first)))
+        for r, t in conn.execute(
+            select(Sighting.record_id, Sighting.seen_at).where(Sighting.record_id.in_(list(owner)))
+        ).all():
+            times[owner[int(r)]].add(int(t))
+        updates = []
+        for m, ts in times.items():
+            ordered = sorted(ts)
+            fifth = from_seconds(ordered[4]) if len(ordered) >= 5 else None
+            became += fifth is not None and m not in before
+            updates.append({"mid": m, "n": len(ordered), "fifth": fifth})
+        conn.execute(
+            update(MergedVictim)
+            .where(MergedVictim.id == bindparam("mid"))
+            .values(occasions=bindparam("n"), traded_since=bindparam("fifth")),
+            updates,
+        )
+    return became
 
 
 @dataclass(frozen=True)
@@ -522,16 +815,22 @@ class SeriesStatus:
     identifying_agency: str | None
     #: at least one victim seen on five or more occasions
     actively_traded: bool
+    #: the registry's id of the series (what a sighting of it is recorded against)
+    series_id: int = 0
 
     @property
     def text(self) -> str:
+        """What a match says: identified (when, by whom) or possible ongoing abuse."""
+        traded = "; actively traded" if self.actively_traded else ""
+        if self.identified and self.identified_at is None:  # a partner's flag only
+            return f"series {self.series}, victim identified (per {self.database}){traded}"
         if self.identified and self.identified_at is not None:
             day = self.identified_at.date().isoformat()
             return (
                 f"series {self.series}, victim identified on {day} by "
-                f"{self.identifying_agency or 'unknown agency'}"
+                f"{self.identifying_agency or 'unknown agency'}{traded}"
             )
-        return f"series {self.series}, victim not identified: possible ongoing abuse"
+        return f"series {self.series}, victim not identified: possible ongoing abuse{traded}"
 
 
 def series_status(
@@ -550,8 +849,6 @@ def series_status(
         cond.append(SeriesLink.entry_id.in_(entries))
     if files:
         cond.append(SeriesLink.sha256.in_(files))
-    from sqlalchemy import or_
-
     with store.engine.connect() as conn:
         rows = conn.execute(
             select(
@@ -593,6 +890,80 @@ def series_status(
                 identified_at=_utc(latest[1]) if latest else None,
                 identifying_agency=latest[2] if latest else None,
                 actively_traded=any(v[3] is not None for v in distinct.values()),
+                series_id=sid,
             )
         )
+    return out
+
+
+def entry_series_status(store: Store, entry_ids: Iterable[int]) -> dict[int, list[SeriesStatus]]:
+    """Status of entries that carry a partner's series (VICS `Series`/`VictimIdentified`,
+    kept on the entry by the exchange) but that no analyst has linked yet.
+
+    An entry whose series id names a series in the registry is linked to it now (once,
+    `linked_by="list entry"`) and answers from the registry; one the registry does not
+    know answers from the partner's flag alone (no date, no agency, no sighting).
+    """
+    from ridgeline.lists.models import Entry, HashList
+
+    wanted = sorted(set(entry_ids))
+    if not wanted:
+        return {}
+    with store.engine.connect() as conn:
+        rows = conn.execute(
+            select(Entry.id, Entry.series, Entry.victim_identified, HashList.name)
+            .join(HashList, HashList.id == Entry.list_id)
+            .where(Entry.id.in_(wanted), Entry.series.is_not(None))
+            .where(
+                ~Entry.id.in_(select(SeriesLink.entry_id).where(SeriesLink.entry_id.in_(wanted)))
+            )
+        ).all()
+        if not rows:
+            return {}
+        known: dict[str, list[int]] = {}
+        for sid, key in conn.execute(
+            select(Series.id, Series.series_key).where(
+                Series.series_key.in_(sorted({str(r[1]) for r in rows}))
+            )
+        ).all():
+            known.setdefault(key, []).append(int(sid))
+    out: dict[int, list[SeriesStatus]] = {}
+    linked = [(int(r[0]), known[str(r[1])]) for r in rows if str(r[1]) in known]
+    if linked:
+        with store.engine.begin() as conn:
+            now = dt.datetime.now(dt.UTC)
+            conn.execute(
+                insert(SeriesLink),
+                [
+                    {
+                        "series_id": sid,
+                        "entry_id": eid,
+                        "linked_by": "list entry",
+                        "created_at": now,
+                    }
+                    for eid, sids in linked
+                    for sid in sids
+                ],
+            )
+        out.update(
+            {
+                int(k): v
+                for k, v in series_status(store, entry_ids=[e for e, _ in linked]).items()
+                if isinstance(k, int)
+            }
+        )
+    for eid, series_key, flag, list_name in rows:
+        if str(series_key) in known:
+            continue
+        out[int(eid)] = [
+            SeriesStatus(
+                database=f"list {list_name}",
+                series=str(series_key),
+                victims=0,
+                identified=bool(flag),
+                identified_at=None,
+                identifying_agency=None,
+                actively_traded=False,
+            )
+        ]
     return out
