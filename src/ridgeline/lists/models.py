@@ -136,7 +136,19 @@ class Entry(Base):
     """One item on a list: its hashes, provenance, classifications and review state."""
 
     __tablename__ = "entries"
-    __table_args__ = (Index("ix_entries_list_status", "list_id", "status"),)
+    __table_args__ = (
+        Index("ix_entries_list_id", "list_id"),
+        #: Entries waiting for review (or otherwise not confirmed), by list: most of a
+        #: large list is confirmed, so this index stays small. Queries add the term
+        #: `status != 'confirmed'` so SQLite sees they may use it.
+        Index(
+            "ix_entries_unconfirmed",
+            "list_id",
+            "status",
+            sqlite_where=text("status <> 'confirmed'"),
+            postgresql_where=text("status <> 'confirmed'"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     list_id: Mapped[int] = mapped_column(ForeignKey("lists.id", ondelete="CASCADE"))
