@@ -118,9 +118,7 @@ def anchor_sqlite(db: Path, txt: Path) -> float:
     with txt.open() as fh:
         hashes = [line.strip() for line in fh]
     con.executemany("INSERT INTO e (id, list_id) VALUES (?, 1)", ((i,) for i in range(len(hashes))))
-    con.executemany(
-        "INSERT INTO s (entry_id, signal, v) VALUES (?, 'pdq', ?)", enumerate(hashes)
-    )
+    con.executemany("INSERT INTO s (entry_id, signal, v) VALUES (?, 'pdq', ?)", enumerate(hashes))
     con.execute("COMMIT")
     elapsed = time.perf_counter() - t
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
@@ -251,7 +249,9 @@ def main() -> None:
     if "pg_import_s" in out:
         checks["pg_import_s"] = (out["pg_import_s"], 120 * scale)
         checks["pg_import_rss_mb"] = (out["pg_import_rss_mb"], 1024)
-    out["targets"] = {k: {"limit": round(lim, 2), "met": v <= lim} for k, (v, lim) in checks.items()}
+    out["targets"] = {
+        k: {"limit": round(lim, 2), "met": v <= lim} for k, (v, lim) in checks.items()
+    }
     print(json.dumps(out))
 
 

@@ -52,9 +52,7 @@ def _counts(store: Store, name: str) -> dict[str, int]:
             "hashes": int(keys[0]),
             "distinct": int(keys[1]),
             "counted": int(s.get(ListCount, hl.id).entries),  # type: ignore[union-attr]
-            "batches": int(
-                s.scalar(select(func.count()).where(ImportBatch.list_id == hl.id)) or 0
-            ),
+            "batches": int(s.scalar(select(func.count()).where(ImportBatch.list_id == hl.id)) or 0),
             "changes": int(s.scalar(select(func.count()).where(Change.list_id == hl.id)) or 0),
         }
 
@@ -220,7 +218,9 @@ def test_migration_converts_stored_hashes(tmp_path: Path) -> None:
     with Store(url) as store, store.session() as s:
         rows = s.execute(select(EntrySignal.entry_id, EntrySignal.text_value)).all()
         assert sorted(rows) == [(1, None), (2, long_value)]  # hex kept as 32 raw bytes
-        assert [sig.value for e in L.list_entries(s, L.get_list(s, "old")) for sig in e.signals] == [
+        assert [
+            sig.value for e in L.list_entries(s, L.get_list(s, "old")) for sig in e.signals
+        ] == [
             pdq,
             long_value,
         ]
@@ -234,7 +234,9 @@ def test_bare_lines_report_bad_hashes_by_line(store: Store, tmp_path: Path, n: i
     """Streamed txt still rejects a bad line by its number and keeps the rest."""
     hashes = _pdq(n, seed=14)
     txt = tmp_path / "h.txt"
-    txt.write_bytes(("\ufeff" + hashes[0] + "\r\nnot-a-hash\r\n" + "\r\n".join(hashes[1:])).encode())
+    txt.write_bytes(
+        ("\ufeff" + hashes[0] + "\r\nnot-a-hash\r\n" + "\r\n".join(hashes[1:])).encode()
+    )
     with store.session() as s:
         report = exchange.import_file(s, L.create_list(s, "p"), txt, "txt", signal="pdq")
     assert report.added == n and report.read == n + 1

@@ -283,8 +283,7 @@ def stream_lines(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
             total += len(line)
             if total > max_bytes:
                 raise BadInput(
-                    f"standard input: more than {max_bytes} bytes; at most {max_bytes} are "
-                    "imported"
+                    f"standard input: more than {max_bytes} bytes; at most {max_bytes} are imported"
                 )
             yield line
         return

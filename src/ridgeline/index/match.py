@@ -924,9 +924,7 @@ class MatchIndex:
             if cands:
                 with self.store.session() as session:
                     stored = session.execute(
-                        select(
-                            EntrySignal.entry_id, EntrySignal.key, EntrySignal.text_value
-                        ).where(
+                        select(EntrySignal.entry_id, EntrySignal.key, EntrySignal.text_value).where(
                             EntrySignal.signal == sig.name, EntrySignal.entry_id.in_(list(cands))
                         )
                     ).all()

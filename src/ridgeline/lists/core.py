@@ -243,7 +243,9 @@ def update_list(
 def check_list_signal(hash_list: HashList, signal: str) -> None:
     """`BadInput` unless the list takes hashes of `signal` (a canonical signal name)."""
     if hash_list.signals and signal not in hash_list.signals:
-        raise BadInput(f"list {hash_list.name!r} takes {', '.join(hash_list.signals)}, not {signal}")
+        raise BadInput(
+            f"list {hash_list.name!r} takes {', '.join(hash_list.signals)}, not {signal}"
+        )
 
 
 def normalize_signals(hash_list: HashList, signals: Mapping[str, Any]) -> dict[str, str]:
@@ -563,7 +565,7 @@ def _position_runs(ids: Sequence[int], positions: Sequence[str | None]) -> list[
                 run[1] += 1
                 continue
         found = _RUN.match(position)
-        if found is None or found.group(2).startswith("0") and found.group(2) != "0":
+        if found is None or (found.group(2).startswith("0") and found.group(2) != "0"):
             runs.append([entry_id, 1, position, None, ""])
             run = None
             continue
