@@ -329,6 +329,8 @@ class NewEntry(NamedTuple):
     qualities: Mapping[str, int] = MappingProxyType({})
     fields: Mapping[str, Any] = MappingProxyType({})
     position: str | None = None
+    #: `entry_key` of each hash, when the caller has it already (bare imports do).
+    keys: Mapping[str, bytes] | None = None
 
 
 #: The optional entry columns a bulk insert writes (from `NewEntry.fields`).
@@ -424,8 +426,9 @@ def insert_entries(
         by_signal: dict[str, list[tuple[int, bytes]]] = {}
         texts: list[tuple[Any, ...]] = []
         for entry_id, item in zip(ids, new, strict=True):
+            known = item.keys
             for name, value in item.signals.items():
-                key = entry_key(value)
+                key = known[name] if known is not None else entry_key(value)
                 if needs_text(value, key):
                     texts.append((entry_id, name, key, value, None))
                 else:
