@@ -277,15 +277,21 @@ def stream_lines(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
     if max_bytes is None:
         max_bytes = int(os.environ.get("RIDGELINE_IMPORT_MAX_BYTES") or MAX_INPUT_BYTES)
     name = os.fspath(path)
-    if name == "-":
+    if name == "-":  # in chunks: a line-less endless stream must meet the cap too
         total = 0
-        for line in sys.stdin.buffer:
-            total += len(line)
+        rest = b""
+        while chunk := sys.stdin.buffer.read(_CHUNK):
+            total += len(chunk)
             if total > max_bytes:
                 raise BadInput(
                     f"standard input: more than {max_bytes} bytes; at most {max_bytes} are imported"
                 )
-            yield line
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+        if rest:
+            yield rest
         return
     try:
         fh = open(name, "rb")  # noqa: SIM115 - closed below, the generator may stop early
