@@ -1,26 +1,48 @@
-"""Exchange throughput: NCMEC XML parse, import, export, signed release and pull.
+"""Imports at scale (issue 10 item 10), with their anchors measured in the same run.
 
-Generates N synthetic entries (random benign md5/sha1 values) into an NCMEC
-hash-sharing document, then times in this process, on SQLite files in a temp dir:
-parse, import (one transaction), NCMEC/VICS export, release, and pull into a second
-database; then the same list exported as our own CSV and imported into a third
-database (the one import writer, fed by the native parser). Prints ONE JSON line.
+For N random PDQ hashes in a txt file (default 10,000,000; `--n` for a smaller run on
+a shared machine) this times, each in its own process so peak RSS is its own:
 
-Usage: python bench/exchange.py [--entries 20000]
+- `ridgeline lists import` into a fresh SQLite file (`sqlite_*`): seconds, peak RSS,
+  store bytes per entry (file size after a WAL checkpoint, and per table/index from
+  SQLite's `dbstat`), then the list made matchable (`MatchIndex.load`, index built
+  and written) in `matchable_s`;
+- the anchor: a plain `sqlite3` script reading the same file and inserting an entry
+  row and a hash row per line (hex text, one index on the hash) with `executemany`
+  in one transaction, same WAL pragmas (`anchor_executemany_*`); `ratio_to_anchor` is
+  ridgeline's time over it (target <= 1.5);
+- python-threatexchange's local-file collaboration loading the same file
+  (`threatexchange fetch`, which also builds its PDQ index) in `tx_fetch_*`;
+- with `--postgres URL`, `ridgeline lists import` into a fresh PostgreSQL database;
+- `ridgeline lists import` of an NCMEC XML and a VICS 2.0 JSON file of `--records`
+  records each (default 1,000,000; md5 + sha1 per record).
+
+Targets at N = 10,000,000: SQLite <= 60 s, PostgreSQL <= 120 s, ratio <= 1.5, RSS <=
+1 GB, <= 150 bytes per entry, matchable <= 10 s; NCMEC and VICS <= 60 s at 1,000,000.
+`targets` gives each target scaled to this run's sizes (linear in N, except RSS and
+bytes per entry) and whether it was met. Prints ONE JSON line.
+
+Usage: python bench/exchange.py [--n 10000000] [--records 1000000] [--postgres URL]
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import random
+import sqlite3
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
-from ridgeline import exchange, releases
-from ridgeline import lists as L
-from ridgeline.store import Store
+from sqlalchemy import create_engine, text
+from sqlalchemy.engine import make_url
+
+RIDGELINE = [sys.executable, "-c", "import sys; from ridgeline.cli import main; sys.exit(main())"]
 
 
 def make_document(n: int, seed: int = 1) -> bytes:
@@ -39,57 +61,197 @@ def make_document(n: int, seed: int = 1) -> bytes:
     return "".join(parts).encode()
 
 
+def make_vics(n: int, seed: int = 3) -> bytes:
+    """A VICS 2.0 `#Media` file of n records of category 1 with md5 and sha1."""
+    rng = random.Random(seed)
+    media = ",".join(
+        f'{{"MediaID":{i},"Category":1,"MD5":"{rng.getrandbits(128):032X}",'
+        f'"SHA1":"{rng.getrandbits(160):040X}","DateUpdated":"2026-01-01T00:00:00Z"}}'
+        for i in range(n)
+    )
+    context = "http://github.com/VICSDATAMODEL/ProjectVic/DataModels/2.0.xml/US/$metadata#Media"
+    return f'{{"@odata.context":"{context}","value":[{media}]}}'.encode()
+
+
+def write_pdq(path: Path, n: int, seed: int = 2) -> None:
+    rng = random.Random(seed)
+    with path.open("w") as fh:
+        for start in range(0, n, 100_000):
+            fh.write(
+                "".join(f"{rng.getrandbits(256):064x}\n" for _ in range(min(100_000, n - start)))
+            )
+
+
+def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
+    """Run a command in a child whose own peak RSS is read back (`/usr/bin/time`-like)."""
+    script = (
+        "import os, resource, subprocess, sys, time, json\n"
+        "t = time.perf_counter()\n"
+        "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
+        "e = time.perf_counter() - t\n"
+        "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "sys.stderr.write(p.stderr.decode()[-3000:])\n"
+        "print(json.dumps({'s': e, 'rss': r, 'rc': p.returncode, 'out': p.stdout.decode()}))\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script, *cmd],
+        capture_output=True,
+        env={**os.environ, **(env or {})},
+        check=True,
+    )
+    result = json.loads(done.stdout)
+    if result["rc"] not in (0,):
+        raise SystemExit(f"{' '.join(cmd)} failed ({result['rc']}): {done.stderr.decode()}")
+    return {"s": round(result["s"], 2), "rss_mb": round(result["rss"], 1), "out": result["out"]}
+
+
+def anchor_sqlite(db: Path, txt: Path) -> float:
+    """Plain sqlite3: the file's lines as an entry row and a hash row each, one index."""
+    con = sqlite3.connect(db, isolation_level=None)
+    con.execute("PRAGMA journal_mode=WAL")
+    con.execute("PRAGMA synchronous=NORMAL")
+    con.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, list_id INTEGER)")
+    con.execute("CREATE TABLE s (id INTEGER PRIMARY KEY, entry_id INTEGER, signal TEXT, v TEXT)")
+    con.execute("CREATE INDEX s_v ON s (signal, v)")
+    t = time.perf_counter()
+    con.execute("BEGIN")
+    with txt.open() as fh:
+        hashes = [line.strip() for line in fh]
+    con.executemany("INSERT INTO e (id, list_id) VALUES (?, 1)", ((i,) for i in range(len(hashes))))
+    con.executemany("INSERT INTO s (entry_id, signal, v) VALUES (?, 'pdq', ?)", enumerate(hashes))
+    con.execute("COMMIT")
+    elapsed = time.perf_counter() - t
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    con.close()
+    return elapsed
+
+
+def dbstat(db: Path, n: int) -> tuple[float, dict[str, float]]:
+    """Bytes per entry of the whole file and of each table/index (SQLite `dbstat`)."""
+    con = sqlite3.connect(db)
+    con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+    rows = con.execute(
+        "SELECT name, sum(pgsize) FROM dbstat GROUP BY name ORDER BY 2 DESC"
+    ).fetchall()
+    con.close()
+    per = {name: round(size / n, 1) for name, size in rows if size / n >= 0.5}
+    return round(db.stat().st_size / n, 1), per
+
+
+def fresh_pg(base: str, name: str) -> str:
+    admin_url = make_url(base)
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return admin_url.set(database=name).render_as_string(hide_password=False)
+
+
+def drop_pg(base: str, name: str) -> None:
+    admin = create_engine(make_url(base), isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+
+
+def ridgeline_import(db: str, name: str, path: Path, *extra: str) -> dict[str, Any]:
+    subprocess.run(
+        [*RIDGELINE, "lists", "create", name, "--db", db], check=True, capture_output=True
+    )
+    out = run([*RIDGELINE, "lists", "import", name, str(path), "--db", db, "--output", "json",
+               *extra])  # fmt: skip
+    report = json.loads(out["out"])
+    return {"s": out["s"], "rss_mb": out["rss_mb"], "added": report["added"]}
+
+
+def matchable(db: str) -> float:
+    script = (
+        "import sys, time\n"
+        "from ridgeline.store import Store\n"
+        "from ridgeline.index.match import MatchIndex\n"
+        "store = Store.open(sys.argv[1], create=False)\n"
+        "t = time.perf_counter()\n"
+        "MatchIndex.open(store).load(['pdq'])\n"
+        "print(time.perf_counter() - t)\n"
+    )
+    done = subprocess.run([sys.executable, "-c", script, db], capture_output=True, check=True)
+    return round(float(done.stdout), 2)
+
+
+def tx_fetch(d: Path, txt: Path) -> dict[str, Any]:
+    """python-threatexchange's local-file collaboration loading the same file."""
+    env = {"TX_STATEDIR": str(d / "tx-state")}
+    tx = [sys.executable, "-m", "threatexchange.cli.main"]
+    subprocess.run(
+        [*tx, "config", "collab", "edit", "local_file", "-C", "--filename", str(txt),
+         "--signal-type", "pdq", "bench"],
+        check=True, capture_output=True, env={**os.environ, **env},
+    )  # fmt: skip
+    out = run([*tx, "fetch"], env)
+    return {"s": out["s"], "rss_mb": out["rss_mb"]}
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--entries", type=int, default=20000)
+    parser.add_argument("--n", type=int, default=10_000_000, help="PDQ hashes in the txt")
+    parser.add_argument("--records", type=int, default=1_000_000, help="NCMEC/VICS records")
+    parser.add_argument("--postgres", default=None, help="server URL; a scratch database is made")
+    parser.add_argument("--no-tx", action="store_true", help="skip the threatexchange anchor")
     args = parser.parse_args()
-    out: dict[str, object] = {"bench": "exchange", "entries": args.entries}
+    n = args.n
+    out: dict[str, Any] = {"bench": "exchange", "n": n, "records": args.records}
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
-        doc = d / "ncmec.xml"
-        doc.write_bytes(make_document(args.entries))
-        t = time.perf_counter()
-        parsed = exchange.parse_bytes(doc.read_bytes(), "ncmec-xml")
-        out["parse_per_s"] = round(len(parsed.records) / (time.perf_counter() - t))
-        store = Store.open(d / "a.db")
-        t = time.perf_counter()
-        with store.session() as session:
-            hash_list = L.create_list(session, "bench")
-            report = exchange.apply_records(session, hash_list, parsed)
-        out["import_per_s"] = round(report.added / (time.perf_counter() - t))
-        for fmt in ("ncmec-xml", "vics"):
-            t = time.perf_counter()
-            with store.session() as session:
-                data = exchange.export_list(session, L.get_list(session, "bench"), fmt)
-            out[f"export_{fmt}_per_s"] = round(args.entries / (time.perf_counter() - t))
-            out[f"export_{fmt}_bytes"] = len(data)
-        releases.generate_keypair(d / "k.key", d / "k.pub")
-        t = time.perf_counter()
-        with store.session() as session:
-            releases.create_release(
-                session, L.get_list(session, "bench"), releases.load_private_key(d / "k.key"),
-                d / "rel",
-            )  # fmt: skip
-        out["release_s"] = round(time.perf_counter() - t, 3)
-        other = Store.open(d / "b.db")
-        t = time.perf_counter()
-        with other.session() as session:
-            releases.pull_release(session, d / "rel", releases.load_public_key(d / "k.pub"))
-        out["pull_s"] = round(time.perf_counter() - t, 3)
-        with store.session() as session:
-            (d / "list.csv").write_bytes(
-                exchange.export_list(session, L.get_list(session, "bench"), "csv")
-            )
-        third = Store.open(d / "c.db")
-        t = time.perf_counter()
-        with third.session() as session:
-            report = exchange.import_file(
-                session, L.create_list(session, "bench"), d / "list.csv", "csv"
-            )
-        out["import_csv_per_s"] = round(report.added / (time.perf_counter() - t))
-        third.close()
-        store.close()
-        other.close()
+        txt = d / "pdq.txt"
+        write_pdq(txt, n)
+        out["anchor_executemany_s"] = round(anchor_sqlite(d / "anchor.db", txt), 2)
+        out["anchor_bytes_per_entry"] = dbstat(d / "anchor.db", n)[0]
+        (d / "anchor.db").unlink()
+        db = str(d / "r.db")
+        got = ridgeline_import(db, "pdq", txt, "--signal", "pdq")
+        assert got["added"] == n, got
+        out["sqlite_import_s"], out["sqlite_import_rss_mb"] = got["s"], got["rss_mb"]
+        out["ratio_to_anchor"] = round(got["s"] / out["anchor_executemany_s"], 2)
+        out["sqlite_bytes_per_entry"], out["sqlite_bytes_by_object"] = dbstat(Path(db), n)
+        out["matchable_s"] = matchable(db)
+        if not args.no_tx:
+            tx = tx_fetch(d, txt)
+            out["tx_fetch_s"], out["tx_fetch_rss_mb"] = tx["s"], tx["rss_mb"]
+        if args.postgres:
+            name = "ridgeline_bench_exchange"
+            try:
+                got = ridgeline_import(fresh_pg(args.postgres, name), "pdq", txt, "--signal", "pdq")
+                assert got["added"] == n, got
+                out["pg_import_s"], out["pg_import_rss_mb"] = got["s"], got["rss_mb"]
+            finally:
+                drop_pg(args.postgres, name)
+        txt.unlink()
+        xml = d / "ncmec.xml"
+        xml.write_bytes(make_document(args.records))
+        got = ridgeline_import(str(d / "x.db"), "ncmec", xml, "--format", "ncmec-xml")
+        out["ncmec_import_s"], out["ncmec_import_rss_mb"] = got["s"], got["rss_mb"]
+        xml.unlink()
+        vics = d / "vics.json"
+        vics.write_bytes(make_vics(args.records))
+        got = ridgeline_import(str(d / "v.db"), "vics", vics, "--format", "vics")
+        out["vics_import_s"], out["vics_import_rss_mb"] = got["s"], got["rss_mb"]
+    scale, rscale = n / 10_000_000, args.records / 1_000_000
+    checks = {
+        "sqlite_import_s": (out["sqlite_import_s"], 60 * scale),
+        "ratio_to_anchor": (out["ratio_to_anchor"], 1.5),
+        "sqlite_import_rss_mb": (out["sqlite_import_rss_mb"], 1024),
+        "sqlite_bytes_per_entry": (out["sqlite_bytes_per_entry"], 150),
+        "matchable_s": (out["matchable_s"], 10 * scale),
+        "ncmec_import_s": (out["ncmec_import_s"], 60 * rscale),
+        "vics_import_s": (out["vics_import_s"], 60 * rscale),
+    }
+    if "pg_import_s" in out:
+        checks["pg_import_s"] = (out["pg_import_s"], 120 * scale)
+        checks["pg_import_rss_mb"] = (out["pg_import_rss_mb"], 1024)
+    out["targets"] = {
+        k: {"limit": round(lim, 2), "met": v <= lim} for k, (v, lim) in checks.items()
+    }
     print(json.dumps(out))
 
 

@@ -18,7 +18,7 @@ from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.errors import BadInput
 from ridgeline.exchange.models import SyncState
-from ridgeline.lists.models import Entry, EntryEvent
+from ridgeline.lists.models import Entry
 from ridgeline.store import Store
 
 MD5 = [f"{i:032x}" for i in range(1, 9)]
@@ -67,9 +67,7 @@ def test_native_csv_import_takes_since_source_and_confirmed_elsewhere(
     with store.session() as s:
         (state,) = s.scalars(select(SyncState))
         assert state.source == "partner-x" and state.format == "csv"
-        history = s.scalars(
-            select(EntryEvent).where(EntryEvent.entry_id == entries[MD5[0]].id)
-        ).one()
+        (history,) = L.entry_history(s, entries[MD5[0]].id)
         assert history.action == "import"
         assert history.details["position"] == "line 2" and history.details["format"] == "csv"
         (logged,) = auditlog.records(s, action="list.import")
@@ -172,10 +170,8 @@ def test_one_writer_for_every_format(store: Store, tmp_path: Path, fmt: str) -> 
         hl = L.get_list(s, "into")
         entries = L.list_entries(s, hl)
         assert {e.status for e in entries} == {"confirmed"}
-        assert {e.import_batch for e in entries} == {report.batch}
-        events = list(
-            s.scalars(select(EntryEvent).where(EntryEvent.entry_id.in_([e.id for e in entries])))
-        )
+        assert {e.batch_name for e in entries} == {report.batch}
+        events = [ev for e in entries for ev in L.entry_history(s, e.id)]
         assert {(ev.action, ev.details["format"], ev.details["batch"]) for ev in events} == {
             ("import", fmt, report.batch)
         }

@@ -17,7 +17,6 @@ from sqlalchemy.orm import selectinload
 from ridgeline import lists as L
 from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.store import Store
-from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import utcnow
 
 #: Offsets (seconds) of a disable's end from "now": past, exactly now, future, far off.
@@ -70,9 +69,7 @@ def test_is_matchable_agrees_with_the_sql_clause(
                         enabled=state["enabled"],
                         disabled_until=None if until is None else now + dt.timedelta(seconds=until),
                         deleted_at=now if state["deleted"] else None,
-                        signals=[
-                            EntrySignal(signal="md5", value=value, lookup_key=lookup_key(value))
-                        ],
+                        signals=[EntrySignal(signal="md5", value=value)],
                     )
                 )
             L.update_list(s, hl, enabled=list_enabled)

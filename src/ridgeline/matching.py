@@ -21,6 +21,7 @@ from functools import cached_property
 from typing import Any, Protocol
 
 from sqlalchemy import select
+from sqlalchemy.orm import selectinload
 
 from ridgeline.errors import UnknownSignal
 from ridgeline.index import Match, MatchIndex
@@ -310,7 +311,9 @@ class Matcher:
         missing = [i for i in entry_ids if i not in cache]
         if missing:
             with self.store.session() as s:
-                for entry in s.scalars(select(Entry).where(Entry.id.in_(missing))):
+                for entry in s.scalars(
+                    select(Entry).options(selectinload(Entry.batch)).where(Entry.id.in_(missing))
+                ):
                     cache[entry.id] = (
                         tuple(
                             Classification(c["scheme"], c["label"])
@@ -321,8 +324,8 @@ class Matcher:
                             origin_list=entry.origin_list,
                             origin_member=entry.origin_member,
                             origin_entry_id=entry.origin_entry_id,
-                            import_batch=entry.import_batch,
-                            submitted_by=entry.submitted_by,
+                            import_batch=entry.batch_name,
+                            submitted_by=entry.submitter,
                         ),
                     )
         return {i: cache[i] for i in entry_ids if i in cache}

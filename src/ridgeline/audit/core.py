@@ -27,7 +27,7 @@ from ridgeline.audit.models import Audit, AuditItem, AuditVerdict
 from ridgeline.audit.stats import sample_size, z_value
 from ridgeline.errors import BadInput, Conflict, NotFound, PermissionDenied
 from ridgeline.lists import matchable_clause, set_entry_enabled, set_entry_status
-from ridgeline.lists.models import Entry, EntryEvent, HashList
+from ridgeline.lists.models import Entry, EntryEvent, HashList, ImportBatch
 from ridgeline.timeutil import utcnow
 
 MODES = ("full", "random", "stratified")
@@ -191,11 +191,14 @@ def people_who_touched(session: Session, entry_ids: Sequence[int]) -> dict[int, 
     ids = list(entry_ids)
     for start in range(0, len(ids), 900):
         chunk = ids[start : start + 900]
-        for entry_id, who in session.execute(
-            select(Entry.id, Entry.submitted_by).where(Entry.id.in_(chunk))
+        for entry_id, who, importer in session.execute(
+            select(Entry.id, Entry.submitted_by, ImportBatch.actor)
+            .outerjoin(ImportBatch, ImportBatch.id == Entry.batch_id)
+            .where(Entry.id.in_(chunk))
         ):
-            if who:
-                out[entry_id].add(who)
+            for person in (who, importer):
+                if person:
+                    out[entry_id].add(person)
         for entry_id, who in session.execute(
             select(EntryEvent.entry_id, EntryEvent.actor).where(
                 EntryEvent.entry_id.in_(chunk), EntryEvent.actor.is_not(None)

@@ -6,7 +6,9 @@ StopNCII) alike, goes through `ridgeline.exchange.import_file` and takes the sam
 
 from __future__ import annotations
 
+import contextlib
 import sys
+from collections.abc import Callable, Iterator
 
 import click
 
@@ -97,7 +99,7 @@ def import_(
         except ValueError:
             raise BadInput(f"--since {since!r}: expected an ISO 8601 time or 'last'") from None
     store = open_store(db)
-    with store.session() as session:
+    with _progress_bar() as progress, store.session() as session:
         report = exchange.import_file(
             session,
             L.get_list(session, name),
@@ -109,6 +111,7 @@ def import_(
             since="last" if since == "last" else since_value,
             confirmed_elsewhere=confirmed_elsewhere,
             not_listable=not_listable,
+            progress=progress,
         )
         errors = [(e["position"], e["error"]) for e in report.errors]
         summary = report.to_json()
@@ -117,3 +120,35 @@ def import_(
     write_one(summary | {"errors": len(errors)}, fmt)
     if errors:
         sys.exit(1)
+
+
+@contextlib.contextmanager
+def _progress_bar() -> Iterator[Callable[[int], None] | None]:
+    """A progress bar on standard error (records read, rate, time) when it is a
+    terminal; nothing otherwise (scripts read the summary)."""
+    if not sys.stderr.isatty():
+        yield None
+        return
+    from rich.console import Console
+    from rich.progress import (
+        BarColumn,
+        MofNCompleteColumn,
+        Progress,
+        TextColumn,
+        TimeElapsedColumn,
+    )
+
+    columns = (
+        TextColumn("importing"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("records"),
+        TimeElapsedColumn(),
+    )
+    with Progress(*columns, console=Console(stderr=True), transient=True) as bar:
+        task = bar.add_task("import", total=None)
+
+        def update(done: int) -> None:
+            bar.update(task, completed=done)
+
+        yield update

@@ -30,7 +30,14 @@ from ridgeline.exchange.apply import (
     export_items,
     last_timestamp,
 )
-from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
+from ridgeline.exchange.records import (
+    ExchangeRecord,
+    ExportItem,
+    ParseResult,
+    read_input,
+    starts_utf16,
+    stream_lines,
+)
 from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import utcnow
 
@@ -108,9 +115,39 @@ def import_bytes(
     status: str | None = None,
     confirmed_elsewhere: bool = False,
     not_listable: str = "skip",
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a file already in memory (any of `IMPORT_FORMATS`); see `import_file`."""
     parsed = parse_bytes(data, fmt, what, signal=signal)
+    return _apply(
+        session,
+        hash_list,
+        parsed,
+        fmt,
+        source=source,
+        actor=actor,
+        since=since,
+        status=status,
+        confirmed_elsewhere=confirmed_elsewhere,
+        not_listable=not_listable,
+        progress=progress,
+    )
+
+
+def _apply(
+    session: Session,
+    hash_list: HashList,
+    parsed: ParseResult,
+    fmt: str,
+    *,
+    source: str | None,
+    actor: str | None,
+    since: dt.datetime | str | None,
+    status: str | None,
+    confirmed_elsewhere: bool,
+    not_listable: str,
+    progress: Callable[[int], None] | None,
+) -> ImportReport:
     watermark = since == "last"
     if since == "last":
         since = last_timestamp(session, hash_list, source or fmt)
@@ -127,6 +164,7 @@ def import_bytes(
         confirmed_elsewhere=confirmed_elsewhere,
         not_listable=not_listable,
         watermark=watermark,
+        progress=progress,
     )
 
 
@@ -143,6 +181,7 @@ def import_file(
     status: str | None = None,
     confirmed_elsewhere: bool = False,
     not_listable: str = "skip",
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Import a file of any format into `hash_list` inside the caller's transaction.
 
@@ -150,8 +189,24 @@ def import_file(
     `source` (default: the format) names the source; `confirmed_elsewhere` records new
     entries confirmed under a review policy; `not_listable` says what becomes of
     non-pertinent and comparison records (`apply.NOT_LISTABLE_CHOICES`). A malformed
-    file raises `BadInput` before anything is written.
+    file raises `BadInput` and the caller's transaction writes nothing. txt is read
+    as it is applied (constant memory); `progress` hears the records read so far.
     """
+    if fmt == "txt" and not starts_utf16(path):
+        parsed = native.parse_txt_lines(stream_lines(path), str(path), signal)
+        return _apply(
+            session,
+            hash_list,
+            parsed,
+            fmt,
+            source=source,
+            actor=actor,
+            since=since,
+            status=status,
+            confirmed_elsewhere=confirmed_elsewhere,
+            not_listable=not_listable,
+            progress=progress,
+        )
     data = read_input(path)
     return import_bytes(
         session,

@@ -7,18 +7,25 @@ they name, and the source's newest timestamp is remembered for incremental impor
 Every entry change goes through `ridgeline.lists` (bulk `insert_entries`,
 `update_entry_signals`, `delete_entry`); the new entries' status is
 `lists.initial_status`. Nothing here commits: if anything unexpected fails the whole
-import rolls back, so nothing is half-written and nothing stored before is lost.
+import rolls back, so nothing is half-written and nothing stored before is lost (a
+killed import leaves nothing; rerun, it adds what is missing and nothing twice).
+
+Bare hashes (a txt file's lines, `ParseResult.bare`) are read lazily and applied a
+chunk at a time: validated, de-duplicated against the chunk and the list (which holds
+every earlier chunk already), and inserted in bulk, so memory stays constant whatever
+the file's size.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import json
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import insert, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -26,13 +33,15 @@ from ridgeline import lists as L
 from ridgeline.classifications import is_listable
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
-from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.lists.models import Entry, HashList
-from ridgeline.store.models import lookup_key
+from ridgeline.exchange.records import BareHashes, ExchangeRecord, ExportItem, ParseResult
+from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
+from ridgeline.signals import get_signal
 from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.
-BATCH = 5000
+BATCH = 20_000
+#: Bare hashes (txt lines) per chunk: read, checked and inserted together.
+BARE_CHUNK = 50_000
 #: What an import does with records that are not listable (non-pertinent, comparison):
 #: skip them, keep them as `reference` entries that never match, or list them anyway.
 NOT_LISTABLE_CHOICES = ("skip", "reference", "list")
@@ -99,15 +108,15 @@ class _Index:
         self,
         session: Session,
         hash_list: HashList,
-        keys: set[tuple[str, str]],
+        keys: set[tuple[str, bytes]],
         *,
         with_origins: bool,
     ) -> None:
         self.by_origin: dict[tuple[str | None, str], list[int]] = {}
-        self.by_key: dict[tuple[str, str], list[int]] = {}
+        self.by_key: dict[tuple[str, bytes], list[int]] = {}
         #: Reverse maps, so removing or renumbering an entry touches only its own keys.
         self.origin_of: dict[int, tuple[str | None, str]] = {}
-        self.keys_of: dict[int, list[tuple[str, str]]] = {}
+        self.keys_of: dict[int, list[tuple[str, bytes]]] = {}
         if with_origins:
             for entry_id, member, origin_id in L.live_entry_origins(session, hash_list):
                 self._link_origin(entry_id, (member, origin_id))
@@ -118,7 +127,7 @@ class _Index:
         self.by_origin.setdefault(origin, []).append(entry_id)
         self.origin_of[entry_id] = origin
 
-    def _link_key(self, entry_id: int, key: tuple[str, str]) -> None:
+    def _link_key(self, entry_id: int, key: tuple[str, bytes]) -> None:
         self.by_key.setdefault(key, []).append(entry_id)
         self.keys_of.setdefault(entry_id, []).append(key)
 
@@ -132,7 +141,7 @@ class _Index:
         """Entries carrying any of these hashes."""
         out: list[int] = []
         for name, value in signals.items():
-            for entry_id in self.by_key.get((name, lookup_key(value)), []):
+            for entry_id in self.by_key.get((name, entry_key(value)), []):
                 if entry_id not in out:
                     out.append(entry_id)
         return out
@@ -141,7 +150,7 @@ class _Index:
         if record.origin_entry_id is not None:
             self._link_origin(entry_id, (record.origin_member, record.origin_entry_id))
         for name, value in signals.items():
-            self._link_key(entry_id, (name, lookup_key(value)))
+            self._link_key(entry_id, (name, entry_key(value)))
 
     def remove(self, entry_id: int) -> None:
         origin = self.origin_of.pop(entry_id, None)
@@ -177,6 +186,7 @@ def apply_records(
     confirmed_elsewhere: bool = False,
     not_listable: str = "skip",
     watermark: bool = False,
+    progress: Callable[[int], None] | None = None,
 ) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
@@ -193,6 +203,7 @@ def apply_records(
     pages of a feed are not in time order, so an older record is skipped only when the
     list already has it, never when it is new. Deletions are applied after the other
     records of the file, unless a newer record of the same entry follows them.
+    `progress` is called with the number of records read so far, now and then.
     """
     if not_listable not in NOT_LISTABLE_CHOICES:
         raise BadInput(
@@ -229,7 +240,7 @@ def apply_records(
     index = _Index(
         session,
         hash_list,
-        {(name, lookup_key(value)) for _, signals, *_ in good for name, value in signals.items()},
+        {(name, entry_key(value)) for _, signals, *_ in good for name, value in signals.items()},
         with_origins=any(record.origin_entry_id is not None for record, *_ in good),
     )
     pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
@@ -292,6 +303,10 @@ def apply_records(
             report.reference += 1
     pending.flush()
     references.flush()
+    if progress is not None:
+        progress(report.read)
+    if parsed.bare is not None:
+        _apply_bare(hash_list, parsed.bare, pending, report, progress)
     report.max_timestamp = parsed.max_timestamp
     _remember(session, hash_list, source_name, parsed.format, parsed.max_timestamp)
     session.flush()
@@ -311,7 +326,7 @@ def _identities(record: ExchangeRecord, signals: dict[str, str]) -> list[Any]:
     """Keys that name the entry a record is about: its origin id, else its hashes."""
     if record.origin_entry_id is not None:
         return [(record.origin_member, record.origin_entry_id)]
-    return [(name, lookup_key(value)) for name, value in signals.items()]
+    return [(name, entry_key(value)) for name, value in signals.items()]
 
 
 def _tolerant_signals(
@@ -362,6 +377,22 @@ class _Pending:
         self.fmt, self.source, self.actor, self.status = fmt, source, actor, status
         self.items: list[tuple[int, ExchangeRecord, dict[str, str], list[dict[str, str]]]] = []
         self.next_temp = -1
+        self.batch: ImportBatch | None = None
+
+    def insert(self, new: list[L.NewEntry]) -> list[int]:
+        """Insert already-checked entries under this import's batch row."""
+        if self.batch is None:
+            self.batch = L.start_import(
+                self.session,
+                self.hash_list,
+                batch=self.report.batch,
+                fmt=self.fmt,
+                status=self.status,
+                actor=self.actor,
+            )
+        ids = L.insert_entries(self.session, self.hash_list, self.batch, new)
+        self.report.added += len(ids)
+        return ids
 
     def add(
         self, record: ExchangeRecord, signals: dict[str, str], classes: list[dict[str, str]]
@@ -385,9 +416,7 @@ class _Pending:
             return {}
         items, self.items = self.items, []
         session = self.session
-        ids = L.insert_entries(
-            session,
-            self.hash_list,
+        ids = self.insert(
             [
                 L.NewEntry(
                     signals=signals,
@@ -404,32 +433,85 @@ class _Pending:
                         "case_numbers": record.case_numbers or None,
                         "origin_member_name": record.origin_member_name,
                     },
-                    event={
-                        "batch": self.report.batch,
-                        "format": self.fmt,
-                        "position": record.position,
-                        "status": self.status,
-                    },
+                    position=record.position,
                 )
                 for _, record, signals, classes in items
-            ],
-            status=self.status,
-            batch=self.report.batch,
-            actor=self.actor,
+            ]
         )
         rows = list(zip(ids, items, strict=True))
         metas = [
-            {"entry_id": entry_id, "format": self.fmt, "data": record.extra}
+            (entry_id, self.fmt, json.dumps(record.extra))
             for entry_id, (_, record, _, _) in rows
             if record.extra
         ]
-        if metas:
-            session.execute(insert(ExchangeMeta), metas)
+        if metas:  # as tuples: one ORM insert parameter set per entry cost a tenth
+            conn = session.connection()
+            mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+            conn.exec_driver_sql(
+                f"INSERT INTO exchange_meta (entry_id, format, data) VALUES ({mark}, {mark}, "
+                f"{mark})",
+                metas,
+            )
         mapping = {temp: entry_id for entry_id, (temp, _, _, _) in rows}
         for temp, entry_id in mapping.items():
             self.index.renumber(temp, entry_id)
-        self.report.added += len(rows)
         return mapping
+
+
+def _apply_bare(
+    hash_list: HashList,
+    bare: BareHashes,
+    pending: _Pending,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+) -> None:
+    """Apply bare hashes chunk by chunk (see the module docstring): the same checks as
+    any record (`normalize_signals`), the same de-duplication (`live_entry_keys`) and
+    the same bulk insert, with no per-record objects beyond a tuple."""
+    session = pending.session
+    signal = get_signal(bare.signal)
+    name = signal.name
+    refused = None
+    try:
+        L.check_list_signal(hash_list, name)
+    except RidgelineError as exc:
+        refused = str(exc)
+    normalize = signal.normalize
+    errors = report.errors
+    prefix = bare.prefix
+    fields = {"source": pending.source} if pending.source else {}
+    for chunk in bare.chunks:
+        report.read += len(chunk)
+        fresh: dict[bytes, tuple[int, str]] = {}
+        for number, text in chunk:
+            if refused is not None:
+                errors.append({"position": f"{prefix}{number}", "error": refused})
+                continue
+            try:
+                value = normalize(text)
+            except RidgelineError as exc:
+                errors.append({"position": f"{prefix}{number}", "error": str(exc)})
+                continue
+            key = entry_key(value)
+            if key in fresh:
+                report.duplicates += 1
+            else:
+                fresh[key] = (number, value)
+        if fresh:
+            for _, _, key in L.live_entry_keys(session, hash_list, [(name, k) for k in fresh]):
+                if fresh.pop(key, None) is not None:
+                    report.duplicates += 1
+        if fresh:
+            pending.insert(
+                [
+                    L.NewEntry(
+                        {name: value}, fields=fields, position=f"{prefix}{number}", keys={name: key}
+                    )
+                    for key, (number, value) in fresh.items()
+                ]
+            )
+        if progress is not None:
+            progress(report.read)
 
 
 def _update(

@@ -7,7 +7,8 @@ JSONL also a `signals` object), or `hash` with `signal` (or `--signal`); `qualit
 `classifications` (`scheme:label` joined by `|` in CSV, a list of objects or strings
 in JSONL); the provenance fields `source`, `origin_list`, `origin_member`,
 `origin_entry_id`, `note`; and `timestamp` (ISO 8601), which `--since` compares.
-txt is one hash per line (`#` starts a comment) and needs `--signal`. Exports write
+txt is one hash per line (`#` starts a comment) and needs `--signal`; it is read
+lazily (`BareHashes`), so its size is not bounded by memory. Exports write
 the columns each installed signal type names (`SignalType.export_columns`: its hash,
 and `quality` for PDQ), so a plug-in's hashes travel in CSV as in JSONL.
 Tombstoned entries are not written: these formats carry a list's live content.
@@ -18,10 +19,11 @@ Parsing only reads: hashes are normalised by the one import writer
 
 from __future__ import annotations
 
+import codecs
 import csv
 import io
 import json
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ridgeline.classifications import parse as parse_classification
@@ -29,6 +31,7 @@ from ridgeline.classifications import validate as validate_classification
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.jsonutil import loads, problem
 from ridgeline.exchange.records import (
+    BareHashes,
     ExchangeRecord,
     ExportItem,
     ParseResult,
@@ -103,20 +106,54 @@ def parse(data: bytes, fmt: str, what: str | None = None, signal: str | None = N
     """Read one of our own formats; each bad line is reported by its number and skipped."""
     if fmt not in FORMATS:
         raise BadInput(f"unknown format {fmt!r}; expected one of {', '.join(FORMATS)}")
-    text = decode_text(data, what or fmt)
-    result = ParseResult(fmt)
     if fmt == "txt":
         if not signal:
             raise BadInput("txt imports need --signal (one hash per line)")
-        for number, raw in enumerate(text.splitlines(), 1):
-            line = raw.strip()
-            if line and not line.startswith("#"):
-                result.add(ExchangeRecord(position=f"line {number}", signals={signal: line}))
-    elif fmt == "csv":
+        lines = decode_text(data, what or fmt).splitlines()
+        return parse_txt_lines((line.encode() for line in lines), what or fmt, signal)
+    text = decode_text(data, what or fmt)
+    result = ParseResult(fmt)
+    if fmt == "csv":
         _parse_csv(text, signal, result, what or fmt)
     else:
         _parse_jsonl(text, signal, result)
     return result
+
+
+#: txt lines per chunk of `BareHashes`.
+TXT_CHUNK = 50_000
+
+
+def parse_txt_lines(lines: Iterable[bytes], what: str, signal: str | None) -> ParseResult:
+    """txt from lines of bytes (`records.stream_lines`), read lazily as `BareHashes`:
+    one hash per line, `#` starts a comment, a UTF-8 BOM is allowed."""
+    if not signal:
+        raise BadInput("txt imports need --signal (one hash per line)")
+    return ParseResult("txt", bare=BareHashes(signal, _txt_chunks(lines, what)))
+
+
+def _txt_chunks(lines: Iterable[bytes], what: str) -> Iterator[list[tuple[int, str]]]:
+    chunk: list[tuple[int, str]] = []
+    add = chunk.append
+    offset = 0
+    for number, raw in enumerate(lines, 1):
+        if number == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[3:]
+            offset = 3
+        line = raw.strip()
+        if line and line[0] != 35:  # "#"
+            try:
+                add((number, line.decode()))
+            except UnicodeDecodeError as exc:
+                at = offset + raw.index(line) + exc.start
+                raise BadInput(f"{what}: not UTF-8 text ({exc.reason} at byte {at})") from None
+            if len(chunk) >= TXT_CHUNK:
+                yield chunk
+                chunk = []
+                add = chunk.append
+        offset += len(raw)
+    if chunk:
+        yield chunk
 
 
 def _parse_csv(text: str, signal: str | None, result: ParseResult, what: str) -> None:

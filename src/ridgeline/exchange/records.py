@@ -13,7 +13,7 @@ import datetime as dt
 import os
 import stat
 import sys
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -50,6 +50,18 @@ class ExchangeRecord:
 
 
 @dataclass
+class BareHashes:
+    """Records that are one hash each and nothing more (a txt file's lines), read
+    lazily: `chunks` yields lists of `(number, text)`, the record at position
+    `f"{prefix}{number}"`. The import writer applies them chunk by chunk, so a file of
+    millions of hashes is never in memory at once."""
+
+    signal: str
+    chunks: Iterable[list[tuple[int, str]]]
+    prefix: str = "line "
+
+
+@dataclass
 class ParseResult:
     """Everything read from one file: records, rejected records, and file-level facts."""
 
@@ -58,6 +70,8 @@ class ParseResult:
     errors: list[dict[str, str]] = field(default_factory=list)
     max_timestamp: dt.datetime | None = None
     meta: dict[str, Any] = field(default_factory=dict)
+    #: Bare hashes still to be read (applied after `records`).
+    bare: BareHashes | None = None
 
     def reject(self, position: str, message: str) -> None:
         """Record a bad record; the rest of the file is still read."""
@@ -254,3 +268,51 @@ def _read_capped(fh: Any, what: str, max_bytes: int) -> bytes:
             raise BadInput(f"{what}: more than {max_bytes} bytes; at most {max_bytes} are imported")
         chunks.append(chunk)
     return b"".join(chunks)
+
+
+def stream_lines(path: str | os.PathLike[str], max_bytes: int | None = None) -> Iterator[bytes]:
+    """The lines of an import file (or of standard input for `-`) as bytes, read as
+    they are needed, in constant memory. The same refusals as `read_input`: only
+    regular files; standard input is capped at `max_bytes` (default as there)."""
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("RIDGELINE_IMPORT_MAX_BYTES") or MAX_INPUT_BYTES)
+    name = os.fspath(path)
+    if name == "-":  # in chunks: a line-less endless stream must meet the cap too
+        total = 0
+        rest = b""
+        while chunk := sys.stdin.buffer.read(_CHUNK):
+            total += len(chunk)
+            if total > max_bytes:
+                raise BadInput(
+                    f"standard input: more than {max_bytes} bytes; at most {max_bytes} are imported"
+                )
+            lines = (rest + chunk).split(b"\n")
+            rest = lines.pop()
+            for line in lines:
+                yield line + b"\n"
+        if rest:
+            yield rest
+        return
+    try:
+        fh = open(name, "rb")  # noqa: SIM115 - closed below, the generator may stop early
+    except OSError as exc:
+        raise BadInput(f"{name}: {exc.strerror or exc}") from None
+    with fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise BadInput(
+                f"{name}: not a regular file (a device, pipe or folder); "
+                "use '-' to import from standard input"
+            )
+        yield from fh
+
+
+def starts_utf16(path: str | os.PathLike[str]) -> bool:
+    """Whether a regular file starts with a UTF-16 byte order mark."""
+    name = os.fspath(path)
+    if name == "-":
+        return False
+    try:
+        with open(name, "rb") as fh:
+            return fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
+    except OSError:
+        return False

@@ -21,11 +21,11 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
+from ridgeline import lists as L
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.feedback.models import Feedback
 from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.signals import get_signal
-from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, parse_iso, utcnow
 
 KINDS = ("affirmative", "negative")
@@ -150,8 +150,7 @@ def _match(session: Session, ref: dict[str, Any], only: HashList | None) -> list
             select(EntrySignal.entry_id)
             .join(Entry, Entry.id == EntrySignal.entry_id)
             .where(
-                EntrySignal.signal == get_signal(name).name,
-                EntrySignal.lookup_key == lookup_key(canonical),
+                L.hash_is(get_signal(name).name, canonical),
                 Entry.deleted_at.is_(None),
             )
         )

@@ -42,7 +42,7 @@ from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads
 from ridgeline.lists.matchable import entry_matchable_clause, timed_disables
-from ridgeline.lists.models import Change, Entry, EntrySignal, HashList
+from ridgeline.lists.models import Change, Entry, EntrySignal, HashList, stored_value
 from ridgeline.signals import SignalType, get_signal
 from ridgeline.signals.base import IndexKind
 from ridgeline.store import Store
@@ -200,9 +200,32 @@ class _RowCollector:
         return np.concatenate(rows), np.concatenate(entries), np.concatenate(lists)
 
 
+def _changed_entries(rows: Sequence[Any]) -> set[int]:
+    """Entry ids named by change rows `(entry_id, last_entry_id)`: one id, or a range
+    of a bulk insert. Stops past `BULK_REBUILD` ids (the caller rebuilds then)."""
+    out: set[int] = set()
+    for first, last in rows:
+        if first is None:
+            continue
+        if last is None:
+            out.add(int(first))
+        else:
+            room = BULK_REBUILD + 1 - len(out)
+            out.update(range(int(first), min(int(last), int(first) + max(room, 0)) + 1))
+        if len(out) > BULK_REBUILD:
+            break
+    return out
+
+
 def _rows_statement(signal: str, now: dt.datetime, entry_ids: Sequence[int] | None = None) -> Any:
     stmt = (
-        select(EntrySignal.entry_id, Entry.list_id, EntrySignal.value, EntrySignal.quality)
+        select(
+            EntrySignal.entry_id,
+            Entry.list_id,
+            EntrySignal.key,
+            EntrySignal.text_value,
+            EntrySignal.quality,
+        )
         .join(Entry, Entry.id == EntrySignal.entry_id)
         .where(EntrySignal.signal == signal, entry_matchable_clause(now))
     )
@@ -399,13 +422,13 @@ class MatchIndex:
                 if at is None or isoformat(at) != h.get("seq_at"):
                     raise CorruptIndex(f"{f.path}: built from another database (seq {seq})")
             si = SignalIndex(signal, kind, main, entries, lists, f, seq)
-            changed = {
-                int(e)
-                for e in session.scalars(
-                    select(Change.entry_id).where(Change.seq > seq, Change.entry_id.is_not(None))
-                )
-                if e is not None
-            }
+            changed = _changed_entries(
+                session.execute(
+                    select(Change.entry_id, Change.last_entry_id).where(
+                        Change.seq > seq, Change.entry_id.is_not(None)
+                    )
+                ).all()
+            )
             now = utcnow()
             built_at = h.get("built_at")
             if isinstance(built_at, str):  # disables that expired since the file was built
@@ -429,8 +452,8 @@ class MatchIndex:
             result = session.execute(
                 _rows_statement(signal, now).execution_options(yield_per=50_000)
             )
-            for entry_id, list_id, value, quality in result:
-                collector.add(entry_id, list_id, value, quality)
+            for entry_id, list_id, key, text, quality in result:
+                collector.add(entry_id, list_id, stored_value(key, text), quality)
         rows, entries, lists = collector.arrays()
         return self._write_and_open(
             signal, kind, rows, entries, lists, seq, isoformat(seq_at), built_at=now
@@ -508,10 +531,10 @@ class MatchIndex:
         ids = sorted(set(entry_ids))
         collector = _RowCollector(get_signal(si.signal))
         for chunk in _chunks(ids):
-            for entry_id, list_id, value, quality in session.execute(
+            for entry_id, list_id, key, text, quality in session.execute(
                 _rows_statement(si.signal, now, chunk)
             ):
-                collector.add(entry_id, list_id, value, quality)
+                collector.add(entry_id, list_id, stored_value(key, text), quality)
         rows, entries, lists = collector.arrays()
         # copy-on-write: searches running in other threads keep the dicts they started with
         gen = si.gen + 1
@@ -582,10 +605,12 @@ class MatchIndex:
             if self._gaps:
                 cond = or_(cond, Change.seq.in_(list(self._gaps)))
             changes = session.execute(
-                select(Change.seq, Change.list_id, Change.entry_id).where(cond).order_by(Change.seq)
+                select(Change.seq, Change.list_id, Change.entry_id, Change.last_entry_id)
+                .where(cond)
+                .order_by(Change.seq)
             ).all()
             self._track_gaps([int(c[0]) for c in changes])
-            entry_ids = {int(c[2]) for c in changes if c[2] is not None}
+            entry_ids = _changed_entries([(c[2], c[3]) for c in changes])
             lists_changed = any(c[2] is None or c[1] not in self._lists for c in changes)
             due = {e for e, until in self._pending_until.items() if until <= now}
             entry_ids |= due
@@ -899,11 +924,11 @@ class MatchIndex:
             if cands:
                 with self.store.session() as session:
                     stored = session.execute(
-                        select(EntrySignal.entry_id, EntrySignal.value).where(
+                        select(EntrySignal.entry_id, EntrySignal.key, EntrySignal.text_value).where(
                             EntrySignal.signal == sig.name, EntrySignal.entry_id.in_(list(cands))
                         )
                     ).all()
-                for entry_id, text in stored:
+                for entry_id, text in ((e, stored_value(k, t)) for e, k, t in stored):
                     info = relevant[cands[entry_id]]
                     threshold = info.threshold(sig.name)
                     distance = sig.confirm(value, text, threshold)

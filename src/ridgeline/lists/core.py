@@ -8,20 +8,34 @@ tamper-evident log (`ridgeline.auditlog`); list changes go to the feed and the l
 from __future__ import annotations
 
 import datetime as dt
+import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass
+from types import MappingProxyType
+from typing import Any, NamedTuple
 
-from sqlalchemy import and_, insert, or_, select
+from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
 from ridgeline.classifications import validate as validate_label
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.matchable import matchable_clause, timed_disables
-from ridgeline.lists.models import Change, Entry, EntryEvent, EntrySignal, HashList
+from ridgeline.lists.models import (
+    KEY_PREFIX,
+    Change,
+    Entry,
+    EntryEvent,
+    EntrySignal,
+    HashList,
+    ImportBatch,
+    ImportRange,
+    entry_key,
+    needs_text,
+    stored_value,
+)
 from ridgeline.signals import get_signal
-from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
@@ -60,9 +74,34 @@ def record_list_event(
     auditlog.append(session, actor, f"list.{action}", f"list:{hash_list.id}", logged)
 
 
-def record_change(session: Session, list_id: int, entry_id: int | None, op: str) -> None:
-    """Append to the change feed that indexes poll (op: add, update, remove)."""
-    session.add(Change(list_id=list_id, entry_id=entry_id, op=op))
+def record_change(
+    session: Session,
+    list_id: int,
+    entry_id: int | None,
+    op: str,
+    *,
+    last_entry_id: int | None = None,
+) -> None:
+    """Append to the change feed that indexes poll (op: add, update, remove); with
+    `last_entry_id`, one row for the list's entries `entry_id` to `last_entry_id`."""
+    session.add(Change(list_id=list_id, entry_id=entry_id, op=op, last_entry_id=last_entry_id))
+
+
+def key_prefix(column: Any) -> Any:
+    """The indexed expression `substr(key, 1, KEY_PREFIX)` (literal bounds, so SQLite
+    and PostgreSQL both match it to `ix_entry_signals_key`)."""
+    return func.substr(column, literal_column("1"), literal_column(str(KEY_PREFIX)))
+
+
+def hash_is(signal: str, value: str) -> Any:
+    """Where-clause: an `EntrySignal` row holding canonical `value` of `signal` (by the
+    indexed key prefix, then the whole key)."""
+    key = entry_key(value)
+    return and_(
+        key_prefix(EntrySignal.key) == key[:KEY_PREFIX],
+        EntrySignal.key == key,
+        EntrySignal.signal == signal,
+    )
 
 
 def create_list(
@@ -201,15 +240,20 @@ def update_list(
     return hash_list
 
 
+def check_list_signal(hash_list: HashList, signal: str) -> None:
+    """`BadInput` unless the list takes hashes of `signal` (a canonical signal name)."""
+    if hash_list.signals and signal not in hash_list.signals:
+        raise BadInput(
+            f"list {hash_list.name!r} takes {', '.join(hash_list.signals)}, not {signal}"
+        )
+
+
 def normalize_signals(hash_list: HashList, signals: Mapping[str, Any]) -> dict[str, str]:
     """Validate an entry's hashes for the list (raises `InvalidHash` / `UnknownSignal`)."""
     out: dict[str, str] = {}
     for name, value in signals.items():
         signal = get_signal(name)
-        if hash_list.signals and signal.name not in hash_list.signals:
-            raise BadInput(
-                f"list {hash_list.name!r} takes {', '.join(hash_list.signals)}, not {signal.name}"
-            )
+        check_list_signal(hash_list, signal.name)
         out[signal.name] = signal.normalize(value)
     if not out:
         raise BadInput("an entry needs at least one hash")
@@ -255,12 +299,7 @@ def add_entry(
         submitted_by=actor,
     )
     entry.signals = [
-        EntrySignal(
-            signal=name,
-            value=value,
-            lookup_key=lookup_key(value),
-            quality=(qualities or {}).get(name),
-        )
+        EntrySignal(signal=name, value=value, quality=(qualities or {}).get(name))
         for name, value in values.items()
     ]
     session.add(entry)
@@ -278,83 +317,271 @@ def add_entry(
     return entry
 
 
-@dataclass(frozen=True)
-class NewEntry:
+class NewEntry(NamedTuple):
     """One already-validated entry for `insert_entries`.
 
-    `fields` holds the optional `Entry` columns (source, origin_list, origin_member,
-    origin_entry_id, note); `event` is the details of its `import` history event.
+    `fields` holds the optional `Entry` columns (`BULK_FIELDS`); `position` is where
+    the import read it (its `import` history event says so).
     """
 
     signals: Mapping[str, str]
     classifications: Sequence[Mapping[str, str]] = ()
-    qualities: Mapping[str, int] = field(default_factory=dict)
-    fields: Mapping[str, Any] = field(default_factory=dict)
-    event: Mapping[str, Any] = field(default_factory=dict)
+    qualities: Mapping[str, int] = MappingProxyType({})
+    fields: Mapping[str, Any] = MappingProxyType({})
+    position: str | None = None
+    #: `entry_key` of each hash, when the caller has it already (bare imports do).
+    keys: Mapping[str, bytes] | None = None
+
+
+#: The optional entry columns a bulk insert writes (from `NewEntry.fields`).
+BULK_FIELDS = (
+    "source",
+    "origin_list",
+    "origin_member",
+    "origin_entry_id",
+    "note",
+    "series",
+    "victim_identified",
+    "case_numbers",
+    "origin_member_name",
+)
+_ENTRY_COLUMNS = ("id", "list_id", "status", "enabled", "classifications", "batch_id", *BULK_FIELDS)
+_SIGNAL_COLUMNS = ("entry_id", "signal", "key", "value", "quality")
+_RUN = re.compile(r"^(.*?)(\d+)(\D*)$")
+
+
+def start_import(
+    session: Session,
+    hash_list: HashList,
+    *,
+    batch: str,
+    fmt: str,
+    status: str,
+    actor: str | None,
+) -> ImportBatch:
+    """The batch row of a bulk import: the `import` history event of every entry it
+    adds. Written first, so on SQLite the import holds the write lock from here on
+    and the ids `insert_entries` takes are its own."""
+    if status not in ENTRY_STATUSES:
+        raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}")
+    row = ImportBatch(
+        batch=batch, list_id=hash_list.id, actor=actor, format=fmt, status=status, entries=0
+    )
+    session.add(row)
+    session.flush()
+    return row
 
 
 def insert_entries(
-    session: Session,
-    hash_list: HashList,
-    new: Sequence[NewEntry],
-    *,
-    status: str,
-    batch: str,
-    actor: str | None,
+    session: Session, hash_list: HashList, batch: ImportBatch, new: Sequence[NewEntry]
 ) -> list[int]:
-    """Bulk twin of `add_entry` for imports: one INSERT per table, not per entry.
+    """Bulk twin of `add_entry` for imports: rows as tuples, no ORM objects per entry.
 
-    Writes the entries, their hashes, an `import` history event each and the change
-    feed rows that make them visible to indexes; returns the new ids in order. The
-    caller has validated and de-duplicated the hashes and writes one log record for
-    the whole import.
+    Writes the entries (with `batch_id`, NULL times read as the batch's), their
+    hashes, one `import_ranges` row with the file positions as runs, and one change
+    row per range of new ids; returns the new ids in order. SQLite takes the rows by
+    `executemany`, PostgreSQL by `COPY`. The caller has validated and de-duplicated
+    the hashes and writes one log record for the whole import.
     """
     if not new:
         return []
-    ids = list(
-        session.scalars(
-            insert(Entry).returning(Entry.id, sort_by_parameter_order=True),
-            [
-                {
-                    "list_id": hash_list.id,
-                    "status": status,
-                    "enabled": True,
-                    "classifications": list(item.classifications),
-                    "import_batch": batch,
-                    "submitted_by": actor,
-                    **item.fields,
-                }
-                for item in new
-            ],
-        ).all()
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    n = len(new)
+    if postgres:
+        ids = [
+            int(i)
+            for (i,) in conn.exec_driver_sql(
+                "SELECT nextval(pg_get_serial_sequence('entries', 'id')) "
+                "FROM generate_series(1, %(n)s::bigint)",
+                {"n": n},
+            )
+        ]
+    else:
+        base = int(conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM entries").scalar() or 0)
+        ids = list(range(base + 1, base + n + 1))
+    list_id, status, batch_id = hash_list.id, batch.status, batch.id
+    ranges = _ranges(ids)
+    if all(not (e.fields or e.classifications or e.qualities) for e in new):
+        # Bare entries (txt lines): the entry rows are all alike but for the id, so
+        # the database makes them from the id ranges (no Python per row), and each
+        # hash row binds two values.
+        sql_status = status.replace("'", "''")
+        for first, last in ranges:
+            if postgres:
+                conn.exec_driver_sql(
+                    "INSERT INTO entries (id, list_id, status, enabled, classifications, "
+                    f"batch_id) SELECT g, {int(list_id)}, '{sql_status}', true, '[]', "
+                    f"{int(batch_id)} FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g",
+                    {"a": first, "b": last},
+                )
+            else:
+                conn.exec_driver_sql(
+                    "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c "
+                    "WHERE x < ?) INSERT INTO entries (id, list_id, status, enabled, "
+                    f"classifications, batch_id) SELECT x, {int(list_id)}, '{sql_status}', "
+                    f"1, '[]', {int(batch_id)} FROM c",
+                    (first, last),
+                )
+        by_signal: dict[str, list[tuple[int, bytes]]] = {}
+        texts: list[tuple[Any, ...]] = []
+        for entry_id, item in zip(ids, new, strict=True):
+            known = item.keys
+            for name, value in item.signals.items():
+                key = known[name] if known is not None else entry_key(value)
+                if needs_text(value, key):
+                    texts.append((entry_id, name, key, value, None))
+                else:
+                    by_signal.setdefault(name, []).append((entry_id, key))
+        for name, pairs in by_signal.items():
+            if postgres:
+                _copy(conn, "entry_signals", ("entry_id", "signal", "key"),
+                      [(e, name, k) for e, k in pairs])  # fmt: skip
+            else:
+                conn.exec_driver_sql(
+                    "INSERT INTO entry_signals (entry_id, signal, key) VALUES (?, "
+                    f"'{name.replace(chr(39), chr(39) * 2)}', ?)",
+                    pairs,
+                )
+        _insert_signal_rows(conn, postgres, texts)
+    else:
+        _insert_rows(conn, postgres, hash_list, batch, ids, new)
+    if not postgres:  # SQLite's per-row trigger leaves batch rows to the writer (0012)
+        conn.exec_driver_sql(
+            "UPDATE list_counts SET entries = entries + ? WHERE list_id = ?", (n, list_id)
+        )
+    for first, last in ranges:
+        record_change(session, list_id, first, "add", last_entry_id=last)
+    session.add(
+        ImportRange(
+            batch_id=batch_id,
+            first_entry_id=ids[0],
+            last_entry_id=ids[-1],
+            positions=_position_runs(ids, [item.position for item in new]),
+        )
     )
-    rows = list(zip(ids, new, strict=True))
-    session.execute(
-        insert(EntrySignal),
-        [
-            {
-                "entry_id": entry_id,
-                "signal": name,
-                "value": value,
-                "lookup_key": lookup_key(value),
-                "quality": item.qualities.get(name),
-            }
-            for entry_id, item in rows
-            for name, value in item.signals.items()
-        ],
-    )
-    session.execute(
-        insert(EntryEvent),
-        [
-            {"entry_id": entry_id, "action": "import", "actor": actor, "details": dict(item.event)}
-            for entry_id, item in rows
-        ],
-    )
-    session.execute(
-        insert(Change),
-        [{"list_id": hash_list.id, "entry_id": entry_id, "op": "add"} for entry_id in ids],
-    )
+    batch.entries = (batch.entries or 0) + n
+    session.flush()
     return ids
+
+
+def _insert_rows(
+    conn: Any,
+    postgres: bool,
+    hash_list: HashList,
+    batch: ImportBatch,
+    ids: Sequence[int],
+    new: Sequence[NewEntry],
+) -> None:
+    """Entry and hash rows of entries with fields, labels or qualities, as tuples."""
+    list_id, status, batch_id = hash_list.id, batch.status, batch.id
+    entry_rows: list[tuple[Any, ...]] = []
+    signal_rows: list[tuple[Any, ...]] = []
+    add_entry_row, add_signal_row = entry_rows.append, signal_rows.append
+    nothing = (None,) * (len(BULK_FIELDS) - 2)
+    for entry_id, item in zip(ids, new, strict=True):
+        fields = item.fields
+        classes = item.classifications
+        case_numbers = fields.get("case_numbers") if fields else None
+        add_entry_row(
+            (
+                entry_id,
+                list_id,
+                status,
+                True,
+                json.dumps(list(classes)) if classes else "[]",
+                batch_id,
+                *((fields.get(name) for name in BULK_FIELDS[:-2]) if fields else nothing),
+                json.dumps(case_numbers) if case_numbers else None,
+                fields.get("origin_member_name") if fields else None,
+            )
+        )
+        qualities = item.qualities
+        for name, value in item.signals.items():
+            key = entry_key(value)
+            add_signal_row(
+                (
+                    entry_id,
+                    name,
+                    key,
+                    value if needs_text(value, key) else None,
+                    qualities.get(name) if qualities else None,
+                )
+            )
+    if postgres:
+        _copy(conn, "entries", _ENTRY_COLUMNS, entry_rows)
+    else:
+        marks = ", ".join("?" * len(_ENTRY_COLUMNS))
+        conn.exec_driver_sql(
+            f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) VALUES ({marks})", entry_rows
+        )
+    _insert_signal_rows(conn, postgres, signal_rows)
+
+
+def _insert_signal_rows(conn: Any, postgres: bool, rows: list[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    if postgres:
+        _copy(conn, "entry_signals", _SIGNAL_COLUMNS, rows)
+    else:
+        conn.exec_driver_sql(
+            f"INSERT INTO entry_signals ({', '.join(_SIGNAL_COLUMNS)}) VALUES (?, ?, ?, ?, ?)",
+            rows,
+        )
+
+
+def _copy(conn: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, ...]]) -> None:
+    """PostgreSQL `COPY table (columns) FROM STDIN` of `rows` (psycopg's copy)."""
+    driver = conn.connection.driver_connection
+    with (
+        driver.cursor() as cursor,
+        cursor.copy(f"COPY {table} ({', '.join(columns)}) FROM STDIN") as copy,
+    ):
+        for row in rows:
+            copy.write_row(row)
+
+
+def _ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
+    """Runs of consecutive ids as (first, last)."""
+    out: list[tuple[int, int]] = []
+    first = prev = ids[0]
+    for i in ids[1:]:
+        if i != prev + 1:
+            out.append((first, prev))
+            first = i
+        prev = i
+    out.append((first, prev))
+    return out
+
+
+def _position_runs(ids: Sequence[int], positions: Sequence[str | None]) -> list[list[Any]]:
+    """`[first_id, count, prefix, number, suffix]` runs (see `ImportRange`)."""
+    runs: list[list[Any]] = []
+    run: list[Any] | None = None
+    for entry_id, position in zip(ids, positions, strict=True):
+        if position is None:
+            run = None
+            continue
+        if run is not None:
+            first, count, prefix, number, suffix = run
+            if first + count == entry_id and position == f"{prefix}{number + count}{suffix}":
+                run[1] += 1
+                continue
+        found = _RUN.match(position)
+        if found is None or (found.group(2).startswith("0") and found.group(2) != "0"):
+            runs.append([entry_id, 1, position, None, ""])
+            run = None
+            continue
+        run = [entry_id, 1, found.group(1), int(found.group(2)), found.group(3)]
+        runs.append(run)
+    return runs
+
+
+def _position_of(runs: Sequence[Sequence[Any]], entry_id: int) -> str | None:
+    for first, count, prefix, number, suffix in runs:
+        if first <= entry_id < first + count:
+            return str(prefix) if number is None else f"{prefix}{number + entry_id - first}{suffix}"
+    return None
 
 
 @dataclass(frozen=True)
@@ -398,15 +625,26 @@ def read_entries(
         where.extend(live)
     signals: dict[int, dict[str, str]] = {}
     qualities: dict[int, dict[str, int]] = {}
-    for entry_id, signal, value, quality in session.execute(
-        select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.value, EntrySignal.quality)
+    for entry_id, signal, key, text_value, quality in session.execute(
+        select(
+            EntrySignal.entry_id,
+            EntrySignal.signal,
+            EntrySignal.key,
+            EntrySignal.text_value,
+            EntrySignal.quality,
+        )
         .join(Entry, Entry.id == EntrySignal.entry_id)
         .where(*where)
         .order_by(EntrySignal.id)
     ):
-        signals.setdefault(entry_id, {})[signal] = value
+        signals.setdefault(entry_id, {})[signal] = stored_value(key, text_value)
         if quality is not None:
             qualities.setdefault(entry_id, {})[signal] = quality
+    batch_times = dict(
+        session.execute(
+            select(ImportBatch.id, ImportBatch.at).where(ImportBatch.list_id == hash_list.id)
+        ).all()
+    )
     rows = session.execute(
         select(
             Entry.id,
@@ -418,6 +656,7 @@ def read_entries(
             Entry.note,
             Entry.deleted_at,
             Entry.updated_at,
+            Entry.batch_id,
         )
         .where(*where)
         .order_by(Entry.id)
@@ -434,7 +673,7 @@ def read_entries(
             origin_entry_id=row.origin_entry_id,
             note=row.note,
             deleted=row.deleted_at is not None,
-            updated_at=as_utc(row.deleted_at or row.updated_at),
+            updated_at=as_utc(row.deleted_at or row.updated_at or batch_times[row.batch_id]),
         )
         for row in rows
     ]
@@ -461,30 +700,47 @@ _CHUNK = 900
 
 
 def live_entry_keys(
-    session: Session, hash_list: HashList, keys: Iterable[tuple[str, str]]
-) -> list[tuple[int, str, str]]:
-    """`(id, signal, lookup_key)` for each of `keys` (signal, lookup key) held by a live
+    session: Session, hash_list: HashList, keys: Iterable[tuple[str, bytes]]
+) -> list[tuple[int, str, bytes]]:
+    """`(id, signal, key)` for each of `keys` (signal, `entry_key`) held by a live
     entry of the list: what an import de-duplicates against.
 
-    Two single-table index lookups (hashes by lookup key, then their entries by id), not
-    a join: on a PostgreSQL database without statistics yet the join was planned as a
-    nested loop over everything the import had inserted so far.
+    Two single-table index lookups (hashes by key prefix, then their entries by id),
+    not a join: on a PostgreSQL database without statistics yet the join was planned
+    as a nested loop over everything the import had inserted so far.
     """
-    by_signal: dict[str, list[str]] = {}
-    for name, key in set(keys):
-        by_signal.setdefault(name, []).append(key)
-    candidates: dict[int, list[tuple[str, str]]] = {}
-    for name, values in by_signal.items():
-        for start in range(0, len(values), _CHUNK):
-            for entry_id, signal, key in session.execute(
-                select(EntrySignal.entry_id, EntrySignal.signal, EntrySignal.lookup_key).where(
-                    EntrySignal.signal == name,
-                    EntrySignal.lookup_key.in_(values[start : start + _CHUNK]),
-                )
-            ):
-                candidates.setdefault(entry_id, []).append((signal, key))
+    wanted = set(keys)
+    by_prefix: dict[bytes, list[tuple[str, bytes]]] = {}
+    for name, key in wanted:
+        by_prefix.setdefault(key[:KEY_PREFIX], []).append((name, key))
+    prefixes = list(by_prefix)
+    conn = session.connection()
+    candidates: dict[int, list[tuple[str, bytes]]] = {}
+    if conn.dialect.name == "postgresql":
+        chunks: Iterable[list[bytes]] = [prefixes] if prefixes else []
+        query = (
+            "SELECT entry_id, signal, key FROM entry_signals "
+            f"WHERE substr(key, 1, {KEY_PREFIX}) = ANY(%(p)s)"
+        )
+    else:
+        chunks = (prefixes[i : i + 30_000] for i in range(0, len(prefixes), 30_000))
+        query = ""
+    for chunk in chunks:
+        if query:
+            found = conn.exec_driver_sql(query, {"p": chunk})
+        else:
+            marks = ", ".join("?" * len(chunk))
+            found = conn.exec_driver_sql(
+                "SELECT entry_id, signal, key FROM entry_signals "
+                f"WHERE substr(key, 1, {KEY_PREFIX}) IN ({marks})",
+                tuple(chunk),
+            )
+        for entry_id, signal, key in found:
+            pair = (signal, bytes(key))
+            if pair in wanted:
+                candidates.setdefault(entry_id, []).append(pair)
     ids = sorted(candidates)
-    out: list[tuple[int, str, str]] = []
+    out: list[tuple[int, str, bytes]] = []
     for start in range(0, len(ids), _CHUNK):
         for entry_id in session.scalars(
             select(Entry.id).where(
@@ -524,12 +780,7 @@ def update_entry_signals(
         for old in [s for s in entry.signals if s.signal == name]:
             entry.signals.remove(old)
         entry.signals.append(
-            EntrySignal(
-                signal=name,
-                value=value,
-                lookup_key=lookup_key(value),
-                quality=(qualities or {}).get(name),
-            )
+            EntrySignal(signal=name, value=value, quality=(qualities or {}).get(name))
         )
     if classes:
         entry.classifications = classes
@@ -706,6 +957,8 @@ def list_entries(
             if s not in ENTRY_STATUSES:
                 raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}, not {s!r}")
         query = query.where(Entry.status.in_(wanted))
+        if "confirmed" not in wanted:  # the partial index ix_entries_unconfirmed
+            query = query.where(Entry.status != "confirmed")
     if enabled is not None:
         query = query.where(Entry.enabled.is_(enabled))
     if series is not None:
@@ -732,15 +985,38 @@ def list_entries(
 
 
 def entry_history(session: Session, entry_id: int) -> list[EntryEvent]:
-    """Every recorded event of an entry, oldest first."""
-    get_entry(session, entry_id)
-    return list(
+    """Every recorded event of an entry, oldest first: its own events, and the
+    `import` event its import batch stands for (not stored per entry; its `id` is
+    None)."""
+    entry = get_entry(session, entry_id)
+    events = list(
         session.scalars(
             select(EntryEvent)
             .where(EntryEvent.entry_id == entry_id)
             .order_by(EntryEvent.at, EntryEvent.id)
         )
     )
+    batch = entry.batch
+    if batch is not None:
+        runs = session.scalar(
+            select(ImportRange.positions).where(
+                ImportRange.batch_id == batch.id,
+                ImportRange.first_entry_id <= entry_id,
+                ImportRange.last_entry_id >= entry_id,
+            )
+        )
+        details: dict[str, Any] = {"batch": batch.batch, "format": batch.format}
+        details["position"] = _position_of(runs or [], entry_id)
+        details["status"] = batch.status
+        imported = EntryEvent(
+            entry_id=entry_id,
+            at=batch.at,
+            actor=batch.actor,
+            action="import",
+            details=details,
+        )
+        events.insert(0, imported)
+    return events
 
 
 def event_to_json(event: EntryEvent) -> dict[str, Any]:
@@ -802,14 +1078,14 @@ def entry_to_json(entry: Entry) -> dict[str, Any]:
             "origin_member": entry.origin_member,
             "origin_entry_id": entry.origin_entry_id,
             "origin_member_name": entry.origin_member_name,
-            "import_batch": entry.import_batch,
+            "import_batch": entry.batch_name,
         },
         "series": entry.series,
         "victim_identified": entry.victim_identified,
         "case_numbers": entry.case_numbers or [],
         "note": entry.note,
-        "submitted_by": entry.submitted_by,
-        "created_at": isoformat(entry.created_at),
-        "updated_at": isoformat(entry.updated_at),
+        "submitted_by": entry.submitter,
+        "created_at": isoformat(entry.created),
+        "updated_at": isoformat(entry.updated),
         "deleted_at": isoformat(entry.deleted_at),
     }

@@ -297,7 +297,7 @@ def check_may_review(session: Session, reviewer: Reviewer, entry: Entry) -> str:
         raise Conflict(f"entry {entry.id} is deleted")
     if entry.status not in REVIEWABLE:
         raise Conflict(f"entry {entry.id} is {entry.status}; it is not awaiting review")
-    if entry.submitted_by is not None and entry.submitted_by == reviewer.name:
+    if entry.submitter is not None and entry.submitter == reviewer.name:
         raise PermissionDenied(
             f"reviewer {reviewer.name!r} submitted entry {entry.id} and cannot review it"
         )
@@ -456,6 +456,7 @@ def reevaluate_list(
         .where(
             Entry.list_id == hash_list.id,
             Entry.status == "pending",
+            Entry.status != "confirmed",  # the partial index ix_entries_unconfirmed
             Entry.deleted_at.is_(None),
             Entry.id.in_(select(Verdict.entry_id)),
         )
@@ -550,7 +551,11 @@ def pending_counts(session: Session) -> dict[str, int]:
     """Entries awaiting review by status (for dashboards)."""
     rows = session.execute(
         select(Entry.status, func.count())
-        .where(Entry.status.in_(REVIEWABLE), Entry.deleted_at.is_(None))
+        .where(
+            Entry.status.in_(REVIEWABLE),
+            Entry.status != "confirmed",  # the partial index ix_entries_unconfirmed
+            Entry.deleted_at.is_(None),
+        )
         .group_by(Entry.status)
     ).all()
     return {str(s): int(n) for s, n in rows}

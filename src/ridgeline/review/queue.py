@@ -21,7 +21,7 @@ from ridgeline import evidence
 from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
 from ridgeline.evidence.models import EvidenceBlob
 from ridgeline.lists.core import get_entry, record_event
-from ridgeline.lists.models import Entry, HashList
+from ridgeline.lists.models import Entry, HashList, ImportBatch
 from ridgeline.review.core import (
     check_may_review,
     get_reviewer,
@@ -174,8 +174,13 @@ def next_item(
             .options(selectinload(Entry.signals))
             .where(
                 Entry.status.in_(wanted),
+                Entry.status != "confirmed",  # the partial index ix_entries_unconfirmed
                 Entry.deleted_at.is_(None),
                 (Entry.submitted_by.is_(None)) | (Entry.submitted_by != reviewer.name),
+                Entry.batch_id.is_(None)
+                | Entry.batch_id.not_in(
+                    select(ImportBatch.id).where(ImportBatch.actor == reviewer.name)
+                ),
                 Entry.id.not_in(reviewed),
             )
             .order_by(Entry.id)

@@ -118,8 +118,23 @@ class Store:
             return
         from alembic import command
 
-        with self.engine.begin() as connection:
-            command.upgrade(self.alembic_config(connection), revision)
+        if self.dialect != "sqlite":
+            with self.engine.begin() as connection:
+                command.upgrade(self.alembic_config(connection), revision)
+            return
+        # SQLite: a migration in batch mode recreates a table (DROP and rename); with
+        # foreign keys on, the DROP cascaded to every row referring to it (0012 would
+        # have emptied entry_signals). The pragma only takes effect outside a
+        # transaction, so it is set before the migration's and restored after.
+        with self.engine.connect() as connection:
+            connection.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            connection.commit()
+            try:
+                with connection.begin():
+                    command.upgrade(self.alembic_config(connection), revision)
+            finally:
+                connection.exec_driver_sql("PRAGMA foreign_keys=ON")
+                connection.commit()
 
     def alembic_config(self, connection: Any = None) -> Any:
         """An Alembic config pointing at the packaged migrations and this database."""
