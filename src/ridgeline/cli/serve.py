@@ -45,6 +45,16 @@ from ridgeline.cli.common import db_option, handle_errors
     show_default=True,
     help="One JSON line per request on stderr (time, key prefix, role, route, status, latency).",
 )
+@click.option(
+    "--exchange-interval",
+    "exchange_interval_s",
+    envvar="RIDGELINE_EXCHANGE_INTERVAL",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds between checks for live exchange sources due a fetch (0: off; "
+    "env RIDGELINE_EXCHANGE_INTERVAL).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -61,6 +71,7 @@ def serve(
     evidence_key_file: str | None,
     log_level: str,
     access_log: bool,
+    exchange_interval_s: float,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -86,6 +97,7 @@ def serve(
         fetch_allow_hosts=list(fetch_hosts),
         evidence_key_file=evidence_key_file,
         access_log=access_log,
+        exchange_interval_s=exchange_interval_s,
     )
     os.environ[ENV_CONFIG] = config.to_env()
     options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)

@@ -31,6 +31,7 @@ from ridgeline.exchange.apply import (
     last_timestamp,
 )
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
+from ridgeline.exchange.tombstones import apply_with_tombstones
 from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import utcnow
 
@@ -68,6 +69,7 @@ __all__ = [
     "ImportReport",
     "ParseResult",
     "apply_records",
+    "apply_with_tombstones",
     "export_items",
     "export_list",
     "export_report",
@@ -116,7 +118,7 @@ def import_bytes(
         since = last_timestamp(session, hash_list, source or fmt)
     elif isinstance(since, str):
         raise BadInput(f"since must be a time or 'last', not {since!r}")
-    return apply_records(
+    return apply_with_tombstones(
         session,
         hash_list,
         parsed,

@@ -100,6 +100,9 @@ class ServiceConfig:
     disclosure_secret: str = ""
     #: One JSON line per request on stderr (`ridgeline.service.accesslog`).
     access_log: bool = True
+    #: Seconds between checks for live exchange sources due a fetch (0: no scheduled
+    #: fetches). Worker 0 alone runs them, in a thread of its own.
+    exchange_interval_s: float = 0.0
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -355,10 +358,19 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         matcher.index.add_listener(refresher)
         app.state.matcher = matcher
         matcher.index.start_refresh()
+        scheduler = None
+        if config.exchange_interval_s > 0 and os.environ.get(ENV_WORKER, "0") == "0":
+            from ridgeline.exchange.live import Scheduler
+
+            scheduler = Scheduler(store, config.exchange_interval_s)
+            scheduler.start()
+        app.state.exchange_scheduler = scheduler
         gc.freeze()  # start-up objects live forever: keep them out of every GC pass
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             matcher.index.stop_refresh()
 
     app = ServiceApp(
