@@ -14,13 +14,15 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
 
+import httpx
 import pytest
 from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
+from conftest import Served
 from ncmec_server import LocalNCMEC, NCMECEntry
 from ridgeline import lists as L
 from ridgeline.cli import main
@@ -446,3 +448,60 @@ def test_cli_add_ls_status_fetch_rm(db_path: str, ncmec: LocalNCMEC, creds_file:
     assert code == 1 and "no exchange source named 'nope'" in err
     assert run("exchange", "rm", "ncmec")[0] == 0
     assert json.loads(run("exchange", "ls", "--format", "json")[1]) == []
+
+
+def test_serve_fetches_on_schedule_never_blocks_requests_and_stops_cleanly(
+    db_path: str, tmp_path: Path, serve_process: Callable[..., Served]
+) -> None:
+    with LocalNCMEC(page_size=2) as server:
+        server.entries = [NCMECEntry(f"e{i}", 101, T0 + i, {"md5": md5(i)}) for i in range(6)]
+        store = Store.open(db_path)
+        with store.session() as session:
+            L.create_list(session, "partner")
+            live.add_source(
+                session, "ncmec", "ncmec", "partner", interval_s=1.0,
+                settings={"base_url": server.base, "since": T0, **FAST},
+            )  # fmt: skip
+        hang = server.fail("/v2/entries", "hang", 2)
+        env = {
+            **os.environ,
+            "RIDGELINE_EXCHANGE_NCMEC_USERNAME": "esp-user",
+            "RIDGELINE_EXCHANGE_NCMEC_PASSWORD": "esp-secret",
+        }
+        served = serve_process(
+            "serve", "--port", "{port}", "--db", db_path, "--index-dir",
+            str(tmp_path / "index"), "--exchange-interval", "0.5", env=env,
+        )  # fmt: skip
+        assert hang.hit.wait(60)
+        with httpx.Client(base_url=served.base, timeout=5) as client:
+            for _ in range(5):  # the fetch thread is stuck in a partner call
+                started = time.monotonic()
+                assert client.get("/readyz").status_code == 200
+                assert time.monotonic() - started < 1.0
+        hang.release.set()  # the dropped page is retried; the fetch goes on
+        deadline = time.monotonic() + 60
+        while len(live_entries(store, "partner")) < 6:
+            assert time.monotonic() < deadline, "the scheduled fetch did not finish"
+            time.sleep(0.2)
+
+        # Now the partner fails and the fetch sits in a long back-off: stopping the
+        # server must not wait for it.
+        with store.session() as session:
+            session.execute(
+                text("UPDATE exchange_sources SET settings = :s"),
+                {"s": json.dumps({"base_url": server.base, "since": T0, "retry_base_s": 30})},
+            )
+        failing = server.fail("/v2/entries", "503", 1, times=1000)
+        deadline = time.monotonic() + 60
+        while failing.hits == 0:
+            assert time.monotonic() < deadline, "no scheduled fetch after the first"
+            time.sleep(0.2)
+        started = time.monotonic()
+        served.proc.send_signal(signal.SIGTERM)
+        # uvicorn re-raises the signal once it has shut down (lifespan included)
+        assert served.proc.wait(20) in (0, -signal.SIGTERM)
+        assert time.monotonic() - started < 15
+        with store.session() as session:
+            status = live.source_status(session, "ncmec")
+        assert status.fetching is None and status.pages >= 3
+        store.close()

@@ -2,7 +2,8 @@
 
 Formats: `ncmec-xml` (NCMEC hash sharing), `vics` (Project VIC 1.3 and 2.0), `icse`
 (INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), `te-lines` and `te-csv`
-(python-threatexchange's signal lines and dataset CSV), and our own `txt`, `csv` and
+(python-threatexchange's signal lines and dataset CSV), `hma-json` (HMA bank
+content), and our own `txt`, `csv` and
 `jsonl` (`ridgeline.exchange.native`). Every reader is tolerant (bad records are
 reported with their position and skipped) and parses into the same `ParseResult`;
 one writer (`ridgeline.exchange.apply.apply_records`) stores every format, so every
@@ -43,6 +44,7 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     stopncii.NAME: stopncii.parse,
     threatexchange.LINES: threatexchange.parse,
     threatexchange.CSV: threatexchange.parse_csv,
+    threatexchange.HMA: threatexchange.parse_hma,
 }
 #: Every format `import_file` reads: our own, then the partner formats.
 IMPORT_FORMATS = (*native.FORMATS, *PARSERS)
@@ -312,4 +314,6 @@ def _write(
         return threatexchange.export(items)
     if fmt == threatexchange.CSV:
         return threatexchange.export_csv(items, collab=hash_list.name)
+    if fmt == threatexchange.HMA:
+        return threatexchange.export_hma(items)
     return stopncii.export(items)
