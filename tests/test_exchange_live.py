@@ -23,6 +23,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select, text
 
 from conftest import Served
+from exchange_server import LocalExchange
 from ncmec_server import LocalNCMEC, NCMECEntry
 from ridgeline import lists as L
 from ridgeline.cli import main
@@ -376,47 +377,101 @@ def _ridgeline(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
     return subprocess.Popen([exe, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
 
 
-def test_kill_9_mid_fetch_resumes_from_the_checkpoint_without_loss_or_duplicates(
-    store: Store,
-) -> None:
-    with LocalNCMEC(page_size=2) as server:
-        server.entries = [
-            NCMECEntry(f"e{i}", 101, T0 + (i * 7) % 10, {"md5": md5(i)}) for i in range(10)
+KILL_ENV = {
+    "RIDGELINE_EXCHANGE_SRC_USERNAME": "esp-user",
+    "RIDGELINE_EXCHANGE_SRC_PASSWORD": "esp-secret",
+    "RIDGELINE_EXCHANGE_SRC_SUBSCRIPTION_KEY": "sub-key",
+    "RIDGELINE_EXCHANGE_SRC_FETCH_FUNCTION_KEY": "fetch-key",
+    "RIDGELINE_EXCHANGE_SRC_ACCESS_TOKEN": "1234567890|" + "a" * 24,
+}
+
+
+def _kill_server(kind: str) -> tuple[LocalExchange, str, dict[str, object], set[str]]:
+    """A server with ten records on five pages, the path its pages come from, the
+    source's settings, and the origin ids that must end up live."""
+    if kind == "ncmec":
+        ncmec = LocalNCMEC(page_size=2)
+        ncmec.entries = [
+            NCMECEntry(f"e{i}", 101, T0 + (i * 7) % 10, {"md5": md5(i)}) for i in range(9)
         ]
-        server.entries.append(NCMECEntry("e4", 101, T0 + 50, {"md5": md5(4)}, deleted=True))
-        add(store, "ncmec", "ncmec", base_url=server.base, since=T0, **FAST)
-        env = {
-            **os.environ,
-            "RIDGELINE_EXCHANGE_NCMEC_USERNAME": "esp-user",
-            "RIDGELINE_EXCHANGE_NCMEC_PASSWORD": "esp-secret",
-        }
-        hang = server.fail("/v2/entries", "hang", 3)
-        proc = _ridgeline("exchange", "fetch", "ncmec", "--db", store.url, env=env)
+        ncmec.entries.append(NCMECEntry("e4", 101, T0 + 50, {"md5": md5(4)}, deleted=True))
+        return ncmec, "/v2/entries", {"since": T0}, {f"e{i}" for i in range(9) if i != 4}
+    if kind == "stopncii":
+        ncii = LocalStopNCII()
+        ncii.records = [HashRecord(pdq(i), T0 + i) for i in range(10)]
+        return ncii, "/FetchHashes", {"page_size": 2}, {f"ImagePDQ:{pdq(i)}" for i in range(10)}
+    te = LocalThreatExchange(KILL_ENV["RIDGELINE_EXCHANGE_SRC_ACCESS_TOKEN"], page_size=2)
+    te.updates = [
+        Update(i, pdq(i), "HASH_PDQ", T0 + i, [descriptor(100 + i, 7)]) for i in range(10)
+    ]
+    return te, "/303/threat_updates", {"privacy_group": "303"}, {str(i) for i in range(10)}
+
+
+def _resumed(server: LocalExchange) -> bool:
+    """The second run went on from the saved cursor (no new range or run was opened)."""
+    if isinstance(server, LocalStopNCII):
+        return server.starts == [10]
+    assert isinstance(server, LocalNCMEC | LocalThreatExchange)
+    return len(server.ranges) == 1
+
+
+@pytest.mark.parametrize("kind", ["ncmec", "stopncii", "threatexchange"])
+def test_kill_9_mid_fetch_resumes_from_the_checkpoint_without_loss_or_duplicates(
+    store: Store, kind: str
+) -> None:
+    server, path, settings, expected = _kill_server(kind)
+    with server:
+        add(store, "src", kind, base_url=server.base, **settings, **FAST)
+        env = {**os.environ, **KILL_ENV}
+        hang = server.fail(path, "hang", 3)
+        proc = _ridgeline("exchange", "fetch", "src", "--db", store.url, env=env)
         assert hang.hit.wait(60), proc.communicate(timeout=5)
-        os.kill(proc.pid, signal.SIGKILL)
+        os.kill(proc.pid, signal.SIGKILL)  # mid-page: page 3 was asked for, not answered
         proc.wait(30)
         hang.release.set()
         with store.session() as session:
-            status = live.source_status(session, "ncmec")
-        assert status.pages == 2 and status.cursor["next"]
+            status = live.source_status(session, "src")
+        assert status.pages == 2 and status.records == 4
         assert status.fetching is not None  # the dead process's lease is still there
-        assert status.records == 4 and len(live_entries(store, "partner")) <= 4
 
         done = _ridgeline(
-            "exchange", "fetch", "ncmec", "--db", store.url, "--format", "json", env=env
+            "exchange", "fetch", "src", "--db", store.url, "--format", "json", env=env
         )
         out, err = done.communicate(timeout=120)
         assert done.returncode == 0, err.decode()
         report = json.loads(out)
-        assert report["complete"] and report["pages"] == 4
-        assert len(server.ranges) == 1  # resumed with the saved next page
-        entries = live_entries(store, "partner")
-        assert set(entries) == {f"e{i}" for i in range(10) if i != 4}
+        assert report["complete"] and report["pages"] == 3
+        assert _resumed(server)
+        assert set(live_entries(store, "partner")) == expected
         with store.session() as session:
             total = session.scalar(select(func.count()).select_from(Entry))
-            status = live.source_status(session, "ncmec")
-        assert total == 10  # nine live and e4's tombstone: nothing twice
-        assert status.fetching is None and status.pages == 6
+            status = live.source_status(session, "src")
+        # Each entry once (ncmec: eight live and e4's tombstone).
+        assert total == len(expected) + (kind == "ncmec")
+        assert status.fetching is None and status.pages == 5 and status.records == 10
+
+
+def test_a_second_fetcher_is_refused_while_the_first_runs(
+    store: Store, ncmec: LocalNCMEC, creds_file: Path
+) -> None:
+    import threading
+
+    ncmec.entries = [NCMECEntry(f"e{i}", 101, T0 + i, {"md5": md5(i)}) for i in range(5)]
+    add(store, "ncmec", "ncmec", base_url=ncmec.base, since=T0, **FAST)
+    hang = ncmec.fail("/v2/entries", "hang", 1)
+    first: list[object] = []
+    thread = threading.Thread(
+        target=lambda: first.append(
+            live.fetch_source(store, "ncmec", credentials_file=str(creds_file))
+        )
+    )
+    thread.start()
+    assert hang.hit.wait(30)
+    with pytest.raises(live.ExchangeBusy, match="is being fetched by"):
+        live.fetch_source(store, "ncmec", credentials_file=str(creds_file))
+    hang.release.set()  # the dropped page is retried
+    thread.join(60)
+    assert first and len(live_entries(store, "partner")) == 5
 
 
 def test_cli_add_ls_status_fetch_rm(db_path: str, ncmec: LocalNCMEC, creds_file: Path) -> None:
