@@ -499,6 +499,16 @@ def test_cli_add_ls_status_fetch_rm(db_path: str, ncmec: LocalNCMEC, creds_file:
     assert json.loads(out)[0]["records"] == 4
     code, out, _ = run("exchange", "status", "ncmec", "--format", "json")
     assert json.loads(out)["last_success_at"] is not None
+    code, out, err = run("exchange", "reset", "ncmec", "--since", "2026-01-01T00:00:02Z")
+    assert code == 0, err
+    assert json.loads(out)["cursor"] == {}
+    code, out, err = run("exchange", "fetch", "ncmec", "--credentials", str(creds_file))
+    assert code == 0, err
+    assert ncmec.ranges[-1][0] == T0 + 2  # from the new since; the re-read entries once
+    code, out, _ = run("exchange", "status", "ncmec", "--format", "json")
+    assert json.loads(out)["records"] == 6
+    code, _, err = run("exchange", "reset", "ncmec", "--since", "yesterday")
+    assert code == 2 and "neither Unix seconds nor ISO 8601" in err
     code, _, err = run("exchange", "fetch", "nope")
     assert code == 1 and "no exchange source named 'nope'" in err
     assert run("exchange", "rm", "ncmec")[0] == 0

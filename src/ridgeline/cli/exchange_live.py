@@ -1,4 +1,4 @@
-"""`ridgeline exchange add|ls|rm|status|fetch|feedback`: live exchange sources.
+"""`ridgeline exchange add|ls|rm|status|reset|fetch|feedback`: live exchange sources.
 
 Thin click commands over `ridgeline.exchange.live`. Credentials are never options:
 they come from `RIDGELINE_EXCHANGE_<SOURCE>_<FIELD>` or the TOML file named by
@@ -146,6 +146,22 @@ def rm(name: str, actor: str, db: str | None) -> None:
     with store.session() as session:
         live.remove_source(session, name, actor=actor)
     click.echo(f"removed source {name}", err=True)
+
+
+@exchange.command("reset")
+@click.argument("name")
+@click.option("--since", default=None, help="Start again from this time (ISO 8601 or Unix s).")
+@actor_option()
+@db_option
+@format_option
+@handle_errors
+def reset(name: str, since: str | None, actor: str, db: str | None, fmt: str | None) -> None:
+    """Forget NAME's cursor: the next fetch starts from --since (or its own since)."""
+    from ridgeline.exchange import live
+
+    store = open_store(db)
+    with store.session() as session:
+        write_one(live.reset_source(session, name, since=since, actor=actor).to_json(), fmt)
 
 
 @exchange.command("fetch")

@@ -93,6 +93,7 @@ __all__ = [
     "fetch_source",
     "list_sources",
     "remove_source",
+    "reset_source",
     "send_feedback",
     "source_status",
 ]
@@ -258,6 +259,37 @@ def remove_source(session: Session, name: str, *, actor: str | None = None) -> N
     )
     session.delete(source)
     session.flush()
+
+
+def reset_source(
+    session: Session, name: str, *, since: str | int | None = None, actor: str | None = None
+) -> SourceView:
+    """Forget a source's cursor: the next fetch starts from `since` (or the source's
+    own `since` setting). Entries fetched before stay; re-read ones apply once."""
+    from ridgeline.exchange.live.ncmec import since_seconds
+
+    source = _get(session, name)
+    checkpoint = session.get(ExchangeCheckpoint, source.id)
+    holder = checkpoint.lease_holder if checkpoint is not None else None
+    until = checkpoint.lease_until if checkpoint is not None else None
+    if holder and until is not None and as_utc(until) > utcnow() and not _holder_dead(holder):
+        raise ExchangeBusy(f"source {name!r} is being fetched by {holder}")
+    if since is not None:
+        since_seconds(since)  # a bad time fails here
+        source.settings = {**(source.settings or {}), "since": since}
+    if checkpoint is None:
+        session.add(ExchangeCheckpoint(source_id=source.id, cursor={}))
+    else:
+        checkpoint.cursor = {}
+    session.flush()
+    auditlog.append(
+        session,
+        actor,
+        "exchange.source.reset",
+        f"list:{source.list_id}",
+        {"source": name, "since": since},
+    )
+    return _view(session, source)
 
 
 def _view(session: Session, source: ExchangeSource) -> SourceView:
