@@ -91,6 +91,15 @@ def test_vics_category_0_and_4_never_match(store: Store, tmp_path: Path) -> None
     )
     assert code == 0, err
     assert [json.loads(line)["matches"] for line in out.splitlines() if line.strip()] == [[]]
+    # `scan` of the files themselves: the Category 0 one is no match, Category 1 is.
+    listed = tmp_path / "listed.txt"
+    listed.write_bytes(b"a third benign file")
+    code, out, err = cli(
+        store, "scan", str(benign), str(listed), "--list", "national", "--format", "jsonl"
+    )
+    assert code == 0, err
+    rows = {Path(r["path"]).name: r["matches"] for r in map(json.loads, out.splitlines())}
+    assert rows["benign.txt"] == [] and rows["listed.txt"][0]["list"] == "national"
 
     # Kept for reference if asked: stored, never matchable.
     assert cli(store, "lists", "create", "ref")[0] == 0
