@@ -18,6 +18,7 @@ from sqlalchemy import select
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.cli import main
+from ridgeline.exchange.tombstones import waiting_count
 from ridgeline.lists.models import Entry
 from ridgeline.store import Store
 from ridgeline.timeutil import utcnow
@@ -90,6 +91,15 @@ def test_vics_category_0_and_4_never_match(store: Store, tmp_path: Path) -> None
     )
     assert code == 0, err
     assert [json.loads(line)["matches"] for line in out.splitlines() if line.strip()] == [[]]
+    # `scan` of the files themselves: the Category 0 one is no match, Category 1 is.
+    listed = tmp_path / "listed.txt"
+    listed.write_bytes(b"a third benign file")
+    code, out, err = cli(
+        store, "scan", str(benign), str(listed), "--list", "national", "--format", "jsonl"
+    )
+    assert code == 0, err
+    rows = {Path(r["path"]).name: r["matches"] for r in map(json.loads, out.splitlines())}
+    assert rows["benign.txt"] == [] and rows["listed.txt"][0]["list"] == "national"
 
     # Kept for reference if asked: stored, never matchable.
     assert cli(store, "lists", "create", "ref")[0] == 0
@@ -166,8 +176,9 @@ def test_export_of_review_list_ships_no_pending_entries(store: Store, tmp_path: 
         L.set_entry_status(session, confirmed, "confirmed", actor="t")
         L.add_entry(session, reviewed, {"pdq": PDQ}, origin_entry_id="c2")
     assert statuses(store, "reviewed")["p1"] == "pending"
-    # StopNCII and threatexchange carry no image MD5s (checked below).
-    for fmt in [f for f in exchange.EXPORT_FORMATS if f not in ("stopncii", "te-lines", "te-csv")]:
+    # StopNCII, threatexchange and HMA carry no image MD5s (checked below).
+    no_image_md5 = ("stopncii", "te-lines", "te-csv", "hma-json")
+    for fmt in [f for f in exchange.EXPORT_FORMATS if f not in no_image_md5]:
         out = tmp_path / f"reviewed.{fmt}"
         code, _, err = cli(store, "lists", "export", "reviewed", "--format", fmt, "--out", str(out))
         assert code == 0, err
@@ -256,6 +267,43 @@ def test_deletion_before_its_older_entry_wins(store: Store, tmp_path: Path) -> N
     assert (report.added, report.deleted, report.deletions_unmatched) == (2, 1, 0)
     # e1 was deleted after it was listed; e2 was listed again after its deletion.
     assert matchable_md5s(store, "d") == {MD5_C}
+
+
+def test_deletion_in_an_earlier_file_waits_for_its_entry(store: Store, tmp_path: Path) -> None:
+    """Across files (or feed pages) too: a deletion that came first waits for its entry
+    and wins by timestamp; a newer entry wins over an older deletion."""
+    first, second = tmp_path / "first.xml", tmp_path / "second.xml"
+    first.write_bytes(
+        ncmec_doc(
+            "<images><deletedImage><id>e1</id><member id='7'/>"
+            "<timestamp>2025-05-01T00:00:00Z</timestamp></deletedImage>"
+            "<deletedImage><id>e2</id><member id='7'/>"
+            "<timestamp>2025-05-01T00:00:00Z</timestamp></deletedImage></images>"
+        )
+    )
+    second.write_bytes(
+        ncmec_doc(
+            "<images><image><id>e1</id><member id='7'/><timestamp>2025-04-01T00:00:00Z"
+            f"</timestamp><fingerprints><md5>{MD5_B}</md5></fingerprints></image>"
+            "<image><id>e2</id><member id='7'/><timestamp>2025-06-01T00:00:00Z</timestamp>"
+            f"<fingerprints><md5>{MD5_C}</md5></fingerprints></image></images>"
+        )
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "w")
+        before = exchange.import_file(session, hash_list, first, "ncmec-xml")
+        assert before.deletions_unmatched == 2
+        assert waiting_count(session, hash_list) == 2
+    with store.session() as session:
+        hash_list = L.get_list(session, "w")
+        after = exchange.import_file(session, hash_list, second, "ncmec-xml")
+        assert (after.added, after.deleted) == (2, 1)
+        assert waiting_count(session, hash_list) == 0  # both settled
+        tombstoned = exchange.export_report(session, hash_list, "ncmec-xml", include_deleted=True)
+    # e1 (older than its deletion) is gone; e2 (newer) stays.
+    assert matchable_md5s(store, "w") == {MD5_C}
+    assert tombstoned.deletions == 1
+    assert b"<deletedImage>" in tombstoned.data and b"2025-05-01T00:00:00Z" in tombstoned.data
 
 
 def test_since_last_never_skips_an_unseen_entry_of_an_unordered_page(
@@ -573,3 +621,48 @@ def test_threatexchange_lines_and_dataset_csv_both_ways(store: Store, tmp_path: 
         again = L.create_list(session, "tel-again")
         report = exchange.import_file(session, again, back, "te-csv")
     assert (report.added, report.errors) == (3, [])
+
+
+def test_hma_bank_content_both_ways(store: Store, tmp_path: Path) -> None:
+    """HMA's curation API answers `{"id", "signals"}` and takes a bare signals object;
+    our export is one content a line that threatexchange's signal types accept."""
+    from threatexchange.signal_type.md5 import VideoMD5Signal
+    from threatexchange.signal_type.pdq.signal import PdqSignal
+
+    bank = tmp_path / "bank.jsonl"
+    bank.write_text(
+        json.dumps({"id": 1234, "signals": {"pdq": PDQ, "video_md5": MD5_B}})
+        + "\n"
+        + json.dumps({"pdq": "0f" * 32})
+        + "\n"
+        + json.dumps({"id": 9, "signals": {"url": "https://example.com/"}})
+        + "\n"
+    )
+    array = tmp_path / "bank.json"
+    array.write_text(json.dumps([{"id": 5, "signals": {"video_md5": MD5_C}}]))
+    with store.session() as session:
+        hash_list = L.create_list(session, "hma")
+        report = exchange.import_file(session, hash_list, bank, "hma-json")
+        assert report.added == 2 and [e["position"] for e in report.errors] == ["line 3"]
+        assert exchange.import_file(session, hash_list, array, "hma-json").added == 1
+        result = exchange.export_report(session, hash_list, "hma-json")
+    contents = [json.loads(line) for line in result.data.decode().splitlines()]
+    assert result.written == 3
+    by_type = {k: v for c in contents for k, v in c["signals"].items() if k == "pdq"}
+    assert set(by_type.values()) <= {PDQ, "0f" * 32}
+    names = {PdqSignal.get_name(): PdqSignal, VideoMD5Signal.get_name(): VideoMD5Signal}
+    seen = set()
+    for content in contents:
+        assert isinstance(content["id"], int)
+        for kind, value in content["signals"].items():
+            assert names[kind].validate_signal_str(value) == value  # HMA's own check
+            seen.add((kind, value))
+    assert seen == {("pdq", PDQ), ("video_md5", MD5_B), ("pdq", "0f" * 32), ("video_md5", MD5_C)}
+    back = tmp_path / "back.jsonl"
+    back.write_bytes(result.data)
+    with store.session() as session:
+        again = L.create_list(session, "hma-again")
+        report = exchange.import_file(session, again, back, "hma-json")
+        assert (report.added, report.errors) == (3, [])
+        md5_entries = exchange.export_report(session, again, "te-lines").data.decode()
+    assert f"video_md5 {MD5_B}" in md5_entries and f"video_md5 {MD5_C}" in md5_entries

@@ -23,6 +23,8 @@ COMMANDS = {
              "which match."),
     "evidence": ("ridgeline.cli.review", "evidence",
                  "Media kept for review, encrypted at rest (AES-GCM)."),
+    "exchange": ("ridgeline.cli.exchange_live", "exchange",
+                 "Live exchange sources: NCMEC hash sharing, StopNCII, ThreatExchange."),
     "flood": ("ridgeline.cli.scan", "flood",
               "Entries held by flood control (their matches fire no actions)."),
     "hash": ("ridgeline.cli.hash", "hash_command",

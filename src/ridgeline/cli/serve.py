@@ -67,6 +67,16 @@ from ridgeline.cli.common import db_option, handle_errors
     help="Batch report drafts of one file once this many users' drafts carry it "
     "(batchedReport, VIRAL_POTENTIAL_MEME).",
 )
+@click.option(
+    "--exchange-interval",
+    "exchange_interval_s",
+    envvar="RIDGELINE_EXCHANGE_INTERVAL",
+    default=0.0,
+    show_default=True,
+    type=float,
+    help="Seconds between checks for live exchange sources due a fetch (0: off; "
+    "env RIDGELINE_EXCHANGE_INTERVAL).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -87,6 +97,7 @@ def serve(
     webhook_max_attempts: int,
     webhook_timeout: float,
     viral_users: int | None,
+    exchange_interval_s: float,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -116,6 +127,7 @@ def serve(
         webhook_max_attempts=webhook_max_attempts,
         webhook_timeout_s=webhook_timeout,
         viral_users=viral_users,
+        exchange_interval_s=exchange_interval_s,
     )
     os.environ[ENV_CONFIG] = config.to_env()
     options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)

@@ -2,7 +2,8 @@
 
 Formats: `ncmec-xml` (NCMEC hash sharing), `vics` (Project VIC 1.3 and 2.0), `icse`
 (INTERPOL ICSE CSV), `stopncii` (StopNCII hash records), `te-lines` and `te-csv`
-(python-threatexchange's signal lines and dataset CSV), and our own `txt`, `csv` and
+(python-threatexchange's signal lines and dataset CSV), `hma-json` (HMA bank
+content), and our own `txt`, `csv` and
 `jsonl` (`ridgeline.exchange.native`). Every reader is tolerant (bad records are
 reported with their position and skipped) and parses into the same `ParseResult`;
 one writer (`ridgeline.exchange.apply.apply_records`) stores every format, so every
@@ -38,6 +39,7 @@ from ridgeline.exchange.records import (
     starts_utf16,
     stream_lines,
 )
+from ridgeline.exchange.tombstones import apply_with_tombstones
 from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import utcnow
 
@@ -49,6 +51,7 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     stopncii.NAME: stopncii.parse,
     threatexchange.LINES: threatexchange.parse,
     threatexchange.CSV: threatexchange.parse_csv,
+    threatexchange.HMA: threatexchange.parse_hma,
 }
 #: Every format `import_file` reads: our own, then the partner formats.
 IMPORT_FORMATS = (*native.FORMATS, *PARSERS)
@@ -75,6 +78,7 @@ __all__ = [
     "ImportReport",
     "ParseResult",
     "apply_records",
+    "apply_with_tombstones",
     "export_items",
     "export_list",
     "export_report",
@@ -153,7 +157,7 @@ def _apply(
         since = last_timestamp(session, hash_list, source or fmt)
     elif isinstance(since, str):
         raise BadInput(f"since must be a time or 'last', not {since!r}")
-    return apply_records(
+    return apply_with_tombstones(
         session,
         hash_list,
         parsed,
@@ -365,4 +369,6 @@ def _write(
         return threatexchange.export(items)
     if fmt == threatexchange.CSV:
         return threatexchange.export_csv(items, collab=hash_list.name)
+    if fmt == threatexchange.HMA:
+        return threatexchange.export_hma(items)
     return stopncii.export(items)

@@ -7,19 +7,27 @@ ours: `pdq` -> pdq, `vpdq` -> vpdq, `video_md5` -> md5 and `video_sha256` -> sha
 video (threatexchange has no image MD5 or SHA-256, so those are not written); other
 types (`url`, `raw_text`, ...) are reported and skipped. A dataset row whose category
 is not `POSITIVE_CLASS` (a negative opinion or an investigation seed) is not listable.
+`hma-json`: HMA's bank content as its curation API writes and takes it: one content
+a line, `{"id": 1234, "signals": {"pdq": "...", "video_md5": "..."}}` (the answer of
+`POST /c/bank/<bank>/content`), or a bare `{"pdq": "..."}` signals object (the body of
+`POST /c/bank/<bank>/signal`); a JSON array of either is read too.
 """
 
 from __future__ import annotations
 
 import csv
 import io
+import json
 from collections.abc import Sequence
+from typing import Any
 
+from ridgeline.exchange.jsonutil import loads, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, decode_text
 
 LINES = "te-lines"
 CSV = "te-csv"
-FORMATS = (LINES, CSV)
+HMA = "hma-json"
+FORMATS = (LINES, CSV, HMA)
 #: threatexchange signal type -> our signal.
 SIGNAL_TYPES = {"pdq": "pdq", "vpdq": "vpdq", "video_md5": "md5", "video_sha256": "sha256"}
 _VIDEO_ONLY = {"md5": "video_md5", "sha256": "video_sha256"}
@@ -121,3 +129,77 @@ def export_csv(items: Sequence[ExportItem], *, collab: str) -> bytes:
                 }
             )
     return out.getvalue().encode()
+
+
+def parse_hma(data: bytes, what: str = HMA) -> ParseResult:
+    """Read HMA bank content: JSON lines, one document, or an array of contents."""
+    result = ParseResult(HMA)
+    text = decode_text(data, what).strip()
+    items: list[tuple[str, Any]] = []
+    try:
+        doc = loads(text) if text else []
+        items = (
+            [(pointer(i), v) for i, v in enumerate(doc)]
+            if isinstance(doc, list)
+            else [("line 1", doc)]
+        )
+    except (json.JSONDecodeError, RecursionError):
+        for number, line in enumerate(text.splitlines(), 1):
+            if not line.strip():
+                continue
+            try:
+                items.append((f"line {number}", loads(line)))
+            except json.JSONDecodeError as exc:
+                result.reject(f"line {number}", f"malformed JSON at column {exc.colno}: {exc.msg}")
+            except RecursionError:
+                result.reject(f"line {number}", "JSON nested too deeply to read")
+    for position, item in items:
+        _hma_content(result, position, item)
+    return result
+
+
+def _hma_content(result: ParseResult, position: str, item: Any) -> None:
+    bad = problem(item)
+    if bad is not None or not isinstance(item, dict):
+        result.reject(position, bad or "expected a bank content object")
+        return
+    raw = item.get("signals", item if "id" not in item else None)
+    if not isinstance(raw, dict) or not raw:
+        result.reject(position, "bank content has no signals object")
+        return
+    signals: dict[str, str] = {}
+    video = False
+    for kind, value in raw.items():
+        signal = SIGNAL_TYPES.get(str(kind).lower())
+        if signal is None:
+            expected = ", ".join(SIGNAL_TYPES)
+            result.reject(position, f"signal type {kind!r} is not one Ridgeline reads ({expected})")
+            continue
+        if not isinstance(value, str) or not value.strip():
+            result.reject(position, f"{kind} is not a hash string")
+            continue
+        signals[signal] = value.strip()
+        video = video or str(kind).lower().startswith("video") or signal == "vpdq"
+    if not signals:
+        return
+    content_id = item.get("id")
+    bank = item.get("bank")
+    record = ExchangeRecord(
+        position=position,
+        signals=signals,
+        source="hma",
+        origin_entry_id=str(content_id) if isinstance(content_id, int | str) else None,
+        origin_list=str(bank) if isinstance(bank, str) else None,
+        extra={"entry_type": "video"} if video else {},
+    )
+    result.add(record)
+
+
+def export_hma(items: Sequence[ExportItem]) -> bytes:
+    """One bank content a line: `{"id", "signals"}`, signals named as HMA names them."""
+    lines = []
+    for item in items:
+        pairs = _pairs(item)
+        if pairs:
+            lines.append(json.dumps({"id": item.entry_id, "signals": dict(pairs)}))
+    return "".join(f"{line}\n" for line in lines).encode()

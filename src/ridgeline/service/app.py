@@ -122,6 +122,9 @@ class ServiceConfig:
             max_delay_s=self.webhook_max_delay_s,
             timeout_s=self.webhook_timeout_s,
         )
+    #: Seconds between checks for live exchange sources due a fetch (0: no scheduled
+    #: fetches). Worker 0 alone runs them, in a thread of its own.
+    exchange_interval_s: float = 0.0
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -399,10 +402,19 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         app.state.matcher = matcher
         matcher.index.start_refresh()
         deliverer.start()
+        scheduler = None
+        if config.exchange_interval_s > 0 and os.environ.get(ENV_WORKER, "0") == "0":
+            from ridgeline.exchange.live import Scheduler
+
+            scheduler = Scheduler(store, config.exchange_interval_s)
+            scheduler.start()
+        app.state.exchange_scheduler = scheduler
         gc.freeze()  # start-up objects live forever: keep them out of every GC pass
         try:
             yield
         finally:
+            if scheduler is not None:
+                scheduler.stop()
             matcher.index.stop_refresh()
             deliverer.stop()
             annotator.close()
