@@ -122,6 +122,7 @@ class ServiceConfig:
             max_delay_s=self.webhook_max_delay_s,
             timeout_s=self.webhook_timeout_s,
         )
+
     #: Seconds between checks for live exchange sources due a fetch (0: no scheduled
     #: fetches). Worker 0 alone runs them, in a thread of its own.
     exchange_interval_s: float = 0.0
