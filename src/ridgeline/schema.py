@@ -6,6 +6,7 @@ above every concept, so no concept (and not `ridgeline.store`) imports it.
 """
 
 from ridgeline.audit import models as audit_models  # noqa: F401
+from ridgeline.cases import models as cases_models  # noqa: F401
 from ridgeline.evidence import models as evidence_models  # noqa: F401
 from ridgeline.exchange import models as exchange_models  # noqa: F401
 from ridgeline.feedback import models as feedback_models  # noqa: F401

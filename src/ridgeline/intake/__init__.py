@@ -1,0 +1,1 @@
+"""Intake: receive -> store -> identifiers -> link -> triage -> route (docs/intake.md)."""
