@@ -13,7 +13,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridgeline.store.models import Base
@@ -48,7 +48,7 @@ class ReportAvailability(Base):
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    report_id: Mapped[int] = mapped_column(Integer)
+    report_id: Mapped[int] = mapped_column(ForeignKey("received_reports.id", ondelete="CASCADE"))
     agency: Mapped[str] = mapped_column(String(200))
     #: ["reported person's address: US/TX", "IP 192.0.2.7 (Login ...): US/TX (iptocc)"]
     why: Mapped[list[str]] = mapped_column(JSON, default=list)
@@ -66,7 +66,7 @@ class LegalProcess(Base):
     __table_args__ = (Index("ix_legal_process_report", "report_id", "agency"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    report_id: Mapped[int] = mapped_column(Integer)
+    report_id: Mapped[int] = mapped_column(ForeignKey("received_reports.id", ondelete="CASCADE"))
     agency: Mapped[str] = mapped_column(String(200))
     #: warrant, court order, subpoena
     kind: Mapped[str] = mapped_column(String(32))

@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, Index, Integer, String, Text
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridgeline.store.models import Base
@@ -25,7 +25,9 @@ class TriagePriority(Base):
     __table_args__ = (Index("ix_triage_priorities_queue", "priority", "received_at"),)
 
     #: the received report (intake's row id)
-    report_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    report_id: Mapped[int] = mapped_column(
+        ForeignKey("received_reports.id", ondelete="CASCADE"), primary_key=True, autoincrement=False
+    )
     #: the priority in force (the override's when there is one)
     priority: Mapped[int] = mapped_column(Integer)
     #: what the rules gave
