@@ -488,3 +488,14 @@ def status(environment: str, endpoint: str | None, fmt: str | None) -> None:
     )
     if not reply.ok:
         sys.exit(1)
+
+
+def _add_triage_commands() -> None:
+    """Triage of received reports (queue, override, stats, triage-rules): cli/triage.py."""
+    from ridgeline.cli.triage import COMMANDS
+
+    for command in COMMANDS:
+        reports.add_command(command)
+
+
+_add_triage_commands()

@@ -168,18 +168,30 @@ def view_report(session: Session, report_id: int, agency: str, actor: str) -> Re
 def view_file(
     session: Session, report_id: int, position: int, agency: str, actor: str
 ) -> FileAccess:
-    """One file's details for `agency`; `FileLocked` under the Wilson rule. Both the view
-    and a refusal are logged (`le.view_file`, `le.file_refused`)."""
+    """One file's details for `agency` (logged as `le.view_file`); `FileLocked` under the
+    Wilson rule. The refusal rolls the caller's transaction back with the error, so the
+    caller logs it in a transaction of its own with `log_refusal`."""
     _row, _report, files = _load(session, report_id, agency)
     if not 0 <= position < len(files):
         raise BadInput(f"received report {report_id} has no file {position} ({len(files)} files)")
     locked, why = file_gate(files[position], position, _process(session, report_id, agency))
-    subject = f"received_report:{report_id}/file:{position}"
     if locked:
-        auditlog.append(session, actor, "le.file_refused", subject, {"agency": agency})
         raise FileLocked(f"file {position} of received report {report_id} is locked: {why}")
-    auditlog.append(session, actor, "le.view_file", subject, {"agency": agency, "why": why})
+    auditlog.append(
+        session, actor, "le.view_file", _file_subject(report_id, position), {"agency": agency}
+    )
     return FileAccess(position, False, why, to_json(files[position]))
+
+
+def _file_subject(report_id: int, position: int) -> str:
+    return f"received_report:{report_id}/file:{position}"
+
+
+def log_refusal(session: Session, report_id: int, position: int, agency: str, actor: str) -> None:
+    """Log that a locked file was asked for (`le.file_refused`)."""
+    auditlog.append(
+        session, actor, "le.file_refused", _file_subject(report_id, position), {"agency": agency}
+    )
 
 
 def enter_legal_process(
