@@ -16,6 +16,8 @@ COMMANDS = {
     "audit": ("ridgeline.cli.audit", "audit_group",
               "Audit a list: sample, blind independent verdicts, report with confidence "
               "intervals."),
+    "cases": ("ridgeline.cli.intake", "cases",
+              "Cases: received reports linked by the identifiers they share."),
     "db": ("ridgeline.cli.db", "db_group", "Database schema and location."),
     "demo": ("ridgeline.cli.demo", "demo",
              "Build hash lists from benign generated images (one through three-reviewer "
