@@ -42,6 +42,9 @@ COMMANDS = {
                    "Files moved aside by the quarantine action."),
     "reports": ("ridgeline.cli.reports", "reports",
                 "CyberTipline reports: create, validate, file, retract (the test server first)."),
+    "routing": ("ridgeline.cli.routing", "routing_group",
+                "Which agency receives which reports: rules by country and US state, "
+                "fallback desk."),
     "review": ("ridgeline.cli.review", "review",
                "Multi-review queue: next item, verdicts, media views, status."),
     "reviewers": ("ridgeline.cli.reviewers", "reviewers",

@@ -504,3 +504,14 @@ def _add_intake() -> None:
 
 
 _add_intake()
+
+
+def _add_triage_commands() -> None:
+    """Triage of received reports (queue, override, stats, triage-rules): cli/triage.py."""
+    from ridgeline.cli.triage import COMMANDS
+
+    for command in COMMANDS:
+        reports.add_command(command)
+
+
+_add_triage_commands()

@@ -443,9 +443,11 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
 
     from ridgeline.service.routes import register_routes
     from ridgeline.service.routes_reports import register_report_routes
+    from ridgeline.service.routes_triage import register_triage_routes
 
     register_routes(app)
     register_report_routes(app)
+    register_triage_routes(app)
     return app
 
 
