@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ridgeline.cases.models import (
@@ -49,6 +49,8 @@ from ridgeline.store.bulk import insert_rows
 from ridgeline.timeutil import as_utc, utcnow
 
 EXACT_FILE_KINDS = ("md5", "sha1", "sha256")
+#: PostgreSQL advisory lock key of the linker.
+LINK_LOCK = 7340213
 CHUNK = 500
 
 
@@ -416,6 +418,10 @@ class Linker:
         if not new:
             return result
         cfg = self.config
+        if session.get_bind().dialect.name == "postgresql":
+            # One linker at a time: the next one waits for this commit and then sees it
+            # (SQLite serialises writers already: the batch's first insert locks).
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK})
         batch_ids = {rid for rid, _ in new}
         viral = self._viral(session, new, result)
         apart = separations(session)

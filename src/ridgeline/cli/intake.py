@@ -79,7 +79,7 @@ def intake_command(
 
     docs = from_paths(list(paths), in_format)
     store = open_store(db, create=True)
-    pipeline = Pipeline(_config(ip_window_hours, viral_threshold), default_steps())
+    pipeline = Pipeline(_config(ip_window_hours, viral_threshold), default_steps(store))
     refused = 0
     with Writer("jsonl") as out:
         chunk: list[Any] = []

@@ -197,9 +197,9 @@ def ingest(
     return Pipeline(config, default_steps()).ingest(session, items, received_by=received_by)
 
 
-def default_steps() -> list[Step]:
-    """Triage and routing, when those capabilities are installed (see `ridgeline.triage`,
-    `ridgeline.routing`); none otherwise."""
+def default_steps(store: Any = None) -> list[Step]:
+    """The steps after linking: triage and routing (`store` lets triage open its own
+    connections for the victims series check)."""
     return []
 
 
