@@ -121,9 +121,7 @@ class Pipeline:
                     select(ReceivedReport.idempotency_key, ReceivedReport.id).where(
                         ReceivedReport.idempotency_key.in_(wanted[start : start + 500])
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         outcomes: list[Outcome | None] = [None] * len(items)
         to_store: list[received.ToStore] = []
