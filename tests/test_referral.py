@@ -92,6 +92,21 @@ def test_intake_triages_and_routes(routed: tuple[Store, list[int]]) -> None:
     assert st["intake_to_availability"]["count"] == 3
 
 
+def test_linked_reports_raise_the_earlier_reports_of_a_case(store: Store) -> None:
+    first = ingest(store, [doc(make_report(user="shared", info=f"a{i}")) for i in range(3)])
+    with store.session() as s:
+        assert {triage.current(s, i).priority for i in first} == {3}  # type: ignore[union-attr]
+        triage.override(s, first[0], 4, "duplicate of an older report", actor="analyst-a")
+    later = ingest(store, [doc(make_report(user="shared", info=f"b{i}")) for i in range(3)])
+    with store.session() as s:
+        for rid in first[1:] + later:
+            stored = triage.current(s, rid)
+            assert stored is not None and stored.priority == 2, rid
+            assert "linked to 5 other report(s)" in stored.reasons[-1].detail
+        kept = triage.current(s, first[0])
+        assert kept is not None and (kept.priority, kept.computed_priority) == (4, 2)
+
+
 def test_le_sees_only_its_reports_and_wilson_locks_files(routed: tuple[Store, list[int]]) -> None:
     store, (tx, ny, _meme) = routed
     agency = "Texas ICAC Task Force"

@@ -11,18 +11,22 @@ and two bulk inserts. `extras` is what a received report's `show` adds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline import routing, triage
 from ridgeline.cases.core import linked_counts
+from ridgeline.cases.models import Case, CaseReport
+from ridgeline.reports import received
 from ridgeline.reports.model import FileDetails, Report
 from ridgeline.reports.models import ReceivedReport
 from ridgeline.routing.access import preservation_until
-from ridgeline.timeutil import isoformat
+from ridgeline.timeutil import as_utc, isoformat
+from ridgeline.triage.models import TriagePriority
 
 if TYPE_CHECKING:
     from ridgeline.store import Store
@@ -44,6 +48,8 @@ class AcceptedLike(Protocol):
     def parsed(self) -> ParsedLike: ...
     @property
     def received_at(self) -> dt.datetime: ...
+    @property
+    def case_id(self) -> int: ...
 
 
 class Referral:
@@ -87,6 +93,55 @@ class Referral:
             for a, it in zip(accepted, items, strict=True)
         ]
         routing.record_many(session, routed)
+        self.reassess_linked(session, {a.case_id for a in accepted}, set(ids))
+
+    def reassess_linked(
+        self,
+        session: Session,
+        case_ids: Collection[int],
+        skip: Collection[int] = (),
+    ) -> list[int]:
+        """Re-assess earlier reports of these cases that now have enough linked reports
+        for the `linked_reports` rule but were triaged before (their override, if any,
+        stays in force). Returns the re-assessed report ids."""
+        if self.rules.linked_reports is None or not case_ids:
+            return []
+        big = list(
+            session.scalars(
+                select(Case.id).where(
+                    Case.id.in_(sorted(case_ids)), Case.report_count > self.rules.linked_at_least
+                )
+            )
+        )
+        if not big:
+            return []
+        stale = [
+            int(rid)
+            for rid, reasons in session.execute(
+                select(TriagePriority.report_id, TriagePriority.reasons)
+                .join(CaseReport, CaseReport.report_id == TriagePriority.report_id)
+                .where(CaseReport.case_id.in_(big))
+            )
+            if rid not in skip and not any(r.get("rule") == "linked_reports" for r in reasons)
+        ]
+        if not stale:
+            return []
+        rows = [received.get(session, rid) for rid in stale]
+        docs = [received.document_of(row) for row in rows]
+        items = [
+            triage.Item(report, files, as_utc(row.received_at))
+            for row, (report, files) in zip(rows, docs, strict=True)
+        ]
+        counts = linked_counts(session, stale)
+        facts = triage.gather_facts(
+            session, items, linked_reports=[counts.get(i, 0) for i in stale], store=self.store
+        )
+        for rid, it, f in zip(stale, items, facts, strict=True):
+            assert it.received_at is not None
+            triage.record(
+                session, rid, it.received_at, triage.assess(it.report, it.files, f, self.rules)
+            )
+        return stale
 
     def close(self) -> None:
         self.geo.close()
