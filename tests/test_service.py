@@ -46,6 +46,7 @@ from ridgeline.service.auth import PERMISSION_KEY, POLICY, PUBLIC
 from ridgeline.service.keys import ROLES, create_key
 from ridgeline.service.workers import MIN_UPTIME_S
 from ridgeline.store import Store
+from triage_api_samples import AGENCY, TRIAGE_SAMPLES
 
 BAD = b"known bad (synthetic)\n"
 BAD_MD5 = hashlib.md5(BAD).hexdigest()
@@ -67,7 +68,10 @@ class Env:
         self.keys: dict[str, str] = {}
         with store.session() as s:
             for role in ROLES:
-                _, self.keys[role] = create_key(s, f"{role}-key", role, rate_limit=1000)
+                agency = AGENCY if role == "law-enforcement" else None
+                _, self.keys[role] = create_key(
+                    s, f"{role}-key", role, rate_limit=1000, agency=agency
+                )
             hl = L.create_list(s, "known")
             self.entry_id = L.add_entry(
                 s, hl, {"md5": BAD_MD5}, classifications=[{"scheme": "industry", "label": "A2"}],
@@ -211,6 +215,7 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
 }
 
 SAMPLES.update(REPORT_SAMPLES)
+SAMPLES.update(TRIAGE_SAMPLES)
 SAMPLES.update(INTAKE_SAMPLES)
 
 

@@ -138,6 +138,12 @@ def test_new_material_and_known_material() -> None:
     assert "new_material" not in rules_of(known)
 
 
+def test_meme_files_are_not_new_material() -> None:
+    f = facts(files_with_hashes=2, files_on_lists=0, new_files=0)
+    a = triage.assess(make_report(), [make_file(1, meme=True), make_file(2, meme=True)], f, RULES)
+    assert "new_material" not in rules_of(a) and a.priority == 4
+
+
 def test_unidentified_series() -> None:
     a = triage.assess(make_report(), (), facts(unidentified_series=("NCMEC:S-1",)), RULES)
     assert a.priority == 2

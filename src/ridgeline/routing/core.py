@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
@@ -43,7 +43,7 @@ from ridgeline.timeutil import as_utc, isoformat, utcnow
 #: The fallback desk's name when the rules table names none.
 DEFAULT_FALLBACK = "fallback desk"
 #: Core table: bulk inserts skip the ORM's per-row bookkeeping (intake writes 100,000s).
-_AVAILABILITY = ReportAvailability.__table__
+_AVAILABILITY: Table = ReportAvailability.__table__  # type: ignore[assignment]
 _CHUNK = 5000
 
 

@@ -5,9 +5,6 @@ Counts come from SQL aggregates; the durations are read as two columns and summa
 here. "Informational" is priority 4 (the triage rules' `informational` outcome or an
 analyst's override); every other priority is a referral. Charts are optional: matplotlib
 is imported only when they are asked for.
-
-`report_extras` is what a received report's `show` adds: priority, reasons,
-available_to and the preservation deadline.
 """
 
 from __future__ import annotations
@@ -21,13 +18,10 @@ from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ridgeline.reports.models import ReceivedReport
-from ridgeline.routing.access import preservation_until
-from ridgeline.routing.core import available_to
 from ridgeline.routing.models import ReportAvailability
 from ridgeline.timeutil import as_utc, isoformat
 from ridgeline.triage.models import TriagePriority
 from ridgeline.triage.rules import PRIORITIES
-from ridgeline.triage.stored import current
 
 CHART_FORMATS = ("png", "svg")
 
@@ -237,17 +231,3 @@ def write_charts(
             written.append(path)
         plt.close(fig)
     return written
-
-
-def report_extras(session: Session, report_id: int) -> dict[str, Any]:
-    """What a received report's `show` adds: priority, reasons, available_to, preservation."""
-    stored = current(session, report_id)
-    row = session.get(ReceivedReport, report_id)
-    return {
-        "priority": stored.priority if stored else None,
-        "priority_label": PRIORITIES[stored.priority] if stored else None,
-        "reasons": [r.to_json() for r in stored.reasons] if stored else [],
-        "override": stored.override if stored else None,
-        "available_to": [a.to_json() for a in available_to(session, report_id)],
-        "preservation_until": isoformat(preservation_until(row.received_at)) if row else None,
-    }

@@ -55,6 +55,9 @@ class TriageFacts:
     files_with_hashes: int = 0
     #: of those, files with a hash on a live (matchable) list entry
     files_on_lists: int = 0
+    #: files with hashes on no list and not marked potential meme or viral by the ESP
+    #: (None: count every file without a list match, as when facts are built by hand)
+    new_files: int | None = None
     #: series (database:series) of the report's files whose victim is not identified
     unidentified_series: tuple[str, ...] = ()
     #: other reports linked to this one (case linking)
@@ -168,15 +171,17 @@ def gather_facts(
             status = series_status(store, entry_ids=entry_ids, sha256s=shas)
     out = []
     for i, (item, files) in enumerate(zip(items, per_item, strict=True)):
-        with_hashes = on_lists = 0
+        with_hashes = on_lists = new = 0
         unidentified: set[str] = set()
-        for hashes in files:
+        for details, hashes in zip(item.files, files, strict=True):
             if not hashes:
                 continue
             with_hashes += 1
             entries = [e for h in hashes for e in listed.get(h, ())]
             if entries:
                 on_lists += 1
+            elif not _meme(details):
+                new += 1
             owners: list[int | str] = [*entries, *(v for s, v in hashes if s == "sha256")]
             for owner in owners:
                 for st in status.get(owner, ()):
@@ -186,6 +191,7 @@ def gather_facts(
             TriageFacts(
                 files_with_hashes=with_hashes,
                 files_on_lists=on_lists,
+                new_files=new,
                 unidentified_series=tuple(sorted(unidentified)),
                 linked_reports=int(linked_reports[i]) if linked_reports is not None else 0,
                 received_at=item.received_at,
@@ -288,12 +294,22 @@ def assess(
                 if getattr(notes, name, False):
                     fire(name, prio, f"report annotation: {name.replace('_', ' ')}")
 
-    if facts.files_with_hashes and not facts.files_on_lists:
+    new_files = (
+        facts.files_with_hashes - facts.files_on_lists
+        if facts.new_files is None
+        else facts.new_files
+    )
+    if new_files > 0 and not facts.files_on_lists:
         fire(
             "new_material",
             rules.new_material,
             f"apparently new material: none of {facts.files_with_hashes} file(s) "
-            "matched a hash list (a child who may still be abused)",
+            "matched a hash list (a child who may still be abused)"
+            + (
+                f"; {facts.files_with_hashes - new_files} marked meme or viral"
+                if facts.files_with_hashes > new_files
+                else ""
+            ),
         )
     if facts.unidentified_series:
         fire(

@@ -11,7 +11,7 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import Table, delete, select
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
@@ -23,7 +23,7 @@ from ridgeline.triage.rules import PRIORITIES
 
 _CHUNK = 5000
 #: Core table: bulk inserts skip the ORM's per-row bookkeeping (intake writes 100,000s).
-_TABLE = TriagePriority.__table__
+_TABLE: Table = TriagePriority.__table__  # type: ignore[assignment]
 
 
 @dataclass(frozen=True)
