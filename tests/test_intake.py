@@ -341,7 +341,11 @@ def test_cli_intake_folder_zip_jsonl_and_cases(tmp_path: Path, db_path: str) -> 
     res = runner.invoke(
         main, ["reports", "show", "--received", str(rid), "--format", "json", "--db", db_path]
     )
-    assert json.loads(res.stdout)["case_id"] == case_id
+    shown = json.loads(res.stdout)
+    assert shown["case_id"] == case_id
+    # triaged and routed in the same intake run
+    assert shown["priority"] in (1, 2, 3, 4) and shown["reasons"]
+    assert shown["available_to"]
     other = linked[0]["reports"][1]
     res = runner.invoke(
         main,

@@ -191,14 +191,21 @@ def ingest(
     *,
     received_by: str | None = None,
 ) -> list[Outcome]:
-    """One batch through a fresh `Pipeline` (long runs keep one `Pipeline` instead)."""
+    """One batch through a fresh `Pipeline` with triage and routing (long runs keep one
+    `Pipeline` instead)."""
     return Pipeline(config, default_steps()).ingest(session, items, received_by=received_by)
 
 
-def default_steps(store: Any = None) -> list[Step]:
-    """The steps after linking: triage and routing (`store` lets triage open its own
-    connections for the victims series check)."""
-    return []
+def default_steps(
+    store: Any = None, *, triage_rules: str | None = None, city_db: str | None = None
+) -> list[Step]:
+    """The steps after linking: triage and routing (`ridgeline.referral`). `store` lets
+    triage check the victims registry; `triage_rules` is a rules file (None: the
+    documented defaults), `city_db` a MaxMind city database (None: RIDGELINE_GEOIP_CITY_DB,
+    else country from iptocc only)."""
+    from ridgeline.referral import Referral
+
+    return [Referral(store, rules=triage_rules, city_db=city_db)]
 
 
 __all__ = [
@@ -279,5 +286,7 @@ def report_view(session: Session, report_id: int) -> ReceivedView:
 
 
 def extras_of(session: Session, report_id: int) -> dict[str, Any]:
-    """What the later steps know of a report (triage, routing); empty without them."""
-    return {}
+    """What the later steps know of a report: priority, reasons, available_to, ..."""
+    from ridgeline.referral import extras
+
+    return extras(session, report_id)

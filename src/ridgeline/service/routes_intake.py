@@ -176,6 +176,10 @@ def register_intake_routes(app: FastAPI) -> None:
         "intake",
         tags=["intake"],
         response_model=IntakeBatchOut | IntakeRowOut,
+        responses={
+            201: {"model": IntakeRowOut, "description": "Stored (one document)"},
+            422: {"model": IntakeRowOut, "description": "Refused, with every problem"},
+        },
         openapi_extra={
             "requestBody": {
                 "required": True,
