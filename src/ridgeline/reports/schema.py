@@ -392,21 +392,34 @@ def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem
                     Problem(f"{path}/{key}", "an annotation is either set (true) or absent")
                 )
             continue
-        # Plain text needs no conversion (the common case, kept off the slow path).
-        plain = s.typ is str and not is_node
+        # The common cases (objects, plain text, true/false) are kept off the slow path;
+        # everything else goes through `_json_value`, which the answers must equal.
         if s.many:
             if not isinstance(raw, list):
                 raw = [raw]
-            if plain and all(isinstance(item, str) for item in raw):
-                kwargs[s.name] = tuple(raw)
-                continue
             where = f"{path}/{key}"
-            kwargs[s.name] = tuple(
-                v
-                for i, item in enumerate(raw)
-                if (v := _json_value(s, item, f"{where}[{i}]", problems)) is not None
-            )
-        elif plain and isinstance(raw, str):
+            if is_node:
+                nodes = []
+                for i, item in enumerate(raw):
+                    if isinstance(item, dict):
+                        nodes.append(from_json(s.typ, item, f"{where}[{i}]", problems))
+                    else:
+                        problems.append(Problem(f"{where}[{i}]", "expected an object"))
+                kwargs[s.name] = tuple(nodes)
+            elif s.typ is str and all(isinstance(item, str) for item in raw):
+                kwargs[s.name] = tuple(raw)
+            else:
+                kwargs[s.name] = tuple(
+                    v
+                    for i, item in enumerate(raw)
+                    if (v := _json_value(s, item, f"{where}[{i}]", problems)) is not None
+                )
+        elif is_node:
+            if isinstance(raw, dict):
+                kwargs[s.name] = from_json(s.typ, raw, f"{path}/{key}", problems)
+            else:
+                problems.append(Problem(f"{path}/{key}", "expected an object"))
+        elif (s.typ is str and isinstance(raw, str)) or (s.typ is bool and isinstance(raw, bool)):
             kwargs[s.name] = raw
         else:
             value = _json_value(s, raw, f"{path}/{key}", problems)

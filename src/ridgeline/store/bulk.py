@@ -25,7 +25,7 @@ def _sqlite_value(kind: str, value: Any) -> Any:
     if kind == "datetime":
         if value.tzinfo is not None:
             value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.strftime("%Y-%m-%d %H:%M:%S.%f")
+        return value.isoformat(" ", "microseconds")  # as SQLAlchemy stores it
     if kind == "bool":
         return 1 if value else 0
     if kind == "json":
