@@ -31,6 +31,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from intake_api_samples import INTAKE_SAMPLES
 from report_api_samples import REPORT_SAMPLES
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
@@ -45,6 +46,7 @@ from ridgeline.service.auth import PERMISSION_KEY, POLICY, PUBLIC
 from ridgeline.service.keys import ROLES, create_key
 from ridgeline.service.workers import MIN_UPTIME_S
 from ridgeline.store import Store
+from triage_api_samples import AGENCY, TRIAGE_SAMPLES
 
 BAD = b"known bad (synthetic)\n"
 BAD_MD5 = hashlib.md5(BAD).hexdigest()
@@ -66,7 +68,10 @@ class Env:
         self.keys: dict[str, str] = {}
         with store.session() as s:
             for role in ROLES:
-                _, self.keys[role] = create_key(s, f"{role}-key", role, rate_limit=1000)
+                agency = AGENCY if role == "law-enforcement" else None
+                _, self.keys[role] = create_key(
+                    s, f"{role}-key", role, rate_limit=1000, agency=agency
+                )
             hl = L.create_list(s, "known")
             self.entry_id = L.add_entry(
                 s, hl, {"md5": BAD_MD5}, classifications=[{"scheme": "industry", "label": "A2"}],
@@ -221,6 +226,8 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
 }
 
 SAMPLES.update(REPORT_SAMPLES)
+SAMPLES.update(TRIAGE_SAMPLES)
+SAMPLES.update(INTAKE_SAMPLES)
 
 
 def api_routes(app: Any) -> list[tuple[str, str, str | None]]:

@@ -6,6 +6,7 @@ above every concept, so no concept (and not `ridgeline.store`) imports it.
 """
 
 from ridgeline.audit import models as audit_models  # noqa: F401
+from ridgeline.cases import models as cases_models  # noqa: F401
 from ridgeline.evidence import models as evidence_models  # noqa: F401
 from ridgeline.exchange import models as exchange_models  # noqa: F401
 from ridgeline.feedback import models as feedback_models  # noqa: F401
@@ -13,8 +14,10 @@ from ridgeline.lists import models as lists_models  # noqa: F401
 from ridgeline.releases import models as releases_models  # noqa: F401
 from ridgeline.reports import models as report_models  # noqa: F401
 from ridgeline.review import models as review_models  # noqa: F401
+from ridgeline.routing import models as routing_models  # noqa: F401
 from ridgeline.scan import models as scan_models  # noqa: F401
 from ridgeline.service import models as service_models  # noqa: F401
 from ridgeline.store import models as store_models  # noqa: F401
+from ridgeline.triage import models as triage_models  # noqa: F401
 from ridgeline.victims import models as victims_models  # noqa: F401
 from ridgeline.webhooks import models as webhook_models  # noqa: F401

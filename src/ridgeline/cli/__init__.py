@@ -16,6 +16,8 @@ COMMANDS = {
     "audit": ("ridgeline.cli.audit", "audit_group",
               "Audit a list: sample, blind independent verdicts, report with confidence "
               "intervals."),
+    "cases": ("ridgeline.cli.intake", "cases",
+              "Cases: received reports linked by the identifiers they share."),
     "db": ("ridgeline.cli.db", "db_group", "Database schema and location."),
     "demo": ("ridgeline.cli.demo", "demo",
              "Build hash lists from benign generated images (one through three-reviewer "
@@ -42,6 +44,9 @@ COMMANDS = {
                    "Files moved aside by the quarantine action."),
     "reports": ("ridgeline.cli.reports", "reports",
                 "CyberTipline reports: create, validate, file, retract (the test server first)."),
+    "routing": ("ridgeline.cli.routing", "routing_group",
+                "Which agency receives which reports: rules by country and US state, "
+                "fallback desk."),
     "review": ("ridgeline.cli.review", "review",
                "Multi-review queue: next item, verdicts, media views, status."),
     "reviewers": ("ridgeline.cli.reviewers", "reviewers",

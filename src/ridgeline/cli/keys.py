@@ -20,16 +20,26 @@ def keys() -> None:
 @click.option(
     "--rate-limit", type=float, default=None, help="Requests per second (default: server's)."
 )
+@click.option(
+    "--agency",
+    default=None,
+    help="The agency a law-enforcement key acts for (it sees only reports made available to it).",
+)
 @db_option
 @format_option
 @handle_errors
 def keys_create(
-    role: str, name: str | None, rate_limit: float | None, db: str | None, fmt: str | None
+    role: str,
+    name: str | None,
+    rate_limit: float | None,
+    agency: str | None,
+    db: str | None,
+    fmt: str | None,
 ) -> None:
     """Create a key and print its secret (shown this once only)."""
     store = open_store(db)
     with store.session() as session:
-        key, secret = create_key(session, name or role, role, rate_limit=rate_limit)
+        key, secret = create_key(session, name or role, role, rate_limit=rate_limit, agency=agency)
         row = {**key_to_json(key), "key": secret}
     write_one(row, fmt)
     click.echo("Store the key now: it cannot be shown again.", err=True)
@@ -45,7 +55,7 @@ def keys_list(include_revoked: bool, db: str | None, fmt: str | None) -> None:
     store = open_store(db)
     with store.session() as session:
         rows = [key_to_json(k) for k in list_keys(session, include_revoked=include_revoked)]
-    columns = ["id", "prefix", "name", "role", "rate_limit", "revoked_at"]
+    columns = ["id", "prefix", "name", "role", "agency", "rate_limit", "revoked_at"]
     with Writer(fmt, columns=columns, keep=["prefix"]) as out:
         out.write_all(rows)
 

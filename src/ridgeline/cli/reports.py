@@ -87,13 +87,20 @@ def ls(state: str | None, limit: int, db: str | None, fmt: str | None) -> None:
 @reports.command("show")
 @click.argument("report_id", type=int)
 @click.option("--history", is_flag=True, help="Include every step taken so far.")
+@click.option("--received", is_flag=True, help="REPORT_ID is a received report (`reports intake`).")
 @db_option
 @format_option
 @handle_errors
-def show(report_id: int, history: bool, db: str | None, fmt: str | None) -> None:
+def show(report_id: int, history: bool, received: bool, db: str | None, fmt: str | None) -> None:
     """Show a report: state, NCMEC reportId, each file's fileId, every problem."""
     from ridgeline.reports import core
     from ridgeline.timeutil import isoformat
+
+    if received:
+        from ridgeline.cli.intake import show_received
+
+        show_received(report_id, db, fmt)
+        return
 
     store = open_store(db)
     with store.session() as session:
@@ -488,3 +495,23 @@ def status(environment: str, endpoint: str | None, fmt: str | None) -> None:
     )
     if not reply.ok:
         sys.exit(1)
+
+
+def _add_intake() -> None:
+    from ridgeline.cli.intake import intake_command
+
+    reports.add_command(intake_command)
+
+
+_add_intake()
+
+
+def _add_triage_commands() -> None:
+    """Triage of received reports (queue, override, stats, triage-rules): cli/triage.py."""
+    from ridgeline.cli.triage import COMMANDS
+
+    for command in COMMANDS:
+        reports.add_command(command)
+
+
+_add_triage_commands()

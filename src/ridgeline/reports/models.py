@@ -106,3 +106,79 @@ class CyberTipEvent(Base):
     actor: Mapped[str | None] = mapped_column(String(200))
     action: Mapped[str] = mapped_column(String(32))
     details: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+
+
+# ---------------------------------------------------------------- received reports
+#
+# The clearinghouse side: reports that arrive from providers (CLI or `POST /v1/intake`)
+# rather than reports we file. A received report is stored whole (the parsed document in
+# the public schema's JSON names, and the bytes as received, compressed) before it is
+# acknowledged; everything else (identifiers, cases, triage, routing) is derived from it.
+
+
+class ReceivedReport(Base):
+    """One report taken in; `idempotency_key` makes a repeated delivery harmless."""
+
+    __tablename__ = "received_reports"
+    __table_args__ = (
+        Index("ix_received_reports_sha256", "sha256"),
+        Index("ix_received_reports_received_at", "received_at"),
+        Index("ix_received_reports_incident_type", "incident_type"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    #: Where it came from: a path (`dir/a.xml`, `batch.zip!x/report.xml`, `f.jsonl:7`) or
+    #: `http`.
+    source: Mapped[str] = mapped_column(String(1000))
+    #: The client's Idempotency-Key, or `sha256:<digest of the document's bytes>`.
+    idempotency_key: Mapped[str] = mapped_column(String(200), unique=True)
+    #: SHA-256 of the document's bytes as received.
+    sha256: Mapped[str] = mapped_column(String(64))
+    received_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    #: The API key's name or the CLI actor.
+    received_by: Mapped[str | None] = mapped_column(String(200))
+    #: "xml" or "json".
+    format: Mapped[str] = mapped_column(String(8))
+    #: {"report": <report JSON>, "files": [<fileDetails JSON>, ...]}
+    document: Mapped[dict[str, Any]] = mapped_column(JSON)
+    #: The bytes as received, zlib-compressed (None when the sender gave parsed JSON only).
+    raw: Mapped[bytes | None] = mapped_column(LargeBinary)
+    incident_type: Mapped[str | None] = mapped_column(String(80))
+    #: The report's incidentDateTime (UTC).
+    incident_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The reporting ESP: incidentSummary/platform, else the reporter's email domain.
+    reporter: Mapped[str | None] = mapped_column(String(300))
+    file_count: Mapped[int] = mapped_column(Integer, default=0)
+    #: Warnings found at intake (errors refuse the report).
+    warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+
+
+class ReportIdentifier(Base):
+    """One normalised identifier of a received report (see `reports.identifiers`).
+
+    `kind`: email, phone, screen_name, esp_id, ip, device, md5, sha1, sha256, pdq.
+    `role`: reported (personOrUserReported and its associated accounts), recipient,
+    victim, reporter (the ESP's own desk: never links) or file.
+    """
+
+    __tablename__ = "report_identifiers"
+    __table_args__ = (
+        Index("ix_report_identifiers_kind_value", "kind", "value"),
+        Index("ix_report_identifiers_report", "report_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    report_id: Mapped[int] = mapped_column(ForeignKey("received_reports.id", ondelete="CASCADE"))
+    kind: Mapped[str] = mapped_column(String(16))
+    #: The normalised value (lower-case email, E.164 phone, canonical IP, lower-hex hash).
+    value: Mapped[str] = mapped_column(String(400))
+    role: Mapped[str] = mapped_column(String(16))
+    #: The ESP service of a screen name or ESP identifier (lower case).
+    service: Mapped[str | None] = mapped_column(String(200))
+    #: The device id type (IMEI, ICCID, ...), upper case.
+    device_type: Mapped[str | None] = mapped_column(String(64))
+    #: When the IP (or device) was seen.
+    event_at: Mapped[dt.datetime | None] = mapped_column()
+    possible_proxy: Mapped[bool] = mapped_column(default=False)
+    #: The identifier as written in the report (for display).
+    original: Mapped[str | None] = mapped_column(String(400))

@@ -37,6 +37,19 @@ POLICY: dict[str, frozenset[str]] = {
     "reports:read": frozenset({"admin", "curator", "reporter"}),
     "reports:edit": frozenset({"admin", "curator", "reporter"}),
     "reports:file": frozenset({"admin", "curator", "reporter"}),
+    # Received reports (clearinghouse): analysts triage; law enforcement sees only what
+    # was made available to its key's agency (routes_triage.py).
+    "triage:read": frozenset({"admin", "analyst"}),
+    "triage:override": frozenset({"admin", "analyst"}),
+    "routing:read": frozenset({"admin", "analyst"}),
+    "stats": frozenset({"admin", "analyst", "auditor"}),
+    "le:read": frozenset({"law-enforcement"}),
+    "le:legal-process": frozenset({"law-enforcement"}),
+    # Intake: the `intake` role (a provider's reporting system) may only send reports.
+    "intake": frozenset({"admin", "intake"}),
+    "intake:read": frozenset({"admin", "analyst"}),
+    "cases:read": frozenset({"admin", "analyst"}),
+    "cases:write": frozenset({"admin", "analyst"}),
 }
 
 

@@ -44,6 +44,7 @@ ROLES = (
     "analyst",
     "law-enforcement",
     "reporter",
+    "intake",
 )
 KEY_PREFIX = "rl_"
 CACHE_SECONDS = 5.0
@@ -64,22 +65,38 @@ def secret_digest(prefix: str, secret: str) -> str:
 
 @dataclass(frozen=True)
 class Principal:
-    """Who is calling: the key's id, name, role and rate limit."""
+    """Who is calling: the key's id, name, role, rate limit and (law enforcement) agency."""
 
     key_id: int
     name: str
     role: str
     rate_limit: float | None
+    agency: str | None = None
 
 
 def create_key(
-    session: Session, name: str, role: str, *, rate_limit: float | None = None
+    session: Session,
+    name: str,
+    role: str,
+    *,
+    rate_limit: float | None = None,
+    agency: str | None = None,
 ) -> tuple[ApiKey, str]:
-    """Create a key; returns the row and the secret, which is never stored or shown again."""
+    """Create a key; returns the row and the secret, which is never stored or shown again.
+
+    A `law-enforcement` key must name the agency it acts for (it sees only the reports
+    made available to that agency); no other role takes one."""
     if role not in ROLES:
         raise BadInput(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
     if not name.strip():
         raise BadInput("a key needs a name")
+    agency = agency.strip() if agency else None
+    if role == "law-enforcement" and not agency:
+        raise BadInput("a law-enforcement key needs --agency (the agency it acts for)")
+    if role != "law-enforcement" and agency:
+        raise BadInput(f"only law-enforcement keys are bound to an agency, not {role!r} keys")
+    if agency and len(agency) > 200:
+        raise BadInput("the agency name is longer than 200 characters")
     if rate_limit is not None and rate_limit <= 0:
         raise BadInput("rate limit must be a positive number of requests per second")
     prefix = secrets.token_hex(6)
@@ -91,6 +108,7 @@ def create_key(
         name=name.strip(),
         role=role,
         rate_limit=rate_limit,
+        agency=agency,
     )
     session.add(key)
     session.flush()
@@ -122,6 +140,7 @@ def key_to_json(key: ApiKey) -> dict[str, Any]:
         "name": key.name,
         "role": key.role,
         "rate_limit": key.rate_limit,
+        "agency": key.agency,
         "created_at": isoformat(key.created_at),
         "revoked_at": isoformat(key.revoked_at),
     }
@@ -206,7 +225,7 @@ class KeyVerifier:
                 return None
             if key.secret_digest is None:  # a key from before 0005: store its digest now
                 key.secret_digest = fast
-            principal = Principal(key.id, key.name, key.role, key.rate_limit)
+            principal = Principal(key.id, key.name, key.role, key.rate_limit, key.agency)
             secret_hash = key.secret_hash
         with self._lock:
             if len(self._cache) > 10_000:
@@ -249,7 +268,7 @@ class KeyVerifier:
         ids = {p.key_id for _, p, _ in snapshot.values()}
         with session_factory() as session:
             rows = {
-                k.id: (k.revoked_at is None, k.secret_hash, k.name, k.role, k.rate_limit)
+                k.id: (k.revoked_at is None, k.secret_hash, k.name, k.role, k.rate_limit, k.agency)
                 for k in session.scalars(select(ApiKey).where(ApiKey.id.in_(ids)))
             }
         expires = time.monotonic() + self.cache_seconds
@@ -259,5 +278,5 @@ class KeyVerifier:
                 if row is None or not row[0] or row[1] != secret_hash:
                     self._cache.pop(digest, None)
                 elif digest in self._cache:
-                    fresh = Principal(principal.key_id, row[2], row[3], row[4])
+                    fresh = Principal(principal.key_id, row[2], row[3], row[4], row[5])
                     self._cache[digest] = (expires, fresh, secret_hash)

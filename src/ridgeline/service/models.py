@@ -27,5 +27,8 @@ class ApiKey(Base):
     role: Mapped[str] = mapped_column(String(32))
     #: Requests per second allowed (token bucket); None means the server default.
     rate_limit: Mapped[float | None] = mapped_column()
+    #: The agency a `law-enforcement` key acts for: it sees only reports made available
+    #: to this agency (`ridgeline.routing.access`). None for every other role.
+    agency: Mapped[str | None] = mapped_column(String(200))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     revoked_at: Mapped[dt.datetime | None] = mapped_column()

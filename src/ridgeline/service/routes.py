@@ -238,6 +238,8 @@ class KeyIn(BaseModel):
     name: str = Field(max_length=NAME_MAX)
     role: str
     rate_limit: float | None = None
+    #: the agency a law-enforcement key acts for (required for that role only)
+    agency: str | None = Field(default=None, max_length=200)
 
 
 def register_routes(router: FastAPI) -> None:
@@ -630,7 +632,9 @@ def register_routes(router: FastAPI) -> None:
     def post_key(request: Request, body: KeyIn) -> NewKeyOut:
         """Create a key; the secret is in this answer only."""
         with request.app.state.store.session() as s:
-            key, secret = create_key(s, body.name, body.role, rate_limit=body.rate_limit)
+            key, secret = create_key(
+                s, body.name, body.role, rate_limit=body.rate_limit, agency=body.agency
+            )
             return NewKeyOut.model_validate({**key_to_json(key), "key": secret})
 
     @endpoint(router, "DELETE", "/keys/{key_id}", "keys", tags=["keys"])

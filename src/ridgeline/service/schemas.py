@@ -146,6 +146,7 @@ class KeyOut(Body):
     name: str
     role: str
     rate_limit: float | None
+    agency: str | None = None
     created_at: str | None
     revoked_at: str | None
 

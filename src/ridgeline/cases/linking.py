@@ -1,0 +1,690 @@
+"""Linking received reports into cases, incrementally, as they arrive.
+
+A case is a connected component of the graph whose nodes are reports and whose edges are
+shared identifiers (`reports.identifiers`); each edge is stored in `case_links` with the
+identifier that made it. Linking a batch is a union-find over the batch's reports and
+the existing cases they touch (one grouped, indexed query per identifier kind), so the
+cost of a batch depends on the batch, not on the database.
+
+Weak identifiers must not chain the world together, hence the rules (docs/intake.md):
+
+- the reporter's own contact details (the ESP's desk) never link (`identifiers.linkable`);
+- an IP links only to a sighting within `ip_window` of its own time, never when either
+  sighting is flagged `possibleProxy`;
+- a file (md5/sha1/sha256, or a PDQ within `pdq_threshold`) seen in more than
+  `viral_threshold` reports stops linking: those reports are bundled under the file
+  (`file_bundles`) and the links it made earlier are removed, their cases re-split;
+- a split by an analyst keeps the two sides apart: a later report that touches both joins
+  one and its link to the other is recorded as `cut`.
+
+Library functions flush and never commit.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import itertools
+from collections import defaultdict
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
+from sqlalchemy.orm import Session
+
+from ridgeline.cases.models import (
+    Case,
+    CaseEvent,
+    CaseLink,
+    CaseReport,
+    FileBundle,
+    FileBundleReport,
+)
+from ridgeline.errors import BadInput
+from ridgeline.index.hamming import HammingIndex, hex_to_rows
+from ridgeline.reports.identifiers import FILE_KINDS, Identifier, linkable
+from ridgeline.reports.models import ReportIdentifier
+from ridgeline.store.bulk import insert_rows
+from ridgeline.timeutil import as_utc, utcnow
+
+#: File identifiers counted (by exact value) for the viral rule.
+EXACT_FILE_KINDS = ("md5", "sha1", "sha256", "pdq")
+#: PostgreSQL advisory lock key of the linker.
+LINK_LOCK = 7340213
+CHUNK = 500
+
+
+@dataclass(frozen=True, slots=True)
+class LinkConfig:
+    """The linking rules' parameters (documented defaults)."""
+
+    #: Two sightings of one IP link only when at most this far apart.
+    ip_window: dt.timedelta = dt.timedelta(hours=24)
+    #: A file in more than this many reports bundles them instead of linking them.
+    viral_threshold: int = 20
+    #: PDQ hashes within this Hamming distance are the same picture (CONVENTIONS).
+    pdq_threshold: int = 31
+
+    def __post_init__(self) -> None:
+        if self.ip_window < dt.timedelta(0):
+            raise BadInput("the IP window must not be negative")
+        if self.viral_threshold < 1:
+            raise BadInput("the viral threshold must be at least 1")
+        if not 0 <= self.pdq_threshold <= 256:
+            raise BadInput("the PDQ threshold must be between 0 and 256")
+
+
+@dataclass(frozen=True, slots=True)
+class NewLink:
+    report_a: int
+    report_b: int
+    kind: str
+    value: str
+    cut: bool = False
+
+
+@dataclass
+class LinkResult:
+    """What linking a batch did."""
+
+    #: Each new report's case.
+    case_of: dict[int, int] = field(default_factory=dict)
+    links: list[NewLink] = field(default_factory=list)
+    new_cases: int = 0
+    merged_cases: int = 0
+    #: Files that became viral in this batch (kind, value).
+    viral: list[tuple[str, str]] = field(default_factory=list)
+
+
+class _UnionFind:
+    def __init__(self) -> None:
+        self.parent: dict[tuple[str, int], tuple[str, int]] = {}
+        #: Existing case ids in each root's set (to honour analysts' splits).
+        self.cases: dict[tuple[str, int], set[int]] = {}
+
+    def add(self, node: tuple[str, int]) -> None:
+        if node not in self.parent:
+            self.parent[node] = node
+            self.cases[node] = {node[1]} if node[0] == "c" else set()
+
+    def find(self, node: tuple[str, int]) -> tuple[str, int]:
+        root = node
+        while self.parent[root] != root:
+            root = self.parent[root]
+        while self.parent[node] != root:
+            self.parent[node], node = root, self.parent[node]
+        return root
+
+    def union(self, a: tuple[str, int], b: tuple[str, int], apart: set[frozenset[int]]) -> bool:
+        ra, rb = self.find(a), self.find(b)
+        if ra == rb:
+            return True
+        ca, cb = self.cases[ra], self.cases[rb]
+        if apart and any(frozenset((x, y)) in apart for x in ca for y in cb):
+            return False
+        self.parent[rb] = ra
+        self.cases[ra] = ca | cb
+        del self.cases[rb]
+        return True
+
+
+def _resolve(merged: dict[int, int], case_id: int) -> int:
+    seen = 0
+    while case_id in merged and seen < 10000:
+        case_id = merged[case_id]
+        seen += 1
+    return case_id
+
+
+def separations(session: Session) -> set[frozenset[int]]:
+    """Pairs of current case ids an analyst split apart (merged cases resolved)."""
+    events = session.execute(select(CaseEvent.details).where(CaseEvent.action == "split")).scalars()
+    pairs = [(int(d["case_id"]), int(d["new_case_id"])) for d in events]
+    if not pairs:
+        return set()
+    merged: dict[int, int] = {
+        int(a): int(b)
+        for a, b in session.execute(
+            select(Case.id, Case.merged_into).where(Case.merged_into.is_not(None))
+        )
+        if b is not None
+    }
+    out: set[frozenset[int]] = set()
+    for a, b in pairs:
+        ra, rb = _resolve(merged, a), _resolve(merged, b)
+        if ra != rb:
+            out.add(frozenset((ra, rb)))
+    return out
+
+
+class PdqNeighbours:
+    """The PDQ hashes of every stored report file, searchable by Hamming distance.
+
+    Loaded once from `report_identifiers` and extended with each batch (rows with a
+    higher id than the last seen are read first, so several intake processes stay
+    correct); new rows go to a small scanned tail, rebuilt into the MIH index when large.
+    """
+
+    def __init__(self) -> None:
+        self.last_id = 0
+        self.base = HammingIndex(np.zeros((0, 32), dtype=np.uint8))
+        self.base_reports = np.zeros(0, dtype=np.int64)
+        self.base_values: list[str] = []
+        self.tail_rows: list[np.ndarray] = []
+        self.tail_reports: list[int] = []
+        self.tail_values: list[str] = []
+        #: Reports whose hashes are in already (a batch is added before it is committed).
+        self.known: set[int] = set()
+
+    def refresh(self, session: Session, exclude: set[int]) -> None:
+        """Read PDQ rows stored since the last call (except the current batch's)."""
+        q = (
+            select(ReportIdentifier.id, ReportIdentifier.report_id, ReportIdentifier.value)
+            .where(ReportIdentifier.kind == "pdq", ReportIdentifier.id > self.last_id)
+            .order_by(ReportIdentifier.id)
+        )
+        rows = list(session.execute(q))
+        if rows:
+            self.last_id = max(self.last_id, rows[-1][0])
+        self._extend(
+            [(rid, v) for _, rid, v in rows if rid not in exclude and rid not in self.known]
+        )
+
+    def add(self, items: Sequence[tuple[int, str]]) -> None:
+        """Hashes of the batch just linked (searched by the next batches)."""
+        self._extend(items)
+
+    def _extend(self, items: Sequence[tuple[int, str]]) -> None:
+        if not items:
+            return
+        self.known.update(rid for rid, _ in items)
+        rows = hex_to_rows([v for _, v in items])
+        self.tail_rows.extend(rows)
+        self.tail_reports.extend(rid for rid, _ in items)
+        self.tail_values.extend(v for _, v in items)
+        if len(self.tail_reports) > max(4096, len(self.base) // 4):
+            self._rebuild()
+
+    def _rebuild(self) -> None:
+        hashes = np.concatenate([self.base.rows(), np.stack(self.tail_rows)]).astype(np.uint8)
+        self.base = HammingIndex.build(hashes)
+        self.base_reports = np.concatenate(
+            [self.base_reports, np.asarray(self.tail_reports, dtype=np.int64)]
+        )
+        self.base_values += self.tail_values
+        self.tail_rows, self.tail_reports, self.tail_values = [], [], []
+
+    def search(self, values: Sequence[str], radius: int) -> list[list[tuple[int, str]]]:
+        """For each query hash, the (report id, stored hash) within `radius`."""
+        out: list[list[tuple[int, str]]] = [[] for _ in values]
+        if not values:
+            return out
+        queries = hex_to_rows(list(values))
+        hits = self.base.search(queries, radius)
+        for q, r in zip(hits.query.tolist(), hits.row.tolist(), strict=True):
+            out[q].append((int(self.base_reports[r]), self.base_values[r]))
+        if self.tail_rows:
+            tail = HammingIndex(np.stack(self.tail_rows).astype(np.uint8))
+            hits = tail.search(queries, radius, method="scan")
+            for q, r in zip(hits.query.tolist(), hits.row.tolist(), strict=True):
+                out[q].append((self.tail_reports[r], self.tail_values[r]))
+        return out
+
+
+def _key(i: Identifier) -> tuple[str, str | None, str]:
+    return (i.kind, i.qualifier, i.value)
+
+
+class Linker:
+    """Links batches of new reports; holds the PDQ index between batches."""
+
+    def __init__(self, config: LinkConfig | None = None) -> None:
+        self.config = config or LinkConfig()
+        self.pdq = PdqNeighbours()
+
+    # ------------------------------------------------------------ queries
+
+    def _existing_exact(
+        self, session: Session, kind: str, values: Iterable[str]
+    ) -> list[tuple[str | None, str | None, str, int, int, int]]:
+        """(service, device_type, value, case_id, latest report, reports) grouped by case."""
+        ri, cr = ReportIdentifier, CaseReport
+        out: list[tuple[str | None, str | None, str, int, int, int]] = []
+        vals = sorted(set(values))
+        for start in range(0, len(vals), CHUNK):
+            q = (
+                select(
+                    ri.service,
+                    ri.device_type,
+                    ri.value,
+                    cr.case_id,
+                    func.max(ri.report_id),
+                    func.count(func.distinct(ri.report_id)),
+                )
+                .join(cr, cr.report_id == ri.report_id)
+                .where(
+                    ri.kind == kind,
+                    ri.value.in_(vals[start : start + CHUNK]),
+                    ri.role != "reporter",
+                )
+                .group_by(ri.service, ri.device_type, ri.value, cr.case_id)
+            )
+            out.extend(session.execute(q))
+        return out
+
+    def _existing_ips(
+        self, session: Session, values: Iterable[str]
+    ) -> list[tuple[str, int, dt.datetime | None, bool, int]]:
+        """(value, report, event_at, possible_proxy, case_id) of stored sightings."""
+        ri, cr = ReportIdentifier, CaseReport
+        out: list[tuple[str, int, dt.datetime | None, bool, int]] = []
+        vals = sorted(set(values))
+        for start in range(0, len(vals), CHUNK):
+            q = (
+                select(ri.value, ri.report_id, ri.event_at, ri.possible_proxy, cr.case_id)
+                .join(cr, cr.report_id == ri.report_id)
+                .where(
+                    ri.kind == "ip",
+                    ri.value.in_(vals[start : start + CHUNK]),
+                    ri.role != "reporter",
+                    ri.possible_proxy.is_(False),
+                    ri.event_at.is_not(None),
+                )
+            )
+            out.extend(session.execute(q))
+        return out
+
+    # ------------------------------------------------------------ viral files
+
+    def _viral(
+        self,
+        session: Session,
+        new: Sequence[tuple[int, Sequence[Identifier]]],
+        result: LinkResult,
+    ) -> set[tuple[str, str]]:
+        """Bundle reports under files in more than `viral_threshold` reports; returns the
+        viral (kind, value) pairs, which then link nothing."""
+        batch_files: dict[tuple[str, str], set[int]] = defaultdict(set)
+        for rid, idents in new:
+            for i in idents:
+                if i.kind in EXACT_FILE_KINDS and i.role == "file":
+                    batch_files[(i.kind, i.value)].add(rid)
+        if not batch_files:
+            return set()
+        by_kind: dict[str, list[str]] = defaultdict(list)
+        for kind, value in batch_files:
+            by_kind[kind].append(value)
+        ri_report = ReportIdentifier.report_id
+        bundles: dict[tuple[str, str], int] = {}
+        counts: dict[tuple[str, str], int] = defaultdict(int)
+        for kind, values in by_kind.items():
+            for start in range(0, len(values), CHUNK):
+                chunk = values[start : start + CHUNK]
+                for bid, value in session.execute(
+                    select(FileBundle.id, FileBundle.value).where(
+                        FileBundle.kind == kind, FileBundle.value.in_(chunk)
+                    )
+                ):
+                    bundles[(kind, value)] = bid
+                rest = [v for v in chunk if (kind, v) not in bundles]
+                if rest:
+                    q = (
+                        select(ReportIdentifier.value, func.count(func.distinct(ri_report)))
+                        .where(
+                            ReportIdentifier.kind == kind,
+                            ReportIdentifier.value.in_(rest),
+                            ReportIdentifier.role == "file",
+                        )
+                        .group_by(ReportIdentifier.value)
+                    )  # fmt: skip
+                    for value, n in session.execute(q):
+                        counts[(kind, value)] = int(n)
+        batch_ids = {rid for rid, _ in new}
+        viral: set[tuple[str, str]] = set()
+        members: list[dict[str, int]] = []
+        for key, rids in batch_files.items():
+            if key in bundles:
+                viral.add(key)
+                bid = bundles[key]
+                members += [{"bundle_id": bid, "report_id": r} for r in sorted(rids)]
+                session.execute(
+                    update(FileBundle)
+                    .where(FileBundle.id == bid)
+                    .values(report_count=FileBundle.report_count + len(rids))
+                )
+                continue
+            # The batch's own rows are stored already and counted by the query.
+            if counts.get(key, 0) <= self.config.viral_threshold:
+                continue
+            viral.add(key)
+            result.viral.append(key)
+            kind, value = key
+            all_reports = sorted(
+                set(
+                    session.execute(
+                        select(ReportIdentifier.report_id).where(
+                            ReportIdentifier.kind == kind,
+                            ReportIdentifier.value == value,
+                            ReportIdentifier.role == "file",
+                        )
+                    ).scalars()
+                )
+            )
+            bid = session.execute(
+                insert(FileBundle)
+                .values(kind=kind, value=value, report_count=len(all_reports), created_at=utcnow())
+                .returning(FileBundle.id)
+            ).scalar_one()
+            members += [{"bundle_id": bid, "report_id": r} for r in all_reports]
+            self._unlink(session, kind, value, exclude=batch_ids)
+        insert_rows(
+            session,
+            FileBundleReport.__table__,  # type: ignore[arg-type]
+            ("bundle_id", "report_id"),
+            [(m["bundle_id"], m["report_id"]) for m in members],
+        )
+        return viral
+
+    def _unlink(self, session: Session, kind: str, value: str, exclude: set[int]) -> None:
+        """Remove the links a now-viral file made and re-split the cases they held."""
+        rows = session.execute(
+            select(CaseLink.id, CaseLink.report_a, CaseLink.report_b).where(
+                CaseLink.kind == kind, CaseLink.value == value
+            )
+        ).all()
+        if not rows:
+            return
+        reports = {r.report_a for r in rows} | {r.report_b for r in rows}
+        case_ids = set(
+            session.execute(
+                select(CaseReport.case_id).where(CaseReport.report_id.in_(sorted(reports)))
+            ).scalars()
+        )
+        session.execute(delete(CaseLink).where(CaseLink.id.in_([r.id for r in rows])))
+        resplit(session, sorted(case_ids))
+
+    # ------------------------------------------------------------ linking
+
+    def link(
+        self,
+        session: Session,
+        new: Sequence[tuple[int, Sequence[Identifier]]],
+        *,
+        now: dt.datetime | None = None,
+    ) -> LinkResult:
+        """Put each new report (already stored, with its identifiers) into a case."""
+        at = as_utc(now or utcnow())
+        result = LinkResult()
+        if not new:
+            return result
+        cfg = self.config
+        if session.get_bind().dialect.name == "postgresql":
+            # One linker at a time: the next one waits for this commit and then sees it
+            # (SQLite serialises writers already: the batch's first insert locks).
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK})
+        batch_ids = {rid for rid, _ in new}
+        viral = self._viral(session, new, result)
+        apart = separations(session)
+        uf = _UnionFind()
+        for rid, _ in new:
+            uf.add(("r", rid))
+        candidates: list[tuple[tuple[str, int], tuple[str, int], NewLink]] = []
+
+        usable: list[tuple[int, list[Identifier]]] = []
+        for rid, idents in new:
+            keep = [
+                i
+                for i in idents
+                if linkable(i) and (i.kind not in FILE_KINDS or (i.kind, i.value) not in viral)
+            ]
+            usable.append((rid, keep))
+
+        # Exact identifiers: within the batch (chained in order) and against stored cases.
+        exact: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
+        ips: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
+        pdqs: list[tuple[int, str]] = []
+        for rid, keep in usable:
+            for i in keep:
+                if i.kind == "ip":
+                    assert i.event_at is not None
+                    ips[i.value].append((i.event_at, rid))
+                elif i.kind == "pdq":
+                    pdqs.append((rid, i.value))
+                else:
+                    lst = exact[_key(i)]
+                    if not lst or lst[-1] != rid:
+                        lst.append(rid)
+        by_kind: dict[str, set[str]] = defaultdict(set)
+        for kind, _, value in exact:
+            by_kind[kind].add(value)
+        for kind, values in by_kind.items():
+            rows = self._existing_exact(session, kind, values)
+            for service, device_type, value, case_id, latest, _n in rows:
+                qualifier = device_type if kind == "device" else service
+                rids = exact.get((kind, qualifier, value))
+                if not rids:
+                    continue
+                first = rids[0]
+                label = f"{qualifier}/{value}" if qualifier else value
+                candidates.append(
+                    (("r", first), ("c", case_id), NewLink(latest, first, kind, label))
+                )
+        for (kind, qualifier, value), rids in exact.items():
+            label = f"{qualifier}/{value}" if qualifier else value
+            for a, b in itertools.pairwise(rids):
+                candidates.append((("r", a), ("r", b), NewLink(a, b, kind, label)))
+
+        # IPs: only sightings within the window of each other.
+        window = cfg.ip_window
+        if ips:
+            stored: dict[str, list[tuple[dt.datetime, int, int]]] = defaultdict(list)
+            for value, rid, event_at, _proxy, case_id in self._existing_ips(session, ips):
+                if rid in batch_ids or event_at is None:
+                    continue
+                stored[value].append((as_utc(event_at), rid, case_id))
+            for value, sightings in ips.items():
+                sightings.sort()
+                for (ta, a), (tb, b) in itertools.pairwise(sightings):
+                    if a != b and tb - ta <= window:
+                        candidates.append((("r", a), ("r", b), NewLink(a, b, "ip", value)))
+                for t, rid in sightings:
+                    best: dict[int, tuple[dt.timedelta, int]] = {}
+                    for ts, other, case_id in stored.get(value, ()):
+                        gap = abs(ts - t)
+                        if gap <= window and (case_id not in best or gap < best[case_id][0]):
+                            best[case_id] = (gap, other)
+                    for case_id, (_gap, other) in best.items():
+                        candidates.append(
+                            (("r", rid), ("c", case_id), NewLink(other, rid, "ip", value))
+                        )
+
+        # PDQ: within the threshold of a stored file or of another file in the batch.
+        if pdqs:
+            self.pdq.refresh(session, exclude=batch_ids)
+            found = self.pdq.search([v for _, v in pdqs], cfg.pdq_threshold)
+            stored_reports = sorted({r for hits in found for r, _ in hits})
+            case_of_stored: dict[int, int] = {}
+            for start in range(0, len(stored_reports), CHUNK):
+                case_of_stored.update(
+                    session.execute(
+                        select(CaseReport.report_id, CaseReport.case_id).where(
+                            CaseReport.report_id.in_(stored_reports[start : start + CHUNK])
+                        )
+                    ).all()
+                )
+            batch_hashes = HammingIndex(hex_to_rows([v for _, v in pdqs]))
+            bhits = batch_hashes.search(batch_hashes.rows(), cfg.pdq_threshold, method="scan")
+            in_batch: dict[int, set[int]] = defaultdict(set)
+            for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
+                if pdqs[q][0] != pdqs[r][0]:
+                    in_batch[q].add(pdqs[r][0])
+            # A picture whose near copies are in more than the viral threshold of reports
+            # (earlier ones and this batch's) links nothing, like an exact viral file.
+            near_viral = {
+                q
+                for q in range(len(pdqs))
+                if len({r for r, _ in found[q]} | in_batch[q]) >= cfg.viral_threshold
+            }
+            for q, ((rid, value), hits) in enumerate(zip(pdqs, found, strict=True)):
+                if q in near_viral:
+                    continue
+                per_case: dict[int, int] = {}
+                for other, _v in hits:
+                    c = case_of_stored.get(other)
+                    if c is not None and other not in batch_ids:
+                        per_case[c] = max(per_case.get(c, 0), other)
+                for case_id, other in per_case.items():
+                    candidates.append(
+                        (("r", rid), ("c", case_id), NewLink(other, rid, "pdq", value))
+                    )
+            for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
+                a, b = pdqs[q][0], pdqs[r][0]
+                if q < r and a != b and q not in near_viral and r not in near_viral:
+                    candidates.append((("r", a), ("r", b), NewLink(a, b, "pdq", pdqs[q][1])))
+
+        # Union, honouring analysts' splits.
+        links: list[NewLink] = []
+        seen_links: set[tuple[int, int, str, str]] = set()
+        for na, nb, lk in candidates:
+            uf.add(na)
+            uf.add(nb)
+            ok = uf.union(na, nb, apart)
+            key = (min(lk.report_a, lk.report_b), max(lk.report_a, lk.report_b), lk.kind, lk.value)
+            if key in seen_links:
+                continue
+            seen_links.add(key)
+            links.append(lk if ok else NewLink(lk.report_a, lk.report_b, lk.kind, lk.value, True))
+
+        # Components -> cases: the oldest existing case survives; otherwise a new case.
+        components: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for rid, _ in new:
+            components[uf.find(("r", rid))].append(rid)
+        merges: dict[int, list[int]] = {}
+        targets: dict[tuple[str, int], int] = {}
+        need_new: list[tuple[str, int]] = []
+        for root, _members in components.items():
+            existing = sorted(uf.cases.get(root, set()))
+            if existing:
+                targets[root] = existing[0]
+                if len(existing) > 1:
+                    merges[existing[0]] = existing[1:]
+            else:
+                need_new.append(root)
+        if need_new:
+            created = session.execute(
+                insert(Case).returning(Case.id, sort_by_parameter_order=True),
+                [
+                    {"created_at": at, "updated_at": at, "state": "open", "report_count": 0}
+                    for _ in need_new
+                ],
+            ).scalars()
+            for root, cid in zip(need_new, created, strict=True):
+                targets[root] = cid
+            result.new_cases = len(need_new)
+        for target, others in merges.items():
+            session.execute(
+                update(CaseReport).where(CaseReport.case_id.in_(others)).values(case_id=target)
+            )
+            moved = session.execute(
+                select(func.coalesce(func.sum(Case.report_count), 0)).where(Case.id.in_(others))
+            ).scalar_one()
+            session.execute(
+                update(Case)
+                .where(Case.id.in_(others))
+                .values(state="merged", merged_into=target, report_count=0, updated_at=at)
+            )
+            session.execute(
+                update(Case)
+                .where(Case.id == target)
+                .values(report_count=Case.report_count + int(moved), updated_at=at)
+            )
+            result.merged_cases += len(others)
+        placed: list[tuple[int, int]] = []
+        added: dict[int, int] = defaultdict(int)
+        for root, members in components.items():
+            cid = targets[root]
+            added[cid] += len(members)
+            for rid in members:
+                placed.append((rid, cid))
+                result.case_of[rid] = cid
+        conn = session.connection()
+        insert_rows(session, CaseReport.__table__, ("report_id", "case_id"), placed)  # type: ignore[arg-type]
+        cases_t: Any = Case.__table__
+        conn.execute(
+            update(cases_t)
+            .where(cases_t.c.id == bindparam("cid"))
+            .values(report_count=cases_t.c.report_count + bindparam("n"), updated_at=at),
+            [{"cid": cid, "n": n} for cid, n in added.items()],
+        )
+        insert_rows(
+            session,
+            CaseLink.__table__,  # type: ignore[arg-type]
+            ("report_a", "report_b", "kind", "value", "created_at", "cut"),
+            [(lk.report_a, lk.report_b, lk.kind, lk.value[:400], at, lk.cut) for lk in links],
+        )
+        result.links = links
+        if pdqs:
+            self.pdq.add(pdqs)
+        session.flush()
+        return result
+
+
+def link(
+    session: Session,
+    new: Sequence[tuple[int, Sequence[Identifier]]],
+    config: LinkConfig | None = None,
+) -> LinkResult:
+    """Link one batch with a fresh `Linker` (an intake run keeps one `Linker` instead)."""
+    return Linker(config).link(session, new)
+
+
+def resplit(session: Session, case_ids: Sequence[int], *, now: dt.datetime | None = None) -> None:
+    """Recompute cases from their remaining (uncut) links: the component holding the
+    case's first report keeps the case id, every other component becomes a new case."""
+    at = as_utc(now or utcnow())
+    for case_id in case_ids:
+        members = sorted(
+            session.execute(select(CaseReport.report_id).where(CaseReport.case_id == case_id))
+            .scalars()
+            .all()
+        )
+        if len(members) < 2:
+            continue
+        mset = set(members)
+        uf = _UnionFind()
+        for m in members:
+            uf.add(("r", m))
+        for start in range(0, len(members), CHUNK):
+            chunk = members[start : start + CHUNK]
+            for a, b in session.execute(
+                select(CaseLink.report_a, CaseLink.report_b).where(
+                    CaseLink.report_a.in_(chunk), CaseLink.cut.is_(False)
+                )
+            ):
+                if b in mset:
+                    uf.union(("r", a), ("r", b), set())
+        groups: dict[tuple[str, int], list[int]] = defaultdict(list)
+        for m in members:
+            groups[uf.find(("r", m))].append(m)
+        if len(groups) < 2:
+            continue
+        ordered = sorted(groups.values(), key=lambda g: g[0])
+        for group in ordered[1:]:
+            cid = session.execute(
+                insert(Case)
+                .values(created_at=at, updated_at=at, state="open", report_count=len(group))
+                .returning(Case.id)
+            ).scalar_one()
+            for start in range(0, len(group), CHUNK):
+                session.execute(
+                    update(CaseReport)
+                    .where(CaseReport.report_id.in_(group[start : start + CHUNK]))
+                    .values(case_id=cid)
+                )
+        session.execute(
+            update(Case)
+            .where(Case.id == case_id)
+            .values(report_count=len(ordered[0]), updated_at=at)
+        )
+    session.flush()

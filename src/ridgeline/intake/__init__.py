@@ -1,0 +1,29 @@
+"""Intake: receive -> store -> identifiers -> link -> triage -> route (docs/intake.md)."""
+
+from ridgeline.intake.core import (
+    Accepted,
+    IntakeConfig,
+    Outcome,
+    Pipeline,
+    ReceivedView,
+    Step,
+    default_steps,
+    ingest,
+    report_view,
+)
+from ridgeline.intake.sources import Incoming, from_paths, submission
+
+__all__ = [
+    "Accepted",
+    "Incoming",
+    "IntakeConfig",
+    "Outcome",
+    "Pipeline",
+    "ReceivedView",
+    "Step",
+    "default_steps",
+    "from_paths",
+    "ingest",
+    "report_view",
+    "submission",
+]
