@@ -31,6 +31,7 @@ from fastapi.testclient import TestClient
 from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
+from intake_api_samples import INTAKE_SAMPLES
 from report_api_samples import REPORT_SAMPLES
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
@@ -215,6 +216,7 @@ SAMPLES: dict[tuple[str, str], Callable[[Env, str | None], dict[str, Any]]] = {
 
 SAMPLES.update(REPORT_SAMPLES)
 SAMPLES.update(TRIAGE_SAMPLES)
+SAMPLES.update(INTAKE_SAMPLES)
 
 
 def api_routes(app: Any) -> list[tuple[str, str, str | None]]:

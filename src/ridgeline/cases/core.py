@@ -145,7 +145,7 @@ def linked_counts(session: Session, report_ids: Sequence[int]) -> dict[int, int]
             select(CaseReport.report_id, Case.report_count)
             .join(Case, Case.id == CaseReport.case_id)
             .where(CaseReport.report_id.in_(chunk))
-        ).tuples():
+        ):
             out[int(rid)] = max(int(n) - 1, 0)
     return out
 
@@ -173,7 +173,7 @@ def _members(session: Session, case_ids: Sequence[int]) -> dict[int, list[int]]:
             select(CaseReport.report_id, CaseReport.case_id)
             .where(CaseReport.case_id.in_(list(case_ids[start : start + CHUNK])))
             .order_by(CaseReport.report_id)
-        ).tuples():
+        ):
             out[int(cid)].append(int(rid))
     return out
 

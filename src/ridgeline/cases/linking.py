@@ -30,7 +30,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import bindparam, delete, func, insert, select, update
+from sqlalchemy import bindparam, delete, func, insert, select, text, update
 from sqlalchemy.orm import Session
 
 from ridgeline.cases.models import (
@@ -48,7 +48,10 @@ from ridgeline.reports.models import ReportIdentifier
 from ridgeline.store.bulk import insert_rows
 from ridgeline.timeutil import as_utc, utcnow
 
-EXACT_FILE_KINDS = ("md5", "sha1", "sha256")
+#: File identifiers counted (by exact value) for the viral rule.
+EXACT_FILE_KINDS = ("md5", "sha1", "sha256", "pdq")
+#: PostgreSQL advisory lock key of the linker.
+LINK_LOCK = 7340213
 CHUNK = 500
 
 
@@ -144,7 +147,7 @@ def separations(session: Session) -> set[frozenset[int]]:
         int(a): int(b)
         for a, b in session.execute(
             select(Case.id, Case.merged_into).where(Case.merged_into.is_not(None))
-        ).tuples()
+        )
         if b is not None
     }
     out: set[frozenset[int]] = set()
@@ -181,7 +184,7 @@ class PdqNeighbours:
             .where(ReportIdentifier.kind == "pdq", ReportIdentifier.id > self.last_id)
             .order_by(ReportIdentifier.id)
         )
-        rows = list(session.execute(q).tuples())
+        rows = list(session.execute(q))
         if rows:
             self.last_id = max(self.last_id, rows[-1][0])
         self._extend(
@@ -267,7 +270,7 @@ class Linker:
                 )
                 .group_by(ri.service, ri.device_type, ri.value, cr.case_id)
             )
-            out.extend(session.execute(q).tuples())
+            out.extend(session.execute(q))
         return out
 
     def _existing_ips(
@@ -289,7 +292,7 @@ class Linker:
                     ri.event_at.is_not(None),
                 )
             )
-            out.extend(session.execute(q).tuples())
+            out.extend(session.execute(q))
         return out
 
     # ------------------------------------------------------------ viral files
@@ -322,7 +325,7 @@ class Linker:
                     select(FileBundle.id, FileBundle.value).where(
                         FileBundle.kind == kind, FileBundle.value.in_(chunk)
                     )
-                ).tuples():
+                ):
                     bundles[(kind, value)] = bid
                 rest = [v for v in chunk if (kind, v) not in bundles]
                 if rest:
@@ -335,7 +338,7 @@ class Linker:
                         )
                         .group_by(ReportIdentifier.value)
                     )  # fmt: skip
-                    for value, n in session.execute(q).tuples():
+                    for value, n in session.execute(q):
                         counts[(kind, value)] = int(n)
         batch_ids = {rid for rid, _ in new}
         viral: set[tuple[str, str]] = set()
@@ -416,6 +419,10 @@ class Linker:
         if not new:
             return result
         cfg = self.config
+        if session.get_bind().dialect.name == "postgresql":
+            # One linker at a time: the next one waits for this commit and then sees it
+            # (SQLite serialises writers already: the batch's first insert locks).
+            session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK})
         batch_ids = {rid for rid, _ in new}
         viral = self._viral(session, new, result)
         apart = separations(session)
@@ -504,13 +511,24 @@ class Linker:
                         select(CaseReport.report_id, CaseReport.case_id).where(
                             CaseReport.report_id.in_(stored_reports[start : start + CHUNK])
                         )
-                    )
-                    .tuples()
-                    .all()
+                    ).all()
                 )
-            for (rid, value), hits in zip(pdqs, found, strict=True):
-                if len({r for r, _ in hits}) >= cfg.viral_threshold:
-                    continue  # a viral picture: bundled by its exact hashes, never linking
+            batch_hashes = HammingIndex(hex_to_rows([v for _, v in pdqs]))
+            bhits = batch_hashes.search(batch_hashes.rows(), cfg.pdq_threshold, method="scan")
+            in_batch: dict[int, set[int]] = defaultdict(set)
+            for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
+                if pdqs[q][0] != pdqs[r][0]:
+                    in_batch[q].add(pdqs[r][0])
+            # A picture whose near copies are in more than the viral threshold of reports
+            # (earlier ones and this batch's) links nothing, like an exact viral file.
+            near_viral = {
+                q
+                for q in range(len(pdqs))
+                if len({r for r, _ in found[q]} | in_batch[q]) >= cfg.viral_threshold
+            }
+            for q, ((rid, value), hits) in enumerate(zip(pdqs, found, strict=True)):
+                if q in near_viral:
+                    continue
                 per_case: dict[int, int] = {}
                 for other, _v in hits:
                     c = case_of_stored.get(other)
@@ -520,11 +538,9 @@ class Linker:
                     candidates.append(
                         (("r", rid), ("c", case_id), NewLink(other, rid, "pdq", value))
                     )
-            batch_hashes = HammingIndex(hex_to_rows([v for _, v in pdqs]))
-            bhits = batch_hashes.search(batch_hashes.rows(), cfg.pdq_threshold, method="scan")
             for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
                 a, b = pdqs[q][0], pdqs[r][0]
-                if q < r and a != b:
+                if q < r and a != b and q not in near_viral and r not in near_viral:
                     candidates.append((("r", a), ("r", b), NewLink(a, b, "pdq", pdqs[q][1])))
 
         # Union, honouring analysts' splits.
@@ -645,7 +661,7 @@ def resplit(session: Session, case_ids: Sequence[int], *, now: dt.datetime | Non
                 select(CaseLink.report_a, CaseLink.report_b).where(
                     CaseLink.report_a.in_(chunk), CaseLink.cut.is_(False)
                 )
-            ).tuples():
+            ):
                 if b in mset:
                     uf.union(("r", a), ("r", b), set())
         groups: dict[tuple[str, int], list[int]] = defaultdict(list)

@@ -61,6 +61,15 @@ def _config(ip_window_hours: float, viral_threshold: int) -> Any:
 @click.option("--batch", type=click.IntRange(1, 10000), default=500, show_default=True,
               help="Documents per transaction.")  # fmt: skip
 @link_options
+@click.option(
+    "--triage-rules",
+    default=None,
+    type=click.Path(dir_okay=False, exists=True),
+    help="Triage rules file (default: the documented rules; docs/triage.md).",
+)
+@click.option("--city-db", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="MaxMind-format city database for routing (default: "
+              "RIDGELINE_GEOIP_CITY_DB, else country only).")  # fmt: skip
 @actor_option(help="Who is taking the reports in (recorded with each).")
 @db_option
 @handle_errors
@@ -70,6 +79,8 @@ def intake_command(
     batch: int,
     ip_window_hours: float,
     viral_threshold: int,
+    triage_rules: str | None,
+    city_db: str | None,
     actor: str,
     db: str | None,
 ) -> None:
@@ -79,7 +90,10 @@ def intake_command(
 
     docs = from_paths(list(paths), in_format)
     store = open_store(db, create=True)
-    pipeline = Pipeline(_config(ip_window_hours, viral_threshold), default_steps())
+    pipeline = Pipeline(
+        _config(ip_window_hours, viral_threshold),
+        default_steps(store, triage_rules=triage_rules, city_db=city_db),
+    )
     refused = 0
     with Writer("jsonl") as out:
         chunk: list[Any] = []

@@ -121,9 +121,7 @@ class Pipeline:
                     select(ReceivedReport.idempotency_key, ReceivedReport.id).where(
                         ReceivedReport.idempotency_key.in_(wanted[start : start + 500])
                     )
-                )
-                .tuples()
-                .all()
+                ).all()
             )
         outcomes: list[Outcome | None] = [None] * len(items)
         to_store: list[received.ToStore] = []
@@ -193,14 +191,21 @@ def ingest(
     *,
     received_by: str | None = None,
 ) -> list[Outcome]:
-    """One batch through a fresh `Pipeline` (long runs keep one `Pipeline` instead)."""
+    """One batch through a fresh `Pipeline` with triage and routing (long runs keep one
+    `Pipeline` instead)."""
     return Pipeline(config, default_steps()).ingest(session, items, received_by=received_by)
 
 
-def default_steps() -> list[Step]:
-    """Triage and routing, when those capabilities are installed (see `ridgeline.triage`,
-    `ridgeline.routing`); none otherwise."""
-    return []
+def default_steps(
+    store: Any = None, *, triage_rules: str | None = None, city_db: str | None = None
+) -> list[Step]:
+    """The steps after linking: triage and routing (`ridgeline.referral`). `store` lets
+    triage check the victims registry; `triage_rules` is a rules file (None: the
+    documented defaults), `city_db` a MaxMind city database (None: RIDGELINE_GEOIP_CITY_DB,
+    else country from iptocc only)."""
+    from ridgeline.referral import Referral
+
+    return [Referral(store, rules=triage_rules, city_db=city_db)]
 
 
 __all__ = [
@@ -281,5 +286,7 @@ def report_view(session: Session, report_id: int) -> ReceivedView:
 
 
 def extras_of(session: Session, report_id: int) -> dict[str, Any]:
-    """What the later steps know of a report (triage, routing); empty without them."""
-    return {}
+    """What the later steps know of a report: priority, reasons, available_to, ..."""
+    from ridgeline.referral import extras
+
+    return extras(session, report_id)

@@ -78,13 +78,13 @@ def report_json(n: int, pop: Population, rng: random.Random) -> dict[str, Any]:
             "dateTime": _iso(when),
         },
     ]
-    if rng.random() < 0.1:  # a shared carrier-grade NAT address
+    if rng.random() < 0.1:  # a shared carrier-grade NAT address, mostly flagged as such
         ip_events.append(
             {
-                "ipAddress": f"203.0.113.{u % 8}",
+                "ipAddress": f"203.0.113.{rng.randrange(256)}",
                 "eventName": "Login",
                 "dateTime": _iso(when),
-                "possibleProxy": rng.random() < 0.5,
+                "possibleProxy": rng.random() < 0.9,
             }
         )
     person: dict[str, Any] = {

@@ -219,6 +219,7 @@ def region_of(addresses: Iterable[Address]) -> str | None:
 # ---------------------------------------------------------------- other kinds
 
 
+@lru_cache(maxsize=65536)
 def normalise_ip(text: str) -> str:
     """Canonical text of an IP address (IPv4-mapped IPv6 as IPv4, IPv6 compressed)."""
     try:

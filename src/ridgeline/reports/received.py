@@ -280,9 +280,7 @@ def store_many(
                 select(ReceivedReport.idempotency_key, ReceivedReport.id).where(
                     ReceivedReport.idempotency_key.in_(chunk)
                 )
-            )
-            .tuples()
-            .all()
+            ).all()
         )
     out: list[StoredReport] = []
     given: set[str] = set()

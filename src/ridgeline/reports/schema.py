@@ -354,35 +354,62 @@ def _type_word(typ: type) -> str:
     }.get(typ, "an object")
 
 
+#: Per node type: JSON key -> (spec, is a node type) — resolved once, read per key.
+_JSON_KEYS: dict[type, dict[str, tuple[Spec, bool]]] = {}
+
+
+def _json_keys(cls: type) -> dict[str, tuple[Spec, bool]]:
+    found = _JSON_KEYS.get(cls)
+    if found is None:
+        lay = layout(cls)
+        found = {s.xml: (s, s.is_node) for s in lay.specs if s.kind != "text"}
+        if lay.text is not None:
+            found["value"] = (lay.text, False)
+        _JSON_KEYS[cls] = found
+    return found
+
+
 def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem]) -> Any:
     """Build `cls` from its JSON object; unknown keys and wrong types go to `problems`."""
-    lay = layout(cls)
+    keys = _JSON_KEYS.get(cls) or _json_keys(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
-        s = lay.by_xml.get(key) if key != "value" or lay.text is None else lay.text
-        where = f"{path}/{key}"
-        if s is None:
-            known = ", ".join(sp.xml for sp in lay.specs)
-            problems.append(Problem(where, f"unknown field {key!r} (known here: {known})"))
+        found = keys.get(key)
+        if found is None:
+            known = ", ".join(sp.xml for sp in layout(cls).specs)
+            problems.append(
+                Problem(f"{path}/{key}", f"unknown field {key!r} (known here: {known})")
+            )
             continue
         if raw is None:
             continue
+        s, is_node = found
         if s.kind == "flag":
             if raw is True or raw == "true" or raw == "":
                 kwargs[s.name] = True
             elif raw is not False:
-                problems.append(Problem(where, "an annotation is either set (true) or absent"))
+                problems.append(
+                    Problem(f"{path}/{key}", "an annotation is either set (true) or absent")
+                )
             continue
+        # Plain text needs no conversion (the common case, kept off the slow path).
+        plain = s.typ is str and not is_node
         if s.many:
             if not isinstance(raw, list):
                 raw = [raw]
+            if plain and all(isinstance(item, str) for item in raw):
+                kwargs[s.name] = tuple(raw)
+                continue
+            where = f"{path}/{key}"
             kwargs[s.name] = tuple(
                 v
                 for i, item in enumerate(raw)
                 if (v := _json_value(s, item, f"{where}[{i}]", problems)) is not None
             )
+        elif plain and isinstance(raw, str):
+            kwargs[s.name] = raw
         else:
-            value = _json_value(s, raw, where, problems)
+            value = _json_value(s, raw, f"{path}/{key}", problems)
             if value is not None:
                 kwargs[s.name] = value
     return cls(**kwargs)

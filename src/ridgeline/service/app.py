@@ -442,12 +442,14 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         return Response(metrics.exposition(), media_type=CONTENT_TYPE_LATEST)
 
     from ridgeline.service.routes import register_routes
+    from ridgeline.service.routes_intake import register_intake_routes
     from ridgeline.service.routes_reports import register_report_routes
     from ridgeline.service.routes_triage import register_triage_routes
 
     register_routes(app)
     register_report_routes(app)
     register_triage_routes(app)
+    register_intake_routes(app)
     return app
 
 

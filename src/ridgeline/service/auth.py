@@ -45,6 +45,11 @@ POLICY: dict[str, frozenset[str]] = {
     "stats": frozenset({"admin", "analyst", "auditor"}),
     "le:read": frozenset({"law-enforcement"}),
     "le:legal-process": frozenset({"law-enforcement"}),
+    # Intake: the `intake` role (a provider's reporting system) may only send reports.
+    "intake": frozenset({"admin", "intake"}),
+    "intake:read": frozenset({"admin", "analyst"}),
+    "cases:read": frozenset({"admin", "analyst"}),
+    "cases:write": frozenset({"admin", "analyst"}),
 }
 
 

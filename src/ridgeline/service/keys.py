@@ -44,6 +44,7 @@ ROLES = (
     "analyst",
     "law-enforcement",
     "reporter",
+    "intake",
 )
 KEY_PREFIX = "rl_"
 CACHE_SECONDS = 5.0

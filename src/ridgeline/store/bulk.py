@@ -69,6 +69,16 @@ def insert_rows(
                 copy.write_row(row)
         return
     marks = ", ".join("?" for _ in columns)
-    if any(k != "plain" for k in kinds):
-        rows = [tuple(_sqlite_value(k, v) for k, v in zip(kinds, row, strict=True)) for row in rows]
-    conn.exec_driver_sql(f"INSERT INTO {table.name} ({names}) VALUES ({marks})", list(rows))
+    # sqlite3 stores booleans as 0/1 itself; only datetimes and JSON need converting.
+    convert = [(i, k) for i, k in enumerate(kinds) if k in ("datetime", "json")]
+    if convert:
+        out = []
+        for row in rows:
+            values = list(row)
+            for i, k in convert:
+                values[i] = _sqlite_value(k, values[i])
+            out.append(tuple(values))
+        rows = out
+    conn.exec_driver_sql(
+        f"INSERT INTO {table.name} ({names}) VALUES ({marks})", [tuple(r) for r in rows]
+    )
