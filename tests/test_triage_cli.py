@@ -104,13 +104,21 @@ def test_routing_import_intake_queue_override_stats(db_path: str, tmp_path: Path
     code, _, err = run("routing", "legal-process", str(b), "--agency", agency, "--reference",
                        "W-9", "--db", db_path)  # fmt: skip
     assert code == 1 and "no received report" in err  # not available to that agency
+    code, out, err = run("routing", "make-available", str(b), "--agency", agency, "--reason",
+                         "the suspect moved", "--actor", "analyst-a", "--db", db_path,
+                         "--format", "json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["made_by"] == "analyst-a"
+    code, _, err = run("routing", "make-available", "999", "--agency", agency, "--reason", "x",
+                       "--db", db_path)  # fmt: skip
+    assert code == 1 and "no received report 999" in err
     code, out, _ = run("routing", "preservation", str(a), "--agency", agency, "--text",
                        "--db", db_path)  # fmt: skip
     assert out.startswith(f"Preservation request: received report {a}")
     with store.session() as s:
         actions = [r.action for r in s.query(auditlog.LogRecord).order_by(auditlog.LogRecord.seq)]
     assert "routing.import" in actions and "triage.override" in actions
-    assert actions[-2:] == ["le.legal_process", "le.preservation_request"]
+    assert actions[-3:] == ["le.legal_process", "routing.make_available", "le.preservation_request"]
     store.close()
 
 
