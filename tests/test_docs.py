@@ -380,6 +380,7 @@ NO_OUTPUT_FORMAT = {
     "audit report": None,  # always JSON
     "db init": None,
     "reports export": None,  # the CyberTipline XML
+    "reports intake": None,  # --format is the input format (xml|json); always JSONL
     "db upgrade": None,
     "db where": None,
     "demo": None,

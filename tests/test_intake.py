@@ -118,9 +118,9 @@ def test_stored_duplicate_refused_and_nothing_of_a_refused_report_kept(store: St
         n_ids = s.execute(select(func.count()).select_from(ReportIdentifier)).scalar_one()
         assert n_ids == 2  # the suspect's email and the reporter's desk
         row = received.get(s, out[0].report_id)
-        report, files = received.document_of(row)
+        report, _files = received.document_of(row)
         assert report.persons_reported[0].person is not None
-        assert row.incident_type.startswith("Child Pornography")
+        assert (row.incident_type or "").startswith("Child Pornography")
     assert out[0].to_json() == {
         "source": "d0.json", "report_id": out[0].report_id, "status": "stored", "problems": [],
     }  # fmt: skip
@@ -146,13 +146,15 @@ def test_xml_submission_with_file_details(store: Store) -> None:
     with store.session() as s:
         out = intake.Pipeline().ingest(s, [intake.Incoming("sub.xml", data, "xml")])
     assert out[0].status == "stored", out[0].problems
+    rid = out[0].report_id
+    assert rid is not None
     with store.session() as s:
-        row = received.get(s, out[0].report_id)
+        row = received.get(s, rid)
         assert row.file_count == 1 and row.format == "xml"
         assert received.raw_of(row) == data
         _, files = received.document_of(row)
         assert files[0].original_file_hashes[0].value == "a" * 32
-        view = intake.report_view(s, out[0].report_id).to_json()
+        view = intake.report_view(s, rid).to_json()
     assert view["case_id"] is not None
     kinds = {(i["kind"], i["role"]) for i in view["identifiers"]}
     assert ("md5", "file") in kinds and ("email", "reporter") in kinds
@@ -361,7 +363,7 @@ def test_cli_intake_folder_zip_jsonl_and_cases(tmp_path: Path, db_path: str) -> 
             "json",
             "--db",
             db_path,
-        ],  # fmt: skip
+        ],
     )
     assert res.exit_code == 0, res.output
     new_id = json.loads(res.stdout)["new_case_id"]

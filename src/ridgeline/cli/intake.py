@@ -89,7 +89,7 @@ def intake_command(
     from ridgeline.intake import Pipeline, default_steps, from_paths
 
     docs = from_paths(list(paths), in_format)
-    store = open_store(db, create=True)
+    store = open_store(db)
     pipeline = Pipeline(
         _config(ip_window_hours, viral_threshold),
         default_steps(store, triage_rules=triage_rules, city_db=city_db),
