@@ -45,16 +45,19 @@ def test_routing_import_intake_queue_override_stats(db_path: str, tmp_path: Path
             [make_file(1, viewed=False)])
     )  # fmt: skip
     (folder / "b.json").write_bytes(doc(make_report(user="beta")))
+    code, out, err = run("reports", "intake", str(folder), "--db", db_path)
+    assert code == 0, err
+    a, b = (row["report_id"] for row in jsonl(out))
+    assert isinstance(a, int) and isinstance(b, int)
+    code, out, err = run("reports", "show", str(a), "--received", "--db", db_path,
+                         "--format", "json")  # fmt: skip
+    assert code == 0, err
+    shown = json.loads(out)
+    assert shown["priority"] == 1
+    assert [r["rule"] for r in shown["reasons"]] == ["incident_type", "new_material"]
+    assert [x["agency"] for x in shown["available_to"]] == ["Texas ICAC Task Force"]
+    assert shown["available_to"][0]["why"] == ["reported person's address: US/TX (rule US/TX)"]
     store = Store.open(db_path)
-    from ridgeline.intake import Incoming, IntakeConfig, Pipeline
-    from ridgeline.referral import Referral
-
-    with store.session() as s:
-        out_rows = Pipeline(IntakeConfig(), [Referral(store)]).ingest(
-            s, [Incoming(p.name, p.read_bytes(), "json") for p in sorted(folder.iterdir())]
-        )
-    a, b = (o.report_id for o in out_rows)
-    assert a is not None and b is not None
 
     code, out, _ = run("reports", "queue", "--db", db_path, "--format", "jsonl")
     rows = jsonl(out)
@@ -101,13 +104,21 @@ def test_routing_import_intake_queue_override_stats(db_path: str, tmp_path: Path
     code, _, err = run("routing", "legal-process", str(b), "--agency", agency, "--reference",
                        "W-9", "--db", db_path)  # fmt: skip
     assert code == 1 and "no received report" in err  # not available to that agency
+    code, out, err = run("routing", "make-available", str(b), "--agency", agency, "--reason",
+                         "the suspect moved", "--actor", "analyst-a", "--db", db_path,
+                         "--format", "json")  # fmt: skip
+    assert code == 0, err
+    assert json.loads(out)["made_by"] == "analyst-a"
+    code, _, err = run("routing", "make-available", "999", "--agency", agency, "--reason", "x",
+                       "--db", db_path)  # fmt: skip
+    assert code == 1 and "no received report 999" in err
     code, out, _ = run("routing", "preservation", str(a), "--agency", agency, "--text",
                        "--db", db_path)  # fmt: skip
     assert out.startswith(f"Preservation request: received report {a}")
     with store.session() as s:
         actions = [r.action for r in s.query(auditlog.LogRecord).order_by(auditlog.LogRecord.seq)]
     assert "routing.import" in actions and "triage.override" in actions
-    assert actions[-2:] == ["le.legal_process", "le.preservation_request"]
+    assert actions[-3:] == ["le.legal_process", "routing.make_available", "le.preservation_request"]
     store.close()
 
 

@@ -55,6 +55,28 @@ def ls(db: str | None, fmt: str | None) -> None:
         out.write_all(r.to_json() for r in rules)
 
 
+@routing_group.command("make-available")
+@click.argument("report_id", type=int)
+@click.option("--agency", required=True, help="The agency to make the report available to.")
+@click.option("--reason", required=True, help="Why (kept with the availability and logged).")
+@actor_option()
+@db_option
+@format_option
+@handle_errors
+def make_available(
+    report_id: int, agency: str, reason: str, actor: str, db: str | None, fmt: str | None
+) -> None:
+    """Make a received report available to one more agency by hand (logged)."""
+    from ridgeline import routing
+    from ridgeline.reports import received
+
+    store = open_store(db)
+    with store.session() as session:
+        received.get(session, report_id)  # NotFound for a report that does not exist
+        shown = routing.make_available(session, report_id, agency, reason, actor).to_json()
+    write_one(shown, fmt)
+
+
 @routing_group.command("locate")
 @click.argument("ips", nargs=-1, required=True)
 @click.option(

@@ -38,6 +38,7 @@ from ridgeline.reports.model import (
 )
 from ridgeline.routing.geo import Geolocator, Place
 from ridgeline.routing.models import FALLBACK, ReportAvailability, RoutingRule
+from ridgeline.store.bulk import insert_rows
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 #: The fallback desk's name when the rules table names none.
@@ -45,6 +46,7 @@ DEFAULT_FALLBACK = "fallback desk"
 #: Core table: bulk inserts skip the ORM's per-row bookkeeping (intake writes 100,000s).
 _AVAILABILITY: Table = ReportAvailability.__table__  # type: ignore[assignment]
 _CHUNK = 5000
+_COLUMNS = ("report_id", "agency", "why", "country", "state", "made_by", "made_available_at")
 
 
 class BadRoutingRules(BadInput):
@@ -378,31 +380,21 @@ def record_many(
     *,
     at: dt.datetime | None = None,
 ) -> int:
-    """Store the routing of newly received reports in bulk; returns rows written."""
+    """Store the routing of newly received reports in bulk (COPY on PostgreSQL, one
+    executemany on SQLite); returns rows written."""
     now = as_utc(at or utcnow())
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[Any, ...]] = []
     count = 0
     for report_id, availabilities in rows:
         for a in availabilities:
-            batch.append(
-                {
-                    "report_id": report_id,
-                    "agency": a.agency,
-                    "why": list(a.why),
-                    "country": a.country,
-                    "state": a.state,
-                    "made_by": "rules",
-                    "made_available_at": now,
-                }
-            )
+            batch.append((report_id, a.agency, list(a.why), a.country, a.state, "rules", now))
         if len(batch) >= _CHUNK:
-            session.execute(_AVAILABILITY.insert(), batch)
+            insert_rows(session, _AVAILABILITY, _COLUMNS, batch)
             count += len(batch)
             batch = []
     if batch:
-        session.execute(_AVAILABILITY.insert(), batch)
+        insert_rows(session, _AVAILABILITY, _COLUMNS, batch)
         count += len(batch)
-    session.flush()
     return count
 
 

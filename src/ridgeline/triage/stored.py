@@ -16,6 +16,7 @@ from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
 from ridgeline.errors import BadInput, NotFound
+from ridgeline.store.bulk import insert_rows
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 from ridgeline.triage.core import Assessment, Reason
 from ridgeline.triage.models import TriagePriority
@@ -97,30 +98,51 @@ def _row(
     }
 
 
+_COLUMNS = (
+    "report_id",
+    "priority",
+    "computed_priority",
+    "reasons",
+    "rules",
+    "received_at",
+    "assessed_at",
+)
+
+
 def record_many(
     session: Session,
     rows: Iterable[tuple[int, dt.datetime, Assessment]],
     *,
     at: dt.datetime | None = None,
 ) -> int:
-    """Store the assessments of newly received reports in bulk (one INSERT per chunk).
+    """Store the assessments of newly received reports in bulk (COPY on PostgreSQL, one
+    executemany on SQLite, per chunk).
 
     The reports must not have a stored priority yet (intake calls this once per new
     report); use `record` to re-assess one that has.
     """
     now = as_utc(at or utcnow())
-    batch: list[dict[str, Any]] = []
+    batch: list[tuple[Any, ...]] = []
     count = 0
-    for report_id, received_at, assessment in rows:
-        batch.append(_row(report_id, received_at, assessment, now))
+    for report_id, received_at, a in rows:
+        batch.append(
+            (
+                report_id,
+                a.priority,
+                a.priority,
+                [r.to_json() for r in a.reasons],
+                a.rules[:500],
+                as_utc(received_at),
+                now,
+            )
+        )
         if len(batch) >= _CHUNK:
-            session.execute(_TABLE.insert(), batch)
+            insert_rows(session, _TABLE, _COLUMNS, batch)
             count += len(batch)
             batch = []
     if batch:
-        session.execute(_TABLE.insert(), batch)
+        insert_rows(session, _TABLE, _COLUMNS, batch)
         count += len(batch)
-    session.flush()
     return count
 
 
