@@ -21,8 +21,9 @@ from typing import Any
 
 import httpx
 import pytest
-from conftest import Served, free_port
 from playwright.sync_api import Browser, BrowserContext, Page, sync_playwright
+
+from conftest import Served, free_port
 
 CHROMIUM = "/usr/bin/chromium"
 LAUNCH_ARGS = [

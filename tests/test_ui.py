@@ -15,6 +15,9 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from PIL import Image
+from playwright.sync_api import Browser, BrowserContext, expect
+
 from browser import (
     browser,  # noqa: F401  (fixture)
     context,  # noqa: F401  (fixture)
@@ -25,9 +28,6 @@ from browser import (
     screenshot,
     serious_violations,
 )
-from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, Page, expect
-
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
 from ridgeline.evidence import generate_key_file, store_evidence
