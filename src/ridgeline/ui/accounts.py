@@ -54,7 +54,8 @@ class UserView:
 
 
 def _view(user: UiUser) -> UserView:
-    return UserView(user.id, user.name, user.role, user.created_at, user.disabled_at)
+    disabled = as_utc(user.disabled_at) if user.disabled_at is not None else None
+    return UserView(user.id, user.name, user.role, as_utc(user.created_at), disabled)
 
 
 def add_user(session: Session, name: str, role: str, password: str) -> UserView:

@@ -1,0 +1,94 @@
+"""UI users and server-side sessions, on SQLite and PostgreSQL (the browser tests in
+tests/test_ui.py drive the same functions through a real server)."""
+
+from __future__ import annotations
+
+import datetime as dt
+
+import pytest
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from ridgeline.cli import main
+from ridgeline.errors import BadInput, Conflict, NotFound
+from ridgeline.service.keys import Principal, create_key, revoke_key
+from ridgeline.store import Store
+from ridgeline.timeutil import utcnow
+from ridgeline.ui import accounts
+from ridgeline.ui.models import UiSession, UiUser
+
+PASSWORD = "correct horse battery staple"
+
+
+def test_users_are_checked_and_stored_as_argon2(store: Store) -> None:
+    with store.session() as s:
+        with pytest.raises(BadInput, match="at least 12"):
+            accounts.add_user(s, "pat", "analyst", "short")
+        with pytest.raises(BadInput, match="unknown role"):
+            accounts.add_user(s, "pat", "wizard", PASSWORD)
+        with pytest.raises(BadInput, match="needs a name"):
+            accounts.add_user(s, "  ", "analyst", PASSWORD)
+        user = accounts.add_user(s, "pat", "analyst", PASSWORD)
+        with pytest.raises(Conflict, match="exists already"):
+            accounts.add_user(s, "pat", "curator", PASSWORD)
+        stored = s.scalar(select(UiUser).where(UiUser.name == "pat"))
+        assert stored is not None and stored.password_hash.startswith("$argon2id$")
+        assert PASSWORD not in stored.password_hash
+        assert accounts.check_password(s, "pat", PASSWORD) == user
+        assert accounts.check_password(s, "pat", PASSWORD + "x") is None
+        assert accounts.check_password(s, "nobody", PASSWORD) is None
+        assert "password" not in str(user.to_json())
+
+
+def test_sessions_expire_end_and_follow_their_user_or_key(store: Store) -> None:
+    now = utcnow()
+    with store.session() as s:
+        user = accounts.add_user(s, "pat", "reviewer", PASSWORD)
+        token = accounts.start_session(s, user=user, minutes=30, now=now)
+        live = accounts.load_session(s, token, now=now + dt.timedelta(minutes=29))
+        assert live is not None and live.name == "pat" and live.role == "reviewer"
+        assert live.actor == "user:pat" and len(live.csrf) >= 32
+        assert accounts.load_session(s, token, now=now + dt.timedelta(minutes=31)) is None
+        assert accounts.load_session(s, token + "x", now=now) is None
+        # the token itself is never stored, only its SHA-256
+        assert s.get(UiSession, token) is None and s.get(UiSession, accounts.token_id(token))
+        accounts.end_session(s, accounts.token_id(token))
+        assert accounts.load_session(s, token, now=now) is None
+        # disabling a user ends their sessions and refuses their password
+        again = accounts.start_session(s, user=user, now=now)
+        accounts.disable_user(s, "pat")
+        assert accounts.load_session(s, again, now=now) is None
+        assert accounts.check_password(s, "pat", PASSWORD) is None
+        with pytest.raises(NotFound):
+            accounts.disable_user(s, "nobody")
+        # a session made with an API key ends when the key is revoked
+        key, _ = create_key(s, "kim", "auditor")
+        principal = Principal(key.id, key.name, key.role, None)
+        by_key = accounts.start_session(s, principal=principal, now=now)
+        live = accounts.load_session(s, by_key, now=now)
+        assert live is not None and live.actor == "key:kim" and live.role == "auditor"
+        revoke_key(s, key.id)
+        assert accounts.load_session(s, by_key, now=now) is None
+        with pytest.raises(ValueError):
+            accounts.start_session(s)
+
+
+def test_users_cli(sqlite_store: Store) -> None:
+    db = sqlite_store.url
+    runner = CliRunner()
+    added = runner.invoke(
+        main,
+        ["users", "add", "pat", "--role", "curator", "--db", db, "--format", "json"],
+        input=f"{PASSWORD}\n{PASSWORD}\n",
+    )
+    assert added.exit_code == 0, added.output
+    assert '"role": "curator"' in added.output and PASSWORD not in added.output
+    short = runner.invoke(main, ["users", "add", "sam", "--role", "curator", "--db", db,
+                                 "--password", "short"])  # fmt: skip
+    assert short.exit_code == 2 and "at least 12" in short.output
+    listed = runner.invoke(main, ["users", "ls", "--db", db, "--format", "json"])
+    assert '"pat"' in listed.output and "disabled_at" in listed.output
+    gone = runner.invoke(main, ["users", "disable", "pat", "--db", db, "--format", "json"])
+    assert gone.exit_code == 0 and '"disabled_at": null' not in gone.output
+    missing = runner.invoke(main, ["users", "disable", "nobody", "--db", db])
+    assert missing.exit_code != 0 and "no UI user" in missing.output
