@@ -321,13 +321,33 @@ class ReviewSite:
     keys: dict[str, str]
 
 
-def review_site(tmp: Path, names: list[str]) -> tuple[str, int, bytes, dict[str, str], str]:
+def review_site(
+    tmp: Path, names: list[str], *, disputed: bool = False
+) -> tuple[str, int, bytes, dict[str, str], str]:
+    """A list with quorum 3 and one pending entry with benign synthetic media; with
+    `disputed`, first an entry two reviewers disagreed on (for a senior)."""
+    from ridgeline.review.core import submit_verdict
+    from ridgeline.review.queue import next_item
+
     db = str(tmp / "ridgeline.db")
     key_file = tmp / "evidence.key"
     key = generate_key_file(key_file)
     image = synthetic_png()
     with Store.open(db).session() as s:
         hl = L.create_list(s, "ui-review", review_quorum=3, actor="test")
+        if disputed:
+            other = L.add_entry(s, hl, {"md5": "0" * 31 + "1"}, actor="submitter")
+            store_evidence(s, other.id, synthetic_png(9), key, media_type="image/png")
+            for name, decision in (("x1", "csam"), ("x2", "not-csam")):
+                add_reviewer(s, name)
+                item = next_item(s, name)
+                assert item is not None and item.entry_id == other.id
+                submit_verdict(
+                    s, other.id, name, decision, ["industry:A1"] if decision == "csam" else []
+                )
+            assert L.get_entry(s, other.id).status == "disputed"
+            add_reviewer(s, "sen", senior=True, reviewer=False)
+            add_user(s, "sen", "reviewer", PASSWORD)
         entry = L.add_entry(
             s, hl, {"md5": hashlib.md5(image).hexdigest()}, source="ui-test", actor="submitter"
         )
@@ -349,7 +369,9 @@ def test_review_flow_three_reviewers_confirm(
     """Three reviewers confirm an entry in the browser (blurred by default, keyboard
     verdicts, others' verdicts hidden until one's own); unblurring is logged; a fourth
     user sees the entry listed."""
-    db, entry_id, image, keys, key_file = review_site(tmp_path, ["rev1", "rev2", "rev3"])
+    db, entry_id, image, keys, key_file = review_site(
+        tmp_path, ["rev1", "rev2", "rev3"], disputed=True
+    )
     args = ("serve", "--port", "{port}", "--db", db, "--evidence-key-file", key_file)
     with running_server(*args, "--no-access-log") as served:
         base = served.base
@@ -397,7 +419,9 @@ def test_review_flow_three_reviewers_confirm(
             page = ctx.new_page()
             login_with_key(page, base, keys["analyst"])
             page.goto(f"{base}/ui/lists/ui-review")
-            row = page.locator("#entries tbody tr").first
+            row = page.locator("#entries tbody tr").filter(
+                has=page.get_by_role("link", name=str(entry_id), exact=True)
+            )
             expect(row).to_contain_text("confirmed")
             page.goto(f"{base}/ui/entries/{entry_id}")
             expect(page.locator("#entry-status")).to_have_text("confirmed")
@@ -406,6 +430,24 @@ def test_review_flow_three_reviewers_confirm(
             screenshot(page, "entry")
             response = page.goto(f"{base}/ui/review")
             assert response is not None and response.status == 403  # analysts do not review
+        finally:
+            ctx.close()
+        # the disputed entry goes to the senior reviewer only, verdicts still hidden
+        disputed = entry_id - 1
+        ctx = browser.new_context()
+        try:
+            page = ctx.new_page()
+            login_with_password(page, base, "sen", PASSWORD)
+            page.goto(f"{base}/ui/review/{disputed}")
+            expect(page.get_by_text("submit your own verdict")).to_be_visible()
+            page.goto(f"{base}/ui/review")
+            expect(page.get_by_role("heading", level=1)).to_have_text(f"Review entry {disputed}")
+            expect(page.get_by_text("senior (disputed)")).to_be_visible()
+            page.keyboard.press("n")
+            page.keyboard.press("Enter")
+            page.wait_for_url(f"{base}/ui/review/{disputed}")
+            expect(page.get_by_role("table")).to_contain_text("x2")
+            expect(page.get_by_role("heading", level=1)).not_to_contain_text("disputed")
         finally:
             ctx.close()
     with Store.open(db).session() as s:
