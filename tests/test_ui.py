@@ -16,7 +16,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from playwright.sync_api import Browser, BrowserContext, expect
+from playwright.sync_api import Browser, BrowserContext, Page, expect
 
 from browser import (
     browser,  # noqa: F401  (fixture)
@@ -258,36 +258,59 @@ def test_lists_search_by_hash_and_by_file(
     expect(page.get_by_role("button", name=re.compile("able this entry"))).to_have_count(0)
 
 
-def test_audit_create_blind_review_and_results(
-    site: Site,
-    context: BrowserContext,  # noqa: F811
-) -> None:
-    page = context.new_page()
-    login_with_key(page, site.base, site.keys["auditor"])
-    page.goto(f"{site.base}/ui/audits")
-    page.get_by_label("List").select_option("ui-lists")
-    page.get_by_label("Sampling").select_option("full")
-    page.get_by_label("Seed (optional)").fill("7")
-    page.get_by_role("button", name="Create audit").click()
-    expect(page.get_by_role("heading", level=1)).to_contain_text("of ui-lists (open)")
-    page.get_by_role("link", name="Review blind").click()
-    for n in range(len(BENIGN)):
+def blind_review(page: Page, items: int, exception_first: bool) -> None:
+    """Answer every item of the blind audit page with the keyboard."""
+    for n in range(items):
         expect(page.get_by_role("heading", level=1)).to_contain_text("blind review")
         assert "ui-test" not in page.content()  # blind: no source, status or verdicts
-        if n == 0:
+        if n == 0 and exception_first:
             page.keyboard.press("x")
             page.get_by_label("Exception reason").select_option("damaged-file")
+            page.locator("body").focus()
         else:
             page.keyboard.press("v")
             expect(page.locator("#v-yes")).to_be_checked()
         page.keyboard.press("Enter")
     expect(page.locator("#audit-done")).to_be_visible()
-    page.get_by_role("link", name="Results").click()
-    expect(page.locator("#verified-share")).to_contain_text("83.3% (5 of 6)")
-    expect(page.locator("#verified-share")).to_contain_text("Wilson interval")
-    expect(page.locator("#kappa")).to_be_visible()
-    expect(page.locator("#exceptions")).to_contain_text("damaged-file")
-    screenshot(page, "audit-results")
+
+
+def test_audit_create_blind_review_and_results(
+    site: Site,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """An auditor creates an audit with two auditors per item; both review blind; the
+    results show the verified share with its intervals, kappa and the exceptions."""
+    with Store.open(site.db).session() as s:
+        add_user(s, "aud2", "auditor", PASSWORD)
+    first, second = browser.new_context(), browser.new_context()
+    try:
+        page = first.new_page()
+        login_with_key(page, site.base, site.keys["auditor"])
+        page.goto(f"{site.base}/ui/audits")
+        page.get_by_label("List").select_option("ui-lists")
+        page.get_by_label("Sampling").select_option("full")
+        page.get_by_label("Auditors per item").fill("2")
+        page.get_by_label("Seed (optional)").fill("7")
+        page.get_by_role("button", name="Create audit").click()
+        expect(page.get_by_role("heading", level=1)).to_contain_text("of ui-lists (open)")
+        results = page.url
+        page.get_by_role("link", name="Review blind").click()
+        blind_review(page, len(BENIGN), exception_first=True)
+        other = second.new_page()
+        login_with_password(other, site.base, "aud2", PASSWORD)
+        other.goto(results + "/review")
+        blind_review(other, len(BENIGN), exception_first=False)
+        page.goto(results)
+        expect(page.locator("#verified-share")).to_contain_text("83.3% (5 of 6)")
+        expect(page.locator("#verified-share")).to_contain_text("Wilson interval")
+        expect(page.locator("#kappa")).to_contain_text("6 pairs, observed 0.83")
+        expect(page.locator("#kappa")).to_contain_text("Cohen's kappa")
+        expect(page.locator("#exceptions")).to_contain_text("disagreement")
+        expect(page.get_by_role("list").filter(has_text="disagreement")).to_be_visible()
+        screenshot(page, "audit-results")
+    finally:
+        first.close()
+        second.close()
 
 
 def test_pages_are_accessible_with_strict_csp(

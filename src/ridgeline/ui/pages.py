@@ -638,8 +638,8 @@ def victims(ctx: Ctx) -> Response:
     from ridgeline.victims.models import MergedVictim, Series
 
     with ctx.state.store.session() as s:
-        series = list(s.scalars(select(Series).order_by(Series.id).limit(200)))
-        merged = list(s.scalars(select(MergedVictim).order_by(MergedVictim.id).limit(200)))
+        series = list(s.scalars(select(Series).order_by(Series.id).limit(50)))
+        merged = list(s.scalars(select(MergedVictim).order_by(MergedVictim.id).limit(50)))
     indicator = _indicator(ctx)
     charts: list[BarChart] = []
     if indicator is not None:
