@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import hashlib
 import io
+import json
 import re
 import subprocess
 import sys
@@ -66,6 +67,7 @@ class Site:
     entry_ids: list[int]
     audit_id: int
     run_id: int
+    release_key: str = ""
     list_name: str = "ui-lists"
     extra: dict[str, int] = field(default_factory=dict)
 
@@ -100,8 +102,13 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     (scan_dir / "match.txt").write_bytes(BENIGN[0])
     (scan_dir / "other.txt").write_bytes(b"nothing known\n")
     ridgeline("scan", str(scan_dir), "--db", db, "--format", "json")
+    made = json.loads(
+        ridgeline("lists", "keygen", "--out", str(tmp / "release"), "--format", "json")
+    )
+    ridgeline("lists", "release", "ui-lists", "--key", str(tmp / "release.key"),
+              "--out", str(tmp / "releases"), "--db", db)  # fmt: skip
     with running_server("serve", "--port", "{port}", "--db", db, "--no-access-log") as served:
-        yield Site(served.base, db, keys, ids, audit_id, run_id=1)
+        yield Site(served.base, db, keys, ids, audit_id, run_id=1, release_key=made["key_id"])
 
 
 def get_pages(site: Site) -> list[tuple[str, str]]:
@@ -241,6 +248,10 @@ def test_lists_search_by_hash_and_by_file(
     page.goto(f"{site.base}/ui/lists")
     page.get_by_role("link", name="ui-lists").click()
     expect(page.locator("#entries tbody tr")).to_have_count(len(BENIGN))
+    releases = page.locator("#releases tbody tr")
+    expect(releases).to_have_count(1)
+    expect(releases).to_contain_text("snapshot: 6")
+    expect(releases).to_contain_text(site.release_key)  # the signing key's id
     page.goto(f"{site.base}/ui/search")
     page.get_by_label("Signal").select_option("md5")
     page.get_by_label("Hash", exact=True).fill(hashlib.md5(BENIGN[2]).hexdigest().upper())

@@ -455,7 +455,7 @@ def lists_page(ctx: Ctx) -> Response:
 def list_page(ctx: Ctx) -> Response:
     """A list's entries, a page at a time, and its releases with their signatures."""
     from ridgeline import lists as L
-    from ridgeline.releases import releases_of
+    from ridgeline.releases.models import Release
 
     after = ctx.request.query_params.get("after", "0")
     status = ctx.request.query_params.get("status") or None
@@ -464,7 +464,11 @@ def list_page(ctx: Ctx) -> Response:
         entries = L.list_entries(
             s, hl, status=status, after_id=_int(after, "after"), limit=PAGE_SIZE
         )
-        releases = releases_of(s, hl)
+        releases = list(
+            s.scalars(
+                select(Release).where(Release.list_id == hl.id).order_by(Release.version.desc())
+            )
+        )
         return ctx.render(
             "list.html",
             hl=hl,
