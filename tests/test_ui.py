@@ -111,18 +111,20 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
         yield Site(served.base, db, keys, ids, audit_id, run_id=1, release_key=made["key_id"])
 
 
-def get_pages(site: Site) -> list[tuple[str, str]]:
-    """(url path, permission) of every GET page, with real ids filled in."""
+def get_pages(site: Site, method: str = "GET") -> list[tuple[str, str]]:
+    """(url path, permission) of every page answering `method`, with real ids filled in."""
     values = {
         "{entry_id:int}": str(site.entry_ids[0]),
         "{name}": site.list_name,
         "{audit_id:int}": str(site.audit_id),
         "{run_id:int}": str(site.run_id),
+        "{hold_id:int}": "1",
+        "{item_id:int}": "1",
     }
     out = []
     for p in PAGES:
         # The media route needs an item served to the viewer: the review flow covers it.
-        if "GET" not in p.methods or p.permission == PUBLIC or p.path.endswith("/media"):
+        if method not in p.methods or p.permission == PUBLIC or p.path.endswith("/media"):
             continue
         path = p.path
         for k, v in values.items():
@@ -143,6 +145,8 @@ def test_every_page_by_every_role(site: Site, browser: Browser) -> None:  # noqa
     for the others; anonymous visitors are sent to the login page."""
     pages = get_pages(site)
     assert len(pages) >= 15
+    posts = get_pages(site, "POST")
+    assert len(posts) >= 10
     anon = browser.new_context()
     try:
         page = anon.new_page()
@@ -167,6 +171,14 @@ def test_every_page_by_every_role(site: Site, browser: Browser) -> None:  # noqa
                 assert headers["x-frame-options"] == "DENY"
                 assert headers["referrer-policy"] == "no-referrer"
                 assert headers["x-content-type-options"] == "nosniff"
+            # every state-changing page refuses the roles it does not allow, even with
+            # the session's own CSRF token (allowed roles: the flows below)
+            token = page.locator("input[name=csrf]").first.get_attribute("value")
+            assert token
+            for path, permission in posts:
+                if not allowed(role, permission):
+                    answer = page.request.post(site.base + path, form={"csrf": token})
+                    assert answer.status == 403, (role, path, answer.status)
             nav = page.get_by_role("navigation", name="Main")
             expect(nav.get_by_role("link", name="Lists")).to_have_count(
                 1 if allowed(role, "lists:read") else 0
@@ -191,6 +203,20 @@ def test_password_login_logout_and_revocation(
     page.get_by_role("button", name="Log in", exact=True).click()
     expect(page.get_by_role("alert")).to_contain_text("Wrong name or password")
     login_with_password(page, site.base, "pat", PASSWORD)
+    page.get_by_role("button", name="Log out").click()
+    # guessing: after 5 failures the name is refused, even with the right password
+    for _ in range(5):
+        page.get_by_label("Name", exact=True).fill("pat")
+        page.get_by_label("Password").fill("not the password")
+        page.get_by_role("button", name="Log in", exact=True).click()
+        expect(page.get_by_role("alert")).to_contain_text("Wrong name or password")
+    page.get_by_label("Name", exact=True).fill("pat")
+    page.get_by_label("Password").fill(PASSWORD)
+    page.get_by_role("button", name="Log in", exact=True).click()
+    expect(page.get_by_role("alert")).to_contain_text("Too many failed logins")
+    with Store.open(site.db).session() as s:
+        add_user(s, "pat2", "analyst", PASSWORD)
+    login_with_password(page, site.base, "pat2", PASSWORD)
     cookie = next(c for c in context.cookies() if c["name"] == "rl_session")
     assert cookie["httpOnly"] and cookie["sameSite"] == "Strict" and cookie["path"] == "/ui"
     assert not cookie["secure"]  # plain HTTP here; Secure when served over TLS
@@ -199,8 +225,8 @@ def test_password_login_logout_and_revocation(
     page.wait_for_url(f"{site.base}/ui/login")
     page.goto(f"{site.base}/ui/lists")
     assert page.url == f"{site.base}/ui/login"  # the old cookie no longer works
-    login_with_password(page, site.base, "pat", PASSWORD)
-    ridgeline("users", "disable", "pat", "--db", site.db)
+    login_with_password(page, site.base, "pat2", PASSWORD)
+    ridgeline("users", "disable", "pat2", "--db", site.db)
     page.goto(f"{site.base}/ui/lists")
     assert page.url == f"{site.base}/ui/login"
     # a session made with an API key ends with the key

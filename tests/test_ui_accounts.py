@@ -92,3 +92,17 @@ def test_users_cli(sqlite_store: Store) -> None:
     assert gone.exit_code == 0 and '"disabled_at": null' not in gone.output
     missing = runner.invoke(main, ["users", "disable", "nobody", "--db", db])
     assert missing.exit_code != 0 and "no UI user" in missing.output
+
+
+def test_login_throttle_refuses_after_failures_until_the_window_passes() -> None:
+    throttle = accounts.LoginThrottle(failures=3, window_s=60)
+    for n in range(3):
+        assert throttle.wait("Pat", now=100.0 + n) == 0
+        throttle.failed("Pat", now=100.0 + n)
+    assert throttle.wait("pat ", now=110.0) == pytest.approx(50.0)  # names compare folded
+    assert throttle.wait("other", now=110.0) == 0
+    assert throttle.wait("pat", now=160.0) == 0  # the window has passed
+    throttle.failed("pat", now=161.0)
+    assert throttle.wait("pat", now=161.0) == 0  # a new window, one failure
+    throttle.succeeded("pat")
+    assert throttle._seen == {}

@@ -10,6 +10,8 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
+import threading
+import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
@@ -218,3 +220,40 @@ def set_unblur(session: Session, session_id: str, entry_id: int | None) -> None:
     if row is not None:
         row.unblur_entry_id = entry_id
         session.flush()
+
+
+class LoginThrottle:
+    """Failed password logins per name, in this worker: after `failures` within
+    `window_s`, further attempts for the name are refused without running argon2
+    (64 MiB each) until the window has passed, so guessing is slow and cheap to refuse."""
+
+    def __init__(self, failures: int = 5, window_s: float = 60.0) -> None:
+        self.failures = failures
+        self.window_s = window_s
+        self._lock = threading.Lock()
+        #: name -> (window start, failures in it)
+        self._seen: dict[str, tuple[float, int]] = {}
+
+    def wait(self, name: str, *, now: float | None = None) -> float:
+        """Seconds until `name` may try again (0: now)."""
+        now = time.monotonic() if now is None else now
+        with self._lock:
+            start, count = self._seen.get(name.strip().lower(), (now, 0))
+        if now - start >= self.window_s or count < self.failures:
+            return 0.0
+        return self.window_s - (now - start)
+
+    def failed(self, name: str, *, now: float | None = None) -> None:
+        now = time.monotonic() if now is None else now
+        key = name.strip().lower()
+        with self._lock:
+            if len(self._seen) > 10_000:
+                self._seen.clear()
+            start, count = self._seen.get(key, (now, 0))
+            if now - start >= self.window_s:
+                start, count = now, 0
+            self._seen[key] = (start, count + 1)
+
+    def succeeded(self, name: str) -> None:
+        with self._lock:
+            self._seen.pop(name.strip().lower(), None)

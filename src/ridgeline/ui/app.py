@@ -17,6 +17,7 @@ from starlette.staticfiles import StaticFiles
 from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.store import Store
 from ridgeline.ui import pages  # noqa: F401  (registers the pages)
+from ridgeline.ui.accounts import LoginThrottle
 from ridgeline.ui.web import PAGES, PREFIX, UiGate, endpoint
 
 __all__ = ["PAGES", "app_from_env", "create_app_with_ui", "mount_ui", "ui_app"]
@@ -24,6 +25,7 @@ __all__ = ["PAGES", "app_from_env", "create_app_with_ui", "mount_ui", "ui_app"]
 
 def ui_app(state: Any) -> UiGate:
     """The UI as an ASGI app over the service's state (sessions checked first)."""
+    state.ui_throttle = LoginThrottle()
     static = StaticFiles(directory=str(files("ridgeline.ui") / "static"))
     routes: list[Any] = [Route(p.path, endpoint(state, p), methods=list(p.methods)) for p in PAGES]
     routes.append(Mount("/static", app=static, name="static"))
