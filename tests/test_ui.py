@@ -4,6 +4,7 @@ review flow with wellness, audits, lists and search, accessibility, screenshots.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import io
 import json
@@ -23,6 +24,7 @@ from browser import (
     browser,  # noqa: F401  (fixture)
     context,  # noqa: F401  (fixture)
     csp_errors,
+    fresh_pg_database,
     login_with_key,
     login_with_password,
     running_server,
@@ -72,15 +74,12 @@ class Site:
     extra: dict[str, int] = field(default_factory=dict)
 
 
-@pytest.fixture(scope="module")
-def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
-    """One server for the read-mostly tests: a key per role, a list, a scan, an audit,
-    victims. (The review flow and the break get servers of their own.)"""
+def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]:
+    """Seed `db`: a key per role, a list with a signed release, an audit, a scan with a
+    match, victims. Returns the keys, the entry ids, the audit id, the release key id."""
     from ridgeline.victims.registry import import_files
     from ridgeline.victims.synth import generate
 
-    tmp = tmp_path_factory.mktemp("ui-site")
-    db = str(tmp / "ridgeline.db")
     store = Store.open(db)
     with store.session() as s:
         keys = {role: create_key(s, role, role)[1] for role in ROLES}
@@ -93,10 +92,9 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
             ).id
             for b in BENIGN
         ]
-        audit = create_audit(s, hl, mode="full", auditors_per_item=1, seed=1, actor="test")
-        audit_id = audit.id
+        audit_id = create_audit(s, hl, mode="full", auditors_per_item=1, seed=1, actor="t").id
+    import_files(store, generate(seed=5, n=150).write(tmp / "victims"))
     store.close()
-    import_files(Store.open(db), generate(seed=5, n=150).write(tmp / "victims"))
     scan_dir = tmp / "scan"
     scan_dir.mkdir()
     (scan_dir / "match.txt").write_bytes(BENIGN[0])
@@ -107,8 +105,19 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     )
     ridgeline("lists", "release", "ui-lists", "--key", str(tmp / "release.key"),
               "--out", str(tmp / "releases"), "--db", db)  # fmt: skip
-    with running_server("serve", "--port", "{port}", "--db", db, "--no-access-log") as served:
-        yield Site(served.base, db, keys, ids, audit_id, run_id=1, release_key=made["key_id"])
+    return keys, ids, audit_id, str(made["key_id"])
+
+
+@pytest.fixture(scope="module")
+def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
+    """One server (two workers: sessions must hold in each) for the read-mostly tests.
+    The review flow and the break get servers of their own."""
+    tmp = tmp_path_factory.mktemp("ui-site")
+    db = str(tmp / "ridgeline.db")
+    keys, ids, audit_id, release_key = build_site(db, tmp)
+    args = ("serve", "--port", "{port}", "--db", db, "--workers", "2", "--no-access-log")
+    with running_server(*args) as served:
+        yield Site(served.base, db, keys, ids, audit_id, run_id=1, release_key=release_key)
 
 
 def get_pages(site: Site, method: str = "GET") -> list[tuple[str, str]]:
@@ -369,6 +378,31 @@ def test_pages_are_accessible_with_strict_csp(
     assert refused == []
 
 
+def test_every_page_loads_on_postgresql(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """The same pages over PostgreSQL (the role matrix above runs on SQLite)."""
+    with fresh_pg_database() as url:
+        keys, ids, audit_id, release_key = build_site(url, tmp_path)
+        args = ("serve", "--port", "{port}", "--db", url, "--no-access-log")
+        with running_server(*args) as served:
+            pg = Site(served.base, url, keys, ids, audit_id, run_id=1, release_key=release_key)
+            ctx = browser.new_context()
+            try:
+                page = ctx.new_page()
+                login_with_key(page, pg.base, keys["admin"])
+                for path, _ in get_pages(pg):
+                    response = page.goto(pg.base + path)
+                    assert response is not None and response.status == 200, path
+                page.goto(f"{pg.base}/ui/lists/ui-lists")
+                expect(page.locator("#releases")).to_contain_text(release_key)
+                page.goto(f"{pg.base}/ui/victims")
+                expect(page.locator("#indicator-summary")).to_contain_text("known victims")
+            finally:
+                ctx.close()
+
+
 # --- the review flow, on servers of its own --------------------------------------
 
 
@@ -382,14 +416,14 @@ class ReviewSite:
 
 
 def review_site(
-    tmp: Path, names: list[str], *, disputed: bool = False
+    tmp: Path, names: list[str], *, disputed: bool = False, db: str | None = None
 ) -> tuple[str, int, bytes, dict[str, str], str]:
     """A list with quorum 3 and one pending entry with benign synthetic media; with
     `disputed`, first an entry two reviewers disagreed on (for a senior)."""
     from ridgeline.review.core import submit_verdict
     from ridgeline.review.queue import next_item
 
-    db = str(tmp / "ridgeline.db")
+    db = db or str(tmp / "ridgeline.db")
     key_file = tmp / "evidence.key"
     key = generate_key_file(key_file)
     image = synthetic_png()
@@ -422,15 +456,26 @@ def review_site(
     return db, entry_id, image, keys, str(key_file)
 
 
+BACKENDS = ["sqlite", pytest.param("postgresql", marks=pytest.mark.postgres)]
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
 def test_review_flow_three_reviewers_confirm(
     tmp_path: Path,
     browser: Browser,  # noqa: F811
+    backend: str,
 ) -> None:
     """Three reviewers confirm an entry in the browser (blurred by default, keyboard
     verdicts, others' verdicts hidden until one's own); unblurring is logged; a fourth
-    user sees the entry listed."""
+    user sees the entry listed; a disputed entry goes to the senior reviewer."""
+    with contextlib.ExitStack() as stack:
+        url = stack.enter_context(fresh_pg_database()) if backend == "postgresql" else None
+        review_flow(tmp_path, browser, url)
+
+
+def review_flow(tmp_path: Path, browser: Browser, url: str | None) -> None:  # noqa: F811
     db, entry_id, image, keys, key_file = review_site(
-        tmp_path, ["rev1", "rev2", "rev3"], disputed=True
+        tmp_path, ["rev1", "rev2", "rev3"], disputed=True, db=url
     )
     args = ("serve", "--port", "{port}", "--db", db, "--evidence-key-file", key_file)
     with running_server(*args, "--no-access-log") as served:

@@ -209,14 +209,27 @@ def _exposure(s: Any, name: str) -> Any:
     return exposure_status(s, reviewer, now=utcnow())
 
 
+#: The indicator per worker, recomputed at most this often (it takes ~0.3 s for a few
+#: hundred victims, and the first call imports lifelines and statsmodels).
+INDICATOR_TTL_S = 60.0
+_indicator_cache: dict[str, tuple[float, Any]] = {}
+
+
 def _indicator(ctx: Ctx) -> Any:
+    """The indicator over the imported victims (None when there are none), cached."""
+    import time
+
     from ridgeline.indicator import compute
     from ridgeline.indicator.data import load_table
 
+    url = str(ctx.state.store.url)
+    hit = _indicator_cache.get(url)
+    if hit is not None and time.monotonic() - hit[0] < INDICATOR_TTL_S:
+        return hit[1]
     table = load_table(ctx.state.store)
-    if len(table) == 0:
-        return None
-    return compute(table)
+    indicator = compute(table) if len(table) else None
+    _indicator_cache[url] = (time.monotonic(), indicator)
+    return indicator
 
 
 def _identified_chart(ctx: Ctx) -> BarChart | None:
