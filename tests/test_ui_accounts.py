@@ -107,3 +107,30 @@ def test_login_throttle_refuses_after_failures_until_the_window_passes() -> None
     assert throttle.wait("pat", now=161.0) == 0  # a new window, one failure
     throttle.succeeded("pat")
     assert throttle._seen == {}
+
+
+def test_every_ui_page_names_a_policy_and_no_template_inlines_code() -> None:
+    """Each page's permission is one of POLICY's (or the UI's own, or public / any
+    session), only the login page is public, and no template carries inline script,
+    inline style or event-handler attributes (the CSP would block them)."""
+    import re
+    from importlib.resources import files
+
+    from ridgeline.service.auth import POLICY
+    from ridgeline.ui.app import PAGES
+    from ridgeline.ui.web import PUBLIC, SESSION, UI_POLICY
+
+    assert len(PAGES) >= 25
+    for p in PAGES:
+        assert p.permission in {*POLICY, *UI_POLICY, PUBLIC, SESSION}, p
+        assert (p.permission == PUBLIC) == (p.path == "/login"), p
+    templates = [
+        t for t in (files("ridgeline.ui") / "templates").iterdir() if t.name.endswith(".html")
+    ]
+    assert len(templates) >= 20
+    for t in templates:
+        text = t.read_text(encoding="utf-8")
+        assert not re.search(r"<script(?![^>]*\bsrc=)", text), t.name
+        assert not re.search(r"\sstyle=|<style", text), t.name
+        assert not re.search(r"\son[a-z]+=", text), t.name
+        assert "http://" not in text and "https://" not in text, t.name  # no CDN
