@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 C_SOURCES := $(wildcard src/ridgeline/*/*.c src/ridgeline/*/*.h)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest ext bench clean
+.PHONY: demo test lint typecheck pytest chromium ext bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -39,7 +39,11 @@ lint: $(VENV)/.stamp-test
 typecheck: $(VENV)/.stamp-test
 	$(BIN)/mypy
 
-pytest: $(VENV)/.stamp-test
+# The browser tests (tests/test_ui*.py) use Debian's Chromium, installed when missing.
+chromium:
+	scripts/ensure-chromium
+
+pytest: $(VENV)/.stamp-test chromium
 	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 
 test: lint typecheck pytest

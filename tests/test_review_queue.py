@@ -193,7 +193,13 @@ def test_daily_exposure_cap(store: Store) -> None:
 def test_wellness_policy_from_env(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("RIDGELINE_REVIEW_DAILY_CAP", "42")
     assert WellnessPolicy.from_env().daily_cap == 42
+    monkeypatch.setenv("RIDGELINE_REVIEW_BREAK_AFTER_MINUTES", "0.5")  # fractions: tests
+    assert WellnessPolicy.from_env().break_after_minutes == 0.5
     monkeypatch.setenv("RIDGELINE_REVIEW_BREAK_MINUTES", "soon")
+    with pytest.raises(RidgelineError, match="number of minutes"):
+        WellnessPolicy.from_env()
+    monkeypatch.setenv("RIDGELINE_REVIEW_BREAK_MINUTES", "5")
+    monkeypatch.setenv("RIDGELINE_REVIEW_DAILY_CAP", "4.5")
     with pytest.raises(RidgelineError, match="whole number"):
         WellnessPolicy.from_env()
 

@@ -56,6 +56,8 @@ COMMANDS = {
     "scans": ("ridgeline.cli.scans", "scans",
               "Past scan runs and what each file gave (newest first)."),
     "serve": ("ridgeline.cli.serve", "serve", "Serve the HTTP API (OpenAPI at /openapi.json)."),
+    "users": ("ridgeline.cli.users", "users",
+              "Web UI users who log in with a name and password (argon2id)."),
     "victims": ("ridgeline.cli.victims", "victims",
                 "The victim-identification registry (victims.jsonl interchange)."),
     "webhooks": ("ridgeline.cli.webhooks", "webhooks",

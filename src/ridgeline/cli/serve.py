@@ -4,10 +4,14 @@ from __future__ import annotations
 
 import os
 import secrets
+from dataclasses import replace
 
 import click
 
 from ridgeline.cli.common import db_option, handle_errors
+
+#: The service app with the web UI mounted under /ui/.
+UI_APP = "ridgeline.ui.app:app_from_env"
 
 
 @click.command("serve")
@@ -77,6 +81,12 @@ from ridgeline.cli.common import db_option, handle_errors
     help="Seconds between checks for live exchange sources due a fetch (0: off; "
     "env RIDGELINE_EXCHANGE_INTERVAL).",
 )
+@click.option(
+    "--ui/--no-ui",
+    default=True,
+    show_default=True,
+    help="Serve the web UI under /ui/ (log in with an API key or `ridgeline users add`).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -98,6 +108,7 @@ def serve(
     webhook_timeout: float,
     viral_users: int | None,
     exchange_interval_s: float,
+    ui: bool,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -131,6 +142,9 @@ def serve(
     )
     os.environ[ENV_CONFIG] = config.to_env()
     options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)
+    if ui:
+        options = replace(options, app=UI_APP)
     check_port(options)  # "port in use" before any line that says we listen
-    click.echo(f"ridgeline API on http://{host}:{port} ({workers} worker(s))", err=True)
+    ui_note = f", UI on http://{host}:{port}/ui/" if ui else ""
+    click.echo(f"ridgeline API on http://{host}:{port}{ui_note} ({workers} worker(s))", err=True)
     run_workers(options)

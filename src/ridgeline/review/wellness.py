@@ -53,30 +53,33 @@ class ExposureCapReached(PermissionDenied):
 class WellnessPolicy:
     """Global defaults; a reviewer's own settings override them."""
 
-    break_after_minutes: int = 120
-    break_minutes: int = 15
+    #: Minutes may be fractions (`RIDGELINE_REVIEW_BREAK_AFTER_MINUTES=0.05`: tests).
+    break_after_minutes: float = 120
+    break_minutes: float = 15
     daily_cap: int = 300
     #: An item left open counts as review time for at most this long.
-    max_item_minutes: int = 30
+    max_item_minutes: float = 30
 
     @classmethod
     def from_env(cls) -> WellnessPolicy:
         """Defaults overridden by `RIDGELINE_REVIEW_BREAK_AFTER_MINUTES`,
         `..._BREAK_MINUTES`, `..._DAILY_CAP`, `..._MAX_ITEM_MINUTES`."""
-        values: dict[str, int] = {}
+        values: dict[str, float] = {}
         for name in ("break_after_minutes", "break_minutes", "daily_cap", "max_item_minutes"):
             raw = os.environ.get(ENV_PREFIX + name.upper())
             if raw:
+                whole = name == "daily_cap"
                 try:
-                    number = int(raw)
+                    number: float = int(raw) if whole else float(raw)
                 except ValueError:
+                    kind = "a whole number" if whole else "a number of minutes"
                     raise BadInput(
-                        f"{ENV_PREFIX + name.upper()} must be a whole number, not {raw!r}"
+                        f"{ENV_PREFIX + name.upper()} must be {kind}, not {raw!r}"
                     ) from None
                 if number <= 0:
                     raise BadInput(f"{ENV_PREFIX + name.upper()} must be positive")
                 values[name] = number
-        return cls(**values)
+        return cls(**values)  # type: ignore[arg-type]
 
     def for_reviewer(self, reviewer: Reviewer) -> WellnessPolicy:
         """This policy with the reviewer's own limits applied."""
@@ -96,7 +99,7 @@ class ExposureStatus:
     items_today: int
     daily_cap: int
     review_minutes: float
-    break_after_minutes: int
+    break_after_minutes: float
     break_until: dt.datetime | None
     cap_reached: bool
 

@@ -66,6 +66,8 @@ class ServeOptions:
     backlog: int = 2048
     #: Seconds a worker gets to finish its requests on shutdown before it is killed.
     graceful_s: float = 10.0
+    #: The uvicorn application factory (`ridgeline serve` names the one with the UI).
+    app: str = APP
 
 
 def reuseport_supported() -> bool:
@@ -133,7 +135,7 @@ def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
     use_shared_table(buckets)  # per-key rate limits count across all workers
     sock = bind_socket(opts, listen=True)
     config = uvicorn.Config(
-        APP,
+        opts.app,
         factory=True,
         log_level=opts.log_level,
         access_log=False,
@@ -174,7 +176,7 @@ def serve(opts: ServeOptions) -> None:
         import uvicorn
 
         uvicorn.run(
-            APP,
+            opts.app,
             factory=True,
             host=opts.host,
             port=opts.port,
