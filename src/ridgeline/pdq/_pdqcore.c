@@ -29,9 +29,21 @@
  * Fast mode (ridgeline/pdq/fast.py) predicts the 64x64 downsample from a small block-
  * averaged image with project64 and hashes it with hash_luma64; only that prediction is
  * approximate, the quality/DCT/median/bits code is the same.
+ *
+ * The same file builds the browser's hasher (scripts/build-pdq-wasm, `make wasm`): with
+ * RIDGELINE_PDQ_WASM defined there is no Python, and the entry points at the end
+ * (pdq_hash, pdq_hex) take packed RGBA/RGB/grey rows from JavaScript. WebAssembly
+ * floats are IEEE single/double without fused multiply-add, so the portable path
+ * gives the same bits there (tests/test_selfsubmit_browser.py checks it against the
+ * reference images).
  */
+#ifndef RIDGELINE_PDQ_WASM
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#else
+#include <stddef.h>
+typedef ptrdiff_t Py_ssize_t;
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -686,6 +698,7 @@ static int finish_hash(float buf64[PDQ_DIM][PDQ_DIM], int nvariants, char hexes[
     return quality;
 }
 
+#ifndef RIDGELINE_PDQ_WASM
 static PyObject *hex_result(char hexes[8][65], int nvariants, int quality) {
     PyObject *list = PyList_New(nvariants);
     if (!list) return NULL;
@@ -1006,3 +1019,50 @@ PyMODINIT_FUNC PyInit__pdqcore(void) {
 #endif
     return PyModule_Create(&module);
 }
+#else /* RIDGELINE_PDQ_WASM: the browser's entry points */
+#include <emscripten/emscripten.h>
+
+static char wasm_hex[8][65];
+static int wasm_ready = 0;
+
+/* A buffer JavaScript fills with pixels (freed with pdq_free). */
+EMSCRIPTEN_KEEPALIVE uint8_t *pdq_alloc(int bytes) { return bytes > 0 ? malloc((size_t)bytes) : NULL; }
+EMSCRIPTEN_KEEPALIVE void pdq_free(void *p) { free(p); }
+
+/* pdq_hash(pixels, width, height, channels, dihedral): PDQ of packed rows of
+   `channels` bytes a pixel (4 RGBA with the 4th ignored, 3 RGB, 1 grey as r = g = b),
+   as hash_pixels does. Returns the quality (0-100), or -1 for bad arguments or out of
+   memory; the hex digits of the hash (8 with dihedral) are read with pdq_hex(i). */
+EMSCRIPTEN_KEEPALIVE int pdq_hash(const uint8_t *pixels, int width, int height, int channels,
+                                  int dihedral) {
+    if (!wasm_ready) {
+        init_tables();
+        wasm_ready = 1;
+    }
+    if (!pixels || width <= 0 || height <= 0 || !(channels == 1 || channels == 3 || channels == 4))
+        return -1;
+    image_in im;
+    im.pixels = pixels;
+    im.height = height;
+    im.width = width;
+    im.channels = channels == 1 ? 1 : 3;
+    im.chan_stride = channels == 1 ? 0 : 1;
+    im.col_stride = channels;
+    im.row_stride = (Py_ssize_t)width * channels;
+    int nvariants = dihedral ? 8 : 1;
+    if (height < MIN_HASHABLE_DIM || width < MIN_HASHABLE_DIM) {
+        for (int v = 0; v < nvariants; v++) {
+            memset(wasm_hex[v], '0', 64);
+            wasm_hex[v][64] = '\0';
+        }
+        return 0;
+    }
+    float buf64[PDQ_DIM][PDQ_DIM];
+    if (downsample64(&im, buf64, !dihedral) != 0) return -1;
+    return finish_hash(buf64, nvariants, wasm_hex);
+}
+
+EMSCRIPTEN_KEEPALIVE const char *pdq_hex(int variant) {
+    return wasm_hex[variant >= 0 && variant < 8 ? variant : 0];
+}
+#endif

@@ -34,7 +34,7 @@ class MatchOut(Body):
 
     list_: str = Field(alias="list", description="Name of the matched list")
     list_id: int
-    purpose: str = Field(description="block or allow")
+    purpose: str = Field(description="block, allow or self-submitted")
     entry_id: int
     signal: str
     value: str = Field(description="The canonical query hash that matched")
@@ -46,6 +46,11 @@ class MatchOut(Body):
     held: bool = Field(description="Held by flood control (fires no actions)")
     series: list[str] | None = Field(default=None, description="Present when known")
     identification: str | None = Field(default=None, description="Present when known")
+    review: bool | None = Field(
+        default=None,
+        description="Present (true) on matches in a self-submitted list: flag the content "
+        "for human review, never act on it automatically",
+    )
 
 
 class LookupOut(Body):
