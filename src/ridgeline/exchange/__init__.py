@@ -29,6 +29,7 @@ from ridgeline.exchange.apply import (
     apply_records,
     export_items,
     last_timestamp,
+    mark_withdrawn,
 )
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult, read_input
 from ridgeline.lists.models import Entry, HashList
@@ -75,6 +76,7 @@ __all__ = [
     "import_exchange",
     "import_file",
     "last_timestamp",
+    "mark_withdrawn",
     "parse_bytes",
 ]
 

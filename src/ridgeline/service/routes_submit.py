@@ -142,9 +142,10 @@ def register_submit_routes(app: FastAPI, *, secret: bytes, rate: float, limits: 
     }  # fmt: skip
     app.router.routes.insert(0, Mount(f"{PREFIX}/static", StaticFiles(directory=static_dir())))
 
-    @app.get(PREFIX, include_in_schema=False)
-    def page_redirect() -> RedirectResponse:
+    async def page_redirect(_: Request) -> RedirectResponse:
         return RedirectResponse(f"{PREFIX}/", status_code=308)
+
+    app.add_route(PREFIX, page_redirect, include_in_schema=False)
 
     @app.get(
         f"{PREFIX}/",

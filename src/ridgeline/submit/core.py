@@ -35,6 +35,7 @@ from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
 from ridgeline.errors import BadInput, Conflict, NotFound, RateLimited
+from ridgeline.exchange import mark_withdrawn
 from ridgeline.lists import SELF_SUBMITTED, add_entry, create_list, delete_entry
 from ridgeline.lists.models import Entry, EntrySignal, HashList
 from ridgeline.matching import Matcher, Query
@@ -414,6 +415,7 @@ def withdraw(session: Session, case_number: str, *, now: dt.datetime | None = No
     ).all()
     for entry in entries:
         delete_entry(session, entry, actor=ACTOR, reason="withdrawn by the person who submitted it")
+    mark_withdrawn(session, [e.id for e in entries])  # StopNCII exports say Withdrawn
     if case.status != "withdrawn":
         case.status = "withdrawn"
         case.withdrawn_at = now or utcnow()
