@@ -49,7 +49,13 @@ STRINGS: dict[str, dict[str, str]] = {
             "do not take part. If something is already online, reporting it to that "
             "service is still worth doing."
         ),
-        "limit_post": ("If you post these pictures yourself later, they may be flagged too."),
+        "limit_post": "If you post these pictures yourself later, they may be flagged too.",
+        "limit_own": (
+            "Use copies you already have on this device. Please do not download, save or "
+            "forward pictures in order to use this page, and do not try it with test "
+            "pictures: whatever you send goes on the list. You do not need to give your "
+            "name or any contact details."
+        ),
         "help_title": "Other help",
         "help_minor": (
             "If you were under 18 in the pictures, NCMEC's Take It Down "
@@ -159,6 +165,12 @@ STRINGS: dict[str, dict[str, str]] = {
             "denunciarlo en ese servicio."
         ),
         "limit_post": "Si más adelante publicas tú estas imágenes, también pueden ser marcadas.",
+        "limit_own": (
+            "Usa las copias que ya tienes en este dispositivo. Por favor, no descargues, "
+            "guardes ni reenvíes imágenes para usar esta página, y no la pruebes con "
+            "imágenes de prueba: todo lo que envías entra en la lista. No hace falta dar tu "
+            "nombre ni datos de contacto."
+        ),
         "help_title": "Otra ayuda",
         "help_minor": (
             "Si tenías menos de 18 años en las imágenes, Take It Down del NCMEC "
