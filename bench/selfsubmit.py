@@ -27,11 +27,11 @@ from pathlib import Path
 import httpx
 import numpy as np
 
-sys.path.insert(0, str(Path(__file__).resolve().parent))
-from hashing import make_photo  # noqa: E402  (bench/hashing.py, beside this file)
+sys.path.insert(0, str(Path(__file__).parent))
 
-from ridgeline.pdq import hash_file  # noqa: E402
-from ridgeline.store import Store  # noqa: E402
+from hashing import make_photo  # bench/hashing.py, beside this file
+from ridgeline.pdq import hash_file
+from ridgeline.store import Store
 
 TARGET_MS = 500.0
 CHROMIUM = "/usr/bin/chromium"
@@ -105,8 +105,6 @@ def main() -> None:
                 page.set_input_files("#bench-file", str(photo))
                 page.evaluate(TIME_IN_PAGE, 1)  # warm-up: WebAssembly compile, first decode
                 measured = page.evaluate(TIME_IN_PAGE, args.rounds)
-                if "detail" in measured:
-                    print(measured["detail"])
                 browser.close()
         finally:
             os.killpg(server.pid, 9)

@@ -164,7 +164,9 @@ def test_abuse_checks_refuse_before_storing(store: Store, tmp_path: Path) -> Non
         (None, "00ff", 100, "pdq"),
     ],
 )
-def test_items_are_checked(md5: str | None, pdq: str | None, quality: int | None, problem: str) -> None:
+def test_items_are_checked(
+    md5: str | None, pdq: str | None, quality: int | None, problem: str
+) -> None:
     with pytest.raises((BadInput, InvalidHash), match=problem):
         normalize_item(md5, pdq, quality)
 
@@ -228,8 +230,8 @@ def test_public_routes_serve_page_cap_bodies_and_limit_rates(tmp_path: Path) -> 
             headers={"content-type": "application/json"},
         )
         assert big.status_code == 413
-        ok = client.post("/submit-hashes/api/submissions",
-                         json={"items": [{"md5": MD5_A, "pdq": PDQ_A, "quality": 100}]})  # fmt: skip
+        one = {"items": [{"md5": MD5_A, "pdq": PDQ_A, "quality": 100}]}
+        ok = client.post("/submit-hashes/api/submissions", json=one)
         assert ok.status_code == 200, ok.text
         number = ok.json()["case_number"]
         matched = client.post("/v1/match", json={"signals": {"pdq": PDQ_A}},
@@ -258,7 +260,9 @@ def test_pseudonyms_are_keyed() -> None:
     assert a != b and len(a) == 64 and "192.0.2.7" not in a
 
 
-@pytest.mark.skipif(shutil.which("emcc") is None, reason="needs emscripten (apt-get install emscripten)")
+@pytest.mark.skipif(
+    shutil.which("emcc") is None, reason="needs emscripten (apt-get install emscripten)"
+)
 def test_committed_webassembly_is_what_the_build_script_makes(tmp_path: Path) -> None:
     """Rebuilt from _pdqcore.c into a temporary folder: byte-identical to the committed
     artefacts (the build is deterministic), so they are never stale."""

@@ -71,9 +71,7 @@ def _serve(serve_process: Callable[..., Any], db: str, tmp_path: Path) -> Any:
 
 
 def reference_images() -> list[Path]:
-    return sorted(
-        p for p in REFERENCE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")
-    )
+    return sorted(p for p in REFERENCE.rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png"))
 
 
 # --- PNGs written byte by byte, so every colour type, depth and interlace is covered ----
@@ -188,7 +186,10 @@ def generated_images(folder: Path) -> list[Path]:
         n = 2**depth
         plte = bytes(np.random.default_rng(depth).integers(0, 256, 3 * max(1, n - 1), np.uint8))
         cases.append(
-            (f"palette{depth}", write_png(_pattern(h, w, 1, n - 1, 40 + depth), depth, 3, plte=plte))
+            (
+                f"palette{depth}",
+                write_png(_pattern(h, w, 1, n - 1, 40 + depth), depth, 3, plte=plte),
+            )
         )  # the last index lies past the palette: Pillow shows it black
     cases.append(("rgb8-adam7", write_png(_pattern(97, 131, 3, 255, 50), 8, 2, interlace=True)))
     cases.append(("grey2-adam7", write_png(_pattern(37, 29, 1, 3, 51), 2, 0, interlace=True)))
