@@ -376,15 +376,29 @@ def test_submit_scan_flags_for_review_then_withdraw_within_a_second(
     page.close()
 
 
-def test_spanish_page_and_language_switch(
+def test_spanish_page_language_switch_and_accessibility(
     browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
 ) -> None:
+    """Spanish from the browser's language, English by the switch; axe-core finds no
+    violations in either, with files listed."""
+    from axe_playwright_python.sync_playwright import Axe
+
     server = _serve(serve_process, _db(tmp_path), tmp_path)
+    photo = tmp_path / "photo.png"
+    photo.write_bytes(write_png(_pattern(64, 64, 3, 255, 5), 8, 2))
     page = browser.new_page(locale="es-ES")
     page.goto(f"{server.base}/submit-hashes/")
     assert page.get_attribute("html", "lang") == "es"
     assert "huellas" in page.inner_text("h1")
+    page.set_input_files("#files", str(photo))
+    page.wait_for_selector("body[data-hashed='1']")
+    spanish = Axe().run(page)
+    assert spanish.response["testEngine"]["name"] == "axe-core"  # it did run
+    assert spanish.response["incomplete"] or spanish.response["inapplicable"]
+    assert spanish.violations_count == 0, spanish.generate_report()
     page.click("a[hreflang='en']")
     page.wait_for_selector("html[lang='en']")
     assert "fingerprints" in page.inner_text("h1")
+    english = Axe().run(page)
+    assert english.violations_count == 0, english.generate_report()
     page.close()
