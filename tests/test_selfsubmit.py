@@ -237,6 +237,11 @@ def test_public_routes_serve_page_cap_bodies_and_limit_rates(tmp_path: Path) -> 
         matched = client.post("/v1/match", json={"signals": {"pdq": PDQ_A}},
                               headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
         assert [m["review"] for m in matched["matches"]] == [True]
+        looked = client.get("/v1/lookup", params={"signal": "md5", "value": MD5_A},
+                            headers={"Authorization": f"Bearer {key}"}).json()  # fmt: skip
+        assert [(m["purpose"], m["review"]) for m in looked["matches"]] == [
+            ("self-submitted", True)
+        ]
         bad = client.post("/submit-hashes/api/status", json={"case_number": "short"})
         assert bad.status_code == 400 and "12 to 64" in bad.json()["error"]["message"]
         statuses = [

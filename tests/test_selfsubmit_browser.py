@@ -63,10 +63,10 @@ def _db(tmp_path: Path) -> str:
     return str(path)
 
 
-def _serve(serve_process: Callable[..., Any], db: str, tmp_path: Path) -> Any:
+def _serve(serve_process: Callable[..., Any], db: str, tmp_path: Path, workers: int = 1) -> Any:
     return serve_process(
         "serve", "--port", "{port}", "--db", db, "--index-dir", str(tmp_path / "index"),
-        "--self-submit-rate", "20",
+        "--self-submit-rate", "20", "--workers", str(workers),
     )  # fmt: skip
 
 
@@ -308,7 +308,7 @@ def test_submit_scan_flags_for_review_then_withdraw_within_a_second(
 ) -> None:
     db = _db(tmp_path)
     key = _provider_key(db)
-    server = _serve(serve_process, db, tmp_path)
+    server = _serve(serve_process, db, tmp_path, workers=2)  # withdrawal reaches both
     own = tmp_path / "mine"
     own.mkdir()
     photo = own / "photo.png"
