@@ -273,7 +273,7 @@ def test_committed_webassembly_is_what_the_build_script_makes(tmp_path: Path) ->
     artefacts (the build is deterministic), so they are never stale."""
     subprocess.run([str(ROOT / "scripts" / "build-pdq-wasm"), str(tmp_path)], check=True,
                    capture_output=True, timeout=600)  # fmt: skip
-    for name in ("pdq.js", "pdq.wasm"):
+    for name in ("pdq.js", "pdq.wasm", "pdq-scalar.wasm"):
         assert (tmp_path / name).read_bytes() == (STATIC / name).read_bytes(), (
             f"{name} is stale: run `make wasm` and commit it"
         )

@@ -218,8 +218,8 @@ def generated_images(folder: Path) -> list[Path]:
     return paths
 
 
-def _hash_in_page(page: Any, base: str, files: list[Path]) -> list[dict[str, str]]:
-    page.goto(f"{base}/submit-hashes/")
+def _hash_in_page(page: Any, base: str, files: list[Path], query: str = "") -> list[dict[str, str]]:
+    page.goto(f"{base}/submit-hashes/{query}")
     page.wait_for_selector("body[data-ready='1']")
     page.set_input_files("#files", [str(f) for f in files])
     page.wait_for_selector(f"body[data-hashed='{len(files)}']", timeout=120_000)
@@ -255,15 +255,18 @@ def _assert_no_media(requests: list[Any], files: list[Path]) -> None:
                 assert set(item) <= {"md5", "pdq", "quality"}
 
 
+@pytest.mark.parametrize("wasm", ["pdq.wasm", "pdq-scalar.wasm"])
 def test_browser_pdq_equals_exact_mode_on_every_reference_image(
-    browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
+    wasm: str, browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
 ) -> None:
+    """Both builds (SIMD, and scalar for browsers without SIMD) on every image."""
     files = reference_images() + generated_images(tmp_path / "generated")
     assert len(reference_images()) >= 30
     server = _serve(serve_process, _db(tmp_path), tmp_path)
     page = browser.new_page()
     requests = _watch(page)
-    rows = _hash_in_page(page, server.base, files)
+    rows = _hash_in_page(page, server.base, files, "" if wasm == "pdq.wasm" else "?pdq=scalar")
+    assert page.get_attribute("body", "data-pdq-wasm") == wasm
     assert len(rows) == len(files)
     wrong = []
     for path, row in zip(files, rows, strict=True):

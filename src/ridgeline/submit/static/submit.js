@@ -25,8 +25,23 @@
     return text.replace(/\{(\w+)\}/g, (_, k) => (k in values ? String(values[k]) : ""));
   }
 
+  /* A tiny module using one SIMD instruction: valid only where WebAssembly SIMD is. */
+  const SIMD_PROBE = new Uint8Array([0, 97, 115, 109, 1, 0, 0, 0, 1, 5, 1, 96, 0, 1, 123, 3,
+    2, 1, 0, 10, 10, 1, 8, 0, 65, 0, 253, 15, 253, 98, 11]);
+
+  /* pdq.wasm (SIMD) or pdq-scalar.wasm: the same C core, the same bits. `?pdq=scalar`
+     forces the second (the tests check both). */
+  function wasmFile() {
+    const forced = new URLSearchParams(location.search).get("pdq") === "scalar";
+    return !forced && WebAssembly.validate(SIMD_PROBE) ? "pdq.wasm" : "pdq-scalar.wasm";
+  }
+
   function pdq() {
-    if (!pdqModule) pdqModule = createPdqModule();
+    if (!pdqModule) {
+      const file = wasmFile();
+      document.body.dataset.pdqWasm = file;
+      pdqModule = createPdqModule({ locateFile: (path, prefix) => prefix + (path === "pdq.wasm" ? file : path) });
+    }
     return pdqModule;
   }
 
