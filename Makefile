@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 C_SOURCES := $(wildcard src/ridgeline/*/*.c src/ridgeline/*/*.h)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest chromium ext bench clean
+.PHONY: demo test lint typecheck pytest chromium ext wasm bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,12 @@ demo: $(VENV)/.stamp-base
 ext: $(BIN)/python
 	$(BIN)/python setup.py -q build_ext --inplace
 
+# Rebuild the browser's PDQ hasher (src/ridgeline/submit/static/pdq.{js,wasm}) from
+# _pdqcore.c with Debian's emscripten; the artefacts are committed (serving needs no
+# emscripten) and tests/test_selfsubmit.py checks they are current.
+wasm:
+	scripts/build-pdq-wasm
+
 lint: $(VENV)/.stamp-test
 	$(BIN)/ruff check src tests bench
 	$(BIN)/ruff format --check src tests bench
@@ -51,6 +57,7 @@ test: lint typecheck pytest
 bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/hashing.py
 	$(BIN)/python bench/match.py --n 1000000
+	$(BIN)/python bench/selfsubmit.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/ridgeline/*/*.so

@@ -25,6 +25,7 @@ from sqlalchemy.orm import selectinload
 
 from ridgeline.errors import UnknownSignal
 from ridgeline.index import Match, MatchIndex
+from ridgeline.lists.core import SELF_SUBMITTED
 from ridgeline.lists.models import Entry
 from ridgeline.signals import all_signals, get_signal
 from ridgeline.signals.base import Query, SignalValue
@@ -109,6 +110,12 @@ class ExplainedMatch:
     series: tuple[str, ...] | None = None
     identification: str | None = None
 
+    @property
+    def review(self) -> bool:
+        """Only a person may act on this match: the entry is a self-submitted hash
+        (`ridgeline.submit`), which came with no media and was never reviewed."""
+        return self.purpose == SELF_SUBMITTED
+
     def to_json(self) -> dict[str, Any]:
         distance, threshold = self.distance, self.threshold
         out: dict[str, Any] = {
@@ -131,6 +138,8 @@ class ExplainedMatch:
             out["series"] = list(self.series)
         if self.identification is not None:
             out["identification"] = self.identification
+        if self.review:
+            out["review"] = True
         return out
 
     @classmethod

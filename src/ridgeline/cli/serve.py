@@ -87,6 +87,34 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     show_default=True,
     help="Serve the web UI under /ui/ (log in with an API key or `ridgeline users add`).",
 )
+@click.option(
+    "--self-submission/--no-self-submission",
+    "selfsubmit",
+    default=True,
+    show_default=True,
+    help="Serve the public self-submission page at /submit-hashes/ (docs/self-submission.md).",
+)
+@click.option(
+    "--self-submit-rate",
+    default=1.0,
+    show_default=True,
+    type=float,
+    help="Self-submission requests per second per network address (per worker).",
+)
+@click.option(
+    "--self-submit-max-items",
+    default=50,
+    show_default=True,
+    type=int,
+    help="Files per self-submission.",
+)
+@click.option(
+    "--self-submit-daily-items",
+    default=200,
+    show_default=True,
+    type=int,
+    help="Files one submitter may send in 24 hours (submissions: 10).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -109,6 +137,10 @@ def serve(
     viral_users: int | None,
     exchange_interval_s: float,
     ui: bool,
+    selfsubmit: bool,
+    self_submit_rate: float,
+    self_submit_max_items: int,
+    self_submit_daily_items: int,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -139,6 +171,11 @@ def serve(
         webhook_timeout_s=webhook_timeout,
         viral_users=viral_users,
         exchange_interval_s=exchange_interval_s,
+        selfsubmit=selfsubmit,
+        selfsubmit_rate=self_submit_rate,
+        selfsubmit_max_items=self_submit_max_items,
+        selfsubmit_window_items=self_submit_daily_items,
+        selfsubmit_secret=secrets.token_hex(32),
     )
     os.environ[ENV_CONFIG] = config.to_env()
     options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)

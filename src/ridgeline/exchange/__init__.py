@@ -30,6 +30,7 @@ from ridgeline.exchange.apply import (
     apply_records,
     export_items,
     last_timestamp,
+    mark_withdrawn,
 )
 from ridgeline.exchange.records import (
     ExchangeRecord,
@@ -86,6 +87,7 @@ __all__ = [
     "import_exchange",
     "import_file",
     "last_timestamp",
+    "mark_withdrawn",
     "parse_bytes",
 ]
 

@@ -535,6 +535,13 @@ def _update(
     return True
 
 
+def mark_withdrawn(session: Session, entry_ids: Sequence[int]) -> None:
+    """Record that these (deleted) entries were withdrawn by the person who submitted
+    them, so the StopNCII export writes `Withdrawn`, not `Deleted` (StopNCII's states)."""
+    for entry_id in entry_ids:
+        _merge_meta(session, entry_id, {"hashStatus": "Withdrawn"}, "stopncii")
+
+
 def _merge_meta(session: Session, entry_id: int, extra: dict[str, Any], fmt: str) -> None:
     """Keep the newest format facts of an entry (a withdrawal's status, say)."""
     if not extra:

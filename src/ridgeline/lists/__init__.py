@@ -9,6 +9,8 @@ on these functions in their own modules.
 from ridgeline.lists.core import (
     DEFAULT_REVIEW_QUORUM,
     ENTRY_STATUSES,
+    LIST_PURPOSES,
+    SELF_SUBMITTED,
     STATUS_TRANSITIONS,
     EntryView,
     NewEntry,
@@ -56,6 +58,8 @@ from ridgeline.lists.matchable import (
 __all__ = [
     "DEFAULT_REVIEW_QUORUM",
     "ENTRY_STATUSES",
+    "LIST_PURPOSES",
+    "SELF_SUBMITTED",
     "STATUS_TRANSITIONS",
     "EntryView",
     "NewEntry",

@@ -39,7 +39,11 @@ from ridgeline.signals import get_signal
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
-LIST_PURPOSES = ("block", "allow")
+#: A list of hashes that people submitted of their own images (`ridgeline.submit`): no
+#: media, nobody reviewed them, so matches are flagged for human review and never acted
+#: on automatically (scan actions are downgraded to flag; /v1/match marks them review).
+SELF_SUBMITTED = "self-submitted"
+LIST_PURPOSES = ("block", "allow", SELF_SUBMITTED)
 #: Review quorum that `lists create --review` means (NCMEC's and CAID's triple review).
 DEFAULT_REVIEW_QUORUM = 3
 

@@ -54,7 +54,7 @@ class HashList(Base):
     name: Mapped[str] = mapped_column(String(200), unique=True)
     owner: Mapped[str | None] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
-    #: "block" or "allow".
+    #: "block", "allow" or "self-submitted" (`ridgeline.lists.core.SELF_SUBMITTED`).
     purpose: Mapped[str] = mapped_column(String(16), default="block")
     enabled: Mapped[bool] = mapped_column(Boolean, default=True)
     #: Signal names the list accepts; empty means any installed signal.

@@ -29,9 +29,21 @@
  * Fast mode (ridgeline/pdq/fast.py) predicts the 64x64 downsample from a small block-
  * averaged image with project64 and hashes it with hash_luma64; only that prediction is
  * approximate, the quality/DCT/median/bits code is the same.
+ *
+ * The same file builds the browser's hasher (scripts/build-pdq-wasm, `make wasm`): with
+ * RIDGELINE_PDQ_WASM defined there is no Python, and the entry points at the end
+ * (pdq_hash, pdq_hex) take packed RGBA/RGB/grey rows from JavaScript. WebAssembly
+ * floats are IEEE single/double without fused multiply-add, so the portable path
+ * gives the same bits there (tests/test_selfsubmit_browser.py checks it against the
+ * reference images).
  */
+#ifndef RIDGELINE_PDQ_WASM
 #define PY_SSIZE_T_CLEAN
 #include <Python.h>
+#else
+#include <stddef.h>
+typedef ptrdiff_t Py_ssize_t;
+#endif
 
 #include <math.h>
 #include <stdint.h>
@@ -307,7 +319,126 @@ __attribute__((target("avx2"))) static void untranspose_avx2(const float *O, int
 }
 #endif
 
+#if defined(__wasm_simd128__)
+/* WebAssembly SIMD (the browser build, scripts/build-pdq-wasm): the same operations as
+   the AVX2 code above, 4 lanes wide. Each lane is one pixel (luma) or one row (the row
+   box filter), and sees exactly the scalar sequence of operations, so the bits are the
+   same as the portable path's. */
+#include <wasm_simd128.h>
+#define PDQ_HAVE_WASM_SIMD 1
+
+/* RGBA/RGBX: 4 pixels per load; 299r + 587g + 114b in 32-bit lanes, then the one
+   correctly rounded float division, as luma_packed_scalar. */
+static void luma_packed_wasm(const uint8_t *restrict px, int width, int step,
+                             float *restrict out) {
+    int j = 0;
+    if (step == 4) {
+        const v128_t mask = wasm_i32x4_splat(0xff);
+        const v128_t k299 = wasm_i32x4_splat(299), k587 = wasm_i32x4_splat(587);
+        const v128_t k114 = wasm_i32x4_splat(114);
+        const v128_t thousand = wasm_f32x4_splat(1000.0f);
+        for (; j + 4 <= width; j += 4) {
+            v128_t x = wasm_v128_load(px + 4 * (size_t)j);
+            v128_t r = wasm_v128_and(x, mask);
+            v128_t g = wasm_v128_and(wasm_u32x4_shr(x, 8), mask);
+            v128_t b = wasm_v128_and(wasm_u32x4_shr(x, 16), mask);
+            v128_t v = wasm_i32x4_add(wasm_i32x4_add(wasm_i32x4_mul(r, k299),
+                                                     wasm_i32x4_mul(g, k587)),
+                                      wasm_i32x4_mul(b, k114));
+            wasm_v128_store(out + j, wasm_f32x4_div(wasm_f32x4_convert_i32x4(v), thousand));
+        }
+    }
+    luma_packed_scalar(px, j, width, step, out);
+}
+
+/* 4x4 transpose (pure data movement). */
+static inline void transpose4(v128_t *a, v128_t *b, v128_t *c, v128_t *d) {
+    v128_t t0 = wasm_i32x4_shuffle(*a, *b, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(*a, *b, 2, 6, 3, 7);
+    v128_t t2 = wasm_i32x4_shuffle(*c, *d, 0, 4, 1, 5), t3 = wasm_i32x4_shuffle(*c, *d, 2, 6, 3, 7);
+    *a = wasm_i32x4_shuffle(t0, t2, 0, 1, 4, 5);
+    *b = wasm_i32x4_shuffle(t0, t2, 2, 3, 6, 7);
+    *c = wasm_i32x4_shuffle(t1, t3, 0, 1, 4, 5);
+    *d = wasm_i32x4_shuffle(t1, t3, 2, 3, 6, 7);
+}
+
+/* box_rows_avx2's layout and sequence: T[x * 8 + r] = in[r][x]; two 4-lane running
+   sums (rows 0-3 and 4-7); O[oi * 8 + r] the sums, divided by the window count when
+   `divide`. */
+static void box_rows_wasm(const float *const in[BATCH], const box_plan *p, float *T, float *O,
+                          int divide) {
+    const int n = p->n;
+    int x = 0;
+    for (; x + 4 <= n; x += 4)
+        for (int h = 0; h < 8; h += 4) {
+            v128_t a = wasm_v128_load(in[h] + x), b = wasm_v128_load(in[h + 1] + x);
+            v128_t c = wasm_v128_load(in[h + 2] + x), d = wasm_v128_load(in[h + 3] + x);
+            transpose4(&a, &b, &c, &d);
+            wasm_v128_store(T + (size_t)x * 8 + h, a);
+            wasm_v128_store(T + (size_t)(x + 1) * 8 + h, b);
+            wasm_v128_store(T + (size_t)(x + 2) * 8 + h, c);
+            wasm_v128_store(T + (size_t)(x + 3) * 8 + h, d);
+        }
+    for (; x < n; x++)
+        for (int k = 0; k < 8; k++) T[(size_t)x * 8 + k] = in[k][x];
+
+    v128_t lo = wasm_f32x4_splat(0.0f), hi = wasm_f32x4_splat(0.0f);
+    int ri = 0, li = 0, oi = 0;
+#define LOAD_LO(i) wasm_v128_load(T + (size_t)(i) * 8)
+#define LOAD_HI(i) wasm_v128_load(T + (size_t)(i) * 8 + 4)
+#define PUT()                                                                     \
+    do {                                                                          \
+        v128_t c_ = wasm_f32x4_splat(plan_count(p, oi));                          \
+        wasm_v128_store(O + (size_t)oi * 8, divide ? wasm_f32x4_div(lo, c_) : lo); \
+        wasm_v128_store(O + (size_t)oi * 8 + 4, divide ? wasm_f32x4_div(hi, c_) : hi); \
+    } while (0)
+    for (int t = 0; t < p->p1; t++, ri++) {
+        lo = wasm_f32x4_add(lo, LOAD_LO(ri));
+        hi = wasm_f32x4_add(hi, LOAD_HI(ri));
+    }
+    for (int t = 0; t < p->p2; t++, ri++, oi++) {
+        lo = wasm_f32x4_add(lo, LOAD_LO(ri));
+        hi = wasm_f32x4_add(hi, LOAD_HI(ri));
+        PUT();
+    }
+    for (int t = 0; t < p->p3; t++, ri++, li++, oi++) {
+        lo = wasm_f32x4_sub(wasm_f32x4_add(lo, LOAD_LO(ri)), LOAD_LO(li));
+        hi = wasm_f32x4_sub(wasm_f32x4_add(hi, LOAD_HI(ri)), LOAD_HI(li));
+        PUT();
+    }
+    for (int t = 0; t < p->p4; t++, li++, oi++) {
+        lo = wasm_f32x4_sub(lo, LOAD_LO(li));
+        hi = wasm_f32x4_sub(hi, LOAD_HI(li));
+        PUT();
+    }
+#undef PUT
+#undef LOAD_LO
+#undef LOAD_HI
+}
+
+/* Interleaved O (n x 8) back to 8 rows. */
+static void untranspose_wasm(const float *O, int n, float *const out[BATCH]) {
+    int x = 0;
+    for (; x + 4 <= n; x += 4)
+        for (int h = 0; h < 8; h += 4) {
+            v128_t a = wasm_v128_load(O + (size_t)x * 8 + h);
+            v128_t b = wasm_v128_load(O + (size_t)(x + 1) * 8 + h);
+            v128_t c = wasm_v128_load(O + (size_t)(x + 2) * 8 + h);
+            v128_t d = wasm_v128_load(O + (size_t)(x + 3) * 8 + h);
+            transpose4(&a, &b, &c, &d);
+            wasm_v128_store(out[h] + x, a);
+            wasm_v128_store(out[h + 1] + x, b);
+            wasm_v128_store(out[h + 2] + x, c);
+            wasm_v128_store(out[h + 3] + x, d);
+        }
+    for (; x < n; x++)
+        for (int k = 0; k < 8; k++) out[k][x] = O[(size_t)x * 8 + k];
+}
+#endif
+
 static void luma_packed(const uint8_t *px, int width, int step, float *out) {
+#if defined(PDQ_HAVE_WASM_SIMD)
+    luma_packed_wasm(px, width, step, out);
+#else
 #ifdef PDQ_HAVE_AVX2_LUMA
     if (use_avx2) {
         luma_packed_avx2(px, width, step, out);
@@ -315,6 +446,7 @@ static void luma_packed(const uint8_t *px, int width, int step, float *out) {
     }
 #endif
     luma_packed_scalar(px, 0, width, step, out);
+#endif
 }
 
 static void luma_row_rgb(const uint8_t *px, int width, Py_ssize_t col_stride,
@@ -398,6 +530,10 @@ static int downsample64(const image_in *im, float out64[PDQ_DIM][PDQ_DIM], int s
     const int ROWS_SIMD = use_avx2;
 #define ROWS_SIMD_SUMS(div) box_rows_avx2(in_ptr, &row_plan, tr_in, tr_out, (div))
 #define ROWS_SIMD_BACK() untranspose_avx2(tr_out, w, out_ptr)
+#elif defined(PDQ_HAVE_WASM_SIMD)
+    const int ROWS_SIMD = 1;
+#define ROWS_SIMD_SUMS(div) box_rows_wasm(in_ptr, &row_plan, tr_in, tr_out, (div))
+#define ROWS_SIMD_BACK() untranspose_wasm(tr_out, w, out_ptr)
 #else
     const int ROWS_SIMD = 0;
 #define ROWS_SIMD_SUMS(div) ((void)0)
@@ -686,6 +822,7 @@ static int finish_hash(float buf64[PDQ_DIM][PDQ_DIM], int nvariants, char hexes[
     return quality;
 }
 
+#ifndef RIDGELINE_PDQ_WASM
 static PyObject *hex_result(char hexes[8][65], int nvariants, int quality) {
     PyObject *list = PyList_New(nvariants);
     if (!list) return NULL;
@@ -1006,3 +1143,50 @@ PyMODINIT_FUNC PyInit__pdqcore(void) {
 #endif
     return PyModule_Create(&module);
 }
+#else /* RIDGELINE_PDQ_WASM: the browser's entry points */
+#include <emscripten/emscripten.h>
+
+static char wasm_hex[8][65];
+static int wasm_ready = 0;
+
+/* A buffer JavaScript fills with pixels (freed with pdq_free). */
+EMSCRIPTEN_KEEPALIVE uint8_t *pdq_alloc(int bytes) { return bytes > 0 ? malloc((size_t)bytes) : NULL; }
+EMSCRIPTEN_KEEPALIVE void pdq_free(void *p) { free(p); }
+
+/* pdq_hash(pixels, width, height, channels, dihedral): PDQ of packed rows of
+   `channels` bytes a pixel (4 RGBA with the 4th ignored, 3 RGB, 1 grey as r = g = b),
+   as hash_pixels does. Returns the quality (0-100), or -1 for bad arguments or out of
+   memory; the hex digits of the hash (8 with dihedral) are read with pdq_hex(i). */
+EMSCRIPTEN_KEEPALIVE int pdq_hash(const uint8_t *pixels, int width, int height, int channels,
+                                  int dihedral) {
+    if (!wasm_ready) {
+        init_tables();
+        wasm_ready = 1;
+    }
+    if (!pixels || width <= 0 || height <= 0 || !(channels == 1 || channels == 3 || channels == 4))
+        return -1;
+    image_in im;
+    im.pixels = pixels;
+    im.height = height;
+    im.width = width;
+    im.channels = channels == 1 ? 1 : 3;
+    im.chan_stride = channels == 1 ? 0 : 1;
+    im.col_stride = channels;
+    im.row_stride = (Py_ssize_t)width * channels;
+    int nvariants = dihedral ? 8 : 1;
+    if (height < MIN_HASHABLE_DIM || width < MIN_HASHABLE_DIM) {
+        for (int v = 0; v < nvariants; v++) {
+            memset(wasm_hex[v], '0', 64);
+            wasm_hex[v][64] = '\0';
+        }
+        return 0;
+    }
+    float buf64[PDQ_DIM][PDQ_DIM];
+    if (downsample64(&im, buf64, !dihedral) != 0) return -1;
+    return finish_hash(buf64, nvariants, wasm_hex);
+}
+
+EMSCRIPTEN_KEEPALIVE const char *pdq_hex(int variant) {
+    return wasm_hex[variant >= 0 && variant < 8 ? variant : 0];
+}
+#endif

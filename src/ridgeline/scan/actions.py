@@ -21,13 +21,15 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, Conflict, NotFound
-from ridgeline.lists import get_list
+from ridgeline.lists import SELF_SUBMITTED, get_list
 from ridgeline.matching import ExplainedMatch
 from ridgeline.scan.models import ListAction, QuarantineItem
 from ridgeline.timeutil import isoformat, utcnow
 
 ACTIONS = ("flag", "quarantine", "report")
 DEFAULT_ACTIONS = ("flag",)
+#: The only action a self-submitted list's matches fire (`lists.SELF_SUBMITTED`).
+REVIEW_ONLY_ACTIONS = ("flag",)
 
 
 def default_quarantine_dir() -> Path:
@@ -51,6 +53,12 @@ def set_list_actions(session: Session, list_name: str, actions: Sequence[str]) -
     """Store which actions matches on a list fire."""
     hash_list = get_list(session, list_name)
     names = validate_actions(actions)
+    if hash_list.purpose == SELF_SUBMITTED and set(names) - set(REVIEW_ONLY_ACTIONS):
+        raise BadInput(
+            f"list {hash_list.name!r} holds self-submitted hashes, which nobody has reviewed: "
+            "its matches can only be flagged for human review (action flag), not "
+            + ", ".join(n for n in names if n not in REVIEW_ONLY_ACTIONS)
+        )
     row = session.get(ListAction, hash_list.id)
     if row is None:
         session.add(ListAction(list_id=hash_list.id, actions=names))

@@ -29,6 +29,7 @@ from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
     ReportRequest,
     ReportSink,
+    REVIEW_ONLY_ACTIONS,
     actions_by_list_id,
     default_quarantine_dir,
     quarantine_file,
@@ -327,14 +328,25 @@ class Recorder:
             actions.append({"action": "none", "reason": "held by flood control"})
             return
         wanted: dict[str, list[str]] = {}
+        downgraded: list[str] = []
         for m in live:
             names = self._list_actions(m.list_id)
+            if m.review:  # self-submitted: a person decides, whatever the actions say
+                if set(names) - set(REVIEW_ONLY_ACTIONS) and m.list_name not in downgraded:
+                    downgraded.append(m.list_name)
+                names = list(REVIEW_ONLY_ACTIONS)
             for name in names:
                 wanted.setdefault(name, [])
                 if m.list_name not in wanted[name]:
                     wanted[name].append(m.list_name)
         if "flag" in wanted:
-            actions.append({"action": "flag", "lists": wanted["flag"]})
+            flag: dict[str, Any] = {"action": "flag", "lists": wanted["flag"]}
+            review = sorted({m.list_name for m in live if m.review})
+            if review:
+                flag["review"] = review  # self-submitted: for human review only
+            if downgraded:
+                flag["downgraded"] = downgraded  # quarantine/report refused for these
+            actions.append(flag)
         from ridgeline.webhooks import queue_matches  # per-list match webhooks
 
         queued = queue_matches(

@@ -126,6 +126,17 @@ class ServiceConfig:
     #: Seconds between checks for live exchange sources due a fetch (0: no scheduled
     #: fetches). Worker 0 alone runs them, in a thread of its own.
     exchange_interval_s: float = 0.0
+    #: The public self-submission page and calls (`/submit-hashes/`, docs/self-submission.md).
+    selfsubmit: bool = True
+    #: Its requests per second per network address (per worker; bursts of 2 seconds).
+    selfsubmit_rate: float = 1.0
+    #: Files per submission, and per submitter and day (submissions and files).
+    selfsubmit_max_items: int = 50
+    selfsubmit_window_batches: int = 10
+    selfsubmit_window_items: int = 200
+    #: Key of the submitter pseudonyms, shared by all workers (`serve` draws one; empty:
+    #: a random one for this process).
+    selfsubmit_secret: str = ""
 
     def to_env(self) -> str:
         return json.dumps(asdict(self))
@@ -447,6 +458,8 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     if config.access_log:
         app.access_log = AccessLog(app._dispatch, app.state, routes=lambda: app.routes)
     _install_error_handlers(app)
+    from ridgeline.service.routes_submit import API_PREFIX, SUBMIT_BODY_CAP
+
     app.add_middleware(
         RequestGuard,
         state=app.state,
@@ -454,6 +467,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         max_json_bytes=config.max_json_bytes,
         body_timeout_s=config.body_timeout_s,
         routes=lambda: app.routes,
+        capped=[(API_PREFIX, SUBMIT_BODY_CAP)],
     )
     app.add_middleware(MetricsMiddleware, metrics=metrics)
 
@@ -510,6 +524,22 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
     register_report_routes(app)
     register_triage_routes(app)
     register_intake_routes(app)
+    if config.selfsubmit:
+        from ridgeline.service.routes_submit import register_submit_routes
+        from ridgeline.submit import Limits
+
+        register_submit_routes(
+            app,
+            secret=bytes.fromhex(config.selfsubmit_secret)
+            if config.selfsubmit_secret
+            else os.urandom(32),
+            rate=config.selfsubmit_rate,
+            limits=Limits(
+                max_items=config.selfsubmit_max_items,
+                max_batches=config.selfsubmit_window_batches,
+                max_window_items=config.selfsubmit_window_items,
+            ),
+        )
     return app
 
 

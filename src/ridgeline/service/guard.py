@@ -12,6 +12,8 @@ to the temp folder before its 401). This plain-ASGI middleware runs first instea
   as soon as the cap is passed (declared lengths are refused up front) and nothing
   beyond the cap is buffered or spooled. Multipart uploads may be
   `max_upload_bytes` plus 64 KiB of form overhead; other bodies `max_json_bytes`.
+* Paths under a capped prefix (`capped`: the public self-submission calls) take JSON
+  only, at most their own cap: no key protects them, so no upload is read at all.
 * Reading the body has a deadline (`body_timeout_s` for the whole body): a slow
   client (slowloris) gets 408 and its connection closed.
 * Values no database column can hold are refused with 400 `invalid_request` before
@@ -43,6 +45,7 @@ from ridgeline.errors import (
     RidgelineError,
     TooLarge,
     Unauthenticated,
+    UnsupportedType,
 )
 from ridgeline.service.keys import Principal
 
@@ -109,8 +112,11 @@ class RequestGuard:
         max_json_bytes: int,
         body_timeout_s: float,
         routes: Callable[[], Iterable[Any]] = list,
+        capped: Iterable[tuple[str, int]] = (),
     ) -> None:
         self.app = app
+        #: (path prefix, body cap) of public routes with a stricter cap than the rest.
+        self.capped = tuple(capped)
         self.state = state
         self.max_upload_bytes = max_upload_bytes
         self.max_json_bytes = max_json_bytes
@@ -179,6 +185,14 @@ class RequestGuard:
                 await _answer(send, InvalidRequest(problem), close=has_body)
                 return
         limit = self.max_upload_bytes + MULTIPART_SLACK if multipart else self.max_json_bytes
+        for prefix, cap in self.capped:
+            if scope["path"].startswith(prefix):
+                if multipart:
+                    await _answer(
+                        send, UnsupportedType("this endpoint takes JSON, not files"), close=True
+                    )
+                    return
+                limit = min(limit, cap)
         if declared is not None and declared > limit:
             await _answer(send, TooLarge(f"request body exceeds {limit} bytes"), close=True)
             return

@@ -34,7 +34,7 @@ class MatchOut(Body):
 
     list_: str = Field(alias="list", description="Name of the matched list")
     list_id: int
-    purpose: str = Field(description="block or allow")
+    purpose: str = Field(description="block, allow or self-submitted")
     entry_id: int
     signal: str
     value: str = Field(description="The canonical query hash that matched")
@@ -54,6 +54,12 @@ class MatchOut(Body):
         description='"series S, victim identified on DATE by AGENCY" or "series S, victim '
         'not identified: possible ongoing abuse" (with "; actively traded" from the fifth '
         "occasion); present with `series`",
+    )
+
+    review: bool | None = Field(
+        default=None,
+        description="Present (true) on matches in a self-submitted list: flag the content "
+        "for human review, never act on it automatically",
     )
 
 
