@@ -18,8 +18,8 @@ from ridgeline.routing import models as routing_models  # noqa: F401
 from ridgeline.scan import models as scan_models  # noqa: F401
 from ridgeline.service import models as service_models  # noqa: F401
 from ridgeline.store import models as store_models  # noqa: F401
+from ridgeline.submit import models as submit_models  # noqa: F401
 from ridgeline.triage import models as triage_models  # noqa: F401
 from ridgeline.ui import models as ui_models  # noqa: F401
-from ridgeline.submit import models as submit_models  # noqa: F401
 from ridgeline.victims import models as victims_models  # noqa: F401
 from ridgeline.webhooks import models as webhook_models  # noqa: F401

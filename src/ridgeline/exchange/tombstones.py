@@ -26,7 +26,7 @@ from ridgeline.errors import RidgelineError
 from ridgeline.exchange.apply import ImportReport, apply_records
 from ridgeline.exchange.models import ExchangeMeta, WaitingTombstone
 from ridgeline.exchange.records import ExchangeRecord, ParseResult
-from ridgeline.lists.models import Entry, HashList
+from ridgeline.lists.models import Entry, HashList, entry_key
 from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, isoformat
 
@@ -34,6 +34,8 @@ from ridgeline.timeutil import as_utc, isoformat
 _CHUNK = 900
 
 Origin = tuple[str | None, str]
+#: (signal, canonical value): the waiting table stores its `lookup_key`, the lists
+#: their compact `entry_key`.
 Key = tuple[str, str]
 
 
@@ -72,7 +74,7 @@ def _identity(hash_list: HashList, record: ExchangeRecord) -> tuple[Origin | Non
     """What names the record's entry: its origin (member, id), else its hash keys."""
     if record.origin_entry_id is not None:
         return (record.origin_member, record.origin_entry_id), []
-    return None, [(n, lookup_key(v)) for n, v in _signals(hash_list, record).items()]
+    return None, list(_signals(hash_list, record).items())
 
 
 def _live_origins(session: Session, hash_list: HashList, ids: Iterable[str]) -> dict[Origin, int]:
@@ -93,9 +95,10 @@ def _live_origins(session: Session, hash_list: HashList, ids: Iterable[str]) -> 
 
 
 def _live_keys(session: Session, hash_list: HashList, keys: Iterable[Key]) -> dict[Key, list[int]]:
+    by_stored = {(signal, entry_key(value)): (signal, value) for signal, value in keys}
     out: dict[Key, list[int]] = {}
-    for entry_id, signal, key in L.live_entry_keys(session, hash_list, set(keys)):
-        out.setdefault((signal, key), []).append(entry_id)
+    for entry_id, signal, key in L.live_entry_keys(session, hash_list, set(by_stored)):
+        out.setdefault(by_stored[(signal, bytes(key))], []).append(entry_id)
     return out
 
 
@@ -154,7 +157,8 @@ def _wait(
         else:
             assert key is not None
             query = query.where(
-                WaitingTombstone.signal == key[0], WaitingTombstone.lookup_key == key[1]
+                WaitingTombstone.signal == key[0],
+                WaitingTombstone.lookup_key == lookup_key(key[1]),
             )
         row = session.scalars(query.limit(1)).first()
         if row is None:
@@ -164,7 +168,7 @@ def _wait(
                     origin_member=one_origin[0] if one_origin else None,
                     origin_entry_id=one_origin[1] if one_origin else None,
                     signal=key[0] if key else None,
-                    lookup_key=key[1] if key else None,
+                    lookup_key=lookup_key(key[1]) if key else None,
                     deleted_time=when,
                     source=source,
                 )
@@ -187,7 +191,7 @@ def _settle(
         (r, *_identity(hash_list, r)) for r in parsed.records if not r.deleted
     ]
     origin_ids = sorted({o[1] for _, o, _ in arrivals if o is not None})
-    key_values = sorted({k[1] for _, _, ks in arrivals for k in ks})
+    key_values = sorted({lookup_key(k[1]) for _, _, ks in arrivals for k in ks})
     rows: list[WaitingTombstone] = []
     for start in range(0, max(len(origin_ids), len(key_values)), _CHUNK):
         conditions = []
@@ -217,8 +221,9 @@ def _settle(
         if origin is not None and origin in by_origin and origin in live_origins:
             matches.append((by_origin[origin], [live_origins[origin]]))
         for key in keys:
-            if key in by_key and key in live_keys:
-                matches.append((by_key[key], live_keys[key]))
+            waiting = by_key.get((key[0], lookup_key(key[1])))
+            if waiting is not None and key in live_keys:
+                matches.append((waiting, live_keys[key]))
         for row, entry_ids in matches:
             if row.id in settled:
                 continue

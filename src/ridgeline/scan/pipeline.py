@@ -27,9 +27,9 @@ from ridgeline.lists import get_list
 from ridgeline.matching import Annotator, ExplainedMatch
 from ridgeline.scan.actions import (
     DEFAULT_ACTIONS,
+    REVIEW_ONLY_ACTIONS,
     ReportRequest,
     ReportSink,
-    REVIEW_ONLY_ACTIONS,
     actions_by_list_id,
     default_quarantine_dir,
     quarantine_file,

@@ -37,7 +37,7 @@ from ridgeline import auditlog
 from ridgeline.errors import BadInput, Conflict, NotFound, RateLimited
 from ridgeline.exchange import mark_withdrawn
 from ridgeline.lists import SELF_SUBMITTED, add_entry, create_list, delete_entry
-from ridgeline.lists.models import Entry, EntrySignal, HashList
+from ridgeline.lists.models import Entry, EntrySignal, HashList, stored_value
 from ridgeline.matching import Matcher, Query
 from ridgeline.signals import get_signal
 from ridgeline.submit.models import SelfSubmission, SelfSubmissionBatch, SelfSubmissionEntry
@@ -270,12 +270,12 @@ def _case(session: Session, case_number: str) -> SelfSubmission | None:
 
 def _case_signals(session: Session, case: SelfSubmission) -> set[tuple[str, str]]:
     rows = session.execute(
-        select(EntrySignal.signal, EntrySignal.value)
+        select(EntrySignal.signal, EntrySignal.key, EntrySignal.text_value)
         .join(SelfSubmissionEntry, SelfSubmissionEntry.entry_id == EntrySignal.entry_id)
         .join(Entry, Entry.id == EntrySignal.entry_id)
         .where(SelfSubmissionEntry.submission_id == case.id, Entry.deleted_at.is_(None))
     )
-    return {(signal, value) for signal, value in rows}
+    return {(signal, stored_value(key, text)) for signal, key, text in rows}
 
 
 def submit(

@@ -14,13 +14,12 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ridgeline.lists.matchable import matchable_clause
-from ridgeline.lists.models import Entry, EntrySignal
+from ridgeline.lists.models import KEY_PREFIX, Entry, EntrySignal, entry_key
 from ridgeline.reports.model import FileDetails, Person, Report
-from ridgeline.store.models import lookup_key
 from ridgeline.timeutil import as_utc, utcnow
 from ridgeline.triage.rules import PRIORITIES, TriageRules
 
@@ -129,15 +128,23 @@ def _listed(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str
     for signal, value in keys:
         by_signal.setdefault(signal, []).append(value)
     for signal, values in by_signal.items():
-        wanted = {lookup_key(v): v for v in values}
-        for chunk in _chunks(sorted(wanted)):
+        # the lookup index holds the stored key's first KEY_PREFIX bytes (lists.models)
+        wanted = {entry_key(v): v for v in values}
+        prefixes = sorted({k[:KEY_PREFIX] for k in wanted})
+        for chunk in _chunks(prefixes):
             rows = session.execute(
-                select(EntrySignal.lookup_key, EntrySignal.entry_id)
+                select(EntrySignal.key, EntrySignal.entry_id)
                 .join(Entry, Entry.id == EntrySignal.entry_id)
-                .where(EntrySignal.signal == signal, EntrySignal.lookup_key.in_(chunk), clause)
+                .where(
+                    EntrySignal.signal == signal,
+                    func.substr(EntrySignal.key, 1, KEY_PREFIX).in_(chunk),
+                    clause,
+                )
             )
             for key, entry_id in rows:
-                found.setdefault((signal, wanted[key]), []).append(int(entry_id))
+                hit = wanted.get(bytes(key))
+                if hit is not None:
+                    found.setdefault((signal, hit), []).append(int(entry_id))
     return found
 
 
