@@ -380,8 +380,8 @@ NO_OUTPUT_FORMAT = {
     "audit report": None,  # always JSON
     "db init": None,
     "reports export": None,  # the CyberTipline XML
-    "reports intake": None,
-    "exchange rm": None,  # writes no results: a message on stderr  # --format is the input format (xml|json); always JSONL
+    "reports intake": None,  # --format is the input format (xml|json); always JSONL
+    "exchange rm": None,  # writes no results: a message on stderr
     "db upgrade": None,
     "db where": None,
     "demo": None,

@@ -66,7 +66,9 @@ def test_ray_engine_matches_local_engine(ray_cluster: None, store: Store, tmp_pa
         L.add_entry(s, hl, {"pdq": hash_file(root / "img1.png").signals["pdq"]["hash"]})
     local: list[dict[str, Any]] = []
     remote: list[dict[str, Any]] = []
-    opts = {"lists": ["known"], "actions": ["flag", "report"]}
+    from ridgeline.reports.drafts import ReportSink
+
+    opts = {"lists": ["known"], "actions": ["flag", "report"], "report_sink": ReportSink(None)}
     s1 = scan(store, [root], ScanOptions(**opts), on_result=local.append)
     s2 = scan(store, [root], ScanOptions(engine="ray", **opts), on_result=remote.append)
     assert _comparable(local) == _comparable(remote)

@@ -82,7 +82,12 @@ def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]
 
     store = Store.open(db)
     with store.session() as s:
-        keys = {role: create_key(s, role, role)[1] for role in ROLES}
+        keys = {
+            role: create_key(
+                s, role, role, agency="Example Agency" if role == "law-enforcement" else None
+            )[1]
+            for role in ROLES
+        }
         for name in ("admin", "reviewer"):
             add_reviewer(s, name)
         hl = L.create_list(s, "ui-lists", description="benign test hashes", actor="test")
