@@ -22,8 +22,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from bench.exchange import make_document
-from sqlalchemy import create_engine, text
+from bench.exchange import drop_pg, fresh_pg, make_document
 from sqlalchemy.engine import make_url
 
 from ridgeline import exchange
@@ -34,24 +33,6 @@ from ridgeline.store import Store
 def md5s(n: int, seed: int = 2) -> list[str]:
     rng = random.Random(seed)
     return [f"{rng.getrandbits(128):032x}" for _ in range(n)]
-
-
-def fresh_pg(base: str, name: str) -> str:
-    """URL of an empty database `name` on the server of `base` (dropped first if there)."""
-    admin_url = make_url(base)
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    admin.dispose()
-    return admin_url.set(database=name).render_as_string(hide_password=False)
-
-
-def drop_pg(base: str, name: str) -> None:
-    admin = create_engine(make_url(base), isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-    admin.dispose()
 
 
 def anchor_sqlite(path: Path, hashes: list[str]) -> float:

@@ -139,37 +139,3 @@ def csp_errors(page: Page) -> list[str]:
         lambda m: found.append(m.text) if "Content Security Policy" in m.text else None,
     )
     return found
-
-
-@contextlib.contextmanager
-def fresh_pg_database() -> Iterator[str]:
-    """A new, empty PostgreSQL database of its own (RIDGELINE_TEST_PG_URL's server),
-    dropped afterwards; skips when no server is configured."""
-    import uuid
-
-    from sqlalchemy import create_engine, text
-    from sqlalchemy.engine import make_url
-
-    from ridgeline.config import resolve_db_url
-
-    base = os.environ.get("RIDGELINE_TEST_PG_URL")
-    if not base:
-        pytest.skip("RIDGELINE_TEST_PG_URL not set: run the suite through `make test`")
-    admin_url = make_url(resolve_db_url(base))
-    name = f"ridgeline_ui_{os.getpid()}_{uuid.uuid4().hex[:8]}"
-    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
-    with admin.connect() as conn:
-        conn.execute(text(f'CREATE DATABASE "{name}"'))
-    try:
-        yield admin_url.set(database=name).render_as_string(hide_password=False)
-    finally:
-        with admin.connect() as conn:
-            conn.execute(
-                text(
-                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                    "WHERE datname = :name AND pid <> pg_backend_pid()"
-                ),
-                {"name": name},
-            )
-            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
-        admin.dispose()

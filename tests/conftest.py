@@ -40,14 +40,15 @@ def reference_dir() -> Path:
     return REFERENCE
 
 
-@pytest.fixture(scope="session")
-def pg_server_url() -> Iterator[str]:
-    """URL of a fresh, empty PostgreSQL database for this test session."""
+@contextlib.contextmanager
+def fresh_pg_database(prefix: str = "ridgeline_test") -> Iterator[str]:
+    """A new, empty PostgreSQL database of its own (RIDGELINE_TEST_PG_URL's server),
+    dropped afterwards; skips when no server is configured."""
     base = os.environ.get("RIDGELINE_TEST_PG_URL")
     if not base:
         pytest.skip("RIDGELINE_TEST_PG_URL not set: run the suite through `make test`")
     admin_url = make_url(resolve_db_url(base))
-    name = f"ridgeline_test_{os.getpid()}_{uuid.uuid4().hex[:8]}"
+    name = f"{prefix}_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
@@ -64,6 +65,13 @@ def pg_server_url() -> Iterator[str]:
             )
             conn.execute(text(f'DROP DATABASE IF EXISTS "{name}"'))
         admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def pg_server_url() -> Iterator[str]:
+    """URL of a fresh, empty PostgreSQL database for this test session."""
+    with fresh_pg_database() as url:
+        yield url
 
 
 def _reset_postgres(url: str) -> None:

@@ -24,13 +24,13 @@ from browser import (
     browser,  # noqa: F401  (fixture)
     context,  # noqa: F401  (fixture)
     csp_errors,
-    fresh_pg_database,
     login_with_key,
     login_with_password,
     running_server,
     screenshot,
     serious_violations,
 )
+from conftest import fresh_pg_database
 from ridgeline import lists as L
 from ridgeline.audit import create_audit
 from ridgeline.evidence import generate_key_file, store_evidence
