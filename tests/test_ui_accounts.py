@@ -7,7 +7,7 @@ import datetime as dt
 
 import pytest
 from click.testing import CliRunner
-from sqlalchemy import select
+from sqlalchemy import func, select
 
 from ridgeline.cli import main
 from ridgeline.errors import BadInput, Conflict, NotFound
@@ -15,7 +15,7 @@ from ridgeline.service.keys import Principal, create_key, revoke_key
 from ridgeline.store import Store
 from ridgeline.timeutil import utcnow
 from ridgeline.ui import accounts
-from ridgeline.ui.models import UiSession, UiUser
+from ridgeline.ui.models import UiLoginFailure, UiSession, UiUser
 
 PASSWORD = "correct horse battery staple"
 
@@ -95,18 +95,21 @@ def test_users_cli(sqlite_store: Store) -> None:
     assert missing.exit_code != 0 and "no UI user" in missing.output
 
 
-def test_login_throttle_refuses_after_failures_until_the_window_passes() -> None:
+def test_login_throttle_refuses_after_failures_until_the_window_passes(store: Store) -> None:
+    """Failures are counted in the database, so every worker refuses the same name."""
     throttle = accounts.LoginThrottle(failures=3, window_s=60)
-    for n in range(3):
-        assert throttle.wait("Pat", now=100.0 + n) == 0
-        throttle.failed("Pat", now=100.0 + n)
-    assert throttle.wait("pat ", now=110.0) == pytest.approx(50.0)  # names compare folded
-    assert throttle.wait("other", now=110.0) == 0
-    assert throttle.wait("pat", now=160.0) == 0  # the window has passed
-    throttle.failed("pat", now=161.0)
-    assert throttle.wait("pat", now=161.0) == 0  # a new window, one failure
-    throttle.succeeded("pat")
-    assert throttle._seen == {}
+    with store.session() as s:
+        for n in range(3):
+            assert throttle.wait(s, "Pat", now=100.0 + n) == 0
+            throttle.failed(s, "Pat", now=100.0 + n)
+    with store.session() as s:  # another worker's view: the same rows
+        assert throttle.wait(s, "pat ", now=110.0) == pytest.approx(50.0)  # names fold
+        assert throttle.wait(s, "other", now=110.0) == 0
+        assert throttle.wait(s, "pat", now=160.0) == 0  # the window has passed
+        throttle.failed(s, "pat", now=161.0)
+        assert throttle.wait(s, "pat", now=161.0) == 0  # a new window, one failure
+        throttle.succeeded(s, "pat")
+        assert s.scalar(select(func.count()).select_from(UiLoginFailure)) == 0
 
 
 def test_every_ui_page_names_a_policy_and_no_template_inlines_code() -> None:

@@ -10,20 +10,19 @@ from __future__ import annotations
 import datetime as dt
 import hashlib
 import secrets
-import threading
 import time
 from dataclasses import dataclass
 
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
-from sqlalchemy import select
+from sqlalchemy import delete, select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.service.keys import ROLES, Principal
 from ridgeline.service.models import ApiKey
 from ridgeline.timeutil import as_utc, isoformat, utcnow
-from ridgeline.ui.models import UiSession, UiUser
+from ridgeline.ui.models import UiLoginFailure, UiSession, UiUser
 
 #: argon2id, RFC 9106's second recommended option (64 MiB, 3 passes): people choose
 #: passwords, so the hash must make guessing expensive (API keys are random instead).
@@ -223,37 +222,39 @@ def set_unblur(session: Session, session_id: str, entry_id: int | None) -> None:
 
 
 class LoginThrottle:
-    """Failed password logins per name, in this worker: after `failures` within
-    `window_s`, further attempts for the name are refused without running argon2
-    (64 MiB each) until the window has passed, so guessing is slow and cheap to refuse."""
+    """Failed password logins per name, counted in the database so that every worker
+    sees the same failures: after `failures` within `window_s`, further attempts for
+    the name are refused without running argon2 (64 MiB each) until the window has
+    passed, so guessing is slow and cheap to refuse. Times are Unix seconds."""
 
     def __init__(self, failures: int = 5, window_s: float = 60.0) -> None:
         self.failures = failures
         self.window_s = window_s
-        self._lock = threading.Lock()
-        #: name -> (window start, failures in it)
-        self._seen: dict[str, tuple[float, int]] = {}
 
-    def wait(self, name: str, *, now: float | None = None) -> float:
+    def wait(self, session: Session, name: str, *, now: float | None = None) -> float:
         """Seconds until `name` may try again (0: now)."""
-        now = time.monotonic() if now is None else now
-        with self._lock:
-            start, count = self._seen.get(name.strip().lower(), (now, 0))
-        if now - start >= self.window_s or count < self.failures:
+        now = time.time() if now is None else now
+        times = session.scalars(
+            select(UiLoginFailure.at)
+            .where(UiLoginFailure.name == _fold(name), UiLoginFailure.at > now - self.window_s)
+            .order_by(UiLoginFailure.at)
+        ).all()
+        if len(times) < self.failures:
             return 0.0
-        return self.window_s - (now - start)
+        return self.window_s - (now - times[0])
 
-    def failed(self, name: str, *, now: float | None = None) -> None:
-        now = time.monotonic() if now is None else now
-        key = name.strip().lower()
-        with self._lock:
-            if len(self._seen) > 10_000:
-                self._seen.clear()
-            start, count = self._seen.get(key, (now, 0))
-            if now - start >= self.window_s:
-                start, count = now, 0
-            self._seen[key] = (start, count + 1)
+    def failed(self, session: Session, name: str, *, now: float | None = None) -> None:
+        now = time.time() if now is None else now
+        # failures older than the window count for nothing: drop them (every name)
+        session.execute(delete(UiLoginFailure).where(UiLoginFailure.at <= now - self.window_s))
+        session.add(UiLoginFailure(name=_fold(name), at=now))
+        session.flush()
 
-    def succeeded(self, name: str) -> None:
-        with self._lock:
-            self._seen.pop(name.strip().lower(), None)
+    def succeeded(self, session: Session, name: str) -> None:
+        session.execute(delete(UiLoginFailure).where(UiLoginFailure.name == _fold(name)))
+        session.flush()
+
+
+def _fold(name: str) -> str:
+    """Names compare case-folded and stripped (as people type them)."""
+    return name.strip().lower()[:200]

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import Integer, String, Text
+from sqlalchemy import Float, Index, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridgeline.store.models import Base
@@ -49,3 +49,15 @@ class UiSession(Base):
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     expires_at: Mapped[dt.datetime] = mapped_column()
     revoked_at: Mapped[dt.datetime | None] = mapped_column()
+
+
+class UiLoginFailure(Base):
+    """One failed password login for a (case-folded) name, in Unix seconds: kept in the
+    database so that every worker counts the same failures (`accounts.LoginThrottle`)."""
+
+    __tablename__ = "ui_login_failures"
+    __table_args__ = (Index("ix_ui_login_failures_name_at", "name", "at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    at: Mapped[float] = mapped_column(Float)

@@ -96,15 +96,15 @@ def login(request: Request, state: Any, form: FormData | None) -> Response:
             token = accounts.start_session(s, principal=principal, minutes=_session_minutes())
         elif name and password:
             throttle: accounts.LoginThrottle = state.ui_throttle
-            wait = throttle.wait(name)
+            wait = throttle.wait(s, name)
             if wait > 0:
                 message = f"Too many failed logins for {name!r}: try again in {wait:.0f} s."
                 return _login_again(request, message, 429)
             user = accounts.check_password(s, name, password)
             if user is None:
-                throttle.failed(name)
+                throttle.failed(s, name)
                 return _login_again(request, "Wrong name or password.", 401)
-            throttle.succeeded(name)
+            throttle.succeeded(s, name)
             token = accounts.start_session(s, user=user, minutes=_session_minutes())
         else:
             return _login_again(request, "Give a name and a password, or an API key.", 400)

@@ -1,4 +1,4 @@
-"""ui: password users and server-side browser sessions
+"""ui: password users, server-side browser sessions and failed logins
 
 Revision ID: 0016
 Revises: 0015
@@ -43,8 +43,18 @@ def upgrade() -> None:
         sa.Column("revoked_at", sa.DateTime(timezone=True), nullable=True),
         sa.PrimaryKeyConstraint("id"),
     )
+    op.create_table(
+        "ui_login_failures",
+        sa.Column("id", sa.Integer(), nullable=False),
+        sa.Column("name", sa.String(length=200), nullable=False),
+        sa.Column("at", sa.Float(), nullable=False),
+        sa.PrimaryKeyConstraint("id"),
+    )
+    op.create_index("ix_ui_login_failures_name_at", "ui_login_failures", ["name", "at"])
 
 
 def downgrade() -> None:
+    op.drop_index("ix_ui_login_failures_name_at", table_name="ui_login_failures")
+    op.drop_table("ui_login_failures")
     op.drop_table("ui_sessions")
     op.drop_table("ui_users")
