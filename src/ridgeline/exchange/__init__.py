@@ -200,33 +200,20 @@ def import_file(
     """
     if fmt == "txt" and not starts_utf16(path):
         parsed = native.parse_txt_lines(stream_lines(path), str(path), signal)
-        return _apply(
-            session,
-            hash_list,
-            parsed,
-            fmt,
-            source=source,
-            actor=actor,
-            since=since,
-            status=status,
-            confirmed_elsewhere=confirmed_elsewhere,
-            not_listable=not_listable,
-            progress=progress,
-        )
-    data = read_input(path)
-    return import_bytes(
+    else:
+        parsed = parse_bytes(read_input(path), fmt, str(path), signal=signal)
+    return _apply(
         session,
         hash_list,
-        data,
+        parsed,
         fmt,
-        what=str(path),
-        signal=signal,
         source=source,
         actor=actor,
         since=since,
         status=status,
         confirmed_elsewhere=confirmed_elsewhere,
         not_listable=not_listable,
+        progress=progress,
     )
 
 
