@@ -122,8 +122,8 @@ def _text_rules(s: Spec, var: str, where: str, consts: dict[str, Any], indent: s
         consts[f"P_{id(s)}"] = s.pattern
         out += [
             f"{indent}if not P_{id(s)}.fullmatch({var}):",
-            f"{indent}    problems.append(Problem({where}, f'{{{var}!r}} does not have the "
-            f"expected form ({s.hint})'))",
+            f"{indent}    problems.append(Problem({where}, repr({var}) + "
+            f"{' does not have the expected form (' + str(s.hint) + ')'!r}))",
         ]
     return out
 
