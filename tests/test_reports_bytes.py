@@ -91,3 +91,27 @@ def test_fast_paths_agree_with_the_generic_engine_on_every_variant() -> None:
 
 if __name__ == "__main__":
     print(json.dumps(digests(), indent=0))
+
+
+def test_ip_check_accepts_exactly_what_ipaddress_accepts() -> None:
+    """The IPv4 regex shortcut of the IP capture check says what ipaddress says."""
+    import ipaddress
+    import random
+
+    def reference(text: str) -> bool:
+        try:
+            ipaddress.ip_address(text)
+        except ValueError:
+            return False
+        return True
+
+    rng = random.Random(12)
+    alphabet = "0123456789.:abcdefABCDEF%x /٣"
+    texts = [
+        *("192.0.2.1", "0.0.0.0", "255.255.255.255", "256.1.1.1", "01.2.3.4", "1.2.3"),
+        *("1.2.3.4.5", "1.2.3.04", "198.51.100.7 ", "2001:db8::1", "::ffff:192.0.2.1"),
+        *("fe80::1%eth0", "2001:db8::g", "", "1.2.3.4\n", "١.2.3.4", "::", "1..2.3"),
+        *("".join(rng.choice(alphabet) for _ in range(rng.randint(0, 18))) for _ in range(20000)),
+        *(".".join(str(rng.randint(0, 300)) for _ in range(4)) for _ in range(5000)),
+    ]
+    assert [docs._is_ip(t) for t in texts] == [reference(t) for t in texts]
