@@ -113,7 +113,7 @@ def _text_expr(s: Spec, var: str) -> str:
     """`var` as element text, the escape applied only when it has something to escape."""
     if s.typ is str:
         return (
-            f"({var} if not ('&' in {var} or '<' in {var} or '>' in {var}) else _esc_text({var}))"
+            f'({var} if not ("&" in {var} or "<" in {var} or ">" in {var}) else _esc_text({var}))'
         )
     if s.typ in _PLAIN and s.typ not in (int, float, bool):
         return f"{var}.isoformat()"
@@ -162,7 +162,7 @@ def _inline(lay: Layout, var: str, tag: str | None, depth: int, out: list[str]) 
         else:
             out += [f"{ind}{v} = {var}.{s.name}", f"{ind}if {v} is not None:"]
         if not s.is_node:
-            out.append(f"{ind}    add('<{s.xml}>' + {_text_expr(s, v)} + '</{s.xml}>')")
+            out.append(f"{ind}    add(f'<{s.xml}>{{{_text_expr(s, v)}}}</{s.xml}>')")
         elif depth + 1 >= _INLINE_DEPTH:
             out.append(f"{ind}    w_{_name(s.typ)}({v}, '{s.xml}', out)")
         else:
