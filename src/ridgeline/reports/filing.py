@@ -180,8 +180,35 @@ class Filer:
 
     # ------------------------------------------------------------ file
 
+    def _note_error(self, report_id: int, error: str) -> None:
+        """Keep why the last run stopped (`lastError` in `reports show`), with an event."""
+        with self.store.session() as session:
+            session.execute(
+                update(CyberTipReport)
+                .where(CyberTipReport.id == report_id)
+                .values(last_error=error, updated_at=utcnow())
+            )
+            session.add(
+                CyberTipEvent(
+                    report_id=report_id,
+                    actor=self.actor,
+                    action="stopped",
+                    details={"error": error},
+                )
+            )
+
     def file(self, report_id: int) -> FilingResult:
-        """Take the report from wherever it is to `finished` (or raise why not)."""
+        """Take the report from wherever it is to `finished` (or raise why not).
+
+        A resumable failure (an upload, /fileinfo or /finish that did not get through)
+        is kept as the report's `last_error` until a later run finishes it."""
+        try:
+            return self._file(report_id)
+        except FilingFailed as exc:
+            self._note_error(report_id, str(exc))
+            raise
+
+    def _file(self, report_id: int) -> FilingResult:
         for _ in range(1000):
             row = _load(self.store, report_id)
             state = row.state
@@ -446,7 +473,7 @@ class Filer:
                     _move(
                         self.store, row.id, ("finishing",), "finished", self.actor, "finished",
                         {"reportId": rid, "code": reply.code, "fileIds": list(reply.file_ids)},
-                        finished_at=now, keep_until=keep,
+                        finished_at=now, keep_until=keep, last_error=None,
                     )  # fmt: skip
                     return
                 if reply.code == ct.ALREADY_RETRACTED:
@@ -471,6 +498,13 @@ class Filer:
 
     def retract(self, report_id: int) -> FilingResult:
         """Withdraw an open (unfinished) report; repeating it is safe."""
+        try:
+            return self._retract(report_id)
+        except FilingFailed as exc:
+            self._note_error(report_id, str(exc))
+            raise
+
+    def _retract(self, report_id: int) -> FilingResult:
         row = _load(self.store, report_id)
         if row.state == "retracted":
             return _result(row)
@@ -503,6 +537,7 @@ class Filer:
                     _move(
                         self.store, row.id, ("retracting",), "retracted", self.actor,
                         "retracted", {"code": reply.code}, retracted_at=utcnow(),
+                        last_error=None,
                     )  # fmt: skip
                     return _result(_load(self.store, report_id))
                 if reply.code == ct.ALREADY_FINISHED:
