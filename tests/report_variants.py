@@ -43,7 +43,7 @@ def _values(s: schema.Spec, current: Any) -> tuple[Any, ...]:
     return (None,)
 
 
-def mutations(node: schema.Node) -> Iterator[schema.Node]:
+def mutations(node: Any) -> Iterator[Any]:
     """`node` with one field changed, for every field of it and of the nodes below it
     (the first item of repeated fields)."""
     lay = schema.layout(type(node))
