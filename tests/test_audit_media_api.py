@@ -113,6 +113,7 @@ def test_audit_media_over_http_like_review(
         headers={"Authorization": f"Bearer {keys['ann']}"},
     )
     assert res.status_code == 200, res.text
+    assert res.json()["viewed_media"] is True  # ann looked before judging
     assert get("ann", with_media).status_code == 409
     res = get("curator", with_media)
     assert res.status_code == 403 and "may not audit it" in res.json()["error"]["message"]

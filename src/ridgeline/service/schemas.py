@@ -243,6 +243,10 @@ class AuditVerdictOut(Body):
     auditor: str
     verified: bool
     id: int
+    viewed_media: bool = Field(
+        description="Whether the auditor was shown the item's media first (GET .../media); "
+        "the audit report counts verdicts judged from hashes alone"
+    )
 
 
 class AuditSummary(Body):
