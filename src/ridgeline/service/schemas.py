@@ -297,6 +297,14 @@ class ExceptionCount(Body):
     count: int
 
 
+class MediaBasis(Body):
+    """What the verdicts rest on: the item's media viewed first, or its hashes alone."""
+
+    verdicts_after_viewing: int
+    verdicts_from_hashes_alone: int
+    verified_from_hashes_alone: int
+
+
 class Breakdown(Share):
     group: str
     items: int
@@ -312,6 +320,7 @@ class AuditReportOut(Body):
     audit: AuditSummary
     progress: AuditProgress
     verified: VerifiedShare
+    media: MediaBasis
     agreement: Agreement
     exceptions: list[ExceptionCount]
     disagreements: int
