@@ -242,14 +242,23 @@ def test_actor_defaults_to_os_user_and_api_key_never_null(db_path: str, store: S
         ["lists", "update", "known", "--threshold", "20"],
         ["lists", "entries", "add", "known", "md5:" + "b" * 32],
         ["lists", "entries", "disable", "1", "--reason", "test"],
+        ["lists", "actions", "known", "--set", "flag,quarantine"],
+        ["webhooks", "add", "known", "https://hooks.example.com/t/SECRET-TOKEN"],
     ):
         res = runner.invoke(main, [*args, "--db", db_path])
         assert res.exit_code == 0, (args, res.output)
     cli = Store.open(db_path)
     with cli.session() as session:
         actors = [(r.action, r.actor) for r in auditlog.records(session)]
+    assert [a for _, a in actors] == [user] * len(actors) and len(actors) >= 6, actors
+    assert {"list.actions", "webhook.add"} <= {action for action, _ in actors}, actors
+    with cli.session() as session:
+        details = {r.action: json.loads(r.details) for r in auditlog.records(session)}
     cli.close()
-    assert [a for _, a in actors] == [user] * len(actors) and len(actors) >= 4, actors
+    assert details["list.actions"] == {"name": "known", "old": ["flag"],
+                                       "new": ["flag", "quarantine"]}  # fmt: skip
+    assert details["webhook.add"]["target"] == "https://hooks.example.com"
+    assert "SECRET-TOKEN" not in json.dumps(details)  # a receiver's token stays out of the log
     with store.session() as session:
         auditlog.append(session, None, "test.nobody", None)  # a library call naming nobody
         _, secret = create_key(session, "curator-bot", "curator")
@@ -258,10 +267,13 @@ def test_actor_defaults_to_os_user_and_api_key_never_null(db_path: str, store: S
         assert client.post("/v1/lists", json={"name": "api"}, headers=h).status_code == 201
         res = client.post("/v1/lists/api/entries", json={"signals": {"md5": "c" * 32}}, headers=h)
         assert res.status_code == 201
+        res = client.put("/v1/lists/api/actions", json={"actions": ["flag"]}, headers=h)
+        assert res.status_code == 200, res.text
     with store.session() as session:
         records = list(auditlog.records(session))
     by_action = {r.action: r.actor for r in records}
     assert by_action["test.nobody"] == user
     assert by_action["list.create"] == "key:curator-bot"
     assert by_action["entry.create"] == "key:curator-bot"
+    assert by_action["list.actions"] == "key:curator-bot"
     assert all(r.actor for r in records)

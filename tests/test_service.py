@@ -960,6 +960,13 @@ def test_classifications_are_one_documented_shape(env: tuple[Env, TestClient]) -
     item = {"$ref": "#/components/schemas/Classification"}
     assert schemas["EntryIn"]["properties"]["classifications"]["items"] == item
     assert schemas["VerdictIn"]["properties"]["classifications"]["items"] == item
+    every = {  # answers too: a match's classifications were a second, look-alike component
+        name: props["classifications"]["items"]
+        for name, schema in schemas.items()
+        if "classifications" in (props := schema.get("properties", {}))
+    }
+    assert {"EntryIn", "EntryOut", "MatchOut", "VerdictIn"} <= set(every)
+    assert all(items == item for items in every.values()), every
     post = spec["paths"]["/v1/lists/{name}/entries"]["post"]
     assert "{scheme, label}" in post["description"]
     h = e.headers("admin")

@@ -104,3 +104,29 @@ def view_item_media(
                          "reason": reason, "at": isoformat(now)})  # fmt: skip
     session.flush()
     return AuditMedia(entry_id, image, wants_sharp, False)
+
+
+def media_views(session: Session, audit: Audit) -> set[tuple[str, int]]:
+    """(auditor, entry_id) for every audit item whose media that auditor was shown.
+
+    A verdict without a view was judged from hashes alone: the report counts those
+    (`media` in `audit_report`) so a "verified" share says what it rests on.
+    """
+    rows = session.execute(
+        select(ReviewView.reviewer, ReviewView.entry_id).where(
+            ReviewView.category == f"audit:{audit.id}"
+        )
+    )
+    return {(str(reviewer), int(entry_id)) for reviewer, entry_id in rows}
+
+
+def viewed_media(session: Session, audit: Audit, auditor: str, entry_id: int) -> bool:
+    """Whether `auditor` was shown this audit item's media (`view_item_media`)."""
+    seen = session.scalar(
+        select(ReviewView.id).where(
+            ReviewView.reviewer == auditor.strip(),
+            ReviewView.entry_id == entry_id,
+            ReviewView.category == f"audit:{audit.id}",
+        )
+    )
+    return seen is not None
