@@ -27,7 +27,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import selectinload
 
-from ridgeline import auditlog
+from ridgeline import auditlog, crashpoint
 from ridgeline.errors import BadInput, Conflict, NotFound, RidgelineError
 from ridgeline.evidence import EvidenceKey
 from ridgeline.reports import client as ct
@@ -185,6 +185,7 @@ class Filer:
         for _ in range(1000):
             row = _load(self.store, report_id)
             state = row.state
+            crashpoint.reached(f"report.state.{state}")  # between protocol steps
             unsent = state in ("draft", "validated")
             if row.environment and row.environment != self.environment and not unsent:
                 raise Conflict(
@@ -241,6 +242,7 @@ class Filer:
             return  # another run moved it; the loop looks again
         try:
             reply = self.client.submit(xml)
+            crashpoint.reached("report.submit.replied")  # answered, not yet recorded
         except (ct.NotSent, ct.AuthFailed) as exc:
             _move(
                 self.store, row.id, ("submitting",), "validated", self.actor, "submit_failed",
@@ -308,6 +310,7 @@ class Filer:
                 f = self._upload(row, f)
             if f.state == "uploaded" and f.details is not None:
                 self._fileinfo(row, f)
+            crashpoint.reached("report.file.sent")
 
     def _file_update(self, file_id: int, **values: Any) -> None:
         with self.store.session() as session:
@@ -341,6 +344,7 @@ class Filer:
             self._file_update(f.id, state="uploading", upload_attempts=attempts)
             try:
                 reply = self.client.upload(rid, f.file_name, data)
+                crashpoint.reached("report.upload.replied")
             except ct.NotSent as exc:
                 self._file_update(f.id, state="pending")
                 error: str = str(exc)
@@ -400,6 +404,7 @@ class Filer:
         for attempt in range(self.retries + 1):
             try:
                 reply = self.client.fileinfo(xml)
+                crashpoint.reached("report.fileinfo.replied")
             except (ct.NotSent, ct.ReplyLost) as exc:
                 error = str(exc)
             except ct.AuthFailed as exc:
@@ -433,6 +438,7 @@ class Filer:
         for attempt in range(self.retries + 1):
             try:
                 reply = self.client.finish(rid)
+                crashpoint.reached("report.finish.replied")
             except (ct.NotSent, ct.ReplyLost) as exc:
                 error = str(exc)
             except ct.AuthFailed as exc:
