@@ -18,6 +18,7 @@ done". Decisions are made on `responseCode`, never on the HTTP status.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -85,6 +86,10 @@ class FilingResult:
             "reportId": self.report_id,
             "fileIds": self.file_ids,
         }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _load(store: Store, report_id: int) -> CyberTipReport:
@@ -235,7 +240,7 @@ class Filer:
             "submitting",
             self.actor,
             "submit",
-            {"environment": self.environment, "bytes": len(xml)},
+            {"environment": self.environment, "bytes": len(xml), "sha256": _sha256(xml)},
             environment=self.environment,
             last_error=None,
         ):
@@ -265,7 +270,7 @@ class Filer:
             # meanwhile and given up on it; the reportId now settles the question.
             if not _move(
                 self.store, row.id, ("submitting", "needs_attention"), "submitted", self.actor,
-                "submitted", {"reportId": reply.report_id},
+                "submitted", {"reportId": reply.report_id, "sha256": _sha256(xml)},
                 ncmec_report_id=reply.report_id, submitted_at=now,
                 keep_until=core.preserve_until(now), attention=None, attention_from=None,
             ):  # fmt: skip
@@ -412,7 +417,7 @@ class Filer:
             else:
                 if reply.ok:
                     self._file_update(f.id, state="details_sent", details_sent_at=utcnow())
-                    self._event(row.id, "fileinfo", position=f.position)
+                    self._event(row.id, "fileinfo", position=f.position, sha256=_sha256(xml))
                     return
                 if reply.code in (ct.REPORT_NOT_FOUND, ct.FILE_NOT_FOUND):
                     raise _attention(
@@ -449,9 +454,16 @@ class Filer:
                     keep = core.preserve_until(now)
                     if row.keep_until is not None and as_utc(row.keep_until) > keep:
                         keep = as_utc(row.keep_until)  # pragma: no cover - clocks going back
+                    # What was filed, hash by hash, goes into the tamper-evident log.
+                    files = [
+                        {"position": f.position, "fileId": f.ncmec_file_id, "md5": f.md5,
+                         "sha256": f.sha256}
+                        for f in _load(self.store, row.id).files
+                    ]  # fmt: skip
                     _move(
                         self.store, row.id, ("finishing",), "finished", self.actor, "finished",
-                        {"reportId": rid, "code": reply.code, "fileIds": list(reply.file_ids)},
+                        {"reportId": rid, "code": reply.code, "fileIds": list(reply.file_ids),
+                         "files": files},
                         finished_at=now, keep_until=keep,
                     )  # fmt: skip
                     return
