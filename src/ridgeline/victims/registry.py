@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, bindparam, delete, func, insert, or_, select, text, update
 
+from ridgeline import crashpoint
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.store import Store
 from ridgeline.store.models import lookup_key
@@ -258,9 +259,11 @@ def import_records(
                     replaced += _write_chunk(conn, chunk, state)
                     written += len(chunk)
                     chunk = []
+                    crashpoint.reached("victims.import.chunk")
             if chunk:
                 replaced += _write_chunk(conn, chunk, state)
                 written += len(chunk)
+                crashpoint.reached("victims.import.chunk")
         if conn.dialect.name == "postgresql":
             for table in ("victim_records", "victim_series"):
                 conn.execute(
@@ -280,6 +283,7 @@ def import_records(
                 ids, times = ids[keep], times[keep]
             state.sight_ids, state.sight_times = [], []
             victims, joins = _rebuild(conn, (state.first_id, ids, times))
+        crashpoint.reached("victims.import.merged")
     return ImportResult(written, replaced, tuple(errors), victims, joins)
 
 
