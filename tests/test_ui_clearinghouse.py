@@ -209,6 +209,10 @@ def test_triage_queue_and_override(clearing: Clearing, context: BrowserContext) 
     shown with the report and written to the tamper-evident log under the user's name."""
     page = context.new_page()
     login_with_password(page, clearing.base, "dana", PASSWORD)
+    # the dashboard counts received reports by priority
+    expect(page.locator("#dash-priorities")).to_contain_text(
+        "1 a child may be in imminent danger: 1"
+    )
     page.get_by_role("link", name="Triage", exact=True).click()
     rows = page.locator("#queue tbody tr")
     first = rows.nth(0)
