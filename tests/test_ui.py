@@ -610,3 +610,54 @@ def test_review_break_is_enforced(tmp_path: Path, browser: Browser) -> None:  # 
             assert response is not None and response.status == 403
         finally:
             ctx.close()
+
+
+def test_scan_matches_quarantine_restore_and_flood_hold(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """A curator reads a scan's matches with their explanations, restores a quarantined
+    file, and releases a flood hold, in the browser."""
+    db = str(tmp_path / "ridgeline.db")
+    with Store.open(db).session() as s:
+        hl = L.create_list(s, "ui-scan", actor="test")
+        for b in BENIGN[:2]:
+            L.add_entry(s, hl, {"md5": hashlib.md5(b).hexdigest()}, source="ui-test", actor="t")
+        curator = create_key(s, "cur", "curator")[1]
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    (one / "match.txt").write_bytes(BENIGN[0])
+    for n in range(3):
+        (many / f"copy{n}.txt").write_bytes(BENIGN[1])
+    quarantine = tmp_path / "quarantine"
+    ridgeline("scan", str(one), "--db", db, "--action", "quarantine",
+              "--quarantine-dir", str(quarantine))  # fmt: skip
+    assert not (one / "match.txt").exists()
+    ridgeline("scan", str(many), "--db", db, "--flood-max", "1")
+    args = ("serve", "--port", "{port}", "--db", db, "--no-access-log")
+    with running_server(*args) as served:
+        ctx = browser.new_context()
+        try:
+            page = ctx.new_page()
+            login_with_key(page, served.base, curator)
+            page.get_by_role("link", name="Scans", exact=True).click()
+            page.locator("table a").last.click()  # the first run
+            expect(page.get_by_role("table")).to_contain_text("on ui-scan: md5 distance 0")
+            page.get_by_role("link", name="Quarantine", exact=True).click()
+            row = page.locator("tbody tr").filter(has_text="match.txt")
+            with page.expect_navigation(wait_until="load"):
+                row.get_by_role("button", name="Restore").click()
+            expect(page.locator("tbody tr").filter(has_text="match.txt")).to_contain_text(
+                "restored"
+            )
+            assert (one / "match.txt").read_bytes() == BENIGN[0]
+            page.get_by_role("link", name="Flood holds", exact=True).click()
+            held = page.locator("tbody tr").filter(has_text="held")
+            expect(held).to_have_count(1)
+            with page.expect_navigation(wait_until="load"):
+                held.get_by_role("button", name="Release").click()
+            expect(page.locator("tbody tr")).to_contain_text("released_by: key:cur")
+            assert serious_violations(page) == []
+        finally:
+            ctx.close()
