@@ -146,28 +146,36 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
     )
 
 
-def register_intake_routes(app: FastAPI) -> None:
-    """Add `/v1/intake` and `/v1/cases`."""
-    from ridgeline.service.routes import endpoint
+#: The linker's in-memory state is one per process: one intake batch at a time.
+_INTAKE_LOCK = threading.Lock()
 
-    lock = threading.Lock()
 
-    def pipeline(request: Request) -> Any:
-        state: Any = request.app.state
+def ingest_with_state(state: Any, docs: list[Any], received_by: str) -> list[Any]:
+    """Documents through the process's one intake `Pipeline` (the API's and the UI's),
+    committed before the outcomes are returned: only then may they be acknowledged."""
+    with _INTAKE_LOCK:
         found = getattr(state, "intake_pipeline", None)
         if found is None:
             from ridgeline.intake import Pipeline, default_steps
 
             found = Pipeline(steps=default_steps(state.store))
             state.intake_pipeline = found
-        return found
+        with state.store.session() as s:
+            outcomes: list[Any] = found.ingest(s, docs, received_by=received_by)
+    return outcomes
+
+
+def documents_of(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], bool]:
+    """(documents, is a batch) from a body and its media type (as `POST /v1/intake`)."""
+    return _documents(body, ctype, key)
+
+
+def register_intake_routes(app: FastAPI) -> None:
+    """Add `/v1/intake` and `/v1/cases`."""
+    from ridgeline.service.routes import endpoint
 
     def ingest(request: Request, docs: list[Any]) -> list[Any]:
-        store = request.app.state.store
-        # The linker's in-memory state is one per process.
-        with lock, store.session() as s:
-            outcomes: list[Any] = pipeline(request).ingest(s, docs, received_by=_who(request))
-        return outcomes  # committed: only now may it be acknowledged
+        return ingest_with_state(request.app.state, docs, _who(request))
 
     @endpoint(
         app,
