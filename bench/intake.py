@@ -130,7 +130,7 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-def _http(tmp: str, lines: list[bytes]) -> dict[str, Any]:
+def _http(tmp: str, lines: list[bytes], workers: int = 1, clients: int = 4) -> dict[str, Any]:
     from ridgeline.service.keys import create_key
 
     db = os.path.join(tmp, "http.db")
@@ -140,7 +140,8 @@ def _http(tmp: str, lines: list[bytes]) -> dict[str, Any]:
     store.close()
     port = _free_port()
     server = subprocess.Popen(
-        [HERE / "ridgeline", "serve", "--db", db, "--port", str(port), "--rate-limit", "1e9"],
+        [HERE / "ridgeline", "serve", "--db", db, "--port", str(port), "--rate-limit", "1e9",
+         "--workers", str(workers)],
         stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
     )  # fmt: skip
     base = f"http://127.0.0.1:{port}"
@@ -177,7 +178,7 @@ def _http(tmp: str, lines: list[bytes]) -> dict[str, Any]:
                         stored[0] += sum(r["status"] == "stored" for r in res.json()["results"])
 
         t = time.perf_counter()
-        threads = [threading.Thread(target=worker) for _ in range(4)]
+        threads = [threading.Thread(target=worker) for _ in range(clients)]
         for th in threads:
             th.start()
         for th in threads:

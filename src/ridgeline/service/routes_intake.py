@@ -152,21 +152,24 @@ def register_intake_routes(app: FastAPI) -> None:
 
     lock = threading.Lock()
 
-    def pipeline(request: Request) -> Any:
+    def writer(request: Request) -> Any:
         state: Any = request.app.state
-        found = getattr(state, "intake_pipeline", None)
+        found = getattr(state, "intake_writer", None)
         if found is None:
-            from ridgeline.intake import Pipeline, default_steps
+            with lock:
+                found = getattr(state, "intake_writer", None)
+                if found is None:
+                    from ridgeline.intake import GroupWriter, Pipeline, default_steps
 
-            found = Pipeline(steps=default_steps(state.store))
-            state.intake_pipeline = found
+                    # The linker's in-memory state is one per process, and so is its
+                    # writer: concurrent requests share its transactions.
+                    pipeline = Pipeline(steps=default_steps(state.store))
+                    found = GroupWriter(state.store, pipeline, max_batch=MAX_BATCH)
+                    state.intake_writer = found
         return found
 
     def ingest(request: Request, docs: list[Any]) -> list[Any]:
-        store = request.app.state.store
-        # The linker's in-memory state is one per process.
-        with lock, store.session() as s:
-            outcomes: list[Any] = pipeline(request).ingest(s, docs, received_by=_who(request))
+        outcomes: list[Any] = writer(request).ingest(docs, received_by=_who(request))
         return outcomes  # committed: only now may it be acknowledged
 
     @endpoint(
