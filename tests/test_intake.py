@@ -442,6 +442,10 @@ def test_a_near_viral_picture_bundles_and_resplits(store: Store) -> None:
     # re-split: only the shared email still links the fourth to the first
     assert case_of(store, fourth.report_id) == case_of(store, first[0].report_id)
     assert len({case_of(store, o.report_id) for o in everyone}) == 3
+    with store.session() as s:
+        shown = cases.show(s, case_of(store, fourth.report_id)).to_json()
+    assert [b["kind"] for b in shown["bundles"]] == ["pdq"]
+    assert [f["bundled"] for f in shown["files"] if f["kind"] == "pdq"] == [True, True]
     # a fifth copy joins the bundle and links nobody
     fifth = take(store, doc(email="user99@example.com", pdq=_near(base, 4)), pipeline=p)[0]
     with store.session() as s:
