@@ -24,7 +24,7 @@ generating them is not timed), then measures in one run:
 - `memory_mb`: this process's peak resident set.
 
 Prints ONE JSON line. Usage: python bench/intake.py [--n 100000] [--http-n 5000]
-[--lookups 1000] [--lookup-pad 1000000] [--http-workers 1] [--http-clients 4]
+[--lookups 1000] [--lookup-pad 1000000] [--http-workers 1] [--http-clients 4] [--http-only]
 [--pg postgresql://...] (default RIDGELINE_TEST_PG_URL; --no-pg skips)
 """
 
@@ -272,11 +272,20 @@ def main() -> None:
     ap.add_argument("--lookup-pad", type=int, default=0, help="pad case tables to M reports")
     ap.add_argument("--http-workers", type=int, default=1)
     ap.add_argument("--http-clients", type=int, default=4)
+    ap.add_argument("--http-only", action="store_true", help="only the HTTP measurement")
     ap.add_argument("--pg", default=os.environ.get("RIDGELINE_TEST_PG_URL"))
     ap.add_argument("--no-pg", action="store_true")
     args = ap.parse_args()
-    lines = list(synthetic.jsonl_lines(synthetic.Population(args.n)))
-    result: dict[str, Any] = {"bench": "intake", "n": args.n, "cpus": os.cpu_count()}
+    size = args.http_n if args.http_only else args.n
+    lines = list(synthetic.jsonl_lines(synthetic.Population(size)))
+    result: dict[str, Any] = {"bench": "intake", "n": size, "cpus": os.cpu_count()}
+    if args.http_only:
+        with tempfile.TemporaryDirectory(prefix="ridgeline-bench-intake-") as tmp:
+            result.update(_http(tmp, lines[: args.http_n], args.http_workers, args.http_clients))
+        result["http_workers"], result["http_clients"] = args.http_workers, args.http_clients
+        result["load_avg"] = [round(x, 1) for x in os.getloadavg()]
+        print(json.dumps(result))
+        return
     with tempfile.TemporaryDirectory(prefix="ridgeline-bench-intake-") as tmp:
         result["anchor_per_s"] = _anchor(lines, tmp)
         store = Store.open(os.path.join(tmp, "intake.db"))
