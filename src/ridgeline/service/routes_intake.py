@@ -146,22 +146,30 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
     )
 
 
-#: The linker's in-memory state is one per process: one intake batch at a time.
+#: Guards the lazy creation of the process's one intake writer.
 _INTAKE_LOCK = threading.Lock()
 
 
-def ingest_with_state(state: Any, docs: list[Any], received_by: str) -> list[Any]:
-    """Documents through the process's one intake `Pipeline` (the API's and the UI's),
-    committed before the outcomes are returned: only then may they be acknowledged."""
-    with _INTAKE_LOCK:
-        found = getattr(state, "intake_pipeline", None)
-        if found is None:
-            from ridgeline.intake import Pipeline, default_steps
+def _writer(state: Any) -> Any:
+    """The process's one intake `GroupWriter` (the linker's in-memory state is one per
+    process, and so is its writer: concurrent requests share its transactions)."""
+    found = getattr(state, "intake_writer", None)
+    if found is None:
+        with _INTAKE_LOCK:
+            found = getattr(state, "intake_writer", None)
+            if found is None:
+                from ridgeline.intake import GroupWriter, Pipeline, default_steps
 
-            found = Pipeline(steps=default_steps(state.store))
-            state.intake_pipeline = found
-        with state.store.session() as s:
-            outcomes: list[Any] = found.ingest(s, docs, received_by=received_by)
+                pipeline = Pipeline(steps=default_steps(state.store))
+                found = GroupWriter(state.store, pipeline, max_batch=MAX_BATCH)
+                state.intake_writer = found
+    return found
+
+
+def ingest_with_state(state: Any, docs: list[Any], received_by: str) -> list[Any]:
+    """Documents through the process's one intake writer (the API's and the UI's),
+    committed before the outcomes are returned: only then may they be acknowledged."""
+    outcomes: list[Any] = _writer(state).ingest(docs, received_by=received_by)
     return outcomes
 
 
