@@ -1,0 +1,78 @@
+"""A short atheris run of every fuzz target (tests/fuzz_targets.py; `make fuzz` runs them
+longer), and the inputs the fuzzers found that crashed a parser, each as a regression
+test of what the parser must do with it now."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+import fuzz_targets
+from ridgeline import exchange
+from ridgeline.errors import BadInput
+from ridgeline.reports import received
+
+#: Per target in `make test`: a few seconds or this many inputs, whichever comes first.
+SECONDS = int(os.environ.get("RIDGELINE_FUZZ_SECONDS", "2"))
+RUNS = int(os.environ.get("RIDGELINE_FUZZ_RUNS", "20000"))
+
+
+@pytest.mark.parametrize("target", sorted(fuzz_targets.TARGETS))
+def test_fuzz_target_briefly(target: str, tmp_path: Path) -> None:
+    corpus = tmp_path / "corpus"
+    corpus.mkdir()
+    for n, seed in enumerate(fuzz_targets.TARGETS[target].seeds()):
+        (corpus / f"seed-{n}").write_bytes(seed)
+    run = subprocess.run(
+        [sys.executable, str(Path(__file__).parent / "fuzz_run.py"), target,
+         f"-max_total_time={SECONDS}", f"-runs={RUNS}", f"-artifact_prefix={tmp_path}/",
+         str(corpus)],
+        capture_output=True, text=True, timeout=SECONDS * 10 + 120, check=False,
+    )  # fmt: skip
+    tail = run.stderr[-4000:]
+    assert run.returncode == 0, tail
+    done = [line for line in run.stderr.splitlines() if line.startswith("Done ")]
+    assert done and int(done[0].split()[1]) > 0, tail  # "Done N runs in S second(s)"
+    assert not list(tmp_path.glob("crash-*"))
+
+
+def test_seeds_are_accepted_where_they_are_valid() -> None:
+    """The seeds exercise the parsers' good paths, not only their refusals."""
+    for fmt in ("ncmec-xml", "vics", "icse", "stopncii", "csv", "jsonl"):
+        seeds = fuzz_targets.TARGETS[f"exchange-{fmt}"].seeds()
+        assert any(exchange.parse_bytes(s, fmt, signal="md5").records for s in seeds), fmt
+    xml, details, sub, js = fuzz_targets.TARGETS["cybertip"].seeds()
+    assert received.parse_document(sub).report is not None
+    assert received.parse_document(js).report is not None
+
+
+# ---------------------------------------------------------------- crashes found, now fixed
+
+
+@pytest.mark.parametrize("encoding", ["UTF-6", "x-no-such", "EBCDIC-XYZ"])
+def test_an_unknown_xml_encoding_is_bad_input(encoding: str) -> None:
+    """Found by exchange-ncmec-xml: an unknown `encoding=` escaped as LookupError (500)."""
+    doc = f'<?xml version="1.0" encoding="{encoding}"?>\n<queryResult/>'.encode()
+    with pytest.raises(BadInput, match="unknown encoding"):
+        exchange.parse_bytes(doc, "ncmec-xml")
+    with pytest.raises(BadInput):
+        received.parse_document(doc, "xml")
+
+
+@pytest.mark.parametrize("ts", [176706370229200, -1e300, 1e300])
+def test_an_unrepresentable_stopncii_time_rejects_that_record_only(ts: float) -> None:
+    """Found by exchange-stopncii: a lastModtimestamp past year 9999 ended the whole parse
+    in a ValueError, so the file's good records were lost with it."""
+    good = {"signalType": "VideoMD5", "hashValue": "0" * 31 + "1", "lastModtimestamp": 1}
+    bad = {**good, "hashValue": "0" * 31 + "2", "lastModtimestamp": ts}
+    doc = json.dumps({"hashRecords": [good, bad, {**good, "hashValue": "0" * 31 + "3"}]})
+    result = exchange.parse_bytes(doc.encode(), "stopncii")
+    assert [r.position for r in result.records] == ["/hashRecords/0", "/hashRecords/2"]
+    (error,) = result.errors
+    assert error["position"] == "/hashRecords/1"
+    assert "not a representable time" in error["error"]
