@@ -13,9 +13,11 @@ from pathlib import Path
 import pytest
 
 import fuzz_targets
-from ridgeline import exchange
+from ridgeline import exchange, vpdq
 from ridgeline.errors import BadInput
-from ridgeline.reports import received
+from ridgeline.hashing import hash_file
+from ridgeline.intake.sources import from_paths
+from ridgeline.reports import documents, received
 
 #: Per target in `make test`: a few seconds or this many inputs, whichever comes first.
 SECONDS = int(os.environ.get("RIDGELINE_FUZZ_SECONDS", "2"))
@@ -47,6 +49,8 @@ def test_seeds_are_accepted_where_they_are_valid() -> None:
         seeds = fuzz_targets.TARGETS[f"exchange-{fmt}"].seeds()
         assert any(exchange.parse_bytes(s, fmt, signal="md5").records for s in seeds), fmt
     xml, details, sub, js = fuzz_targets.TARGETS["cybertip"].seeds()
+    assert documents.report_from_xml(xml) is not None
+    assert documents.file_details_from_xml(details) is not None
     assert received.parse_document(sub).report is not None
     assert received.parse_document(js).report is not None
 
@@ -76,3 +80,33 @@ def test_an_unrepresentable_stopncii_time_rejects_that_record_only(ts: float) ->
     (error,) = result.errors
     assert error["position"] == "/hashRecords/1"
     assert "not a representable time" in error["error"]
+
+
+CRASHES = sorted((Path(__file__).parent / "data" / "fuzz").glob("*/crash-*"))
+
+
+@pytest.mark.parametrize("path", CRASHES, ids=lambda p: f"{p.parent.name}/{p.name[:14]}")
+def test_every_input_that_crashed_a_target_is_now_refused_cleanly(path: Path) -> None:
+    """The fuzzers' crash inputs, kept as found (tests/data/fuzz/TARGET/crash-*)."""
+    fuzz_targets.TARGETS[path.parent.name].run(path.read_bytes())
+
+
+def _crash(target: str) -> Path:
+    return next(p for p in CRASHES if p.parent.name == target)
+
+
+def test_a_corrupt_zip_member_is_refused_with_its_name(tmp_path: Path) -> None:
+    """Found by intake-zip: bad deflate data in a member escaped as zlib.error."""
+    archive = tmp_path / "reports.zip"
+    archive.write_bytes(_crash("intake-zip").read_bytes())
+    errors = [i.error for i in from_paths([str(archive)]) if i.error]
+    assert errors and any("cannot be read" in e for e in errors), errors
+
+
+def test_undecodable_video_metadata_and_codec_less_streams_are_bad_input() -> None:
+    """Found by video and upload: PyAV raised UnicodeDecodeError on a container's
+    metadata, and a stream with no decoder has no codec context (AttributeError)."""
+    with pytest.raises(BadInput, match="not a readable video"):
+        vpdq.hash_video(_crash("video"))
+    result = hash_file(_crash("upload"))
+    assert result.error is not None and "without a decodable codec" in result.error

@@ -9,9 +9,11 @@ and never extracted; unsafe names and nested archives are refused with a reason.
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -24,6 +26,10 @@ MAX_DOCUMENT_BYTES = 16 << 20
 #: A zip may not expand to more than this in total.
 MAX_ZIP_BYTES = 4 << 30
 SUFFIXES = {".xml": "xml", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
+#: What reading a damaged zip member raises besides `BadZipFile` (bad deflate data,
+#: a cut stream, a password, an unsupported method, bad LZMA data).
+UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError,
+                     NotImplementedError, lzma.LZMAError, ValueError)  # fmt: skip
 _DECL = re.compile(rb"^\s*<\?xml[^>]*\?>", re.DOTALL)
 _DETAILS_NAME = re.compile(r"^fileDetails[-_.]?(\d+)?\.xml$", re.IGNORECASE)
 
@@ -143,8 +149,11 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
             limit = MAX_DOCUMENT_BYTES
             if name.lower().endswith((".jsonl", ".ndjson")):
                 limit = MAX_ZIP_BYTES
-            with zf.open(info) as fh:
-                data = fh.read(limit + 1)
+            try:
+                with zf.open(info) as fh:
+                    data = fh.read(limit + 1)
+            except UNREADABLE_MEMBER as exc:  # corrupt, encrypted or exotic compression
+                raise BadInput(f"member {name!r} cannot be read: {exc}") from None
             if len(data) > limit:
                 raise TooLarge(f"member {name!r} is larger than a report can be")
             total += len(data)
