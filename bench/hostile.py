@@ -313,7 +313,7 @@ def main() -> None:
     good = hashlib.md5(b"x").hexdigest()
     (work / "deep.jsonl").write_bytes(
         b'{"signal": "md5", "hash": "' + good.encode() + b'", "note": '
-        + deep_json(200_000) + b"}\n" + b'{"signal": "md5", "hash": "' + "1" * 32 .encode()
+        + deep_json(200_000) + b"}\n" + b'{"signal": "md5", "hash": "' + b"1" * 32
         + b'"}\n'
     )  # fmt: skip
     (work / "bigint.jsonl").write_bytes(

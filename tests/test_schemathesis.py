@@ -78,7 +78,7 @@ def test_every_operation_every_role_no_5xx_and_schema_conformance(
                 except BaseException as exc:  # FailureGroup; collected to report them all
                     if isinstance(exc, KeyboardInterrupt):
                         raise
-                    failures.append(f"{op.method.upper()} {op.path} as {role}: {exc}")
+                    failures.append(f"{case.method.upper()} {case.path} as {role}: {exc}")
 
         run()
     assert operations >= 60, operations

@@ -217,7 +217,7 @@ def register_intake_routes(app: FastAPI) -> None:
         from ridgeline.intake import report_view
 
         with request.app.state.store.session() as s:
-            return report_view(s, report_id).to_json()
+            return report_view(s, report_id, _who(request)).to_json()
 
     @endpoint(app, "GET", "/cases", "cases:read", tags=["cases"], response_model=CasesOut)
     def get_cases(
