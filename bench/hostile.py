@@ -222,6 +222,25 @@ def cli_case(name: str, args: list[str], anchor: bool = False) -> dict[str, Any]
     }
 
 
+def raw(port: int, request: bytes) -> httpx.Response:
+    """Send bytes no HTTP client would, read the answer until the server closes."""
+    with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
+        try:
+            sock.sendall(request)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        data = b""
+        try:
+            while chunk := sock.recv(65536):
+                data += chunk
+        except (ConnectionResetError, TimeoutError):
+            pass
+    if not data.startswith(b"HTTP/1.1 "):
+        raise httpx.RemoteProtocolError(f"closed without an answer ({len(data)} bytes)")
+    head, _, body = data.partition(b"\r\n\r\n")
+    return httpx.Response(int(head.split()[1]), content=body)
+
+
 def slowloris(port: int, pid: int, connections: int, base: str, key: str) -> dict[str, Any]:
     """`connections` sockets that send a header byte every 0.5 s; meanwhile lookups."""
     socks = []
@@ -420,10 +439,24 @@ def main() -> None:
                 headers={**intake, "Content-Type": "application/json"},
             ),
         )
-        case("huge_query_string_1mb", lambda: c.get("/v1/lookup?signal=md5&value=" + "a" * MB,
-             headers=prov))  # fmt: skip
-        case("huge_header_1mb", lambda: c.get("/v1/lookup", params={"signal": "md5",
-             "value": good}, headers={**prov, "X-Big": "a" * MB}))  # fmt: skip
+        query = "/v1/lookup?signal=md5&value=" + "a" * MB
+        case(
+            "huge_query_string_1mb",
+            lambda: raw(
+                port,
+                f"GET {query} HTTP/1.1\r\nHost: x\r\n"
+                f"X-API-Key: {keys['provider']}\r\nConnection: close\r\n\r\n".encode(),
+            ),
+        )
+        case(
+            "huge_header_1mb",
+            lambda: raw(
+                port,
+                f"GET /v1/lookup?signal=md5&value={good} "
+                f"HTTP/1.1\r\nHost: x\r\nX-API-Key: {keys['provider']}\r\nX-Big: {'a' * MB}"
+                "\r\nConnection: close\r\n\r\n".encode(),
+            ),
+        )
         case("invalid_utf8_json_match", lambda: c.post("/v1/match",
              content=b'{"signals": {"md5": ["\xff\xfe"]}}',
              headers={**prov, "Content-Type": "application/json"}))  # fmt: skip
