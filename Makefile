@@ -66,10 +66,12 @@ FUZZ_SECONDS ?= 60
 FUZZ_EXAMPLES ?= 50
 fuzz: $(VENV)/.stamp-test
 	mkdir -p fuzz-artifacts
-	set -e; for t in $$($(BIN)/python tests/fuzz_run.py --list 2>/dev/null); do \
+	for t in $$($(BIN)/python tests/fuzz_run.py --list 2>/dev/null); do \
 	  echo "== $$t"; \
 	  $(BIN)/python tests/fuzz_run.py $$t -max_total_time=$(FUZZ_SECONDS) \
-	    -artifact_prefix=fuzz-artifacts/$$t- 2>&1 | grep -E '^(Done|==|SUMMARY)|Error' ; \
+	    -artifact_prefix=fuzz-artifacts/$$t- > fuzz-artifacts/$$t.log 2>&1 \
+	    || { tail -40 fuzz-artifacts/$$t.log; exit 1; }; \
+	  grep '^Done' fuzz-artifacts/$$t.log; \
 	done
 	RIDGELINE_SCHEMATHESIS_EXAMPLES=$(FUZZ_EXAMPLES) scripts/with-postgres \
 	  $(BIN)/python -m pytest -q tests/test_schemathesis.py

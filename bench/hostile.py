@@ -225,10 +225,8 @@ def cli_case(name: str, args: list[str], anchor: bool = False) -> dict[str, Any]
 def raw(port: int, request: bytes) -> httpx.Response:
     """Send bytes no HTTP client would, read the answer until the server closes."""
     with socket.create_connection(("127.0.0.1", port), timeout=30) as sock:
-        try:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
             sock.sendall(request)
-        except (BrokenPipeError, ConnectionResetError):
-            pass
         data = b""
         try:
             while chunk := sock.recv(65536):

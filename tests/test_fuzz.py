@@ -8,6 +8,7 @@ import json
 import os
 import subprocess
 import sys
+import zipfile
 from pathlib import Path
 
 import pytest
@@ -110,3 +111,26 @@ def test_undecodable_video_metadata_and_codec_less_streams_are_bad_input() -> No
         vpdq.hash_video(_crash("video"))
     result = hash_file(_crash("upload"))
     assert result.error is not None and "without a decodable codec" in result.error
+
+
+def test_a_json_lines_bomb_is_streamed_not_read_whole(tmp_path: Path) -> None:
+    """bench/hostile.py: a zip whose reports.jsonl member held 1 GB of zeros took 2.1 GB
+    of RSS (JSON-lines members were read whole, up to 4 GB); lines are streamed now and
+    a line longer than a report can be is refused without reading the rest."""
+    import resource
+
+    archive = tmp_path / "bomb.zip"
+    block = b"\x00" * (16 << 20)
+    with (
+        zipfile.ZipFile(archive, "w", zipfile.ZIP_DEFLATED, compresslevel=1) as zf,
+        zf.open("reports.jsonl", "w", force_zip64=True) as fh,
+    ):
+        fh.write(b'{"report": {}}\n')
+        for _ in range(16):  # 256 MB
+            fh.write(block)
+    before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    got = list(from_paths([str(archive)]))
+    grown_mb = (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - before) / 1024
+    assert got[0].data == b'{"report": {}}' and got[0].error is None
+    assert got[-1].error is not None and "longer than a report can be" in got[-1].error
+    assert grown_mb < 100, grown_mb

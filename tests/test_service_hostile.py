@@ -249,6 +249,41 @@ def test_slow_or_missing_headers_are_timed_out(
         assert _open_for(sock, head, 10) < 4
 
 
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_oversized_headers_get_431_and_deep_intake_json_a_400(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """llhttp buffers headers of any size (a 1 MB header was answered 200); past 64 KiB
+    of request line and headers the answer is 431. JSON nested 50k deep sent to intake
+    was a 500 (RecursionError), now a 400 like everywhere else."""
+    db = str(tmp_path / "big.db")
+    intake = _key(db, "intake")
+    served = serve_process("serve", "--port", "{port}", "--db", db)
+    head = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    for size, status in ((32 << 10, 200), (1 << 20, 431), (70 << 10, 431)):
+        answer = _raw(served.port, f"{head}X-Big: {'a' * size}\r\n\r\n".encode())
+        assert _status(answer) == status, (size, answer[:200])
+    many = "".join(f"X-H{i}: {'b' * 1000}\r\n" for i in range(100))
+    assert _status(_raw(served.port, f"{head}{many}\r\n".encode())) == 431
+    with httpx.Client(base_url=served.base) as c:
+        deep = b"[" * 50_000 + b"]" * 50_000
+        headers = {"X-API-Key": intake, "Content-Type": "application/json"}
+        for body in (deep, b'{"report": ' + deep + b"}"):
+            res = c.post("/v1/intake", content=body, headers=headers)
+            assert res.status_code in (400, 422), res.text
+            assert res.json().get("error", {}).get("code") or res.json()["status"] == "refused"
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

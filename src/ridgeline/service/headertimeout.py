@@ -1,4 +1,4 @@
-"""A deadline on the header phase of every request (slowloris).
+"""A deadline and a size cap on the header phase of every request (slowloris).
 
 uvicorn times out idle keep-alive connections only after a response, and any byte
 received cancels even that timer; a connection that sends nothing, or its request line
@@ -18,6 +18,13 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 #: Default seconds a client has to send a request's headers.
 HEADER_TIMEOUT_S = 10.0
+#: Longest request line plus headers (llhttp itself has no limit: a 1 MB header was
+#: accepted and buffered); longer requests get 431 and the connection is closed.
+MAX_HEADER_BYTES = 64 << 10
+
+
+class _HeadersTooLarge(Exception):
+    pass
 
 
 class HeaderDeadlineProtocol(HttpToolsProtocol):
@@ -28,6 +35,38 @@ class HeaderDeadlineProtocol(HttpToolsProtocol):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._header_deadline: asyncio.TimerHandle | None = None
+        self._header_bytes = 0
+        self._too_large = False
+
+    def on_message_begin(self) -> None:
+        self._header_bytes = 0
+        super().on_message_begin()
+
+    def _count(self, n: int) -> None:
+        self._header_bytes += n
+        if self._header_bytes > MAX_HEADER_BYTES:
+            self._too_large = True
+            raise _HeadersTooLarge  # httptools ends feed_data: uvicorn answers, closes
+
+    def on_url(self, url: bytes) -> None:
+        self._count(len(url))
+        super().on_url(url)
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        self._count(len(name) + len(value) + 4)
+        super().on_header(name, value)
+
+    def send_400_response(self, msg: str) -> None:
+        if not self._too_large:
+            super().send_400_response(msg)
+            return
+        body = f"request line and headers over {MAX_HEADER_BYTES} bytes".encode()
+        self.transport.write(
+            b"HTTP/1.1 431 Request Header Fields Too Large\r\n"
+            b"content-type: text/plain; charset=utf-8\r\n"
+            b"content-length: " + str(len(body)).encode() + b"\r\nconnection: close\r\n\r\n" + body
+        )
+        self.transport.close()
 
     def _arm(self) -> None:
         self._disarm()

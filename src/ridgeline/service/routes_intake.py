@@ -126,8 +126,10 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
         if stripped[:1] == b"[":
             try:
                 items = json.loads(body)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise InvalidRequest("a JSON batch must be an array of reports")
             docs = [
                 Incoming(
                     f"http:{n}",
