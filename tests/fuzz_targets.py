@@ -238,7 +238,8 @@ def _cybertip_seeds() -> list[bytes]:
     as_json = json.dumps(
         {"report": documents.to_json(report), "files": [documents.to_json(details)]}
     )
-    return [xml, fd, submission(xml, [fd]), as_json.encode()]
+    deep = b'{"report": ' + b"[" * 5000 + b"]" * 5000 + b"}"  # nesting: a known weak spot
+    return [xml, fd, submission(xml, [fd]), as_json.encode(), deep]
 
 
 def _zip_seed() -> bytes:

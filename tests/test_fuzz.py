@@ -49,7 +49,7 @@ def test_seeds_are_accepted_where_they_are_valid() -> None:
     for fmt in ("ncmec-xml", "vics", "icse", "stopncii", "csv", "jsonl"):
         seeds = fuzz_targets.TARGETS[f"exchange-{fmt}"].seeds()
         assert any(exchange.parse_bytes(s, fmt, signal="md5").records for s in seeds), fmt
-    xml, details, sub, js = fuzz_targets.TARGETS["cybertip"].seeds()
+    xml, details, sub, js, _ = fuzz_targets.TARGETS["cybertip"].seeds()
     assert documents.report_from_xml(xml) is not None
     assert documents.file_details_from_xml(details) is not None
     assert received.parse_document(sub).report is not None
@@ -134,3 +134,27 @@ def test_a_json_lines_bomb_is_streamed_not_read_whole(tmp_path: Path) -> None:
     assert got[0].data == b'{"report": {}}' and got[0].error is None
     assert got[-1].error is not None and "longer than a report can be" in got[-1].error
     assert grown_mb < 100, grown_mb
+
+
+def test_a_received_document_nested_too_deep_is_an_invalid_document() -> None:
+    """bench/hostile.py: JSON nested 50k deep reached json.loads and ended in a
+    RecursionError (a 500 from /v1/intake); it is refused like any malformed JSON."""
+    deep = b"[" * 50_000 + b"]" * 50_000
+    for doc in (deep, b'{"report": ' + deep + b"}"):
+        with pytest.raises(documents.InvalidDocument, match="not valid JSON"):
+            received.parse_document(doc, "json")
+
+
+def test_a_zip_member_without_a_name_does_not_end_the_intake(tmp_path: Path) -> None:
+    """Found by intake-zip: an empty member name made ZipInfo.is_dir() raise IndexError,
+    ending the whole intake; the nameless member is skipped, the others are read."""
+    archive = tmp_path / "noname.zip"
+    nameless = zipfile.ZipInfo("x")
+    nameless.filename = ""
+    with zipfile.ZipFile(archive, "w") as zf:
+        zf.writestr(nameless, b"{}")
+        zf.writestr("a.json", b'{"report": {}}')
+    got = list(from_paths([str(archive)]))
+    assert [(i.source.rsplit("!", 1)[1], i.data, i.error) for i in got] == [
+        ("a.json", b'{"report": {}}', None)
+    ]

@@ -152,7 +152,8 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
         yield Incoming(display, b"", fmt, error=f"not a readable zip: {exc}")
         return
     with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
+        # not ZipInfo.is_dir(): it raises IndexError on an empty member name
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
         total = 0
         groups: dict[str, dict[str, zipfile.ZipInfo]] = defaultdict(dict)
         singles: list[zipfile.ZipInfo] = []
@@ -166,7 +167,7 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
         def read(info: zipfile.ZipInfo) -> bytes:
             nonlocal total
             name = info.filename
-            if name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name:
+            if _unsafe(name):
                 raise BadInput(f"unsafe member name {name!r}")
             limit = MAX_DOCUMENT_BYTES
             if name.lower().endswith((".jsonl", ".ndjson")):
@@ -224,10 +225,15 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
             yield Incoming(shown, data, fmt or SUFFIXES.get(p.suffix.lower()))
 
 
+def _unsafe(name: str) -> bool:
+    """Member names refused outright: empty, absolute, with `..` or backslashes."""
+    return not name or name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name
+
+
 def _zip_lines(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> Iterator[Incoming]:
     """A JSON-lines member streamed line by line, at most `MAX_ZIP_BYTES` of it."""
     name = info.filename
-    if name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name:
+    if _unsafe(name):
         yield Incoming(shown, b"", "json", error=f"unsafe member name {name!r}")
         return
     try:
