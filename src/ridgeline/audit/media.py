@@ -98,6 +98,9 @@ def view_item_media(
         session.add(ReviewView(reviewer=reviewer.name, entry_id=entry_id,
                                category=f"audit:{audit.id}", started_at=now, ended_at=now,
                                unblurred=wants_sharp))  # fmt: skip
+    auditlog.append(session, reviewer.name, "evidence.view", f"entry:{entry_id}",
+                    {"blob_id": blob.id, "unblurred": wants_sharp, "colour": colour,
+                     "via": f"audit:{audit.id}", "at": isoformat(now)})  # fmt: skip
     if wants_sharp:
         auditlog.append(session, reviewer.name, "audit.unblur", f"audit:{audit.id}",
                         {"entry_id": entry_id, "colour": colour, "blob_id": blob.id,

@@ -42,6 +42,14 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     help="Seconds a request body may take to arrive (slow clients get 408).",
 )
 @click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds a client has to send a request's headers (slowloris: closed after).",
+)
+@click.option(
     "--evidence-key-file",
     default=None,
     help="Evidence key (AES-256-GCM): review and audit media, files of report drafts.",
@@ -141,6 +149,7 @@ def serve(
     max_pixels: int,
     timeout_s: float,
     body_timeout_s: float,
+    header_timeout_s: float,
     rate_limit: float,
     fetch_hosts: tuple[str, ...],
     evidence_key_file: str | None,
@@ -195,7 +204,10 @@ def serve(
         selfsubmit_secret=secrets.token_hex(32),
     )
     os.environ[ENV_CONFIG] = config.to_env()
-    options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)
+    options = ServeOptions(
+        host=host, port=port, workers=workers, log_level=log_level,
+        header_timeout_s=header_timeout_s,
+    )  # fmt: skip
     if ui:
         options = replace(options, app=UI_APP)
     check_port(options)  # "port in use" before any line that says we listen

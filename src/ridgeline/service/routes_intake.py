@@ -126,8 +126,10 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
         if stripped[:1] == b"[":
             try:
                 items = json.loads(body)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise InvalidRequest("a JSON batch must be an array of reports")
             docs = [
                 Incoming(
                     f"http:{n}",
@@ -233,7 +235,7 @@ def register_intake_routes(app: FastAPI) -> None:
         from ridgeline.intake import report_view
 
         with request.app.state.store.session() as s:
-            return report_view(s, report_id).to_json()
+            return report_view(s, report_id, _who(request)).to_json()
 
     @endpoint(app, "GET", "/cases", "cases:read", tags=["cases"], response_model=CasesOut)
     def get_cases(

@@ -175,8 +175,14 @@ def register_report_routes(app: FastAPI) -> None:
         app, "GET", "/reports/{report_id}", "reports:read", tags=tags, response_model=ReportOut
     )
     def show_report(request: Request, report_id: int) -> dict[str, Any]:
-        """A report: state, reportId, fileIds, problems, files, the document."""
-        return _view(request, report_id)
+        """A report: state, reportId, fileIds, problems, files, the document (logged)."""
+        from ridgeline import auditlog
+        from ridgeline.reports import core
+
+        with request.app.state.store.session() as s:
+            shown = core.view(core.get_report(s, report_id)).to_json()
+            auditlog.append(s, _who(request), "report.read", f"report:{report_id}")
+        return shown
 
     @endpoint(
         app,
@@ -193,12 +199,15 @@ def register_report_routes(app: FastAPI) -> None:
         },
     )
     def export_report(request: Request, report_id: int) -> Response:
-        """The `<report>` document as it is (or would be) sent."""
+        """The `<report>` document as it is (or would be) sent (logged)."""
+        from ridgeline import auditlog
         from ridgeline.reports import core
         from ridgeline.reports import documents as docs
 
         with request.app.state.store.session() as s:
             data = docs.report_to_xml(core.report_of(core.get_report(s, report_id)))
+            auditlog.append(s, _who(request), "report.read", f"report:{report_id}",
+                            {"as": "xml"})  # fmt: skip
         return Response(data, media_type="application/xml")
 
     @endpoint(
