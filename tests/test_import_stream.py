@@ -86,8 +86,13 @@ def vics_media(n: int) -> list[dict[str, Any]]:
     ]
     media[7]["DateUpdated"] = "2026-01-01T00:00:00+01:00Z"  # lenient offset
     media[8] = {"MediaID": 8, "Category": True, "MD5": md5(8)}  # bad category
-    media[n - 3] = {"MediaID": n - 3, "Category": 1, "AlternativeHashes": [
-        {"HashName": "SHA256", "HashValue": hashlib.sha256(b"x").hexdigest()}]}  # fmt: skip
+    media[n - 3] = {
+        "MediaID": n - 3,
+        "Category": 1,
+        "AlternativeHashes": [
+            {"HashName": "SHA256", "HashValue": hashlib.sha256(b"x").hexdigest()}
+        ],
+    }
     media[n - 2] = {"MediaID": n - 2, "Category": 1, "MD5": md5(n - 2), "Extra": "DEEP"}
     return media
 
@@ -188,7 +193,7 @@ def test_streamed_vics_cases_and_a_context_after_the_value(store: Store, tmp_pat
             "Media": [
                 {"MediaID": c * 10 + j, "Category": 1, "MD5": md5(c * 10 + j)} for j in range(3)
             ],
-        }  # fmt: skip
+        }
         for c in range(1, 4)
     ]
     path = tmp_path / "cases.json"
@@ -199,8 +204,13 @@ def test_streamed_vics_cases_and_a_context_after_the_value(store: Store, tmp_pat
     assert {e[2] for e in entries(store, "streamed")} == {(("vics-uk", "1"),)}
     # `value` before the context: read whole, the same result.
     late = tmp_path / "late.json"
-    late.write_text('{"value": ' + json.dumps(cases) + ', "@odata.context": "'
-                    + CONTEXT.format("UK", "Cases") + '"}')  # fmt: skip
+    late.write_text(
+        '{"value": '
+        + json.dumps(cases)
+        + ', "@odata.context": "'
+        + CONTEXT.format("UK", "Cases")
+        + '"}'
+    )
     with store.session() as session:
         hl = L.create_list(session, "late")
         report = exchange.import_file(session, hl, late, "vics")
@@ -210,18 +220,30 @@ def test_streamed_vics_cases_and_a_context_after_the_value(store: Store, tmp_pat
 @pytest.mark.parametrize(
     ("fmt", "data", "message"),
     [
-        ("vics", b'{"@odata.context": "x#Media", "value": [{"MD5": "a"},\n {"MD5": }]}',
-         "malformed JSON at line 2, column 10"),
-        ("vics", b'{"@odata.context": "x#Media", "value": [{"MD5": "a"}] } extra',
-         "malformed JSON at line 1, column 57"),
+        (
+            "vics",
+            b'{"@odata.context": "x#Media", "value": [{"MD5": "a"},\n {"MD5": }]}',
+            "malformed JSON at line 2, column 10",
+        ),
+        (
+            "vics",
+            b'{"@odata.context": "x#Media", "value": [{"MD5": "a"}] } extra',
+            "malformed JSON at line 1, column 57",
+        ),
         ("vics", b'{"@odata.context": "x#Media", "value": [{"MD5": "\xff"}]}', "not UTF-8 text"),
-        ("ncmec-xml", b"<queryResult>\n<images>\n<image><id>1</id>\n</images>",
-         "malformed XML at line 4, column 3"),
-        ("ncmec-xml", b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]><queryResult/>',
-         "line 2: XML with a DTD"),
+        (
+            "ncmec-xml",
+            b"<queryResult>\n<images>\n<image><id>1</id>\n</images>",
+            "malformed XML at line 4, column 3",
+        ),
+        (
+            "ncmec-xml",
+            b'<?xml version="1.0"?>\n<!DOCTYPE x [<!ENTITY a "b">]><queryResult/>',
+            "line 2: XML with a DTD",
+        ),
         ("ncmec-xml", b"<other/>", "root element is <other>"),
     ],
-)  # fmt: skip
+)
 def test_a_broken_streamed_file_says_where_and_writes_nothing(
     store: Store, tmp_path: Path, fmt: str, data: bytes, message: str
 ) -> None:
