@@ -201,6 +201,7 @@ def main() -> None:
     args = parser.parse_args()
     n = args.n
     out: dict[str, Any] = {"bench": "exchange", "n": n, "records": args.records}
+    out["load_start"] = round(os.getloadavg()[0], 1)  # the machine is shared
     with tempfile.TemporaryDirectory() as tmp:
         d = Path(tmp)
         txt = d / "pdq.txt"
@@ -236,6 +237,7 @@ def main() -> None:
         vics.write_bytes(make_vics(args.records))
         got = ridgeline_import(str(d / "v.db"), "vics", vics, "--format", "vics")
         out["vics_import_s"], out["vics_import_rss_mb"] = got["s"], got["rss_mb"]
+    out["load_end"] = round(os.getloadavg()[0], 1)
     scale, rscale = n / 10_000_000, args.records / 1_000_000
     checks = {
         "sqlite_import_s": (out["sqlite_import_s"], 60 * scale),

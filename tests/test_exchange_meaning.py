@@ -666,3 +666,39 @@ def test_hma_bank_content_both_ways(store: Store, tmp_path: Path) -> None:
         assert (report.added, report.errors) == (3, [])
         md5_entries = exchange.export_report(session, again, "te-lines").data.decode()
     assert f"video_md5 {MD5_B}" in md5_entries and f"video_md5 {MD5_C}" in md5_entries
+
+
+def test_hma_content_as_its_get_answer_keeps_bank_and_disables(
+    store: Store, tmp_path: Path
+) -> None:
+    """`GET /c/bank/<bank>/content/<id>?include_signals=true` answers the content's config
+    (HMA's BankContentResponse): `bank` is an object, `disable_until_ts` is 1 when
+    enabled, 0 when disabled, else the time it is disabled until. A content HMA does
+    not match must not become a matchable block entry."""
+    far = int(utcnow().timestamp()) + 86_400
+
+    def content(i: int, md5: str, disabled: int) -> dict[str, Any]:
+        return {
+            "id": i,
+            "disable_until_ts": disabled,
+            "collab_metadata": {"EXAMPLE_COLLAB": [f"key-{i}"]},
+            "original_media_uri": None,
+            "bank": {"name": "EXAMPLE_BANK", "matching_enabled_ratio": 1.0},
+            "signals": {"video_md5": md5},
+        }
+
+    bank = tmp_path / "contents.json"
+    bank.write_text(
+        json.dumps([content(1, BENIGN_MD5, 1), content(2, MD5_B, 0), content(3, MD5_C, far)])
+    )
+    with store.session() as session:
+        hash_list = L.create_list(session, "hma-get")
+        report = exchange.import_file(session, hash_list, bank, "hma-json")
+        assert (report.added, report.not_listable, report.errors) == (1, 2, [])
+        views = L.read_entries(session, hash_list)
+        assert [(v.origin_entry_id, v.origin_list) for v in views] == [("1", "EXAMPLE_BANK")]
+        again = L.create_list(session, "hma-get-kept")
+        report = exchange.import_file(session, again, bank, "hma-json", not_listable="reference")
+        assert (report.added, report.reference) == (3, 2)  # two kept as reference
+    assert matchable_md5s(store, "hma-get") == {BENIGN_MD5}
+    assert matchable_md5s(store, "hma-get-kept") == {BENIGN_MD5}

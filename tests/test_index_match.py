@@ -497,3 +497,46 @@ def test_background_refresh_owns_timing_and_tells_listeners(
     calls = len(heard)
     time.sleep(0.2)
     assert len(heard) == calls  # close() stopped the thread
+
+
+def test_packed_build_holds_exactly_the_matchable_rows(
+    store: Store, tmp_path: Path, rng: np.random.Generator
+) -> None:
+    """The build reads hex-keyed signals as packed bytes (issue 10: 23 s per 1M rows
+    row by row); it must index what the matchable rule and the quality gate allow,
+    entry by entry, in entry order, across lists, for PDQ and a digest alike."""
+    expected: dict[str, set[tuple[int, int, str]]] = {"pdq": set(), "md5": set()}
+    with store.session() as s:
+        lists = [L.create_list(s, "one"), L.create_list(s, "two")]
+        for i in range(40):
+            hl = lists[i % 2]
+            h, md5 = rand_hash(rng), hashlib.md5(str(i).encode()).hexdigest()
+            quality = [None, 90, 20, 50][i % 4]
+            qualities = {} if quality is None else {"pdq": quality}
+            entry = L.add_entry(s, hl, {"pdq": h, "md5": md5}, qualities=qualities)
+            live = True
+            if i % 5 == 1:
+                L.set_entry_enabled(s, entry, False)
+                live = False
+            elif i % 5 == 2:
+                L.delete_entry(s, entry)
+                live = False
+            elif i % 5 == 3:
+                L.set_entry_status(s, entry, "retired")
+                live = False
+            if live:
+                expected["md5"].add((entry.id, hl.id, md5))
+                if quality is None or quality >= 50:
+                    expected["pdq"].add((entry.id, hl.id, h))
+    index = open_index(store, tmp_path)
+    index.load(["pdq", "md5"])
+    for name, want in expected.items():
+        si = index._signals[name]
+        rows = si.main.rows()
+        got = {
+            (int(e), int(li), bytes(rows[i]).hex())
+            for i, (e, li) in enumerate(zip(si.entries, si.lists, strict=True))
+        }
+        assert got == want, name
+        assert list(si.entries) == sorted(si.entries)
+    assert len(expected["pdq"]) == 12 and len(expected["md5"]) == 16

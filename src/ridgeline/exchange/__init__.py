@@ -12,8 +12,9 @@ format takes the same import options. Every import is one transaction.
 
 from __future__ import annotations
 
+import codecs
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -36,8 +37,10 @@ from ridgeline.exchange.records import (
     ExchangeRecord,
     ExportItem,
     ParseResult,
+    head_bytes,
     read_input,
     starts_utf16,
+    stream_chunks,
     stream_lines,
 )
 from ridgeline.exchange.tombstones import apply_with_tombstones
@@ -53,6 +56,11 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     threatexchange.LINES: threatexchange.parse,
     threatexchange.CSV: threatexchange.parse_csv,
     threatexchange.HMA: threatexchange.parse_hma,
+}
+#: Partner formats read as a stream of parts (constant memory), by `import_file`.
+STREAMED: dict[str, Callable[[Iterable[bytes], str], ParseResult]] = {
+    ncmec.NAME: ncmec.parse_stream,
+    vics.NAME: vics.parse_stream,
 }
 #: Every format `import_file` reads: our own, then the partner formats.
 IMPORT_FORMATS = (*native.FORMATS, *PARSERS)
@@ -195,11 +203,15 @@ def import_file(
     `source` (default: the format) names the source; `confirmed_elsewhere` records new
     entries confirmed under a review policy; `not_listable` says what becomes of
     non-pertinent and comparison records (`apply.NOT_LISTABLE_CHOICES`). A malformed
-    file raises `BadInput` and the caller's transaction writes nothing. txt is read
-    as it is applied (constant memory); `progress` hears the records read so far.
+    file raises `BadInput` and the caller's transaction writes nothing. txt, NCMEC XML
+    and VICS JSON (`STREAMED`) are read as they are applied (constant memory; a
+    UTF-16 file is read whole); `progress` hears the records read so far.
     """
+    streamed = STREAMED.get(fmt)
     if fmt == "txt" and not starts_utf16(path):
         parsed = native.parse_txt_lines(stream_lines(path), str(path), signal)
+    elif streamed is not None and _ascii_compatible(head_bytes(path)):
+        parsed = streamed(stream_chunks(path), str(path))
     else:
         parsed = parse_bytes(read_input(path), fmt, str(path), signal=signal)
     return _apply(
@@ -215,6 +227,12 @@ def import_file(
         not_listable=not_listable,
         progress=progress,
     )
+
+
+def _ascii_compatible(head: bytes) -> bool:
+    """Whether a file's first bytes allow reading it as a stream of UTF-8 (no UTF-16
+    or UTF-32 byte order mark or zero bytes; standard input is streamed too)."""
+    return not head.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)) and b"\x00" not in head
 
 
 #: The name partner-format imports were first written with; the same function.

@@ -25,6 +25,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
@@ -111,6 +112,7 @@ class _Index:
         keys: set[tuple[str, bytes]],
         *,
         with_origins: bool,
+        origin_ids: set[str] | None = None,
     ) -> None:
         self.by_origin: dict[tuple[str | None, str], list[int]] = {}
         self.by_key: dict[tuple[str, bytes], list[int]] = {}
@@ -118,7 +120,7 @@ class _Index:
         self.origin_of: dict[int, tuple[str | None, str]] = {}
         self.keys_of: dict[int, list[tuple[str, bytes]]] = {}
         if with_origins:
-            for entry_id, member, origin_id in L.live_entry_origins(session, hash_list):
+            for entry_id, member, origin_id in L.live_entry_origins(session, hash_list, origin_ids):
                 self._link_origin(entry_id, (member, origin_id))
         for entry_id, signal, key in L.live_entry_keys(session, hash_list, keys):
             self._link_key(entry_id, (signal, key))
@@ -187,6 +189,7 @@ def apply_records(
     not_listable: str = "skip",
     watermark: bool = False,
     progress: Callable[[int], None] | None = None,
+    unmatched: list[ExchangeRecord] | None = None,
 ) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
@@ -204,6 +207,9 @@ def apply_records(
     list already has it, never when it is new. Deletions are applied after the other
     records of the file, unless a newer record of the same entry follows them.
     `progress` is called with the number of records read so far, now and then.
+    A streamed file (`parsed.parts`) is applied a part at a time, each part's new
+    entries inserted before the next is read; its deletions wait for the end.
+    Deletions that found no entry are added to `unmatched`, when given.
     """
     if not_listable not in NOT_LISTABLE_CHOICES:
         raise BadInput(
@@ -211,104 +217,32 @@ def apply_records(
         )
     source_name = source or parsed.format
     report = ImportReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
-    report.errors = list(parsed.errors)
-    report.read = len(parsed.records) + len(parsed.errors)
     if status is None:
         status = L.initial_status(hash_list, confirmed_elsewhere=confirmed_elsewhere)
-    since_utc = as_utc(since) if since is not None else None
-    good: list[tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool]] = []
-    labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a handful of labels
-    for record in parsed.records:
-        older = (
-            since_utc is not None and record.timestamp is not None and record.timestamp < since_utc
-        )
-        if older and not watermark:
-            report.skipped_older += 1
-            continue
-        try:
-            signals = _tolerant_signals(hash_list, record, report)
-            classes = [_checked(c, labels) for c in record.classifications]
-        except RidgelineError as exc:
-            report.errors.append({"position": record.position, "error": str(exc)})
-            continue
-        listable = record.listable if record.listable is not None else is_listable(classes)
-        if not listable and not record.deleted and not_listable != "list":
-            report.not_listable += 1
-            if not_listable == "skip":
-                continue
-        good.append((record, signals, classes, listable or not_listable == "list", older))
-    index = _Index(
+    run = _Run(
         session,
         hash_list,
-        {(name, entry_key(value)) for _, signals, *_ in good for name, value in signals.items()},
-        with_origins=any(record.origin_entry_id is not None for record, *_ in good),
+        report,
+        parsed.format,
+        source,
+        actor,
+        status,
+        since=as_utc(since) if since is not None else None,
+        watermark=watermark,
+        not_listable=not_listable,
     )
-    pending = _Pending(session, hash_list, index, report, parsed.format, source, actor, status)
-    references = _Pending(
-        session, hash_list, index, report, parsed.format, source, actor, "reference"
-    )
-    references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
-
-    def real_ids(ids: list[int]) -> list[int]:
-        return references.real_ids(pending.real_ids(ids))
-
-    # Deletions last, so a deletion listed before its (older) entry still finds it; a
-    # deletion loses to a newer record of the same entry in the same file.
-    newest: dict[Any, dt.datetime] = {}
-    for record, signals, *_ in good:
-        if not record.deleted and record.timestamp is not None:
-            for key in _identities(record, signals):
-                if key not in newest or newest[key] < record.timestamp:
-                    newest[key] = record.timestamp
-    ordered = [g for g in good if not g[0].deleted] + [g for g in good if g[0].deleted]
-    for record, signals, classes, listed, older in ordered:
-        if record.timestamp is not None:  # the partner's own date, kept beside ours
-            key = "deleted_time" if record.deleted else "record_time"
-            record.extra = {**record.extra, key: isoformat(record.timestamp)}
-        same_origin = index.by_origin_of(record)
-        if record.deleted and record.timestamp is not None:
-            later = [newest[k] for k in _identities(record, signals) if k in newest]
-            if later and max(later) > record.timestamp:
-                report.skipped_older += 1
-                continue
-        if older and not record.deleted and (same_origin or index.by_hash(signals)):
-            report.skipped_older += 1  # seen before: the watermark may skip it
-            continue
-        if record.deleted:
-            found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
-            if not found:
-                report.deletions_unmatched += 1
-            for entry_id in real_ids(found):
-                entry = session.get(Entry, entry_id)
-                if entry is not None and entry.deleted_at is None:
-                    L.delete_entry(session, entry, actor=actor, reason=f"deleted by {source_name}")
-                    _merge_meta(session, entry_id, record.extra, parsed.format)
-                    index.remove(entry_id)
-                    report.deleted += 1
-            continue
-        if same_origin:
-            (entry_id,) = real_ids(same_origin[:1])
-            if _update(session, entry_id, record, signals, classes, actor, report.batch):
-                report.updated += 1
-            else:
-                report.duplicates += 1
-            continue
-        if index.by_hash(signals):
-            report.duplicates += 1
-            continue
-        if listed:
-            pending.add(record, signals, classes)
-        else:
-            references.add(record, signals, classes)
-            report.reference += 1
-    pending.flush()
-    references.flush()
+    run.part(parsed)
     if progress is not None:
         progress(report.read)
+    for part in parsed.parts or ():
+        run.part(part)
+        if progress is not None:
+            progress(report.read)
+    run.deletions(unmatched)
     if parsed.bare is not None:
-        _apply_bare(hash_list, parsed.bare, pending, report, progress)
-    report.max_timestamp = parsed.max_timestamp
-    _remember(session, hash_list, source_name, parsed.format, parsed.max_timestamp)
+        _apply_bare(hash_list, parsed.bare, run.pending, report, progress)
+    report.max_timestamp = run.max_timestamp
+    _remember(session, hash_list, source_name, parsed.format, run.max_timestamp)
     session.flush()
     auditlog.append(
         session,
@@ -320,6 +254,196 @@ def apply_records(
         | ({"confirmed_elsewhere": True} if confirmed_elsewhere else {}),
     )
     return report
+
+
+_Good = tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool]
+
+
+class _Newest:
+    """The newest time of each entry identity the file's records carried, so a deletion
+    loses to a newer record of its entry wherever in the file that record was. Kept as
+    16 bytes a record (a 64-bit hash of the identity and a time), not objects, so a
+    streamed file of millions costs little; looked up only for the file's deletions."""
+
+    def __init__(self) -> None:
+        self.ids: list[np.ndarray] = []
+        self.times: list[np.ndarray] = []
+
+    def add(self, pairs: list[tuple[int, float]]) -> None:
+        if pairs:
+            self.ids.append(np.fromiter((p[0] for p in pairs), dtype=np.int64, count=len(pairs)))
+            self.times.append(
+                np.fromiter((p[1] for p in pairs), dtype=np.float64, count=len(pairs))
+            )
+
+    def lookup(self, wanted: set[int]) -> dict[int, float]:
+        if not wanted or not self.ids:
+            return {}
+        ids, times = np.concatenate(self.ids), np.concatenate(self.times)
+        mask = np.isin(ids, np.fromiter(wanted, dtype=np.int64, count=len(wanted)))
+        out: dict[int, float] = {}
+        for key, when in zip(ids[mask].tolist(), times[mask].tolist(), strict=True):
+            out[key] = max(out.get(key, when), when)
+        return out
+
+
+class _Run:
+    """One import's state across the parts of its file."""
+
+    def __init__(
+        self,
+        session: Session,
+        hash_list: HashList,
+        report: ImportReport,
+        fmt: str,
+        source: str | None,
+        actor: str | None,
+        status: str,
+        *,
+        since: dt.datetime | None,
+        watermark: bool,
+        not_listable: str,
+    ) -> None:
+        self.session, self.hash_list, self.report, self.fmt = session, hash_list, report, fmt
+        self.source, self.actor = source, actor
+        self.since, self.watermark, self.not_listable = since, watermark, not_listable
+        self.labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a few
+        self.waiting: list[_Good] = []  # the file's deletions, applied last
+        self.newest = _Newest()
+        self.max_timestamp: dt.datetime | None = None
+        # The index is set per part; the pending inserts live across parts.
+        self.index = _Index(session, hash_list, set(), with_origins=False)
+        self.pending = _Pending(session, hash_list, self.index, report, fmt, source, actor, status)
+        self.references = _Pending(
+            session, hash_list, self.index, report, fmt, source, actor, "reference"
+        )
+        self.references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
+
+    def _filter(self, parsed: ParseResult) -> list[_Good]:
+        report = self.report
+        report.errors.extend(parsed.errors)
+        report.read += len(parsed.records) + len(parsed.errors)
+        if parsed.max_timestamp is not None and (
+            self.max_timestamp is None or parsed.max_timestamp > self.max_timestamp
+        ):
+            self.max_timestamp = parsed.max_timestamp
+        good: list[_Good] = []
+        since = self.since
+        for record in parsed.records:
+            older = since is not None and record.timestamp is not None and record.timestamp < since
+            if older and not self.watermark:
+                report.skipped_older += 1
+                continue
+            try:
+                signals = _tolerant_signals(self.hash_list, record, report)
+                classes = [_checked(c, self.labels) for c in record.classifications]
+            except RidgelineError as exc:
+                report.errors.append({"position": record.position, "error": str(exc)})
+                continue
+            listable = record.listable if record.listable is not None else is_listable(classes)
+            if not listable and not record.deleted and self.not_listable != "list":
+                report.not_listable += 1
+                if self.not_listable == "skip":
+                    continue
+            good.append((record, signals, classes, listable or self.not_listable == "list", older))
+        return good
+
+    def _use_index(self, good: list[_Good]) -> None:
+        """An index of the live entries these records may name (their hashes, origins)."""
+        index = _Index(
+            self.session,
+            self.hash_list,
+            {
+                (name, entry_key(value))
+                for _, signals, *_ in good
+                for name, value in signals.items()
+            },
+            with_origins=any(record.origin_entry_id is not None for record, *_ in good),
+            origin_ids={r.origin_entry_id for r, *_ in good if r.origin_entry_id is not None},
+        )
+        self.index = self.pending.index = self.references.index = index
+
+    def real_ids(self, ids: list[int]) -> list[int]:
+        return self.references.real_ids(self.pending.real_ids(ids))
+
+    def part(self, parsed: ParseResult) -> None:
+        """Apply a part's records (its deletions are kept for `deletions`)."""
+        good = self._filter(parsed)
+        live = [g for g in good if not g[0].deleted]
+        self.waiting.extend(g for g in good if g[0].deleted)
+        if not live:
+            return
+        self.newest.add(
+            [
+                (hash(key), as_utc(record.timestamp).timestamp())
+                for record, signals, *_ in live
+                if record.timestamp is not None
+                for key in _identities(record, signals)
+            ]
+        )
+        self._use_index(live)
+        index, report, session = self.index, self.report, self.session
+        for record, signals, classes, listed, older in live:
+            if record.timestamp is not None:  # the partner's own date, kept beside ours
+                record.extra = {**record.extra, "record_time": isoformat(record.timestamp)}
+            same_origin = index.by_origin_of(record)
+            if older and (same_origin or index.by_hash(signals)):
+                report.skipped_older += 1  # seen before: the watermark may skip it
+                continue
+            if same_origin:
+                (entry_id,) = self.real_ids(same_origin[:1])
+                if _update(session, entry_id, record, signals, classes, self.actor, report.batch):
+                    report.updated += 1
+                else:
+                    report.duplicates += 1
+                continue
+            if index.by_hash(signals):
+                report.duplicates += 1
+                continue
+            if listed:
+                self.pending.add(record, signals, classes)
+            else:
+                self.references.add(record, signals, classes)
+                report.reference += 1
+        self.pending.flush()
+        self.references.flush()
+
+    def deletions(self, unmatched: list[ExchangeRecord] | None) -> None:
+        """Apply the file's deletions, after all its other records (so a deletion listed
+        before its older entry still finds it); one loses to a newer record of its entry."""
+        good, self.waiting = self.waiting, []
+        if not good:
+            return
+        self._use_index(good)
+        index, report, session = self.index, self.report, self.session
+        source_name = report.source
+        newest = self.newest.lookup(
+            {hash(k) for record, signals, *_ in good for k in _identities(record, signals)}
+        )
+        for record, signals, *_ in good:
+            if record.timestamp is not None:  # the partner's own date, kept beside ours
+                record.extra = {**record.extra, "deleted_time": isoformat(record.timestamp)}
+                later = [
+                    newest[h] for k in _identities(record, signals) if (h := hash(k)) in newest
+                ]
+                if later and max(later) > as_utc(record.timestamp).timestamp():
+                    report.skipped_older += 1
+                    continue
+            same_origin = index.by_origin_of(record)
+            found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
+            if not found:
+                report.deletions_unmatched += 1
+                if unmatched is not None:
+                    unmatched.append(record)
+            for entry_id in self.real_ids(found):
+                entry = session.get(Entry, entry_id)
+                if entry is not None and entry.deleted_at is None:
+                    L.delete_entry(
+                        session, entry, actor=self.actor, reason=f"deleted by {source_name}"
+                    )
+                    _merge_meta(session, entry_id, record.extra, self.fmt)
+                    index.remove(entry_id)
+                    report.deleted += 1
 
 
 def _identities(record: ExchangeRecord, signals: dict[str, str]) -> list[Any]:
@@ -334,6 +458,10 @@ def _tolerant_signals(
 ) -> dict[str, str]:
     """The record's valid hashes; a bad one is reported and skipped, the rest kept (the
     record is rejected only when none is left)."""
+    try:  # the common case: every hash is good, checked in one call
+        return L.normalize_signals(hash_list, record.signals)
+    except RidgelineError:
+        pass
     good: dict[str, str] = {}
     bad: list[str] = []
     for name, value in record.signals.items():

@@ -9,8 +9,10 @@ record that carried them.
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
+from collections.abc import Iterator
 from typing import Any
 
 from ridgeline.errors import BadInput
@@ -96,3 +98,132 @@ def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON pointer to the given path."""
     escaped = (str(p).replace("~", "~0").replace("/", "~1") for p in parts)
     return "/" + "/".join(escaped)
+
+
+#: Characters from the end of what has been read within which a decode error may only
+#: mean the value goes on in the next chunk.
+_MARGIN = 16
+
+
+class JsonStream:
+    """JSON values read one at a time from chunks of UTF-8 bytes (BOM allowed), so a
+    reader can walk a large document's layout and decode only one item at a time.
+
+    `peek`/`take` walk the punctuation, `value` decodes the next value whole (deep
+    values and long integers as in `loads`; a value nested too deeply to decode is
+    skipped and returned as `TOO_DEEP`), `end` checks nothing follows. Errors are
+    `BadInput` with the line and column, as `load_json` gives them. Until `release`,
+    the bytes read are kept, so `everything` can hand the document to a whole-file
+    reader after all.
+    """
+
+    def __init__(self, chunks: Iterator[bytes], what: str) -> None:
+        self.chunks, self.what = chunks, what
+        self._decode = codecs.getincrementaldecoder("utf-8-sig")().decode
+        self._json = json.JSONDecoder(parse_int=_int)
+        self.buf, self.pos, self.eof = "", 0, False
+        self._line, self._col = 1, 0  # of buf[0]
+        self._bytes = 0
+        self._kept: list[bytes] | None = []
+
+    def _fill(self) -> bool:
+        """Read one more chunk; False at the end of the input."""
+        if self.eof:
+            return False
+        chunk = next(self.chunks, None)
+        if self._kept is not None and chunk is not None:
+            self._kept.append(chunk)
+        try:
+            text = self._decode(chunk or b"", final=chunk is None)
+        except UnicodeDecodeError as exc:
+            raise BadInput(
+                f"{self.what}: not UTF-8 text ({exc.reason} at byte {self._bytes + exc.start})"
+            ) from None
+        self._bytes += len(chunk or b"")
+        dropped = self.buf[: self.pos]
+        newlines = dropped.count("\n")
+        if newlines:
+            self._line += newlines
+            self._col = len(dropped) - dropped.rfind("\n") - 1
+        else:
+            self._col += len(dropped)
+        self.buf, self.pos = self.buf[self.pos :] + text, 0
+        if chunk is None:
+            self.eof = True
+        return True
+
+    def _where(self, index: int) -> tuple[int, int]:
+        line = self._line + self.buf.count("\n", 0, index)
+        last = self.buf.rfind("\n", 0, index)
+        return line, (index - last if last >= 0 else self._col + index + 1)
+
+    def error(self, index: int, message: str) -> BadInput:
+        line, column = self._where(index)
+        return BadInput(f"{self.what}: malformed JSON at line {line}, column {column}: {message}")
+
+    def peek(self) -> str:
+        """The next character that is not white space ("" at the end)."""
+        while True:
+            buf, pos = self.buf, self.pos
+            while pos < len(buf) and buf[pos] in " \t\r\n":
+                pos += 1
+            self.pos = pos
+            if pos < len(buf):
+                return buf[pos]
+            if not self._fill():
+                return ""
+
+    def take(self, char: str) -> None:
+        if self.peek() != char:
+            raise self.error(self.pos, f"Expecting {char!r}")
+        self.pos += 1
+
+    def value(self) -> Any:
+        """The next value, decoded."""
+        self.peek()
+        while True:
+            try:
+                obj, end = self._json.raw_decode(self.buf, self.pos)
+            except json.JSONDecodeError as exc:
+                more = exc.pos >= len(self.buf) - _MARGIN or exc.msg.startswith("Unterminated")
+                if more and self._fill():
+                    continue
+                raise self.error(exc.pos, exc.msg) from None
+            except RecursionError:
+                self._skip()
+                return TOO_DEEP
+            if end >= len(self.buf) and self._fill():
+                continue  # a number may go on in the next chunk
+            self.pos = end
+            return obj
+
+    def _skip(self) -> None:
+        """Step over the array or object at `pos` (matching brackets, skipping strings)."""
+        while True:
+            depth = 0
+            for token in _TOKENS.finditer(self.buf, self.pos):
+                ch = token.group()
+                if ch in "[{":
+                    depth += 1
+                elif ch in "]}":
+                    depth -= 1
+                    if depth == 0:
+                        self.pos = token.end()
+                        return
+            if not self._fill():
+                raise self.error(len(self.buf), "unbalanced brackets at the end of the input")
+
+    def end(self) -> None:
+        """Only white space may follow the document."""
+        if self.peek() != "":
+            raise self.error(self.pos, "Extra data")
+
+    def release(self) -> None:
+        """Stop keeping the bytes read (the document will not be read whole)."""
+        self._kept = None
+
+    def everything(self) -> bytes:
+        """The whole document's bytes (only before `release`)."""
+        if self._kept is None:
+            raise RuntimeError("JsonStream.everything after release")
+        return b"".join([*self._kept, *self.chunks])

@@ -9,14 +9,15 @@ timestamp, an optional industry classification (A1, A2, B1, B2) and fingerprints
 from __future__ import annotations
 
 import datetime as dt
+import itertools
 import xml.etree.ElementTree as ET
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Iterable, Iterator, Sequence
+from typing import Any, cast
 
 from ridgeline.classifications import SCHEMES
 from ridgeline.errors import BadInput
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
-from ridgeline.exchange.safexml import child_text, oversized, parse_xml
+from ridgeline.exchange.safexml import FORBIDDEN, child_text, oversized, parse_xml
 from ridgeline.timeutil import as_utc, parse_iso
 
 NAME = "ncmec-xml"
@@ -64,6 +65,115 @@ def parse(data: bytes, what: str = "NCMEC XML") -> ParseResult:
     if next_page is not None and next_page.text:
         result.meta["next"] = next_page.text.strip()
     return result
+
+
+#: Records per part of a streamed document.
+PART = 10_000
+_ENTRY_GROUPS = frozenset((*_GROUPS, "deletedImages", "deletedVideos"))
+
+
+def _local(tag: str) -> str:
+    return tag.split("}", 1)[1] if "}" in tag else tag
+
+
+def parse_stream(chunks: Iterable[bytes], what: str = "NCMEC XML") -> ParseResult:
+    """The same reading as `parse`, of a document given as chunks of bytes, a part at a
+    time (`ParseResult.parts`): each entry is read as its element ends and then dropped,
+    so a file of millions of entries takes constant memory. The document must be in
+    an ASCII-compatible encoding (UTF-8, with or without BOM); the caller reads any
+    other (UTF-16) whole with `parse`. The same refusals: DTDs and entities (found in
+    the bytes before the parser sees them), malformed XML with its line and column.
+    """
+    return ParseResult(NAME, parts=_parts(chunks, what))
+
+
+def _parts(chunks: Iterable[bytes], what: str) -> Iterator[ParseResult]:
+    parser: ET.XMLPullParser[ET.Element] = ET.XMLPullParser(events=("start", "end"))
+    part = ParseResult(NAME)
+    depth = 0
+    root: ET.Element | None = None
+    group: ET.Element | None = None
+    group_path = ""
+    counters: dict[str, int] = {}
+    seen: dict[str, int] = {}
+    tail = b""
+    lines = 0  # newlines before `tail`
+    for chunk in itertools.chain(chunks, [None]):
+        if chunk is None:  # the end: what the parser still holds comes out below
+            try:
+                parser.close()
+            except ET.ParseError as exc:
+                raise _malformed(what, exc) from None
+            chunk = b""
+        window = tail + chunk
+        match = FORBIDDEN.search(window)
+        if match:
+            line = lines + window.count(b"\n", 0, match.start()) + 1
+            raise BadInput(
+                f"{what}: line {line}: XML with a DTD or entity declarations is refused "
+                "(hash files never need them, and they enable entity-expansion attacks)"
+            )
+        keep = window[-16:]
+        lines += window.count(b"\n") - keep.count(b"\n")
+        tail = keep
+        if chunk:
+            parser.feed(chunk)  # a parse error comes out of read_events
+        try:
+            events = list(cast(Iterator[tuple[str, ET.Element]], parser.read_events()))
+        except ET.ParseError as exc:
+            raise _malformed(what, exc) from None
+        for event, element in events:
+            if event == "start":
+                depth += 1
+                if depth == 1:
+                    root = element
+                    if _local(element.tag) != "queryResult":
+                        raise BadInput(
+                            f"{what}: root element is <{_local(element.tag)}>, "
+                            "expected <queryResult>"
+                        )
+                elif depth == 2:
+                    tag = _local(element.tag)
+                    counters[tag] = counters.get(tag, 0) + 1
+                    group = element if tag in _ENTRY_GROUPS else None
+                    group_path = f"/queryResult/{tag}[{counters[tag]}]"
+                    seen = {}
+                continue
+            depth -= 1
+            if depth == 2 and group is not None:
+                for item in element.iter():
+                    if "}" in item.tag:
+                        item.tag = item.tag.split("}", 1)[1]
+                tag = element.tag
+                seen[tag] = seen.get(tag, 0) + 1
+                path = f"{group_path}/{tag}[{seen[tag]}]"
+                try:
+                    problem = oversized(element)
+                    if problem is not None:
+                        raise BadInput(problem)
+                    part.add(_entry(element, path))
+                except BadInput as exc:
+                    part.reject(path, str(exc))
+                del group[:]  # read: let it go
+                if len(part.records) + len(part.errors) >= PART:
+                    yield part
+                    part = ParseResult(NAME)
+            elif depth == 1 and root is not None:
+                if _local(element.tag) == "paging":
+                    for item in element.iter():
+                        if "}" in item.tag:
+                            item.tag = item.tag.split("}", 1)[1]
+                    following = element.find("next")
+                    if following is not None and following.text:
+                        part.meta["next"] = following.text.strip()
+                group = None
+                del root[:]
+    yield part
+
+
+def _malformed(what: str, exc: ET.ParseError) -> BadInput:
+    line, column = exc.position
+    return BadInput(f"{what}: malformed XML at line {line}, column {column + 1}")
 
 
 def _entry(element: ET.Element, path: str) -> ExchangeRecord:

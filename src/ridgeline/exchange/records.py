@@ -72,6 +72,10 @@ class ParseResult:
     meta: dict[str, Any] = field(default_factory=dict)
     #: Bare hashes still to be read (applied after `records`).
     bare: BareHashes | None = None
+    #: Records still to be read, a part (a `ParseResult` of some thousands) at a time:
+    #: a streamed partner file (NCMEC XML, VICS JSON). The writer applies each part as
+    #: it comes, so the file is never in memory at once; its parse errors come with it.
+    parts: Iterable[ParseResult] | None = None
 
     def reject(self, position: str, message: str) -> None:
         """Record a bad record; the rest of the file is still read."""
@@ -316,3 +320,49 @@ def starts_utf16(path: str | os.PathLike[str]) -> bool:
             return fh.read(2) in (codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)
     except OSError:
         return False
+
+
+def stream_chunks(
+    path: str | os.PathLike[str], size: int = _CHUNK, max_bytes: int | None = None
+) -> Iterator[bytes]:
+    """An import file (or standard input for `-`) as chunks of bytes, read as they are
+    needed: what the streamed partner formats parse. The same refusals as `read_input`
+    (only regular files; standard input capped at `max_bytes`)."""
+    if max_bytes is None:
+        max_bytes = int(os.environ.get("RIDGELINE_IMPORT_MAX_BYTES") or MAX_INPUT_BYTES)
+    name = os.fspath(path)
+    if name == "-":
+        total = 0
+        while chunk := sys.stdin.buffer.read(size):
+            total += len(chunk)
+            if total > max_bytes:
+                raise BadInput(
+                    f"standard input: more than {max_bytes} bytes; at most {max_bytes} are imported"
+                )
+            yield chunk
+        return
+    try:
+        fh = open(name, "rb")  # noqa: SIM115 - closed below, the generator may stop early
+    except OSError as exc:
+        raise BadInput(f"{name}: {exc.strerror or exc}") from None
+    with fh:
+        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+            raise BadInput(
+                f"{name}: not a regular file (a device, pipe or folder); "
+                "use '-' to import from standard input"
+            )
+        while chunk := fh.read(size):
+            yield chunk
+
+
+def head_bytes(path: str | os.PathLike[str], n: int = 4) -> bytes:
+    """The first bytes of a regular file (empty for `-` or an unreadable file): enough
+    to tell an encoding by its byte order mark before choosing to stream."""
+    name = os.fspath(path)
+    if name == "-":
+        return b""
+    try:
+        with open(name, "rb") as fh:
+            return fh.read(n)
+    except OSError:
+        return b""

@@ -12,7 +12,8 @@ from xml.parsers import expat
 
 from ridgeline.errors import BadInput
 
-_FORBIDDEN = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
+#: A DTD or entity declaration (in an ASCII-compatible encoding).
+FORBIDDEN = re.compile(rb"<!\s*(DOCTYPE|ENTITY)", re.IGNORECASE)
 
 
 #: Longest text or attribute value of one element (hashes and ids are far shorter).
@@ -57,7 +58,7 @@ def _refuse_declarations(data: bytes, what: str) -> None:
 
 def parse_xml(data: bytes, what: str) -> ET.Element:
     """The root element, or `BadInput` naming the line and column of the problem."""
-    match = _FORBIDDEN.search(data)
+    match = FORBIDDEN.search(data)
     if match:
         line = data.count(b"\n", 0, match.start()) + 1
         raise BadInput(

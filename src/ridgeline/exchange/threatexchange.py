@@ -9,8 +9,11 @@ types (`url`, `raw_text`, ...) are reported and skipped. A dataset row whose cat
 is not `POSITIVE_CLASS` (a negative opinion or an investigation seed) is not listable.
 `hma-json`: HMA's bank content as its curation API writes and takes it: one content
 a line, `{"id": 1234, "signals": {"pdq": "...", "video_md5": "..."}}` (the answer of
-`POST /c/bank/<bank>/content`), or a bare `{"pdq": "..."}` signals object (the body of
-`POST /c/bank/<bank>/signal`); a JSON array of either is read too.
+`POST /c/bank/<bank>/content`), a bare `{"pdq": "..."}` signals object (the body of
+`POST /c/bank/<bank>/signal`), or the answer of `GET /c/bank/<bank>/content/<id>
+?include_signals=true` (`id`, `signals`, `bank: {name, ...}`, `disable_until_ts`,
+`collab_metadata`); a JSON array of any of them is read too. A content HMA has
+disabled (`disable_until_ts` 0, or a time still to come) is not listable.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import json
+import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -184,13 +188,29 @@ def _hma_content(result: ParseResult, position: str, item: Any) -> None:
         return
     content_id = item.get("id")
     bank = item.get("bank")
+    if isinstance(bank, dict):  # GET .../content/<id>: the bank's config
+        bank = bank.get("name")
+    extra: dict[str, Any] = {"entry_type": "video"} if video else {}
+    disabled = item.get("disable_until_ts")
+    listable = None
+    if isinstance(disabled, int) and not isinstance(disabled, bool) and disabled != 1:
+        # 0: disabled in HMA; a later time: disabled until then. Either way it does
+        # not match there now, so it must not become a matchable block entry here.
+        extra["disable_until_ts"] = disabled
+        listable = False if disabled == 0 or disabled > time.time() else None
+    collabs = item.get("collab_metadata")
+    if isinstance(collabs, dict) and collabs:
+        extra["collab_metadata"] = {
+            str(k): [str(x) for x in v] for k, v in collabs.items() if isinstance(v, list)
+        }
     record = ExchangeRecord(
         position=position,
         signals=signals,
         source="hma",
         origin_entry_id=str(content_id) if isinstance(content_id, int | str) else None,
         origin_list=str(bank) if isinstance(bank, str) else None,
-        extra={"entry_type": "video"} if video else {},
+        extra=extra,
+        listable=listable,
     )
     result.add(record)
 

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Iterable
+from dataclasses import replace
 from typing import Any
 
 from sqlalchemy import delete, func, or_, select
@@ -50,11 +51,46 @@ def apply_with_tombstones(
     tombstoned when the deletion is not older than them (counted in `deleted`).
     """
     source = options.get("source") or parsed.format
+    if parsed.parts is not None:
+        return _apply_streamed(session, hash_list, parsed, source, options)
     waiting = _unmatched_deletions(session, hash_list, parsed)
     report = apply_records(session, hash_list, parsed, **options)
     for record, origin, keys in waiting:
         _wait(session, hash_list, record, origin, keys, source)
     report.deleted += _settle(session, hash_list, parsed, options.get("actor"), source)
+    session.flush()
+    return report
+
+
+def _apply_streamed(
+    session: Session, hash_list: HashList, parsed: ParseResult, source: str, options: Any
+) -> ImportReport:
+    """The same for a streamed file, never holding more than a part: each part's
+    arrivals are settled once the writer has applied it (when it asks for the next),
+    and the deletions the writer found no entry for are kept waiting."""
+    actor = options.get("actor")
+    settled = 0
+    held: list[ParseResult] = []
+    parts = parsed.parts or ()
+
+    def watched() -> Any:
+        nonlocal settled
+        for part in parts:
+            if held:
+                settled += _settle(session, hash_list, held.pop(), actor, source)
+            yield part
+            held.append(part)
+
+    unmatched: list[ExchangeRecord] = []
+    streamed = replace(parsed, parts=watched())
+    report = apply_records(session, hash_list, streamed, unmatched=unmatched, **options)
+    if held:
+        settled += _settle(session, hash_list, held.pop(), actor, source)
+    for record in unmatched:
+        origin, keys = _identity(hash_list, record)
+        if origin is not None or keys:
+            _wait(session, hash_list, record, origin, keys, source)
+    report.deleted += settled
     session.flush()
     return report
 

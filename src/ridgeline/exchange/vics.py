@@ -15,12 +15,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 from ridgeline.classifications import NOT_LISTABLE, PROFILE_OF_SCHEME, SCHEMES, VICS_PROFILES
 from ridgeline.errors import BadInput
-from ridgeline.exchange.jsonutil import load_json, pointer, problem
+from ridgeline.exchange.jsonutil import TOO_DEEP, JsonStream, load_json, pointer, problem
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
 from ridgeline.timeutil import as_utc, parse_iso
 
@@ -65,20 +65,108 @@ def parse(data: bytes, what: str = "VICS JSON") -> ParseResult:
     kind = "Cases" if context.endswith("#Cases") else "Media"
     result.meta.update(version=version, profile=profile, kind=kind)
     for i, item in enumerate(value):
-        if not isinstance(item, dict):
-            result.reject(pointer("value", i), "expected an object")
-            continue
-        if kind == "Cases" or isinstance(item.get("Media"), list):
-            media = item.get("Media")
-            if not isinstance(media, list):
-                result.reject(pointer("value", i, "Media"), "a case needs a 'Media' array")
-                continue
-            case_id = item.get("CaseID")
-            for j, m in enumerate(media):
-                _one(result, m, pointer("value", i, "Media", j), version, profile, case_id)
-        else:
-            _one(result, item, pointer("value", i), version, profile, None)
+        _item(result, item, i, kind, version, profile)
     return result
+
+
+#: Items of `value` per part of a streamed document.
+PART = 10_000
+
+
+class _Fallback(Exception):
+    """The streamed reader cannot take this document's layout; read it whole."""
+
+
+def parse_stream(chunks: Iterable[bytes], what: str = "VICS JSON") -> ParseResult:
+    """The same reading as `parse`, of a UTF-8 document given as chunks of bytes, a part
+    at a time (`ParseResult.parts`): the items of `value` are decoded one by one as
+    they arrive, so a file of millions of media takes constant memory (a `#Cases`
+    item, one case with its media, is decoded whole). It reads the layout the public
+    writers use, the context before `value`; a document with `value` first is read
+    whole by `parse` instead (from the chunks, which are then all in memory).
+    """
+    return ParseResult(NAME, parts=_parts(iter(chunks), what))
+
+
+def _parts(chunks: Iterator[bytes], what: str) -> Iterator[ParseResult]:
+    reader = JsonStream(chunks, what)
+    try:
+        yield from _stream_doc(reader, what)
+    except _Fallback:
+        yield parse(reader.everything(), what)
+
+
+def _stream_doc(reader: JsonStream, what: str) -> Iterator[ParseResult]:
+    if reader.peek() != "{":
+        raise _Fallback  # not an object: `parse` says what is wrong
+    reader.take("{")
+    head: dict[str, Any] = {}
+    part = ParseResult(NAME)
+    while reader.peek() != "}":
+        if head:
+            reader.take(",")
+        at = reader.pos
+        key = reader.value()
+        if not isinstance(key, str):
+            raise reader.error(at, "Expecting property name enclosed in double quotes")
+        reader.take(":")
+        if key != "value":
+            head[key] = reader.value()
+            continue
+        if "@odata.context" in head:
+            context = str(head["@odata.context"])
+            version = "2.0"
+            match = _PROFILE.search(context)
+            profile = match.group(1) if match else None
+        elif "odata.metadata" in head:
+            context, version, profile = str(head["odata.metadata"]), "1.3", None
+        else:
+            raise _Fallback  # the context may follow `value`: read it whole
+        if reader.peek() != "[":
+            raise _Fallback
+        reader.release()
+        kind = "Cases" if context.endswith("#Cases") else "Media"
+        meta = {"version": version, "profile": profile, "kind": kind}
+        part.meta.update(meta)
+        reader.take("[")
+        i = 0
+        while reader.peek() != "]":
+            if i:
+                reader.take(",")
+            _item(part, reader.value(), i, kind, version, profile)
+            i += 1
+            if len(part.records) + len(part.errors) >= PART:
+                yield part
+                part = ParseResult(NAME, meta=dict(meta))
+        reader.take("]")
+        head["value"] = True
+    reader.take("}")
+    reader.end()
+    if "value" not in head:
+        raise _Fallback
+    yield part
+
+
+def _item(
+    result: ParseResult, item: Any, i: int, kind: str, version: str, profile: str | None
+) -> None:
+    """One item of `value`: a media object, or a case with its `Media`."""
+    if item == TOO_DEEP:
+        result.reject(pointer("value", i), TOO_DEEP[len("\x00ridgeline: ") :])
+        return
+    if not isinstance(item, dict):
+        result.reject(pointer("value", i), "expected an object")
+        return
+    if kind == "Cases" or isinstance(item.get("Media"), list):
+        media = item.get("Media")
+        if not isinstance(media, list):
+            result.reject(pointer("value", i, "Media"), "a case needs a 'Media' array")
+            return
+        case_id = item.get("CaseID")
+        for j, m in enumerate(media):
+            _one(result, m, pointer("value", i, "Media", j), version, profile, case_id)
+    else:
+        _one(result, item, pointer("value", i), version, profile, None)
 
 
 def _one(

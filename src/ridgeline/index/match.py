@@ -34,7 +34,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import func, or_, select
+from sqlalchemy import LargeBinary, Text, and_, cast, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, NotFound, RidgelineError
@@ -198,6 +198,107 @@ class _RowCollector:
             return self._chunks[0]
         rows, entries, lists = zip(*self._chunks, strict=True)
         return np.concatenate(rows), np.concatenate(entries), np.concatenate(lists)
+
+
+class _PackedRows:
+    """The index rows of a `hex_keys` signal read as packed bytes, not row by row.
+
+    A per-row Python loop made a 1M-row build take 23 s (issue 10). For a signal whose
+    stored key is its index key, the database concatenates the keys of a range of
+    entries into one blob, and their entry and list ids into one text each
+    (`group_concat` on SQLite, `string_agg` on PostgreSQL: the aggregates of one query
+    see the rows in the same order), which numpy turns into the engine's arrays. Rows
+    it cannot take (a key stored with its text, a key of another width) stay with
+    `_RowCollector`; the quality gate is the same rule in SQL.
+    """
+
+    #: Entry ids per aggregate query (about 45 bytes per row come back).
+    ID_RANGE = 1_000_000
+
+    def __init__(self, signal: SignalType) -> None:
+        self.signal = signal
+        self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+
+    @staticmethod
+    def applies(signal: SignalType) -> bool:
+        return signal.hex_keys and type(signal).index_keys is SignalType.index_keys
+
+    def condition(self) -> Any:
+        """The rows this reader takes (the rest go through `_RowCollector`)."""
+        width = self.signal.key_width
+        cond = and_(EntrySignal.text_value.is_(None), func.length(EntrySignal.key) == width)
+        gate = self.signal.min_quality
+        if gate is not None:  # below the gate: neither reader indexes it
+            cond = and_(cond, or_(EntrySignal.quality.is_(None), EntrySignal.quality >= gate))
+        return cond
+
+    def read(self, session: Session, now: dt.datetime) -> None:
+        signal = self.signal.name
+        low, high = session.execute(
+            select(func.min(EntrySignal.entry_id), func.max(EntrySignal.entry_id)).where(
+                EntrySignal.signal == signal
+            )
+        ).one()
+        if low is None:
+            return
+        if low < 0 or high >= 2**32:
+            raise BadInput("entry ids beyond 32 bits cannot be indexed")
+        if session.get_bind().dialect.name == "postgresql":
+            from sqlalchemy.dialects.postgresql import aggregate_order_by
+
+            def agg(column: Any, sep: Any) -> Any:
+                return func.string_agg(column, aggregate_order_by(sep, EntrySignal.id))
+
+            columns = [
+                agg(EntrySignal.key, literal(b"", LargeBinary)),
+                agg(cast(EntrySignal.entry_id, Text), literal(",")),
+                agg(cast(Entry.list_id, Text), literal(",")),
+            ]
+        else:
+            columns = [
+                cast(func.group_concat(EntrySignal.key, literal("")), LargeBinary),
+                func.group_concat(EntrySignal.entry_id, literal(",")),
+                func.group_concat(Entry.list_id, literal(",")),
+            ]
+        width = self.signal.key_width
+        for start in range(int(low), int(high) + 1, self.ID_RANGE):
+            stmt = (
+                select(*columns)
+                .join(Entry, Entry.id == EntrySignal.entry_id)
+                .where(
+                    EntrySignal.signal == signal,
+                    EntrySignal.entry_id >= start,
+                    EntrySignal.entry_id < start + self.ID_RANGE,
+                    entry_matchable_clause(now),
+                    self.condition(),
+                )
+            )
+            keys, entry_ids, list_ids = session.execute(stmt).one()
+            if not entry_ids:
+                continue
+            entries = np.fromstring(entry_ids, dtype=np.uint32, sep=",")
+            lists = np.fromstring(list_ids, dtype=np.uint32, sep=",")
+            if len(keys) != width * len(entries) or len(lists) != len(entries):
+                raise RidgelineError(
+                    f"index build of {signal}: {len(keys)} key bytes for {len(entries)} rows"
+                )
+            rows = np.frombuffer(bytes(keys), dtype=np.uint8).reshape(len(entries), width)
+            self.parts.append((rows, entries, lists))
+
+    def merge(
+        self, rows: np.ndarray, entries: np.ndarray, lists: np.ndarray
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """These rows and the collector's, in entry order as the row-by-row build was."""
+        if not self.parts:
+            return rows, entries, lists
+        parts = [*self.parts, (rows, entries, lists)] if len(entries) else self.parts
+        all_rows = np.concatenate([p[0] for p in parts])
+        all_entries = np.concatenate([p[1] for p in parts])
+        all_lists = np.concatenate([p[2] for p in parts])
+        if len(all_entries) > 1 and bool(np.any(all_entries[1:] < all_entries[:-1])):
+            order = np.argsort(all_entries, kind="stable")
+            all_rows, all_entries, all_lists = all_rows[order], all_entries[order], all_lists[order]
+        return all_rows, all_entries, all_lists
 
 
 def _changed_entries(rows: Sequence[Any]) -> set[int]:
@@ -446,15 +547,20 @@ class MatchIndex:
         kind = sig.index_kind
         now = utcnow()
         collector = _RowCollector(sig)
+        packed = _PackedRows(sig) if _PackedRows.applies(sig) else None
         with self.store.session() as session:
             seq = int(session.scalar(select(func.coalesce(func.max(Change.seq), 0))) or 0)
             seq_at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
-            result = session.execute(
-                _rows_statement(signal, now).execution_options(yield_per=50_000)
-            )
+            stmt = _rows_statement(signal, now)
+            if packed is not None:
+                packed.read(session, now)
+                stmt = stmt.where(~packed.condition())  # only the rows it cannot take
+            result = session.execute(stmt.execution_options(yield_per=50_000))
             for entry_id, list_id, key, text, quality in result:
                 collector.add(entry_id, list_id, stored_value(key, text), quality)
         rows, entries, lists = collector.arrays()
+        if packed is not None:
+            rows, entries, lists = packed.merge(rows, entries, lists)
         return self._write_and_open(
             signal, kind, rows, entries, lists, seq, isoformat(seq_at), built_at=now
         )

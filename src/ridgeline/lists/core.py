@@ -684,18 +684,29 @@ def read_entries(
     ]
 
 
-def live_entry_origins(session: Session, hash_list: HashList) -> list[tuple[int, str | None, str]]:
+def live_entry_origins(
+    session: Session, hash_list: HashList, ids: Iterable[str] | None = None
+) -> list[tuple[int, str | None, str]]:
     """`(id, origin_member, origin_entry_id)` of the list's live entries that have an
-    origin id: what an import matches a source's re-sent records against."""
+    origin id (only those among `ids`, when given): what an import matches a source's
+    re-sent records against. `ids` are looked up by the partial index on origin ids,
+    so a streamed import asks for each part's few thousand, not the whole list."""
+    stmt = select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
+        Entry.list_id == hash_list.id,
+        Entry.deleted_at.is_(None),
+        Entry.origin_entry_id.is_not(None),
+    )
+    if ids is None:
+        rows = list(session.execute(stmt))
+    else:
+        wanted = sorted(set(ids))
+        rows = []
+        for start in range(0, len(wanted), _CHUNK):
+            chunk = wanted[start : start + _CHUNK]
+            rows.extend(session.execute(stmt.where(Entry.origin_entry_id.in_(chunk))))
     return [
         (entry_id, member, origin_id)
-        for entry_id, member, origin_id in session.execute(
-            select(Entry.id, Entry.origin_member, Entry.origin_entry_id).where(
-                Entry.list_id == hash_list.id,
-                Entry.deleted_at.is_(None),
-                Entry.origin_entry_id.is_not(None),
-            )
-        )
+        for entry_id, member, origin_id in rows
         if origin_id is not None
     ]
 

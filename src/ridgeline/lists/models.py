@@ -138,6 +138,14 @@ class Entry(Base):
     __tablename__ = "entries"
     __table_args__ = (
         Index("ix_entries_list_id", "list_id"),
+        #: A source's re-sent records, by origin id (imports look each part's up).
+        Index(
+            "ix_entries_origin",
+            "list_id",
+            "origin_entry_id",
+            sqlite_where=text("origin_entry_id IS NOT NULL"),
+            postgresql_where=text("origin_entry_id IS NOT NULL"),
+        ),
         #: Entries waiting for review (or otherwise not confirmed), by list: most of a
         #: large list is confirmed, so this index stays small. Queries add the term
         #: `status != 'confirmed'` so SQLite sees they may use it.

@@ -118,6 +118,10 @@ class SignalType(ABC):
     computed_by_default: bool = True
     #: The engine that indexes this signal's keys, and the bytes of one key.
     index_kind: IndexKind = "exact"
+    #: `encode_keys` is `bytes.fromhex` of the canonical (lowercase hex) value, so a
+    #: stored key (`lists.models.entry_key`, those raw bytes) is already its index key
+    #: and an index build need not turn rows into text and back.
+    hex_keys: bool = False
     key_width: int = 32
     #: "frames256" only: radius within which one key (frame) is a candidate.
     key_radius: float = 0

@@ -31,6 +31,8 @@ class HexDigestSignal(StreamingSignal):
     def distance(self, a: str, b: str) -> float:
         return 0 if a == b else 1
 
+    hex_keys = True
+
     def encode_keys(self, keys: Sequence[str]) -> bytes:
         return bytes.fromhex("".join(keys))
 

@@ -61,6 +61,7 @@ class PDQSignal(SignalType):
     min_quality = MIN_QUALITY
     index_kind = "hamming256"
     key_width = 32
+    hex_keys = True
     quality_column = "quality"
     max_threshold = PDQ_MAX_THRESHOLD
     safe_threshold = PDQ_THRESHOLD
