@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridgeline.store.models import Base
@@ -92,8 +101,26 @@ class VictimLink(Base):
     victim_key: Mapped[str] = mapped_column(String(200))
 
 
+class SightingPack(Base):
+    """A record's own sightings as its database sent them (migration 0018): one row per
+    record, the times packed as little-endian int64 UTC seconds in the file's order.
+
+    Ten million sightings are ten million rows otherwise; a pack is written with its
+    record and replaced with it, and read back as one array.
+    """
+
+    __tablename__ = "victim_sighting_packs"
+
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("victim_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(Integer)
+    times: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Sighting(Base):
-    """Media of the victim found or reported again (by `source`: a database, a match)."""
+    """A match or report of a series seen again (`source`: match, scan, service...); a
+    database's own sightings are in `SightingPack`."""
 
     __tablename__ = "victim_sightings"
     __table_args__ = (Index("ix_victim_sightings_record", "record_id"),)
@@ -125,6 +152,27 @@ class MergedVictim(Base):
     occasions: Mapped[int] = mapped_column(Integer)
     #: the fifth distinct occasion: actively traded from then on (NCMEC's definition)
     traded_since: Mapped[dt.datetime | None] = mapped_column()
+
+
+class VictimColumn(Base):
+    """The merged victims column by column (one numpy array a row, `.npy` bytes), written
+    by every merge in its transaction: what the indicator reads instead of a million rows."""
+
+    __tablename__ = "victim_columns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TradedUpdate(Base):
+    """A merged victim whose occasions changed after the last merge (a match's sighting):
+    the indicator applies these over `VictimColumn`'s `traded_since`; a merge clears them."""
+
+    __tablename__ = "victim_traded_updates"
+
+    merged_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: UTC seconds of the fifth occasion, -1 if fewer than five
+    traded_since: Mapped[int] = mapped_column(BigInteger)
 
 
 class VictimMerge(Base):
