@@ -90,7 +90,8 @@ def load_table(store: Store) -> VictimTable:
 
         def attr(name: str) -> np.ndarray:
             names = np.array([*z[f"{name}_names"].tolist(), "unknown"], dtype=object)
-            return names[z[name]]  # code -1: the "unknown" at the end
+            out: np.ndarray = names[z[name]]  # code -1: the "unknown" at the end
+            return out
 
         return VictimTable(
             databases=tuple(str(d) for d in z["databases"].tolist()),

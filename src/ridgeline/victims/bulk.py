@@ -11,6 +11,7 @@ read back), and writes them column by column (`VictimColumn`) for the indicator.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import io
 import itertools
@@ -25,7 +26,7 @@ from sqlalchemy import Connection, text
 from ridgeline.errors import BadInput
 from ridgeline.store import Store
 from ridgeline.store.models import lookup_key
-from ridgeline.victims.merge import merge_components, occasions
+from ridgeline.victims.merge import components, occasions
 from ridgeline.victims.records import Batch, LineError, parse_batches
 
 CHUNK = 20_000
@@ -194,10 +195,9 @@ class _Import:
 
 def _start(conn: Connection) -> _Import:
     cur = conn.connection.cursor()
-    cur.execute("SELECT MAX(id) FROM victim_records")
-    next_id = (cur.fetchone()[0] or 0) + 1
-    cur.execute("SELECT MAX(id) FROM victim_series")
-    next_series = (cur.fetchone()[0] or 0) + 1
+    cur.execute("SELECT (SELECT MAX(id) FROM victim_records), (SELECT MAX(id) FROM victim_series)")
+    top: Any = cur.fetchone()
+    next_id, next_series = (top[0] or 0) + 1, (top[1] or 0) + 1
     keys: dict[str, dict[str, int]] = {}
     if next_id > 1:
         cur.execute("SELECT database, victim_key, id FROM victim_records")
@@ -336,6 +336,29 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     return len(existing)
 
 
+@contextlib.contextmanager
+def _transaction(store: Store) -> Iterator[Connection]:
+    """The import's one transaction. On SQLite with foreign-key checks off (every child
+    row is written right after its record, and a replaced record's rows are deleted
+    explicitly) and a page cache large enough for the indexes being filled; both
+    pragmas only take effect outside a transaction, and are restored after."""
+    if store.dialect != "sqlite":
+        with store.engine.begin() as conn:
+            yield conn
+        return
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.exec_driver_sql("PRAGMA cache_size=-262144")
+        conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.exec_driver_sql("PRAGMA cache_size=-2000")
+            conn.commit()
+
+
 def import_records(
     store: Store, sources: Iterable[tuple[str, Iterable[str]]], *, merge: bool = True
 ) -> ImportResult:
@@ -347,7 +370,7 @@ def import_records(
     """
     errors: list[LineError] = []
     written = replaced = 0
-    with store.engine.begin() as conn:
+    with _transaction(store) as conn:
         state = _start(conn)
         for name, lines in sources:
             for batch in parse_batches(lines, name, CHUNK):
@@ -460,21 +483,46 @@ def _read_sightings(conn: Connection, below: int | None) -> tuple[np.ndarray, np
     return np.concatenate((owners, rows_[:, 0])), np.concatenate((packed, rows_[:, 1]))
 
 
-def _hash_groups(conn: Connection) -> Iterator[tuple[str, str, list[int]]]:
-    """Hashes held by two or more records: (signal, value, record ids)."""
-    agg = (
-        "GROUP_CONCAT(record_id)"
-        if conn.dialect.name == "sqlite"
-        else "string_agg(record_id::text, ',')"
+def _hash_edges(
+    conn: Connection, pos: np.ndarray, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges between records (indices) that share a hash held in two or more databases:
+    each holder to the group's lowest record, with the group's id (its lowest hash row).
+    Grouped by the database over its (signal, value) index; only integers come back."""
+    rows = _fetch_arrays(
+        conn,
+        "SELECT h.record_id, g.gid FROM victim_hashes h JOIN (SELECT signal, value, "
+        "MIN(id) AS gid FROM victim_hashes GROUP BY signal, value HAVING COUNT(*) > 1) g "
+        "ON g.signal = h.signal AND g.value = h.value",
+        2,
     )
+    if not len(rows):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    rec, gid = pos[rows[:, 0]], rows[:, 1]
+    del rows
+    order = np.lexsort((rec, gid))
+    rec, gid = rec[order], gid[order]
+    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    group = np.cumsum(np.r_[True, gid[1:] != gid[:-1]]) - 1
+    d = db[rec]
+    # a hash held in one database only joins nothing (a file can show two children)
+    mixed = np.minimum.reduceat(d, starts) != np.maximum.reduceat(d, starts)
+    first = rec[starts][group]
+    keep = (rec != first) & mixed[group]
+    return first[keep], rec[keep], gid[keep]
+
+
+def _hash_details(conn: Connection, gids: np.ndarray) -> dict[int, str]:
+    """`signal:value` of the given hash rows (the joins' reasons)."""
+    out: dict[int, str] = {}
+    wanted = np.unique(gids).tolist()
     cursor = conn.connection.cursor()
-    cursor.execute(
-        f"SELECT signal, value, {agg} FROM victim_hashes GROUP BY signal, value "
-        "HAVING COUNT(*) > 1 ORDER BY signal, value"
-    )
-    while rows := cursor.fetchmany(100_000):
-        for signal, value, ids in rows:
-            yield signal, value, sorted(int(x) for x in ids.split(","))
+    for i in range(0, len(wanted), 5000):
+        part = ",".join(str(int(g)) for g in wanted[i : i + 5000])
+        cursor.execute(f"SELECT id, signal, value FROM victim_hashes WHERE id IN ({part})")
+        out.update({int(h): f"{sig}:{value}" for h, sig, value in cursor.fetchall()})
+    return out
 
 
 def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
@@ -507,28 +555,37 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
     pos[ids] = np.arange(n)
     db = cols.db
-    groups = (
-        (signal, value, pos[np.array(rids, dtype=np.int64)].tolist())
-        for signal, value, rids in _hash_groups(conn)
-    )
+    hash_a, hash_b, hash_gid = _hash_edges(conn, pos, db)
     cursor = conn.connection.cursor()
     cursor.execute(
         "SELECT l.record_id, r.id, l.database, l.victim_key FROM victim_links l "
         "JOIN victim_records r ON r.database = l.database AND r.victim_key = l.victim_key "
         "ORDER BY l.id"
     )
-    links = [(int(pos[a]), int(pos[b]), d, v) for a, b, d, v in cursor.fetchall()]
-    result = merge_components(db, groups, links)
+    links = cursor.fetchall()
+    link_a = pos[np.array([r[0] for r in links], dtype=np.int64)]
+    link_b = pos[np.array([r[1] for r in links], dtype=np.int64)]
+    comp, count, joined = components(
+        n, np.concatenate((hash_a, link_a)), np.concatenate((hash_b, link_b))
+    )
+    edge_a = np.concatenate((hash_a, link_a))[joined]
+    edge_b = np.concatenate((hash_b, link_b))[joined]
+    by_hash = joined < len(hash_a)
+    details = _hash_details(conn, hash_gid[joined[by_hash]])
+    gids = hash_gid[joined[by_hash]].tolist()
+    link_at = (joined[~by_hash] - len(hash_a)).tolist()
+    reasons = ["hash"] * len(gids) + ["same_as"] * len(link_at)
+    texts = [details[g] for g in gids] + [f"{links[k][2]}/{links[k][3]}" for k in link_at]
+    del hash_a, hash_b, hash_gid, link_a, link_b
     first_s = np.floor_divide(cols.first, 1_000_000)
     rec_of_time = np.concatenate((np.arange(n), pos[s_rec]))
     times = np.concatenate((first_s, s_time))
     del s_rec, s_time
-    counts, fifth = occasions(result.component, rec_of_time, times, result.count)
+    counts, fifth = occasions(comp, rec_of_time, times, count)
     del rec_of_time, times
     conn.exec_driver_sql("DELETE FROM victim_merges")
     conn.exec_driver_sql("DELETE FROM merged_victims")
     conn.exec_driver_sql("DELETE FROM victim_traded_updates")
-    comp = result.component
     # members by victim, earliest first (ties by record id): the head is the first seen
     order = np.lexsort((cols.first, comp))
     comp_sorted = comp[order]
@@ -541,7 +598,7 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     records = np.diff(np.r_[starts, n])
     # the earliest identification (ties: the earlier first seen, then the lower id)
     by_ident = np.lexsort((cols.first, cols.ident, comp))
-    ident_rec = by_ident[np.searchsorted(comp[by_ident], np.arange(result.count))]
+    ident_rec = by_ident[np.searchsorted(comp[by_ident], np.arange(count))]
     ident_us = cols.ident[ident_rec]
     # attributes: the first known value in first-seen order
     attr_codes: dict[str, np.ndarray] = {}
@@ -573,7 +630,7 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
             ",".join(sorted({names_db[int(d)] for d in db[order[s:e]]}))
             for s, e in zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True)
         ]
-    gid = np.arange(1, result.count + 1)
+    gid = np.arange(1, count + 1)
     first_col = _dt_column(conn, cols.first[head])
     ident_col = _dt_column(conn, ident_us)
     traded_col = _dt_column(conn, np.where(fifth >= 0, fifth * 1_000_000, NONE_US))
@@ -615,12 +672,22 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     del merged_rows
     # components are numbered by their lowest record: merged id = component + 1
     _set_merged_ids(conn, ids, comp + 1)
-    join_rows = [
-        (int(comp[j.a]) + 1, int(ids[j.a]), int(ids[j.b]), j.reason, j.detail) for j in result.joins
-    ]
+    # by_hash joins first, then same_as ones, each in the order they joined
+    order_j = np.r_[np.flatnonzero(by_hash), np.flatnonzero(~by_hash)]
+    a_ids, b_ids = ids[edge_a[order_j]], ids[edge_b[order_j]]
+    join_rows = list(
+        zip(
+            (comp[edge_a[order_j]] + 1).tolist(),
+            a_ids.tolist(),
+            b_ids.tolist(),
+            reasons,
+            texts,
+            strict=True,
+        )
+    )
     _bulk(conn, "victim_merges", "merged_id, record_a, record_b, reason, detail", join_rows)
-    _write_table(conn, cols, comp, result.count, ident_us, fifth, attr_codes, codes)
-    return result.count, len(result.joins)
+    _write_table(conn, cols, comp, count, ident_us, fifth, attr_codes, codes)
+    return count, len(join_rows)
 
 
 def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> None:
@@ -686,5 +753,5 @@ def _write_table(
 
 def rebuild(store: Store) -> tuple[int, int]:
     """Merge again from every record: (victims, joins)."""
-    with store.engine.begin() as conn:
+    with _transaction(store) as conn:
         return _rebuild(conn)

@@ -63,6 +63,41 @@ def merge_records(
     return merge_components(db, groups, pairs)
 
 
+def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Connected components of n records joined by edges (a[k], b[k]) taken in order.
+
+    Returns each record's component (numbered by its lowest record, as a union-find that
+    keeps the lower root would), how many there are, and the indices of the edges that
+    joined two different components, in order: Kruskal's algorithm with the edge's
+    position as its weight is that sequential union-find, done in C by scipy.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    real = np.flatnonzero(a != b)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), 0, np.empty(0, dtype=np.int64)
+    if len(real) == 0:
+        return np.arange(n, dtype=np.int64), n, np.empty(0, dtype=np.int64)
+    lo, hi = np.minimum(a[real], b[real]), np.maximum(a[real], b[real])
+    # one edge per pair: its first occurrence (the lowest weight) is the one that counts
+    _, first = np.unique(lo * n + hi, return_index=True)
+    edge = real[first]
+    weight = (edge + 1).astype(np.float64)
+    graph = csr_matrix((weight, (lo[first], hi[first])), shape=(n, n))
+    tree = minimum_spanning_tree(graph).tocoo()
+    joined = np.sort(tree.data.astype(np.int64) - 1)
+    count, labels = connected_components(graph, directed=False)
+    # number components by their lowest record
+    lowest = np.full(count, n, dtype=np.int64)
+    np.minimum.at(lowest, labels, np.arange(n))
+    rank = np.empty(count, dtype=np.int64)
+    rank[np.argsort(lowest, kind="stable")] = np.arange(count)
+    return rank[labels], int(count), joined
+
+
 def merge_components(
     db: np.ndarray,
     hash_groups: Iterable[tuple[str, str, list[int]]],
@@ -71,40 +106,26 @@ def merge_components(
     """`merge_records` on what the store hands over: `db[i]` is record i's database
     code, `hash_groups` yields (signal, value, records holding it) for hashes held by
     two or more records, `links` (record, linked record, database, victim_id) for
-    `same_as` links whose target is here. Union-find on a flat list: a million records
-    is a few seconds, without a graph object per record."""
-    n = len(db)
-    parent = list(range(n))
+    `same_as` links whose target is here. The hash joins come first, then the links."""
     dbs = db.tolist()
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    joins: list[Join] = []
-
-    def union(a: int, b: int, reason: str, detail: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-            joins.append(Join(a, b, reason, detail))
-
+    ea: list[int] = []
+    eb: list[int] = []
+    why: list[tuple[str, str]] = []
     for signal, value, records in hash_groups:
         first_db = dbs[records[0]]
         if all(dbs[r] == first_db for r in records):
             continue  # held in one database only: joins nothing
         for other in records[1:]:
-            union(records[0], other, "hash", f"{signal}:{value}")
+            ea.append(records[0])
+            eb.append(other)
+            why.append(("hash", f"{signal}:{value}"))
     for record, target, d, victim_id in links:
-        if target != record:
-            union(record, target, "same_as", f"{d}/{victim_id}")
-    roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
-    uniq, component = np.unique(roots, return_inverse=True)
-    return MergeResult(component=component.astype(np.int64), count=len(uniq), joins=tuple(joins))
+        ea.append(record)
+        eb.append(target)
+        why.append(("same_as", f"{d}/{victim_id}"))
+    component, count, joined = components(len(dbs), np.array(ea), np.array(eb))
+    joins = tuple(Join(ea[k], eb[k], *why[k]) for k in joined.tolist())
+    return MergeResult(component=component, count=count, joins=joins)
 
 
 def occasions(
@@ -116,7 +137,9 @@ def occasions(
     sighting. The same time in two records of one victim counts once.
     """
     groups = component[record_of_time].astype(np.int64)
-    pairs = np.unique(groups * (1 << 33) + times.astype(np.int64))
+    pairs = np.sort(groups * (1 << 33) + times.astype(np.int64))
+    if len(pairs):  # distinct (victim, time) pairs (a sort is faster than unique's hash)
+        pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
     g = pairs >> 33
     t = pairs & ((1 << 33) - 1)
     counts = np.bincount(g, minlength=count)

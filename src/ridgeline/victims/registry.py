@@ -271,7 +271,7 @@ def _refresh_occasions(conn: Connection, record_ids: list[int]) -> int:
             )
         ).all():
             times[owner[int(r)]].update(np.frombuffer(blob, dtype="<i8").tolist())
-        updates = []
+        updates: list[dict[str, Any]] = []
         for m, ts in times.items():
             ordered = sorted(ts)
             fifth = from_seconds(ordered[4]) if len(ordered) >= 5 else None
