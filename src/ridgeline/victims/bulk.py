@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 from ridgeline.errors import BadInput
 from ridgeline.store import Store
 from ridgeline.store.models import lookup_key
-from ridgeline.victims.merge import components, occasions
+from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import Batch, LineError, parse_batches
 
 CHUNK = 20_000
@@ -387,6 +387,8 @@ def import_records(
                     )
                 )
         victims = joins = 0
+        state.keys.clear()  # a million keys: not needed by the merge, freed before it
+        state.series.clear()
         if merge:
             victims, joins = _rebuild(conn, state)
     return ImportResult(written, replaced, tuple(errors), victims, joins)
@@ -513,6 +515,24 @@ def _hash_edges(
     return first[keep], rec[keep], gid[keep]
 
 
+def _pdq_edges(
+    conn: Connection, pos: np.ndarray, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Edges between records of different databases whose PDQ hashes are near
+    (`merge.near_pdq`), with the pair as the reason."""
+    cursor = conn.connection.cursor()
+    cursor.execute("SELECT record_id, value FROM victim_hashes WHERE signal = 'pdq'")
+    found = cursor.fetchall()
+    rec = pos[np.array([r[0] for r in found], dtype=np.int64)]
+    values = [str(r[1]) for r in found]
+    q, r, d = near_pdq(values, db[rec])
+    why = [
+        f"pdq:{values[a]}~{values[b]} ({k} bits)"
+        for a, b, k in zip(q.tolist(), r.tolist(), d.tolist(), strict=True)
+    ]
+    return rec[q], rec[r], why
+
+
 def _hash_details(conn: Connection, gids: np.ndarray) -> dict[int, str]:
     """`signal:value` of the given hash rows (the joins' reasons)."""
     out: dict[int, str] = {}
@@ -565,18 +585,28 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     links = cursor.fetchall()
     link_a = pos[np.array([r[0] for r in links], dtype=np.int64)]
     link_b = pos[np.array([r[1] for r in links], dtype=np.int64)]
-    comp, count, joined = components(
-        n, np.concatenate((hash_a, link_a)), np.concatenate((hash_b, link_b))
-    )
-    edge_a = np.concatenate((hash_a, link_a))[joined]
-    edge_b = np.concatenate((hash_b, link_b))[joined]
-    by_hash = joined < len(hash_a)
+    pdq_a, pdq_b, pdq_why = _pdq_edges(conn, pos, db)
+    # edges in order: equal hashes, near PDQ hashes, then analysts' same_as
+    all_a = np.concatenate((hash_a, pdq_a, link_a))
+    all_b = np.concatenate((hash_b, pdq_b, link_b))
+    comp, count, joined = components(n, all_a, all_b)
+    edge_a, edge_b = all_a[joined], all_b[joined]
+    n_hash, n_pdq = len(hash_a), len(pdq_a)
+    by_hash = joined < n_hash
     details = _hash_details(conn, hash_gid[joined[by_hash]])
-    gids = hash_gid[joined[by_hash]].tolist()
-    link_at = (joined[~by_hash] - len(hash_a)).tolist()
-    reasons = ["hash"] * len(gids) + ["same_as"] * len(link_at)
-    texts = [details[g] for g in gids] + [f"{links[k][2]}/{links[k][3]}" for k in link_at]
-    del hash_a, hash_b, hash_gid, link_a, link_b
+    reasons, texts = [], []
+    for k in joined.tolist():
+        if k < n_hash:
+            reasons.append("hash")
+            texts.append(details[int(hash_gid[k])])
+        elif k < n_hash + n_pdq:
+            reasons.append("hash")
+            texts.append(pdq_why[k - n_hash])
+        else:
+            link = links[k - n_hash - n_pdq]
+            reasons.append("same_as")
+            texts.append(f"{link[2]}/{link[3]}")
+    del hash_a, hash_b, hash_gid, link_a, link_b, all_a, all_b
     first_s = np.floor_divide(cols.first, 1_000_000)
     rec_of_time = np.concatenate((np.arange(n), pos[s_rec]))
     times = np.concatenate((first_s, s_time))
@@ -672,12 +702,10 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     del merged_rows
     # components are numbered by their lowest record: merged id = component + 1
     _set_merged_ids(conn, ids, comp + 1)
-    # by_hash joins first, then same_as ones, each in the order they joined
-    order_j = np.r_[np.flatnonzero(by_hash), np.flatnonzero(~by_hash)]
-    a_ids, b_ids = ids[edge_a[order_j]], ids[edge_b[order_j]]
+    a_ids, b_ids = ids[edge_a], ids[edge_b]
     join_rows = list(
         zip(
-            (comp[edge_a[order_j]] + 1).tolist(),
+            (comp[edge_a] + 1).tolist(),
             a_ids.tolist(),
             b_ids.tolist(),
             reasons,

@@ -34,6 +34,26 @@ class MergeResult:
     joins: tuple[Join, ...]
 
 
+#: PDQ hashes this close (CONVENTIONS' default threshold) show the same picture
+PDQ_RADIUS = 31
+
+
+def near_pdq(values: list[str], db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, of PDQ hashes (canonical hex) held in different databases
+    (`db[i]`) that are within `PDQ_RADIUS` bits but not equal (equal ones merge as exact
+    hashes), with their distance; the matching index's multi-index hashing finds them."""
+    from ridgeline.index.hamming import HammingIndex, hex_to_rows
+
+    empty = np.empty(0, dtype=np.int64)
+    if len(values) < 2:
+        return empty, empty, empty
+    rows = hex_to_rows(values)
+    hits = HammingIndex.build(rows, radius=PDQ_RADIUS).search(rows, PDQ_RADIUS)
+    q, r = hits.query.astype(np.int64), hits.row.astype(np.int64)
+    keep = (q < r) & (hits.distance > 0) & (db[q] != db[r])
+    return q[keep], r[keep], hits.distance[keep].astype(np.int64)
+
+
 def merge_records(
     databases: list[str],
     keys: dict[tuple[str, str], int],
@@ -60,7 +80,15 @@ def merge_records(
         if target is not None:
             pairs.append((record, target, d, victim_id))
     groups = ((s, v, sorted(set(r))) for (s, v), r in sorted(holders.items()) if len(r) > 1)
-    return merge_components(db, groups, pairs)
+    pdq = sorted((v, r) for (s, v), rs in holders.items() if s == "pdq" for r in set(rs))
+    values = [v for v, _ in pdq]
+    owners = np.array([r for _, r in pdq], dtype=np.int64)
+    i, j, dist = near_pdq(values, db[owners] if len(owners) else np.empty(0, np.int64))
+    near = [
+        (int(owners[a]), int(owners[b]), f"pdq:{values[a]}~{values[b]} ({k} bits)")
+        for a, b, k in zip(i.tolist(), j.tolist(), dist.tolist(), strict=True)
+    ]
+    return merge_components(db, groups, pairs, near)
 
 
 def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
@@ -102,11 +130,13 @@ def merge_components(
     db: np.ndarray,
     hash_groups: Iterable[tuple[str, str, list[int]]],
     links: Iterable[tuple[int, int, str, str]],
+    near: Iterable[tuple[int, int, str]] = (),
 ) -> MergeResult:
     """`merge_records` on what the store hands over: `db[i]` is record i's database
     code, `hash_groups` yields (signal, value, records holding it) for hashes held by
     two or more records, `links` (record, linked record, database, victim_id) for
-    `same_as` links whose target is here. The hash joins come first, then the links."""
+    `same_as` links whose target is here, `near` (record, record, reason) for PDQ
+    hashes within the threshold. Equal hashes join first, then near ones, then links."""
     dbs = db.tolist()
     ea: list[int] = []
     eb: list[int] = []
@@ -119,6 +149,10 @@ def merge_components(
             ea.append(records[0])
             eb.append(other)
             why.append(("hash", f"{signal}:{value}"))
+    for a, b, detail in near:  # near PDQ hashes: after the equal ones
+        ea.append(a)
+        eb.append(b)
+        why.append(("hash", detail))
     for record, target, d, victim_id in links:
         ea.append(record)
         eb.append(target)
