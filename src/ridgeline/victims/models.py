@@ -81,7 +81,11 @@ class VictimHash(Base):
     """A media hash of a record: how another database's record is recognised."""
 
     __tablename__ = "victim_hashes"
-    __table_args__ = (Index("ix_victim_hashes_value", "signal", "value"),)
+    __table_args__ = (
+        Index("ix_victim_hashes_value", "signal", "value"),
+        #: replacing a record deletes its hashes (and PostgreSQL checks the foreign key)
+        Index("ix_victim_hashes_record", "record_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("victim_records.id", ondelete="CASCADE"))
@@ -179,7 +183,11 @@ class VictimMerge(Base):
     """Why two records were merged: a shared hash or an analyst's `same_as`."""
 
     __tablename__ = "victim_merges"
-    __table_args__ = (Index("ix_victim_merges_merged", "merged_id"),)
+    __table_args__ = (
+        Index("ix_victim_merges_merged", "merged_id"),
+        Index("ix_victim_merges_a", "record_a"),
+        Index("ix_victim_merges_b", "record_b"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     merged_id: Mapped[int] = mapped_column(Integer)

@@ -1,5 +1,6 @@
 """victims packed: a record's own sightings in one packed row, the merged victims as
-columns for the indicator, and traded updates after the last merge
+columns for the indicator, traded updates after the last merge, and record indexes on
+victim_hashes and victim_merges
 
 Revision ID: 0018
 Revises: 0017
@@ -41,6 +42,11 @@ def upgrade() -> None:
         sa.Column("merged_id", sa.Integer(), primary_key=True, autoincrement=False),
         sa.Column("traded_since", sa.BigInteger(), nullable=False),
     )
+    # replacing records deletes their hashes and merges: without these, PostgreSQL's
+    # foreign-key check scans both tables once per deleted record
+    op.create_index("ix_victim_hashes_record", "victim_hashes", ["record_id"])
+    op.create_index("ix_victim_merges_a", "victim_merges", ["record_a"])
+    op.create_index("ix_victim_merges_b", "victim_merges", ["record_b"])
     # a database's own sightings (source = the record's database) move into packs, in
     # the order they were stored; match sightings stay rows
     bind = op.get_bind()
@@ -87,6 +93,9 @@ def downgrade() -> None:
                 ),
                 [{"r": record_id, "t": t, "s": source} for t in values],
             )
+    op.drop_index("ix_victim_merges_b", table_name="victim_merges")
+    op.drop_index("ix_victim_merges_a", table_name="victim_merges")
+    op.drop_index("ix_victim_hashes_record", table_name="victim_hashes")
     op.drop_table("victim_traded_updates")
     op.drop_table("victim_columns")
     op.drop_table("victim_sighting_packs")
