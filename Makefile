@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 C_SOURCES := $(wildcard src/ridgeline/*/*.c src/ridgeline/*/*.h)
 PIP := $(BIN)/python -m pip --disable-pip-version-check -q
 
-.PHONY: demo test lint typecheck pytest chromium ext wasm bench clean
+.PHONY: demo test lint typecheck pytest chromium ext wasm bench fuzz clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -58,6 +58,23 @@ bench: $(VENV)/.stamp-bench
 	$(BIN)/python bench/hashing.py
 	$(BIN)/python bench/match.py --n 1000000
 	$(BIN)/python bench/selfsubmit.py
+
+# Every fuzz target (tests/fuzz_targets.py) under atheris for FUZZ_SECONDS each, then
+# schemathesis over the running service with FUZZ_EXAMPLES examples per operation.
+# `make test` runs the same briefly (tests/test_fuzz.py, tests/test_schemathesis.py).
+FUZZ_SECONDS ?= 60
+FUZZ_EXAMPLES ?= 50
+fuzz: $(VENV)/.stamp-test
+	mkdir -p fuzz-artifacts
+	for t in $$($(BIN)/python tests/fuzz_run.py --list 2>/dev/null); do \
+	  echo "== $$t"; \
+	  $(BIN)/python tests/fuzz_run.py $$t -max_total_time=$(FUZZ_SECONDS) \
+	    -artifact_prefix=fuzz-artifacts/$$t- > fuzz-artifacts/$$t.log 2>&1 \
+	    || { tail -40 fuzz-artifacts/$$t.log; exit 1; }; \
+	  grep '^Done' fuzz-artifacts/$$t.log; \
+	done
+	RIDGELINE_SCHEMATHESIS_EXAMPLES=$(FUZZ_EXAMPLES) scripts/with-postgres \
+	  $(BIN)/python -m pytest -q tests/test_schemathesis.py
 
 clean:
 	rm -rf $(VENV) build src/*.egg-info src/ridgeline/*/*.so

@@ -246,8 +246,7 @@ def role_freshness(n: int, tmp: Path) -> dict[str, Any]:
                 {
                     "entry_id": i + 1,
                     "signal": "pdq",
-                    "value": r.tobytes().hex(),
-                    "lookup_key": r.tobytes().hex(),
+                    "key": r.tobytes(),
                 }
                 for i, r in enumerate(rows)
             ],

@@ -123,6 +123,8 @@ def main() -> None:
         json.dumps(
             {
                 "bench": "selfsubmit",
+                "cpus": os.cpu_count(),
+                "load_avg_1m": round(os.getloadavg()[0], 2),  # others inflate wall times
                 "megapixels": round(args.width * args.height / 1e6, 1),
                 "rounds": args.rounds,
                 "browser_pdq_ms": round(browser_ms, 1),

@@ -79,7 +79,7 @@ def bulk_pdq(store: Store, n: int, seed: int = 0, chunk: int = 50_000) -> list[s
             s.execute(
                 insert(EntrySignal),
                 [
-                    {"entry_id": i, "signal": "pdq", "value": h, "lookup_key": h, "quality": 100}
+                    {"entry_id": i, "signal": "pdq", "key": bytes.fromhex(h), "quality": 100}
                     for i, h in zip(ids, hashes, strict=True)
                 ],
             )
@@ -117,10 +117,12 @@ def _bulk_pdq_sqlite(store: Store, list_id: int, n: int, rng: np.random.Generato
                 [(i, list_id, now, now) for i in ids],
             )
             cur.executemany(
-                "INSERT INTO entry_signals (id, entry_id, signal, value, lookup_key, quality)"
-                " VALUES (?, ?, 'pdq', ?, ?, 100)",
+                # Stored as the lists store it (migration 0012): the key's raw bytes,
+                # no text copy when the text is the key's hex.
+                "INSERT INTO entry_signals (id, entry_id, signal, key, quality)"
+                " VALUES (?, ?, 'pdq', ?, 100)",
                 [
-                    (first_sig + done + k, i, h, h)
+                    (first_sig + done + k, i, bytes.fromhex(h))
                     for k, (i, h) in enumerate(zip(ids, hashes, strict=True))
                 ],
             )

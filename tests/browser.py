@@ -38,17 +38,32 @@ LAUNCH_ARGS = [
 ARTIFACTS = Path(os.environ.get("RIDGELINE_TEST_ARTIFACTS") or Path(__file__).parent / "artifacts")
 
 
+#: The one Playwright and Chromium of the process. Each test module that imports the
+#: `browser` fixture gets a fixture definition of its own (session-scoped, but one per
+#: module), and a second `sync_playwright()` while the first runs fails ("Sync API
+#: inside the asyncio loop"): so every definition shares this one, closed by the last.
+_shared: dict[str, Any] = {"users": 0}
+
+
 @pytest.fixture(scope="session")
 def browser() -> Iterator[Browser]:
     """One headless Debian Chromium for the whole session."""
     if not Path(CHROMIUM).exists():
         pytest.fail(f"{CHROMIUM} is missing: run scripts/ensure-chromium (make test does)")
-    with sync_playwright() as p:
-        chromium = p.chromium.launch(executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True)
-        try:
-            yield chromium
-        finally:
-            chromium.close()
+    if _shared["users"] == 0:
+        p = sync_playwright().start()
+        _shared["playwright"] = p
+        _shared["browser"] = p.chromium.launch(
+            executable_path=CHROMIUM, args=LAUNCH_ARGS, headless=True
+        )
+    _shared["users"] += 1
+    try:
+        yield _shared["browser"]
+    finally:
+        _shared["users"] -= 1
+        if _shared["users"] == 0:
+            _shared.pop("browser").close()
+            _shared.pop("playwright").stop()
 
 
 @pytest.fixture

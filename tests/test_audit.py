@@ -405,3 +405,14 @@ def test_audit_media_served_like_review(db_path: str, tmp_path: Path) -> None:
         with pytest.raises(Conflict, match="already audited"):
             view_item_media(s, audit, "ann", with_media, key)
     store.close()
+    # A verdict given without viewing the media is said to be one, and counted as such.
+    res = run("audit", "submit", str(audit_id), str(with_media), "--auditor", "bob", "--verified")
+    assert json.loads(res.stdout)["viewed_media"] is False
+    assert "Warning: bob did not view entry" in res.stderr and "hashes alone" in res.stderr
+    res = runner.invoke(main, ["audit", "report", str(audit_id), "--db", db_path])
+    report = json.loads(res.stdout)
+    assert report["media"] == {  # ann viewed with_media; without was found damaged by a view
+        "verdicts_after_viewing": 2,
+        "verdicts_from_hashes_alone": 1,
+        "verified_from_hashes_alone": 1,
+    }, report["media"]

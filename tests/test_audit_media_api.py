@@ -113,6 +113,14 @@ def test_audit_media_over_http_like_review(
         headers={"Authorization": f"Bearer {keys['ann']}"},
     )
     assert res.status_code == 200, res.text
+    assert res.json()["viewed_media"] is True  # ann looked before judging
+    report = httpx.get(f"{server.base}/v1/audits/{audit_id}",
+                       headers={"Authorization": f"Bearer {keys['ann']}"}, timeout=30)  # fmt: skip
+    assert report.status_code == 200, report.text
+    assert report.json()["media"] == {  # the damaged-file verdict came from a view too
+        "verdicts_after_viewing": 2, "verdicts_from_hashes_alone": 0,
+        "verified_from_hashes_alone": 0,
+    }  # fmt: skip
     assert get("ann", with_media).status_code == 409
     res = get("curator", with_media)
     assert res.status_code == 403 and "may not audit it" in res.json()["error"]["message"]

@@ -232,6 +232,19 @@ def test_terminal_table_fits_and_shows_hash_and_quality(batch: Path, tmp_path: P
     assert "errors 0" in lines[header - 1]  # the bar ended its own line first
 
 
+def test_eighty_columns_keep_every_hash_whole(tmp_path: Path) -> None:
+    """On an 80-column terminal (the usual default) sha256 and PDQ stay on one line each:
+    the empty `error` column gives up its room rather than the hash being folded."""
+    Image.fromarray(np.full((64, 80, 3), 128, np.uint8)).save(tmp_path / "flat.png")
+    signals = hash_file(tmp_path / "flat.png").to_json()["signals"]
+    shown = _in_terminal(["hash", str(tmp_path / "flat.png")], columns=80)
+    lines = shown.split("\n")
+    assert max(len(line) for line in lines) <= 80, shown
+    assert signals["sha256"] in shown and signals["pdq"]["hash"] in shown, shown  # type: ignore[index]
+    assert "(low quality: not matched)" in shown
+    assert lines[0].split() == ["path", "signals"], lines[0]
+
+
 def test_empty_results_still_print_a_header(db_path: str) -> None:
     runner = CliRunner()
     for args, header in (

@@ -11,6 +11,7 @@ import click
 from ridgeline.cli import COMMANDS, main
 from ridgeline.cli.lazy import LazyGroup
 from ridgeline.cli.lists import LAZY_COMMANDS, lists
+from ridgeline.store import Store
 
 
 def test_lazy_help_lines_are_the_commands_own() -> None:
@@ -91,3 +92,44 @@ def test_lists_ls_reads_sqlite_without_sqlalchemy_and_says_the_same(tmp_path: Pa
     assert heavy.strip() == ""
     assert json.loads(body) == expected
     assert fastread.list_summaries(tmp_path / "missing.db") is None  # the Store path decides
+
+
+def test_every_lists_command_runs_in_a_fresh_process(store: Store, tmp_path: Path) -> None:
+    """Each `lists` command in its own interpreter, as a user runs it (the lazy import of
+    `ridgeline.lists` once loaded `lists.models` twice: `lists show` died on SQLAlchemy's
+    "Table 'lists' is already defined", and so did `lists ls` off the SQLite fast path)."""
+    import json
+
+    from ridgeline import lists as L
+
+    with store.session() as s:
+        L.add_entry(s, L.create_list(s, "known"), {"md5": "0" * 32})
+    store.close()
+    db = store.url
+    runs = [
+        ["lists", "ls"],
+        ["lists", "show", "known"],
+        ["lists", "update", "known", "--threshold", "20"],
+        ["lists", "entries", "ls", "known"],
+        ["lists", "entries", "add", "known", "md5:" + "1" * 32],
+        ["lists", "entries", "show", "1"],
+        ["lists", "history", "known"],
+    ]
+    for args in runs:
+        done = subprocess.run(
+            [sys.executable, "-c", "from ridgeline.cli import main; main()",
+             *args, "--db", db, "--format", "json"],
+            capture_output=True, text=True, timeout=120,
+        )  # fmt: skip
+        assert done.returncode == 0, (args, done.stderr[-2000:])
+        assert "Traceback" not in done.stderr and "SAWarning" not in done.stderr, args
+        json.loads(done.stdout)
+    missing = tmp_path / "nonexistent" / "dir" / "x.db"
+    done = subprocess.run(
+        [sys.executable, "-c", "from ridgeline.cli import main; main()",
+         "lists", "ls", "--db", str(missing)],
+        capture_output=True, text=True, timeout=120,
+    )  # fmt: skip
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
+    assert f"no Ridgeline database at {missing}" in done.stderr
+    assert not (tmp_path / "nonexistent").exists()

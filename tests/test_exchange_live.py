@@ -12,7 +12,6 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,6 +23,7 @@ from sqlalchemy import func, select, text
 
 from conftest import Served
 from exchange_server import LocalExchange
+from kill9 import kill9, start
 from ncmec_server import LocalNCMEC, NCMECEntry
 from ridgeline import lists as L
 from ridgeline.cli import main
@@ -373,8 +373,7 @@ def test_threatexchange_opinions_deletions_and_the_token_is_never_stored(
 
 
 def _ridgeline(*args: str, env: dict[str, str]) -> subprocess.Popen[bytes]:
-    exe = str(Path(sys.executable).parent / "ridgeline")
-    return subprocess.Popen([exe, *args], env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    return start(args, env=env)
 
 
 KILL_ENV = {
@@ -426,8 +425,7 @@ def test_kill_9_mid_fetch_resumes_from_the_checkpoint_without_loss_or_duplicates
         hang = server.fail(path, "hang", 3)
         proc = _ridgeline("exchange", "fetch", "src", "--db", store.url, env=env)
         assert hang.hit.wait(60), proc.communicate(timeout=5)
-        os.kill(proc.pid, signal.SIGKILL)  # mid-page: page 3 was asked for, not answered
-        proc.wait(30)
+        kill9(proc)  # mid-page: page 3 was asked for, not answered
         hang.release.set()
         with store.session() as session:
             status = live.source_status(session, "src")

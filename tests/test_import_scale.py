@@ -5,9 +5,7 @@ existing rows are converted by the migration."""
 
 from __future__ import annotations
 
-import os
 import random
-import signal
 import subprocess
 import sys
 import time
@@ -17,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
+from kill9 import kill9, start
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.index.match import MatchIndex
@@ -91,8 +90,7 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     before = _counts(store, "big")
     assert before["entries"] == before["counted"] == 1000
 
-    proc = subprocess.Popen([*command[:4], str(full), *command[4:]], stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)  # fmt: skip
+    proc = start([*command[:4], str(full), *command[4:]])
     try:
         deadline = time.monotonic() + 300
         while not _writing(store, proc, db):
@@ -100,10 +98,9 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
             assert time.monotonic() < deadline, "the import never started writing"
             time.sleep(0.02)
         assert proc.poll() is None
-        os.kill(proc.pid, signal.SIGKILL)
+        kill9(proc)
     finally:
         proc.communicate()
-    assert proc.returncode == -signal.SIGKILL
     if store.dialect == "postgresql":  # the server ends the orphaned transaction
         deadline = time.monotonic() + 60
         while _writing(store, proc, db) and time.monotonic() < deadline:

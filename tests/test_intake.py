@@ -17,7 +17,7 @@ from click.testing import CliRunner
 from sqlalchemy import func, select
 
 from ridgeline import auditlog, cases, intake
-from ridgeline.cases.models import CaseLink, FileBundle
+from ridgeline.cases.models import CaseLink, FileBundle, FileBundleReport
 from ridgeline.cli import main
 from ridgeline.intake import synthetic
 from ridgeline.reports import documents, received, samples
@@ -399,3 +399,175 @@ def test_synthetic_population_links_and_bundles(store: Store) -> None:
     assert 1 < counts["cases"] < 600
     assert desk_links == 0
     assert len(biggest.reports) < 100  # no giant component through desks or memes
+
+
+def _near(base: str, k: int) -> str:
+    """A near copy of `base`: five bits of its own flipped (copies are <= 10 apart)."""
+    return format(int(base, 16) ^ (0b11111 << (5 * k)), "064x")
+
+
+def test_a_near_viral_picture_bundles_and_resplits(store: Store) -> None:
+    """Near PDQ copies (no two hashes equal) count together for the viral rule: when the
+    picture tips over, its reports are bundled under one PDQ bundle, the PDQ links made
+    while it was rare are removed and the cases re-split; other links survive."""
+    base = "5a" * 32
+    cfg = intake.IntakeConfig(link=cases.LinkConfig(viral_threshold=3))
+    p = intake.Pipeline(cfg)
+    first = [take(store, doc(email=f"user{90 + i}@example.com", pdq=_near(base, i)), pipeline=p)[0]
+             for i in range(3)]  # fmt: skip
+    assert len({case_of(store, o.report_id) for o in first}) == 1
+    with store.session() as s:
+        assert (
+            s.execute(
+                select(func.count()).select_from(CaseLink).where(CaseLink.kind == "pdq")
+            ).scalar_one()
+            >= 2
+        )
+    # a fourth near copy: more than three reports hold the picture
+    fourth = take(store, doc(email="user90@example.com", pdq=_near(base, 3)), pipeline=p)[0]
+    everyone = [*first, fourth]
+    with store.session() as s:
+        bundle = s.execute(select(FileBundle)).scalar_one()
+        assert bundle.kind == "pdq" and bundle.report_count == 4
+        members = set(
+            s.execute(
+                select(FileBundleReport.report_id).where(FileBundleReport.bundle_id == bundle.id)
+            ).scalars()
+        )
+        pdq_links = s.execute(
+            select(func.count()).select_from(CaseLink).where(CaseLink.kind == "pdq")
+        ).scalar_one()
+    assert members == {o.report_id for o in everyone}
+    assert pdq_links == 0
+    # re-split: only the shared email still links the fourth to the first
+    assert case_of(store, fourth.report_id) == case_of(store, first[0].report_id)
+    assert len({case_of(store, o.report_id) for o in everyone}) == 3
+    with store.session() as s:
+        shown = cases.show(s, case_of(store, fourth.report_id)).to_json()
+    assert [b["kind"] for b in shown["bundles"]] == ["pdq"]
+    assert [f["bundled"] for f in shown["files"] if f["kind"] == "pdq"] == [True, True]
+    # a fifth copy joins the bundle and links nobody
+    fifth = take(store, doc(email="user99@example.com", pdq=_near(base, 4)), pipeline=p)[0]
+    with store.session() as s:
+        assert s.execute(select(FileBundle.report_count)).scalar_one() == 5
+    assert case_of(store, fifth.report_id) not in {case_of(store, o.report_id) for o in everyone}
+
+
+def _partition(store: Store) -> set[frozenset[str]]:
+    """The cases as sets of report sources (ids may differ between databases)."""
+    from ridgeline.cases.models import CaseReport
+
+    with store.session() as s:
+        rows = s.execute(
+            select(CaseReport.case_id, ReceivedReport.source).join(
+                ReceivedReport, ReceivedReport.id == CaseReport.report_id
+            )
+        ).all()
+        bundles = s.execute(
+            select(FileBundle.kind, FileBundle.value, ReceivedReport.source)
+            .join(FileBundleReport, FileBundleReport.bundle_id == FileBundle.id)
+            .join(ReceivedReport, ReceivedReport.id == FileBundleReport.report_id)
+        ).all()
+    groups: dict[int, set[str]] = {}
+    for case_id, source in rows:
+        groups.setdefault(case_id, set()).add(source)
+    out = {frozenset(g) for g in groups.values()}
+    # bundles: which reports share a viral exact file
+    by_bundle: dict[tuple[str, str], set[str]] = {}
+    for kind, value, source in bundles:
+        if kind != "pdq":
+            by_bundle.setdefault((kind, value), set()).add(source)
+    return out | {frozenset({f"bundle:{k}:{v}", *m}) for (k, v), m in by_bundle.items()}
+
+
+def test_batch_size_and_backend_give_the_same_cases(store: Store, tmp_path: Path) -> None:
+    """The same reports taken in as one batch (on each backend) and in batches of 7 (on
+    SQLite) end in the same cases and bundles, near-viral pictures included."""
+    pop = synthetic.Population(reports=300, memes=2, meme_share=0.08)
+    lines = list(synthetic.jsonl_lines(pop))
+    base = "3c" * 32
+    for k in range(6):  # a picture passed around as near copies, tipping over at 4
+        extra = doc(email=f"user{200 + k % 3}@example.com", pdq=_near(base, k))
+        lines.insert(40 * k + 5, json.dumps(extra).encode())
+    items = [intake.Incoming(f"s:{n}", line, "json") for n, line in enumerate(lines)]
+    cfg = intake.IntakeConfig(link=cases.LinkConfig(viral_threshold=3))
+    with store.session() as s:
+        out = intake.Pipeline(cfg).ingest(s, items)
+    assert {o.status for o in out} == {"stored"}
+    other = Store.open(tmp_path / "small-batches.db")
+    try:
+        p = intake.Pipeline(cfg)
+        for start in range(0, len(items), 7):
+            with other.session() as s:
+                p.ingest(s, items[start : start + 7])
+        assert _partition(other) == _partition(store)
+    finally:
+        other.close()
+    with store.session() as s:
+        assert cases.core.counts(s)["bundles"] >= 3
+
+
+def test_group_writer_shares_transactions_and_answers_after_commit(store: Store) -> None:
+    """Requests arriving while a transaction is being written go into the next one
+    together; each gets its own outcomes, only once they are committed; a failing
+    transaction fails every request in it and stores nothing."""
+    import threading
+
+    gate = threading.Event()
+    entered = threading.Event()
+    failing: set[str] = set()
+
+    def hold(_s: Any, accepted: Any) -> None:
+        entered.set()
+        gate.wait(30)
+        if any(a.parsed.report.additional_info in failing for a in accepted):
+            raise RuntimeError("step failed")
+
+    writer = intake.GroupWriter(store, intake.Pipeline(steps=[hold]))
+
+    def items(tag: str, n: int) -> list[intake.Incoming]:
+        return [
+            intake.Incoming(f"{tag}{i}", json.dumps(doc(email=f"user{tag}{i}@example.com"))
+                            .encode(), "json")
+            for i in range(n)
+        ]  # fmt: skip
+
+    results: dict[str, Any] = {}
+
+    def send(tag: str, n: int) -> None:
+        try:
+            results[tag] = writer.ingest(items(tag, n), received_by="key:test")
+        except Exception as exc:  # the test reads it
+            results[tag] = exc
+
+    first = threading.Thread(target=send, args=("a", 2))
+    first.start()
+    assert entered.wait(30)
+    others = [threading.Thread(target=send, args=(t, 3)) for t in ("b", "c")]
+    for t in others:
+        t.start()
+    deadline = dt.datetime.now() + dt.timedelta(seconds=30)
+    while writer.waiting < 2 and dt.datetime.now() < deadline:
+        threading.Event().wait(0.01)
+    assert writer.waiting == 2
+    with store.session() as s:  # nothing committed while the transaction is open
+        assert s.execute(select(func.count()).select_from(ReceivedReport)).scalar_one() == 0
+    gate.set()
+    for t in [first, *others]:
+        t.join(30)
+    assert (writer.transactions, writer.requests) == (2, 3)
+    for tag, n in (("a", 2), ("b", 3), ("c", 3)):
+        got = results[tag]
+        assert [o.source for o in got] == [f"{tag}{i}" for i in range(n)]
+        assert {o.status for o in got} == {"stored"}
+    ids = [o.report_id for tag in "abc" for o in results[tag]]
+    assert len(set(ids)) == 8
+    with store.session() as s:
+        assert s.execute(select(func.count()).select_from(ReceivedReport)).scalar_one() == 8
+    # a failure fails the whole transaction and nothing of it is stored
+    bad = items("d", 1)
+    failing.add(json.loads(bad[0].data)["report"]["additionalInfo"])
+    with pytest.raises(RuntimeError, match="step failed"):
+        writer.ingest(bad, received_by="key:test")
+    with store.session() as s:
+        assert s.execute(select(func.count()).select_from(ReceivedReport)).scalar_one() == 8

@@ -4,15 +4,13 @@ and the rerun completes with no duplicates, on SQLite and PostgreSQL."""
 from __future__ import annotations
 
 import json
-import os
-import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 from sqlalchemy import func, select
 
+from kill9 import kill9, start
 from ridgeline.cases.models import CaseReport
 from ridgeline.intake import synthetic
 from ridgeline.reports.models import ReceivedReport
@@ -22,12 +20,8 @@ REPORTS = 1500
 
 
 def _intake(db: str, path: Path) -> subprocess.Popen[bytes]:
-    exe = str(Path(sys.executable).parent / "ridgeline")
-    return subprocess.Popen(
-        [exe, "reports", "intake", str(path), "--batch", "50", "--db", db],
-        stdout=subprocess.PIPE,
-        stderr=subprocess.DEVNULL,
-        start_new_session=True,
+    return start(
+        ["reports", "intake", str(path), "--batch", "50", "--db", db], stderr=subprocess.DEVNULL
     )
 
 
@@ -48,8 +42,7 @@ def test_kill_9_mid_stream_loses_nothing_and_the_rerun_duplicates_nothing(
         assert row["status"] == "stored", row
         acknowledged[row["source"]] = row["report_id"]
         assert time.monotonic() < deadline
-    os.killpg(proc.pid, signal.SIGKILL)  # mid-stream: batches after this one never commit
-    proc.wait()
+    kill9(proc)  # mid-stream: batches after this one never commit
     proc.stdout.close()
 
     with store.session() as s:

@@ -8,7 +8,6 @@ import dataclasses
 import hashlib
 import json
 import os
-import signal
 import subprocess
 import sys
 import time
@@ -18,6 +17,7 @@ from pathlib import Path
 import pytest
 
 from cybertip_server import LocalCyberTip
+from kill9 import kill9, start
 from ridgeline.reports import documents as docs
 from ridgeline.reports import samples
 
@@ -190,21 +190,13 @@ def _kill_during(
 ) -> None:
     """Start `reports file`, wait until `path` is in flight at the server, kill -9."""
     fault = server.fail(path, "hang_after", nth)
-    proc = subprocess.Popen(
-        [RIDGELINE, "reports", "file", str(rid), "--endpoint", server.base],
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        start_new_session=True,
-    )
+    proc = start(["reports", "file", str(rid), "--endpoint", server.base], env=env)
     try:
         assert fault.hit.wait(60), proc.communicate(timeout=5)
         time.sleep(0.2)
     finally:
-        os.killpg(proc.pid, signal.SIGKILL)
-        proc.wait()
+        kill9(proc)
         fault.release.set()
-    assert proc.returncode == -signal.SIGKILL
 
 
 def test_kill_during_upload_resumes_without_filing_twice(

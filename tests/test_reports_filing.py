@@ -251,7 +251,13 @@ def test_finish_unanswered_stays_finishing(sqlite_store: Store, server: LocalCyb
     with pytest.raises(filing.FilingFailed, match="repeats /finish safely"):
         make_filer(sqlite_store, server).file(rid)
     assert state(sqlite_store, rid).state == "finishing"
+    with sqlite_store.session() as session:  # `reports show` says why it stopped
+        row = core.get_report(session, rid)
+        assert "repeats /finish safely" in (row.last_error or "")
+        assert [e.action for e in core.events(session, rid)][-1] == "stopped"
     assert make_filer(sqlite_store, server).file(rid).state == "finished"
+    with sqlite_store.session() as session:
+        assert core.get_report(session, rid).last_error is None
 
 
 def test_expired_report_needs_attention(sqlite_store: Store, server: LocalCyberTip) -> None:

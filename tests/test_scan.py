@@ -677,6 +677,25 @@ def test_resume_skip_keeps_sha256_for_later_copies(store: Store, tree: Path) -> 
         assert all(st.sha256 for st in s.scalars(select(ScanState)) if "zip" not in st.path)
 
 
+def test_resume_does_not_let_a_no_archives_run_stand_for_opening_the_archive(
+    store: Store, tree: Path
+) -> None:
+    """A `--no-archives` run hashed the zip as one file: a later resumed run that opens
+    archives still scans its members (the bad one matches), and the other way round."""
+    make_list(store)
+    flat, rows = run(store, [tree], resume=True, archives=False)
+    assert flat.files == 4 and not any("!" in r["path"] for r in rows)
+    opened, rows = run(store, [tree], resume=True)
+    members = [r for r in rows if "!" in r["path"] and not r.get("skipped")]
+    assert opened.skipped == 3 and len(members) == 3, rows  # plain files skipped, zip opened
+    assert any(r["matches"] for r in members if r["path"].endswith("deep/bad.bin"))
+    again, _ = run(store, [tree], resume=True)
+    assert again.files == 0 and again.skipped == 4  # now the same kind of run: all skipped
+    flat_again, rows = run(store, [tree], resume=True, archives=False)
+    assert flat_again.files == 1 and flat_again.skipped == 3
+    assert [Path(r["path"]).name for r in rows if not r.get("skipped")] == ["outer.zip"]
+
+
 def test_cli_scans_ls_and_show(tmp_path: Path, tree: Path) -> None:
     """Past runs and their per-file results, from the CLI (not only as tables in the db)."""
     db = str(tmp_path / "runs.db")

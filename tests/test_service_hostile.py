@@ -200,6 +200,90 @@ def test_a_slow_body_is_timed_out(server: tuple[Any, str, Path]) -> None:
     assert elapsed < 5, elapsed
 
 
+def _open_for(sock: socket.socket, dribble: bytes, limit: float) -> float:
+    """Seconds until the server closes `sock`, sending one byte of `dribble` every 0.3 s."""
+    began = time.monotonic()
+    sent = 0
+    while time.monotonic() - began < limit:
+        readable, _, _ = select.select([sock], [], [], 0.3)
+        if readable:
+            try:
+                if not sock.recv(65536):
+                    break
+            except ConnectionResetError:
+                break
+        elif sent < len(dribble):
+            try:
+                sock.sendall(dribble[sent : sent + 1])
+            except (BrokenPipeError, ConnectionResetError):
+                break
+            sent += 1
+    return time.monotonic() - began
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_slow_or_missing_headers_are_timed_out(
+    tmp_path: Path, serve_process: Callable[..., Any], workers: str
+) -> None:
+    """Slowloris in the header phase: a connection that sends nothing, or its headers a
+    byte at a time, or a second request slowly after a first answer, is closed at the
+    header deadline (1 s here); normal keep-alive requests are unaffected."""
+    db = str(tmp_path / "slow.db")
+    _key(db, "provider")
+    served = serve_process(
+        "serve", "--port", "{port}", "--db", db, "--workers", workers, "--header-timeout", "1"
+    )
+    head = b"GET /healthz HTTP/1.1\r\nHost: x\r\nX-Slow: " + b"a" * 200 + b"\r\n\r\n"
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        assert _open_for(sock, b"", 10) < 4
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        assert _open_for(sock, head, 10) < 4
+    with httpx.Client(base_url=served.base) as client:  # keep-alive: one connection
+        for _ in range(5):
+            assert client.get("/healthz").status_code == 200
+            time.sleep(0.5)
+    with socket.create_connection(("127.0.0.1", served.port), timeout=10) as sock:
+        sock.sendall(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+        first = sock.recv(65536)
+        assert first.startswith(b"HTTP/1.1 200"), first
+        assert _open_for(sock, head, 10) < 4
+
+
+def _raw(port: int, request: bytes) -> bytes:
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+        with contextlib.suppress(BrokenPipeError, ConnectionResetError):
+            sock.sendall(request)
+        data = b""
+        with contextlib.suppress(ConnectionResetError):
+            while chunk := sock.recv(65536):
+                data += chunk
+    return data
+
+
+def test_oversized_headers_get_431_and_deep_intake_json_a_400(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """llhttp buffers headers of any size (a 1 MB header was answered 200); past 64 KiB
+    of request line and headers the answer is 431. JSON nested 50k deep sent to intake
+    was a 500 (RecursionError), now a 400 like everywhere else."""
+    db = str(tmp_path / "big.db")
+    intake = _key(db, "intake")
+    served = serve_process("serve", "--port", "{port}", "--db", db)
+    head = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n"
+    for size, status in ((32 << 10, 200), (1 << 20, 431), (70 << 10, 431)):
+        answer = _raw(served.port, f"{head}X-Big: {'a' * size}\r\n\r\n".encode())
+        assert _status(answer) == status, (size, answer[:200])
+    many = "".join(f"X-H{i}: {'b' * 1000}\r\n" for i in range(100))
+    assert _status(_raw(served.port, f"{head}{many}\r\n".encode())) == 431
+    with httpx.Client(base_url=served.base) as c:
+        deep = b"[" * 50_000 + b"]" * 50_000
+        headers = {"X-API-Key": intake, "Content-Type": "application/json"}
+        for body in (deep, b'{"report": ' + deep + b"}"):
+            res = c.post("/v1/intake", content=body, headers=headers)
+            assert res.status_code in (400, 422), res.text
+            assert res.json().get("error", {}).get("code") or res.json()["status"] == "refused"
+
+
 def _cpu_seconds(pid: int) -> float:
     fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")

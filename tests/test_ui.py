@@ -42,6 +42,7 @@ from ridgeline.store import Store
 from ridgeline.ui.accounts import add_user
 from ridgeline.ui.app import PAGES
 from ridgeline.ui.web import PUBLIC, SESSION, UI_POLICY
+from ui_samples import seed_clearinghouse
 
 PASSWORD = "correct horse battery staple"
 BENIGN = [f"ridgeline ui benign file {i}\n".encode() for i in range(6)]
@@ -100,6 +101,7 @@ def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]
         audit_id = create_audit(s, hl, mode="full", auditors_per_item=1, seed=1, actor="t").id
     import_files(store, generate(seed=5, n=150).write(tmp / "victims"))
     store.close()
+    seed_clearinghouse(db)  # received reports, a case, triage, routing to Example Agency
     scan_dir = tmp / "scan"
     scan_dir.mkdir()
     (scan_dir / "match.txt").write_bytes(BENIGN[0])
@@ -134,6 +136,11 @@ def get_pages(site: Site, method: str = "GET") -> list[tuple[str, str]]:
         "{run_id:int}": str(site.run_id),
         "{hold_id:int}": "1",
         "{item_id:int}": "1",
+        # the first sample report: in case 1, made available to the LE key's agency,
+        # its file 0 viewed by the ESP (open to the agency)
+        "{report_id:int}": "1",
+        "{case_id:int}": "1",
+        "{position:int}": "0",
     }
     out = []
     for p in PAGES:
@@ -310,18 +317,25 @@ def test_lists_search_by_hash_and_by_file(
 
 
 def blind_review(page: Page, items: int, exception_first: bool) -> None:
-    """Answer every item of the blind audit page with the keyboard."""
+    """Answer every item of the blind audit page with the keyboard.
+
+    Each Enter submits the form and the next item arrives at the same URL, so the next
+    key press must wait for that page's load event: pressed earlier, it lands on the old
+    page or on the new one before its deferred ui.js has attached the shortcuts, and is
+    lost (the flake seen once in a full run). The page goto above has loaded already."""
     for n in range(items):
         expect(page.get_by_role("heading", level=1)).to_contain_text("blind review")
         assert "ui-test" not in page.content()  # blind: no source, status or verdicts
         if n == 0 and exception_first:
             page.keyboard.press("x")
+            expect(page.locator("#v-no")).to_be_checked()
             page.get_by_label("Exception reason").select_option("damaged-file")
             page.locator("body").focus()
         else:
             page.keyboard.press("v")
             expect(page.locator("#v-yes")).to_be_checked()
-        page.keyboard.press("Enter")
+        with page.expect_navigation(wait_until="load"):
+            page.keyboard.press("Enter")
     expect(page.locator("#audit-done")).to_be_visible()
 
 
@@ -396,10 +410,14 @@ def test_every_page_loads_on_postgresql(
             ctx = browser.new_context()
             try:
                 page = ctx.new_page()
-                login_with_key(page, pg.base, keys["admin"])
-                for path, _ in get_pages(pg):
-                    response = page.goto(pg.base + path)
-                    assert response is not None and response.status == 200, path
+                # admins use every page but the agency view, which law enforcement uses
+                for role in ("law-enforcement", "admin"):
+                    page.context.clear_cookies()
+                    login_with_key(page, pg.base, keys[role])
+                    for path, permission in get_pages(pg):
+                        if allowed(role, permission):
+                            response = page.goto(pg.base + path)
+                            assert response is not None and response.status == 200, path
                 page.goto(f"{pg.base}/ui/lists/ui-lists")
                 expect(page.locator("#releases")).to_contain_text(release_key)
                 page.goto(f"{pg.base}/ui/victims")
@@ -506,7 +524,9 @@ def review_flow(tmp_path: Path, browser: Browser, url: str | None) -> None:  # n
                 if n == 0:
                     screenshot(page, "review")
                     assert serious_violations(page) == []
-                    page.get_by_role("button", name="Unblur (logged)").click()
+                    # the keys below need the reloaded page's ui.js: wait for its load
+                    with page.expect_navigation(wait_until="load"):
+                        page.get_by_role("button", name="Unblur (logged)").click()
                     expect(page.get_by_text("Unblurred view: this was logged.")).to_be_visible()
                     expect(page.locator("#media")).to_have_js_property("complete", True)
                     media = page.request.get(f"{base}/ui/review/{entry_id}/media")
@@ -588,5 +608,56 @@ def test_review_break_is_enforced(tmp_path: Path, browser: Browser) -> None:  # 
             screenshot(page, "break")
             response = page.goto(f"{served.base}/ui/review")
             assert response is not None and response.status == 403
+        finally:
+            ctx.close()
+
+
+def test_scan_matches_quarantine_restore_and_flood_hold(
+    tmp_path: Path,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """A curator reads a scan's matches with their explanations, restores a quarantined
+    file, and releases a flood hold, in the browser."""
+    db = str(tmp_path / "ridgeline.db")
+    with Store.open(db).session() as s:
+        hl = L.create_list(s, "ui-scan", actor="test")
+        for b in BENIGN[:2]:
+            L.add_entry(s, hl, {"md5": hashlib.md5(b).hexdigest()}, source="ui-test", actor="t")
+        curator = create_key(s, "cur", "curator")[1]
+    one, many = tmp_path / "one", tmp_path / "many"
+    one.mkdir()
+    many.mkdir()
+    (one / "match.txt").write_bytes(BENIGN[0])
+    for n in range(3):
+        (many / f"copy{n}.txt").write_bytes(BENIGN[1])
+    quarantine = tmp_path / "quarantine"
+    ridgeline("scan", str(one), "--db", db, "--action", "quarantine",
+              "--quarantine-dir", str(quarantine))  # fmt: skip
+    assert not (one / "match.txt").exists()
+    ridgeline("scan", str(many), "--db", db, "--flood-max", "1")
+    args = ("serve", "--port", "{port}", "--db", db, "--no-access-log")
+    with running_server(*args) as served:
+        ctx = browser.new_context()
+        try:
+            page = ctx.new_page()
+            login_with_key(page, served.base, curator)
+            page.get_by_role("link", name="Scans", exact=True).click()
+            page.locator("table a").last.click()  # the first run
+            expect(page.get_by_role("table")).to_contain_text("on ui-scan: md5 distance 0")
+            page.get_by_role("link", name="Quarantine", exact=True).click()
+            row = page.locator("tbody tr").filter(has_text="match.txt")
+            with page.expect_navigation(wait_until="load"):
+                row.get_by_role("button", name="Restore").click()
+            expect(page.locator("tbody tr").filter(has_text="match.txt")).to_contain_text(
+                "restored"
+            )
+            assert (one / "match.txt").read_bytes() == BENIGN[0]
+            page.get_by_role("link", name="Flood holds", exact=True).click()
+            held = page.locator("tbody tr").filter(has_text="held")
+            expect(held).to_have_count(1)
+            with page.expect_navigation(wait_until="load"):
+                held.get_by_role("button", name="Release").click()
+            expect(page.locator("tbody tr")).to_contain_text("released_by: key:cur")
+            assert serious_violations(page) == []
         finally:
             ctx.close()

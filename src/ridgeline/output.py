@@ -56,6 +56,13 @@ def _cell(value: Any) -> str:
     return str(value)
 
 
+def _longest(name: str, texts: Sequence[str], tokens: bool = False) -> int:
+    """The longest line (or, with `tokens`, word) of a column, its header included."""
+    lines = [line for text in texts for line in text.split("\n")]
+    parts = [t for line in lines for t in line.split()] if tokens else lines
+    return max([len(name), *map(len, parts)])
+
+
 #: rich's space between two columns (padding on both sides and the separator).
 _GAP = 3
 
@@ -65,9 +72,7 @@ def _widths(cells: dict[str, list[str]], keep: Sequence[str], width: int) -> dic
     longest token), the others share what is left, narrow ones whole."""
 
     def longest(name: str, tokens: bool = False) -> int:
-        lines = [line for text in cells[name] for line in text.split("\n")]
-        parts = [t for line in lines for t in line.split()] if tokens else lines
-        return max([len(name), *map(len, parts)])
+        return _longest(name, cells[name], tokens)
 
     room = max(width - _GAP * (len(cells) - 1), len(cells))
     others = [c for c in cells if c not in keep]
@@ -101,7 +106,8 @@ def render_table(
     """An aligned text table that fits `width` (default: the terminal's) without cutting.
 
     Cells wrap, long tokens fold; the `keep` columns (the values users come for, such
-    as hashes) get room for their lines first, so they are folded last.
+    as hashes) get room for their lines first, so they are folded last (columns empty
+    in every row are left out when that keeps a `keep` column's words whole).
     """
     from rich import box
     from rich.console import Console
@@ -113,7 +119,16 @@ def render_table(
         return "(no results)"
     width = width or terminal_width()
     cells = {c: [_cell(r.get(c)) for r in rows] for c in cols}
-    widths = _widths(cells, [c for c in keep if c in cells], width)
+    kept = [c for c in keep if c in cells]
+    widths = _widths(cells, kept, width)
+    if rows and any(widths[c] < _longest(c, cells[c], tokens=True) for c in kept):
+        # A hash would fold: give it the room of columns empty in every row (`error`
+        # when nothing failed), so `hash` on an 80-column terminal keeps a PDQ whole.
+        empty = [c for c in cols if c not in kept and not any(cells[c])]
+        if empty:
+            cols = [c for c in cols if c not in empty]
+            cells = {c: cells[c] for c in cols}
+            widths = _widths(cells, kept, width)
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False, expand=False)
     for name in cols:
         table.add_column(name, overflow="fold", no_wrap=False, width=widths[name])

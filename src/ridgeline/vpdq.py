@@ -278,7 +278,7 @@ def hash_video(
         container = av.open(
             "file:" + os.path.abspath(p), mode="r", options={"protocol_whitelist": "file"}
         )
-    except (av.FFmpegError, OSError) as exc:
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:  # undecodable metadata
         raise BadInput(f"{shown}: not a readable video ({_av_reason(exc)})") from None
     try:
         if _is_still_image_format(container.format.name):
@@ -289,6 +289,8 @@ def hash_video(
         if not container.streams.video:
             raise BadInput(f"{shown}: no video stream")
         stream = container.streams.video[0]
+        if stream.codec_context is None:  # a stream FFmpeg has no decoder for
+            raise BadInput(f"{shown}: video stream without a decodable codec")
         stream.thread_type = "AUTO"
         width, height = stream.codec_context.width, stream.codec_context.height
         if width and height and width * height > pixel_limit:
@@ -308,7 +310,7 @@ def hash_video(
             container, stream, hash_rgb, shown, step, interval or 0.0, fps,
             frame_limit, duration_limit, pixel_limit,
         )  # fmt: skip
-    except (av.FFmpegError, OSError) as exc:
+    except (av.FFmpegError, OSError, UnicodeDecodeError) as exc:
         raise BadInput(f"{shown}: corrupt or truncated video ({_av_reason(exc)})") from None
     finally:
         container.close()

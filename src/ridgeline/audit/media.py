@@ -98,9 +98,38 @@ def view_item_media(
         session.add(ReviewView(reviewer=reviewer.name, entry_id=entry_id,
                                category=f"audit:{audit.id}", started_at=now, ended_at=now,
                                unblurred=wants_sharp))  # fmt: skip
+    auditlog.append(session, reviewer.name, "evidence.view", f"entry:{entry_id}",
+                    {"blob_id": blob.id, "unblurred": wants_sharp, "colour": colour,
+                     "via": f"audit:{audit.id}", "at": isoformat(now)})  # fmt: skip
     if wants_sharp:
         auditlog.append(session, reviewer.name, "audit.unblur", f"audit:{audit.id}",
                         {"entry_id": entry_id, "colour": colour, "blob_id": blob.id,
                          "reason": reason, "at": isoformat(now)})  # fmt: skip
     session.flush()
     return AuditMedia(entry_id, image, wants_sharp, False)
+
+
+def media_views(session: Session, audit: Audit) -> set[tuple[str, int]]:
+    """(auditor, entry_id) for every audit item whose media that auditor was shown.
+
+    A verdict without a view was judged from hashes alone: the report counts those
+    (`media` in `audit_report`) so a "verified" share says what it rests on.
+    """
+    rows = session.execute(
+        select(ReviewView.reviewer, ReviewView.entry_id).where(
+            ReviewView.category == f"audit:{audit.id}"
+        )
+    )
+    return {(str(reviewer), int(entry_id)) for reviewer, entry_id in rows}
+
+
+def viewed_media(session: Session, audit: Audit, auditor: str, entry_id: int) -> bool:
+    """Whether `auditor` was shown this audit item's media (`view_item_media`)."""
+    seen = session.scalar(
+        select(ReviewView.id).where(
+            ReviewView.reviewer == auditor.strip(),
+            ReviewView.entry_id == entry_id,
+            ReviewView.category == f"audit:{audit.id}",
+        )
+    )
+    return seen is not None

@@ -16,6 +16,7 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline.audit.core import REASONS, item_outcomes
+from ridgeline.audit.media import media_views
 from ridgeline.audit.models import Audit
 from ridgeline.audit.stats import clopper_pearson_interval, cohens_kappa, wilson_interval
 from ridgeline.lists.models import Entry, HashList
@@ -72,6 +73,13 @@ def audit_report(session: Session, audit: Audit) -> dict[str, Any]:
             first.append("verified" if r["verdicts"][0]["verified"] else "exception")
             second.append("verified" if r["verdicts"][1]["verified"] else "exception")
     agree = sum(1 for a, b in zip(first, second, strict=True) if a == b)
+    views = media_views(session, audit)
+    judged = [(v, r["entry_id"]) for r in rows for v in r["verdicts"]]
+    # damaged-file is what a view finds when no evidence exists: it needs no view.
+    blind = [
+        v for v, entry_id in judged
+        if (v["auditor"], entry_id) not in views and v["reason"] != "damaged-file"
+    ]  # fmt: skip
     exceptions = {reason: 0 for reason in REASONS}
     for r in complete:
         if r["outcome"] == "exception":
@@ -101,6 +109,11 @@ def audit_report(session: Session, audit: Audit) -> dict[str, Any]:
         "verified": {
             "confidence": audit.confidence,
             **_share(verified, len(complete), audit.confidence),
+        },
+        "media": {
+            "verdicts_after_viewing": len(judged) - len(blind),
+            "verdicts_from_hashes_alone": len(blind),
+            "verified_from_hashes_alone": sum(1 for v in blind if v["verified"]),
         },
         "agreement": {
             "pairs": len(first),
@@ -185,6 +198,11 @@ def report_html(report: dict[str, Any]) -> str:
             ["Cohen's kappa", "undefined" if k["kappa"] is None else f"{k['kappa']:.3f}"],
             ["Observed agreement", _pct(k["observed"])],
             ["Disagreements", report["disagreements"]],
+            [
+                "Verdicts from hashes alone (media not viewed)",
+                f"{report['media']['verdicts_from_hashes_alone']}"
+                f" ({report['media']['verified_from_hashes_alone']} verified)",
+            ],
         ],
     )
     exceptions = _table(

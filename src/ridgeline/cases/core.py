@@ -19,6 +19,7 @@ from sqlalchemy import func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
+from ridgeline.cases.linking import LinkConfig
 from ridgeline.cases.models import (
     Case,
     CaseEvent,
@@ -392,9 +393,7 @@ def show(session: Session, case_id: int) -> CaseDetail:
             {
                 **f,
                 "reports": sorted(f["reports"]),
-                "bundled": any(
-                    b["kind"] == f["kind"] and b["value"] == f["value"] for b in bundles
-                ),
+                "bundled": any(_bundles_file(b, f) for b in bundles),
             }
             for f in files.values()
         ),
@@ -405,6 +404,22 @@ def show(session: Session, case_id: int) -> CaseDetail:
         ),
         decisions=tuple(decisions),
     )
+
+
+def _bundles_file(bundle: dict[str, Any], file: dict[str, Any]) -> bool:
+    """A bundle holds the file: the same hash, or for PDQ a near copy (a near-viral
+    picture's bundle is keyed by one of its copies)."""
+    if bundle["kind"] != file["kind"]:
+        return False
+    if bundle["value"] == file["value"]:
+        return True
+    if file["kind"] != "pdq":
+        return False
+    try:
+        apart = (int(bundle["value"], 16) ^ int(file["value"], 16)).bit_count()
+    except ValueError:
+        return False
+    return apart <= LinkConfig().pdq_threshold
 
 
 # ---------------------------------------------------------------- decisions

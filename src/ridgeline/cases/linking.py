@@ -232,6 +232,15 @@ class PdqNeighbours:
         return out
 
 
+@dataclass(frozen=True, slots=True)
+class _NearPdq:
+    """A batch's PDQ search: stored hits per query, in-batch hits, near-viral queries."""
+
+    found: list[list[tuple[int, str]]]
+    batch_hits: Any
+    viral: set[int]
+
+
 def _key(i: Identifier) -> tuple[str, str | None, str]:
     return (i.kind, i.qualifier, i.value)
 
@@ -337,6 +346,10 @@ class Linker:
                             ReportIdentifier.role == "file",
                         )
                         .group_by(ReportIdentifier.value)
+                        # Only files over the threshold matter: almost every value is
+                        # in one report, and returning those rows costs more than the
+                        # count.
+                        .having(func.count(func.distinct(ri_report)) > self.config.viral_threshold)
                     )  # fmt: skip
                     for value, n in session.execute(q):
                         counts[(kind, value)] = int(n)
@@ -404,6 +417,130 @@ class Linker:
         session.execute(delete(CaseLink).where(CaseLink.id.in_([r.id for r in rows])))
         resplit(session, sorted(case_ids))
 
+    # ------------------------------------------------------------ near-viral pictures
+
+    def _near_pdq(
+        self,
+        session: Session,
+        pdqs: Sequence[tuple[int, str]],
+        batch_ids: set[int],
+        result: LinkResult,
+    ) -> _NearPdq:
+        """Search the batch's PDQ hashes against stored files and each other; a picture
+        whose near copies are in more than the viral threshold of reports (earlier ones
+        and this batch's) is viral like an exact file: its reports are bundled, the PDQ
+        links its near copies made while it was rare are removed and their cases
+        re-split (`_pdq_viral`)."""
+        cfg = self.config
+        self.pdq.refresh(session, exclude=batch_ids)
+        found = self.pdq.search([v for _, v in pdqs], cfg.pdq_threshold)
+        batch_hashes = HammingIndex(hex_to_rows([v for _, v in pdqs]))
+        bhits = batch_hashes.search(batch_hashes.rows(), cfg.pdq_threshold, method="scan")
+        in_batch: dict[int, set[int]] = defaultdict(set)
+        near_values: dict[int, set[str]] = defaultdict(set)
+        for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
+            if pdqs[q][0] != pdqs[r][0]:
+                in_batch[q].add(pdqs[r][0])
+                near_values[q].add(pdqs[r][1])
+        viral = {
+            q
+            for q in range(len(pdqs))
+            if len({r for r, _ in found[q]} | in_batch[q]) >= cfg.viral_threshold
+        }
+        if viral:
+            groups = [
+                (
+                    pdqs[q][1],
+                    {pdqs[q][0]} | in_batch[q] | {r for r, _ in found[q]},
+                    {pdqs[q][1]} | near_values[q] | {v for _, v in found[q]},
+                )
+                for q in sorted(viral)
+            ]
+            self._pdq_viral(session, groups, result)
+        return _NearPdq(found, bhits, viral)
+
+    def _pdq_viral(
+        self,
+        session: Session,
+        groups: Sequence[tuple[str, set[int], set[str]]],
+        result: LinkResult,
+    ) -> None:
+        """Bundle each near-viral picture's reports (under a PDQ bundle within the
+        threshold, else a new one keyed by the hash that tipped it over), remove the PDQ
+        links made by any of its near copies and re-split the cases they held."""
+        cfg = self.config
+        bundles: list[tuple[int, str]] = [
+            (int(b), str(v))
+            for b, v in session.execute(
+                select(FileBundle.id, FileBundle.value)
+                .where(FileBundle.kind == "pdq")
+                .order_by(FileBundle.id)
+            )
+        ]
+        members: dict[int, set[int]] = {}
+        for value, reports, values in groups:
+            bid: int | None = None
+            if bundles:
+                index = HammingIndex(hex_to_rows([v for _, v in bundles]))
+                hits = index.search(hex_to_rows([value]), cfg.pdq_threshold, method="scan")
+                rows = sorted(set(hits.row.tolist()))
+                if rows:
+                    bid = int(bundles[rows[0]][0])
+            if bid is None:
+                bid = session.execute(
+                    insert(FileBundle)
+                    .values(kind="pdq", value=value, report_count=0, created_at=utcnow())
+                    .returning(FileBundle.id)
+                ).scalar_one()
+                bundles.append((bid, value))
+                result.viral.append(("pdq", value))
+            if bid not in members:
+                members[bid] = set(
+                    session.execute(
+                        select(FileBundleReport.report_id).where(FileBundleReport.bundle_id == bid)
+                    ).scalars()
+                )
+            fresh = sorted(reports - members[bid])
+            members[bid].update(fresh)
+            insert_rows(
+                session,
+                FileBundleReport.__table__,  # type: ignore[arg-type]
+                ("bundle_id", "report_id"),
+                [(bid, r) for r in fresh],
+            )
+            session.execute(
+                update(FileBundle)
+                .where(FileBundle.id == bid)
+                .values(report_count=FileBundle.report_count + len(fresh))
+            )
+            self._unlink_many(session, "pdq", sorted(values))
+
+    def _unlink_many(self, session: Session, kind: str, values: Sequence[str]) -> None:
+        """Remove the links these values made and re-split the cases they held."""
+        rows: list[Any] = []
+        for start in range(0, len(values), CHUNK):
+            rows += session.execute(
+                select(CaseLink.id, CaseLink.report_a, CaseLink.report_b).where(
+                    CaseLink.kind == kind, CaseLink.value.in_(values[start : start + CHUNK])
+                )
+            ).all()
+        if not rows:
+            return
+        reports = sorted({r.report_a for r in rows} | {r.report_b for r in rows})
+        case_ids: set[int] = set()
+        for start in range(0, len(reports), CHUNK):
+            case_ids.update(
+                session.execute(
+                    select(CaseReport.case_id).where(
+                        CaseReport.report_id.in_(reports[start : start + CHUNK])
+                    )
+                ).scalars()
+            )
+        ids = [r.id for r in rows]
+        for start in range(0, len(ids), CHUNK):
+            session.execute(delete(CaseLink).where(CaseLink.id.in_(ids[start : start + CHUNK])))
+        resplit(session, sorted(case_ids))
+
     # ------------------------------------------------------------ linking
 
     def link(
@@ -425,6 +562,13 @@ class Linker:
             session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": LINK_LOCK})
         batch_ids = {rid for rid, _ in new}
         viral = self._viral(session, new, result)
+        pdqs = [
+            (rid, i.value)
+            for rid, idents in new
+            for i in idents
+            if i.kind == "pdq" and linkable(i) and ("pdq", i.value) not in viral
+        ]
+        near = self._near_pdq(session, pdqs, batch_ids, result) if pdqs else None
         apart = separations(session)
         uf = _UnionFind()
         for rid, _ in new:
@@ -443,14 +587,13 @@ class Linker:
         # Exact identifiers: within the batch (chained in order) and against stored cases.
         exact: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
         ips: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
-        pdqs: list[tuple[int, str]] = []
         for rid, keep in usable:
             for i in keep:
                 if i.kind == "ip":
                     assert i.event_at is not None
                     ips[i.value].append((i.event_at, rid))
                 elif i.kind == "pdq":
-                    pdqs.append((rid, i.value))
+                    continue  # searched above (`_near_pdq`)
                 else:
                     lst = exact[_key(i)]
                     if not lst or lst[-1] != rid:
@@ -500,9 +643,8 @@ class Linker:
                         )
 
         # PDQ: within the threshold of a stored file or of another file in the batch.
-        if pdqs:
-            self.pdq.refresh(session, exclude=batch_ids)
-            found = self.pdq.search([v for _, v in pdqs], cfg.pdq_threshold)
+        if near is not None:
+            found, bhits, near_viral = near.found, near.batch_hits, near.viral
             stored_reports = sorted({r for hits in found for r, _ in hits})
             case_of_stored: dict[int, int] = {}
             for start in range(0, len(stored_reports), CHUNK):
@@ -513,19 +655,6 @@ class Linker:
                         )
                     ).all()
                 )
-            batch_hashes = HammingIndex(hex_to_rows([v for _, v in pdqs]))
-            bhits = batch_hashes.search(batch_hashes.rows(), cfg.pdq_threshold, method="scan")
-            in_batch: dict[int, set[int]] = defaultdict(set)
-            for q, r in zip(bhits.query.tolist(), bhits.row.tolist(), strict=True):
-                if pdqs[q][0] != pdqs[r][0]:
-                    in_batch[q].add(pdqs[r][0])
-            # A picture whose near copies are in more than the viral threshold of reports
-            # (earlier ones and this batch's) links nothing, like an exact viral file.
-            near_viral = {
-                q
-                for q in range(len(pdqs))
-                if len({r for r, _ in found[q]} | in_batch[q]) >= cfg.viral_threshold
-            }
             for q, ((rid, value), hits) in enumerate(zip(pdqs, found, strict=True)):
                 if q in near_viral:
                     continue

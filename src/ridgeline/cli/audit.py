@@ -189,12 +189,22 @@ def submit(
             reason=reason,
             note=note,
         )
+        from ridgeline.audit.media import viewed_media
+
+        viewed = viewed_media(session, A.get_audit(session, audit_id), auditor, entry_id)
+        if not viewed and row.reason != "damaged-file":
+            click.echo(
+                f"Warning: {auditor} did not view entry {entry_id}'s media (audit next "
+                "--media-out): the report counts this verdict as judged from hashes alone",
+                err=True,
+            )
         write_one(
             {
                 "audit": audit_id,
                 "entry_id": entry_id,
                 "verified": row.verified,
                 "reason": row.reason,
+                "viewed_media": viewed,
             },
             fmt,
         )

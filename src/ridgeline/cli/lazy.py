@@ -63,16 +63,23 @@ def _shorten(text: str, limit: int) -> str:
     return cut.rstrip(" .,;:") + "..."
 
 
+class _LazyModule(ModuleType):
+    """Stands in for a module until one of its attributes is used, then imports it.
+
+    Not importlib's LazyLoader: that puts a half-made package in `sys.modules`, and a
+    later `from PACKAGE.sub import X` then runs `PACKAGE.sub` twice (SQLAlchemy refused
+    the second copy of every table: `ridgeline lists show` failed in a fresh process).
+    Nothing is put in `sys.modules` here, so ordinary imports stay ordinary.
+    """
+
+    def __getattr__(self, attribute: str) -> Any:
+        return getattr(importlib.import_module(self.__name__), attribute)
+
+
 def lazy_module(name: str) -> ModuleType:
-    """`name`, imported when one of its attributes is first used (importlib's LazyLoader)."""
+    """`name`, imported when one of its attributes is first used."""
     if name in sys.modules:
         return sys.modules[name]
-    spec = importlib.util.find_spec(name)
-    if spec is None or spec.loader is None:
+    if importlib.util.find_spec(name) is None:
         raise ImportError(f"no module named {name!r}")
-    loader = importlib.util.LazyLoader(spec.loader)
-    spec.loader = loader
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[name] = module
-    loader.exec_module(module)
-    return module
+    return _LazyModule(name)

@@ -335,31 +335,66 @@ def validate(
 
 @reports.command("export")
 @click.argument("report_id", type=int)
-@click.option("--out", "out_dir", default=None, help="Write report.xml and fileDetails-N.xml here.")
+@click.option(
+    "--out",
+    "out_dir",
+    default=None,
+    help="Write a package here: report.xml, fileDetails-N.xml and a manifest.json of hashes.",
+)
+@click.option(
+    "--sign-key",
+    type=click.Path(dir_okay=False),
+    default=None,
+    envvar="RIDGELINE_SIGNING_KEY_FILE",
+    help="Ed25519 private key (PEM, `lists keygen`) that signs the manifest "
+    "(env RIDGELINE_SIGNING_KEY_FILE).",
+)
+@click.option("--media", is_flag=True, help="Also put the decrypted files in the package.")
+@key_file_option
 @click.option(
     "--file", "file_position", type=int, default=None, help="Print this file's fileDetails."
 )
+@actor_option
 @db_option
 @handle_errors
-def export(report_id: int, out_dir: str | None, file_position: int | None, db: str | None) -> None:
-    """The XML exactly as it is (or would be) sent; ids not known yet stay placeholders."""
+def export(
+    report_id: int,
+    out_dir: str | None,
+    sign_key: str | None,
+    media: bool,
+    key_file: str | None,
+    file_position: int | None,
+    actor: str | None,
+    db: str | None,
+) -> None:
+    """The XML exactly as it is (or would be) sent; ids not known yet stay placeholders.
+
+    With --out, a package whose manifest lists every file's sha256, each reported file's
+    recorded hashes and the report's log records, signed with --sign-key; check it with
+    `ridgeline log verify-package`."""
     from ridgeline.reports import core
     from ridgeline.reports import documents as docs
 
     store = open_store(db)
+    if out_dir:
+        from ridgeline import custody, releases
+        from ridgeline.evidence import EvidenceKey
+
+        key = releases.load_private_key(sign_key) if sign_key else None
+        media_key = EvidenceKey.load(key_file) if media else None
+        body = custody.export_report(
+            store, report_id, out_dir, key, media_key=media_key, actor=actor
+        )
+        if key is None:
+            click.echo("Warning: the manifest is not signed (no --sign-key)", err=True)
+        click.echo(f"{len(body['files'])} files and manifest.json in {out_dir}", err=True)
+        return
     with store.session() as session:
         row = core.get_report(session, report_id)
         report_xml = docs.report_to_xml(core.report_of(row))
         details = {
             f.position: core.file_details_xml(row, f) for f in row.files if f.details is not None
         }
-    if out_dir:
-        target = Path(out_dir)
-        target.mkdir(parents=True, exist_ok=True)
-        (target / "report.xml").write_bytes(report_xml)
-        for position, data in details.items():
-            (target / f"fileDetails-{position}.xml").write_bytes(data)
-        return
     if file_position is not None:
         if file_position not in details:
             raise BadInput(f"report {report_id} has no fileDetails for file {file_position}")

@@ -291,17 +291,19 @@ def _table_row(row: dict[str, Any]) -> dict[str, Any]:
 @click.command("actions")
 @click.argument("name")
 @click.option("--set", "new", default=None, help="Comma-separated actions: flag,quarantine,report.")
+@actor_option()
 @db_option
 @format_option
 @handle_errors
-def list_actions(name: str, new: str | None, db: str | None, fmt: str | None) -> None:
+def list_actions(name: str, new: str | None, actor: str, db: str | None, fmt: str | None) -> None:
     """Show (or --set) the actions matches on list NAME fire during scans."""
     from ridgeline.scan.actions import get_list_actions, set_list_actions
 
     store = open_store(db)
     with store.session() as session:
         if new is not None:
-            actions = set_list_actions(session, name, [a for a in new.split(",") if a.strip()])
+            wanted = [a for a in new.split(",") if a.strip()]
+            actions = set_list_actions(session, name, wanted, actor=actor)
         else:
             actions = get_list_actions(session, name)
     write_one({"list": name, "actions": actions}, fmt)

@@ -42,6 +42,14 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     help="Seconds a request body may take to arrive (slow clients get 408).",
 )
 @click.option(
+    "--header-timeout",
+    "header_timeout_s",
+    default=10.0,
+    show_default=True,
+    type=float,
+    help="Seconds a client has to send a request's headers (slowloris: closed after).",
+)
+@click.option(
     "--evidence-key-file",
     default=None,
     help="Evidence key (AES-256-GCM): review and audit media, files of report drafts.",
@@ -115,6 +123,21 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     type=int,
     help="Files one submitter may send in 24 hours (submissions: 10).",
 )
+@click.option(
+    "--anchor-file",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="Append the tamper-evident log's head to this file (one JSON line) at start and "
+    "every --anchor-every seconds while it changes; keep it where the database's owners "
+    "cannot rewrite it.",
+)
+@click.option(
+    "--anchor-every",
+    default=3600.0,
+    show_default=True,
+    type=click.FloatRange(min=0.1),
+    help="Seconds between log-head anchors (with --anchor-file).",
+)
 @db_option
 @handle_errors
 def serve(
@@ -126,6 +149,7 @@ def serve(
     max_pixels: int,
     timeout_s: float,
     body_timeout_s: float,
+    header_timeout_s: float,
     rate_limit: float,
     fetch_hosts: tuple[str, ...],
     evidence_key_file: str | None,
@@ -141,6 +165,8 @@ def serve(
     self_submit_rate: float,
     self_submit_max_items: int,
     self_submit_daily_items: int,
+    anchor_file: str | None,
+    anchor_every: float,
     db: str | None,
 ) -> None:
     """Serve the HTTP API (OpenAPI at /openapi.json). Keys: `ridgeline keys create`."""
@@ -178,10 +204,25 @@ def serve(
         selfsubmit_secret=secrets.token_hex(32),
     )
     os.environ[ENV_CONFIG] = config.to_env()
-    options = ServeOptions(host=host, port=port, workers=workers, log_level=log_level)
+    options = ServeOptions(
+        host=host, port=port, workers=workers, log_level=log_level,
+        header_timeout_s=header_timeout_s,
+    )  # fmt: skip
     if ui:
         options = replace(options, app=UI_APP)
     check_port(options)  # "port in use" before any line that says we listen
     ui_note = f", UI on http://{host}:{port}/ui/" if ui else ""
     click.echo(f"ridgeline API on http://{host}:{port}{ui_note} ({workers} worker(s))", err=True)
-    run_workers(options)
+    if not anchor_file:
+        run_workers(options)
+        return
+    from ridgeline.custody import Anchorer
+
+    anchor_store = Store(url, create=False)
+    anchorer = Anchorer(anchor_store, anchor_file, anchor_every)
+    anchorer.start()  # in the supervisor only: one writer, whatever the worker count
+    try:
+        run_workers(options)
+    finally:
+        anchorer.stop()
+        anchor_store.close()

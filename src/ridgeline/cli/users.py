@@ -17,17 +17,24 @@ def users() -> None:
 @users.command("add")
 @click.argument("name")
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the user may do.")
+@click.option(
+    "--agency",
+    default=None,
+    help="The agency a law-enforcement user acts for (they see only its reports).",
+)
 @click.password_option(help="At least 12 characters (prompted for when not given).")
 @db_option
 @format_option
 @handle_errors
-def users_add(name: str, role: str, password: str, db: str | None, fmt: str | None) -> None:
+def users_add(
+    name: str, role: str, agency: str | None, password: str, db: str | None, fmt: str | None
+) -> None:
     """Add user NAME (the name is also their reviewer / auditor identity)."""
     from ridgeline.ui.accounts import add_user
 
     store = open_store(db)
     with store.session() as session:
-        row = add_user(session, name, role, password).to_json()
+        row = add_user(session, name, role, password, agency=agency).to_json()
     write_one(row, fmt)
 
 
@@ -42,7 +49,7 @@ def users_ls(db: str | None, fmt: str | None) -> None:
     store = open_store(db)
     with store.session() as session:
         rows = [u.to_json() for u in list_users(session)]
-    with Writer(fmt, columns=["id", "name", "role", "created_at", "disabled_at"]) as out:
+    with Writer(fmt, columns=["id", "name", "role", "agency", "created_at", "disabled_at"]) as out:
         out.write_all(rows)
 
 

@@ -6,7 +6,13 @@ import time
 
 import click
 
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import (
+    actor_option,
+    db_option,
+    format_option,
+    handle_errors,
+    open_store,
+)
 from ridgeline.output import Writer, write_one
 
 
@@ -46,16 +52,17 @@ def ls(status: str | None, db: str | None, fmt: str | None) -> None:
 @webhooks.command("add")
 @click.argument("list_name")
 @click.argument("url")
+@actor_option()
 @db_option
 @format_option
 @handle_errors
-def add(list_name: str, url: str, db: str | None, fmt: str | None) -> None:
+def add(list_name: str, url: str, actor: str, db: str | None, fmt: str | None) -> None:
     """Push every match on LIST_NAME to URL; prints the signing secret once."""
     from ridgeline import webhooks as W
 
     store = open_store(db)
     with store.session() as session:
-        hook, secret = W.add_webhook(session, list_name, url)
+        hook, secret = W.add_webhook(session, list_name, url, actor=actor)
         write_one({**W.webhook_to_json(hook, list_name), "secret": secret}, fmt)
     click.echo("Keep the secret: it is not shown again.", err=True)
 

@@ -51,7 +51,7 @@ def _refuse_declarations(data: bytes, what: str) -> None:
         ) from None
     except expat.ExpatError:
         return  # malformed: the real parser below reports where
-    except ValueError as exc:  # an encoding expat cannot read (UTF-32)
+    except (ValueError, LookupError) as exc:  # an encoding expat cannot read (UTF-32, "UTF-6")
         raise BadInput(f"{what}: {exc}") from None
 
 
@@ -72,6 +72,8 @@ def parse_xml(data: bytes, what: str) -> ET.Element:
     except ET.ParseError as exc:
         line, column = exc.position
         raise BadInput(f"{what}: malformed XML at line {line}, column {column + 1}") from None
+    except (ValueError, LookupError) as exc:
+        raise BadInput(f"{what}: {exc}") from None
     for element in root.iter():
         if isinstance(element.tag, str) and "}" in element.tag:
             element.tag = element.tag.split("}", 1)[1]

@@ -102,7 +102,12 @@ def _record(obj: Any, position: str) -> ExchangeRecord:
     if ts is not None:
         if isinstance(ts, bool) or not isinstance(ts, int | float):
             raise BadInput(f"lastModtimestamp must be Unix seconds, not {json.dumps(ts)}")
-        timestamp = dt.datetime.fromtimestamp(ts, dt.UTC)
+        try:
+            timestamp = dt.datetime.fromtimestamp(ts, dt.UTC)
+        except (ValueError, OverflowError, OSError):  # NaN, or beyond year 1..9999
+            raise BadInput(
+                f"lastModtimestamp {json.dumps(ts)} is not a representable time"
+            ) from None
     extra: dict[str, Any] = {"hashStatus": status}
     for key in ("caseNumbers", "CSPFeedbacks"):
         if obj.get(key):

@@ -13,7 +13,9 @@ Every section is described in the header by name, offset, nbytes, dtype, shape a
 checksum (16 hex digits): RLC64 of its bytes when it is at most 64 MiB, otherwise RLC64
 (seeded with nbytes) of the little-endian uint64 RLC64s of its 64 MiB chunks, so all
 cores verify a big file at once. Files are written to a temporary name, fsync'd and
-renamed into place, so readers see either the old or the new file. Opening maps the
+renamed into place, so readers see either the old or the new file (a writer killed
+before the rename leaves a temporary named with its pid, removed by the next write).
+Opening maps the
 file read-only (processes share the pages) and checks magic, version, header checksum,
 file size and every section checksum; any mismatch raises `CorruptIndex` and the
 caller rebuilds. No pickle anywhere.
@@ -34,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from ridgeline import crashpoint
 from ridgeline.errors import RidgelineError
 from ridgeline.index import _kernels
 
@@ -80,6 +83,27 @@ def _align(n: int) -> int:
     return (n + ALIGN - 1) // ALIGN * ALIGN
 
 
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # pragma: no cover - another user's live process
+        return True
+    return True
+
+
+def _remove_stale_temps(path: Path) -> None:
+    """Delete temporary files left by writers that died (kill -9) before the rename.
+
+    A temporary name carries its writer's pid; a live writer's file is left alone.
+    """
+    for tmp in path.parent.glob(path.name + ".*.tmp"):
+        pid = tmp.name[len(path.name) + 1 :].split(".", 1)[0]
+        if pid.isdigit() and not _pid_alive(int(pid)):
+            tmp.unlink(missing_ok=True)
+
+
 def write_index_file(
     path: Path, header: Mapping[str, Any], sections: Mapping[str, np.ndarray]
 ) -> int:
@@ -121,7 +145,8 @@ def write_index_file(
     text = json.dumps(meta, sort_keys=True).encode()
     if _PREFIX.size + len(text) > data_start:  # pragma: no cover - layout loop above
         raise RuntimeError("index header outgrew its space")
-    fd, tmp = tempfile.mkstemp(prefix=path.name + ".", suffix=".tmp", dir=path.parent)
+    _remove_stale_temps(path)
+    fd, tmp = tempfile.mkstemp(prefix=f"{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as fh:
             fh.write(_PREFIX.pack(MAGIC, FORMAT_VERSION, len(text), _kernels.checksum(text)))
@@ -132,7 +157,9 @@ def write_index_file(
             fh.truncate(offset)
             fh.flush()
             os.fsync(fh.fileno())
+        crashpoint.reached("index.write.renaming")
         os.replace(tmp, path)
+        crashpoint.reached("index.write.renamed")
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise

@@ -12,9 +12,11 @@ from ridgeline.intake.core import (
     report_view,
 )
 from ridgeline.intake.sources import Incoming, from_paths, submission
+from ridgeline.intake.writer import GroupWriter
 
 __all__ = [
     "Accepted",
+    "GroupWriter",
     "Incoming",
     "IntakeConfig",
     "Outcome",

@@ -22,6 +22,7 @@ from typing import Any, Literal
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ridgeline import auditlog
 from ridgeline.cases.linking import LinkConfig, Linker, PdqNeighbours
 from ridgeline.cases.models import CaseReport
 from ridgeline.errors import BadInput
@@ -270,9 +271,11 @@ class ReceivedView:
         return out
 
 
-def report_view(session: Session, report_id: int) -> ReceivedView:
-    """Everything stored about one received report."""
+def report_view(session: Session, report_id: int, actor: str | None = None) -> ReceivedView:
+    """Everything stored about one received report; the read is logged (`received.read`,
+    by `actor`, default the OS user)."""
     row = received.get(session, report_id)
+    auditlog.append(session, actor, "received.read", f"received:{report_id}")
     case_id = session.execute(
         select(CaseReport.case_id).where(CaseReport.report_id == report_id)
     ).scalar_one_or_none()

@@ -9,13 +9,16 @@ and never extracted; unsafe names and nested archives are refused with a reason.
 
 from __future__ import annotations
 
+import lzma
 import os
 import re
 import zipfile
+import zlib
 from collections import defaultdict
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
+from typing import IO
 
 from ridgeline.errors import BadInput, TooLarge
 
@@ -24,6 +27,10 @@ MAX_DOCUMENT_BYTES = 16 << 20
 #: A zip may not expand to more than this in total.
 MAX_ZIP_BYTES = 4 << 30
 SUFFIXES = {".xml": "xml", ".json": "json", ".jsonl": "json", ".ndjson": "json"}
+#: What reading a damaged zip member raises besides `BadZipFile` (bad deflate data,
+#: a cut stream, a password, an unsupported method, bad LZMA data).
+UNREADABLE_MEMBER = (zipfile.BadZipFile, zlib.error, EOFError, RuntimeError,
+                     NotImplementedError, lzma.LZMAError, ValueError)  # fmt: skip
 _DECL = re.compile(rb"^\s*<\?xml[^>]*\?>", re.DOTALL)
 _DETAILS_NAME = re.compile(r"^fileDetails[-_.]?(\d+)?\.xml$", re.IGNORECASE)
 
@@ -68,6 +75,23 @@ def _lines(source: str, data: bytes) -> Iterator[Incoming]:
             yield Incoming(f"{source}:{n}", line.strip(), "json")
 
 
+def _stream_lines(source: str, fh: IO[bytes]) -> Iterator[Incoming]:
+    """JSON lines read one at a time (a file or a zip member of any size stays out of
+    memory); a line longer than a report can be ends the stream with a refusal."""
+    n = 0
+    while True:
+        line = fh.readline(MAX_DOCUMENT_BYTES + 1)
+        if not line:
+            return
+        n += 1
+        if len(line) > MAX_DOCUMENT_BYTES:
+            why = f"line {n} is longer than a report can be; the rest is not read"
+            yield Incoming(f"{source}:{n}", b"", "json", error=why)
+            return
+        if line.strip():
+            yield Incoming(f"{source}:{n}", line.strip(), "json")
+
+
 def _read_file(path: Path) -> bytes:
     size = path.stat().st_size
     if size > MAX_DOCUMENT_BYTES and path.suffix.lower() not in (".jsonl", ".ndjson"):
@@ -80,15 +104,19 @@ def _file(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
     if suffix == ".zip":
         yield from _zip(path, fmt, display)
         return
+    if suffix in (".jsonl", ".ndjson"):
+        try:
+            with path.open("rb") as fh:
+                yield from _stream_lines(display, fh)
+        except OSError as exc:
+            yield Incoming(display, b"", fmt, error=f"cannot read it: {exc}")
+        return
     try:
         data = _read_file(path)
     except (OSError, TooLarge) as exc:
         yield Incoming(display, b"", fmt, error=f"cannot read it: {exc}")
         return
-    if suffix in (".jsonl", ".ndjson"):
-        yield from _lines(display, data)
-    else:
-        yield Incoming(display, data, fmt or SUFFIXES.get(suffix))
+    yield Incoming(display, data, fmt or SUFFIXES.get(suffix))
 
 
 def _folder_report(folder: Path, display: str) -> Incoming:
@@ -124,7 +152,8 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
         yield Incoming(display, b"", fmt, error=f"not a readable zip: {exc}")
         return
     with zf:
-        infos = [i for i in zf.infolist() if not i.is_dir()]
+        # not ZipInfo.is_dir(): it raises IndexError on an empty member name
+        infos = [i for i in zf.infolist() if not i.filename.endswith("/")]
         total = 0
         groups: dict[str, dict[str, zipfile.ZipInfo]] = defaultdict(dict)
         singles: list[zipfile.ZipInfo] = []
@@ -138,13 +167,16 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
         def read(info: zipfile.ZipInfo) -> bytes:
             nonlocal total
             name = info.filename
-            if name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name:
+            if _unsafe(name):
                 raise BadInput(f"unsafe member name {name!r}")
             limit = MAX_DOCUMENT_BYTES
             if name.lower().endswith((".jsonl", ".ndjson")):
                 limit = MAX_ZIP_BYTES
-            with zf.open(info) as fh:
-                data = fh.read(limit + 1)
+            try:
+                with zf.open(info) as fh:
+                    data = fh.read(limit + 1)
+            except UNREADABLE_MEMBER as exc:  # corrupt, encrypted or exotic compression
+                raise BadInput(f"member {name!r} cannot be read: {exc}") from None
             if len(data) > limit:
                 raise TooLarge(f"member {name!r} is larger than a report can be")
             total += len(data)
@@ -182,15 +214,52 @@ def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
                 continue
             if not _want(fmt, p.suffix):
                 continue
+            if p.suffix.lower() in (".jsonl", ".ndjson"):
+                yield from _zip_lines(zf, info, shown)
+                continue
             try:
                 data = read(info)
             except (BadInput, zipfile.BadZipFile, OSError) as exc:
                 yield Incoming(shown, b"", fmt, error=str(exc))
                 continue
-            if p.suffix.lower() in (".jsonl", ".ndjson"):
-                yield from _lines(shown, data)
-            else:
-                yield Incoming(shown, data, fmt or SUFFIXES.get(p.suffix.lower()))
+            yield Incoming(shown, data, fmt or SUFFIXES.get(p.suffix.lower()))
+
+
+def _unsafe(name: str) -> bool:
+    """Member names refused outright: empty, absolute, with `..` or backslashes."""
+    return not name or name.startswith("/") or ".." in PurePosixPath(name).parts or "\\" in name
+
+
+def _zip_lines(zf: zipfile.ZipFile, info: zipfile.ZipInfo, shown: str) -> Iterator[Incoming]:
+    """A JSON-lines member streamed line by line, at most `MAX_ZIP_BYTES` of it."""
+    name = info.filename
+    if _unsafe(name):
+        yield Incoming(shown, b"", "json", error=f"unsafe member name {name!r}")
+        return
+    try:
+        with zf.open(info) as member:
+            capped = _Capped(member, MAX_ZIP_BYTES)
+            yield from _stream_lines(shown, capped)  # type: ignore[arg-type]
+            if capped.over:
+                why = f"member {name!r} expands to more than {MAX_ZIP_BYTES} bytes"
+                yield Incoming(shown, b"", "json", error=why)
+    except (*UNREADABLE_MEMBER, OSError) as exc:
+        yield Incoming(shown, b"", "json", error=f"member {name!r} cannot be read: {exc}")
+
+
+class _Capped:
+    """`readline` over a stream that stops after `limit` bytes (and says so)."""
+
+    def __init__(self, fh: IO[bytes], limit: int) -> None:
+        self.fh, self.left, self.over = fh, limit, False
+
+    def readline(self, size: int = -1) -> bytes:
+        if self.left <= 0:
+            self.over = self.over or bool(self.fh.read(1))
+            return b""
+        line = self.fh.readline(min(size, self.left) if size >= 0 else self.left)
+        self.left -= len(line)
+        return line
 
 
 def from_paths(paths: list[str], fmt: str | None = None) -> Iterator[Incoming]:

@@ -70,7 +70,10 @@ def report_json(n: int, pop: Population, rng: random.Random) -> dict[str, Any]:
     # A long tail: most users once, some many times.
     u = int(users * (rng.random() ** 1.5))
     esp = ESPS[u % len(ESPS)]
-    when = START + dt.timedelta(minutes=n * 5 + rng.randint(0, 240))
+    # Five minutes apart, closer for a large population: every time stays within
+    # 300 days of START, in the past (a future incident time is refused).
+    step = min(300, 300 * 86400 // max(pop.reports, 1))
+    when = START + dt.timedelta(seconds=n * step + rng.randint(0, 240) * 60)
     ip_events: list[dict[str, Any]] = [
         {
             "ipAddress": f"2001:db8:{u >> 16:x}:{u & 0xFFFF:x}::1",

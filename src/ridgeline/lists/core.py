@@ -18,7 +18,7 @@ from typing import Any, NamedTuple
 from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session, selectinload
 
-from ridgeline import auditlog
+from ridgeline import auditlog, crashpoint
 from ridgeline.classifications import validate as validate_label
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.matchable import matchable_clause, timed_disables
@@ -466,6 +466,7 @@ def insert_entries(
     )
     batch.entries = (batch.entries or 0) + n
     session.flush()
+    crashpoint.reached("lists.import.batch")
     return ids
 
 

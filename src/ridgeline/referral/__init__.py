@@ -126,21 +126,32 @@ class Referral:
         ]
         if not stale:
             return []
-        rows = [received.get(session, rid) for rid in stale]
-        docs = [received.document_of(row) for row in rows]
+        # One query for the documents and one executemany for the new priorities: a
+        # batch that joins a large case re-assesses hundreds of earlier reports.
+        rows: dict[int, ReceivedReport] = {}
+        for start in range(0, len(stale), 500):
+            chunk = stale[start : start + 500]
+            rows.update(
+                (r.id, r)
+                for r in session.scalars(select(ReceivedReport).where(ReceivedReport.id.in_(chunk)))
+            )
+        docs = [received.document_of(rows[rid]) for rid in stale]
         items = [
-            triage.Item(report, files, as_utc(row.received_at))
-            for row, (report, files) in zip(rows, docs, strict=True)
+            triage.Item(report, files, as_utc(rows[rid].received_at))
+            for rid, (report, files) in zip(stale, docs, strict=True)
         ]
         counts = linked_counts(session, stale)
         facts = triage.gather_facts(
             session, items, linked_reports=[counts.get(i, 0) for i in stale], store=self.store
         )
-        for rid, it, f in zip(stale, items, facts, strict=True):
-            assert it.received_at is not None
-            triage.record(
-                session, rid, it.received_at, triage.assess(it.report, it.files, f, self.rules)
-            )
+        triage.rerecord_many(
+            session,
+            [
+                (rid, as_utc(it.received_at or rows[rid].received_at),
+                 triage.assess(it.report, it.files, f, self.rules))
+                for rid, it, f in zip(stale, items, facts, strict=True)
+            ],
+        )  # fmt: skip
         return stale
 
     def close(self) -> None:

@@ -32,7 +32,7 @@ from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey,
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ridgeline import auditlog
+from ridgeline import auditlog, crashpoint
 from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.exchange.apply import apply_records, export_items
 from ridgeline.exchange.records import ExchangeRecord, ExportItem, ParseResult
@@ -523,6 +523,7 @@ def _apply(
         session, actor, "list.pull", f"list:{hash_list.id}", summary | {"from": source_list}
     )
     result.applied.append(summary)
+    crashpoint.reached("releases.pull.applied")
 
 
 def releases_of(session: Session, hash_list: HashList) -> list[dict[str, Any]]:

@@ -38,6 +38,8 @@ PLACEHOLDER = re.compile(r"@[A-Z_]+@")
 _EMAIL = re.compile(r"[^@\s]+@[^@\s.]+(\.[^@\s.]+)+")
 _PHONE = re.compile(r"\+?[0-9][0-9 ().\-/]{2,30}")
 _URL_BAD = re.compile(r"[\s\x00-\x1f\x7f]")
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9][0-9]|[0-9])"
+_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
 
 
 class InvalidDocument(BadInput):
@@ -188,18 +190,30 @@ def _check_phone(node: Phone, path: str, problems: list[Problem]) -> None:
         )
 
 
+def _is_ip(text: str) -> bool:
+    """`ipaddress.ip_address(text)` succeeds; dotted IPv4 (the usual case) by a regex
+    that accepts exactly what ipaddress accepts, which is several times quicker."""
+    if _IPV4.fullmatch(text):
+        return True
+    try:
+        if ":" in text:  # never IPv4, which ip_address would try first
+            ipaddress.IPv6Address(text)
+        else:
+            ipaddress.ip_address(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _check_ip(node: IpCaptureEvent, path: str, problems: list[Problem]) -> None:
-    if node.ip_address is not None:
-        try:
-            ipaddress.ip_address(node.ip_address.strip())
-        except ValueError:
-            problems.append(
-                Problem(
-                    path + "/ipAddress",
-                    f"{node.ip_address!r} is not an IP address (NCMEC accepts it; check it)",
-                    "warning",
-                )
+    if node.ip_address is not None and not _is_ip(node.ip_address.strip()):
+        problems.append(
+            Problem(
+                path + "/ipAddress",
+                f"{node.ip_address!r} is not an IP address (NCMEC accepts it; check it)",
+                "warning",
             )
+        )
     if node.port is not None and not 0 <= node.port <= 65535:
         problems.append(Problem(path + "/port", f"port {node.port} is not between 0 and 65535"))
 

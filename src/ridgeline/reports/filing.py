@@ -18,6 +18,7 @@ done". Decisions are made on `responseCode`, never on the HTTP status.
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import logging
 import time
 from collections.abc import Callable
@@ -27,7 +28,7 @@ from typing import Any
 from sqlalchemy import update
 from sqlalchemy.orm import selectinload
 
-from ridgeline import auditlog
+from ridgeline import auditlog, crashpoint
 from ridgeline.errors import BadInput, Conflict, NotFound, RidgelineError
 from ridgeline.evidence import EvidenceKey
 from ridgeline.reports import client as ct
@@ -85,6 +86,10 @@ class FilingResult:
             "reportId": self.report_id,
             "fileIds": self.file_ids,
         }
+
+
+def _sha256(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
 
 
 def _load(store: Store, report_id: int) -> CyberTipReport:
@@ -180,11 +185,39 @@ class Filer:
 
     # ------------------------------------------------------------ file
 
+    def _note_error(self, report_id: int, error: str) -> None:
+        """Keep why the last run stopped (`lastError` in `reports show`), with an event."""
+        with self.store.session() as session:
+            session.execute(
+                update(CyberTipReport)
+                .where(CyberTipReport.id == report_id)
+                .values(last_error=error, updated_at=utcnow())
+            )
+            session.add(
+                CyberTipEvent(
+                    report_id=report_id,
+                    actor=self.actor,
+                    action="stopped",
+                    details={"error": error},
+                )
+            )
+
     def file(self, report_id: int) -> FilingResult:
-        """Take the report from wherever it is to `finished` (or raise why not)."""
+        """Take the report from wherever it is to `finished` (or raise why not).
+
+        A resumable failure (an upload, /fileinfo or /finish that did not get through)
+        is kept as the report's `last_error` until a later run finishes it."""
+        try:
+            return self._file(report_id)
+        except FilingFailed as exc:
+            self._note_error(report_id, str(exc))
+            raise
+
+    def _file(self, report_id: int) -> FilingResult:
         for _ in range(1000):
             row = _load(self.store, report_id)
             state = row.state
+            crashpoint.reached(f"report.state.{state}")  # between protocol steps
             unsent = state in ("draft", "validated")
             if row.environment and row.environment != self.environment and not unsent:
                 raise Conflict(
@@ -234,13 +267,14 @@ class Filer:
             "submitting",
             self.actor,
             "submit",
-            {"environment": self.environment, "bytes": len(xml)},
+            {"environment": self.environment, "bytes": len(xml), "sha256": _sha256(xml)},
             environment=self.environment,
             last_error=None,
         ):
             return  # another run moved it; the loop looks again
         try:
             reply = self.client.submit(xml)
+            crashpoint.reached("report.submit.replied")  # answered, not yet recorded
         except (ct.NotSent, ct.AuthFailed) as exc:
             _move(
                 self.store, row.id, ("submitting",), "validated", self.actor, "submit_failed",
@@ -263,7 +297,7 @@ class Filer:
             # meanwhile and given up on it; the reportId now settles the question.
             if not _move(
                 self.store, row.id, ("submitting", "needs_attention"), "submitted", self.actor,
-                "submitted", {"reportId": reply.report_id},
+                "submitted", {"reportId": reply.report_id, "sha256": _sha256(xml)},
                 ncmec_report_id=reply.report_id, submitted_at=now,
                 keep_until=core.preserve_until(now), attention=None, attention_from=None,
             ):  # fmt: skip
@@ -308,6 +342,7 @@ class Filer:
                 f = self._upload(row, f)
             if f.state == "uploaded" and f.details is not None:
                 self._fileinfo(row, f)
+            crashpoint.reached("report.file.sent")
 
     def _file_update(self, file_id: int, **values: Any) -> None:
         with self.store.session() as session:
@@ -341,6 +376,7 @@ class Filer:
             self._file_update(f.id, state="uploading", upload_attempts=attempts)
             try:
                 reply = self.client.upload(rid, f.file_name, data)
+                crashpoint.reached("report.upload.replied")
             except ct.NotSent as exc:
                 self._file_update(f.id, state="pending")
                 error: str = str(exc)
@@ -400,6 +436,7 @@ class Filer:
         for attempt in range(self.retries + 1):
             try:
                 reply = self.client.fileinfo(xml)
+                crashpoint.reached("report.fileinfo.replied")
             except (ct.NotSent, ct.ReplyLost) as exc:
                 error = str(exc)
             except ct.AuthFailed as exc:
@@ -407,7 +444,7 @@ class Filer:
             else:
                 if reply.ok:
                     self._file_update(f.id, state="details_sent", details_sent_at=utcnow())
-                    self._event(row.id, "fileinfo", position=f.position)
+                    self._event(row.id, "fileinfo", position=f.position, sha256=_sha256(xml))
                     return
                 if reply.code in (ct.REPORT_NOT_FOUND, ct.FILE_NOT_FOUND):
                     raise _attention(
@@ -433,6 +470,7 @@ class Filer:
         for attempt in range(self.retries + 1):
             try:
                 reply = self.client.finish(rid)
+                crashpoint.reached("report.finish.replied")
             except (ct.NotSent, ct.ReplyLost) as exc:
                 error = str(exc)
             except ct.AuthFailed as exc:
@@ -443,10 +481,17 @@ class Filer:
                     keep = core.preserve_until(now)
                     if row.keep_until is not None and as_utc(row.keep_until) > keep:
                         keep = as_utc(row.keep_until)  # pragma: no cover - clocks going back
+                    # What was filed, hash by hash, goes into the tamper-evident log.
+                    files = [
+                        {"position": f.position, "fileId": f.ncmec_file_id, "md5": f.md5,
+                         "sha256": f.sha256}
+                        for f in _load(self.store, row.id).files
+                    ]  # fmt: skip
                     _move(
                         self.store, row.id, ("finishing",), "finished", self.actor, "finished",
-                        {"reportId": rid, "code": reply.code, "fileIds": list(reply.file_ids)},
-                        finished_at=now, keep_until=keep,
+                        {"reportId": rid, "code": reply.code, "fileIds": list(reply.file_ids),
+                         "files": files},
+                        finished_at=now, keep_until=keep, last_error=None,
                     )  # fmt: skip
                     return
                 if reply.code == ct.ALREADY_RETRACTED:
@@ -471,6 +516,13 @@ class Filer:
 
     def retract(self, report_id: int) -> FilingResult:
         """Withdraw an open (unfinished) report; repeating it is safe."""
+        try:
+            return self._retract(report_id)
+        except FilingFailed as exc:
+            self._note_error(report_id, str(exc))
+            raise
+
+    def _retract(self, report_id: int) -> FilingResult:
         row = _load(self.store, report_id)
         if row.state == "retracted":
             return _result(row)
@@ -503,6 +555,7 @@ class Filer:
                     _move(
                         self.store, row.id, ("retracting",), "retracted", self.actor,
                         "retracted", {"code": reply.code}, retracted_at=utcnow(),
+                        last_error=None,
                     )  # fmt: skip
                     return _result(_load(self.store, report_id))
                 if reply.code == ct.ALREADY_FINISHED:

@@ -176,7 +176,7 @@ def parse_document(data: bytes, fmt: str | None = None) -> Parsed:
         raise BadInput(f"unknown format {fmt!r} (expected one of {', '.join(FORMATS)})")
     try:
         decoded = json.loads(data)
-    except (ValueError, UnicodeDecodeError) as exc:
+    except (ValueError, UnicodeDecodeError, RecursionError) as exc:  # nested too deep
         raise documents.InvalidDocument(
             "report", [Problem("report", f"not valid JSON: {exc}")]
         ) from None

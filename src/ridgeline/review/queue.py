@@ -17,7 +17,7 @@ from typing import Any
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session, selectinload
 
-from ridgeline import evidence
+from ridgeline import auditlog, evidence
 from ridgeline.errors import Conflict, NotFound, PermissionDenied, RidgelineError
 from ridgeline.evidence.models import EvidenceBlob
 from ridgeline.lists.core import get_entry, record_event
@@ -315,6 +315,10 @@ def view_media(
     rendered = render_for_review(
         evidence.decrypt_blob(blob, key), unblurred=unblurred, colour=colour, fmt=fmt
     )
+    # every read of evidence is in the tamper-evident log, blurred or not
+    auditlog.append(session, reviewer.name, "evidence.view", f"entry:{entry.id}",
+                    {"blob_id": blob.id, "unblurred": unblurred, "colour": colour,
+                     "via": "review", "at": isoformat(now)})  # fmt: skip
     if unblurred:
         view.unblurred = True
         record_event(

@@ -20,6 +20,7 @@ import platformdirs
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ridgeline import auditlog
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists import SELF_SUBMITTED, get_list
 from ridgeline.matching import ExplainedMatch
@@ -49,8 +50,10 @@ def validate_actions(actions: Iterable[str]) -> list[str]:
     return out
 
 
-def set_list_actions(session: Session, list_name: str, actions: Sequence[str]) -> list[str]:
-    """Store which actions matches on a list fire."""
+def set_list_actions(
+    session: Session, list_name: str, actions: Sequence[str], *, actor: str | None = None
+) -> list[str]:
+    """Store which actions matches on a list fire (logged: who turned quarantine on)."""
     hash_list = get_list(session, list_name)
     names = validate_actions(actions)
     if hash_list.purpose == SELF_SUBMITTED and set(names) - set(REVIEW_ONLY_ACTIONS):
@@ -60,12 +63,15 @@ def set_list_actions(session: Session, list_name: str, actions: Sequence[str]) -
             + ", ".join(n for n in names if n not in REVIEW_ONLY_ACTIONS)
         )
     row = session.get(ListAction, hash_list.id)
+    old = list(row.actions) if row is not None else list(DEFAULT_ACTIONS)
     if row is None:
         session.add(ListAction(list_id=hash_list.id, actions=names))
     else:
         row.actions = names
         row.updated_at = utcnow()
     session.flush()
+    auditlog.append(session, actor, "list.actions", f"list:{hash_list.id}",
+                    {"name": hash_list.name, "old": old, "new": names})  # fmt: skip
     return names
 
 

@@ -35,7 +35,7 @@ from ridgeline.scan.actions import (
     quarantine_file,
     validate_actions,
 )
-from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker
+from ridgeline.scan.archives import ArchiveLimits, ScanItem, Walker, archive_type
 from ridgeline.scan.flood import FloodPolicy, count_matches
 from ridgeline.scan.models import ScanFile, ScanRun, ScanState, path_key
 from ridgeline.scan.workers import (
@@ -491,15 +491,34 @@ def _remove_stale_work_dirs(parent: str | None) -> list[str]:
     return removed
 
 
-def _resume_skip(store: Store) -> Callable[[ScanItem], bool]:
-    """Skip a top-level file whose path, size and mtime match an earlier clean scan."""
+def _resume_skip(store: Store, archives: bool = True) -> Callable[[ScanItem], bool]:
+    """Skip a top-level file whose path, size and mtime match an earlier clean scan.
+
+    An archive counts as scanned only by a run that treated archives the same way: a
+    `--no-archives` run hashed the zip as one file and never saw its members, and a run
+    that opened it never matched the zip's own hashes, so neither stands for the other.
+    """
+    opened: dict[int | None, bool] = {}  # run id -> whether that run opened archives
+
+    def opened_archives(s: Any, run_id: int | None) -> bool:
+        if run_id not in opened:
+            options = s.scalar(select(ScanRun.options).where(ScanRun.id == run_id)) or {}
+            opened[run_id] = bool(options.get("archives", True))
+        return opened[run_id]
 
     def skip(item: ScanItem) -> bool:
         with store.session() as s:
             row = s.scalar(select(ScanState).where(ScanState.path_key == path_key(item.top)))
-        return (
-            row is not None and row.ok and row.size == item.size and row.mtime_ns == item.mtime_ns
-        )
+            if not (
+                row is not None
+                and row.ok
+                and row.size == item.size
+                and row.mtime_ns == item.mtime_ns
+            ):
+                return False
+            if opened_archives(s, row.run_id) == archives:
+                return True
+        return archive_type(item.top) is None  # a plain file is scanned the same either way
 
     return skip
 
@@ -550,6 +569,7 @@ def scan(
                 "dihedral": options.hash_options.dihedral,
                 "resume": options.resume,
                 "resume_by": options.resume_by,
+                "archives": options.archives,
                 "actions": options.actions,
                 "flood": options.flood.to_json(),
                 "limits": options.limits.to_json(),
@@ -566,7 +586,7 @@ def scan(
             work,
             options.limits,
             archives=options.archives,
-            skip=_resume_skip(store) if options.resume else None,
+            skip=_resume_skip(store, options.archives) if options.resume else None,
         )
         items = walker.walk(str_paths)
         config = options.worker_config(store.url)

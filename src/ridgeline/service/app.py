@@ -332,7 +332,7 @@ class Refresher:
         self.on_synced = on_synced
         #: Cached API keys are re-checked this often (revocations take effect within it).
         self.verifier = verifier
-        self.key_interval = min(1.0, verifier.cache_seconds / 2) if verifier else 0.0
+        self.key_interval = min(0.5, verifier.cache_seconds / 2) if verifier else 0.0
         self._keys_checked = 0.0
         self._trimmed_at = time.monotonic()
 

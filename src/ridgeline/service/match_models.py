@@ -9,13 +9,8 @@ from __future__ import annotations
 
 from pydantic import ConfigDict, Field
 
-from ridgeline.service.schemas import Body
+from ridgeline.service.schemas import Body, Classification
 from ridgeline.signals.base import SignalValue
-
-
-class ClassificationOut(Body):
-    scheme: str
-    label: str
 
 
 class ProvenanceOut(Body):
@@ -41,7 +36,7 @@ class MatchOut(Body):
     variant: str = Field(description='"" as given, else a dihedral variant or frame label')
     distance: int | float
     threshold: int | float
-    classifications: list[ClassificationOut]
+    classifications: list[Classification]
     provenance: ProvenanceOut
     held: bool = Field(description="Held by flood control (fires no actions)")
     series: list[str] | None = Field(

@@ -560,7 +560,8 @@ def register_routes(router: FastAPI) -> None:
         from ridgeline.scan.actions import set_list_actions
 
         with request.app.state.store.session() as s:
-            out = ListActionsOut(list=name, actions=set_list_actions(s, name, body.actions))
+            actions = set_list_actions(s, name, body.actions, actor=_actor(request))
+            out = ListActionsOut(list=name, actions=actions)
         effects = request.app.state.effects
         if effects is not None:
             effects.reload(force=True)

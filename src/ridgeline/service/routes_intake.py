@@ -126,8 +126,10 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
         if stripped[:1] == b"[":
             try:
                 items = json.loads(body)
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # RecursionError: nested too deep
                 raise InvalidRequest(f"the body is not valid JSON: {exc}") from None
+            if not isinstance(items, list):
+                raise InvalidRequest("a JSON batch must be an array of reports")
             docs = [
                 Incoming(
                     f"http:{n}",
@@ -146,28 +148,44 @@ def _documents(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], boo
     )
 
 
+#: Guards the lazy creation of the process's one intake writer.
+_INTAKE_LOCK = threading.Lock()
+
+
+def _writer(state: Any) -> Any:
+    """The process's one intake `GroupWriter` (the linker's in-memory state is one per
+    process, and so is its writer: concurrent requests share its transactions)."""
+    found = getattr(state, "intake_writer", None)
+    if found is None:
+        with _INTAKE_LOCK:
+            found = getattr(state, "intake_writer", None)
+            if found is None:
+                from ridgeline.intake import GroupWriter, Pipeline, default_steps
+
+                pipeline = Pipeline(steps=default_steps(state.store))
+                found = GroupWriter(state.store, pipeline, max_batch=MAX_BATCH)
+                state.intake_writer = found
+    return found
+
+
+def ingest_with_state(state: Any, docs: list[Any], received_by: str) -> list[Any]:
+    """Documents through the process's one intake writer (the API's and the UI's),
+    committed before the outcomes are returned: only then may they be acknowledged."""
+    outcomes: list[Any] = _writer(state).ingest(docs, received_by=received_by)
+    return outcomes
+
+
+def documents_of(body: bytes, ctype: str, key: str | None) -> tuple[list[Any], bool]:
+    """(documents, is a batch) from a body and its media type (as `POST /v1/intake`)."""
+    return _documents(body, ctype, key)
+
+
 def register_intake_routes(app: FastAPI) -> None:
     """Add `/v1/intake` and `/v1/cases`."""
     from ridgeline.service.routes import endpoint
 
-    lock = threading.Lock()
-
-    def pipeline(request: Request) -> Any:
-        state: Any = request.app.state
-        found = getattr(state, "intake_pipeline", None)
-        if found is None:
-            from ridgeline.intake import Pipeline, default_steps
-
-            found = Pipeline(steps=default_steps(state.store))
-            state.intake_pipeline = found
-        return found
-
     def ingest(request: Request, docs: list[Any]) -> list[Any]:
-        store = request.app.state.store
-        # The linker's in-memory state is one per process.
-        with lock, store.session() as s:
-            outcomes: list[Any] = pipeline(request).ingest(s, docs, received_by=_who(request))
-        return outcomes  # committed: only now may it be acknowledged
+        return ingest_with_state(request.app.state, docs, _who(request))
 
     @endpoint(
         app,
@@ -217,7 +235,7 @@ def register_intake_routes(app: FastAPI) -> None:
         from ridgeline.intake import report_view
 
         with request.app.state.store.session() as s:
-            return report_view(s, report_id).to_json()
+            return report_view(s, report_id, _who(request)).to_json()
 
     @endpoint(app, "GET", "/cases", "cases:read", tags=["cases"], response_model=CasesOut)
     def get_cases(

@@ -45,7 +45,10 @@ class PatchIn(BaseModel):
 
 
 class FileReportIn(BaseModel):
-    environment: Literal["test", "production"] = "test"
+    """Optional body of file/retract: without `environment`, a report already submitted
+    goes on in its own environment and a new one goes to `test`."""
+
+    environment: Literal["test", "production"] | None = None
 
 
 class ResolveIn(BaseModel):
@@ -110,12 +113,14 @@ def _files(body: ReportIn) -> list[Any]:
     return out
 
 
-def _filer(request: Request, report_id: int, environment: str) -> Any:
+def _filer(request: Request, report_id: int, environment: str | None) -> Any:
     from ridgeline.reports import client as ct
     from ridgeline.reports import core, filing
 
     with request.app.state.store.session() as s:
-        has_files = bool(core.get_report(s, report_id).files)
+        row = core.get_report(s, report_id)
+        has_files = bool(row.files)
+        environment = environment or row.environment or "test"
     key = _key(request) if has_files else None
     client = ct.CyberTipClient(ct.endpoint_for(environment))
     return filing.Filer(request.app.state.store, client, key, actor=_who(request))
@@ -170,8 +175,14 @@ def register_report_routes(app: FastAPI) -> None:
         app, "GET", "/reports/{report_id}", "reports:read", tags=tags, response_model=ReportOut
     )
     def show_report(request: Request, report_id: int) -> dict[str, Any]:
-        """A report: state, reportId, fileIds, problems, files, the document."""
-        return _view(request, report_id)
+        """A report: state, reportId, fileIds, problems, files, the document (logged)."""
+        from ridgeline import auditlog
+        from ridgeline.reports import core
+
+        with request.app.state.store.session() as s:
+            shown = core.view(core.get_report(s, report_id)).to_json()
+            auditlog.append(s, _who(request), "report.read", f"report:{report_id}")
+        return shown
 
     @endpoint(
         app,
@@ -188,12 +199,15 @@ def register_report_routes(app: FastAPI) -> None:
         },
     )
     def export_report(request: Request, report_id: int) -> Response:
-        """The `<report>` document as it is (or would be) sent."""
+        """The `<report>` document as it is (or would be) sent (logged)."""
+        from ridgeline import auditlog
         from ridgeline.reports import core
         from ridgeline.reports import documents as docs
 
         with request.app.state.store.session() as s:
             data = docs.report_to_xml(core.report_of(core.get_report(s, report_id)))
+            auditlog.append(s, _who(request), "report.read", f"report:{report_id}",
+                            {"as": "xml"})  # fmt: skip
         return Response(data, media_type="application/xml")
 
     @endpoint(
@@ -226,11 +240,13 @@ def register_report_routes(app: FastAPI) -> None:
         app, "POST", "/reports/{report_id}/file", "reports:file", tags=tags,
         response_model=ReportOut,
     )  # fmt: skip
-    def file_report(request: Request, report_id: int, body: FileReportIn) -> dict[str, Any]:
+    def file_report(
+        request: Request, report_id: int, body: FileReportIn | None = None
+    ) -> dict[str, Any]:
         """File (or resume filing) with the server's CyberTipline credentials."""
         if _view(request, report_id)["state"] == "finished":
             return _view(request, report_id)  # nothing to send: no credentials needed
-        filer = _filer(request, report_id, body.environment)
+        filer = _filer(request, report_id, body.environment if body else None)
         try:
             filer.file(report_id)
         finally:
@@ -241,11 +257,13 @@ def register_report_routes(app: FastAPI) -> None:
         app, "POST", "/reports/{report_id}/retract", "reports:file", tags=tags,
         response_model=ReportOut,
     )  # fmt: skip
-    def retract_report(request: Request, report_id: int, body: FileReportIn) -> dict[str, Any]:
+    def retract_report(
+        request: Request, report_id: int, body: FileReportIn | None = None
+    ) -> dict[str, Any]:
         """Withdraw an open report (safe to repeat)."""
         if _view(request, report_id)["state"] == "retracted":
             return _view(request, report_id)
-        filer = _filer(request, report_id, body.environment)
+        filer = _filer(request, report_id, body.environment if body else None)
         try:
             filer.retract(report_id)
         finally:

@@ -255,12 +255,16 @@ def register_review_routes(app: FastAPI, endpoint: Any) -> None:
                 reason=body.reason,
                 note=body.note,
             )
+            from ridgeline.audit.media import viewed_media
+
+            audit = get_audit(s, audit_id)
             return AuditVerdictOut(
                 audit_id=audit_id,
                 entry_id=entry_id,
                 auditor=_who(request),
                 verified=body.verified,
                 id=v.id,
+                viewed_media=viewed_media(s, audit, _who(request), entry_id),
             )
 
     @endpoint(app, "POST", "/audits/{audit_id}/close", "audit", tags=["audits"])

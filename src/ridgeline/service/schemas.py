@@ -243,6 +243,10 @@ class AuditVerdictOut(Body):
     auditor: str
     verified: bool
     id: int
+    viewed_media: bool = Field(
+        description="Whether the auditor was shown the item's media first (GET .../media); "
+        "the audit report counts verdicts judged from hashes alone"
+    )
 
 
 class AuditSummary(Body):
@@ -293,6 +297,14 @@ class ExceptionCount(Body):
     count: int
 
 
+class MediaBasis(Body):
+    """What the verdicts rest on: the item's media viewed first, or its hashes alone."""
+
+    verdicts_after_viewing: int
+    verdicts_from_hashes_alone: int
+    verified_from_hashes_alone: int
+
+
 class Breakdown(Share):
     group: str
     items: int
@@ -308,6 +320,7 @@ class AuditReportOut(Body):
     audit: AuditSummary
     progress: AuditProgress
     verified: VerifiedShare
+    media: MediaBasis
     agreement: Agreement
     exceptions: list[ExceptionCount]
     disagreements: int

@@ -37,6 +37,7 @@ from multiprocessing.process import BaseProcess
 from types import FrameType
 
 from ridgeline.errors import Unavailable
+from ridgeline.service.headertimeout import HEADER_TIMEOUT_S, protocol_class
 from ridgeline.service.ratelimit import BucketTable, use_shared_table
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,8 @@ class ServeOptions:
     graceful_s: float = 10.0
     #: The uvicorn application factory (`ridgeline serve` names the one with the UI).
     app: str = APP
+    #: Seconds a client has to send a request's headers (`service.headertimeout`).
+    header_timeout_s: float = HEADER_TIMEOUT_S
 
 
 def reuseport_supported() -> bool:
@@ -142,6 +145,7 @@ def _run_worker(opts: ServeOptions, number: int, buckets: BucketTable) -> None:
         backlog=opts.backlog,
         timeout_keep_alive=KEEP_ALIVE_S,
         timeout_graceful_shutdown=int(opts.graceful_s),
+        http=protocol_class(opts.header_timeout_s),
     )
     with quiet_exit_signals():
         uvicorn.Server(config).run(sockets=[sock])
@@ -185,6 +189,7 @@ def serve(opts: ServeOptions) -> None:
             access_log=False,
             backlog=opts.backlog,
             timeout_keep_alive=KEEP_ALIVE_S,
+            http=protocol_class(opts.header_timeout_s),
         )
         return
     Supervisor(opts).run()

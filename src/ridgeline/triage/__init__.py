@@ -34,6 +34,7 @@ from ridgeline.triage.stored import (
     queue,
     record,
     record_many,
+    rerecord_many,
 )
 
 __all__ = [
@@ -60,4 +61,5 @@ __all__ = [
     "queue",
     "record",
     "record_many",
+    "rerecord_many",
 ]

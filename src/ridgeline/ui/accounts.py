@@ -43,12 +43,14 @@ class UserView:
     role: str
     created_at: dt.datetime
     disabled_at: dt.datetime | None
+    agency: str | None = None
 
     def to_json(self) -> dict[str, object]:
         return {
             "id": self.id,
             "name": self.name,
             "role": self.role,
+            "agency": self.agency,
             "created_at": isoformat(self.created_at),
             "disabled_at": isoformat(self.disabled_at),
         }
@@ -56,21 +58,32 @@ class UserView:
 
 def _view(user: UiUser) -> UserView:
     disabled = as_utc(user.disabled_at) if user.disabled_at is not None else None
-    return UserView(user.id, user.name, user.role, as_utc(user.created_at), disabled)
+    return UserView(user.id, user.name, user.role, as_utc(user.created_at), disabled, user.agency)
 
 
-def add_user(session: Session, name: str, role: str, password: str) -> UserView:
-    """Create a UI user; the password is kept only as an argon2id hash."""
+def add_user(
+    session: Session, name: str, role: str, password: str, *, agency: str | None = None
+) -> UserView:
+    """Create a UI user; the password is kept only as an argon2id hash. A
+    `law-enforcement` user must name the agency they act for (as a key must): they see
+    only the reports made available to it."""
     name = name.strip()
     if not name:
         raise BadInput("a user needs a name")
     if role not in ROLES:
         raise BadInput(f"unknown role {role!r}; expected one of {', '.join(ROLES)}")
+    agency = agency.strip() if agency else None
+    if role == "law-enforcement" and not agency:
+        raise BadInput("a law-enforcement user needs --agency (the agency they act for)")
+    if role != "law-enforcement" and agency:
+        raise BadInput(f"only law-enforcement users are bound to an agency, not {role!r} users")
+    if agency and len(agency) > 200:
+        raise BadInput("the agency name is longer than 200 characters")
     if len(password) < MIN_PASSWORD:
         raise BadInput(f"a password needs at least {MIN_PASSWORD} characters")
     if session.scalar(select(UiUser).where(UiUser.name == name)) is not None:
         raise Conflict(f"a UI user named {name!r} exists already")
-    user = UiUser(name=name, role=role, password_hash=_hasher.hash(password))
+    user = UiUser(name=name, role=role, password_hash=_hasher.hash(password), agency=agency)
     session.add(user)
     session.flush()
     return _view(user)
@@ -130,6 +143,8 @@ class LiveSession:
     csrf: str
     expires_at: dt.datetime
     unblur_entry_id: int | None
+    #: The agency a law-enforcement user or key acts for (read afresh each request).
+    agency: str | None = None
 
     @property
     def actor(self) -> str:
@@ -181,14 +196,21 @@ def load_session(
         key = session.get(ApiKey, row.key_id)
         if key is None or key.revoked_at is not None:
             return None
-        role, name = key.role, key.name
+        role, name, agency = key.role, key.name, key.agency
     else:
         user = session.get(UiUser, row.user_id)
         if user is None or user.disabled_at is not None:
             return None
-        role, name = user.role, user.name
+        role, name, agency = user.role, user.name, user.agency
     return LiveSession(
-        row.id, row.kind, name, role, row.csrf, as_utc(row.expires_at), row.unblur_entry_id
+        row.id,
+        row.kind,
+        name,
+        role,
+        row.csrf,
+        as_utc(row.expires_at),
+        row.unblur_entry_id,
+        agency,
     )
 
 

@@ -16,7 +16,7 @@ from starlette.staticfiles import StaticFiles
 
 from ridgeline.service.app import ServiceConfig, create_app
 from ridgeline.store import Store
-from ridgeline.ui import pages  # noqa: F401  (registers the pages)
+from ridgeline.ui import clearinghouse, pages  # noqa: F401  (registers the pages)
 from ridgeline.ui.accounts import LoginThrottle
 from ridgeline.ui.web import PAGES, PREFIX, UiGate, endpoint
 

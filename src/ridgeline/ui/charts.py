@@ -46,3 +46,57 @@ class BarChart:
                 }
             )
         return out
+
+
+@dataclass(frozen=True)
+class Edge:
+    a: int
+    b: int
+    #: The identifiers behind the link ("email user1@example.com", ...).
+    labels: tuple[str, ...]
+    cut: bool = False
+
+
+@dataclass(frozen=True)
+class Graph:
+    """A case's reports (nodes) and the identifiers linking them (edges), laid out on a
+    circle for SVG: readable for the few dozen reports a case view shows."""
+
+    title: str
+    nodes: list[int]
+    edges: list[Edge]
+    size: int = 420
+
+    def layout(self) -> dict[str, list[dict[str, float | str | bool]]]:
+        import math
+
+        n = max(1, len(self.nodes))
+        c = self.size / 2
+        r = c - 40 if n > 1 else 0.0
+        where: dict[int, tuple[float, float]] = {}
+        nodes: list[dict[str, float | str | bool]] = []
+        for i, node in enumerate(self.nodes):
+            angle = 2 * math.pi * i / n - math.pi / 2
+            x, y = round(c + r * math.cos(angle), 1), round(c + r * math.sin(angle), 1)
+            where[node] = (x, y)
+            nodes.append({"id": str(node), "x": x, "y": y})
+        edges: list[dict[str, float | str | bool]] = []
+        for e in self.edges:
+            if e.a not in where or e.b not in where:
+                continue
+            (x1, y1), (x2, y2) = where[e.a], where[e.b]
+            edges.append(
+                {
+                    "x1": x1,
+                    "y1": y1,
+                    "x2": x2,
+                    "y2": y2,
+                    "mx": round((x1 + x2) / 2, 1),
+                    "my": round((y1 + y2) / 2 - 4, 1),
+                    "label": e.labels[0].split(" ", 1)[0]
+                    + (f" +{len(e.labels) - 1}" if len(e.labels) > 1 else ""),
+                    "title": f"reports {e.a} and {e.b}: " + "; ".join(e.labels),
+                    "cut": e.cut,
+                }
+            )
+        return {"nodes": nodes, "edges": edges}

@@ -27,6 +27,8 @@ class UiUser(Base):
     role: Mapped[str] = mapped_column(String(32))
     created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
     disabled_at: Mapped[dt.datetime | None] = mapped_column()
+    #: The agency a law-enforcement user acts for (no other role has one), as for keys.
+    agency: Mapped[str | None] = mapped_column(String(200))
 
 
 class UiSession(Base):

@@ -185,6 +185,12 @@ def dashboard(ctx: Ctx) -> Response:
                     select(CyberTipReport.state, func.count()).group_by(CyberTipReport.state)
                 ).all()
             )
+        if ctx.can("triage:read"):
+            from ridgeline.triage import PRIORITIES
+            from ridgeline.ui.clearinghouse import priority_counts
+
+            values["priorities"] = priority_counts(s)
+            values["priority_labels"] = PRIORITIES
     if ctx.can("victims"):
         values["chart"] = _identified_chart(ctx)
     return ctx.render("dashboard.html", **values)
@@ -689,8 +695,8 @@ def victims(ctx: Ctx) -> Response:
 
 @page("/reports", "reports:read")
 def reports(ctx: Ctx) -> Response:
-    """Outgoing CyberTipline reports and their filing state. (The intake triage queue,
-    cases and law-enforcement views belong to issue 13 and plug in beside this page.)"""
+    """Outgoing CyberTipline reports and their filing state (received reports, triage,
+    cases and the law-enforcement view: `ridgeline.ui.clearinghouse`)."""
     from ridgeline.reports.models import CyberTipReport
 
     with ctx.state.store.session() as s:

@@ -70,6 +70,12 @@ NAV = [
     ("/ui/quarantine", "Quarantine", "scans"),
     ("/ui/victims", "Victims", "victims"),
     ("/ui/reports", "Reports", "reports:read"),
+    ("/ui/intake", "Received", "intake:read"),
+    ("/ui/intake/upload", "Take in", "intake"),
+    ("/ui/triage", "Triage", "triage:read"),
+    ("/ui/cases", "Cases", "cases:read"),
+    ("/ui/routing", "Routing", "routing:read"),
+    ("/ui/le", "Agency reports", "le:read"),
 ]
 
 #: The UI's own permission beyond the API's: victims and the indicator (no API yet).

@@ -23,6 +23,7 @@ from typing import Any
 import numpy as np
 from sqlalchemy import Connection, text
 
+from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.store import Store
 from ridgeline.store.models import lookup_key
@@ -378,6 +379,7 @@ def import_records(
                 if batch.records:
                     replaced += _write_batch(conn, batch, state)
                     written += len(batch.records)
+                    crashpoint.reached("victims.import.chunk")
         if conn.dialect.name == "postgresql":
             for table in ("victim_records", "victim_series"):
                 conn.execute(
@@ -391,6 +393,7 @@ def import_records(
         state.series.clear()
         if merge:
             victims, joins = _rebuild(conn, state)
+        crashpoint.reached("victims.import.merged")
     return ImportResult(written, replaced, tuple(errors), victims, joins)
 
 

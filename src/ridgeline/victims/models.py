@@ -106,7 +106,7 @@ class VictimLink(Base):
 
 
 class SightingPack(Base):
-    """A record's own sightings as its database sent them (migration 0018): one row per
+    """A record's own sightings as its database sent them (migration 0019): one row per
     record, the times packed as little-endian int64 UTC seconds in the file's order.
 
     Ten million sightings are ten million rows otherwise; a pack is written with its

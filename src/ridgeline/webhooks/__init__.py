@@ -24,6 +24,7 @@ import hmac
 import json
 import secrets
 import urllib.error
+import urllib.parse
 import urllib.request
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -32,6 +33,7 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ridgeline import auditlog
 from ridgeline.errors import BadInput, Conflict, NotFound
 from ridgeline.lists.core import get_list
 from ridgeline.timeutil import as_utc, isoformat, utcnow
@@ -96,9 +98,18 @@ def delivery_to_json(row: WebhookDelivery) -> dict[str, Any]:
 
 
 def add_webhook(
-    session: Session, list_name: str, url: str, *, secret: str | None = None
+    session: Session,
+    list_name: str,
+    url: str,
+    *,
+    secret: str | None = None,
+    actor: str | None = None,
 ) -> tuple[Webhook, str]:
-    """Register `url` for matches on `list_name`; returns the row and its signing secret."""
+    """Register `url` for matches on `list_name`; returns the row and its signing secret.
+
+    Logged (`webhook.add`, with the URL's scheme and host only: a path can hold a
+    receiver's token), since from then on match details leave for that host.
+    """
     if not url.startswith(("http://", "https://")):
         raise BadInput(f"webhook URL must be http:// or https://, not {url!r}")
     hash_list = get_list(session, list_name)
@@ -106,6 +117,10 @@ def add_webhook(
     hook = Webhook(list_id=hash_list.id, url=url, secret=key, enabled=True)
     session.add(hook)
     session.flush()
+    parts = urllib.parse.urlsplit(url)
+    auditlog.append(session, actor, "webhook.add", f"list:{hash_list.id}",
+                    {"name": hash_list.name, "webhook_id": hook.id,
+                     "target": f"{parts.scheme}://{parts.hostname}"})  # fmt: skip
     return hook, key
 
 
