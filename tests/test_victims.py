@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+from pathlib import Path
 
 from sqlalchemy import func, select
 
@@ -187,3 +188,46 @@ def test_series_status_for_entries_and_files_in_one_query(store: Store) -> None:
     assert open_.text == (
         "series S-OPEN, victim not identified: possible ongoing abuse; actively traded"
     )
+
+
+def test_cli_link_series_to_a_file(tmp_path: Path) -> None:
+    """`ridgeline victims link` (an analyst's link): the file's status then names the
+    series; an unknown series and a bad sha256 are refused with their exit codes."""
+    from click.testing import CliRunner
+
+    from ridgeline.cli import main
+
+    db = str(tmp_path / "r.db")
+    source = tmp_path / "v.jsonl"
+    source.write_text(
+        _line(
+            database="NCMEC",
+            victim_id="v1",
+            series=["S-7"],
+            identified_at="2021-05-01",
+            identifying_agency="FBI",
+        )
+        + "\n"
+    )
+    runner = CliRunner()
+    assert runner.invoke(main, ["db", "init", "--db", db]).exit_code == 0
+    assert runner.invoke(main, ["victims", "import", str(source), "--db", db]).exit_code == 0
+    linked = runner.invoke(
+        main,
+        [
+            *("victims", "link", "NCMEC", "S-7", "--sha256", H1.upper()),
+            *("--by", "analyst 7", "--db", db, "--format", "json"),
+        ],
+    )
+    assert linked.exit_code == 0, linked.output
+    assert json.loads(linked.output)["series"] == "S-7"
+    status = series_status(Store.open(db), sha256s=[H1])[H1]
+    assert [s.text for s in status] == ["series S-7, victim identified on 2021-05-01 by FBI"]
+    unknown = runner.invoke(
+        main, ["victims", "link", "NCMEC", "S-8", "--sha256", H1, "--by", "a", "--db", db]
+    )
+    assert unknown.exit_code == 1 and "no series" in unknown.output
+    bad = runner.invoke(
+        main, ["victims", "link", "NCMEC", "S-7", "--sha256", "zz", "--by", "a", "--db", db]
+    )
+    assert bad.exit_code == 2

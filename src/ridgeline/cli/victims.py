@@ -76,6 +76,47 @@ def merges_command(db: str | None, fmt: str | None) -> None:
             )
 
 
+@victims.command("link")
+@click.argument("database")
+@click.argument("series")
+@click.option("--entry", "entry_id", type=int, default=None, help="A list entry's id.")
+@click.option("--sha256", default=None, help="A reported or scanned file's sha256.")
+@click.option("--report", "report_id", type=int, default=None, help="A report draft's id.")
+@click.option("--by", "by", required=True, help="Who says so (an analyst, a source).")
+@db_option
+@format_option
+@handle_errors
+def link_command(
+    database: str,
+    series: str,
+    entry_id: int | None,
+    sha256: str | None,
+    report_id: int | None,
+    by: str,
+    db: str | None,
+    fmt: str | None,
+) -> None:
+    """Say that a list entry, a file or a report shows SERIES of DATABASE: its matches
+    then carry the series and its victims' identification."""
+    from ridgeline.errors import BadInput
+    from ridgeline.output import write_one
+    from ridgeline.victims.registry import link_series
+
+    if sha256 is not None:
+        from ridgeline.signals import all_signals
+
+        try:
+            sha256 = all_signals()["sha256"].normalize(sha256)
+        except ValueError as exc:
+            raise BadInput(str(exc)) from None
+    store = open_store(db)
+    link = link_series(
+        store, database, series, by=by, entry_id=entry_id, report_draft_id=report_id,
+        sha256=sha256,
+    )  # fmt: skip
+    write_one({"link": link, "database": database, "series": series}, fmt)
+
+
 @victims.command("synth")
 @click.argument("directory", type=click.Path(file_okay=False, path_type=Path))
 @click.option("--seed", type=int, default=0, show_default=True)

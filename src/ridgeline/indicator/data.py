@@ -7,6 +7,7 @@ it, so the indicator can ask "who knew what on the as-of date".
 from __future__ import annotations
 
 import datetime as dt
+import io
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -69,7 +70,42 @@ def _columns(store: Store, sql: str, width: int) -> list[list[Any]]:
 
 
 def load_table(store: Store) -> VictimTable:
-    """Read the merged victims (after `ridgeline victims import`) from the store."""
+    """Read the merged victims (after `ridgeline victims import`) from the store: the
+    columns the last merge wrote (one blob, `victim_columns`), with the traded updates
+    of later matches over them; a store merged before those existed is read row by row."""
+    with store.engine.connect() as conn:
+        cursor = conn.connection.cursor()
+        cursor.execute("SELECT data FROM victim_columns WHERE name = 'merged'")
+        row = cursor.fetchone()
+        if row is not None:
+            cursor.execute("SELECT merged_id, traded_since FROM victim_traded_updates")
+            updates = cursor.fetchall()
+    if row is None:
+        return _load_rows(store)
+    with np.load(io.BytesIO(bytes(row[0])), allow_pickle=False) as z:
+        traded = z["traded_since"].copy()
+        for merged_id, since in updates:
+            if 0 < merged_id <= len(traded):
+                traded[merged_id - 1] = since
+
+        def attr(name: str) -> np.ndarray:
+            names = np.array([*z[f"{name}_names"].tolist(), "unknown"], dtype=object)
+            out: np.ndarray = names[z[name]]  # code -1: the "unknown" at the end
+            return out
+
+        return VictimTable(
+            databases=tuple(str(d) for d in z["databases"].tolist()),
+            db_first=z["db_first"],
+            identified=z["identified"],
+            traded_since=traded,
+            age_band=attr("age_band"),
+            gender=attr("gender"),
+            region=attr("region"),
+        )
+
+
+def _load_rows(store: Store) -> VictimTable:
+    """`load_table` from the merged victims' rows and the records' first-seen times."""
     mid, ident, traded, age, gender, region = _columns(
         store,
         "SELECT id, identified_at, traded_since, age_band, gender, region "

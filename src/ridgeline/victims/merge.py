@@ -34,6 +34,26 @@ class MergeResult:
     joins: tuple[Join, ...]
 
 
+#: PDQ hashes this close (CONVENTIONS' default threshold) show the same picture
+PDQ_RADIUS = 31
+
+
+def near_pdq(values: list[str], db: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Pairs (i, j), i < j, of PDQ hashes (canonical hex) held in different databases
+    (`db[i]`) that are within `PDQ_RADIUS` bits but not equal (equal ones merge as exact
+    hashes), with their distance; the matching index's multi-index hashing finds them."""
+    from ridgeline.index.hamming import HammingIndex, hex_to_rows
+
+    empty = np.empty(0, dtype=np.int64)
+    if len(values) < 2:
+        return empty, empty, empty
+    rows = hex_to_rows(values)
+    hits = HammingIndex.build(rows, radius=PDQ_RADIUS).search(rows, PDQ_RADIUS)
+    q, r = hits.query.astype(np.int64), hits.row.astype(np.int64)
+    keep = (q < r) & (hits.distance > 0) & (db[q] != db[r])
+    return q[keep], r[keep], hits.distance[keep].astype(np.int64)
+
+
 def merge_records(
     databases: list[str],
     keys: dict[tuple[str, str], int],
@@ -60,51 +80,86 @@ def merge_records(
         if target is not None:
             pairs.append((record, target, d, victim_id))
     groups = ((s, v, sorted(set(r))) for (s, v), r in sorted(holders.items()) if len(r) > 1)
-    return merge_components(db, groups, pairs)
+    pdq = sorted((v, r) for (s, v), rs in holders.items() if s == "pdq" for r in set(rs))
+    values = [v for v, _ in pdq]
+    owners = np.array([r for _, r in pdq], dtype=np.int64)
+    i, j, dist = near_pdq(values, db[owners] if len(owners) else np.empty(0, np.int64))
+    near = [
+        (int(owners[a]), int(owners[b]), f"pdq:{values[a]}~{values[b]} ({k} bits)")
+        for a, b, k in zip(i.tolist(), j.tolist(), dist.tolist(), strict=True)
+    ]
+    return merge_components(db, groups, pairs, near)
+
+
+def components(n: int, a: np.ndarray, b: np.ndarray) -> tuple[np.ndarray, int, np.ndarray]:
+    """Connected components of n records joined by edges (a[k], b[k]) taken in order.
+
+    Returns each record's component (numbered by its lowest record, as a union-find that
+    keeps the lower root would), how many there are, and the indices of the edges that
+    joined two different components, in order: Kruskal's algorithm with the edge's
+    position as its weight is that sequential union-find, done in C by scipy.
+    """
+    from scipy.sparse import csr_matrix
+    from scipy.sparse.csgraph import connected_components, minimum_spanning_tree
+
+    a = np.asarray(a, dtype=np.int64)
+    b = np.asarray(b, dtype=np.int64)
+    real = np.flatnonzero(a != b)
+    if n == 0:
+        return np.empty(0, dtype=np.int64), 0, np.empty(0, dtype=np.int64)
+    if len(real) == 0:
+        return np.arange(n, dtype=np.int64), n, np.empty(0, dtype=np.int64)
+    lo, hi = np.minimum(a[real], b[real]), np.maximum(a[real], b[real])
+    # one edge per pair: its first occurrence (the lowest weight) is the one that counts
+    _, first = np.unique(lo * n + hi, return_index=True)
+    edge = real[first]
+    weight = (edge + 1).astype(np.float64)
+    graph = csr_matrix((weight, (lo[first], hi[first])), shape=(n, n))
+    tree = minimum_spanning_tree(graph).tocoo()
+    joined = np.sort(tree.data.astype(np.int64) - 1)
+    count, labels = connected_components(graph, directed=False)
+    # number components by their lowest record
+    lowest = np.full(count, n, dtype=np.int64)
+    np.minimum.at(lowest, labels, np.arange(n))
+    rank = np.empty(count, dtype=np.int64)
+    rank[np.argsort(lowest, kind="stable")] = np.arange(count)
+    return rank[labels], int(count), joined
 
 
 def merge_components(
     db: np.ndarray,
     hash_groups: Iterable[tuple[str, str, list[int]]],
     links: Iterable[tuple[int, int, str, str]],
+    near: Iterable[tuple[int, int, str]] = (),
 ) -> MergeResult:
     """`merge_records` on what the store hands over: `db[i]` is record i's database
     code, `hash_groups` yields (signal, value, records holding it) for hashes held by
     two or more records, `links` (record, linked record, database, victim_id) for
-    `same_as` links whose target is here. Union-find on a flat list: a million records
-    is a few seconds, without a graph object per record."""
-    n = len(db)
-    parent = list(range(n))
+    `same_as` links whose target is here, `near` (record, record, reason) for PDQ
+    hashes within the threshold. Equal hashes join first, then near ones, then links."""
     dbs = db.tolist()
-
-    def find(x: int) -> int:
-        root = x
-        while parent[root] != root:
-            root = parent[root]
-        while parent[x] != root:
-            parent[x], x = root, parent[x]
-        return root
-
-    joins: list[Join] = []
-
-    def union(a: int, b: int, reason: str, detail: str) -> None:
-        ra, rb = find(a), find(b)
-        if ra != rb:
-            parent[max(ra, rb)] = min(ra, rb)
-            joins.append(Join(a, b, reason, detail))
-
+    ea: list[int] = []
+    eb: list[int] = []
+    why: list[tuple[str, str]] = []
     for signal, value, records in hash_groups:
         first_db = dbs[records[0]]
         if all(dbs[r] == first_db for r in records):
             continue  # held in one database only: joins nothing
         for other in records[1:]:
-            union(records[0], other, "hash", f"{signal}:{value}")
+            ea.append(records[0])
+            eb.append(other)
+            why.append(("hash", f"{signal}:{value}"))
+    for a, b, detail in near:  # near PDQ hashes: after the equal ones
+        ea.append(a)
+        eb.append(b)
+        why.append(("hash", detail))
     for record, target, d, victim_id in links:
-        if target != record:
-            union(record, target, "same_as", f"{d}/{victim_id}")
-    roots = np.fromiter((find(i) for i in range(n)), dtype=np.int64, count=n)
-    uniq, component = np.unique(roots, return_inverse=True)
-    return MergeResult(component=component.astype(np.int64), count=len(uniq), joins=tuple(joins))
+        ea.append(record)
+        eb.append(target)
+        why.append(("same_as", f"{d}/{victim_id}"))
+    component, count, joined = components(len(dbs), np.array(ea), np.array(eb))
+    joins = tuple(Join(ea[k], eb[k], *why[k]) for k in joined.tolist())
+    return MergeResult(component=component, count=count, joins=joins)
 
 
 def occasions(
@@ -116,7 +171,9 @@ def occasions(
     sighting. The same time in two records of one victim counts once.
     """
     groups = component[record_of_time].astype(np.int64)
-    pairs = np.unique(groups * (1 << 33) + times.astype(np.int64))
+    pairs = np.sort(groups * (1 << 33) + times.astype(np.int64))
+    if len(pairs):  # distinct (victim, time) pairs (a sort is faster than unique's hash)
+        pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]
     g = pairs >> 33
     t = pairs & ((1 << 33) - 1)
     counts = np.bincount(g, minlength=count)

@@ -10,7 +10,16 @@ from __future__ import annotations
 
 import datetime as dt
 
-from sqlalchemy import BigInteger, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    BigInteger,
+    ForeignKey,
+    Index,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from ridgeline.store.models import Base
@@ -72,7 +81,11 @@ class VictimHash(Base):
     """A media hash of a record: how another database's record is recognised."""
 
     __tablename__ = "victim_hashes"
-    __table_args__ = (Index("ix_victim_hashes_value", "signal", "value"),)
+    __table_args__ = (
+        Index("ix_victim_hashes_value", "signal", "value"),
+        #: replacing a record deletes its hashes (and PostgreSQL checks the foreign key)
+        Index("ix_victim_hashes_record", "record_id"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     record_id: Mapped[int] = mapped_column(ForeignKey("victim_records.id", ondelete="CASCADE"))
@@ -92,8 +105,26 @@ class VictimLink(Base):
     victim_key: Mapped[str] = mapped_column(String(200))
 
 
+class SightingPack(Base):
+    """A record's own sightings as its database sent them (migration 0019): one row per
+    record, the times packed as little-endian int64 UTC seconds in the file's order.
+
+    Ten million sightings are ten million rows otherwise; a pack is written with its
+    record and replaced with it, and read back as one array.
+    """
+
+    __tablename__ = "victim_sighting_packs"
+
+    record_id: Mapped[int] = mapped_column(
+        ForeignKey("victim_records.id", ondelete="CASCADE"), primary_key=True
+    )
+    count: Mapped[int] = mapped_column(Integer)
+    times: Mapped[bytes] = mapped_column(LargeBinary)
+
+
 class Sighting(Base):
-    """Media of the victim found or reported again (by `source`: a database, a match)."""
+    """A match or report of a series seen again (`source`: match, scan, service...); a
+    database's own sightings are in `SightingPack`."""
 
     __tablename__ = "victim_sightings"
     __table_args__ = (Index("ix_victim_sightings_record", "record_id"),)
@@ -127,11 +158,36 @@ class MergedVictim(Base):
     traded_since: Mapped[dt.datetime | None] = mapped_column()
 
 
+class VictimColumn(Base):
+    """The merged victims column by column (one numpy array a row, `.npy` bytes), written
+    by every merge in its transaction: what the indicator reads instead of a million rows."""
+
+    __tablename__ = "victim_columns"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    data: Mapped[bytes] = mapped_column(LargeBinary)
+
+
+class TradedUpdate(Base):
+    """A merged victim whose occasions changed after the last merge (a match's sighting):
+    the indicator applies these over `VictimColumn`'s `traded_since`; a merge clears them."""
+
+    __tablename__ = "victim_traded_updates"
+
+    merged_id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    #: UTC seconds of the fifth occasion, -1 if fewer than five
+    traded_since: Mapped[int] = mapped_column(BigInteger)
+
+
 class VictimMerge(Base):
     """Why two records were merged: a shared hash or an analyst's `same_as`."""
 
     __tablename__ = "victim_merges"
-    __table_args__ = (Index("ix_victim_merges_merged", "merged_id"),)
+    __table_args__ = (
+        Index("ix_victim_merges_merged", "merged_id"),
+        Index("ix_victim_merges_a", "record_a"),
+        Index("ix_victim_merges_b", "record_b"),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     merged_id: Mapped[int] = mapped_column(Integer)

@@ -1,0 +1,788 @@
+"""Importing `victims.jsonl` at scale, and the merge: what `ridgeline victims import` runs.
+
+One transaction per import: a kill -9 leaves nothing of it, and a rerun replaces records
+by (database, victim_id), so nothing is duplicated. Lines are parsed in batches
+(`records.parse_batches`: a batch's sightings are one array); rows go to the driver in
+bulk (COPY on PostgreSQL, executemany on SQLite), no ORM objects; a record's own
+sightings are one packed row (`SightingPack`), not a row each. The merge recomputes
+every merged victim from compact columns (this import's kept in memory, older records'
+read back), and writes them column by column (`VictimColumn`) for the indicator.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime as dt
+import io
+import itertools
+from collections.abc import Iterable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sqlalchemy import Connection, text
+
+from ridgeline import crashpoint
+from ridgeline.errors import BadInput
+from ridgeline.store import Store
+from ridgeline.store.models import lookup_key
+from ridgeline.victims.merge import components, near_pdq, occasions
+from ridgeline.victims.records import Batch, LineError, parse_batches
+
+CHUNK = 20_000
+EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+NONE_US = np.iinfo(np.int64).max
+_US = dt.timedelta(microseconds=1)
+#: the attributes kept as codes (index into `_Codes.names`)
+_CODED = ("database", "agency", "age_band", "gender", "region")
+
+
+def to_seconds(value: dt.datetime) -> int:
+    """UTC seconds since the epoch (how sighting times are stored)."""
+    return int((value - EPOCH).total_seconds())
+
+
+def from_seconds(value: int) -> dt.datetime:
+    return EPOCH + dt.timedelta(seconds=int(value))
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    return value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+
+
+@dataclass(frozen=True)
+class ImportResult:
+    """What an import did: records written (new or replaced), bad lines, victims after."""
+
+    records: int
+    replaced: int
+    errors: tuple[LineError, ...]
+    victims: int
+    merges: int
+
+
+def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    if not rows:
+        return
+    if conn.dialect.name != "sqlite":
+        sql = sql.replace("?", "%s")
+    conn.exec_driver_sql(sql, list(rows))
+
+
+def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+    """Insert plain tuples: COPY on PostgreSQL, the driver's executemany on SQLite."""
+    if not rows:
+        return
+    if conn.dialect.name == "postgresql":
+        raw: Any = conn.connection.dbapi_connection
+        with raw.cursor() as cur, cur.copy(f"COPY {table} ({columns}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+        return
+    marks = ", ".join("?" for _ in columns.split(","))
+    conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
+
+
+def _dt_param(conn: Connection) -> Any:
+    """How a UTC datetime is bound by the driver directly: SQLAlchemy's SQLite text form
+    (`YYYY-MM-DD HH:MM:SS.ffffff`, what the ORM reads back), the datetime elsewhere."""
+    if conn.dialect.name == "sqlite":
+
+        def text_form(value: dt.datetime | None) -> Any:
+            if value is None:
+                return None
+            if value.tzinfo is not None:
+                value = value.astimezone(dt.UTC).replace(tzinfo=None)
+            return value.isoformat(" ", "microseconds")
+
+        return text_form
+    return lambda value: value
+
+
+def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
+    """UTC microseconds (NONE_US = null) as driver values, vectorised on SQLite."""
+    present = micros != NONE_US
+    if conn.dialect.name == "sqlite":
+        stamps = np.datetime_as_string(
+            np.where(present, micros, 0).astype("datetime64[us]"), unit="us"
+        )
+        out: list[Any] = [f"{t[:10]} {t[11:]}" for t in stamps.tolist()]
+    else:
+        out = [
+            EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
+        ]
+    if not present.all():
+        for i in np.flatnonzero(~present).tolist():
+            out[i] = None
+    return out
+
+
+class _Codes:
+    """Small integer codes for repeated strings (databases, agencies, attributes)."""
+
+    def __init__(self) -> None:
+        self.names: dict[str, list[str | None]] = {c: [] for c in _CODED}
+        self._index: dict[str, dict[str | None, int]] = {c: {} for c in _CODED}
+
+    def code(self, col: str, values: Iterable[str | None]) -> np.ndarray:
+        table, names, out = self._index[col], self.names[col], []
+        for v in values:
+            c = table.get(v)
+            if c is None:
+                c = table[v] = len(names)
+                names.append(v)
+            out.append(c)
+        return np.array(out, dtype=np.int32)
+
+
+@dataclass
+class _Columns:
+    """Records column by column (ids ascending; codes index into `_Codes.names`)."""
+
+    ids: np.ndarray
+    db: np.ndarray
+    first: np.ndarray  # UTC microseconds
+    ident: np.ndarray  # UTC microseconds, NONE_US if not identified
+    agency: np.ndarray
+    attrs: dict[str, np.ndarray]
+
+    @staticmethod
+    def concat(parts: Sequence[_Columns]) -> _Columns:
+        def cat(get: Any, dtype: Any) -> np.ndarray:
+            arrays = [get(p) for p in parts]
+            return np.concatenate(arrays) if arrays else np.empty(0, dtype=dtype)
+
+        return _Columns(
+            ids=cat(lambda p: p.ids, np.int64),
+            db=cat(lambda p: p.db, np.int32),
+            first=cat(lambda p: p.first, np.int64),
+            ident=cat(lambda p: p.ident, np.int64),
+            agency=cat(lambda p: p.agency, np.int32),
+            attrs={
+                a: cat(lambda p, a=a: p.attrs[a], np.int32)
+                for a in ("age_band", "gender", "region")
+            },
+        )
+
+    def take(self, keep: np.ndarray) -> _Columns:
+        return _Columns(
+            self.ids[keep],
+            self.db[keep],
+            self.first[keep],
+            self.ident[keep],
+            self.agency[keep],
+            {a: v[keep] for a, v in self.attrs.items()},
+        )
+
+
+@dataclass
+class _Import:
+    """What one import keeps between batches: ids to hand out, keys already stored, and
+    this import's records as columns and sightings (for the merge that follows)."""
+
+    next_id: int
+    next_series: int
+    #: database -> victim_key -> record id, of records that existed or were written
+    keys: dict[str, dict[str, int]]
+    series: dict[tuple[str, str], int]
+    first_id: int
+    codes: _Codes = field(default_factory=_Codes)
+    columns: list[_Columns] = field(default_factory=list)
+    sight_ids: list[np.ndarray] = field(default_factory=list)
+    sight_times: list[np.ndarray] = field(default_factory=list)
+    replaced_ids: set[int] = field(default_factory=set)
+
+
+def _start(conn: Connection) -> _Import:
+    cur = conn.connection.cursor()
+    cur.execute("SELECT (SELECT MAX(id) FROM victim_records), (SELECT MAX(id) FROM victim_series)")
+    top: Any = cur.fetchone()
+    next_id, next_series = (top[0] or 0) + 1, (top[1] or 0) + 1
+    keys: dict[str, dict[str, int]] = {}
+    if next_id > 1:
+        cur.execute("SELECT database, victim_key, id FROM victim_records")
+        while rows := cur.fetchmany(200_000):
+            for db, key, rid in rows:
+                keys.setdefault(db, {})[key] = rid
+    series: dict[tuple[str, str], int] = {}
+    if next_series > 1:
+        cur.execute("SELECT database, series_key, id FROM victim_series")
+        series = {(db, key): sid for db, key, sid in cur.fetchall()}
+    return _Import(next_id, next_series, keys, series, next_id)
+
+
+def _delete_records(conn: Connection, ids: list[int]) -> None:
+    """Records being replaced, with everything that hangs on them."""
+    for i in range(0, len(ids), 5000):
+        part = ",".join(str(int(x)) for x in ids[i : i + 5000])
+        for table in (
+            "victim_hashes",
+            "victim_links",
+            "victim_sightings",
+            "victim_sighting_packs",
+            "victim_record_series",
+        ):
+            conn.exec_driver_sql(f"DELETE FROM {table} WHERE record_id IN ({part})")
+        conn.exec_driver_sql(
+            f"DELETE FROM victim_merges WHERE record_a IN ({part}) OR record_b IN ({part})"
+        )
+        conn.exec_driver_sql(f"DELETE FROM victim_records WHERE id IN ({part})")
+
+
+def _micros_of(values: Iterable[dt.datetime | None]) -> np.ndarray:
+    return np.fromiter(
+        (NONE_US if v is None else (v - EPOCH) // _US for v in values), dtype=np.int64
+    )
+
+
+def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
+    """Insert one batch (replacing records already there); returns how many it replaced."""
+    recs = batch.records
+    existing: list[int] = []
+    for r in recs:
+        known = state.keys.get(r.database)
+        if known is not None and r.victim_id in known:
+            existing.append(known[r.victim_id])
+    if existing:
+        _delete_records(conn, existing)
+        state.replaced_ids.update(existing)
+    binds = _dt_param(conn)
+    now = binds(dt.datetime.now(dt.UTC))
+    new_series = []
+    for r in recs:
+        for key in r.series:
+            if (r.database, key) not in state.series:
+                state.series[(r.database, key)] = state.next_series
+                new_series.append((state.next_series, r.database, key, now))
+                state.next_series += 1
+    _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
+    ids = np.arange(state.next_id, state.next_id + len(recs), dtype=np.int64)
+    state.next_id += len(recs)
+    id_list = ids.tolist()
+    for rid, r in zip(id_list, recs, strict=True):
+        state.keys.setdefault(r.database, {})[r.victim_id] = rid
+    _bulk(
+        conn,
+        "victim_records",
+        "id, database, victim_key, status, first_seen, first_seen_source, identified_at, "
+        "identifying_agency, age_band, gender, region, imported_at",
+        [
+            (
+                rid,
+                r.database,
+                r.victim_id,
+                "identified" if r.identified_at else "unidentified",
+                binds(r.first_seen),
+                r.database,
+                binds(r.identified_at),
+                r.identifying_agency,
+                r.age_band,
+                r.gender,
+                r.region,
+                now,
+            )
+            for rid, r in zip(id_list, recs, strict=True)
+        ],
+    )
+    pairs = list(zip(id_list, recs, strict=True))
+    _bulk(
+        conn,
+        "victim_hashes",
+        "record_id, signal, value",
+        [(rid, s, lookup_key(v)) for rid, r in pairs if r.hashes for s, v in r.hashes],
+    )
+    _bulk(
+        conn,
+        "victim_links",
+        "record_id, database, victim_key",
+        [(rid, d, v) for rid, r in pairs if r.same_as for d, v in r.same_as],
+    )
+    _bulk(
+        conn,
+        "victim_record_series",
+        "record_id, series_id",
+        [(rid, state.series[(r.database, s)]) for rid, r in pairs for s in r.series],
+    )
+    counts = batch.counts
+    ends = np.cumsum(counts).tolist()
+    buf = batch.times.astype("<i8").tobytes()
+    _bulk(
+        conn,
+        "victim_sighting_packs",
+        "record_id, count, times",
+        [
+            (rid, c, buf[8 * (e - c) : 8 * e])
+            for rid, c, e in zip(id_list, counts.tolist(), ends, strict=True)
+            if c
+        ],
+    )
+    codes = state.codes
+    state.columns.append(
+        _Columns(
+            ids=ids,
+            db=codes.code("database", (r.database for r in recs)),
+            first=_micros_of(r.first_seen for r in recs),
+            ident=_micros_of(r.identified_at for r in recs),
+            agency=codes.code("agency", (r.identifying_agency for r in recs)),
+            attrs={
+                "age_band": codes.code("age_band", (r.age_band for r in recs)),
+                "gender": codes.code("gender", (r.gender for r in recs)),
+                "region": codes.code("region", (r.region for r in recs)),
+            },
+        )
+    )
+    state.sight_ids.append(np.repeat(ids, counts))
+    state.sight_times.append(batch.times)
+    return len(existing)
+
+
+@contextlib.contextmanager
+def _transaction(store: Store) -> Iterator[Connection]:
+    """The import's one transaction. On SQLite with foreign-key checks off (every child
+    row is written right after its record, and a replaced record's rows are deleted
+    explicitly) and a page cache large enough for the indexes being filled; both
+    pragmas only take effect outside a transaction, and are restored after."""
+    if store.dialect != "sqlite":
+        with store.engine.begin() as conn:
+            yield conn
+        return
+    with store.engine.connect() as conn:
+        conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+        conn.exec_driver_sql("PRAGMA cache_size=-262144")
+        conn.commit()
+        try:
+            with conn.begin():
+                yield conn
+        finally:
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.exec_driver_sql("PRAGMA cache_size=-2000")
+            conn.commit()
+
+
+def import_records(
+    store: Store, sources: Iterable[tuple[str, Iterable[str]]], *, merge: bool = True
+) -> ImportResult:
+    """Import `(name, lines)` sources: every good record, each bad line as an error.
+
+    All in one transaction: a failure midway (the database, not a bad line) or a kill
+    leaves the store as it was. Bad lines are reported and skipped; a record is never
+    half-written. The merge that follows reuses this import's records from memory.
+    """
+    errors: list[LineError] = []
+    written = replaced = 0
+    with _transaction(store) as conn:
+        state = _start(conn)
+        for name, lines in sources:
+            for batch in parse_batches(lines, name, CHUNK):
+                errors += batch.errors
+                if batch.records:
+                    replaced += _write_batch(conn, batch, state)
+                    written += len(batch.records)
+                    crashpoint.reached("victims.import.chunk")
+        if conn.dialect.name == "postgresql":
+            for table in ("victim_records", "victim_series"):
+                conn.execute(
+                    text(
+                        f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
+                        f"GREATEST((SELECT MAX(id) FROM {table}), 1))"
+                    )
+                )
+        victims = joins = 0
+        state.keys.clear()  # a million keys: not needed by the merge, freed before it
+        state.series.clear()
+        if merge:
+            victims, joins = _rebuild(conn, state)
+        crashpoint.reached("victims.import.merged")
+    return ImportResult(written, replaced, tuple(errors), victims, joins)
+
+
+def import_files(store: Store, paths: Sequence[Path]) -> ImportResult:
+    """`ridgeline victims import FILE...` (`-` is standard input), each read as a stream."""
+    import sys
+
+    def sources() -> Iterator[tuple[str, Iterable[str]]]:
+        for path in paths:
+            if str(path) == "-":
+                yield ("<stdin>", sys.stdin)
+                continue
+            try:
+                handle = path.open(encoding="utf-8", errors="strict", buffering=1 << 20)
+            except OSError as exc:
+                raise BadInput(f"cannot read {path}: {exc.strerror}") from None
+            with handle:
+                try:
+                    yield (str(path), handle)
+                except UnicodeDecodeError:
+                    raise BadInput(f"{path}: not UTF-8") from None
+
+    return import_records(store, sources())
+
+
+def _fetch_arrays(conn: Connection, sql: str, width: int) -> np.ndarray:
+    """An integer query's rows as an (n, width) int64 array, fetched in chunks."""
+    parts = []
+    cursor = conn.connection.cursor()  # the driver's own: no Row objects for 10M rows
+    cursor.execute(sql)
+    while rows := cursor.fetchmany(500_000):
+        flat = itertools.chain.from_iterable(rows)
+        parts.append(np.fromiter(flat, dtype=np.int64, count=len(rows) * width).reshape(-1, width))
+    return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.int64)
+
+
+def _micros(values: list[Any]) -> np.ndarray:
+    """Driver datetimes (SQLite text, else datetime objects) as UTC microseconds."""
+    out = np.full(len(values), NONE_US, dtype=np.int64)
+    present = [i for i, v in enumerate(values) if v is not None]
+    if not present:
+        return out
+    if isinstance(values[present[0]], str):
+        arr = np.array([values[i] for i in present], dtype="datetime64[us]")
+        out[present] = arr.astype(np.int64)
+    else:
+        out[present] = [(_utc(values[i]) - EPOCH) // _US for i in present]
+    return out
+
+
+def _read_columns(conn: Connection, codes: _Codes, below: int | None) -> _Columns:
+    """Stored records (those with an id below `below`, or all) as columns."""
+    where = "" if below is None else f" WHERE id < {int(below):d}"
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT id, database, first_seen, identified_at, identifying_agency, age_band, "
+        f"gender, region FROM victim_records{where} ORDER BY id"
+    )
+    parts = []
+    while rows := cursor.fetchmany(200_000):
+        cols = list(zip(*rows, strict=True))
+        parts.append(
+            _Columns(
+                ids=np.array(cols[0], dtype=np.int64),
+                db=codes.code("database", cols[1]),
+                first=_micros(list(cols[2])),
+                ident=_micros(list(cols[3])),
+                agency=codes.code("agency", cols[4]),
+                attrs={c: codes.code(c, cols[5 + k]) for k, c in enumerate(_CODED[2:])},
+            )
+        )
+        del rows, cols
+    return _Columns.concat(parts)
+
+
+def _read_sightings(conn: Connection, below: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(record ids, UTC seconds) of the stored packs (records below `below`, or all) and
+    of every match sighting row."""
+    where = "" if below is None else f" WHERE record_id < {int(below):d}"
+    cursor = conn.connection.cursor()
+    cursor.execute(f"SELECT record_id, count, times FROM victim_sighting_packs{where}")
+    ids, counts, blobs = [], [], []
+    while rows := cursor.fetchmany(200_000):
+        for rid, count, blob in rows:
+            ids.append(rid)
+            counts.append(count)
+            blobs.append(bytes(blob))
+    packed = np.frombuffer(b"".join(blobs), dtype="<i8").astype(np.int64)
+    owners = np.repeat(np.array(ids, dtype=np.int64), np.array(counts, dtype=np.int64))
+    del blobs
+    rows_ = _fetch_arrays(conn, "SELECT record_id, seen_at FROM victim_sightings", 2)
+    return np.concatenate((owners, rows_[:, 0])), np.concatenate((packed, rows_[:, 1]))
+
+
+def _hash_edges(
+    conn: Connection, pos: np.ndarray, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges between records (indices) that share a hash held in two or more databases:
+    each holder to the group's lowest record, with the group's id (its lowest hash row).
+    Grouped by the database over its (signal, value) index; only integers come back."""
+    rows = _fetch_arrays(
+        conn,
+        "SELECT h.record_id, g.gid FROM victim_hashes h JOIN (SELECT signal, value, "
+        "MIN(id) AS gid FROM victim_hashes GROUP BY signal, value HAVING COUNT(*) > 1) g "
+        "ON g.signal = h.signal AND g.value = h.value",
+        2,
+    )
+    if not len(rows):
+        empty = np.empty(0, dtype=np.int64)
+        return empty, empty, empty
+    rec, gid = pos[rows[:, 0]], rows[:, 1]
+    del rows
+    order = np.lexsort((rec, gid))
+    rec, gid = rec[order], gid[order]
+    starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
+    group = np.cumsum(np.r_[True, gid[1:] != gid[:-1]]) - 1
+    d = db[rec]
+    # a hash held in one database only joins nothing (a file can show two children)
+    mixed = np.minimum.reduceat(d, starts) != np.maximum.reduceat(d, starts)
+    first = rec[starts][group]
+    keep = (rec != first) & mixed[group]
+    return first[keep], rec[keep], gid[keep]
+
+
+def _pdq_edges(
+    conn: Connection, pos: np.ndarray, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    """Edges between records of different databases whose PDQ hashes are near
+    (`merge.near_pdq`), with the pair as the reason."""
+    cursor = conn.connection.cursor()
+    cursor.execute("SELECT record_id, value FROM victim_hashes WHERE signal = 'pdq'")
+    found = cursor.fetchall()
+    rec = pos[np.array([r[0] for r in found], dtype=np.int64)]
+    values = [str(r[1]) for r in found]
+    q, r, d = near_pdq(values, db[rec])
+    why = [
+        f"pdq:{values[a]}~{values[b]} ({k} bits)"
+        for a, b, k in zip(q.tolist(), r.tolist(), d.tolist(), strict=True)
+    ]
+    return rec[q], rec[r], why
+
+
+def _hash_details(conn: Connection, gids: np.ndarray) -> dict[int, str]:
+    """`signal:value` of the given hash rows (the joins' reasons)."""
+    out: dict[int, str] = {}
+    wanted = np.unique(gids).tolist()
+    cursor = conn.connection.cursor()
+    for i in range(0, len(wanted), 5000):
+        part = ",".join(str(int(g)) for g in wanted[i : i + 5000])
+        cursor.execute(f"SELECT id, signal, value FROM victim_hashes WHERE id IN ({part})")
+        out.update({int(h): f"{sig}:{value}" for h, sig, value in cursor.fetchall()})
+    return out
+
+
+def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
+    """Recompute the merged victims, the merge report and the indicator's columns from
+    every record: this import's (`state`) from memory, older ones read back."""
+    codes = state.codes if state else _Codes()
+    below = state.first_id if state else None
+    parts = [_read_columns(conn, codes, below)]
+    s_rec, s_time = _read_sightings(conn, below)
+    if state is not None:
+        mine = _Columns.concat(state.columns)
+        new_ids = np.concatenate(state.sight_ids) if state.sight_ids else np.empty(0, np.int64)
+        new_times = (
+            np.concatenate(state.sight_times) if state.sight_times else np.empty(0, np.int64)
+        )
+        if state.replaced_ids:  # replaced within this import: their rows are gone
+            gone = np.fromiter(state.replaced_ids, dtype=np.int64)
+            mine = mine.take(~np.isin(mine.ids, gone))
+            keep = ~np.isin(new_ids, gone)
+            new_ids, new_times = new_ids[keep], new_times[keep]
+        parts.append(mine)
+        s_rec = np.concatenate((s_rec, new_ids))
+        s_time = np.concatenate((s_time, new_times))
+        state.columns, state.sight_ids, state.sight_times = [], [], []
+        del new_ids, new_times
+    cols = _Columns.concat(parts)
+    del parts
+    n = len(cols.ids)
+    ids = cols.ids
+    pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
+    pos[ids] = np.arange(n)
+    db = cols.db
+    hash_a, hash_b, hash_gid = _hash_edges(conn, pos, db)
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT l.record_id, r.id, l.database, l.victim_key FROM victim_links l "
+        "JOIN victim_records r ON r.database = l.database AND r.victim_key = l.victim_key "
+        "ORDER BY l.id"
+    )
+    links = cursor.fetchall()
+    link_a = pos[np.array([r[0] for r in links], dtype=np.int64)]
+    link_b = pos[np.array([r[1] for r in links], dtype=np.int64)]
+    pdq_a, pdq_b, pdq_why = _pdq_edges(conn, pos, db)
+    # edges in order: equal hashes, near PDQ hashes, then analysts' same_as
+    all_a = np.concatenate((hash_a, pdq_a, link_a))
+    all_b = np.concatenate((hash_b, pdq_b, link_b))
+    comp, count, joined = components(n, all_a, all_b)
+    edge_a, edge_b = all_a[joined], all_b[joined]
+    n_hash, n_pdq = len(hash_a), len(pdq_a)
+    by_hash = joined < n_hash
+    details = _hash_details(conn, hash_gid[joined[by_hash]])
+    reasons, texts = [], []
+    for k in joined.tolist():
+        if k < n_hash:
+            reasons.append("hash")
+            texts.append(details[int(hash_gid[k])])
+        elif k < n_hash + n_pdq:
+            reasons.append("hash")
+            texts.append(pdq_why[k - n_hash])
+        else:
+            link = links[k - n_hash - n_pdq]
+            reasons.append("same_as")
+            texts.append(f"{link[2]}/{link[3]}")
+    del hash_a, hash_b, hash_gid, link_a, link_b, all_a, all_b
+    first_s = np.floor_divide(cols.first, 1_000_000)
+    rec_of_time = np.concatenate((np.arange(n), pos[s_rec]))
+    times = np.concatenate((first_s, s_time))
+    del s_rec, s_time
+    counts, fifth = occasions(comp, rec_of_time, times, count)
+    del rec_of_time, times
+    conn.exec_driver_sql("DELETE FROM victim_merges")
+    conn.exec_driver_sql("DELETE FROM merged_victims")
+    conn.exec_driver_sql("DELETE FROM victim_traded_updates")
+    # members by victim, earliest first (ties by record id): the head is the first seen
+    order = np.lexsort((cols.first, comp))
+    comp_sorted = comp[order]
+    starts = (
+        np.flatnonzero(np.r_[True, comp_sorted[1:] != comp_sorted[:-1]])
+        if n
+        else np.empty(0, np.int64)
+    )
+    head = order[starts]
+    records = np.diff(np.r_[starts, n])
+    # the earliest identification (ties: the earlier first seen, then the lower id)
+    by_ident = np.lexsort((cols.first, cols.ident, comp))
+    ident_rec = by_ident[np.searchsorted(comp[by_ident], np.arange(count))]
+    ident_us = cols.ident[ident_rec]
+    # attributes: the first known value in first-seen order
+    attr_codes: dict[str, np.ndarray] = {}
+    for a, acodes in cols.attrs.items():
+        unknown = [i for i, v in enumerate(codes.names[a]) if v == "unknown"]
+        known = ~np.isin(acodes[order], unknown) if unknown else np.ones(n, dtype=bool)
+        first_known = np.where(known, np.arange(n), n)
+        firsts = np.minimum.reduceat(first_known, starts) if n else np.empty(0, np.int64)
+        attr_codes[a] = np.where(firsts < n, acodes[order[np.minimum(firsts, n - 1)]], -1)
+    # the databases of each victim, as a bit mask
+    names_db = [str(x) for x in codes.names["database"]]
+    if len(names_db) <= 62:
+        masks = (
+            np.bitwise_or.reduceat(np.left_shift(1, db[order].astype(np.int64)), starts)
+            if n
+            else np.empty(0, np.int64)
+        )
+        label: dict[int, str] = {}
+        dbs = []
+        for m in masks.tolist():
+            text_ = label.get(m)
+            if text_ is None:
+                text_ = label[m] = ",".join(
+                    sorted(names_db[j] for j in range(len(names_db)) if m >> j & 1)
+                )
+            dbs.append(text_)
+    else:
+        dbs = [
+            ",".join(sorted({names_db[int(d)] for d in db[order[s:e]]}))
+            for s, e in zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True)
+        ]
+    gid = np.arange(1, count + 1)
+    first_col = _dt_column(conn, cols.first[head])
+    ident_col = _dt_column(conn, ident_us)
+    traded_col = _dt_column(conn, np.where(fifth >= 0, fifth * 1_000_000, NONE_US))
+    agency_names = codes.names["agency"]
+    agency_col = [
+        agency_names[a] if t != NONE_US else None
+        for a, t in zip(cols.agency[ident_rec].tolist(), ident_us.tolist(), strict=True)
+    ]
+    attr_names = {a: [str(x) for x in codes.names[a]] for a in attr_codes}
+    attr_cols = {
+        a: [attr_names[a][c] if c >= 0 else "unknown" for c in attr_codes[a].tolist()]
+        for a in attr_codes
+    }
+    merged_rows = list(
+        zip(
+            gid.tolist(),
+            records.tolist(),
+            dbs,
+            first_col,
+            [names_db[d] for d in db[head].tolist()],
+            ident_col,
+            agency_col,
+            attr_cols["age_band"],
+            attr_cols["gender"],
+            attr_cols["region"],
+            counts.tolist(),
+            traded_col,
+            strict=True,
+        )
+    )
+    del first_col, ident_col, traded_col, agency_col, attr_cols, dbs
+    _bulk(
+        conn,
+        "merged_victims",
+        "id, records, databases, first_seen, first_seen_source, identified_at, "
+        "identifying_agency, age_band, gender, region, occasions, traded_since",
+        merged_rows,
+    )
+    del merged_rows
+    # components are numbered by their lowest record: merged id = component + 1
+    _set_merged_ids(conn, ids, comp + 1)
+    a_ids, b_ids = ids[edge_a], ids[edge_b]
+    join_rows = list(
+        zip(
+            (comp[edge_a] + 1).tolist(),
+            a_ids.tolist(),
+            b_ids.tolist(),
+            reasons,
+            texts,
+            strict=True,
+        )
+    )
+    _bulk(conn, "victim_merges", "merged_id, record_a, record_b, reason, detail", join_rows)
+    _write_table(conn, cols, comp, count, ident_us, fifth, attr_codes, codes)
+    return count, len(join_rows)
+
+
+def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> None:
+    """Every record's merged victim: one statement through a temporary table."""
+    pairs = list(zip(ids.tolist(), merged.tolist(), strict=True))
+    if not pairs:
+        return
+    if conn.dialect.name == "postgresql":
+        conn.exec_driver_sql(
+            "CREATE TEMPORARY TABLE victim_merged_ids (id integer, merged_id integer) "
+            "ON COMMIT DROP"
+        )
+        _bulk(conn, "victim_merged_ids", "id, merged_id", pairs)
+        conn.exec_driver_sql(
+            "UPDATE victim_records r SET merged_id = m.merged_id FROM victim_merged_ids m "
+            "WHERE r.id = m.id AND r.merged_id IS DISTINCT FROM m.merged_id"
+        )
+        conn.exec_driver_sql("DROP TABLE victim_merged_ids")
+        return
+    _executemany(
+        conn, "UPDATE victim_records SET merged_id = ? WHERE id = ?", [(m, i) for i, m in pairs]
+    )
+
+
+def _write_table(
+    conn: Connection,
+    cols: _Columns,
+    comp: np.ndarray,
+    count: int,
+    ident_us: np.ndarray,
+    fifth: np.ndarray,
+    attr_codes: dict[str, np.ndarray],
+    codes: _Codes,
+) -> None:
+    """The merged victims as the indicator's columns (`indicator.data.VictimTable`): per
+    database the earliest first seen of each victim, identification, fifth occasion,
+    attributes; one `.npz` in `victim_columns`, replaced in the merge's transaction."""
+    names_db = [str(x) for x in codes.names["database"]]
+    ordered = sorted(range(len(names_db)), key=lambda d: names_db[d])
+    row_of = np.empty(max(len(names_db), 1), dtype=np.int64)
+    row_of[ordered] = np.arange(len(ordered))
+    db_first = np.full((len(names_db), count), -1, dtype=np.int64)
+    first_s = np.floor_divide(cols.first, 1_000_000)
+    late_first = np.argsort(-first_s, kind="stable")  # the earliest written last
+    db_first[row_of[cols.db[late_first]], comp[late_first]] = first_s[late_first]
+    identified = np.where(ident_us != NONE_US, np.floor_divide(ident_us, 1_000_000), -1)
+    arrays: dict[str, np.ndarray] = {
+        "databases": np.array([names_db[d] for d in ordered], dtype=str),
+        "db_first": db_first,
+        "identified": identified.astype(np.int64),
+        "traded_since": fifth.astype(np.int64),
+    }
+    for a, c in attr_codes.items():
+        arrays[a] = c.astype(np.int32)
+        arrays[f"{a}_names"] = np.array([str(x) for x in codes.names[a]], dtype=str)
+    out = io.BytesIO()
+    np.savez(out, **arrays)  # type: ignore[arg-type]
+    conn.exec_driver_sql("DELETE FROM victim_columns")
+    _executemany(
+        conn, "INSERT INTO victim_columns (name, data) VALUES (?, ?)", [("merged", out.getvalue())]
+    )
+
+
+def rebuild(store: Store) -> tuple[int, int]:
+    """Merge again from every record: (victims, joins)."""
+    with _transaction(store) as conn:
+        return _rebuild(conn)
