@@ -2,8 +2,8 @@
 columns for the indicator, traded updates after the last merge, and record indexes on
 victim_hashes and victim_merges
 
-Revision ID: 0019
-Revises: 0018
+Revision ID: 0020
+Revises: 0019
 Create Date: 2026-12-02 13:45:00
 """
 
@@ -14,8 +14,8 @@ import numpy as np
 import sqlalchemy as sa
 from alembic import op
 
-revision: str = "0019"
-down_revision: str | None = "0018"
+revision: str = "0020"
+down_revision: str | None = "0019"
 branch_labels: str | Sequence[str] | None = None
 depends_on: str | Sequence[str] | None = None
 
