@@ -377,6 +377,9 @@ def test_audit_create_blind_review_and_results(
         expect(page.locator("#verified-share")).to_contain_text("Wilson interval")
         expect(page.locator("#kappa")).to_contain_text("6 pairs, observed 0.83")
         expect(page.locator("#kappa")).to_contain_text("Cohen's kappa")
+        expect(page.locator("#media-basis")).to_contain_text(
+            "12 after viewing the item's media (or finding none stored), 0 from hashes alone"
+        )
         expect(page.locator("#exceptions")).to_contain_text("disagreement")
         expect(page.get_by_role("list").filter(has_text="disagreement")).to_be_visible()
         screenshot(page, "audit-results")

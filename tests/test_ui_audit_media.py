@@ -27,7 +27,7 @@ from browser import (
     running_server,
     serious_violations,
 )
-from conftest import fresh_pg_database
+from conftest import Served, fresh_pg_database
 from ridgeline import auditlog
 from ridgeline import lists as L
 from ridgeline.audit import audit_report, create_audit, get_audit
@@ -72,7 +72,7 @@ def audit_site(tmp: Path, db: str | None = None) -> AuditSite:
     db = db or str(tmp / "ridgeline.db")
     key_file = tmp / "evidence.key"
     key = generate_key_file(key_file)
-    with Store.open(db).session() as s:
+    with Store.open(db) as store, store.session() as s:
         queue = L.create_list(s, "queue-work", review_quorum=2, actor="test")
         work = L.add_entry(s, queue, {"md5": "0" * 31 + "7"}, actor="submitter")
         store_evidence(s, work.id, synthetic_png(99), key, media_type="image/png")
@@ -101,7 +101,7 @@ def audit_site(tmp: Path, db: str | None = None) -> AuditSite:
     return AuditSite(db, str(key_file), audit_id, ids, images, ids[2])
 
 
-def serve(site: AuditSite) -> contextlib.AbstractContextManager:  # type: ignore[type-arg]
+def serve(site: AuditSite) -> contextlib.AbstractContextManager[Served]:
     return running_server(
         "serve", "--port", "{port}", "--db", site.db, "--no-access-log",
         "--evidence-key-file", site.key_file,
@@ -206,32 +206,34 @@ def test_audit_media_blurred_unblur_logged_damaged_file(
             notes.append(page.locator("#damaged").inner_text())
         assert sorted(judged) == sorted(site.images)
         assert notes == [f"Entry {site.missing} had no evidence stored: recorded as damaged-file."]
-        # the unblur was a one-item request: the next item's media were blurred again
+        # (every item after the unblurred one was checked blurred again above)
         page.goto(f"{served.base}/ui/audits/{site.audit_id}")
-        expect(page.locator("#exceptions")).to_contain_text("damaged-file")
-
-    with Store.open(site.db).session() as s:
-        records = auditlog.records(s, action="audit.unblur", limit=None)
-        # the page's <img> and the test's in-page fetch: each unblurred view is logged
-        assert [r.actor for r in records] == ["aud", "aud"]
-        assert {r.subject for r in records} == {f"audit:{site.audit_id}"}
-        assert {json.loads(r.details)["entry_id"] for r in records} == {unblurred_entry}
-        assert auditlog.verify(s).ok
-        rows = s.execute(
-            select(AuditItem.entry_id, AuditVerdict.auditor, AuditVerdict.verified,
-                   AuditVerdict.reason)
-            .join(AuditItem, AuditItem.id == AuditVerdict.item_id)
-            .where(AuditVerdict.audit_id == site.audit_id)
-        ).all()  # fmt: skip
-        mine = {entry_id: (verified, reason) for entry_id, who, verified, reason in rows}
-        assert {who for _, who, _, _ in rows} == {"aud"}
-        assert mine == {
-            **{e: (True, None) for e in site.images},
-            site.missing: (False, "damaged-file"),
-        }
-        media = audit_report(s, get_audit(s, site.audit_id))["media"]
-        assert media["verdicts_from_hashes_alone"] == 0  # damaged-file needs no view
-        assert media["verdicts_after_viewing"] == 4
+        expect(page.locator("#media-basis")).to_contain_text(
+            "4 after viewing the item's media (or finding none stored), 0 from hashes alone"
+        )
+        # (the database is checked while it still exists: PostgreSQL's is dropped after)
+        with Store.open(site.db) as store, store.session() as s:
+            records = auditlog.records(s, action="audit.unblur", limit=None)
+            # the page's <img> and the test's in-page fetch: each unblurred view is logged
+            assert [r.actor for r in records] == ["aud", "aud"]
+            assert {r.subject for r in records} == {f"audit:{site.audit_id}"}
+            assert {json.loads(r.details)["entry_id"] for r in records} == {unblurred_entry}
+            assert auditlog.verify(s).ok
+            rows = s.execute(
+                select(AuditItem.entry_id, AuditVerdict.auditor, AuditVerdict.verified,
+                       AuditVerdict.reason)
+                .join(AuditItem, AuditItem.id == AuditVerdict.item_id)
+                .where(AuditVerdict.audit_id == site.audit_id)
+            ).all()  # fmt: skip
+            mine = {entry_id: (verified, reason) for entry_id, who, verified, reason in rows}
+            assert {who for _, who, _, _ in rows} == {"aud"}
+            assert mine == {
+                **{e: (True, None) for e in site.images},
+                site.missing: (False, "damaged-file"),
+            }
+            media = audit_report(s, get_audit(s, site.audit_id))["media"]
+            assert media["verdicts_from_hashes_alone"] == 0  # damaged-file needs no view
+            assert media["verdicts_after_viewing"] == 4
 
 
 def test_audit_media_break_and_daily_cap(tmp_path: Path, browser: Browser) -> None:  # noqa: F811
