@@ -427,6 +427,7 @@ def audit_review(ctx: Ctx) -> Response:
     from ridgeline.audit import REASONS, get_audit, next_item
     from ridgeline.audit.media import view_item_media
     from ridgeline.review.core import get_reviewer
+    from ridgeline.review.models import Reviewer
     from ridgeline.review.wellness import BreakRequired, ExposureCapReached, check_wellness
     from ridgeline.timeutil import utcnow
 
@@ -434,15 +435,16 @@ def audit_review(ctx: Ctx) -> Response:
     damaged: list[int] = []
     with ctx.state.store.session() as s:
         audit = get_audit(s, audit_id)
+        reviewer: Reviewer | None
         try:
-            reviewer: Any = get_reviewer(s, ctx.session.name)
+            reviewer = get_reviewer(s, ctx.session.name)
         except NotFound:
             reviewer = None
         registered = reviewer is not None and reviewer.active
         item = next_item(s, audit, ctx.session.name)
         exposure = None
         try:
-            while item is not None and registered:
+            while item is not None and reviewer is not None and reviewer.active:
                 exposure = check_wellness(s, reviewer, now=utcnow())
                 if evidence.latest_blob(s, item["entry_id"]) is not None:
                     break
