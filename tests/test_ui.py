@@ -82,6 +82,7 @@ def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]
     from ridgeline.victims.synth import generate
 
     store = Store.open(db)
+    key = generate_key_file(tmp / "evidence.key")  # serve --evidence-key-file (audit media)
     with store.session() as s:
         keys = {
             role: create_key(
@@ -89,7 +90,7 @@ def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]
             )[1]
             for role in ROLES
         }
-        for name in ("admin", "reviewer"):
+        for name in ("admin", "reviewer", "auditor"):
             add_reviewer(s, name)
         hl = L.create_list(s, "ui-lists", description="benign test hashes", actor="test")
         ids = [
@@ -98,6 +99,8 @@ def build_site(db: str, tmp: Path) -> tuple[dict[str, str], list[int], int, str]
             ).id
             for b in BENIGN
         ]
+        for n, entry_id in enumerate(ids):  # auditors judge from the media, not hashes alone
+            store_evidence(s, entry_id, synthetic_png(n), key, media_type="image/png", actor="test")
         audit_id = create_audit(s, hl, mode="full", auditors_per_item=1, seed=1, actor="t").id
     import_files(store, generate(seed=5, n=150).write(tmp / "victims"))
     store.close()
@@ -122,7 +125,8 @@ def site(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Site]:
     tmp = tmp_path_factory.mktemp("ui-site")
     db = str(tmp / "ridgeline.db")
     keys, ids, audit_id, release_key = build_site(db, tmp)
-    args = ("serve", "--port", "{port}", "--db", db, "--workers", "2", "--no-access-log")
+    args = ("serve", "--port", "{port}", "--db", db, "--workers", "2", "--no-access-log",
+            "--evidence-key-file", str(tmp / "evidence.key"))  # fmt: skip
     with running_server(*args) as served:
         yield Site(served.base, db, keys, ids, audit_id, run_id=1, release_key=release_key)
 
@@ -326,6 +330,8 @@ def blind_review(page: Page, items: int, exception_first: bool) -> None:
     for n in range(items):
         expect(page.get_by_role("heading", level=1)).to_contain_text("blind review")
         assert "ui-test" not in page.content()  # blind: no source, status or verdicts
+        expect(page.locator("#media")).to_have_js_property("complete", True)
+        assert page.locator("#media").evaluate("img => img.naturalWidth") > 0  # shown
         if n == 0 and exception_first:
             page.keyboard.press("x")
             expect(page.locator("#v-no")).to_be_checked()
@@ -347,6 +353,7 @@ def test_audit_create_blind_review_and_results(
     results show the verified share with its intervals, kappa and the exceptions."""
     with Store.open(site.db).session() as s:
         add_user(s, "aud2", "auditor", PASSWORD)
+        add_reviewer(s, "aud2")  # auditors see the media, so they are registered reviewers
     first, second = browser.new_context(), browser.new_context()
     try:
         page = first.new_page()
@@ -370,6 +377,9 @@ def test_audit_create_blind_review_and_results(
         expect(page.locator("#verified-share")).to_contain_text("Wilson interval")
         expect(page.locator("#kappa")).to_contain_text("6 pairs, observed 0.83")
         expect(page.locator("#kappa")).to_contain_text("Cohen's kappa")
+        expect(page.locator("#media-basis")).to_contain_text(
+            "12 after viewing the item's media (or finding none stored), 0 from hashes alone"
+        )
         expect(page.locator("#exceptions")).to_contain_text("disagreement")
         expect(page.get_by_role("list").filter(has_text="disagreement")).to_be_visible()
         screenshot(page, "audit-results")
@@ -404,7 +414,9 @@ def test_every_page_loads_on_postgresql(
     """The same pages over PostgreSQL (the role matrix above runs on SQLite)."""
     with fresh_pg_database() as url:
         keys, ids, audit_id, release_key = build_site(url, tmp_path)
-        args = ("serve", "--port", "{port}", "--db", url, "--no-access-log")
+        key_file = str(tmp_path / "evidence.key")
+        args = ("serve", "--port", "{port}", "--db", url, "--no-access-log",
+                "--evidence-key-file", key_file)  # fmt: skip
         with running_server(*args) as served:
             pg = Site(served.base, url, keys, ids, audit_id, run_id=1, release_key=release_key)
             ctx = browser.new_context()

@@ -415,15 +415,105 @@ def audit_results(ctx: Ctx) -> Response:
 
 @page("/audits/{audit_id:int}/review", "audit")
 def audit_review(ctx: Ctx) -> Response:
-    """Blind review: hashes only, never status, classification, source or others' verdicts."""
-    from ridgeline.audit import REASONS, get_audit, next_item
+    """Blind review with the item's media, served as the review queue serves it.
 
+    Blind: hashes and media only, never status, classification, source or others'
+    verdicts. The auditor must be a registered reviewer (their break and daily-cap
+    settings); breaks and caps are enforced before anything is shown. An item with no
+    evidence is recorded at once as this auditor's `damaged-file` exception (by
+    `view_item_media`, as the API does) and the page says so and moves on.
+    """
+    from ridgeline import evidence
+    from ridgeline.audit import REASONS, get_audit, next_item
+    from ridgeline.audit.media import view_item_media
+    from ridgeline.review.core import get_reviewer
+    from ridgeline.review.models import Reviewer
+    from ridgeline.review.wellness import BreakRequired, ExposureCapReached, check_wellness
+    from ridgeline.timeutil import utcnow
+
+    audit_id = ctx.params["audit_id"]
+    damaged: list[int] = []
     with ctx.state.store.session() as s:
-        audit = get_audit(s, ctx.params["audit_id"])
+        audit = get_audit(s, audit_id)
+        reviewer: Reviewer | None
+        try:
+            reviewer = get_reviewer(s, ctx.session.name)
+        except NotFound:
+            reviewer = None
+        registered = reviewer is not None and reviewer.active
         item = next_item(s, audit, ctx.session.name)
-    return ctx.render(
-        "audit_review.html", audit_id=ctx.params["audit_id"], item=item, reasons=REASONS
-    )
+        exposure = None
+        try:
+            while item is not None and reviewer is not None and reviewer.active:
+                exposure = check_wellness(s, reviewer, now=utcnow())
+                if evidence.latest_blob(s, item["entry_id"]) is not None:
+                    break
+                key = evidence.EvidenceKey.load(ctx.state.config.evidence_key_file)
+                view_item_media(s, audit, ctx.session.name, item["entry_id"], key)
+                damaged.append(item["entry_id"])
+                item = next_item(s, audit, ctx.session.name)
+        except (BreakRequired, ExposureCapReached) as exc:
+            return ctx.render(
+                "break.html",
+                http_status=exc.http_status,
+                message=str(exc),
+                until=exc.until,
+                kind="break" if isinstance(exc, BreakRequired) else "cap",
+            )
+        entry_id = item["entry_id"] if item is not None else None
+        if ctx.session.unblur_entry_id not in (None, entry_id):
+            accounts.set_unblur(s, ctx.session.id, None)
+        return ctx.render(
+            "audit_review.html",
+            audit_id=audit_id,
+            item=item,
+            reasons=REASONS,
+            registered=registered,
+            inactive=reviewer is not None and not reviewer.active,
+            damaged=damaged,
+            exposure=exposure,
+            unblurred=entry_id is not None and ctx.session.unblur_entry_id == entry_id,
+        )
+
+
+@page("/audits/{audit_id:int}/items/{entry_id:int}/unblur", "audit", methods=("POST",))
+def audit_unblur(ctx: Ctx) -> Response:
+    """The explicit unblur: the next media fetch of this item is unblurred (and logged)."""
+    from ridgeline.audit import get_audit, next_item
+
+    audit_id, entry_id = ctx.params["audit_id"], ctx.params["entry_id"]
+    with ctx.state.store.session() as s:
+        item = next_item(s, get_audit(s, audit_id), ctx.session.name)
+        if item is None or item["entry_id"] != entry_id:
+            raise BadInput(f"entry {entry_id} is not your current item in audit {audit_id}")
+        accounts.set_unblur(s, ctx.session.id, entry_id)
+    return redirect(f"{PREFIX}/audits/{audit_id}/review")
+
+
+@page("/audits/{audit_id:int}/items/{entry_id:int}/media", "audit")
+def audit_media(ctx: Ctx) -> Response:
+    """The item's media: blurred greyscale unless this session asked to unblur it."""
+    from ridgeline.audit import get_audit
+    from ridgeline.audit.media import view_item_media
+    from ridgeline.errors import DamagedFile
+    from ridgeline.evidence import EvidenceKey
+
+    audit_id, entry_id = ctx.params["audit_id"], ctx.params["entry_id"]
+    unblurred = ctx.session.unblur_entry_id == entry_id
+    key = EvidenceKey.load(ctx.state.config.evidence_key_file)
+    with ctx.state.store.session() as s:
+        media = view_item_media(
+            s,
+            get_audit(s, audit_id),
+            ctx.session.name,
+            entry_id,
+            key,
+            unblurred=unblurred,
+            reason="unblurred in the web UI" if unblurred else None,
+        )
+    if media.image is None:  # the exception is stored (the session committed)
+        raise DamagedFile(f"entry {entry_id} had no evidence stored: recorded as damaged-file")
+    return Response(media.image, media_type="image/png", headers={"cache-control": "no-store"})
 
 
 @page("/audits/{audit_id:int}/items/{entry_id:int}/verdict", "audit", methods=("POST",))
@@ -443,6 +533,7 @@ def audit_verdict(ctx: Ctx) -> Response:
             reason=ctx.field("reason") or None if verified == "no" else None,
             note=ctx.field("note") or None,
         )
+        accounts.set_unblur(s, ctx.session.id, None)
     return redirect(f"{PREFIX}/audits/{ctx.params['audit_id']}/review")
 
 
