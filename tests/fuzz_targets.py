@@ -33,7 +33,7 @@ from ridgeline.media import sniff_bytes
 from ridgeline.pdq.images import load_pixels
 from ridgeline.reports import documents, received, samples
 from ridgeline.signals import all_signals, normalize
-from ridgeline.victims.records import parse_lines, parse_rows
+from ridgeline.victims.records import parse_batches, parse_lines
 
 DATA = Path(__file__).parent / "data" / "exchange"
 #: Scratch files for path-based parsers (images, videos, zips) live in RAM when possible.
@@ -106,7 +106,7 @@ def fuzz_vpdq_text(data: bytes) -> None:
 
 def fuzz_victims(data: bytes) -> None:
     lines = data.decode("utf-8", "replace").splitlines()
-    for parse in (parse_lines, parse_rows):
+    for parse in (parse_lines, parse_batches):
         _call(lambda p=parse: list(p(lines, "fuzz.jsonl")), value_error_ok=True)
 
 
