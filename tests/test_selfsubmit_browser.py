@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -26,35 +26,21 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
+from playwright.sync_api import Browser
 
+from browser import (
+    CHROMIUM,
+    browser,  # noqa: F401  (fixture: the process's one Playwright and Chromium)
+)
 from ridgeline.pdq import hash_file
 from ridgeline.service.keys import create_key
 from ridgeline.store import Store
 
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-    "--no-first-run",
-]
 REFERENCE = Path(__file__).resolve().parents[1] / ".." / "shared" / "reference" / "pdq"
 if not REFERENCE.is_dir():
     REFERENCE = Path("/work/wt/shared/reference/pdq")
 
-pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs Debian's chromium")
-playwright_api = pytest.importorskip("playwright.sync_api")
-
-
-@pytest.fixture(scope="module")
-def browser() -> Iterator[Any]:
-    """Headless Debian Chromium (a minimal fixture; tests/browser.py will unify them)."""
-    with playwright_api.sync_playwright() as p:
-        b = p.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS, headless=True)
-        yield b
-        b.close()
+pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium")
 
 
 def _db(tmp_path: Path) -> str:
@@ -257,7 +243,10 @@ def _assert_no_media(requests: list[Any], files: list[Path]) -> None:
 
 @pytest.mark.parametrize("wasm", ["pdq.wasm", "pdq-scalar.wasm"])
 def test_browser_pdq_equals_exact_mode_on_every_reference_image(
-    wasm: str, browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
+    wasm: str,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+    serve_process: Callable[..., Any],
 ) -> None:
     """Both builds (SIMD, and scalar for browsers without SIMD) on every image."""
     files = reference_images() + generated_images(tmp_path / "generated")
@@ -307,7 +296,9 @@ def _ridgeline(*args: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_submit_scan_flags_for_review_then_withdraw_within_a_second(
-    browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+    serve_process: Callable[..., Any],
 ) -> None:
     db = _db(tmp_path)
     key = _provider_key(db)
@@ -380,7 +371,9 @@ def test_submit_scan_flags_for_review_then_withdraw_within_a_second(
 
 
 def test_spanish_page_language_switch_and_accessibility(
-    browser: Any, tmp_path: Path, serve_process: Callable[..., Any]
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+    serve_process: Callable[..., Any],
 ) -> None:
     """Spanish from the browser's language, English by the switch; axe-core finds no
     violations in either, with files listed."""

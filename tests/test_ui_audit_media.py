@@ -25,6 +25,7 @@ from browser import (
     browser,  # noqa: F401  (fixture)
     login_with_password,
     running_server,
+    screenshot,
     serious_violations,
 )
 from conftest import Served, fresh_pg_database
@@ -189,6 +190,7 @@ def test_audit_media_blurred_unblur_logged_damaged_file(
             assert body == render_for_review(site.images[entry_id])
             if unblurred_entry is None:
                 assert serious_violations(page) == []
+                screenshot(page, "audit-review")  # docs/img/ui-audit-review.png
                 page.get_by_role("button", name="Unblur (logged)").click()
                 expect(page.get_by_text("Unblurred view: this was logged.")).to_be_visible()
                 expect(page.locator("#media")).to_have_js_property("complete", True)

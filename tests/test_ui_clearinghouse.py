@@ -420,3 +420,131 @@ def test_law_enforcement_without_agency_is_refused(clearing: Clearing) -> None:
         pytest.raises(BadInput, match="only law-enforcement"),
     ):
         add_user(s, "nobody", "analyst", PASSWORD, agency=AGENCY)
+
+
+def test_analyst_makes_a_report_available_by_hand(
+    clearing: Clearing,
+    browser: Browser,  # noqa: F811
+) -> None:
+    """An analyst makes the Texas report (routed to the other agency) available to one
+    more agency, with a reason: the reason and the analyst are shown with its routing, the
+    decision is logged, and the law-enforcement user of that agency now sees the report.
+    Without a reason or a CSRF token it is refused; law enforcement may not do it."""
+    texas = clearing.rid("texas")
+    ctx = browser.new_context()
+    try:
+        lee = ctx.new_page()
+        login_with_password(lee, clearing.base, "lee", PASSWORD)
+        assert lee.goto(f"{clearing.base}/ui/le/{texas}").status == 404  # type: ignore[union-attr]
+        token = lee.locator("input[name=csrf]").first.get_attribute("value") or ""
+        answer = lee.request.post(
+            f"{clearing.base}/ui/intake/{texas}/make-available",
+            form={"csrf": token, "agency": AGENCY, "reason": "ours now"},
+        )
+        assert answer.status == 403  # law enforcement cannot widen its own access
+        analyst = browser.new_context()
+        try:
+            page = analyst.new_page()
+            login_with_password(page, clearing.base, "dana", PASSWORD)
+            page.goto(f"{clearing.base}/ui/intake/{texas}")
+            routing = page.locator("#routing tbody tr")
+            expect(routing).to_have_count(1)
+            expect(routing).to_contain_text(OTHER)
+            url = f"{clearing.base}/ui/intake/{texas}/make-available"
+            token = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+            answer = page.request.post(url, form={"csrf": token, "agency": AGENCY})
+            assert answer.status == 400 and "needs an agency and a reason" in answer.text()
+            answer = page.request.post(url, form={"agency": AGENCY, "reason": "no token"})
+            assert answer.status == 403 and "CSRF" in answer.text()
+            page.get_by_label("Make available to agency").fill(AGENCY)
+            page.get_by_label("Why it goes to that agency (logged)").fill(
+                "the reported person moved to Illinois"
+            )
+            page.get_by_role("button", name="Make available").click()
+            expect(routing).to_have_count(2)
+            added = routing.filter(has_text=AGENCY)
+            expect(added).to_contain_text("the reported person moved to Illinois")
+            expect(added).to_contain_text("user:dana")
+            assert serious_violations(page) == []
+            screenshot(page, "clearing-make-available")
+        finally:
+            analyst.close()
+        lee.goto(f"{clearing.base}/ui/le")
+        expect(lee.locator("#le-reports")).to_contain_text(str(texas))
+        response = lee.goto(f"{clearing.base}/ui/le/{texas}")
+        assert response is not None and response.status == 200
+        expect(lee.get_by_role("heading", level=1)).to_have_text(f"Report {texas} for {AGENCY}")
+    finally:
+        ctx.close()
+    logged = audit_records(clearing.db, "routing.make_available")
+    assert [(r.actor, r.subject, r.details) for r in logged] == [
+        (
+            "user:dana",
+            f"received_report:{texas}",
+            {"agency": AGENCY, "why": "the reported person moved to Illinois"},
+        )
+    ]
+
+
+def test_routing_rules_import(
+    clearing: Clearing,
+    browser: Browser,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """An analyst replaces the routing rules with a CSV file, as `ridgeline routing
+    import` does: a file with bad lines changes nothing and lists every bad line; a good
+    one replaces the rules (logged). Law enforcement sees no form and is refused."""
+    bad = tmp_path / "bad.csv"
+    bad.write_text("country,state,agency\nUS,IL,Example Agency\nXX,,Nowhere\nUS,ZZ,Nobody\n")
+    good = tmp_path / "rules.csv"
+    good.write_text(
+        f"country,state,agency\nUS,IL,{AGENCY}\nUS,TX,{OTHER}\nUS,CA,California desk\n"
+        "CA,,Canadian desk\n*,,Federal desk\n"
+    )
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        login_with_password(page, clearing.base, "dana", PASSWORD)
+        page.get_by_role("link", name="Routing", exact=True).click()
+        before = page.locator("#rules tbody").inner_text()
+        page.get_by_label("Rules file").set_input_files(str(bad))
+        page.get_by_role("button", name="Import the rules (logged)").click()
+        problems = page.locator("#import-problems")
+        expect(problems).to_contain_text("Nothing was imported")
+        expect(problems.locator("li")).to_have_count(2)
+        expect(problems.locator("li").nth(0)).to_contain_text(
+            "line 3: 'XX' is not an ISO 3166-1 alpha-2 country"
+        )
+        expect(problems.locator("li").nth(1)).to_contain_text("line 4: 'ZZ' is not a US state")
+        assert page.locator("#rules tbody").inner_text() == before
+        assert serious_violations(page) == []
+        screenshot(page, "clearing-routing-problems")
+        page.get_by_label("Rules file").set_input_files(str(good))
+        page.get_by_role("button", name="Import the rules (logged)").click()
+        expect(page.locator("#imported")).to_contain_text("Imported rules.csv: 5 rule(s)")
+        rows = page.locator("#rules tbody tr")
+        expect(rows).to_have_count(5)
+        expect(page.locator("#rules")).to_contain_text("California desk")
+        expect(page.locator("#rules")).to_contain_text("Federal desk")
+        assert serious_violations(page) == []
+        screenshot(page, "clearing-routing")
+    finally:
+        ctx.close()
+    ctx = browser.new_context()
+    try:
+        page = ctx.new_page()
+        login_with_password(page, clearing.base, "lee", PASSWORD)
+        token = page.locator("input[name=csrf]").first.get_attribute("value") or ""
+        answer = page.request.post(
+            f"{clearing.base}/ui/routing/import",
+            multipart={
+                "csrf": token,
+                "file": {"name": "x.csv", "mimeType": "text/csv", "buffer": good.read_bytes()},
+            },
+        )
+        assert answer.status == 403
+    finally:
+        ctx.close()
+    logged = audit_records(clearing.db, "routing.import")
+    mine = [r for r in logged if r.actor == "user:dana"]
+    assert [(r.details["source"], r.details["rules"]) for r in mine] == [("rules.csv", 5)]

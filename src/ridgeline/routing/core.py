@@ -54,6 +54,11 @@ class BadRoutingRules(BadInput):
 
     code = "bad_routing_rules"
 
+    def __init__(self, message: str, problems: Sequence[str] = ()) -> None:
+        super().__init__(message)
+        #: One entry per refused line (empty when the whole file is unreadable).
+        self.problems = tuple(problems)
+
 
 @dataclass(frozen=True, slots=True)
 class Rule:
@@ -152,7 +157,7 @@ def parse_rules_csv(text: str, *, source: str = "rules.csv") -> list[Rule]:
         seen[key] = n
         rules.append(Rule(country, state.upper() or None, agency))
     if problems:
-        raise BadRoutingRules(f"{source}: " + "; ".join(problems))
+        raise BadRoutingRules(f"{source}: " + "; ".join(problems), problems)
     return rules
 
 
@@ -195,11 +200,27 @@ def import_file(
 ) -> list[Rule]:
     p = Path(path)
     try:
-        text = p.read_text(encoding="utf-8-sig")
-    except (OSError, UnicodeDecodeError) as exc:
+        data = p.read_bytes()
+    except OSError as exc:
         raise BadRoutingRules(f"cannot read {p}: {exc}") from None
+    return import_csv(session, data, source=str(p), fallback=fallback, actor=actor)
+
+
+def import_csv(
+    session: Session,
+    data: bytes,
+    *,
+    source: str = "rules.csv",
+    fallback: str | None = None,
+    actor: str | None = None,
+) -> list[Rule]:
+    """Replace the routing rules with a CSV file's bytes (the CLI's file, the UI's upload)."""
+    try:
+        text = data.decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BadRoutingRules(f"cannot read {source}: {exc}") from None
     return import_rules(
-        session, parse_rules_csv(text, source=str(p)), fallback=fallback, actor=actor, source=str(p)
+        session, parse_rules_csv(text, source=source), fallback=fallback, actor=actor, source=source
     )
 
 
@@ -417,6 +438,8 @@ def make_available(
     """An analyst makes a report available to another agency by hand (logged)."""
     if not agency.strip() or not why.strip():
         raise BadInput("making a report available needs an agency and a reason")
+    if len(agency.strip()) > 200:
+        raise BadInput("an agency's name is at most 200 characters")
     existing = session.scalar(
         select(ReportAvailability).where(
             ReportAvailability.report_id == report_id, ReportAvailability.agency == agency.strip()

@@ -16,6 +16,7 @@ import dataclasses
 import datetime as dt
 import json
 from typing import Any
+from urllib.parse import quote
 
 from sqlalchemy import func, select
 from starlette.datastructures import UploadFile
@@ -157,7 +158,24 @@ def intake_report(ctx: Ctx) -> Response:
         document=json.dumps(view.document, indent=2, ensure_ascii=False),
         can_override=ctx.can("triage:override"),
         can_cases=ctx.can("cases:read"),
+        can_route=ctx.can("routing:write"),
     )
+
+
+@page("/intake/{report_id:int}/make-available", "routing:write", methods=("POST",))
+def intake_make_available(ctx: Ctx) -> Response:
+    """Make a report available to one more agency by hand, with a reason (logged), as
+    `ridgeline routing make-available` does."""
+    from ridgeline import routing
+    from ridgeline.reports import received
+
+    report_id = ctx.params["report_id"]
+    with ctx.state.store.session() as s:
+        received.get(s, report_id)  # not found for a report that does not exist
+        routing.make_available(
+            s, report_id, ctx.field("agency"), ctx.field("reason"), ctx.session.actor
+        )
+    return _redirect(f"{PREFIX}/intake/{report_id}#h-route")
 
 
 # --- triage -------------------------------------------------------------------------
@@ -287,16 +305,56 @@ def case_merge(ctx: Ctx) -> Response:
 # --- routing ------------------------------------------------------------------------
 
 
-@page("/routing", "routing:read")
-def routing_rules(ctx: Ctx) -> Response:
-    """The routing rules: which agency gets reports placed where (`*`: fallback desk)."""
+def _routing_page(
+    ctx: Ctx, *, problems: tuple[str, ...] = (), error: str | None = None, imported: str = ""
+) -> Response:
     from ridgeline import routing
 
     with ctx.state.store.session() as s:
         rules = routing.list_rules(s)
     if not any(r.country == "*" for r in rules):
         rules.append(routing.Rule("*", None, routing.DEFAULT_FALLBACK))
-    return ctx.render("routing.html", rules=rules)
+    return ctx.render(
+        "routing.html",
+        http_status=400 if problems or error else 200,
+        rules=rules,
+        problems=problems,
+        error=error,
+        imported=imported or ctx.request.query_params.get("imported", ""),
+        can_import=ctx.can("routing:write"),
+    )
+
+
+@page("/routing", "routing:read")
+def routing_rules(ctx: Ctx) -> Response:
+    """The routing rules: which agency gets reports placed where (`*`: fallback desk)."""
+    return _routing_page(ctx)
+
+
+@page("/routing/import", "routing:write", methods=("POST",))
+def routing_import(ctx: Ctx) -> Response:
+    """Replace the routing rules with an uploaded CSV, as `ridgeline routing import`
+    does (logged); a refused file changes nothing and every bad line is listed."""
+    from ridgeline import routing
+
+    assert ctx.form is not None
+    upload = ctx.form.get("file")
+    if not isinstance(upload, UploadFile) or not upload.filename:
+        raise BadInput("choose a routing rules file (CSV) to import")
+    name = upload.filename.rsplit("/", 1)[-1].rsplit("\\", 1)[-1]
+    cap = ctx.state.config.max_upload_bytes
+    body = upload.file.read(cap + 1)
+    if len(body) > cap:
+        raise TooLarge(f"{name} is larger than {cap} bytes")
+    fallback = ctx.field("fallback") or None
+    try:
+        with ctx.state.store.session() as s:
+            routing.import_csv(s, body, source=name, fallback=fallback, actor=ctx.session.actor)
+    except routing.BadRoutingRules as exc:
+        return _routing_page(ctx, problems=exc.problems, error=str(exc))
+    except BadInput as exc:
+        return _routing_page(ctx, error=str(exc))
+    return _redirect(f"{PREFIX}/routing?imported={quote(name)}")
 
 
 # --- law enforcement ----------------------------------------------------------------

@@ -78,9 +78,11 @@ NAV = [
     ("/ui/le", "Agency reports", "le:read"),
 ]
 
-#: The UI's own permission beyond the API's: victims and the indicator (no API yet).
+#: The UI's own permissions beyond the API's (no API yet): victims and the indicator;
+#: changing where reports go (`ridgeline routing import` and `make-available`).
 UI_POLICY: dict[str, frozenset[str]] = {
     "victims": frozenset({"admin", "analyst", "law-enforcement", "curator"}),
+    "routing:write": frozenset({"admin", "analyst"}),
 }
 
 
