@@ -148,7 +148,9 @@ def _folder(root: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
 def _zip(path: Path, fmt: str | None, display: str) -> Iterator[Incoming]:
     try:
         zf = zipfile.ZipFile(path)
-    except (zipfile.BadZipFile, OSError) as exc:
+    # ValueError: a member flagged as UTF-8 whose name is not (UnicodeDecodeError);
+    # NotImplementedError: a zip format version zipfile does not know
+    except (zipfile.BadZipFile, OSError, ValueError, NotImplementedError, EOFError) as exc:
         yield Incoming(display, b"", fmt, error=f"not a readable zip: {exc}")
         return
     with zf:

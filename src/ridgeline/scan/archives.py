@@ -266,7 +266,10 @@ class Walker:
                 )  # fmt: skip
         except DecompressionBomb as exc:
             yield self._error(top, display, str(exc))
-        except (zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError) as exc:
+        except (
+            zipfile.BadZipFile, tarfile.TarError, EOFError, OSError, ValueError,
+            NotImplementedError,  # a zip version or compression zipfile does not know
+        ) as exc:  # fmt: skip
             yield self._error(top, display, f"bad archive: {type(exc).__name__}: {exc}")
         except RuntimeError as exc:  # encrypted zip members
             yield self._error(top, display, f"bad archive: {exc}")
@@ -302,7 +305,7 @@ def _link_item(path: str, root_real: str) -> ScanItem:
 def _zip_members(path: str) -> Iterator[Member]:
     with zipfile.ZipFile(path) as zf:
         for info in zf.infolist():
-            if info.is_dir():
+            if info.filename.endswith("/"):  # not is_dir(): IndexError on an empty name
                 continue
             name = info.filename
             problem = unsafe_member_name(name)
