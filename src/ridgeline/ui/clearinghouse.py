@@ -24,25 +24,12 @@ from starlette.responses import Response
 
 from ridgeline.errors import BadInput, Forbidden, TooLarge
 from ridgeline.ui.charts import Edge, Graph
-from ridgeline.ui.web import PREFIX, Ctx, page
-
-
-def _redirect(path: str) -> Response:
-    from starlette.responses import RedirectResponse
-
-    return RedirectResponse(path, 303)
-
-
-def _int(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise BadInput(f"{name} must be a whole number, not {value!r}") from None
+from ridgeline.ui.web import PREFIX, Ctx, int_field, page, redirect
 
 
 def _query_int(ctx: Ctx, name: str) -> int | None:
     raw = ctx.request.query_params.get(name, "").strip()
-    return _int(raw, name) if raw else None
+    return int_field(raw, name) if raw else None
 
 
 PAGE_SIZE = 50
@@ -175,7 +162,7 @@ def intake_make_available(ctx: Ctx) -> Response:
         routing.make_available(
             s, report_id, ctx.field("agency"), ctx.field("reason"), ctx.session.actor
         )
-    return _redirect(f"{PREFIX}/intake/{report_id}#h-route")
+    return redirect(f"{PREFIX}/intake/{report_id}#h-route")
 
 
 # --- triage -------------------------------------------------------------------------
@@ -208,10 +195,10 @@ def triage_override(ctx: Ctx) -> Response:
     from ridgeline import triage
 
     report_id = ctx.params["report_id"]
-    priority = _int(ctx.field("priority"), "priority")
+    priority = int_field(ctx.field("priority"), "priority")
     with ctx.state.store.session() as s:
         triage.override(s, report_id, priority, ctx.field("reason"), ctx.session.actor)
-    return _redirect(f"{PREFIX}/intake/{report_id}#triage")
+    return redirect(f"{PREFIX}/intake/{report_id}#triage")
 
 
 # --- cases --------------------------------------------------------------------------
@@ -230,7 +217,7 @@ def cases_list(ctx: Ctx) -> Response:
     with ctx.state.store.session() as s:
         if kind and value:
             if kind == "report":
-                found = [cases.case_of(s, _int(value, "report"))]
+                found = [cases.case_of(s, int_field(value, "report"))]
             else:
                 found = cases.cases_with(s, kind, ids.normalise_query(kind, value))
             rows = [cases.summary(s, c) for c in found]
@@ -283,12 +270,12 @@ def case_split(ctx: Ctx) -> Response:
     from ridgeline import cases
 
     assert ctx.form is not None
-    picked = [_int(str(v), "report") for v in ctx.form.getlist("reports")]
+    picked = [int_field(str(v), "report") for v in ctx.form.getlist("reports")]
     with ctx.state.store.session() as s:
         new_id = cases.split(
             s, ctx.params["case_id"], picked, ctx.field("reason"), actor=ctx.session.actor
         )
-    return _redirect(f"{PREFIX}/cases/{new_id}")
+    return redirect(f"{PREFIX}/cases/{new_id}")
 
 
 @page("/cases/{case_id:int}/merge", "cases:write", methods=("POST",))
@@ -296,10 +283,10 @@ def case_merge(ctx: Ctx) -> Response:
     """Fold another case into this one, with a reason (logged)."""
     from ridgeline import cases
 
-    other = _int(ctx.field("other"), "other case")
+    other = int_field(ctx.field("other"), "other case")
     with ctx.state.store.session() as s:
         cases.merge(s, ctx.params["case_id"], other, ctx.field("reason"), actor=ctx.session.actor)
-    return _redirect(f"{PREFIX}/cases/{ctx.params['case_id']}")
+    return redirect(f"{PREFIX}/cases/{ctx.params['case_id']}")
 
 
 # --- routing ------------------------------------------------------------------------
@@ -354,7 +341,7 @@ def routing_import(ctx: Ctx) -> Response:
         return _routing_page(ctx, problems=exc.problems, error=str(exc))
     except BadInput as exc:
         return _routing_page(ctx, error=str(exc))
-    return _redirect(f"{PREFIX}/routing?imported={quote(name)}")
+    return redirect(f"{PREFIX}/routing?imported={quote(name)}")
 
 
 # --- law enforcement ----------------------------------------------------------------
@@ -449,7 +436,7 @@ def le_legal_process(ctx: Ctx) -> Response:
     agency = _agency(ctx)
     raw_files = ctx.field("files")
     files = (
-        [_int(p.strip(), "file") for p in raw_files.replace(" ", ",").split(",") if p.strip()]
+        [int_field(p.strip(), "file") for p in raw_files.replace(" ", ",").split(",") if p.strip()]
         if raw_files
         else None
     )
@@ -470,7 +457,7 @@ def le_legal_process(ctx: Ctx) -> Response:
             files=files,
             note=ctx.field("note") or None,
         )
-    return _redirect(f"{PREFIX}/le/{ctx.params['report_id']}")
+    return redirect(f"{PREFIX}/le/{ctx.params['report_id']}")
 
 
 @page("/le/{report_id:int}/preservation", "le:read")

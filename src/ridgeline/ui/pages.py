@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import func, select
 from starlette.datastructures import FormData, UploadFile
 from starlette.requests import Request
-from starlette.responses import RedirectResponse, Response
+from starlette.responses import Response
 
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.ui import accounts
@@ -23,8 +23,10 @@ from ridgeline.ui.web import (
     PUBLIC,
     SESSION,
     Ctx,
+    int_field,
     new_token,
     page,
+    redirect,
     render,
 )
 
@@ -41,17 +43,6 @@ INDUSTRY = [
     ("B1", "B1", "3"),
     ("B2", "B2", "4"),
 ]
-
-
-def redirect(path: str) -> RedirectResponse:
-    return RedirectResponse(path, 303)
-
-
-def _int(value: str, name: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        raise BadInput(f"{name} must be a whole number, not {value!r}") from None
 
 
 def _float(value: str, name: str) -> float:
@@ -387,8 +378,10 @@ def audits(ctx: Ctx) -> Response:
                 mode=ctx.field("mode", "random"),
                 margin=_float(ctx.field("margin", "0.05"), "margin"),
                 confidence=_float(ctx.field("confidence", "0.95"), "confidence"),
-                seed=_int(seed, "seed") if seed else None,
-                auditors_per_item=_int(ctx.field("auditors_per_item", "1"), "auditors per item"),
+                seed=int_field(seed, "seed") if seed else None,
+                auditors_per_item=int_field(
+                    ctx.field("auditors_per_item", "1"), "auditors per item"
+                ),
                 actor=ctx.session.name,
             )
             audit_warnings(audit, ctx.field("list"))
@@ -579,7 +572,7 @@ def list_page(ctx: Ctx) -> Response:
     with ctx.state.store.session() as s:
         hl = L.get_list(s, ctx.params["name"])
         entries = L.list_entries(
-            s, hl, status=status, after_id=_int(after, "after"), limit=PAGE_SIZE
+            s, hl, status=status, after_id=int_field(after, "after"), limit=PAGE_SIZE
         )
         releases = list(
             s.scalars(

@@ -28,7 +28,7 @@ from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ridgeline.errors import RidgelineError
+from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.service.auth import POLICY
 from ridgeline.ui.accounts import LiveSession, load_session
 
@@ -84,6 +84,19 @@ UI_POLICY: dict[str, frozenset[str]] = {
     "victims": frozenset({"admin", "analyst", "law-enforcement", "curator"}),
     "routing:write": frozenset({"admin", "analyst"}),
 }
+
+
+def redirect(path: str) -> RedirectResponse:
+    """After a POST, the page to show (303: the browser GETs it)."""
+    return RedirectResponse(path, 303)
+
+
+def int_field(value: str, name: str) -> int:
+    """A form field that must be a whole number, refused by its name otherwise."""
+    try:
+        return int(value)
+    except ValueError:
+        raise BadInput(f"{name} must be a whole number, not {value!r}") from None
 
 
 def allowed(role: str, permission: str) -> bool:
