@@ -15,7 +15,7 @@ import stat
 import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, BinaryIO
 
 from ridgeline.errors import BadInput
 from ridgeline.timeutil import parse_iso
@@ -282,14 +282,8 @@ def stream_lines(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
         max_bytes = int(os.environ.get("RIDGELINE_IMPORT_MAX_BYTES") or MAX_INPUT_BYTES)
     name = os.fspath(path)
     if name == "-":  # in chunks: a line-less endless stream must meet the cap too
-        total = 0
         rest = b""
-        while chunk := sys.stdin.buffer.read(_CHUNK):
-            total += len(chunk)
-            if total > max_bytes:
-                raise BadInput(
-                    f"standard input: more than {max_bytes} bytes; at most {max_bytes} are imported"
-                )
+        for chunk in stream_chunks(name, max_bytes=max_bytes):
             lines = (rest + chunk).split(b"\n")
             rest = lines.pop()
             for line in lines:
@@ -297,17 +291,23 @@ def stream_lines(path: str | os.PathLike[str], max_bytes: int | None = None) -> 
         if rest:
             yield rest
         return
+    with _open_regular(name) as fh:
+        yield from fh
+
+
+def _open_regular(name: str) -> BinaryIO:
+    """An import file opened for reading; anything but a regular file is refused."""
     try:
-        fh = open(name, "rb")  # noqa: SIM115 - closed below, the generator may stop early
+        fh = open(name, "rb")  # noqa: SIM115 - the caller closes it
     except OSError as exc:
         raise BadInput(f"{name}: {exc.strerror or exc}") from None
-    with fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise BadInput(
-                f"{name}: not a regular file (a device, pipe or folder); "
-                "use '-' to import from standard input"
-            )
-        yield from fh
+    if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
+        fh.close()
+        raise BadInput(
+            f"{name}: not a regular file (a device, pipe or folder); "
+            "use '-' to import from standard input"
+        )
+    return fh
 
 
 def starts_utf16(path: str | os.PathLike[str]) -> bool:
@@ -341,16 +341,7 @@ def stream_chunks(
                 )
             yield chunk
         return
-    try:
-        fh = open(name, "rb")  # noqa: SIM115 - closed below, the generator may stop early
-    except OSError as exc:
-        raise BadInput(f"{name}: {exc.strerror or exc}") from None
-    with fh:
-        if not stat.S_ISREG(os.fstat(fh.fileno()).st_mode):
-            raise BadInput(
-                f"{name}: not a regular file (a device, pipe or folder); "
-                "use '-' to import from standard input"
-            )
+    with _open_regular(name) as fh:
         while chunk := fh.read(size):
             yield chunk
 
