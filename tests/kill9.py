@@ -16,7 +16,10 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+import sqlalchemy as sa
+
 from ridgeline.crashpoint import ENV, MARK
+from ridgeline.store import Store
 
 RIDGELINE = str(Path(sys.executable).parent / "ridgeline")
 
@@ -95,3 +98,19 @@ def kill_at(
             proc.stderr.close()
         out.seek(0)
         return Killed(point, out.read(), "".join(lines))
+
+
+def writing(store: Store, db: str) -> bool:
+    """Whether a killed-to-be import has written part of its uncommitted transaction:
+    the SQLite write-ahead log has grown, or another PostgreSQL backend holds a xid."""
+    if store.dialect == "sqlite":
+        wal = Path(db + "-wal")
+        return wal.exists() and wal.stat().st_size > 2_000_000
+    with store.engine.connect() as conn:
+        busy = conn.execute(
+            sa.text(
+                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
+                "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
+            )
+        ).scalar()
+    return bool(busy)

@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy import func, select
 
-from kill9 import kill9, start
+from kill9 import kill9, start, writing
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.index.match import MatchIndex
@@ -56,21 +56,6 @@ def _counts(store: Store, name: str) -> dict[str, int]:
         }
 
 
-def _writing(store: Store, proc: subprocess.Popen[bytes], db: str) -> bool:
-    """Whether the import has written part of its transaction (and not finished)."""
-    if store.dialect == "sqlite":
-        wal = Path(db + "-wal")
-        return wal.exists() and wal.stat().st_size > 2_000_000
-    with store.engine.connect() as conn:
-        busy = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
-    return bool(busy)
-
-
 def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     store: Store, tmp_path: Path
 ) -> None:
@@ -93,7 +78,7 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     proc = start([*command[:4], str(full), *command[4:]])
     try:
         deadline = time.monotonic() + 300
-        while not _writing(store, proc, db):
+        while not writing(store, db):
             assert proc.poll() is None, "the import finished before it could be killed"
             assert time.monotonic() < deadline, "the import never started writing"
             time.sleep(0.02)
@@ -103,7 +88,7 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
         proc.communicate()
     if store.dialect == "postgresql":  # the server ends the orphaned transaction
         deadline = time.monotonic() + 60
-        while _writing(store, proc, db) and time.monotonic() < deadline:
+        while writing(store, db) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert _counts(store, "big") == before  # nothing half-applied
 

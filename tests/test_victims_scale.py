@@ -20,6 +20,7 @@ import networkx as nx
 import numpy as np
 import sqlalchemy as sa
 
+from kill9 import writing
 from ridgeline.indicator.data import _load_rows, load_table, table_from_records
 from ridgeline.store import Store
 from ridgeline.victims.merge import components, merge_components
@@ -65,21 +66,6 @@ def _state(store: Store) -> dict[str, object]:
         }
 
 
-def _writing(store: Store, db: str) -> bool:
-    """Whether the import has written part of its transaction."""
-    if store.dialect == "sqlite":
-        wal = Path(db + "-wal")
-        return wal.exists() and wal.stat().st_size > 2_000_000
-    with store.engine.connect() as conn:
-        busy = conn.execute(
-            sa.text(
-                "SELECT count(*) FROM pg_stat_activity WHERE datname = current_database() "
-                "AND backend_xid IS NOT NULL AND pid <> pg_backend_pid()"
-            )
-        ).scalar()
-    return bool(busy)
-
-
 def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     store: Store, tmp_path: Path
 ) -> None:
@@ -104,7 +90,7 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     )
     try:
         deadline = time.monotonic() + 300
-        while not _writing(store, db):
+        while not writing(store, db):
             assert proc.poll() is None, "the import finished before it could be killed"
             assert time.monotonic() < deadline, "the import never started writing"
             time.sleep(0.02)
@@ -115,7 +101,7 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     assert proc.returncode == -signal.SIGKILL
     if store.dialect == "postgresql":  # the server ends the orphaned transaction
         deadline = time.monotonic() + 60
-        while _writing(store, db) and time.monotonic() < deadline:
+        while writing(store, db) and time.monotonic() < deadline:
             time.sleep(0.1)
     assert _state(store) == before  # nothing half-applied
 
