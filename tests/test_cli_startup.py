@@ -7,6 +7,7 @@ import sys
 from pathlib import Path
 
 import click
+from click.testing import CliRunner
 
 from ridgeline.cli import COMMANDS, main
 from ridgeline.cli.lazy import LazyGroup
@@ -133,3 +134,40 @@ def test_every_lists_command_runs_in_a_fresh_process(store: Store, tmp_path: Pat
     assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr[-2000:]
     assert f"no Ridgeline database at {missing}" in done.stderr
     assert not (tmp_path / "nonexistent").exists()
+
+
+def _commands(
+    group: click.Group, ctx: click.Context, prefix: str = ""
+) -> list[tuple[str, click.Command]]:
+    found: list[tuple[str, click.Command]] = []
+    for name in group.list_commands(ctx):
+        command = group.get_command(ctx, name)
+        assert command is not None, name
+        found.append((f"{prefix}{name}", command))
+        if isinstance(command, click.Group):
+            found += _commands(command, click.Context(command, parent=ctx), f"{prefix}{name} ")
+    return found
+
+
+def test_counts_and_sizes_refuse_zero_and_negatives() -> None:
+    """A count, a size or a page option that takes any whole number accepted `-j 0` and
+    `--limit -1` (a negative LIMIT returns everything in SQLite). Every plain-int option
+    must be one whose whole range means something (ids, seeds, thresholds checked by the
+    library, which say what is wrong themselves)."""
+    checked_by_library = {
+        "--seed", "--auditors-per-item", "--review-quorum", "--daily-cap",
+        "--break-after-minutes", "--break-minutes",
+    }  # fmt: skip
+    plain: list[str] = []
+    for path, command in _commands(main, click.Context(main)):
+        for param in command.params:
+            if isinstance(param, click.Option) and param.type is click.INT:
+                name = max(param.opts, key=len)
+                if name not in checked_by_library:
+                    plain.append(f"{path} {name}")
+    assert plain == []
+    runner = CliRunner()
+    for argv in (["hash", "-j", "0", "x"], ["log", "show", "--limit", "-1"],
+                 ["lists", "history", "x", "--limit", "0"]):  # fmt: skip
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 2 and "is not in the range" in result.output, argv

@@ -167,7 +167,9 @@ def reset(name: str, since: str | None, actor: str, db: str | None, fmt: str | N
 @exchange.command("fetch")
 @click.argument("names", nargs=-1)
 @click.option("--due", is_flag=True, help="Fetch every enabled source whose interval passed.")
-@click.option("--max-pages", default=None, type=int, help="Stop after this many pages.")
+@click.option(
+    "--max-pages", default=None, type=click.IntRange(min=1), help="Stop after this many pages."
+)
 @credentials_option
 @db_option
 @format_option

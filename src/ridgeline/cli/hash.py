@@ -61,7 +61,10 @@ class Progress:
     "md5,sha1,sha256 + pdq for images, vpdq for videos, + plug-ins).",
 )
 @click.option("-r", "--recursive", is_flag=True, help="Descend into folders.")
-@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Worker processes.",
+)  # fmt: skip
 @click.option(
     "--mode",
     type=click.Choice(["exact", "fast"]),
@@ -77,7 +80,10 @@ class Progress:
     default=None,
     help="vPDQ: hash one frame per this many seconds (default: every frame).",
 )
-@click.option("--max-pixels", type=int, default=None, help="Refuse larger images (bombs).")
+@click.option(
+    "--max-pixels", type=click.IntRange(min=1), default=None,
+    help="Refuse larger images (bombs).",
+)  # fmt: skip
 @format_option
 @handle_errors
 def hash_command(

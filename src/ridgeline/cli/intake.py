@@ -141,7 +141,9 @@ def cases() -> None:
 @click.option("--min-reports", type=click.IntRange(1), default=1, show_default=True,
               help="Only cases with at least this many reports.")  # fmt: skip
 @click.option("--limit", type=click.IntRange(1, 1_000_000), default=100, show_default=True)
-@click.option("--after", type=int, default=None, help="Cases after this id (paging).")
+@click.option(
+    "--after", type=click.IntRange(min=0), default=None, help="Cases after this id (paging)."
+)
 @db_option
 @format_option
 @handle_errors
@@ -214,7 +216,7 @@ def find(kind: str, value: str, db: str | None, fmt: str | None) -> None:
 
 @cases.command("split")
 @click.argument("case_id", type=int)
-@click.option("--report", "report_ids", type=int, multiple=True, required=True,
+@click.option("--report", "report_ids", type=click.IntRange(min=1), multiple=True, required=True,
               help="A report to move into the new case (repeatable).")  # fmt: skip
 @click.option("--reason", required=True, help="Why (logged).")
 @actor_option()

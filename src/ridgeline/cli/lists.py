@@ -334,7 +334,7 @@ def update(name: str, enabled: bool | None, thresholds: tuple[str, ...], cleared
 
 @lists.command("history")
 @click.argument("name")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @db_option
 @format_option
 @handle_errors
@@ -371,8 +371,10 @@ def expire_disables(actor: str | None, db: str | None, fmt: str | None) -> None:
 @click.option("--enabled/--disabled", "enabled", default=None)
 @click.option("--classification", default=None, help="scheme:label")
 @click.option("--include-deleted", is_flag=True)
-@click.option("--after-id", type=int, default=0, help="Page: only ids after this one.")
-@click.option("--limit", type=int, default=None)
+@click.option(
+    "--after-id", type=click.IntRange(min=0), default=0, help="Page: only ids after this one."
+)
+@click.option("--limit", type=click.IntRange(min=1), default=None)
 @click.option("--series", default=None, help="Only entries of this series (VICS Series).")
 @click.option("--victim-identified/--victim-not-identified", "victim_identified", default=None,
               help="Only entries whose victim is (or is not) identified.")  # fmt: skip

@@ -115,8 +115,11 @@ def verify_package(
 @log_group.command("show")
 @click.option("--subject", default=None, help="e.g. entry:12, list:3, reviewer:alice")
 @click.option("--action", default=None, help="e.g. entry.verdict, entry.unblur, list.update")
-@click.option("--since", "since_seq", type=int, default=0, help="Only records after this seq.")
-@click.option("--limit", type=int, default=100, show_default=True)
+@click.option(
+    "--since", "since_seq", type=click.IntRange(min=0), default=0,
+    help="Only records after this seq.",
+)  # fmt: skip
+@click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @click.option("--newest-first", is_flag=True)
 @db_option
 @format_option

@@ -261,7 +261,7 @@ def from_scan(
 @click.option(
     "--file",
     "file_position",
-    type=int,
+    type=click.IntRange(min=0),
     default=None,
     help="Apply the patch to this file's fileDetails (0-based) instead of the report.",
 )
@@ -352,7 +352,11 @@ def validate(
 @click.option("--media", is_flag=True, help="Also put the decrypted files in the package.")
 @key_file_option
 @click.option(
-    "--file", "file_position", type=int, default=None, help="Print this file's fileDetails."
+    "--file",
+    "file_position",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Print this file's fileDetails.",
 )
 @actor_option
 @db_option
@@ -463,7 +467,13 @@ def retract(
 
 @reports.command("resolve")
 @click.argument("report_id", type=int)
-@click.option("--report-id", "ncmec_id", type=int, default=None, help="NCMEC did open it: its id.")
+@click.option(
+    "--report-id",
+    "ncmec_id",
+    type=click.IntRange(min=1),
+    default=None,
+    help="NCMEC did open it: its id.",
+)
 @click.option("--not-submitted", is_flag=True, help="NCMEC has no open report for it.")
 @click.option("--note", default=None)
 @actor_option

@@ -251,7 +251,7 @@ def evidence_add(
 
 
 @evidence.command("ls")
-@click.option("--entry", "entry_id", type=int, default=None)
+@click.option("--entry", "entry_id", type=click.IntRange(min=1), default=None)
 @db_option
 @format_option
 @handle_errors

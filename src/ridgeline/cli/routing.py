@@ -120,7 +120,11 @@ def locate(ips: tuple[str, ...], city_db: str | None, fmt: str | None) -> None:
 @click.option("--reference", required=True, help="The warrant's number or docket reference.")
 @click.option("--issued-on", default=None, help="The date it was issued (YYYY-MM-DD).")
 @click.option(
-    "--file", "files", type=int, multiple=True, help="File position covered (default: all)."
+    "--file",
+    "files",
+    type=click.IntRange(min=0),
+    multiple=True,
+    help="File position covered (default: all).",
 )
 @click.option("--note", default=None)
 @actor_option()

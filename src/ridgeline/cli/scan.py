@@ -88,7 +88,10 @@ def _count_files(paths: tuple[str, ...]) -> int:
 )
 @click.option("--dihedral", is_flag=True, help="Also match the 8 rotations/flips of images (PDQ).")
 @click.option("--mode", type=click.Choice(["exact", "fast"]), default="exact", show_default=True)
-@click.option("-j", "--jobs", default=1, show_default=True, help="Worker processes (local engine).")
+@click.option(
+    "-j", "--jobs", type=click.IntRange(min=1), default=1, show_default=True,
+    help="Worker processes (local engine).",
+)  # fmt: skip
 @click.option("--resume", is_flag=True, help="Skip files already scanned and unchanged.")
 @click.option(
     "--resume-by",
@@ -103,24 +106,30 @@ def _count_files(paths: tuple[str, ...]) -> int:
 @click.option("--quarantine-dir", default=None, help="Where quarantined files go.")
 @click.option(
     "--flood-max",
-    type=int,
+    type=click.IntRange(min=1),
     default=1000,
     show_default=True,
     help="Matches of one entry per window before it is held.",
 )
 @click.option(
     "--flood-window",
-    type=int,
+    type=click.IntRange(min=1),
     default=60,
     show_default=True,
     help="Flood-control window (seconds).",
 )
 @click.option("--no-archives", is_flag=True, help="Hash archives as files instead of opening them.")
-@click.option("--max-depth", type=int, default=3, show_default=True, help="Nested archive depth.")
-@click.option("--max-members", type=int, default=100_000, show_default=True)
+@click.option(
+    "--max-depth",
+    type=click.IntRange(min=0),
+    default=3,
+    show_default=True,
+    help="Nested archive depth.",
+)
+@click.option("--max-members", type=click.IntRange(min=1), default=100_000, show_default=True)
 @click.option(
     "--max-archive-bytes",
-    type=int,
+    type=click.IntRange(min=1),
     default=8 << 30,
     show_default=True,
     help="Total bytes one archive may expand to.",

@@ -17,7 +17,9 @@ def scans() -> None:
 
 @scans.command("ls")
 @click.option("--limit", type=click.IntRange(min=1), default=50, show_default=True)
-@click.option("--before-id", type=int, default=None, help="Page: only runs before this id.")
+@click.option(
+    "--before-id", type=click.IntRange(min=1), default=None, help="Page: only runs before this id."
+)
 @db_option
 @format_option
 @handle_errors
@@ -41,7 +43,9 @@ def ls(limit: int, before_id: int | None, db: str | None, fmt: str | None) -> No
     show_default=True,
     help="Which per-file results to include.",
 )
-@click.option("--after-id", type=int, default=0, help="Page: only files after this id.")
+@click.option(
+    "--after-id", type=click.IntRange(min=0), default=0, help="Page: only files after this id."
+)
 @click.option("--limit", type=click.IntRange(min=1), default=100, show_default=True)
 @db_option
 @format_option

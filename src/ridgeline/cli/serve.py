@@ -16,11 +16,13 @@ UI_APP = "ridgeline.ui.app:app_from_env"
 
 @click.command("serve")
 @click.option("--host", default="127.0.0.1", show_default=True)
-@click.option("--port", default=8080, show_default=True, type=int)
-@click.option("--workers", default=1, show_default=True, type=int, help="Worker processes.")
+@click.option("--port", default=8080, show_default=True, type=click.IntRange(0, 65535))
+@click.option(
+    "--workers", default=1, show_default=True, type=click.IntRange(min=1), help="Worker processes."
+)
 @click.option("--index-dir", default=None, help="Directory of the memory-mapped match index.")
-@click.option("--max-upload-bytes", default=50 << 20, show_default=True, type=int)
-@click.option("--max-pixels", default=50_000_000, show_default=True, type=int)
+@click.option("--max-upload-bytes", default=50 << 20, show_default=True, type=click.IntRange(min=1))
+@click.option("--max-pixels", default=50_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option(
     "--timeout", "timeout_s", default=30.0, show_default=True, type=float, help="Seconds per hash."
 )
@@ -113,14 +115,14 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     "--self-submit-max-items",
     default=50,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Files per self-submission.",
 )
 @click.option(
     "--self-submit-daily-items",
     default=200,
     show_default=True,
-    type=int,
+    type=click.IntRange(min=1),
     help="Files one submitter may send in 24 hours (submissions: 10).",
 )
 @click.option(

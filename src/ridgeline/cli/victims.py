@@ -79,9 +79,13 @@ def merges_command(db: str | None, fmt: str | None) -> None:
 @victims.command("link")
 @click.argument("database")
 @click.argument("series")
-@click.option("--entry", "entry_id", type=int, default=None, help="A list entry's id.")
+@click.option(
+    "--entry", "entry_id", type=click.IntRange(min=1), default=None, help="A list entry's id."
+)
 @click.option("--sha256", default=None, help="A reported or scanned file's sha256.")
-@click.option("--report", "report_id", type=int, default=None, help="A report draft's id.")
+@click.option(
+    "--report", "report_id", type=click.IntRange(min=1), default=None, help="A report draft's id."
+)
 @click.option("--by", "by", required=True, help="Who says so (an analyst, a source).")
 @db_option
 @format_option
