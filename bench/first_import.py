@@ -17,10 +17,13 @@ import argparse
 import json
 import random
 import sqlite3
+import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # `python bench/first_import.py`
 
 from bench.exchange import drop_pg, fresh_pg, make_document
 from sqlalchemy.engine import make_url
