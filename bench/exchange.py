@@ -22,7 +22,10 @@ Targets at N = 10,000,000: SQLite <= 60 s, PostgreSQL <= 120 s, ratio <= 1.5, RS
 `targets` gives each target scaled to this run's sizes (linear in N, except RSS and
 bytes per entry) and whether it was met. Prints ONE JSON line.
 
+Every timing has its CPU seconds beside it (`*_cpu_s`; the machine is shared).
+
 Usage: python bench/exchange.py [--n 10000000] [--records 1000000] [--postgres URL]
+       [--no-tx] [--keep PATH]
 """
 
 from __future__ import annotations
