@@ -22,7 +22,10 @@ Targets at N = 10,000,000: SQLite <= 60 s, PostgreSQL <= 120 s, ratio <= 1.5, RS
 `targets` gives each target scaled to this run's sizes (linear in N, except RSS and
 bytes per entry) and whether it was met. Prints ONE JSON line.
 
+Every timing has its CPU seconds beside it (`*_cpu_s`; the machine is shared).
+
 Usage: python bench/exchange.py [--n 10000000] [--records 1000000] [--postgres URL]
+       [--no-tx] [--keep PATH]
 """
 
 from __future__ import annotations
@@ -89,9 +92,11 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
         "t = time.perf_counter()\n"
         "p = subprocess.run(sys.argv[1:], capture_output=True)\n"
         "e = time.perf_counter() - t\n"
-        "r = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024\n"
+        "u = resource.getrusage(resource.RUSAGE_CHILDREN)\n"
+        "r, c = u.ru_maxrss / 1024, u.ru_utime + u.ru_stime\n"
         "sys.stderr.write(p.stderr.decode()[-3000:])\n"
-        "print(json.dumps({'s': e, 'rss': r, 'rc': p.returncode, 'out': p.stdout.decode()}))\n"
+        "out = {'s': e, 'cpu': c, 'rss': r, 'rc': p.returncode, 'out': p.stdout.decode()}\n"
+        "print(json.dumps(out))\n"
     )
     done = subprocess.run(
         [sys.executable, "-c", script, *cmd],
@@ -102,10 +107,15 @@ def run(cmd: list[str], env: dict[str, str] | None = None) -> dict[str, Any]:
     result = json.loads(done.stdout)
     if result["rc"] not in (0,):
         raise SystemExit(f"{' '.join(cmd)} failed ({result['rc']}): {done.stderr.decode()}")
-    return {"s": round(result["s"], 2), "rss_mb": round(result["rss"], 1), "out": result["out"]}
+    return {
+        "s": round(result["s"], 2),
+        "cpu_s": round(result["cpu"], 2),
+        "rss_mb": round(result["rss"], 1),
+        "out": result["out"],
+    }
 
 
-def anchor_sqlite(db: Path, txt: Path) -> float:
+def anchor_sqlite(db: Path, txt: Path) -> tuple[float, float]:
     """Plain sqlite3: the file's lines as an entry row and a hash row each, one index."""
     con = sqlite3.connect(db, isolation_level=None)
     con.execute("PRAGMA journal_mode=WAL")
@@ -113,17 +123,17 @@ def anchor_sqlite(db: Path, txt: Path) -> float:
     con.execute("CREATE TABLE e (id INTEGER PRIMARY KEY, list_id INTEGER)")
     con.execute("CREATE TABLE s (id INTEGER PRIMARY KEY, entry_id INTEGER, signal TEXT, v TEXT)")
     con.execute("CREATE INDEX s_v ON s (signal, v)")
-    t = time.perf_counter()
+    t, c = time.perf_counter(), time.process_time()
     con.execute("BEGIN")
     with txt.open() as fh:
         hashes = [line.strip() for line in fh]
     con.executemany("INSERT INTO e (id, list_id) VALUES (?, 1)", ((i,) for i in range(len(hashes))))
     con.executemany("INSERT INTO s (entry_id, signal, v) VALUES (?, 'pdq', ?)", enumerate(hashes))
     con.execute("COMMIT")
-    elapsed = time.perf_counter() - t
+    elapsed, cpu = time.perf_counter() - t, time.process_time() - c
     con.execute("PRAGMA wal_checkpoint(TRUNCATE)")
     con.close()
-    return elapsed
+    return elapsed, cpu
 
 
 def dbstat(db: Path, n: int) -> tuple[float, dict[str, float]]:
@@ -162,21 +172,23 @@ def ridgeline_import(db: str, name: str, path: Path, *extra: str) -> dict[str, A
     out = run([*RIDGELINE, "lists", "import", name, str(path), "--db", db, "--output", "json",
                *extra])  # fmt: skip
     report = json.loads(out["out"])
-    return {"s": out["s"], "rss_mb": out["rss_mb"], "added": report["added"]}
+    return {"s": out["s"], "cpu_s": out["cpu_s"], "rss_mb": out["rss_mb"], "added": report["added"]}
 
 
-def matchable(db: str) -> float:
+def matchable(db: str) -> tuple[float, float]:
+    """Wall and CPU seconds (all threads) of making the list matchable."""
     script = (
         "import sys, time\n"
         "from ridgeline.store import Store\n"
         "from ridgeline.index.match import MatchIndex\n"
         "store = Store.open(sys.argv[1], create=False)\n"
-        "t = time.perf_counter()\n"
+        "t, c = time.perf_counter(), time.process_time()\n"
         "MatchIndex.open(store).load(['pdq'])\n"
-        "print(time.perf_counter() - t)\n"
+        "print(time.perf_counter() - t, time.process_time() - c)\n"
     )
     done = subprocess.run([sys.executable, "-c", script, db], capture_output=True, check=True)
-    return round(float(done.stdout), 2)
+    wall, cpu = (float(x) for x in done.stdout.split())
+    return round(wall, 2), round(cpu, 2)
 
 
 def tx_fetch(d: Path, txt: Path) -> dict[str, Any]:
@@ -198,6 +210,7 @@ def main() -> None:
     parser.add_argument("--records", type=int, default=1_000_000, help="NCMEC/VICS records")
     parser.add_argument("--postgres", default=None, help="server URL; a scratch database is made")
     parser.add_argument("--no-tx", action="store_true", help="skip the threatexchange anchor")
+    parser.add_argument("--keep", default=None, help="move the imported SQLite file here")
     args = parser.parse_args()
     n = args.n
     out: dict[str, Any] = {"bench": "exchange", "n": n, "records": args.records}
@@ -206,25 +219,30 @@ def main() -> None:
         d = Path(tmp)
         txt = d / "pdq.txt"
         write_pdq(txt, n)
-        out["anchor_executemany_s"] = round(anchor_sqlite(d / "anchor.db", txt), 2)
+        wall, cpu = anchor_sqlite(d / "anchor.db", txt)
+        out["anchor_executemany_s"], out["anchor_executemany_cpu_s"] = round(wall, 2), round(cpu, 2)
         out["anchor_bytes_per_entry"] = dbstat(d / "anchor.db", n)[0]
         (d / "anchor.db").unlink()
         db = str(d / "r.db")
         got = ridgeline_import(db, "pdq", txt, "--signal", "pdq")
         assert got["added"] == n, got
         out["sqlite_import_s"], out["sqlite_import_rss_mb"] = got["s"], got["rss_mb"]
+        out["sqlite_import_cpu_s"] = got["cpu_s"]
         out["ratio_to_anchor"] = round(got["s"] / out["anchor_executemany_s"], 2)
         out["sqlite_bytes_per_entry"], out["sqlite_bytes_by_object"] = dbstat(Path(db), n)
-        out["matchable_s"] = matchable(db)
+        out["matchable_s"], out["matchable_cpu_s"] = matchable(db)
+        if args.keep:  # for profiling the index build on the same database afterwards
+            os.replace(db, args.keep)
         if not args.no_tx:
             tx = tx_fetch(d, txt)
             out["tx_fetch_s"], out["tx_fetch_rss_mb"] = tx["s"], tx["rss_mb"]
         if args.postgres:
-            name = "ridgeline_bench_exchange"
+            name = f"ridgeline_bench_exchange_{os.getpid()}"  # benches may run at once
             try:
                 got = ridgeline_import(fresh_pg(args.postgres, name), "pdq", txt, "--signal", "pdq")
                 assert got["added"] == n, got
                 out["pg_import_s"], out["pg_import_rss_mb"] = got["s"], got["rss_mb"]
+                out["pg_import_cpu_s"] = got["cpu_s"]
             finally:
                 drop_pg(args.postgres, name)
         txt.unlink()

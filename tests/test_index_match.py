@@ -23,6 +23,7 @@ from sqlalchemy import select
 from ridgeline import lists as L
 from ridgeline.errors import BadInput, InvalidHash, NotFound
 from ridgeline.index import IndexFile, MatchIndex
+from ridgeline.index.match import _PackedRows
 from ridgeline.lists import entry_matchable_clause
 from ridgeline.lists.models import Entry, HashList
 from ridgeline.signals.pdq import hamming
@@ -500,11 +501,17 @@ def test_background_refresh_owns_timing_and_tells_listeners(
 
 
 def test_packed_build_holds_exactly_the_matchable_rows(
-    store: Store, tmp_path: Path, rng: np.random.Generator
+    store: Store,
+    tmp_path: Path,
+    rng: np.random.Generator,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """The build reads hex-keyed signals as packed bytes (issue 10: 23 s per 1M rows
     row by row); it must index what the matchable rule and the quality gate allow,
-    entry by entry, in entry order, across lists, for PDQ and a digest alike."""
+    entry by entry, in entry order, across lists, for PDQ and a digest alike, with
+    its entry ranges read on two threads (ID_RANGE 7: six ranges; the other tests
+    read one)."""
+    monkeypatch.setattr(_PackedRows, "ID_RANGE", 7)
     expected: dict[str, set[tuple[int, int, str]]] = {"pdq": set(), "md5": set()}
     with store.session() as s:
         lists = [L.create_list(s, "one"), L.create_list(s, "two")]
@@ -528,7 +535,7 @@ def test_packed_build_holds_exactly_the_matchable_rows(
                 expected["md5"].add((entry.id, hl.id, md5))
                 if quality is None or quality >= 50:
                     expected["pdq"].add((entry.id, hl.id, h))
-    index = open_index(store, tmp_path)
+    index = open_index(store, tmp_path, threads=2)
     index.load(["pdq", "md5"])
     for name, want in expected.items():
         si = index._signals[name]

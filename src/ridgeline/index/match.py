@@ -29,6 +29,8 @@ import math
 import threading
 import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -212,8 +214,10 @@ class _PackedRows:
     `_RowCollector`; the quality gate is the same rule in SQL.
     """
 
-    #: Entry ids per aggregate query (about 45 bytes per row come back).
-    ID_RANGE = 1_000_000
+    #: Entry ids per aggregate query (about 45 bytes per row come back): small enough
+    #: that the ranges spread over the reading threads, big enough that each query's
+    #: setup is noise.
+    ID_RANGE = 500_000
 
     def __init__(self, signal: SignalType) -> None:
         self.signal = signal
@@ -232,18 +236,49 @@ class _PackedRows:
             cond = and_(cond, or_(EntrySignal.quality.is_(None), EntrySignal.quality >= gate))
         return cond
 
-    def read(self, session: Session, now: dt.datetime) -> None:
-        signal = self.signal.name
+    def read(
+        self,
+        session: Session,
+        now: dt.datetime,
+        sessions: Callable[[], AbstractContextManager[Session]] | None = None,
+        threads: int = 1,
+    ) -> None:
+        """Read the ranges, on `threads` connections from `sessions` when given.
+
+        The database does the work inside one statement per range (the driver lets
+        go of the GIL meanwhile), so ranges on two connections use two cores. A range
+        read after `session` took the feed's seq is at least as new as that seq; the
+        feed re-reads whatever changed after it, as it did with one connection.
+        """
+        # All signals' bounds: min/max over the indexed column alone is two index
+        # lookups, with the signal filter it was a scan of the whole table.
         low, high = session.execute(
-            select(func.min(EntrySignal.entry_id), func.max(EntrySignal.entry_id)).where(
-                EntrySignal.signal == signal
-            )
+            select(func.min(EntrySignal.entry_id), func.max(EntrySignal.entry_id))
         ).one()
         if low is None:
             return
         if low < 0 or high >= 2**32:
             raise BadInput("entry ids beyond 32 bits cannot be indexed")
-        if session.get_bind().dialect.name == "postgresql":
+        starts = list(range(int(low), int(high) + 1, self.ID_RANGE))
+        postgres = session.get_bind().dialect.name == "postgresql"
+        if sessions is None or threads <= 1 or len(starts) == 1:
+            parts = [self._read_range(session, postgres, now, start) for start in starts]
+        else:
+
+            def one(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+                with sessions() as own:
+                    return self._read_range(own, postgres, now, start)
+
+            with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
+                parts = list(pool.map(one, starts))
+        self.parts.extend(p for p in parts if p is not None)
+
+    def _read_range(
+        self, session: Session, postgres: bool, now: dt.datetime, start: int
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+        """One aggregate query: the rows of entries [start, start + ID_RANGE)."""
+        signal = self.signal.name
+        if postgres:
             from sqlalchemy.dialects.postgresql import aggregate_order_by
 
             def agg(column: Any, sep: Any) -> Any:
@@ -261,29 +296,28 @@ class _PackedRows:
                 func.group_concat(Entry.list_id, literal(",")),
             ]
         width = self.signal.key_width
-        for start in range(int(low), int(high) + 1, self.ID_RANGE):
-            stmt = (
-                select(*columns)
-                .join(Entry, Entry.id == EntrySignal.entry_id)
-                .where(
-                    EntrySignal.signal == signal,
-                    EntrySignal.entry_id >= start,
-                    EntrySignal.entry_id < start + self.ID_RANGE,
-                    entry_matchable_clause(now),
-                    self.condition(),
-                )
+        stmt = (
+            select(*columns)
+            .join(Entry, Entry.id == EntrySignal.entry_id)
+            .where(
+                EntrySignal.signal == signal,
+                EntrySignal.entry_id >= start,
+                EntrySignal.entry_id < start + self.ID_RANGE,
+                entry_matchable_clause(now),
+                self.condition(),
             )
-            keys, entry_ids, list_ids = session.execute(stmt).one()
-            if not entry_ids:
-                continue
-            entries = np.fromstring(entry_ids, dtype=np.uint32, sep=",")
-            lists = np.fromstring(list_ids, dtype=np.uint32, sep=",")
-            if len(keys) != width * len(entries) or len(lists) != len(entries):
-                raise RidgelineError(
-                    f"index build of {signal}: {len(keys)} key bytes for {len(entries)} rows"
-                )
-            rows = np.frombuffer(bytes(keys), dtype=np.uint8).reshape(len(entries), width)
-            self.parts.append((rows, entries, lists))
+        )
+        keys, entry_ids, list_ids = session.execute(stmt).one()
+        if not entry_ids:
+            return None
+        entries = np.fromstring(entry_ids, dtype=np.uint32, sep=",")
+        lists = np.fromstring(list_ids, dtype=np.uint32, sep=",")
+        if len(keys) != width * len(entries) or len(lists) != len(entries):
+            raise RidgelineError(
+                f"index build of {signal}: {len(keys)} key bytes for {len(entries)} rows"
+            )
+        rows = np.frombuffer(bytes(keys), dtype=np.uint8).reshape(len(entries), width)
+        return rows, entries, lists
 
     def merge(
         self, rows: np.ndarray, entries: np.ndarray, lists: np.ndarray
@@ -553,7 +587,7 @@ class MatchIndex:
             seq_at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
             stmt = _rows_statement(signal, now)
             if packed is not None:
-                packed.read(session, now)
+                packed.read(session, now, self._sessions_for_threads(), self.threads)
                 stmt = stmt.where(~packed.condition())  # only the rows it cannot take
             result = session.execute(stmt.execution_options(yield_per=50_000))
             for entry_id, list_id, key, text, quality in result:
@@ -564,6 +598,16 @@ class MatchIndex:
         return self._write_and_open(
             signal, kind, rows, entries, lists, seq, isoformat(seq_at), built_at=now
         )
+
+    def _sessions_for_threads(self) -> Callable[[], AbstractContextManager[Session]] | None:
+        """`store.session` when other threads' connections see this database (not an
+        in-memory SQLite one, which is each connection's own)."""
+        url = self.store.engine.url
+        if url.get_backend_name() == "sqlite":
+            db = url.database or ""
+            if db in ("", ":memory:") or "mode=memory" in str(url):
+                return None
+        return self.store.session
 
     def _write_and_open(
         self,
