@@ -45,7 +45,7 @@ from ridgeline.errors import BadInput
 from ridgeline.index.hamming import HammingIndex, hex_to_rows
 from ridgeline.reports.identifiers import FILE_KINDS, Identifier, linkable
 from ridgeline.reports.models import ReportIdentifier
-from ridgeline.store.bulk import insert_rows
+from ridgeline.store.bulk import insert_rows, select_in
 from ridgeline.timeutil import as_utc, utcnow
 
 #: File identifiers counted (by exact value) for the viral rule.
@@ -53,6 +53,28 @@ EXACT_FILE_KINDS = ("md5", "sha1", "sha256", "pdq")
 #: PostgreSQL advisory lock key of the linker.
 LINK_LOCK = 7340213
 CHUNK = 500
+#: The linker's hot lookups, as driver SQL (`store.bulk.select_in`): the same statements
+#: SQLAlchemy would write, without building and expanding a parameter per value.
+_EXACT_SQL = (
+    "SELECT report_identifiers.service, report_identifiers.device_type, "
+    "report_identifiers.value, case_reports.case_id, max(report_identifiers.report_id), "
+    "count(distinct(report_identifiers.report_id)) "
+    "FROM report_identifiers JOIN case_reports "
+    "ON case_reports.report_id = report_identifiers.report_id "
+    "WHERE report_identifiers.kind = {p} AND report_identifiers.value IN ({in}) "
+    "AND report_identifiers.role != 'reporter' GROUP BY report_identifiers.service, "
+    "report_identifiers.device_type, report_identifiers.value, case_reports.case_id"
+)
+_BUNDLES_SQL = (
+    "SELECT file_bundles.id, file_bundles.value FROM file_bundles "
+    "WHERE file_bundles.kind = {p} AND file_bundles.value IN ({in})"
+)
+_FILE_COUNT_SQL = (
+    "SELECT report_identifiers.value, count(distinct(report_identifiers.report_id)) "
+    "FROM report_identifiers WHERE report_identifiers.kind = {p} "
+    "AND report_identifiers.value IN ({in}) AND report_identifiers.role = 'file' "
+    "GROUP BY report_identifiers.value HAVING count(distinct(report_identifiers.report_id)) > {p}"
+)
 
 
 @dataclass(frozen=True, slots=True)
@@ -258,28 +280,10 @@ class Linker:
         self, session: Session, kind: str, values: Iterable[str]
     ) -> list[tuple[str | None, str | None, str, int, int, int]]:
         """(service, device_type, value, case_id, latest report, reports) grouped by case."""
-        ri, cr = ReportIdentifier, CaseReport
         out: list[tuple[str | None, str | None, str, int, int, int]] = []
         vals = sorted(set(values))
         for start in range(0, len(vals), CHUNK):
-            q = (
-                select(
-                    ri.service,
-                    ri.device_type,
-                    ri.value,
-                    cr.case_id,
-                    func.max(ri.report_id),
-                    func.count(func.distinct(ri.report_id)),
-                )
-                .join(cr, cr.report_id == ri.report_id)
-                .where(
-                    ri.kind == kind,
-                    ri.value.in_(vals[start : start + CHUNK]),
-                    ri.role != "reporter",
-                )
-                .group_by(ri.service, ri.device_type, ri.value, cr.case_id)
-            )
-            out.extend(session.execute(q))
+            out.extend(select_in(session, _EXACT_SQL, vals[start : start + CHUNK], before=(kind,)))
         return out
 
     def _existing_ips(
@@ -324,34 +328,21 @@ class Linker:
         by_kind: dict[str, list[str]] = defaultdict(list)
         for kind, value in batch_files:
             by_kind[kind].append(value)
-        ri_report = ReportIdentifier.report_id
         bundles: dict[tuple[str, str], int] = {}
         counts: dict[tuple[str, str], int] = defaultdict(int)
         for kind, values in by_kind.items():
             for start in range(0, len(values), CHUNK):
                 chunk = values[start : start + CHUNK]
-                for bid, value in session.execute(
-                    select(FileBundle.id, FileBundle.value).where(
-                        FileBundle.kind == kind, FileBundle.value.in_(chunk)
-                    )
-                ):
+                for bid, value in select_in(session, _BUNDLES_SQL, chunk, before=(kind,)):
                     bundles[(kind, value)] = bid
                 rest = [v for v in chunk if (kind, v) not in bundles]
                 if rest:
-                    q = (
-                        select(ReportIdentifier.value, func.count(func.distinct(ri_report)))
-                        .where(
-                            ReportIdentifier.kind == kind,
-                            ReportIdentifier.value.in_(rest),
-                            ReportIdentifier.role == "file",
-                        )
-                        .group_by(ReportIdentifier.value)
-                        # Only files over the threshold matter: almost every value is
-                        # in one report, and returning those rows costs more than the
-                        # count.
-                        .having(func.count(func.distinct(ri_report)) > self.config.viral_threshold)
-                    )  # fmt: skip
-                    for value, n in session.execute(q):
+                    # Only files over the threshold matter: almost every value is in one
+                    # report, and returning those rows costs more than the count.
+                    threshold = (self.config.viral_threshold,)
+                    for value, n in select_in(
+                        session, _FILE_COUNT_SQL, rest, before=(kind,), after=threshold
+                    ):
                         counts[(kind, value)] = int(n)
         batch_ids = {rid for rid, _ in new}
         viral: set[tuple[str, str]] = set()

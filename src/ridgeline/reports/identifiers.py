@@ -219,9 +219,18 @@ def region_of(addresses: Iterable[Address]) -> str | None:
 # ---------------------------------------------------------------- other kinds
 
 
+_OCTET = r"(?:25[0-5]|2[0-4][0-9]|1[0-9][0-9]|[1-9]?[0-9])"
+#: Dotted-quad IPv4 already in canonical form (no leading zeros): `ipaddress` would give
+#: the same text back, and most sightings are distinct, so the cache rarely helps them.
+_CANONICAL_IPV4 = re.compile(rf"{_OCTET}(?:\.{_OCTET}){{3}}", re.ASCII)
+
+
 @lru_cache(maxsize=65536)
 def normalise_ip(text: str) -> str:
     """Canonical text of an IP address (IPv4-mapped IPv6 as IPv4, IPv6 compressed)."""
+    plain = text.strip()
+    if _CANONICAL_IPV4.fullmatch(plain):
+        return plain
     try:
         ip = ipaddress.ip_address(text.strip())
     except ValueError:

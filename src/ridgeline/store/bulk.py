@@ -72,13 +72,49 @@ def insert_rows(
     # sqlite3 stores booleans as 0/1 itself; only datetimes and JSON need converting.
     convert = [(i, k) for i, k in enumerate(kinds) if k in ("datetime", "json")]
     if convert:
+        # A batch's identifiers share a handful of times (the incident's, the captures'):
+        # each distinct datetime is formatted once.
+        done: dict[Any, Any] = {}
         out = []
         for row in rows:
             values = list(row)
             for i, k in convert:
-                values[i] = _sqlite_value(k, values[i])
+                v = values[i]
+                if v is None:
+                    continue
+                if k == "datetime":
+                    text = done.get(v)
+                    if text is None:
+                        text = done[v] = _sqlite_value(k, v)
+                    values[i] = text
+                else:
+                    values[i] = _sqlite_value(k, v)
             out.append(tuple(values))
         rows = out
     conn.exec_driver_sql(
         f"INSERT INTO {table.name} ({names}) VALUES ({marks})", [tuple(r) for r in rows]
     )
+
+
+def select_in(
+    session: Session,
+    sql: str,
+    values: Sequence[Any],
+    *,
+    before: Sequence[Any] = (),
+    after: Sequence[Any] = (),
+) -> list[tuple[Any, ...]]:
+    """Rows of `sql` as plain tuples; in `sql`, `{in}` is a placeholder per value of
+    `values` and each `{p}` one more parameter (`before` the list, then `after` it).
+
+    For the linker's lookups of hundreds of identifier values per query: a SQLAlchemy
+    `in_()` builds and then expands a bound parameter per value, which costs more than
+    SQLite's own indexed lookup. Only for columns the driver returns as they are stored
+    (text, integers).
+    """
+    if not values:
+        return []
+    conn = session.connection()
+    mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
+    query = sql.replace("{in}", ", ".join(mark for _ in values)).replace("{p}", mark)
+    return [tuple(r) for r in conn.exec_driver_sql(query, (*before, *values, *after))]
