@@ -208,7 +208,7 @@ def vics_part(d: Path, records: int, out: dict[str, Any], postgres: str | None =
     out["vics_import_s"], out["vics_import_rss_mb"] = got["s"], got["rss_mb"]
     out["vics_import_cpu_s"] = got["cpu_s"]
     if postgres:
-        name = "ridgeline_bench_vics"
+        name = f"ridgeline_bench_vics_{os.getpid()}"
         try:
             got = ridgeline_import(fresh_pg(postgres, name), "vics", vics, "--format", "vics")
             assert got["added"] == records, got
