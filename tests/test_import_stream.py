@@ -186,6 +186,43 @@ def test_streamed_vics_equals_whole_file_reading(store: Store, tmp_path: Path) -
     assert dict(kept[str(n - 3)][1]) == {"sha256": hashlib.sha256(b"x").hexdigest()}
 
 
+def test_streamed_vics_runs_decoded_at_once_read_as_item_by_item() -> None:
+    """The runs of media msgspec decodes at once (`JsonStream.items`) give the records
+    and errors of the careful reading, whatever lies where a run is cut: a "}," in a
+    string, nested hashes, NaN, a long integer, a marker string, a non-object."""
+    odd: list[Any] = [
+        {"MediaID": 1, "MD5": md5(1), "Note": 'x},{"MD5": 1}'},
+        {"MediaID": 2, "MediaFiles": [{"MD5": md5(2)}, {"SHA1": sha1(2)}]},
+        {
+            "MediaID": 3,
+            "MD5": md5(3),
+            "AlternativeHashes": [
+                {"HashName": "PDQ", "HashValue": "f" * 64},
+                {"HashName": "X", "HashValue": "1"},
+            ],
+        },
+        {"MediaID": 4, "MD5": md5(4), "Big": 10**120},
+        {"MediaID": 5, "MD5": md5(5), "F": float("nan")},
+        {"MediaID": 6, "MD5": md5(6), "Note": "\x00ridgeline: nested deeper than 64 levels"},
+        [7],
+        {"MediaID": 8, "MD5": md5(8), "DateUpdated": "2026-01-01T00:00:00+01:00Z"},
+        {"MediaID": 9, "MD5": md5(9), "DateUpdated": "not a date"},
+    ]
+    media = [dict(m, Category=1) for m in vics_media(300)]
+    for at, item in enumerate(odd):
+        media.insert(at * 37, item)
+    doc = {"@odata.context": CONTEXT.format("US", "Media"), "value": media}
+    for indent in (None, 1):
+        data = json.dumps(doc, indent=indent).encode()
+        whole = vics.parse(data)
+        assert len(whole.errors) >= 4  # the long integer, marker, non-object, bad date
+        for size in (64, 1 << 20):
+            chunks = [data[i : i + size] for i in range(0, len(data), size)]
+            parts = list(vics.parse_stream(chunks).parts or ())
+            assert [r for p in parts for r in p.records] == whole.records
+            assert [e for p in parts for e in p.errors] == whole.errors
+
+
 def test_streamed_vics_cases_and_a_context_after_the_value(store: Store, tmp_path: Path) -> None:
     cases = [
         {

@@ -15,6 +15,8 @@ import re
 from collections.abc import Iterator
 from typing import Any
 
+import msgspec
+
 from ridgeline.errors import BadInput
 from ridgeline.exchange.records import decode_text
 
@@ -25,6 +27,18 @@ MAX_INT_DIGITS = 100
 TOO_DEEP = "\x00ridgeline: nested deeper than 64 levels"
 TOO_LONG_INT = "\x00ridgeline: integer longer than 100 digits"
 _TOKENS = re.compile(r'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
+_STR = r'"(?:[^"\\]++|\\.)*+"'
+_FLAT = rf"\{{(?:[^{{}}\[\]\"]++|{_STR})*+\}}"
+#: An object whose arrays hold only scalars and flat objects (a VICS media item with
+#: its `MediaFiles` and `AlternativeHashes`), by its brackets; the syntax inside is
+#: left to the decoder.
+_ITEM = rf"\{{(?:[^{{}}\[\]\"]++|{_STR}|\[(?:[^{{}}\[\]\"]++|{_STR}|{_FLAT})*+\])*+\}}"
+#: Up to 2,000 such items of an array, comma-separated, from the first one on.
+_RUN = re.compile(rf"\s*{_ITEM}(?:\s*,\s*{_ITEM}){{0,1999}}", re.DOTALL)
+#: Characters looked at for the end of a run of items (some thousands of media).
+_WINDOW = 1 << 18
+_BIG = 10**MAX_INT_DIGITS
+_decode_array = msgspec.json.Decoder(list[Any]).decode
 
 
 def _int(text: str) -> int | str:
@@ -94,6 +108,27 @@ def problem(value: Any) -> str | None:
     return None
 
 
+def _long_int(values: list[Any]) -> bool:
+    """Whether an integer longer than `MAX_INT_DIGITS` digits is among `values`."""
+    stack: list[Any] = []
+    for item in values:
+        for value in item.values() if isinstance(item, dict) else (item,):
+            if value.__class__ is int:
+                if not -_BIG < value < _BIG:
+                    return True
+            elif isinstance(value, dict | list):
+                stack.append(value)
+    while stack:
+        value = stack.pop()
+        if isinstance(value, dict):
+            stack.extend(value.values())
+        elif isinstance(value, list):
+            stack.extend(value)
+        elif value.__class__ is int and not -_BIG < value < _BIG:
+            return True
+    return False
+
+
 def pointer(*parts: str | int) -> str:
     """An RFC 6901 JSON pointer to the given path."""
     escaped = (str(p).replace("~", "~0").replace("/", "~1") for p in parts)
@@ -124,6 +159,7 @@ class JsonStream:
         self.buf, self.pos, self.eof = "", 0, False
         self._line, self._col = 1, 0  # of buf[0]
         self._bytes = 0
+        self._done = 0  # characters dropped from the front of buf
         self._kept: list[bytes] | None = []
 
     def _fill(self) -> bool:
@@ -141,6 +177,7 @@ class JsonStream:
             ) from None
         self._bytes += len(chunk or b"")
         dropped = self.buf[: self.pos]
+        self._done += self.pos
         newlines = dropped.count("\n")
         if newlines:
             self._line += newlines
@@ -196,6 +233,57 @@ class JsonStream:
                 continue  # a number may go on in the next chunk
             self.pos = end
             return obj
+
+    def items(self, first: bool) -> tuple[list[Any], bool]:
+        """The next items of an array, many at once (first: no comma before them), and
+        whether they are clean (no marker string can be in them). Plain objects are
+        found by their brackets and decoded in one msgspec call; what it will not take
+        (a long integer, NaN, a lone surrogate, bad syntax) is read by `value` instead,
+        with its markers and errors. Empty: the next item is not plain or not complete
+        in the buffer yet; read it with `value`."""
+        char = self.peek()
+        start = self.pos
+        if not first:
+            if char != ",":
+                return [], False
+            start += 1
+        buf = self.buf
+        # Cut after the last "}," of the next stretch: decoded as an array, the cut is
+        # valid JSON only at the end of an item (inside a string or a nested array the
+        # brackets or quotes are left open), so msgspec checks the cut as it decodes.
+        cut = buf.rfind("},", start, start + _WINDOW)
+        if cut > start:
+            out = self._decoded(buf[start : cut + 1])
+            if out is not None:
+                self.pos = cut + 1
+                return out, True
+        found = _RUN.match(buf, start)
+        if found is None:
+            return [], False
+        out = self._decoded(found.group())
+        if out is not None:
+            self.pos = found.end()
+            return out, True
+        end = self._done + found.end()  # where the careful reading of the same items stops
+        out = []
+        while self._done + self.pos < end:
+            if out or not first:
+                self.take(",")
+            out.append(self.value())
+            self.peek()
+        return out, False
+
+    @staticmethod
+    def _decoded(text: str) -> list[Any] | None:
+        """`text`, comma-separated values, decoded by msgspec; None when they must be
+        read with `value` (bad syntax, NaN, a long integer or a possible marker)."""
+        if "\\u0000" in text:
+            return None
+        try:
+            out = _decode_array(f"[{text}]".encode("utf-8", "surrogatepass"))
+        except (msgspec.DecodeError, UnicodeError, RecursionError):
+            return None
+        return None if _long_int(out) else out
 
     def _skip(self) -> None:
         """Step over the array or object at `pos` (matching brackets, skipping strings)."""

@@ -203,11 +203,17 @@ def field_problem(record: ExchangeRecord) -> str | None:
     PostgreSQL refuses NUL bytes and over-long VARCHARs (aborting the whole import);
     SQLite stored them verbatim. Checking here, with the columns' own limits, makes
     both databases behave the same and costs only the bad record (issue 17 item 4).
+    Every value is looked at once; `text_problem` says what is wrong with a bad one.
     """
-    for name in ("source", "origin_list", "origin_member", "origin_entry_id", "note"):
-        problem = text_problem(name, getattr(record, name))
-        if problem is not None:
-            return problem
+    if not _LIMITS:
+        _LIMITS.update(_column_limits(), note=NOTE_MAX)
+    limits = _LIMITS
+    for name in _TEXT_FIELDS:
+        value = getattr(record, name)
+        if value is not None and ("\x00" in value or len(value) > limits.get(name, len(value))):
+            problem = text_problem(name, value)
+            if problem is not None:
+                return problem
     for name, value in record.signals.items():
         if "\x00" in name or "\x00" in value:
             return f"hash {name} contains a NUL byte"
@@ -218,16 +224,18 @@ def field_problem(record: ExchangeRecord) -> str | None:
     stack: list[Any] = [record.extra]
     while stack:
         value = stack.pop()
-        if isinstance(value, dict):
+        if isinstance(value, str):
+            if "\x00" in value or len(value) > EXTRA_MAX:
+                return text_problem("a field", value, EXTRA_MAX)
+        elif isinstance(value, dict):
             stack.extend(value.keys())
             stack.extend(value.values())
         elif isinstance(value, list):
             stack.extend(value)
-        elif isinstance(value, str):
-            problem = text_problem("a field", value, EXTRA_MAX)
-            if problem is not None:
-                return problem
     return None
+
+
+_TEXT_FIELDS = ("source", "origin_list", "origin_member", "origin_entry_id", "note")
 
 
 #: Largest import file read (a 400k-entry NCMEC document is about 100 MB).

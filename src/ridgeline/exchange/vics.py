@@ -131,10 +131,14 @@ def _stream_doc(reader: JsonStream, what: str) -> Iterator[ParseResult]:
         reader.take("[")
         i = 0
         while reader.peek() != "]":
-            if i:
-                reader.take(",")
-            _item(part, reader.value(), i, kind, version, profile)
-            i += 1
+            items, clean = reader.items(first=not i)
+            if not items:  # not a plain item, or not in the buffer yet
+                if i:
+                    reader.take(",")
+                items = [reader.value()]
+            for item in items:
+                _item(part, item, i, kind, version, profile, clean)
+                i += 1
             if len(part.records) + len(part.errors) >= PART:
                 yield part
                 part = ParseResult(NAME, meta=dict(meta))
@@ -148,7 +152,13 @@ def _stream_doc(reader: JsonStream, what: str) -> Iterator[ParseResult]:
 
 
 def _item(
-    result: ParseResult, item: Any, i: int, kind: str, version: str, profile: str | None
+    result: ParseResult,
+    item: Any,
+    i: int,
+    kind: str,
+    version: str,
+    profile: str | None,
+    clean: bool = False,
 ) -> None:
     """One item of `value`: a media object, or a case with its `Media`."""
     if item == TOO_DEEP:
@@ -164,18 +174,25 @@ def _item(
             return
         case_id = item.get("CaseID")
         for j, m in enumerate(media):
-            _one(result, m, pointer("value", i, "Media", j), version, profile, case_id)
+            _one(result, m, f"/value/{i}/Media/{j}", version, profile, case_id, clean)
     else:
-        _one(result, item, pointer("value", i), version, profile, None)
+        _one(result, item, f"/value/{i}", version, profile, None, clean)
 
 
 def _one(
-    result: ParseResult, media: Any, path: str, version: str, profile: str | None, case_id: Any
+    result: ParseResult,
+    media: Any,
+    path: str,
+    version: str,
+    profile: str | None,
+    case_id: Any,
+    clean: bool = False,
 ) -> None:
+    """One media object; `clean` says no marker string can be in it (`JsonStream.items`)."""
     try:
         if not isinstance(media, dict):
             raise BadInput("expected a media object")
-        bad = problem(media)
+        bad = None if clean else problem(media)
         if bad is not None:
             raise BadInput(bad)
         result.add(_media(media, path, version, profile, case_id))
@@ -187,9 +204,11 @@ def _media(
     media: Mapping[str, Any], path: str, version: str, profile: str | None, case_id: Any
 ) -> ExchangeRecord:
     lower = {str(k).lower(): v for k, v in media.items()}
-    signals = {
-        sig: str(lower[key]) for key, sig in _HASH_KEYS.items() if lower.get(key) not in (None, "")
-    }
+    signals = {}
+    for key, sig in _HASH_KEYS.items():
+        value = lower.get(key)
+        if value is not None and value != "":
+            signals[sig] = str(value)
     files = lower.get("mediafiles")
     if not signals and isinstance(files, list) and files and isinstance(files[0], dict):
         first = {str(k).lower(): v for k, v in files[0].items()}
@@ -198,7 +217,8 @@ def _media(
             for key, sig in _HASH_KEYS.items()
             if first.get(key) not in (None, "")
         }
-    other = _alternative(lower.get("alternativehashes"), signals)
+    alternative = lower.get("alternativehashes")
+    other = _alternative(alternative, signals) if alternative is not None else []
     if not signals:
         raise BadInput("media has no MD5, SHA1, SHA256, PhotoDNA or PDQ")
     category = lower.get("category")
@@ -214,16 +234,27 @@ def _media(
         elif code in SCHEMES[scheme]:
             classes.append({"scheme": scheme, "label": code})
     timestamp: dt.datetime | None = None
-    if lower.get("dateupdated"):
-        try:
-            timestamp = parse_iso(str(lower["dateupdated"]))
-        except ValueError:
-            raise BadInput(f"DateUpdated {lower['dateupdated']!r} is not ISO 8601") from None
-    fields = {
-        k: v
-        for k, v in media.items()
-        if str(k).lower() not in _KNOWN and (v is None or isinstance(v, str | int | float | bool))
-    }
+    date = lower.get("dateupdated")
+    if date:
+        timestamp = _DATES.get(date) if isinstance(date, str) else None
+        if timestamp is None:
+            try:
+                timestamp = parse_iso(str(date))
+            except ValueError:
+                raise BadInput(f"DateUpdated {date!r} is not ISO 8601") from None
+            if isinstance(date, str):
+                if len(_DATES) >= 4096:  # files repeat a few dates; keep memory flat
+                    _DATES.clear()
+                _DATES[date] = timestamp
+    if len(lower) == len(media) and lower.keys() <= _KNOWN:
+        fields = {}  # the common case: no field beyond the known ones
+    else:
+        fields = {
+            k: v
+            for k, v in media.items()
+            if str(k).lower() not in _KNOWN
+            and (v is None or isinstance(v, str | int | float | bool))
+        }
     extra: dict[str, Any] = {"version": version, "profile": profile, "fields": fields}
     if other:
         extra["alternative_hashes"] = other
@@ -233,6 +264,7 @@ def _media(
         extra["case_id"] = case_id
     media_id = lower.get("mediaid")
     series = lower.get("series")
+    victim = lower.get("victimidentified")
     return ExchangeRecord(
         position=path,
         signals=signals,
@@ -243,9 +275,13 @@ def _media(
         extra=extra,
         listable=listable,
         series=str(series).strip() or None if isinstance(series, str | int) else None,
-        victim_identified=_flag(lower.get("victimidentified")),
+        victim_identified=None if victim is None else _flag(victim),
         case_numbers=[] if case_id is None else [str(case_id)],
     )
+
+
+#: `DateUpdated` texts already parsed (a file repeats a few; datetimes are immutable).
+_DATES: dict[str, dt.datetime] = {}
 
 
 def _flag(value: Any) -> bool | None:

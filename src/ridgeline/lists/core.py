@@ -502,8 +502,9 @@ def _insert_rows(
             )
         )
         qualities = item.qualities
+        known = item.keys
         for name, value in item.signals.items():
-            key = entry_key(value)
+            key = known[name] if known is not None else entry_key(value)
             add_signal_row(
                 (
                     entry_id,
