@@ -217,6 +217,22 @@ def test_batch_parser_equals_the_careful_one_line_by_line() -> None:
         ),
         "not json",
         "",
+        # msgspec decodes these (or refuses them) where json would: the same outcome
+        json.dumps(
+            {
+                "database": "N",
+                "victim_id": "a8",
+                "first_seen": "2019-03-01T00:00:00Z",
+                "same_as": [
+                    {"database": "M", "victim_id": "7"},
+                    {"database": "M", "victim_id": "7"},
+                ],
+            }
+        ),
+        '{"database": "X", "database": "N", "victim_id": "a9", "first_seen": "2019-03-01"}',
+        '{"database": "N", "victim_id": "\\ud800", "first_seen": "2019-03-01"}',
+        '{"database": "N", "victim_id": "b1", "first_seen": "2019-03-01", "same_as": [{}]}',
+        '{"database": "N", "victim_id": "b2", "first_seen": "2019-03-01", "age_band": 3}',
     ]
     lines = good[:150] + odd + good[150:]
     careful = list(parse_lines(lines, "f"))

@@ -260,6 +260,9 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     ids = np.arange(state.next_id, state.next_id + len(recs), dtype=np.int64)
     state.next_id += len(recs)
     id_list = ids.tolist()
+    first_us = _micros_of(r.first_seen for r in recs)
+    ident_us = _micros_of(r.identified_at for r in recs)
+    first_col, ident_col = _dt_column(conn, first_us), _dt_column(conn, ident_us)
     for rid, r in zip(id_list, recs, strict=True):
         state.keys.setdefault(r.database, {})[r.victim_id] = rid
     _bulk(
@@ -273,16 +276,16 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
                 r.database,
                 r.victim_id,
                 "identified" if r.identified_at else "unidentified",
-                binds(r.first_seen),
+                first,
                 r.database,
-                binds(r.identified_at),
+                ident,
                 r.identifying_agency,
                 r.age_band,
                 r.gender,
                 r.region,
                 now,
             )
-            for rid, r in zip(id_list, recs, strict=True)
+            for rid, r, first, ident in zip(id_list, recs, first_col, ident_col, strict=True)
         ],
     )
     pairs = list(zip(id_list, recs, strict=True))
@@ -322,8 +325,8 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
         _Columns(
             ids=ids,
             db=codes.code("database", (r.database for r in recs)),
-            first=_micros_of(r.first_seen for r in recs),
-            ident=_micros_of(r.identified_at for r in recs),
+            first=first_us,
+            ident=ident_us,
             agency=codes.code("agency", (r.identifying_agency for r in recs)),
             attrs={
                 "age_band": codes.code("age_band", (r.age_band for r in recs)),

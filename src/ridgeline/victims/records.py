@@ -14,6 +14,7 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any, NamedTuple
 
+import msgspec
 import numpy as np
 
 from ridgeline.errors import BadInput
@@ -289,14 +290,43 @@ def _utc_z(value: Any) -> dt.datetime | None:
     return None
 
 
-def _parse_fast(obj: Any) -> tuple[Row, list[Any]] | None:
+class _Hash(msgspec.Struct, forbid_unknown_fields=True):
+    signal: str
+    value: str
+
+
+class _Link(msgspec.Struct, forbid_unknown_fields=True):
+    database: str
+    victim_id: str
+
+
+class _Line(msgspec.Struct, forbid_unknown_fields=True):
+    """A line's typed shape for the fast path (msgspec checks types while decoding).
+    Anything it refuses (bad JSON, an unknown field, a wrong type) is decoded again by
+    `json` and goes the careful way, which words the error: one set of messages."""
+
+    database: str
+    victim_id: str
+    first_seen: str
+    series: list[str] | None = None
+    identified_at: str | None = None
+    identifying_agency: str | None = None
+    age_band: str | None = None
+    gender: str | None = None
+    region: str | None = None
+    hashes: list[_Hash] | None = None
+    same_as: list[_Link] | None = None
+    sightings: list[str] | None = None
+
+
+_decode_line = msgspec.json.Decoder(_Line).decode
+
+
+def _parse_fast(line: _Line) -> tuple[Row, list[Any]] | None:
     """`_parse` for the plain case (canonical strings and hashes, `Z` times, values seen
-    before), in a fraction of its time; None sends the object the careful way, which
+    before), in a fraction of its time; None sends the line the careful way, which
     accepts what it accepts and words the errors."""
-    if type(obj) is not dict or not obj.keys() <= _FIELDS:
-        return None
-    get = obj.get
-    database, victim_id = get("database"), get("victim_id")
+    database, victim_id = line.database, line.victim_id
     known = _KNOWN
     if database not in known["database"]:
         if not _plain(database, 64):
@@ -304,47 +334,39 @@ def _parse_fast(obj: Any) -> tuple[Row, list[Any]] | None:
         known["database"].add(database)
     if not _plain(victim_id, 200):
         return None
-    first_seen = _utc_z(get("first_seen"))
+    first_seen = _utc_z(line.first_seen)
     if first_seen is None:
         return None
-    identified_raw = get("identified_at")
+    identified_raw = line.identified_at
     identified_at = None
     if identified_raw is not None:
         identified_at = _utc_z(identified_raw)
         if identified_at is None:
             return None
-    agency = get("identifying_agency")
+    agency = line.identifying_agency
     if agency not in known["identifying_agency"]:
         if not _plain(agency, 200):
             return None
         known["identifying_agency"].add(agency)
     if agency is not None and identified_at is None:
         return None
-    age_band, gender, region = get("age_band"), get("gender"), get("region")
+    age_band, gender, region = line.age_band, line.gender, line.region
     if age_band not in known["age_band"] or gender not in known["gender"]:
         return None
     if region not in known["region"]:
-        if not (type(region) is str and _REGION.match(region)):
+        if not _REGION.match(region):  # type: ignore[arg-type]  # None is known
             return None
         known["region"].add(region)
-    series = get("series") or []
-    hashes = get("hashes") or []
-    sightings = get("sightings") or []
-    if get("same_as") or type(series) is not list or type(hashes) is not list:
-        return None
-    if type(sightings) is not list:
-        return None
+    series = line.series or []
     for key in series:
         if not _plain(key, 200):
             return None
     signals = _signals()
     canonical = []
-    for h in hashes:
-        if type(h) is not dict:
-            return None
-        name, value = h.get("signal"), h.get("value")
-        sig = signals.get(name) if type(name) is str else None
-        if sig is None or type(value) is not str:
+    for h in line.hashes or ():
+        name, value = h.signal, h.value
+        sig = signals.get(name)
+        if sig is None:
             return None
         try:
             if sig.normalize(value) != value:
@@ -352,9 +374,14 @@ def _parse_fast(obj: Any) -> tuple[Row, list[Any]] | None:
         except ValueError:
             return None
         canonical.append((sig.name, value))
+    links = []
+    for link in line.same_as or ():
+        if not (_plain(link.database, 64) and _plain(link.victim_id, 200)):
+            return None
+        links.append((link.database, link.victim_id))
     record = Row(
-        str(database),
-        str(victim_id),
+        database,
+        victim_id,
         first_seen,
         identified_at,
         agency,
@@ -363,9 +390,9 @@ def _parse_fast(obj: Any) -> tuple[Row, list[Any]] | None:
         region or "unknown",
         tuple(series) if len(series) < 2 else tuple(dict.fromkeys(series)),
         tuple(canonical) if len(canonical) < 2 else tuple(dict.fromkeys(canonical)),
-        (),
+        tuple(links) if len(links) < 2 else tuple(dict.fromkeys(links)),
     )
-    return record, sightings
+    return record, line.sightings or []
 
 
 @dataclass(frozen=True)
@@ -468,20 +495,19 @@ def parse_batches(lines: Iterable[str], source: str, size: int = 20_000) -> Iter
     the same errors, with the sightings checked and converted as one array per batch
     (ten million of them in a big import) and no datetime per sighting."""
     seen: set[tuple[str, str]] = set()
-    loads = json.loads
+    loads, decode = json.loads, _decode_line
     batch: list[tuple[int, Row, list[Any]]] = []
     errors: list[LineError] = []
     for number, line in enumerate(lines, 1):
         if not line.strip():
             continue
         try:
-            obj = loads(line)
             try:
-                item = _parse_fast(obj)
-            except TypeError:  # an unhashable value where a name belongs
+                item = _parse_fast(decode(line))
+            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeEncodeError):
                 item = None
             if item is None:
-                parsed, sightings = _parse(obj)
+                parsed, sightings = _parse(loads(line))
                 item = (Row.of(parsed), sightings)
             record, sightings = item
         except (ValueError, RecursionError) as exc:
