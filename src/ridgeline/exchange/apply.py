@@ -140,25 +140,30 @@ class _Index:
             return []
         return list(self.by_origin.get((record.origin_member, record.origin_entry_id), []))
 
-    def by_hash(self, signals: dict[str, str]) -> list[int]:
-        """Entries carrying any of these hashes."""
-        return self.by_keys({name: entry_key(value) for name, value in signals.items()})
-
-    def by_keys(self, keys: dict[str, bytes]) -> list[int]:
-        """Entries carrying any of these hashes, by their `entry_key`s."""
+    def by_hash(self, keys: dict[str, bytes]) -> list[int]:
+        """Entries carrying any of these hashes (by signal, their `entry_key`)."""
         out: list[int] = []
         by_key = self.by_key
         for pair in keys.items():
-            for entry_id in by_key.get(pair, ()):
-                if entry_id not in out:
-                    out.append(entry_id)
+            found = by_key.get(pair)
+            if found:
+                for entry_id in found:
+                    if entry_id not in out:
+                        out.append(entry_id)
         return out
 
     def add(self, entry_id: int, record: ExchangeRecord, keys: dict[str, bytes]) -> None:
         if record.origin_entry_id is not None:
             self._link_origin(entry_id, (record.origin_member, record.origin_entry_id))
-        for pair in keys.items():
-            self._link_key(entry_id, pair)
+        by_key = self.by_key
+        pairs = list(keys.items())
+        for pair in pairs:
+            found = by_key.get(pair)
+            if found is None:
+                by_key[pair] = [entry_id]
+            else:
+                found.append(entry_id)
+        self.keys_of[entry_id] = pairs
 
     def remove(self, entry_id: int) -> None:
         origin = self.origin_of.pop(entry_id, None)
@@ -294,7 +299,8 @@ def _apply_records(
     return report
 
 
-#: record, its valid hashes, labels, listed, older than `since`, the hashes' entry keys.
+#: A record to apply: its checked hashes, labels, whether listed, whether older than
+#: `since`, and its hashes' `entry_key`s (computed once).
 _Good = tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool, dict[str, bytes]]
 
 
@@ -347,6 +353,10 @@ class _Run:
         self.source, self.actor = source, actor
         self.since, self.watermark, self.not_listable = since, watermark, not_listable
         self.labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a few
+        self.listables: dict[tuple[Any, ...], bool] = {}  # `is_listable` of each label set
+        #: Each signal name the file uses: its canonical name and check (None: refused
+        #: here or unknown, so `_tolerant_signals` says why).
+        self.normalizers: dict[str, tuple[str, Callable[[str], str]] | None] = {}
         self.waiting: list[_Good] = []  # the file's deletions, applied last
         self.newest = _Newest()
         self.max_timestamp: dt.datetime | None = None
@@ -368,25 +378,38 @@ class _Run:
             self.max_timestamp = parsed.max_timestamp
         good: list[_Good] = []
         since = self.since
+        normalizers = self.normalizers
+        listables = self.listables
         for record in parsed.records:
             older = since is not None and record.timestamp is not None and record.timestamp < since
             if older and not self.watermark:
                 report.skipped_older += 1
                 continue
             try:
-                signals = _tolerant_signals(self.hash_list, record, report)
+                signals = _fast_signals(self.hash_list, normalizers, record.signals)
+                if signals is None:
+                    signals = _tolerant_signals(self.hash_list, record, report)
                 classes = [_checked(c, self.labels) for c in record.classifications]
             except RidgelineError as exc:
                 report.errors.append({"position": record.position, "error": str(exc)})
                 continue
-            listable = record.listable if record.listable is not None else is_listable(classes)
+            if record.listable is not None:
+                listable = record.listable
+            elif not classes:
+                listable = True
+            else:
+                labels = tuple((c.get("scheme"), c.get("label")) for c in classes)
+                listable = listables.get(labels)  # type: ignore[assignment]
+                if listable is None:
+                    listable = listables[labels] = is_listable(classes)
             if not listable and not record.deleted and self.not_listable != "list":
                 report.not_listable += 1
                 if self.not_listable == "skip":
                     continue
             keys = {name: entry_key(value) for name, value in signals.items()}
-            listed = listable or self.not_listable == "list"
-            good.append((record, signals, classes, listed, older, keys))
+            good.append(
+                (record, signals, classes, listable or self.not_listable == "list", older, keys)
+            )
         return good
 
     def _use_index(self, good: list[_Good]) -> None:
@@ -413,18 +436,23 @@ class _Run:
         self.newest.add(
             [
                 (hash(key), as_utc(record.timestamp).timestamp())
-                for record, signals, *_ in live
+                for record, _, _, _, _, keys in live
                 if record.timestamp is not None
-                for key in _identities(record, signals)
+                for key in _identities(record, keys)
             ]
         )
         self._use_index(live)
         index, report, session = self.index, self.report, self.session
+        times: dict[dt.datetime, str] = {}
         for record, signals, classes, listed, older, keys in live:
-            if record.timestamp is not None:  # the partner's own date, kept beside ours
-                record.extra = {**record.extra, "record_time": isoformat(record.timestamp)}
+            stamp = record.timestamp
+            if stamp is not None:  # the partner's own date, kept beside ours
+                text = times.get(stamp)
+                if text is None:
+                    text = times[stamp] = str(isoformat(stamp))
+                record.extra = {**record.extra, "record_time": text}
             same_origin = index.by_origin_of(record)
-            if older and (same_origin or index.by_keys(keys)):
+            if older and (same_origin or index.by_hash(keys)):
                 report.skipped_older += 1  # seen before: the watermark may skip it
                 continue
             if same_origin:
@@ -434,7 +462,7 @@ class _Run:
                 else:
                     report.duplicates += 1
                 continue
-            if index.by_keys(keys):
+            if index.by_hash(keys):
                 report.duplicates += 1
                 continue
             if listed:
@@ -455,19 +483,17 @@ class _Run:
         index, report, session = self.index, self.report, self.session
         source_name = report.source
         newest = self.newest.lookup(
-            {hash(k) for record, signals, *_ in good for k in _identities(record, signals)}
+            {hash(k) for record, *_, keys in good for k in _identities(record, keys)}
         )
-        for record, signals, *_ in good:
+        for record, *_, keys in good:
             if record.timestamp is not None:  # the partner's own date, kept beside ours
                 record.extra = {**record.extra, "deleted_time": isoformat(record.timestamp)}
-                later = [
-                    newest[h] for k in _identities(record, signals) if (h := hash(k)) in newest
-                ]
+                later = [newest[h] for k in _identities(record, keys) if (h := hash(k)) in newest]
                 if later and max(later) > as_utc(record.timestamp).timestamp():
                     report.skipped_older += 1
                     continue
             same_origin = index.by_origin_of(record)
-            found = same_origin if record.origin_entry_id is not None else index.by_hash(signals)
+            found = same_origin if record.origin_entry_id is not None else index.by_hash(keys)
             if not found:
                 report.deletions_unmatched += 1
                 if unmatched is not None:
@@ -483,11 +509,43 @@ class _Run:
                     report.deleted += 1
 
 
-def _identities(record: ExchangeRecord, signals: dict[str, str]) -> list[Any]:
+def _identities(record: ExchangeRecord, keys: dict[str, bytes]) -> list[Any]:
     """Keys that name the entry a record is about: its origin id, else its hashes."""
     if record.origin_entry_id is not None:
         return [(record.origin_member, record.origin_entry_id)]
-    return [(name, entry_key(value)) for name, value in signals.items()]
+    return list(keys.items())
+
+
+_UNSEEN: Any = object()
+
+
+def _fast_signals(
+    hash_list: HashList,
+    normalizers: dict[str, tuple[str, Callable[[str], str]] | None],
+    signals: dict[str, str],
+) -> dict[str, str] | None:
+    """`normalize_signals` for a record whose signals all check out, with each name's
+    signal looked up once per import; None when any does not (or there are none), for
+    `_tolerant_signals` to say why and keep the rest."""
+    out: dict[str, str] = {}
+    for name, value in signals.items():
+        found = normalizers.get(name, _UNSEEN)
+        if found is _UNSEEN:
+            try:
+                signal = get_signal(name)
+                L.check_list_signal(hash_list, signal.name)
+                found = (signal.name, signal.normalize)
+            except RidgelineError:
+                found = None
+            normalizers[name] = found
+        if found is None:
+            return None
+        canonical, normalize = found
+        try:
+            out[canonical] = normalize(value)
+        except RidgelineError:
+            return None
+    return out or None
 
 
 def _tolerant_signals(
@@ -611,11 +669,23 @@ class _Pending:
             ]
         )
         rows = list(zip(ids, items, strict=True))
-        metas = [
-            (entry_id, self.fmt, json.dumps(record.extra))
-            for entry_id, (_, record, *_) in rows
-            if record.extra
-        ]
+        fmt = self.fmt
+        encoded: dict[Any, str] = {}  # records of a feed share most of their facts
+        metas: list[tuple[int, str, str]] = []
+        for entry_id, (_, record, *_) in rows:
+            extra = record.extra
+            if not extra:
+                continue
+            try:
+                key: Any = tuple(extra.items())
+                text = encoded.get(key)
+            except TypeError:  # a nested value: not shared
+                key, text = None, None
+            if text is None:
+                text = json.dumps(extra)
+                if key is not None:
+                    encoded[key] = text
+            metas.append((entry_id, fmt, text))
         if metas:  # as tuples: one ORM insert parameter set per entry cost a tenth
             conn = session.connection()
             mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"

@@ -183,6 +183,13 @@ def _column_limits() -> dict[str, int]:
 _LIMITS: dict[str, int] = {}
 
 
+def column_limits() -> dict[str, int]:
+    """The longest value `text_problem` allows each provenance column (and the note)."""
+    if not _LIMITS:
+        _LIMITS.update(_column_limits(), note=NOTE_MAX)
+    return dict(_LIMITS)
+
+
 def text_problem(name: str, value: str | None, limit: int | None = None) -> str | None:
     """Why `value` cannot be stored in field `name` on SQLite and PostgreSQL alike."""
     if value is None:

@@ -484,19 +484,30 @@ def _insert_rows(
     signal_rows: list[tuple[Any, ...]] = []
     add_entry_row, add_signal_row = entry_rows.append, signal_rows.append
     nothing = (None,) * (len(BULK_FIELDS) - 2)
+    head = BULK_FIELDS[:-2]
+    labels: dict[Any, str] = {}  # a file repeats a few label sets
     for entry_id, item in zip(ids, new, strict=True):
         fields = item.fields
         classes = item.classifications
         case_numbers = fields.get("case_numbers") if fields else None
+        classes_json = "[]"
+        if classes:
+            try:
+                label_key: Any = tuple(tuple(c.items()) for c in classes)
+                classes_json = labels.get(label_key) or labels.setdefault(
+                    label_key, json.dumps(list(classes))
+                )
+            except TypeError:  # a nested value: not shared
+                classes_json = json.dumps(list(classes))
         add_entry_row(
             (
                 entry_id,
                 list_id,
                 status,
                 True,
-                json.dumps(list(classes)) if classes else "[]",
+                classes_json,
                 batch_id,
-                *((fields.get(name) for name in BULK_FIELDS[:-2]) if fields else nothing),
+                *(map(fields.get, head) if fields else nothing),
                 json.dumps(case_numbers) if case_numbers else None,
                 fields.get("origin_member_name") if fields else None,
             )
