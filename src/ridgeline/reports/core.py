@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from cryptography.exceptions import InvalidTag
-from sqlalchemy import select
+from sqlalchemy import Connection, select
 from sqlalchemy.orm import Session
 
 from ridgeline import auditlog
@@ -288,7 +288,7 @@ def create_report(
 
 
 def insert_report(
-    session: Session,
+    session: Session | Connection,
     report: Report,
     files: list[NewFile],
     key: EvidenceKey | None,
@@ -297,13 +297,15 @@ def insert_report(
     origin: dict[str, Any] | None = None,
 ) -> int:
     """`create_report` for a hit in a scan or `/v1/match`: the same rows, written with
-    three plain INSERTs (no ORM unit of work) in the caller's transaction, so that a
-    draft adds well under a millisecond to the hit (bench/reports.py); its id."""
+    three plain INSERTs (no ORM unit of work) in the caller's transaction (a session's,
+    or a Core connection's: `Store.transaction`), so that a draft adds well under a
+    millisecond to the hit (bench/reports.py); its id."""
     _check_files(files, key)
     problems = check_all(report, [f.details for f in files])
     state = "draft" if docs.errors(problems) else "validated"
     now = utcnow()
-    conn = session.connection()  # the caller's transaction; plain Core statements
+    # the caller's transaction; plain Core statements
+    conn = session if isinstance(session, Connection) else session.connection()
     insert_report_row, insert_file_rows, insert_event_row = _inserts()
     inserted = conn.execute(
         insert_report_row,

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from sqlalchemy import Connection
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput
@@ -520,7 +521,10 @@ class ReportSink:
         self.actor = actor
         self.viral_users = viral_users
 
-    def __call__(self, session: Session, request: Any) -> int:
+    def __call__(self, session: Session | Connection, request: Any) -> int:
+        """Store the draft of one hit in `session`'s transaction; its id. A Core
+        `Connection` will do (what `/v1/match` uses) unless viral batching is on: that
+        reads and rewrites earlier drafts through the ORM."""
         context = request.context if isinstance(request.context, UploadContext) else None
         context = context or UploadContext()
         data = request.data
@@ -547,10 +551,14 @@ class ReportSink:
         actor = self.actor or str(request.origin.get("source") or "match")
         return core.insert_report(session, report, files, self.key, actor=actor, origin=trail)
 
-    def _viral(self, session: Session, sha256: str | None, user_id: str | None) -> bool:
+    def _viral(
+        self, session: Session | Connection, sha256: str | None, user_id: str | None
+    ) -> bool:
         """True when this hit makes (or keeps) the file viral; marks earlier drafts."""
         if self.viral_users is None or sha256 is None or user_id is None:
             return False
+        if not isinstance(session, Session):
+            raise TypeError("viral batching needs an ORM session, not a Core connection")
         from sqlalchemy import select
 
         from ridgeline.reports.models import CyberTipFile

@@ -25,6 +25,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy.orm import Session
+
 from ridgeline.matching import ExplainedMatch
 from ridgeline.store import Store
 
@@ -144,8 +146,13 @@ class MatchEffects:
         actions: list[dict[str, Any]] = []
         signals = upload.signals if upload else {}
         sha256 = signals.get("sha256") if isinstance(signals.get("sha256"), str) else None
-        with self.store.session() as s:
+        # Drafts alone go through a Core transaction (three prepared INSERTs): an ORM
+        # session's set-up and commit cost as much again as the draft (bench/reports.py).
+        # Webhooks and viral batching use the ORM, so they keep a session.
+        light = not hooked and self.viral_users is None
+        with self.store.transaction() if light else self.store.session() as s:
             if hooked:
+                assert isinstance(s, Session)  # `light` is only taken without webhooks
                 event = {"source": "api", "route": route, "sha256": sha256}
                 if upload is None:  # a lookup: the hash that was looked up
                     event["value"] = hooked[0].value
