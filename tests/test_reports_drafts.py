@@ -232,3 +232,42 @@ def test_from_scan_converts_a_draft_row_of_an_older_version(tmp_path: Path, db_p
         assert details is not None and details.industry_classification == "B2"
         assert made.origin["scan_draft_id"] == legacy
     store.close()
+
+
+def test_a_hit_writes_the_rows_a_draft_writes(store: Store) -> None:
+    """`insert_report` (a hit's three prepared INSERTs, on SQLite straight to the driver)
+    stores what `create_report` (the ORM) stores, column for column, and the file
+    decrypts; also with a file that has no details and a draft with no file."""
+    from sqlalchemy import text
+
+    context = drafts.UploadContext(user_id="uid-7", emails=("u7@example.com",))
+    draft = drafts.DraftInput(files=[matched("A1"), matched("B2", data=b"other bytes")],
+                              context=context)  # fmt: skip
+    report, files, trail = drafts._draft_parts(draft, {"source": "test"})
+    files.append(core.NewFile("plain.bin", b"no details here", None))
+    with store.session() as s:
+        orm_id = core.create_report(s, report, files, KEY, actor="t", origin=trail).id
+    with store.transaction() as conn:
+        fast_id = core.insert_report(conn, report, files, KEY, actor="t", origin=trail)
+    with store.session() as s:
+        hash_only = core.insert_report(s, report, [], KEY, actor="t", origin=trail)
+    assert len({orm_id, fast_id, hash_only}) == 3
+    moving = {"id", "report_id", "blob_uuid", "nonce", "ciphertext", "created_at",
+              "updated_at", "at"}  # fmt: skip
+
+    def rows(table: str, column: str, value: int) -> list[dict[str, object]]:
+        with store.engine.connect() as c:
+            found = c.execute(
+                text(f"SELECT * FROM {table} WHERE {column} = :v ORDER BY id"), {"v": value}
+            )
+            return [{k: v for k, v in r._mapping.items() if k not in moving} for r in found]
+
+    for table, column in [("cybertip_reports", "id"), ("cybertip_report_files", "report_id"),
+                          ("cybertip_report_events", "report_id")]:  # fmt: skip
+        assert rows(table, column, fast_id) == rows(table, column, orm_id), table
+    assert len(rows("cybertip_report_files", "report_id", fast_id)) == 3
+    assert rows("cybertip_report_files", "report_id", hash_only) == []
+    with store.session() as s:
+        row = core.get_report(s, fast_id)
+        assert [core.file_bytes(f, KEY) for f in row.files] == [f.data for f in files]
+        assert core.view(row).state == core.view(core.get_report(s, orm_id)).state

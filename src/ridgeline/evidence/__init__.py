@@ -63,6 +63,7 @@ class EvidenceKey:
                 "(generate one with `ridgeline evidence keygen FILE`)"
             )
         self._raw = bytes(raw)
+        self._aead: AESGCM | None = None
 
     @property
     def key_id(self) -> str:
@@ -70,7 +71,11 @@ class EvidenceKey:
         return hashlib.sha256(b"ridgeline-evidence-key-id\x00" + self._raw).hexdigest()[:16]
 
     def aead(self) -> AESGCM:
-        return AESGCM(self._raw)
+        """The cipher, made once per key (it keeps no per-message state; a report draft
+        on a `/v1/match` hit encrypts its file with it)."""
+        if self._aead is None:
+            self._aead = AESGCM(self._raw)
+        return self._aead
 
     def __repr__(self) -> str:
         return f"<EvidenceKey {self.key_id}>"

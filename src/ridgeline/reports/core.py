@@ -26,6 +26,7 @@ from ridgeline.reports import documents as docs
 from ridgeline.reports.model import FileDetails, Report
 from ridgeline.reports.models import CyberTipEvent, CyberTipFile, CyberTipReport
 from ridgeline.reports.schema import Problem
+from ridgeline.store.bulk import PreparedInsert
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 #: The REPORT Act: providers preserve a report and its content for one year.
@@ -304,11 +305,11 @@ def insert_report(
     problems = check_all(report, [f.details for f in files])
     state = "draft" if docs.errors(problems) else "validated"
     now = utcnow()
-    # the caller's transaction; plain Core statements
+    # the caller's transaction; plain statements (`store.bulk.PreparedInsert`)
     conn = session if isinstance(session, Connection) else session.connection()
-    insert_report_row, insert_file_rows, insert_event_row = _inserts()
-    inserted = conn.execute(
-        insert_report_row,
+    insert_report_row, insert_file_row, insert_event_row = _inserts()
+    report_id = insert_report_row(
+        conn,
         {
             "document": docs.to_json(report),
             "origin": origin or {},
@@ -319,16 +320,12 @@ def insert_report(
             "updated_at": now,
         },
     )
-    key_row = inserted.inserted_primary_key
-    assert key_row is not None
-    report_id = int(key_row[0])
-    if files:
+    assert report_id is not None
+    for i, new in enumerate(files):
         assert key is not None
-        conn.execute(
-            insert_file_rows, [_file_values(report_id, i, new, key) for i, new in enumerate(files)]
-        )
-    conn.execute(
-        insert_event_row,
+        insert_file_row(conn, _file_values(report_id, i, new, key))
+    insert_event_row(
+        conn,
         {
             "report_id": report_id,
             "actor": actor,
@@ -337,22 +334,35 @@ def insert_report(
             "details": {"files": len(files), "state": state},
         },
     )
-    return int(report_id)
+    return report_id
 
 
-_INSERTS: tuple[Any, Any, Any] | None = None
+_INSERTS: tuple[PreparedInsert, PreparedInsert, PreparedInsert] | None = None
 
 
-def _inserts() -> tuple[Any, Any, Any]:
-    """The three INSERT statements of `insert_report`, built once (compiled once)."""
+def _inserts() -> tuple[PreparedInsert, PreparedInsert, PreparedInsert]:
+    """The three INSERTs of `insert_report`, prepared once."""
     global _INSERTS
     if _INSERTS is None:
-        from sqlalchemy import Table, insert
+        from sqlalchemy import Table
 
         tables = [CyberTipReport.__table__, CyberTipFile.__table__, CyberTipEvent.__table__]
         reports, files, events = (t for t in tables if isinstance(t, Table))
-        _INSERTS = (insert(reports), insert(files), insert(events))
+        _INSERTS = (
+            PreparedInsert(reports, _REPORT_COLUMNS),
+            PreparedInsert(files, _FILE_COLUMNS),
+            PreparedInsert(events, ("report_id", "actor", "action", "at", "details")),
+        )
     return _INSERTS
+
+
+_REPORT_COLUMNS = (
+    "document", "origin", "created_by", "problems", "state", "created_at", "updated_at"
+)  # fmt: skip
+_FILE_COLUMNS = (
+    "report_id", "position", "file_name", "size", "md5", "sha1", "sha256", "blob_uuid",
+    "key_id", "nonce", "ciphertext", "details", "stray_file_ids",
+)  # fmt: skip
 
 
 def get_report(session: Session, report_id: int) -> CyberTipReport:

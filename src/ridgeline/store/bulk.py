@@ -15,7 +15,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, DateTime, Table
+from sqlalchemy import JSON, Boolean, Connection, DateTime, Table
 from sqlalchemy.orm import Session
 
 
@@ -118,3 +118,63 @@ def select_in(
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     query = sql.replace("{in}", ", ".join(mark for _ in values)).replace("{p}", mark)
     return [tuple(r) for r in conn.exec_driver_sql(query, (*before, *values, *after))]
+
+
+class PreparedInsert:
+    """One INSERT of a row, compiled once, for a per-request hot path (a `/v1/match`
+    report draft writes three rows; SQLAlchemy's per-statement execution context cost
+    as much as SQLite's own work). On SQLite it runs on the driver's cursor with the
+    SQL text and bind processors SQLAlchemy compiled for the same columns, so the row
+    is exactly what `conn.execute(insert(table), values)` would write, in the caller's
+    transaction; other databases go through `conn.execute`.
+
+    `columns` are the keys every call gives; a column left out must have a scalar
+    default (filled in as SQLAlchemy would) or be nullable.
+    """
+
+    def __init__(self, table: Table, columns: Sequence[str]) -> None:
+        from sqlalchemy import insert
+
+        self.table = table
+        self.columns = tuple(columns)
+        self.statement = insert(table)
+        self.defaults: dict[str, Any] = {}
+        for col in table.columns:
+            if col.key in self.columns or col.default is None:
+                continue
+            default: Any = col.default
+            if not default.is_scalar:
+                raise ValueError(f"{table.name}.{col.key}: a callable default must be given")
+            self.defaults[col.key] = default.arg
+        self._sqlite: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = None
+
+    def _compiled(self, dialect: Any) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
+        if self._sqlite is None:
+            compiled: Any = self.statement.compile(
+                dialect=dialect, column_keys=[*self.columns, *self.defaults]
+            )
+            names = tuple(compiled.positiontup)
+            processors = compiled._bind_processors  # what the execution context applies
+            self._sqlite = (compiled.string, names, tuple(processors.get(n) for n in names))
+        return self._sqlite
+
+    def __call__(self, conn: Connection, values: dict[str, Any]) -> int | None:
+        """Insert one row; its integer primary key (SQLite's rowid)."""
+        if conn.dialect.name != "sqlite":
+            result = conn.execute(self.statement, values)
+            key = result.inserted_primary_key
+            return int(key[0]) if key is not None and key[0] is not None else None
+        sql, names, processors = self._compiled(conn.dialect)
+        defaults = self.defaults
+        params = []
+        for name, proc in zip(names, processors, strict=True):
+            v = values[name] if name in values else defaults[name]
+            params.append(v if proc is None else proc(v))
+        driver: Any = conn.connection.driver_connection
+        cursor = driver.cursor()
+        try:
+            cursor.execute(sql, params)
+            rowid: int = cursor.lastrowid
+            return rowid
+        finally:
+            cursor.close()
