@@ -171,3 +171,22 @@ def test_counts_and_sizes_refuse_zero_and_negatives() -> None:
                  ["lists", "history", "x", "--limit", "0"]):  # fmt: skip
         result = runner.invoke(main, argv)
         assert result.exit_code == 2 and "is not in the range" in result.output, argv
+
+
+def test_seconds_rates_and_shares_refuse_what_means_nothing() -> None:
+    """`serve --timeout -1` or `audit create --margin 2` started and failed later (or
+    never timed out). Every float option has a range: seconds and rates above 0 (or 0
+    where 0 means off), shares between 0 and 1."""
+    plain = [
+        f"{path} {max(param.opts, key=len)}"
+        for path, command in _commands(main, click.Context(main))
+        for param in command.params
+        if isinstance(param, click.Option) and param.type is click.FLOAT
+    ]
+    assert plain == []
+    runner = CliRunner()
+    for argv in (["serve", "--timeout", "-1"], ["serve", "--rate-limit", "0"],
+                 ["audit", "create", "x", "--margin", "2"],
+                 ["webhooks", "deliver", "--base-delay", "-5"]):  # fmt: skip
+        result = runner.invoke(main, argv)
+        assert result.exit_code == 2 and "is not in the range" in result.output, argv

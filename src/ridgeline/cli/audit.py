@@ -10,7 +10,14 @@ import click
 
 from ridgeline import audit as A
 from ridgeline import lists as L
-from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import (
+    SHARE,
+    actor_option,
+    db_option,
+    format_option,
+    handle_errors,
+    open_store,
+)
 from ridgeline.errors import BadInput
 from ridgeline.output import write_one
 from ridgeline.timeutil import isoformat
@@ -24,10 +31,16 @@ def audit_group() -> None:
 @audit_group.command("create")
 @click.argument("name")
 @click.option("--mode", type=click.Choice(A.MODES), default="random", show_default=True)
-@click.option("--margin", type=float, default=0.01, show_default=True,
+@click.option("--margin", type=SHARE, default=0.01, show_default=True,
               help="Target margin of error of the verified share.")  # fmt: skip
-@click.option("--confidence", type=float, default=0.95, show_default=True)
-@click.option("--expected", "expected_p", type=float, default=0.5, show_default=True,
+@click.option(
+    "--confidence",
+    type=SHARE,
+    default=0.95,
+    show_default=True,
+)
+@click.option("--expected", "expected_p", type=click.FloatRange(0, 1), default=0.5,
+              show_default=True,
               help="Expected verified share for sizing (0.5 is conservative).")  # fmt: skip
 @click.option("--seed", type=int, default=None, help="Seed (random if omitted; stored).")
 @click.option("--auditors-per-item", type=int, default=2, show_default=True)

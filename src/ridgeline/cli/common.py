@@ -12,6 +12,12 @@ import click
 from ridgeline.errors import RidgelineError, Unavailable
 from ridgeline.output import FORMATS
 
+#: Seconds and rates: above 0. `NON_NEGATIVE`: where 0 means "at once" or "off".
+POSITIVE = click.FloatRange(min=0, min_open=True)
+NON_NEGATIVE = click.FloatRange(min=0)
+#: A share strictly between 0 and 1 (a margin of error, a confidence level).
+SHARE = click.FloatRange(0, 1, min_open=True, max_open=True)
+
 F = TypeVar("F", bound=Callable[..., Any])
 
 format_option = click.option(

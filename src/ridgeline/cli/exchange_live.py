@@ -12,7 +12,14 @@ from typing import Any
 
 import click
 
-from ridgeline.cli.common import actor_option, db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import (
+    POSITIVE,
+    actor_option,
+    db_option,
+    format_option,
+    handle_errors,
+    open_store,
+)
 from ridgeline.output import Writer, write_one
 
 KINDS = ("ncmec", "stopncii", "threatexchange")
@@ -49,7 +56,7 @@ def exchange() -> None:
               help="NCMEC environment (Industry, NGO, test_Industry, ...).")  # fmt: skip
 @click.option("--privacy-group", default=None, help="ThreatExchange privacy group id.")
 @click.option("--since", default=None, help="Fetch entries from this time (ISO 8601 or Unix s).")
-@click.option("--every", "interval_s", default=3600.0, show_default=True, type=float,
+@click.option("--every", "interval_s", default=3600.0, show_default=True, type=POSITIVE,
               help="Seconds between scheduled fetches in `ridgeline serve`.")  # fmt: skip
 @click.option("--set", "extra", multiple=True, metavar="KEY=VALUE",
               help="Another setting (page_size, retry_attempts, members, ...; "

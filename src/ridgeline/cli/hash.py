@@ -8,7 +8,7 @@ from typing import IO
 
 import click
 
-from ridgeline.cli.common import format_option, handle_errors, parse_signal_names
+from ridgeline.cli.common import POSITIVE, format_option, handle_errors, parse_signal_names
 from ridgeline.hashing import hash_many, iter_files
 from ridgeline.output import Writer, default_format
 from ridgeline.signals import HashOptions
@@ -76,7 +76,7 @@ class Progress:
 @click.option("--all-frames", is_flag=True, help="Hash every frame of animated images.")
 @click.option(
     "--video-interval",
-    type=float,
+    type=POSITIVE,
     default=None,
     help="vPDQ: hash one frame per this many seconds (default: every frame).",
 )

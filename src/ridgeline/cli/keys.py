@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from ridgeline.cli.common import db_option, format_option, handle_errors, open_store
+from ridgeline.cli.common import POSITIVE, db_option, format_option, handle_errors, open_store
 from ridgeline.output import Writer, write_one
 from ridgeline.service.keys import ROLES, create_key, key_to_json, list_keys, revoke_key
 
@@ -18,7 +18,10 @@ def keys() -> None:
 @click.option("--role", type=click.Choice(ROLES), required=True, help="What the key may do.")
 @click.option("--name", default=None, help="Who or what uses the key (default: the role).")
 @click.option(
-    "--rate-limit", type=float, default=None, help="Requests per second (default: server's)."
+    "--rate-limit",
+    type=POSITIVE,
+    default=None,
+    help="Requests per second (default: server's).",
 )
 @click.option(
     "--agency",

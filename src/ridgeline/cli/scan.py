@@ -11,6 +11,7 @@ from typing import IO, Any
 import click
 
 from ridgeline.cli.common import (
+    POSITIVE,
     actor_option,
     db_option,
     format_option,
@@ -136,7 +137,7 @@ def _count_files(paths: tuple[str, ...]) -> int:
 )
 @click.option(
     "--max-ratio",
-    type=float,
+    type=POSITIVE,
     default=200.0,
     show_default=True,
     help="Largest expansion ratio of an archive.",

@@ -8,7 +8,7 @@ from dataclasses import replace
 
 import click
 
-from ridgeline.cli.common import db_option, handle_errors
+from ridgeline.cli.common import NON_NEGATIVE, POSITIVE, db_option, handle_errors
 
 #: The service app with the web UI mounted under /ui/.
 UI_APP = "ridgeline.ui.app:app_from_env"
@@ -24,10 +24,19 @@ UI_APP = "ridgeline.ui.app:app_from_env"
 @click.option("--max-upload-bytes", default=50 << 20, show_default=True, type=click.IntRange(min=1))
 @click.option("--max-pixels", default=50_000_000, show_default=True, type=click.IntRange(min=1))
 @click.option(
-    "--timeout", "timeout_s", default=30.0, show_default=True, type=float, help="Seconds per hash."
+    "--timeout",
+    "timeout_s",
+    default=30.0,
+    show_default=True,
+    type=POSITIVE,
+    help="Seconds per hash.",
 )
 @click.option(
-    "--rate-limit", default=100.0, show_default=True, type=float, help="Default requests/s per key."
+    "--rate-limit",
+    default=100.0,
+    show_default=True,
+    type=POSITIVE,
+    help="Default requests/s per key.",
 )
 @click.option(
     "--fetch-allow-host",
@@ -40,7 +49,7 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     "body_timeout_s",
     default=30.0,
     show_default=True,
-    type=float,
+    type=POSITIVE,
     help="Seconds a request body may take to arrive (slow clients get 408).",
 )
 @click.option(
@@ -48,7 +57,7 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     "header_timeout_s",
     default=10.0,
     show_default=True,
-    type=float,
+    type=POSITIVE,
     help="Seconds a client has to send a request's headers (slowloris: closed after).",
 )
 @click.option(
@@ -67,12 +76,12 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     "--webhook-base-delay",
     default=30.0,
     show_default=True,
-    type=float,
+    type=NON_NEGATIVE,
     help="Seconds before a failed webhook delivery is retried (doubles each time).",
 )
 @click.option("--webhook-max-attempts", default=6, show_default=True, type=click.IntRange(min=1),
               help="Tries of a webhook delivery before it is a dead letter.")  # fmt: skip
-@click.option("--webhook-timeout", default=10.0, show_default=True, type=float,
+@click.option("--webhook-timeout", default=10.0, show_default=True, type=POSITIVE,
               help="Seconds a webhook receiver may take to answer.")  # fmt: skip
 @click.option(
     "--viral-users",
@@ -87,7 +96,7 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     envvar="RIDGELINE_EXCHANGE_INTERVAL",
     default=0.0,
     show_default=True,
-    type=float,
+    type=NON_NEGATIVE,
     help="Seconds between checks for live exchange sources due a fetch (0: off; "
     "env RIDGELINE_EXCHANGE_INTERVAL).",
 )
@@ -108,7 +117,7 @@ UI_APP = "ridgeline.ui.app:app_from_env"
     "--self-submit-rate",
     default=1.0,
     show_default=True,
-    type=float,
+    type=POSITIVE,
     help="Self-submission requests per second per network address (per worker).",
 )
 @click.option(

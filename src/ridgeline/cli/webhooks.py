@@ -7,6 +7,7 @@ import time
 import click
 
 from ridgeline.cli.common import (
+    NON_NEGATIVE,
     actor_option,
     db_option,
     format_option,
@@ -106,7 +107,7 @@ def replay(delivery_id: int, db: str | None, fmt: str | None) -> None:
 @click.option("--wait", is_flag=True, help="Keep going until nothing is pending.")
 @click.option("--now", "now", is_flag=True,
               help="Try every pending delivery at once, ignoring its back-off.")  # fmt: skip
-@click.option("--base-delay", type=float, default=30.0, show_default=True,
+@click.option("--base-delay", type=NON_NEGATIVE, default=30.0, show_default=True,
               help="Seconds before the first retry (doubles each time).")  # fmt: skip
 @click.option("--max-attempts", type=click.IntRange(min=1), default=6, show_default=True)
 @db_option
