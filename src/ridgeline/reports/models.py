@@ -11,7 +11,7 @@ from __future__ import annotations
 import datetime as dt
 from typing import Any
 
-from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text
+from sqlalchemy import JSON, BigInteger, ForeignKey, Index, Integer, LargeBinary, String, Text, text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from ridgeline.store.models import Base
@@ -24,8 +24,19 @@ class CyberTipReport(Base):
     __tablename__ = "cybertip_reports"
     __table_args__ = (
         Index("ix_cybertip_reports_state", "state"),
-        Index("ix_cybertip_reports_ncmec_id", "ncmec_report_id"),
-        Index("ix_cybertip_reports_keep_until", "keep_until"),
+        # Partial: only filed reports have these; a draft writes no page of either.
+        Index(
+            "ix_cybertip_reports_ncmec_id",
+            "ncmec_report_id",
+            sqlite_where=text("ncmec_report_id IS NOT NULL"),
+            postgresql_where=text("ncmec_report_id IS NOT NULL"),
+        ),
+        Index(
+            "ix_cybertip_reports_keep_until",
+            "keep_until",
+            sqlite_where=text("keep_until IS NOT NULL"),
+            postgresql_where=text("keep_until IS NOT NULL"),
+        ),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
