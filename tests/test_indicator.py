@@ -100,6 +100,16 @@ def test_indicator_matches_truth_lifelines_and_statsmodels(store: Store) -> None
         family=__import__("statsmodels.api").api.families.Poisson(),
     ).fit()
     assert est.population == pytest.approx(est.observed + math.exp(fit.params["Intercept"]))
+    # Akaike weights: the chosen model has the largest; the interval, which also holds
+    # the uncertainty of choosing, is at least as wide as the chosen model's own
+    weights = [m.weight for m in est.models]
+    assert sum(weights) == pytest.approx(1.0)
+    best = max(est.models, key=lambda m: m.weight)
+    assert best.interactions == est.chosen and best.population == pytest.approx(est.population)
+    unseen = est.population - est.observed
+    own = unseen + unseen**2 * float(fit.bse["Intercept"]) ** 2
+    c = math.exp(1.959963984540054 * math.sqrt(math.log(1 + own / unseen**2)))
+    assert est.low <= est.observed + unseen / c and est.high >= est.observed + unseen * c
 
 
 def _coverage(databases: tuple[tuple[str, float], ...], seeds: int = 40) -> float:
@@ -114,8 +124,11 @@ def _coverage(databases: tuple[tuple[str, float], ...], seeds: int = 40) -> floa
 
 @pytest.mark.slow
 def test_interval_covers_true_population_in_about_95_percent_of_seeds() -> None:
-    assert _coverage((("A", 0.35), ("B", 0.3), ("C", 0.25))) >= 0.85
-    assert _coverage((("A", 0.4), ("B", 0.35))) >= 0.85
+    """Over 40 seeds (about 95 % means 35 to 40 of them): the log-linear interval carries
+    the uncertainty of the model choice (conditional on the chosen model it covered 35
+    of 40), Chapman's is about nominal."""
+    assert _coverage((("A", 0.35), ("B", 0.3), ("C", 0.25))) >= 0.9
+    assert _coverage((("A", 0.4), ("B", 0.35))) >= 0.875
 
 
 def test_chapman_two_sources_against_truth() -> None:
