@@ -620,8 +620,13 @@ def test_health_metrics_and_openapi(env: tuple[Env, TestClient]) -> None:
     client.get(
         "/v1/lookup", params={"signal": "md5", "value": BAD_MD5}, headers=e.headers("provider")
     )
+    assert client.get("/docs/static/swagger-ui.css").status_code == 200
+    assert client.get("/no/such/path").status_code == 404
     text = client.get("/metrics").text
     assert 'ridgeline_http_requests_total{method="GET",route="/v1/lookup",status="200"}' in text
+    # a mount (static files) is labelled by its prefix, a path no route takes `unmatched`
+    assert 'ridgeline_http_requests_total{method="GET",route="/docs/static",status="200"}' in text
+    assert 'ridgeline_http_requests_total{method="GET",route="unmatched",status="404"}' in text
     assert 'ridgeline_matches_total{signal="md5"}' in text
     spec = client.get("/openapi.json").json()
     assert "/v1/match" in spec["paths"] and "/v1/lookup" in spec["paths"]

@@ -33,6 +33,23 @@ def key_prefix(token: str | None) -> str | None:
     return f"{KEY_PREFIX}{parsed[0]}" if parsed else None
 
 
+def route_template(scope: Scope, routes: Sequence[Any], root_path: str | None = None) -> str:
+    """The route template a path reached or would have reached (never the raw path, so
+    labels stay few): a mount (the UI's and the docs' static files) is named by its
+    prefix; a path no route takes is `unmatched`. `root_path`: the scope's before the
+    request ran (a mount moves its own prefix into it)."""
+    route = scope.get("route")
+    if route is not None and getattr(route, "path", None):
+        return str(route.path)
+    if root_path is not None:
+        scope = {**scope, "root_path": root_path}
+    for candidate in routes:
+        match, _ = candidate.matches(scope)
+        if match is not Match.NONE:
+            return str(getattr(candidate, "path", "unmatched"))
+    return "unmatched"
+
+
 class AccessLog:
     """Wraps the whole app (the lookup fast path included) and logs every request."""
 
@@ -69,12 +86,7 @@ class AccessLog:
             self.write(scope, status["code"], time.perf_counter() - start)
 
     def _template(self, scope: Scope) -> str:
-        """The route template a path would have reached (never the raw path)."""
-        for candidate in self.routes() if self.routes is not None else ():
-            match, _ = candidate.matches(scope)
-            if match is not Match.NONE:
-                return str(getattr(candidate, "path", "unmatched"))
-        return "unmatched"
+        return route_template(scope, self.routes() if self.routes is not None else ())
 
     def write(self, scope: Scope, status: int, seconds: float) -> None:
         token = token_from_headers(scope.get("headers") or [])

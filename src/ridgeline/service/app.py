@@ -12,7 +12,7 @@ import gc
 import json
 import os
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -45,7 +45,7 @@ from ridgeline.errors import (
 from ridgeline.hashing import tune_malloc
 from ridgeline.matching import Matcher
 from ridgeline.service import uploads
-from ridgeline.service.accesslog import AccessLog
+from ridgeline.service.accesslog import AccessLog, route_template
 from ridgeline.service.auth import PUBLIC
 from ridgeline.service.disclosure import Disclosure
 from ridgeline.service.docs_ui import install_docs
@@ -204,14 +204,19 @@ class Metrics:
 class MetricsMiddleware:
     """Counts and times every request by its route template (plain ASGI: low overhead)."""
 
-    def __init__(self, app: ASGIApp, metrics: Metrics) -> None:
+    def __init__(
+        self, app: ASGIApp, metrics: Metrics, routes: Callable[[], Sequence[Any]] = list
+    ) -> None:
         self.app = app
         self.metrics = metrics
+        #: The app's routes: a mount sets no `scope["route"]`, so its prefix is found here.
+        self.routes = routes
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
+        root_path = scope.get("root_path", "")
         start = time.perf_counter()
         status = {"code": 500}
 
@@ -223,8 +228,7 @@ class MetricsMiddleware:
         try:
             await self.app(scope, receive, send_wrapper)
         finally:
-            route = scope.get("route")
-            label = getattr(route, "path", "unmatched")
+            label = route_template(scope, self.routes(), root_path)
             self.metrics.requests.labels(label, scope["method"], str(status["code"])).inc()
             self.metrics.latency.labels(label).observe(time.perf_counter() - start)
 
@@ -469,7 +473,7 @@ def create_app(config: ServiceConfig | None = None, store: Store | None = None) 
         routes=lambda: app.routes,
         capped=[(API_PREFIX, SUBMIT_BODY_CAP)],
     )
-    app.add_middleware(MetricsMiddleware, metrics=metrics)
+    app.add_middleware(MetricsMiddleware, metrics=metrics, routes=lambda: app.routes)
 
     public = {"openapi_extra": {"x-ridgeline-permission": PUBLIC}}
 
