@@ -326,7 +326,7 @@ def _json_value(s: Spec, raw: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(raw, dict):
             problems.append(Problem(path, "expected an object"))
             return None
-        return from_json(s.typ, raw, path, problems)
+        return _from_json_full(s.typ, raw, path, problems)
     if s.typ is bool and isinstance(raw, bool):
         return raw
     if s.typ is int and isinstance(raw, int) and not isinstance(raw, bool):
@@ -369,8 +369,82 @@ def _json_keys(cls: type) -> dict[str, tuple[Spec, bool]]:
     return found
 
 
+class _Slow(Exception):
+    """The fast JSON reader met something it leaves to the full one (any problem)."""
+
+
+_SLOW = _Slow()
+
+
+def _from_json_fast(cls: type, data: dict[str, Any]) -> Any:
+    """`from_json` for a document without problems: the same nodes, no paths built.
+
+    Raises `_Slow` at the first thing that would be a problem, or that the full reader
+    answers in a way this one does not copy; `from_json` then starts over with that."""
+    keys = _JSON_KEYS.get(cls) or _json_keys(cls)
+    kwargs: dict[str, Any] = {}
+    for key, raw in data.items():
+        found = keys.get(key)
+        if found is None:
+            raise _SLOW
+        if raw is None:
+            continue
+        s, is_node = found
+        if s.kind == "flag":
+            if raw is True or raw == "true" or raw == "":
+                kwargs[s.name] = True
+            elif raw is not False:
+                raise _SLOW
+            continue
+        if s.many:
+            if not isinstance(raw, list):
+                raw = [raw]
+            if is_node:
+                nodes = []
+                for item in raw:
+                    if not isinstance(item, dict):
+                        raise _SLOW
+                    nodes.append(_from_json_fast(s.typ, item))
+                kwargs[s.name] = tuple(nodes)
+            elif s.typ is str and all(isinstance(item, str) for item in raw):
+                kwargs[s.name] = tuple(raw)
+            else:
+                scratch: list[Problem] = []
+                values = tuple(
+                    v for item in raw if (v := _json_value(s, item, "", scratch)) is not None
+                )
+                if scratch:
+                    raise _SLOW
+                kwargs[s.name] = values
+        elif is_node:
+            if not isinstance(raw, dict):
+                raise _SLOW
+            kwargs[s.name] = _from_json_fast(s.typ, raw)
+        elif (s.typ is str and isinstance(raw, str)) or (s.typ is bool and isinstance(raw, bool)):
+            kwargs[s.name] = raw
+        else:
+            scratch = []
+            value = _json_value(s, raw, "", scratch)
+            if scratch:
+                raise _SLOW
+            if value is not None:
+                kwargs[s.name] = value
+    return cls(**kwargs)
+
+
 def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem]) -> Any:
-    """Build `cls` from its JSON object; unknown keys and wrong types go to `problems`."""
+    """Build `cls` from its JSON object; unknown keys and wrong types go to `problems`.
+
+    Most documents have no problem: they are read without building a path per field
+    (`_from_json_fast`); the others are read again by the full reader, which lists
+    every problem with its path."""
+    try:
+        return _from_json_fast(cls, data)
+    except _Slow:
+        return _from_json_full(cls, data, path, problems)
+
+
+def _from_json_full(cls: type, data: dict[str, Any], path: str, problems: list[Problem]) -> Any:
     keys = _JSON_KEYS.get(cls) or _json_keys(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
@@ -402,7 +476,7 @@ def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem
                 nodes = []
                 for i, item in enumerate(raw):
                     if isinstance(item, dict):
-                        nodes.append(from_json(s.typ, item, f"{where}[{i}]", problems))
+                        nodes.append(_from_json_full(s.typ, item, f"{where}[{i}]", problems))
                     else:
                         problems.append(Problem(f"{where}[{i}]", "expected an object"))
                 kwargs[s.name] = tuple(nodes)
@@ -416,7 +490,7 @@ def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem
                 )
         elif is_node:
             if isinstance(raw, dict):
-                kwargs[s.name] = from_json(s.typ, raw, f"{path}/{key}", problems)
+                kwargs[s.name] = _from_json_full(s.typ, raw, f"{path}/{key}", problems)
             else:
                 problems.append(Problem(f"{path}/{key}", "expected an object"))
         elif (s.typ is str and isinstance(raw, str)) or (s.typ is bool and isinstance(raw, bool)):
