@@ -57,8 +57,7 @@ CHUNK = 500
 #: SQLAlchemy would write, without building and expanding a parameter per value.
 _EXACT_SQL = (
     "SELECT report_identifiers.service, report_identifiers.device_type, "
-    "report_identifiers.value, case_reports.case_id, max(report_identifiers.report_id), "
-    "count(distinct(report_identifiers.report_id)) "
+    "report_identifiers.value, case_reports.case_id, max(report_identifiers.report_id) "
     "FROM report_identifiers JOIN case_reports "
     "ON case_reports.report_id = report_identifiers.report_id "
     "WHERE report_identifiers.kind = {p} AND report_identifiers.value IN ({in}) "
@@ -278,9 +277,9 @@ class Linker:
 
     def _existing_exact(
         self, session: Session, kind: str, values: Iterable[str]
-    ) -> list[tuple[str | None, str | None, str, int, int, int]]:
-        """(service, device_type, value, case_id, latest report, reports) grouped by case."""
-        out: list[tuple[str | None, str | None, str, int, int, int]] = []
+    ) -> list[tuple[str | None, str | None, str, int, int]]:
+        """(service, device_type, value, case_id, latest report) grouped by case."""
+        out: list[tuple[str | None, str | None, str, int, int]] = []
         vals = sorted(set(values))
         for start in range(0, len(vals), CHUNK):
             out.extend(select_in(session, _EXACT_SQL, vals[start : start + CHUNK], before=(kind,)))
@@ -594,7 +593,7 @@ class Linker:
             by_kind[kind].add(value)
         for kind, values in by_kind.items():
             rows = self._existing_exact(session, kind, values)
-            for service, device_type, value, case_id, latest, _n in rows:
+            for service, device_type, value, case_id, latest in rows:
                 qualifier = device_type if kind == "device" else service
                 rids = exact.get((kind, qualifier, value))
                 if not rids:
