@@ -376,12 +376,34 @@ class _Slow(Exception):
 _SLOW = _Slow()
 
 
+#: Per node type: JSON key -> (how to read it, field name, field type, spec), for the
+#: fast reader: 0 flag, 1 list of nodes, 2 list of text, 3 other list, 4 node, 5 text,
+#: 6 true/false, 7 other scalar.
+_FAST_KEYS: dict[type, dict[str, tuple[int, str, Any, Spec]]] = {}
+
+
+def _fast_keys(cls: type) -> dict[str, tuple[int, str, Any, Spec]]:
+    found = _FAST_KEYS.get(cls)
+    if found is None:
+        found = {}
+        for key, (s, is_node) in _json_keys(cls).items():
+            if s.kind == "flag":
+                mode = 0
+            elif s.many:
+                mode = 1 if is_node else 2 if s.typ is str else 3
+            else:
+                mode = 4 if is_node else 5 if s.typ is str else 6 if s.typ is bool else 7
+            found[key] = (mode, s.name, s.typ, s)
+        _FAST_KEYS[cls] = found
+    return found
+
+
 def _from_json_fast(cls: type, data: dict[str, Any]) -> Any:
     """`from_json` for a document without problems: the same nodes, no paths built.
 
     Raises `_Slow` at the first thing that would be a problem, or that the full reader
     answers in a way this one does not copy; `from_json` then starts over with that."""
-    keys = _JSON_KEYS.get(cls) or _json_keys(cls)
+    keys = _FAST_KEYS.get(cls) or _fast_keys(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
         found = keys.get(key)
@@ -389,46 +411,51 @@ def _from_json_fast(cls: type, data: dict[str, Any]) -> Any:
             raise _SLOW
         if raw is None:
             continue
-        s, is_node = found
-        if s.kind == "flag":
+        mode, name, typ, s = found
+        if mode == 5:
+            if raw.__class__ is not str:
+                raise _SLOW
+            kwargs[name] = raw
+        elif mode == 4:
+            if raw.__class__ is not dict:
+                raise _SLOW
+            kwargs[name] = _from_json_fast(typ, raw)
+        elif mode == 1:
+            if raw.__class__ is not list:
+                raw = [raw]
+            nodes = []
+            for item in raw:
+                if item.__class__ is not dict:
+                    raise _SLOW
+                nodes.append(_from_json_fast(typ, item))
+            kwargs[name] = tuple(nodes)
+        elif mode == 0:
             if raw is True or raw == "true" or raw == "":
-                kwargs[s.name] = True
+                kwargs[name] = True
             elif raw is not False:
                 raise _SLOW
-            continue
-        if s.many:
-            if not isinstance(raw, list):
+        elif mode == 6 and raw.__class__ is bool:
+            kwargs[name] = raw
+        elif mode == 2 or mode == 3:
+            if raw.__class__ is not list:
                 raw = [raw]
-            if is_node:
-                nodes = []
-                for item in raw:
-                    if not isinstance(item, dict):
-                        raise _SLOW
-                    nodes.append(_from_json_fast(s.typ, item))
-                kwargs[s.name] = tuple(nodes)
-            elif s.typ is str and all(isinstance(item, str) for item in raw):
-                kwargs[s.name] = tuple(raw)
-            else:
-                scratch: list[Problem] = []
-                values = tuple(
-                    v for item in raw if (v := _json_value(s, item, "", scratch)) is not None
-                )
-                if scratch:
-                    raise _SLOW
-                kwargs[s.name] = values
-        elif is_node:
-            if not isinstance(raw, dict):
+            if mode == 2 and all(item.__class__ is str for item in raw):
+                kwargs[name] = tuple(raw)
+                continue
+            scratch: list[Problem] = []
+            values = tuple(
+                v for item in raw if (v := _json_value(s, item, "", scratch)) is not None
+            )
+            if scratch:
                 raise _SLOW
-            kwargs[s.name] = _from_json_fast(s.typ, raw)
-        elif (s.typ is str and isinstance(raw, str)) or (s.typ is bool and isinstance(raw, bool)):
-            kwargs[s.name] = raw
+            kwargs[name] = values
         else:
             scratch = []
             value = _json_value(s, raw, "", scratch)
             if scratch:
                 raise _SLOW
             if value is not None:
-                kwargs[s.name] = value
+                kwargs[name] = value
     return cls(**kwargs)
 
 
