@@ -36,7 +36,7 @@ from ridgeline.reports.identifiers import Identifier, esp_of
 from ridgeline.reports.model import FileDetails, Report
 from ridgeline.reports.models import ReceivedReport, ReportIdentifier
 from ridgeline.reports.schema import Problem
-from ridgeline.store.bulk import insert_rows, sqlite_datetime
+from ridgeline.store.bulk import insert_rows, select_in, sqlite_datetime
 from ridgeline.timeutil import as_utc, utcnow
 
 FORMATS = ("xml", "json")
@@ -230,6 +230,9 @@ def _insert_ignoring_duplicates(session: Session) -> Any:
     raise BadInput(f"received reports need SQLite or PostgreSQL, not {dialect}")
 
 
+#: Stored ids by idempotency key (`store.bulk.select_in`: a placeholder per key).
+KEYS_SQL = "SELECT idempotency_key, id FROM received_reports WHERE idempotency_key IN ({in})"
+
 _RECEIVED_COLUMNS = (
     "source", "idempotency_key", "sha256", "received_at", "received_by", "format",
     "document", "raw", "incident_type", "incident_at", "reporter", "file_count", "warnings",
@@ -323,13 +326,7 @@ def store_many(
     old: dict[str, int] = {}
     for start in range(0, len(missing), 500):
         chunk = [k[:200] for k in missing[start : start + 500]]
-        old.update(
-            session.execute(
-                select(ReceivedReport.idempotency_key, ReceivedReport.id).where(
-                    ReceivedReport.idempotency_key.in_(chunk)
-                )
-            ).all()
-        )
+        old.update(select_in(session, KEYS_SQL, chunk))
     out: list[StoredReport] = []
     given: set[str] = set()
     for item in items:
