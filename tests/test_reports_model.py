@@ -6,6 +6,8 @@ from __future__ import annotations
 import dataclasses
 import datetime as dt
 import hashlib
+import itertools
+import json
 import os
 import xml.etree.ElementTree as ET
 from pathlib import Path
@@ -415,3 +417,29 @@ def test_generated_functions_agree_with_the_generic_engine() -> None:
         compiled.check(fd, "fileDetails", problems)
         assert set(problems) == _generic(fd, "fileDetails")
     assert len(problems) >= 5
+
+
+def test_fast_json_reader_agrees_with_the_full_one() -> None:
+    """`schema.from_json` reads problem-free documents without paths; it must build the
+    very nodes the full reader builds, and leave every problem to the full reader."""
+    from ridgeline.intake import synthetic
+
+    docs_json = [docs.to_json(samples.rich_report(5))]
+    docs_json += [
+        json.loads(line)["report"]
+        for line in itertools.islice(synthetic.jsonl_lines(synthetic.Population(30)), 30)
+    ]
+    for data in docs_json:
+        problems: list[docs.Problem] = []
+        fast = schema.from_json(m.Report, data, "report", problems)
+        full = schema._from_json_full(m.Report, data, "report", [])
+        assert fast == full and problems == []
+    bad = {
+        "incidentSummary": {"incidentDateTime": "yesterday", "colour": "red"},
+        "victim": [{"victimPerson": {"age": "x"}}, 3],
+        "personOrUserReported": [{"ipCaptureEvent": [{"port": "7"}, {"port": True}]}],
+    }
+    problems, expected = [], []
+    node = schema.from_json(m.Report, bad, "report", problems)
+    assert node == schema._from_json_full(m.Report, bad, "report", expected)
+    assert problems == expected and len(problems) >= 4

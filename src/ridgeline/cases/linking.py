@@ -57,13 +57,22 @@ CHUNK = 500
 #: SQLAlchemy would write, without building and expanding a parameter per value.
 _EXACT_SQL = (
     "SELECT report_identifiers.service, report_identifiers.device_type, "
-    "report_identifiers.value, case_reports.case_id, max(report_identifiers.report_id), "
-    "count(distinct(report_identifiers.report_id)) "
+    "report_identifiers.value, case_reports.case_id, max(report_identifiers.report_id) "
     "FROM report_identifiers JOIN case_reports "
     "ON case_reports.report_id = report_identifiers.report_id "
     "WHERE report_identifiers.kind = {p} AND report_identifiers.value IN ({in}) "
     "AND report_identifiers.role != 'reporter' GROUP BY report_identifiers.service, "
     "report_identifiers.device_type, report_identifiers.value, case_reports.case_id"
+)
+#: The ORM query this replaces, with `= false` for `IS false` (the column is NOT NULL).
+_IPS_SQL = (
+    "SELECT report_identifiers.value, report_identifiers.report_id, "
+    "report_identifiers.event_at, report_identifiers.possible_proxy, case_reports.case_id "
+    "FROM report_identifiers JOIN case_reports "
+    "ON case_reports.report_id = report_identifiers.report_id "
+    "WHERE report_identifiers.kind = {p} AND report_identifiers.value IN ({in}) "
+    "AND report_identifiers.role != {p} AND report_identifiers.possible_proxy = {p} "
+    "AND report_identifiers.event_at IS NOT NULL"
 )
 _BUNDLES_SQL = (
     "SELECT file_bundles.id, file_bundles.value FROM file_bundles "
@@ -278,9 +287,9 @@ class Linker:
 
     def _existing_exact(
         self, session: Session, kind: str, values: Iterable[str]
-    ) -> list[tuple[str | None, str | None, str, int, int, int]]:
-        """(service, device_type, value, case_id, latest report, reports) grouped by case."""
-        out: list[tuple[str | None, str | None, str, int, int, int]] = []
+    ) -> list[tuple[str | None, str | None, str, int, int]]:
+        """(service, device_type, value, case_id, latest report) grouped by case."""
+        out: list[tuple[str | None, str | None, str, int, int]] = []
         vals = sorted(set(values))
         for start in range(0, len(vals), CHUNK):
             out.extend(select_in(session, _EXACT_SQL, vals[start : start + CHUNK], before=(kind,)))
@@ -290,22 +299,17 @@ class Linker:
         self, session: Session, values: Iterable[str]
     ) -> list[tuple[str, int, dt.datetime | None, bool, int]]:
         """(value, report, event_at, possible_proxy, case_id) of stored sightings."""
-        ri, cr = ReportIdentifier, CaseReport
         out: list[tuple[str, int, dt.datetime | None, bool, int]] = []
         vals = sorted(set(values))
         for start in range(0, len(vals), CHUNK):
-            q = (
-                select(ri.value, ri.report_id, ri.event_at, ri.possible_proxy, cr.case_id)
-                .join(cr, cr.report_id == ri.report_id)
-                .where(
-                    ri.kind == "ip",
-                    ri.value.in_(vals[start : start + CHUNK]),
-                    ri.role != "reporter",
-                    ri.possible_proxy.is_(False),
-                    ri.event_at.is_not(None),
-                )
-            )
-            out.extend(session.execute(q))
+            rows = select_in(
+                session, _IPS_SQL, vals[start : start + CHUNK], before=("ip",),
+                after=("reporter", False),
+            )  # fmt: skip
+            for value, rid, event_at, proxy, case_id in rows:
+                if isinstance(event_at, str):  # SQLite: naive UTC text, as stored
+                    event_at = dt.datetime.fromisoformat(event_at)
+                out.append((value, rid, event_at, bool(proxy), case_id))
         return out
 
     # ------------------------------------------------------------ viral files
@@ -594,7 +598,7 @@ class Linker:
             by_kind[kind].add(value)
         for kind, values in by_kind.items():
             rows = self._existing_exact(session, kind, values)
-            for service, device_type, value, case_id, latest, _n in rows:
+            for service, device_type, value, case_id, latest in rows:
                 qualifier = device_type if kind == "device" else service
                 rids = exact.get((kind, qualifier, value))
                 if not rids:

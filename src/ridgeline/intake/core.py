@@ -29,8 +29,8 @@ from ridgeline.errors import BadInput
 from ridgeline.intake.sources import Incoming
 from ridgeline.reports import documents, received
 from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier, extract
-from ridgeline.reports.models import ReceivedReport
 from ridgeline.reports.schema import Problem
+from ridgeline.store.bulk import select_in
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 Status = Literal["stored", "duplicate", "refused"]
@@ -126,13 +126,7 @@ class Pipeline:
         known: dict[str, int] = {}
         wanted = sorted({k for k, _ in keys})
         for start in range(0, len(wanted), 500):
-            known.update(
-                session.execute(
-                    select(ReceivedReport.idempotency_key, ReceivedReport.id).where(
-                        ReceivedReport.idempotency_key.in_(wanted[start : start + 500])
-                    )
-                ).all()
-            )
+            known.update(select_in(session, received.KEYS_SQL, wanted[start : start + 500]))
         outcomes: list[Outcome | None] = [None] * len(items)
         to_store: list[received.ToStore] = []
         positions: list[int] = []

@@ -326,7 +326,7 @@ def _json_value(s: Spec, raw: Any, path: str, problems: list[Problem]) -> Any:
         if not isinstance(raw, dict):
             problems.append(Problem(path, "expected an object"))
             return None
-        return from_json(s.typ, raw, path, problems)
+        return _from_json_full(s.typ, raw, path, problems)
     if s.typ is bool and isinstance(raw, bool):
         return raw
     if s.typ is int and isinstance(raw, int) and not isinstance(raw, bool):
@@ -369,8 +369,109 @@ def _json_keys(cls: type) -> dict[str, tuple[Spec, bool]]:
     return found
 
 
+class _Slow(Exception):
+    """The fast JSON reader met something it leaves to the full one (any problem)."""
+
+
+_SLOW = _Slow()
+
+
+#: Per node type: JSON key -> (how to read it, field name, field type, spec), for the
+#: fast reader: 0 flag, 1 list of nodes, 2 list of text, 3 other list, 4 node, 5 text,
+#: 6 true/false, 7 other scalar.
+_FAST_KEYS: dict[type, dict[str, tuple[int, str, Any, Spec]]] = {}
+
+
+def _fast_keys(cls: type) -> dict[str, tuple[int, str, Any, Spec]]:
+    found = _FAST_KEYS.get(cls)
+    if found is None:
+        found = {}
+        for key, (s, is_node) in _json_keys(cls).items():
+            if s.kind == "flag":
+                mode = 0
+            elif s.many:
+                mode = 1 if is_node else 2 if s.typ is str else 3
+            else:
+                mode = 4 if is_node else 5 if s.typ is str else 6 if s.typ is bool else 7
+            found[key] = (mode, s.name, s.typ, s)
+        _FAST_KEYS[cls] = found
+    return found
+
+
+def _from_json_fast(cls: type, data: dict[str, Any]) -> Any:
+    """`from_json` for a document without problems: the same nodes, no paths built.
+
+    Raises `_Slow` at the first thing that would be a problem, or that the full reader
+    answers in a way this one does not copy; `from_json` then starts over with that."""
+    keys = _FAST_KEYS.get(cls) or _fast_keys(cls)
+    kwargs: dict[str, Any] = {}
+    for key, raw in data.items():
+        found = keys.get(key)
+        if found is None:
+            raise _SLOW
+        if raw is None:
+            continue
+        mode, name, typ, s = found
+        if mode == 5:
+            if raw.__class__ is not str:
+                raise _SLOW
+            kwargs[name] = raw
+        elif mode == 4:
+            if raw.__class__ is not dict:
+                raise _SLOW
+            kwargs[name] = _from_json_fast(typ, raw)
+        elif mode == 1:
+            if raw.__class__ is not list:
+                raw = [raw]
+            nodes = []
+            for item in raw:
+                if item.__class__ is not dict:
+                    raise _SLOW
+                nodes.append(_from_json_fast(typ, item))
+            kwargs[name] = tuple(nodes)
+        elif mode == 0:
+            if raw is True or raw == "true" or raw == "":
+                kwargs[name] = True
+            elif raw is not False:
+                raise _SLOW
+        elif mode == 6 and raw.__class__ is bool:
+            kwargs[name] = raw
+        elif mode == 2 or mode == 3:
+            if raw.__class__ is not list:
+                raw = [raw]
+            if mode == 2 and all(item.__class__ is str for item in raw):
+                kwargs[name] = tuple(raw)
+                continue
+            scratch: list[Problem] = []
+            values = tuple(
+                v for item in raw if (v := _json_value(s, item, "", scratch)) is not None
+            )
+            if scratch:
+                raise _SLOW
+            kwargs[name] = values
+        else:
+            scratch = []
+            value = _json_value(s, raw, "", scratch)
+            if scratch:
+                raise _SLOW
+            if value is not None:
+                kwargs[name] = value
+    return cls(**kwargs)
+
+
 def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem]) -> Any:
-    """Build `cls` from its JSON object; unknown keys and wrong types go to `problems`."""
+    """Build `cls` from its JSON object; unknown keys and wrong types go to `problems`.
+
+    Most documents have no problem: they are read without building a path per field
+    (`_from_json_fast`); the others are read again by the full reader, which lists
+    every problem with its path."""
+    try:
+        return _from_json_fast(cls, data)
+    except _Slow:
+        return _from_json_full(cls, data, path, problems)
+
+
+def _from_json_full(cls: type, data: dict[str, Any], path: str, problems: list[Problem]) -> Any:
     keys = _JSON_KEYS.get(cls) or _json_keys(cls)
     kwargs: dict[str, Any] = {}
     for key, raw in data.items():
@@ -402,7 +503,7 @@ def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem
                 nodes = []
                 for i, item in enumerate(raw):
                     if isinstance(item, dict):
-                        nodes.append(from_json(s.typ, item, f"{where}[{i}]", problems))
+                        nodes.append(_from_json_full(s.typ, item, f"{where}[{i}]", problems))
                     else:
                         problems.append(Problem(f"{where}[{i}]", "expected an object"))
                 kwargs[s.name] = tuple(nodes)
@@ -416,7 +517,7 @@ def from_json(cls: type, data: dict[str, Any], path: str, problems: list[Problem
                 )
         elif is_node:
             if isinstance(raw, dict):
-                kwargs[s.name] = from_json(s.typ, raw, f"{path}/{key}", problems)
+                kwargs[s.name] = _from_json_full(s.typ, raw, f"{path}/{key}", problems)
             else:
                 problems.append(Problem(f"{path}/{key}", "expected an object"))
         elif (s.typ is str and isinstance(raw, str)) or (s.typ is bool and isinstance(raw, bool)):

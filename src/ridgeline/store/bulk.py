@@ -19,13 +19,18 @@ from sqlalchemy import JSON, Boolean, Connection, DateTime, Table
 from sqlalchemy.orm import Session
 
 
+def sqlite_datetime(value: dt.datetime) -> str:
+    """A datetime as SQLAlchemy stores it on SQLite (naive UTC text)."""
+    if value.tzinfo is not None:
+        value = value.astimezone(dt.UTC).replace(tzinfo=None)
+    return value.isoformat(" ", "microseconds")
+
+
 def _sqlite_value(kind: str, value: Any) -> Any:
     if value is None:
         return None
     if kind == "datetime":
-        if value.tzinfo is not None:
-            value = value.astimezone(dt.UTC).replace(tzinfo=None)
-        return value.isoformat(" ", "microseconds")  # as SQLAlchemy stores it
+        return sqlite_datetime(value)
     if kind == "bool":
         return 1 if value else 0
     if kind == "json":
