@@ -241,7 +241,7 @@ def test_batch_parser_equals_the_careful_one_line_by_line() -> None:
     assert errors == [e for e in careful if isinstance(e, LineError)]
     assert len(errors) >= 7
     records = [r for r in careful if not isinstance(r, LineError)]
-    rows = [r for b in batches for r in b.records]
+    rows = [r for b in batches for r in b.rows()]
     assert len(rows) == len(records)
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     times = np.concatenate([b.times for b in batches])

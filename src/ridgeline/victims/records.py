@@ -439,6 +439,30 @@ class Batch:
     def __len__(self) -> int:
         return len(self.victim_id)
 
+    def rows(self) -> list[Row]:
+        """The records as `Row`s (for tests and callers that want one object each)."""
+
+        def when(us: int) -> dt.datetime | None:
+            return None if us == NONE_US else _EPOCH + dt.timedelta(microseconds=us)
+
+        return [
+            Row(d, v, when(f), when(i), a, ab, g, r, s, h, k)  # type: ignore[arg-type]
+            for d, v, f, i, a, ab, g, r, s, h, k in zip(
+                self.database,
+                self.victim_id,
+                self.first_us.tolist(),
+                self.ident_us.tolist(),
+                self.agency,
+                self.age_band,
+                self.gender,
+                self.region,
+                self.series,
+                self.hashes,
+                self.same_as,
+                strict=True,
+            )
+        ]
+
 
 #: UTC microseconds standing for "not identified" in `Batch.ident_us`
 NONE_US = np.iinfo(np.int64).max
