@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -243,10 +244,16 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     objects)."""
     dbs, keys_ = batch.database, batch.victim_id
     existing: list[int] = []
-    for d, k in zip(dbs, keys_, strict=True):
-        known = state.keys.get(d)
-        if known is not None and k in known:
-            existing.append(known[k])
+    one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
+    if one_db:
+        known = state.keys.get(dbs[0])
+        if known:
+            existing = [known[k] for k in keys_ if k in known]
+    else:
+        for d, k in zip(dbs, keys_, strict=True):
+            known = state.keys.get(d)
+            if known is not None and k in known:
+                existing.append(known[k])
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
@@ -267,11 +274,11 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     id_list = ids.tolist()
     first_us, ident_us = batch.first_us, batch.ident_us
     first_col, ident_col = _dt_column(conn, first_us), _dt_column(conn, ident_us)
-    for d, k, rid in zip(dbs, keys_, id_list, strict=True):
-        known = state.keys.get(d)
-        if known is None:
-            known = state.keys[d] = {}
-        known[k] = rid
+    if one_db:
+        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_list, strict=True))
+    else:
+        for d, k, rid in zip(dbs, keys_, id_list, strict=True):
+            state.keys.setdefault(d, {})[k] = rid
     status = np.where(ident_us != NONE_US, "identified", "unidentified").tolist()
     _bulk(
         conn,
@@ -299,7 +306,7 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     hashes = [
         (rid, s, v) for rid, hs in zip(id_list, batch.hashes, strict=True) if hs for s, v in hs
     ]
-    if any(len(v) > LOOKUP_KEY_MAX for _, _, v in hashes):
+    if hashes and max(map(len, map(operator.itemgetter(2), hashes))) > LOOKUP_KEY_MAX:
         hashes = [(rid, s, lookup_key(v)) for rid, s, v in hashes]
     _bulk(conn, "victim_hashes", "record_id, signal, value", hashes)
     del hashes

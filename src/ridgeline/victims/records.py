@@ -572,8 +572,12 @@ def _canonical_hashes(names: list[str], values: list[str]) -> bool:
 
     signals = _signals()
     by_signal: dict[str, list[str]] = {}
-    for name, value in zip(names, values, strict=True):
-        by_signal.setdefault(name, []).append(value)
+    distinct = set(names)
+    if len(distinct) == 1:  # the usual case: one signal throughout
+        by_signal[names[0]] = values
+    else:
+        for name, value in zip(names, values, strict=True):
+            by_signal.setdefault(name, []).append(value)
     for name, group in by_signal.items():
         sig = signals.get(name)
         if sig is None or sig.name != name:
@@ -632,14 +636,13 @@ def _fast_batch(lines: list[_Line]) -> tuple[Batch, list[list[Any]]] | None:
         return None
     hash_lists = [x.hashes or () for x in lines]
     flat = list(itertools.chain.from_iterable(hash_lists))
-    if flat and not _canonical_hashes([h.signal for h in flat], [h.value for h in flat]):
+    names, values = [h.signal for h in flat], [h.value for h in flat]
+    if flat and not _canonical_hashes(names, values):
         return None
     link_lists = [x.same_as or () for x in lines]
     links = list(itertools.chain.from_iterable(link_lists))
-    if links and not (
-        _all_plain([k.database for k in links], 64)
-        and _all_plain([k.victim_id for k in links], 200)
-    ):
+    link_dbs, link_ids = [k.database for k in links], [k.victim_id for k in links]
+    if links and not (_all_plain(link_dbs, 64) and _all_plain(link_ids, 200)):
         return None
     ident_us = np.full(len(lines), NONE_US, dtype=np.int64)
     ident_us[np.array(has_ident, dtype=bool)] = ident * 1_000_000
@@ -653,8 +656,8 @@ def _fast_batch(lines: list[_Line]) -> tuple[Batch, list[list[Any]]] | None:
         gender=[v or "unknown" for v in gender],
         region=[v or "unknown" for v in region],
         series=[tuple(s) if len(s) < 2 else tuple(dict.fromkeys(s)) for s in series_lists],
-        hashes=[_dedup(tuple((h.signal, h.value) for h in hs)) for hs in hash_lists],
-        same_as=[_dedup(tuple((k.database, k.victim_id) for k in ks)) for ks in link_lists],
+        hashes=_pairs(hash_lists, names, values),
+        same_as=_pairs(link_lists, link_dbs, link_ids),
         counts=np.zeros(0, dtype=np.int64),
         times=np.zeros(0, dtype=np.int64),
         errors=[],
@@ -662,8 +665,17 @@ def _fast_batch(lines: list[_Line]) -> tuple[Batch, list[list[Any]]] | None:
     return batch, [x.sightings or [] for x in lines]
 
 
-def _dedup(pairs: tuple[tuple[str, str], ...]) -> tuple[tuple[str, str], ...]:
-    return pairs if len(pairs) < 2 else tuple(dict.fromkeys(pairs))
+def _pairs(
+    nested: list[Any], firsts: list[str], seconds: list[str]
+) -> list[tuple[tuple[str, str], ...]]:
+    """Each line's pairs (given flat, in order, with each line's list for its length)
+    as a tuple, repeats dropped (first kept), as `_parse_fast` builds them."""
+    if not firsts:
+        return [()] * len(nested)
+    flat = iter(list(zip(firsts, seconds, strict=True)))
+    islice = itertools.islice
+    out = [tuple(islice(flat, len(items))) if items else () for items in nested]
+    return [p if len(p) < 2 else tuple(dict.fromkeys(p)) for p in out]
 
 
 def _micros(value: dt.datetime | None) -> int:
