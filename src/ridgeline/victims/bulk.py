@@ -403,11 +403,10 @@ def _index_dropped(conn: Connection, name: str) -> Iterator[bool]:
         sql = found[0] if found else None
     if sql is not None:
         conn.exec_driver_sql(f'DROP INDEX "{name}"')
-    try:
-        yield sql is not None
-    finally:
-        if sql is not None:
-            conn.exec_driver_sql(sql)
+    yield sql is not None
+    # not on an exception: the transaction's rollback restores the index by itself
+    if sql is not None:
+        conn.exec_driver_sql(sql)
 
 
 def import_records(
