@@ -20,7 +20,7 @@ import networkx as nx
 import numpy as np
 import sqlalchemy as sa
 
-from kill9 import writing
+from kill9 import kill_at, writing
 from ridgeline.indicator.data import _load_rows, load_table, table_from_records
 from ridgeline.store import Store
 from ridgeline.victims.merge import components, merge_components
@@ -63,6 +63,17 @@ def _state(store: Store) -> dict[str, object]:
             "unmerged": one("SELECT COUNT(*) FROM victim_records WHERE merged_id IS NULL"),
             "merges": one("SELECT COUNT(*) FROM victim_merges"),
             "columns": hashlib.sha256(bytes(blob)).hexdigest() if blob is not None else None,
+            # an import may rebuild an index in its transaction: a kill must not lose it
+            "indexes": sorted(
+                conn.execute(
+                    sa.text(
+                        "SELECT name FROM sqlite_master WHERE type = 'index' "
+                        "AND tbl_name LIKE 'victim%'"
+                        if store.dialect == "sqlite"
+                        else "SELECT indexname FROM pg_indexes WHERE tablename LIKE 'victim%'"
+                    )
+                ).scalars()
+            ),
         }
 
 
@@ -124,6 +135,27 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
     assert {k: v for k, v in final.items() if k != "columns"} == {
         k: v for k, v in after.items() if k != "columns"
     }
+
+
+def test_killed_with_the_hash_index_dropped_keeps_it(store: Store, tmp_path: Path) -> None:
+    """A big import into few stored hashes drops their (signal, value) index from its
+    second batch and builds it again before the merge: killed there, the store keeps
+    the index and nothing of the import; the rerun imports and merges everything."""
+    world = generate(4, 120)
+    paths = world.write(tmp_path / "synth")  # one batch per database file
+    command = ["victims", "import", "--db", _db_arg(store), "--format", "json"]
+    before = _state(store)
+    kill_at("victims.import.chunk@2", [*command, *map(str, paths)])
+    assert _state(store) == before
+    assert "ix_victim_hashes_value" in before["indexes"]  # type: ignore[operator]
+    from ridgeline.victims.bulk import import_files
+
+    result = import_files(store, paths)
+    after = _state(store)
+    assert after["indexes"] == before["indexes"]
+    assert after["records"] == result.records == int(world.captured.sum())
+    assert after["victims"] == int(world.known.sum()) and after["unmerged"] == 0
+    assert after["merges"] == result.merges == result.records - result.victims
 
 
 def test_packed_sightings_columns_and_rows_agree(store: Store) -> None:
@@ -241,7 +273,7 @@ def test_batch_parser_equals_the_careful_one_line_by_line() -> None:
     assert errors == [e for e in careful if isinstance(e, LineError)]
     assert len(errors) >= 7
     records = [r for r in careful if not isinstance(r, LineError)]
-    rows = [r for b in batches for r in b.records]
+    rows = [r for b in batches for r in b.rows()]
     assert len(rows) == len(records)
     epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
     times = np.concatenate([b.times for b in batches])

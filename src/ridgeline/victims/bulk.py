@@ -15,6 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
+import operator
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,7 +27,7 @@ from sqlalchemy import Connection, text
 from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.store import Store
-from ridgeline.store.models import lookup_key
+from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import Batch, LineError, parse_batches
 
@@ -126,14 +127,13 @@ class _Codes:
         self._index: dict[str, dict[str | None, int]] = {c: {} for c in _CODED}
 
     def code(self, col: str, values: Iterable[str | None]) -> np.ndarray:
-        table, names, out = self._index[col], self.names[col], []
-        for v in values:
-            c = table.get(v)
-            if c is None:
-                c = table[v] = len(names)
+        table, names = self._index[col], self.names[col]
+        values = values if isinstance(values, list | tuple) else list(values)
+        for v in dict.fromkeys(values):  # new values get codes in order of appearance
+            if v not in table:
+                table[v] = len(names)
                 names.append(v)
-            out.append(c)
-        return np.array(out, dtype=np.int32)
+        return np.fromiter(map(table.__getitem__, values), dtype=np.int32, count=len(values))
 
 
 @dataclass
@@ -212,6 +212,14 @@ def _start(conn: Connection) -> _Import:
     return _Import(next_id, next_series, keys, series, next_id)
 
 
+def _hash_rows(conn: Connection) -> int:
+    """How many hash rows there are (by the highest id: an index lookup, no count)."""
+    cur = conn.connection.cursor()
+    cur.execute("SELECT MAX(id) FROM victim_hashes")
+    top: Any = cur.fetchone()
+    return int(top[0] or 0)
+
+
 def _delete_records(conn: Connection, ids: list[int]) -> None:
     """Records being replaced, with everything that hangs on them."""
     for i in range(0, len(ids), 5000):
@@ -230,82 +238,98 @@ def _delete_records(conn: Connection, ids: list[int]) -> None:
         conn.exec_driver_sql(f"DELETE FROM victim_records WHERE id IN ({part})")
 
 
-def _micros_of(values: Iterable[dt.datetime | None]) -> np.ndarray:
-    return np.fromiter(
-        (NONE_US if v is None else (v - EPOCH) // _US for v in values), dtype=np.int64
-    )
-
-
 def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
-    """Insert one batch (replacing records already there); returns how many it replaced."""
-    recs = batch.records
+    """Insert one batch (replacing records already there); returns how many it replaced.
+    The batch is columns, and so are the rows handed to the driver (zip, no per-record
+    objects)."""
+    dbs, keys_ = batch.database, batch.victim_id
     existing: list[int] = []
-    for r in recs:
-        known = state.keys.get(r.database)
-        if known is not None and r.victim_id in known:
-            existing.append(known[r.victim_id])
+    one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
+    if one_db:
+        known = state.keys.get(dbs[0])
+        if known:
+            existing = [known[k] for k in keys_ if k in known]
+    else:
+        for d, k in zip(dbs, keys_, strict=True):
+            known = state.keys.get(d)
+            if known is not None and k in known:
+                existing.append(known[k])
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
     binds = _dt_param(conn)
     now = binds(dt.datetime.now(dt.UTC))
     new_series = []
-    for r in recs:
-        for key in r.series:
-            if (r.database, key) not in state.series:
-                state.series[(r.database, key)] = state.next_series
-                new_series.append((state.next_series, r.database, key, now))
+    series_ids = state.series
+    for d, keys in zip(dbs, batch.series, strict=True):
+        for key in keys:
+            if (d, key) not in series_ids:
+                series_ids[(d, key)] = state.next_series
+                new_series.append((state.next_series, d, key, now))
                 state.next_series += 1
     _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
-    ids = np.arange(state.next_id, state.next_id + len(recs), dtype=np.int64)
-    state.next_id += len(recs)
+    n = len(batch)
+    ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
+    state.next_id += n
     id_list = ids.tolist()
-    first_us = _micros_of(r.first_seen for r in recs)
-    ident_us = _micros_of(r.identified_at for r in recs)
+    first_us, ident_us = batch.first_us, batch.ident_us
     first_col, ident_col = _dt_column(conn, first_us), _dt_column(conn, ident_us)
-    for rid, r in zip(id_list, recs, strict=True):
-        state.keys.setdefault(r.database, {})[r.victim_id] = rid
+    if one_db:
+        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_list, strict=True))
+    else:
+        for d, k, rid in zip(dbs, keys_, id_list, strict=True):
+            state.keys.setdefault(d, {})[k] = rid
+    status = np.where(ident_us != NONE_US, "identified", "unidentified").tolist()
     _bulk(
         conn,
         "victim_records",
         "id, database, victim_key, status, first_seen, first_seen_source, identified_at, "
         "identifying_agency, age_band, gender, region, imported_at",
-        [
-            (
-                rid,
-                r.database,
-                r.victim_id,
-                "identified" if r.identified_at else "unidentified",
-                first,
-                r.database,
-                ident,
-                r.identifying_agency,
-                r.age_band,
-                r.gender,
-                r.region,
-                now,
+        list(
+            zip(
+                id_list,
+                dbs,
+                keys_,
+                status,
+                first_col,
+                dbs,
+                ident_col,
+                batch.agency,
+                batch.age_band,
+                batch.gender,
+                batch.region,
+                [now] * n,
+                strict=True,
             )
-            for rid, r, first, ident in zip(id_list, recs, first_col, ident_col, strict=True)
-        ],
+        ),
     )
-    pairs = list(zip(id_list, recs, strict=True))
-    _bulk(
-        conn,
-        "victim_hashes",
-        "record_id, signal, value",
-        [(rid, s, lookup_key(v)) for rid, r in pairs if r.hashes for s, v in r.hashes],
-    )
+    hashes = [
+        (rid, s, v) for rid, hs in zip(id_list, batch.hashes, strict=True) if hs for s, v in hs
+    ]
+    if hashes and max(map(len, map(operator.itemgetter(2), hashes))) > LOOKUP_KEY_MAX:
+        hashes = [(rid, s, lookup_key(v)) for rid, s, v in hashes]
+    _bulk(conn, "victim_hashes", "record_id, signal, value", hashes)
+    del hashes
     _bulk(
         conn,
         "victim_links",
         "record_id, database, victim_key",
-        [(rid, d, v) for rid, r in pairs if r.same_as for d, v in r.same_as],
+        [
+            (rid, d, v)
+            for rid, links in zip(id_list, batch.same_as, strict=True)
+            if links
+            for d, v in links
+        ],
     )
     _bulk(
         conn,
         "victim_record_series",
         "record_id, series_id",
-        [(rid, state.series[(r.database, s)]) for rid, r in pairs for s in r.series],
+        [
+            (rid, series_ids[(d, s)])
+            for rid, d, keys in zip(id_list, dbs, batch.series, strict=True)
+            for s in keys
+        ],
     )
     counts = batch.counts
     ends = np.cumsum(counts).tolist()
@@ -324,14 +348,14 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     state.columns.append(
         _Columns(
             ids=ids,
-            db=codes.code("database", (r.database for r in recs)),
+            db=codes.code("database", dbs),
             first=first_us,
             ident=ident_us,
-            agency=codes.code("agency", (r.identifying_agency for r in recs)),
+            agency=codes.code("agency", batch.agency),
             attrs={
-                "age_band": codes.code("age_band", (r.age_band for r in recs)),
-                "gender": codes.code("gender", (r.gender for r in recs)),
-                "region": codes.code("region", (r.region for r in recs)),
+                "age_band": codes.code("age_band", batch.age_band),
+                "gender": codes.code("gender", batch.gender),
+                "region": codes.code("region", batch.region),
             },
         )
     )
@@ -363,6 +387,28 @@ def _transaction(store: Store) -> Iterator[Connection]:
             conn.commit()
 
 
+@contextlib.contextmanager
+def _index_dropped(conn: Connection, name: str) -> Iterator[bool]:
+    """On SQLite, one secondary index dropped while its table fills and built again
+    from its own definition afterwards (one sort instead of a B-tree insert per row).
+    Only inside the open transaction, so a kill or failure leaves it as it was; other
+    connections keep reading the committed index meanwhile (WAL). Yields whether it
+    was dropped."""
+    raw: Any = conn.connection.dbapi_connection
+    sql = None
+    if conn.dialect.name == "sqlite" and raw.in_transaction:
+        cur = raw.cursor()
+        cur.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (name,))
+        found = cur.fetchone()
+        sql = found[0] if found else None
+    if sql is not None:
+        conn.exec_driver_sql(f'DROP INDEX "{name}"')
+    yield sql is not None
+    # not on an exception: the transaction's rollback restores the index by itself
+    if sql is not None:
+        conn.exec_driver_sql(sql)
+
+
 def import_records(
     store: Store, sources: Iterable[tuple[str, Iterable[str]]], *, merge: bool = True
 ) -> ImportResult:
@@ -374,15 +420,23 @@ def import_records(
     """
     errors: list[LineError] = []
     written = replaced = 0
-    with _transaction(store) as conn:
+    with _transaction(store) as conn, contextlib.ExitStack() as indexes:
         state = _start(conn)
+        stored = _hash_rows(conn)
+        batches = 0
         for name, lines in sources:
             for batch in parse_batches(lines, name, CHUNK):
                 errors += batch.errors
-                if batch.records:
+                if len(batch):
+                    if batches == 1 and _hash_rows(conn) - stored >= stored:
+                        # a big import (a second batch) into few stored hashes: their
+                        # (signal, value) index is built once at the end, by a sort
+                        indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_value"))
                     replaced += _write_batch(conn, batch, state)
-                    written += len(batch.records)
+                    written += len(batch)
+                    batches += 1
                     crashpoint.reached("victims.import.chunk")
+        indexes.close()  # the merge groups hashes over that index
         if conn.dialect.name == "postgresql":
             for table in ("victim_records", "victim_series"):
                 conn.execute(
@@ -741,9 +795,12 @@ def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> No
         )
         conn.exec_driver_sql("DROP TABLE victim_merged_ids")
         return
-    _executemany(
-        conn, "UPDATE victim_records SET merged_id = ? WHERE id = ?", [(m, i) for i, m in pairs]
-    )
+    with _index_dropped(conn, "ix_victim_records_merged"):  # every row changes
+        _executemany(
+            conn,
+            "UPDATE victim_records SET merged_id = ? WHERE id = ?",
+            [(m, i) for i, m in pairs],
+        )
 
 
 def _write_table(

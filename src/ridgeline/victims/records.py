@@ -6,8 +6,11 @@ half-applies, the registry imports only when every line of every file is good.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import functools
+import gc
+import itertools
 import json
 import re
 from collections.abc import Iterable, Iterator
@@ -290,17 +293,17 @@ def _utc_z(value: Any) -> dt.datetime | None:
     return None
 
 
-class _Hash(msgspec.Struct, forbid_unknown_fields=True):
+class _Hash(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     signal: str
     value: str
 
 
-class _Link(msgspec.Struct, forbid_unknown_fields=True):
+class _Link(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     database: str
     victim_id: str
 
 
-class _Line(msgspec.Struct, forbid_unknown_fields=True):
+class _Line(msgspec.Struct, forbid_unknown_fields=True, gc=False):
     """A line's typed shape for the fast path (msgspec checks types while decoding).
     Anything it refuses (bad JSON, an unknown field, a wrong type) is decoded again by
     `json` and goes the careful way, which words the error: one set of messages."""
@@ -414,13 +417,57 @@ def parse_lines(lines: Iterable[str], source: str) -> Iterator[Record | LineErro
 
 @dataclass
 class Batch:
-    """Up to `size` good records of one file for bulk import, their sightings as one
-    array (UTC seconds, record by record in the file's order), and the bad lines."""
+    """Up to `size` good records of one file for bulk import, column by column (UTC
+    microseconds for the two times, NONE_US where not identified), their sightings as
+    one array (UTC seconds, record by record in the file's order), and the bad lines."""
 
-    records: list[Row]
+    database: list[str]
+    victim_id: list[str]
+    first_us: np.ndarray
+    ident_us: np.ndarray
+    agency: list[str | None]
+    age_band: list[str]
+    gender: list[str]
+    region: list[str]
+    series: list[tuple[str, ...]]
+    hashes: list[tuple[tuple[str, str], ...]]
+    same_as: list[tuple[tuple[str, str], ...]]
     counts: np.ndarray
     times: np.ndarray
     errors: list[LineError]
+
+    def __len__(self) -> int:
+        return len(self.victim_id)
+
+    def rows(self) -> list[Row]:
+        """The records as `Row`s (for tests and callers that want one object each)."""
+
+        def when(us: int) -> dt.datetime | None:
+            return None if us == NONE_US else _EPOCH + dt.timedelta(microseconds=us)
+
+        return [
+            Row(d, v, when(f), when(i), a, ab, g, r, s, h, k)  # type: ignore[arg-type]
+            for d, v, f, i, a, ab, g, r, s, h, k in zip(
+                self.database,
+                self.victim_id,
+                self.first_us.tolist(),
+                self.ident_us.tolist(),
+                self.agency,
+                self.age_band,
+                self.gender,
+                self.region,
+                self.series,
+                self.hashes,
+                self.same_as,
+                strict=True,
+            )
+        ]
+
+
+#: UTC microseconds standing for "not identified" in `Batch.ident_us`
+NONE_US = np.iinfo(np.int64).max
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_US = dt.timedelta(microseconds=1)
 
 
 def _one_time(value: Any) -> int:
@@ -490,49 +537,277 @@ def fast_times(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return out, ~ok
 
 
+#: whitespace at either end of a value in a NUL-joined batch of values
+_EDGE_SPACE = re.compile(r"(?:\A|\x00)\s|\s(?:\x00|\Z)")
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
+def _all_plain(values: list[str], limit: int) -> bool:
+    """`_plain` for every value of a batch (all `str`, as msgspec decoded them), in a
+    few passes over the joined text instead of a call per value."""
+    if not values:
+        return True
+    lengths = list(map(len, values))
+    if min(lengths) == 0 or max(lengths) > limit:
+        return False
+    joined = "\x00".join(values)
+    if joined.count("\x00") != len(values) - 1:  # a value holds a NUL
+        return False
+    return _EDGE_SPACE.search(joined) is None
+
+
+def _known_or(values: list[Any], known: set[Any], check: Any) -> bool:
+    """Whether every distinct value is known or passes `check` (then it is known)."""
+    for value in set(values) - known:
+        if not check(value):
+            return False
+        known.add(value)
+    return True
+
+
+def _canonical_hashes(names: list[str], values: list[str]) -> bool:
+    """Whether every (signal, value) names a known signal and is already canonical (what
+    `_parse_fast` checks hash by hash); hex digests are checked as one joined string."""
+    from ridgeline.signals.crypto import HexDigestSignal
+
+    signals = _signals()
+    by_signal: dict[str, list[str]] = {}
+    distinct = set(names)
+    if len(distinct) == 1:  # the usual case: one signal throughout
+        by_signal[names[0]] = values
+    else:
+        for name, value in zip(names, values, strict=True):
+            by_signal.setdefault(name, []).append(value)
+    for name, group in by_signal.items():
+        sig = signals.get(name)
+        if sig is None or sig.name != name:
+            return False
+        if type(sig) is HexDigestSignal:
+            # canonical = matches [0-9a-f]{n}: normalize would return it unchanged
+            if set(map(len, group)) != {sig.hex_length}:
+                return False
+            joined = "".join(group)
+            if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
+                return False
+            continue
+        for value in group:
+            try:
+                if sig.normalize(value) != value:
+                    return False
+            except ValueError:
+                return False
+    return True
+
+
+def _fast_batch(lines: list[_Line]) -> tuple[Batch, list[list[Any]]] | None:
+    """`_parse_fast` for a whole batch at once: each check runs once over a column (a
+    set of the distinct values, or one pass over the joined text) instead of once per
+    line. None if any line is not the plain case; the caller then parses the batch line
+    by line, so results and errors are exactly those of `_parse_fast` and `_parse`."""
+    known = _KNOWN
+    database = [x.database for x in lines]
+    if not _known_or(database, known["database"], lambda v: _plain(v, 64)):
+        return None
+    victim_id = [x.victim_id for x in lines]
+    if not _all_plain(victim_id, 200):
+        return None
+    first, slow = fast_times([x.first_seen for x in lines])
+    if slow.any():
+        return None
+    ident_raw = [x.identified_at for x in lines]
+    has_ident = [v is not None for v in ident_raw]
+    ident, slow = fast_times([v for v in ident_raw if v is not None])
+    if slow.any():
+        return None
+    agency = [x.identifying_agency for x in lines]
+    if not _known_or(agency, known["identifying_agency"], lambda v: _plain(v, 200)):
+        return None
+    if any(a is not None and not h for a, h in zip(agency, has_ident, strict=True)):
+        return None
+    age_band = [x.age_band for x in lines]
+    gender = [x.gender for x in lines]
+    region = [x.region for x in lines]
+    if not (set(age_band) <= known["age_band"] and set(gender) <= known["gender"]):
+        return None
+    if not _known_or(region, known["region"], _REGION.match):
+        return None
+    series_lists = [x.series or () for x in lines]
+    if not _all_plain(list(itertools.chain.from_iterable(series_lists)), 200):
+        return None
+    hash_lists = [x.hashes or () for x in lines]
+    flat = list(itertools.chain.from_iterable(hash_lists))
+    names, values = [h.signal for h in flat], [h.value for h in flat]
+    if flat and not _canonical_hashes(names, values):
+        return None
+    link_lists = [x.same_as or () for x in lines]
+    links = list(itertools.chain.from_iterable(link_lists))
+    link_dbs, link_ids = [k.database for k in links], [k.victim_id for k in links]
+    if links and not (_all_plain(link_dbs, 64) and _all_plain(link_ids, 200)):
+        return None
+    ident_us = np.full(len(lines), NONE_US, dtype=np.int64)
+    ident_us[np.array(has_ident, dtype=bool)] = ident * 1_000_000
+    batch = Batch(
+        database=database,
+        victim_id=victim_id,
+        first_us=first * 1_000_000,
+        ident_us=ident_us,
+        agency=agency,
+        age_band=[v or "unknown" for v in age_band],
+        gender=[v or "unknown" for v in gender],
+        region=[v or "unknown" for v in region],
+        series=[tuple(s) if len(s) < 2 else tuple(dict.fromkeys(s)) for s in series_lists],
+        hashes=_pairs(hash_lists, names, values),
+        same_as=_pairs(link_lists, link_dbs, link_ids),
+        counts=np.zeros(0, dtype=np.int64),
+        times=np.zeros(0, dtype=np.int64),
+        errors=[],
+    )
+    return batch, [x.sightings or [] for x in lines]
+
+
+def _pairs(
+    nested: list[Any], firsts: list[str], seconds: list[str]
+) -> list[tuple[tuple[str, str], ...]]:
+    """Each line's pairs (given flat, in order, with each line's list for its length)
+    as a tuple, repeats dropped (first kept), as `_parse_fast` builds them."""
+    if not firsts:
+        return [()] * len(nested)
+    flat = iter(list(zip(firsts, seconds, strict=True)))
+    islice = itertools.islice
+    out = [tuple(islice(flat, len(items))) if items else () for items in nested]
+    return [p if len(p) < 2 else tuple(dict.fromkeys(p)) for p in out]
+
+
+def _micros(value: dt.datetime | None) -> int:
+    return NONE_US if value is None else (value - _EPOCH) // _US
+
+
+def _rows_batch(rows: list[Row]) -> Batch:
+    """Rows parsed line by line, as a batch's columns."""
+    return Batch(
+        database=[r.database for r in rows],
+        victim_id=[r.victim_id for r in rows],
+        first_us=np.array([_micros(r.first_seen) for r in rows], dtype=np.int64),
+        ident_us=np.array([_micros(r.identified_at) for r in rows], dtype=np.int64),
+        agency=[r.identifying_agency for r in rows],
+        age_band=[r.age_band for r in rows],
+        gender=[r.gender for r in rows],
+        region=[r.region for r in rows],
+        series=[r.series for r in rows],
+        hashes=[r.hashes for r in rows],
+        same_as=[r.same_as for r in rows],
+        counts=np.zeros(0, dtype=np.int64),
+        times=np.zeros(0, dtype=np.int64),
+        errors=[],
+    )
+
+
+def _one_line(line: str, decoded: _Line | None) -> tuple[Row, list[Any]]:
+    """One line the careful way round: `_parse_fast`, else `_parse` (which words errors)."""
+    item = _parse_fast(decoded) if decoded is not None else None
+    if item is None:
+        parsed, sightings = _parse(json.loads(line))
+        item = (Row.of(parsed), sightings)
+    return item
+
+
 def parse_batches(lines: Iterable[str], source: str, size: int = 20_000) -> Iterator[Batch]:
     """`parse_lines` for bulk import, `size` lines at a time: the same validation and
-    the same errors, with the sightings checked and converted as one array per batch
-    (ten million of them in a big import) and no datetime per sighting."""
+    the same errors, with each batch checked column by column when every line is the
+    plain case (`_fast_batch`), its sightings checked and converted as one array (ten
+    million of them in a big import), and no datetime per sighting."""
     seen: set[tuple[str, str]] = set()
-    loads, decode = json.loads, _decode_line
-    batch: list[tuple[int, Row, list[Any]]] = []
+    decode = _decode_line
+    it = enumerate(lines, 1)
+    while True:
+        numbers: list[int] = []
+        texts: list[str] = []
+        decoded: list[_Line | None] = []
+        with _gc_paused():
+            for number, line in it:
+                if not line.strip():
+                    continue
+                try:
+                    item: _Line | None = decode(line)
+                except (msgspec.ValidationError, msgspec.DecodeError, UnicodeEncodeError):
+                    item = None
+                numbers.append(number)
+                texts.append(line)
+                decoded.append(item)
+                if len(numbers) >= size:
+                    break
+            batch = _parse_batch(numbers, texts, decoded, source, seen) if numbers else None
+            full = len(numbers) >= size
+            del numbers, texts, decoded  # freed while the collector is off: never walked
+        if batch is None:
+            return
+        yield batch
+        if not full:
+            return
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """The cyclic garbage collector off while a batch is decoded and checked: a batch
+    keeps some 100,000 small lists alive (none in a cycle), and collections that walk
+    them again and again cost about a third of the parse. Restored before the batch is
+    handed on (and never switched on if the caller had it off)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was:
+            gc.enable()
+
+
+def _parse_batch(
+    numbers: list[int],
+    texts: list[str],
+    decoded: list[_Line | None],
+    source: str,
+    seen: set[tuple[str, str]],
+) -> Batch:
+    fast = None
+    if all(d is not None for d in decoded):
+        fast = _fast_batch(decoded)  # type: ignore[arg-type]  # none is None
     errors: list[LineError] = []
-    for number, line in enumerate(lines, 1):
-        if not line.strip():
-            continue
-        try:
+    if fast is not None:
+        batch, sightings = fast
+        good = numbers
+    else:
+        rows: list[Row] = []
+        sightings, good = [], []
+        for number, line, item in zip(numbers, texts, decoded, strict=True):
             try:
-                item = _parse_fast(decode(line))
-            except (msgspec.ValidationError, msgspec.DecodeError, UnicodeEncodeError):
-                item = None
-            if item is None:
-                parsed, sightings = _parse(loads(line))
-                item = (Row.of(parsed), sightings)
-            record, sightings = item
-        except (ValueError, RecursionError) as exc:
-            errors.append(LineError(source, number, str(exc) or type(exc).__name__))
-        else:
-            batch.append((number, record, sightings))
-        if len(batch) >= size:
-            yield _finish(batch, errors, source, seen)
-            batch, errors = [], []
-    if batch or errors:
-        yield _finish(batch, errors, source, seen)
+                row, times = _one_line(line, item)
+            except (ValueError, RecursionError) as exc:
+                errors.append(LineError(source, number, str(exc) or type(exc).__name__))
+                continue
+            rows.append(row)
+            sightings.append(times)
+            good.append(number)
+        batch = _rows_batch(rows)
+    return _finish(batch, good, sightings, errors, source, seen)
 
 
 def _finish(
-    batch: list[tuple[int, Row, list[Any]]],
+    batch: Batch,
+    numbers: list[int],
+    sightings: list[list[Any]],
     errors: list[LineError],
     source: str,
     seen: set[tuple[str, str]],
 ) -> Batch:
-    counts = np.fromiter((len(s) for _, _, s in batch), dtype=np.int64, count=len(batch))
-    values = [t for _, _, s in batch for t in s]
+    """Sightings as one array, and the lines dropped for a bad sighting or a duplicate
+    victim (in the file's order: the first holder of a key keeps it)."""
+    n = len(numbers)
+    counts = np.fromiter(map(len, sightings), dtype=np.int64, count=n)
+    values = list(itertools.chain.from_iterable(sightings))
     times, slow = fast_times(values)
     bad: dict[int, str] = {}
     if slow.any():
-        owner = np.repeat(np.arange(len(batch)), counts)
+        owner = np.repeat(np.arange(n), counts)
         for i in np.flatnonzero(slow).tolist():
             k = int(owner[i])
             if k in bad:
@@ -541,27 +816,51 @@ def _finish(
                 times[i] = _one_time(values[i])
             except ValueError as exc:
                 bad[k] = str(exc)
-    keep = np.ones(len(batch), dtype=bool)
-    records = []
-    for k, (number, record, _) in enumerate(batch):
-        if k in bad:
-            errors.append(LineError(source, number, bad[k]))
-            keep[k] = False
-            continue
-        key = (record.database, record.victim_id)
-        if key in seen:
-            errors.append(
-                LineError(source, number, f"duplicate victim {record.database}/{record.victim_id}")
-            )
-            keep[k] = False
-        else:
-            seen.add(key)
-            records.append(record)
-    if not keep.all():
-        times = times[np.repeat(keep, counts)]
-        counts = counts[keep]
+    keys = list(zip(batch.database, batch.victim_id, strict=True))
+    if not bad and len(set(keys)) == n and seen.isdisjoint(keys):
+        seen.update(keys)
+        batch.counts, batch.times = counts, times
+    else:
+        keep = np.ones(n, dtype=bool)
+        for k, (number, key) in enumerate(zip(numbers, keys, strict=True)):
+            if k in bad:
+                errors.append(LineError(source, number, bad[k]))
+                keep[k] = False
+            elif key in seen:
+                errors.append(LineError(source, number, f"duplicate victim {key[0]}/{key[1]}"))
+                keep[k] = False
+            else:
+                seen.add(key)
+        batch = _take(batch, keep)
+        batch.times = times[np.repeat(keep, counts)]
+        batch.counts = counts[keep]
     errors.sort(key=lambda e: e.line)
-    return Batch(records, counts, times, errors)
+    batch.errors = errors
+    return batch
+
+
+def _take(batch: Batch, keep: np.ndarray) -> Batch:
+    at = np.flatnonzero(keep).tolist()
+
+    def pick(values: list[Any]) -> list[Any]:
+        return [values[i] for i in at]
+
+    return Batch(
+        database=pick(batch.database),
+        victim_id=pick(batch.victim_id),
+        first_us=batch.first_us[keep],
+        ident_us=batch.ident_us[keep],
+        agency=pick(batch.agency),
+        age_band=pick(batch.age_band),
+        gender=pick(batch.gender),
+        region=pick(batch.region),
+        series=pick(batch.series),
+        hashes=pick(batch.hashes),
+        same_as=pick(batch.same_as),
+        counts=batch.counts,
+        times=batch.times,
+        errors=batch.errors,
+    )
 
 
 def _lines(lines: Iterable[str], source: str, parse: Any) -> Iterator[Any]:
