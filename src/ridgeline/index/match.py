@@ -629,9 +629,10 @@ class MatchIndex:
                     )
                 packed.parts.extend((p.rows, p.entries, p.lists()) for p in packs)
             self.from_packs[signal] = sum(len(p.entries) for p in packs)
-            result = session.execute(stmt.execution_options(yield_per=50_000))
-            for entry_id, list_id, key, text, quality in result:
-                collector.add(entry_id, list_id, stored_value(key, text), quality)
+            if packed is None or packed.gaps != []:  # [] : the packs hold every entry
+                result = session.execute(stmt.execution_options(yield_per=50_000))
+                for entry_id, list_id, key, text, quality in result:
+                    collector.add(entry_id, list_id, stored_value(key, text), quality)
         rows, entries, lists = collector.arrays()
         if packed is not None:
             rows, entries, lists = packed.merge(rows, entries, lists)

@@ -118,7 +118,13 @@ class RowPack:
         if self.spoiled or signal is None or self._count < self.min_rows:
             return None
         entries = np.concatenate(self._entries)
-        rows = np.concatenate(self._rows)
+        rows = np.empty((self._count, signal.key_width), dtype=np.uint8)
+        at = 0
+        for i, part in enumerate(self._rows):  # each batch freed once copied: no 2x peak
+            rows[at : at + len(part)] = part
+            at += len(part)
+            self._rows[i] = rows[:0]
+        self._rows = [rows]
         order = None
         if len(entries) > 1 and bool(np.any(entries[1:] <= entries[:-1])):
             order = np.argsort(entries, kind="stable")
