@@ -13,6 +13,7 @@ from sqlalchemy import select
 from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.index import IndexFile, MatchIndex
+from ridgeline.index.fileformat import CHUNK, Pieces, section_checksum
 from ridgeline.index.match import default_directory, store_id
 from ridgeline.index.pack import PACK_DIR, RowPack
 from ridgeline.lists.models import Entry, EntrySignal, entry_key
@@ -161,3 +162,13 @@ def test_unconfirmed_or_small_imports_keep_no_pack(store: Store, tmp_path: Path)
     with store.session() as s:
         assert pack.write(s, default_directory(store), store_id(store)) is None
     assert packs(store) == []
+
+
+def test_pieces_checksum_equals_the_joined_sections() -> None:
+    """A pack's rows are written as CHUNK pieces: same checksum as one array."""
+    rng = np.random.default_rng(8)
+    joined = rng.integers(0, 256, 2 * CHUNK + 1000, dtype=np.uint8)
+    parts = [joined[:CHUNK], joined[CHUNK : 2 * CHUNK], joined[2 * CHUNK :]]
+    assert Pieces(parts, joined.dtype, joined.shape).checksum() == section_checksum(joined)
+    small = joined[:5000]
+    assert Pieces([small], small.dtype, small.shape).checksum() == section_checksum(small)

@@ -28,7 +28,7 @@ import numpy as np
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.orm import Session
 
-from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
+from ridgeline.index.fileformat import CHUNK, CorruptIndex, IndexFile, Pieces, write_index_file
 from ridgeline.lists.models import Change
 from ridgeline.signals import SignalType
 from ridgeline.timeutil import isoformat
@@ -62,7 +62,9 @@ class RowPack:
     min_rows: int = MIN_ROWS
     spoiled: bool = False
     _entries: list[np.ndarray] = field(default_factory=list)
+    #: Row bytes in CHUNK-sized buffers filled in turn (the file's section pieces).
     _rows: list[np.ndarray] = field(default_factory=list)
+    _fill: int = 0
     _count: int = 0
 
     def add(
@@ -97,7 +99,16 @@ class RowPack:
             self.spoil()
             return
         self._entries.append(ids.astype(np.uint32))
-        self._rows.append(np.frombuffer(blob, dtype=np.uint8).reshape(n, width))
+        data = np.frombuffer(blob, dtype=np.uint8)
+        at = 0
+        while at < len(data):
+            if not self._rows or self._fill == CHUNK:
+                self._rows.append(np.empty(CHUNK, dtype=np.uint8))
+                self._fill = 0
+            take = min(CHUNK - self._fill, len(data) - at)
+            self._rows[-1][self._fill : self._fill + take] = data[at : at + take]
+            self._fill += take
+            at += take
         self._count += n
 
     def spoil(self) -> None:
@@ -118,19 +129,10 @@ class RowPack:
         if self.spoiled or signal is None or self._count < self.min_rows:
             return None
         entries = np.concatenate(self._entries)
-        rows = np.empty((self._count, signal.key_width), dtype=np.uint8)
-        at = 0
-        for i, part in enumerate(self._rows):  # each batch freed once copied: no 2x peak
-            rows[at : at + len(part)] = part
-            at += len(part)
-            self._rows[i] = rows[:0]
-        self._rows = [rows]
-        order = None
         if len(entries) > 1 and bool(np.any(entries[1:] <= entries[:-1])):
-            order = np.argsort(entries, kind="stable")
-            entries, rows = entries[order], rows[order]
-            if bool(np.any(entries[1:] == entries[:-1])):
-                return None  # an entry twice: not what an import writes
+            return None  # ids not ascending: not what an import takes
+        parts = [*self._rows[:-1], self._rows[-1][: self._fill]]
+        rows = Pieces(parts, np.dtype(np.uint8), (self._count, signal.key_width))
         lo, hi = int(entries[0]), int(entries[-1])
         found = session.execute(
             select(Change.seq, Change.entry_id, Change.last_entry_id, Change.at).where(
