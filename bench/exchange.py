@@ -6,7 +6,9 @@ a shared machine) this times, each in its own process so peak RSS is its own:
 - `ridgeline lists import` into a fresh SQLite file (`sqlite_*`): seconds, peak RSS,
   store bytes per entry (file size after a WAL checkpoint, and per table/index from
   SQLite's `dbstat`), then the list made matchable (`MatchIndex.load`, index built
-  and written) in `matchable_s`;
+  and written) in `matchable_s` (`matchable_from_pack`: rows read from the import's
+  pack instead of SQL; `sqlite_pack_bytes_per_entry`: that pack's size, kept beside the
+  database until an index file holds its rows);
 - the anchor: a plain `sqlite3` script reading the same file and inserting an entry
   row and a hash row per line (hex text, one index on the hash) with `executemany`
   in one transaction, same WAL pragmas (`anchor_executemany_*`); `ratio_to_anchor` is
@@ -175,20 +177,22 @@ def ridgeline_import(db: str, name: str, path: Path, *extra: str) -> dict[str, A
     return {"s": out["s"], "cpu_s": out["cpu_s"], "rss_mb": out["rss_mb"], "added": report["added"]}
 
 
-def matchable(db: str) -> tuple[float, float]:
-    """Wall and CPU seconds (all threads) of making the list matchable."""
+def matchable(db: str) -> tuple[float, float, int]:
+    """Wall and CPU seconds (all threads) of making the list matchable, and how many
+    rows came from the import's pack (`ridgeline.index.pack`) rather than SQL."""
     script = (
         "import sys, time\n"
         "from ridgeline.store import Store\n"
         "from ridgeline.index.match import MatchIndex\n"
         "store = Store.open(sys.argv[1], create=False)\n"
         "t, c = time.perf_counter(), time.process_time()\n"
-        "MatchIndex.open(store).load(['pdq'])\n"
-        "print(time.perf_counter() - t, time.process_time() - c)\n"
+        "index = MatchIndex.open(store)\n"
+        "index.load(['pdq'])\n"
+        "print(time.perf_counter() - t, time.process_time() - c, index.from_packs.get('pdq', 0))\n"
     )
     done = subprocess.run([sys.executable, "-c", script, db], capture_output=True, check=True)
-    wall, cpu = (float(x) for x in done.stdout.split())
-    return round(wall, 2), round(cpu, 2)
+    wall, cpu, packed = done.stdout.split()
+    return round(float(wall), 2), round(float(cpu), 2), int(packed)
 
 
 def tx_fetch(d: Path, txt: Path) -> dict[str, Any]:
@@ -310,7 +314,9 @@ def _txt(out: dict[str, Any], d: Path, n: int, args: argparse.Namespace) -> None
     out["sqlite_import_cpu_s"] = got["cpu_s"]
     out["ratio_to_anchor"] = round(got["s"] / out["anchor_executemany_s"], 2)
     out["sqlite_bytes_per_entry"], out["sqlite_bytes_by_object"] = dbstat(Path(db), n)
-    out["matchable_s"], out["matchable_cpu_s"] = matchable(db)
+    pack_bytes = sum(p.stat().st_size for p in Path(db + ".index").glob("packs/*.rlpack"))
+    out["sqlite_pack_bytes_per_entry"] = round(pack_bytes / n, 1)  # beside the file, until built
+    out["matchable_s"], out["matchable_cpu_s"], out["matchable_from_pack"] = matchable(db)
     if args.keep:  # for profiling the index build on the same database afterwards
         os.replace(db, args.keep)
     if not args.no_tx:

@@ -16,6 +16,8 @@ from ridgeline import exchange
 from ridgeline import lists as L
 from ridgeline.cli.common import actor_option, db_option, handle_errors, open_store
 from ridgeline.errors import BadInput
+from ridgeline.index.match import default_directory, store_id
+from ridgeline.index.pack import RowPack
 from ridgeline.output import write_one
 from ridgeline.signals import get_signal
 from ridgeline.timeutil import parse_iso
@@ -100,9 +102,11 @@ def import_(
             raise BadInput(f"--since {since!r}: expected an ISO 8601 time or 'last'") from None
     store = open_store(db)
     with _progress_bar() as progress, store.session() as session:
+        hash_list = L.get_list(session, name)
+        pack = RowPack(hash_list.id)
         report = exchange.import_file(
             session,
-            L.get_list(session, name),
+            hash_list,
             file,
             file_format,
             signal=signal,
@@ -112,9 +116,13 @@ def import_(
             confirmed_elsewhere=confirmed_elsewhere,
             not_listable=not_listable,
             progress=progress,
+            pack=pack,
         )
         errors = [(e["position"], e["error"]) for e in report.errors]
         summary = report.to_json()
+    if len(pack):  # committed: keep the new rows for the index build (`index.pack`)
+        with store.session() as session:
+            pack.write(session, default_directory(store), store_id(store))
     for position, message in errors:
         click.echo(f"{file}:{position}: {message}", err=True)
     write_one(summary | {"errors": len(errors)}, fmt)

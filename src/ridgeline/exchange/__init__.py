@@ -44,6 +44,7 @@ from ridgeline.exchange.records import (
     stream_lines,
 )
 from ridgeline.exchange.tombstones import apply_with_tombstones
+from ridgeline.index.pack import RowPack
 from ridgeline.lists.models import Entry, HashList
 from ridgeline.timeutil import utcnow
 
@@ -161,6 +162,7 @@ def _apply(
     confirmed_elsewhere: bool,
     not_listable: str,
     progress: Callable[[int], None] | None,
+    pack: RowPack | None = None,
 ) -> ImportReport:
     watermark = since == "last"
     if since == "last":
@@ -179,6 +181,7 @@ def _apply(
         not_listable=not_listable,
         watermark=watermark,
         progress=progress,
+        pack=pack,
     )
 
 
@@ -196,6 +199,7 @@ def import_file(
     confirmed_elsewhere: bool = False,
     not_listable: str = "skip",
     progress: Callable[[int], None] | None = None,
+    pack: RowPack | None = None,
 ) -> ImportReport:
     """Import a file of any format into `hash_list` inside the caller's transaction.
 
@@ -205,7 +209,9 @@ def import_file(
     non-pertinent and comparison records (`apply.NOT_LISTABLE_CHOICES`). A malformed
     file raises `BadInput` and the caller's transaction writes nothing. txt, NCMEC XML
     and VICS JSON (`STREAMED`) are read as they are applied (constant memory; a
-    UTF-16 file is read whole); `progress` hears the records read so far.
+    UTF-16 file is read whole); `progress` hears the records read so far. `pack`
+    collects a txt file's new rows, for the caller to write after committing
+    (`ridgeline.index.pack`: the index reads them from there instead of SQL).
     """
     streamed = STREAMED.get(fmt)
     if fmt == "txt" and not starts_utf16(path):
@@ -226,6 +232,7 @@ def import_file(
         confirmed_elsewhere=confirmed_elsewhere,
         not_listable=not_listable,
         progress=progress,
+        pack=pack,
     )
 
 

@@ -36,6 +36,8 @@ from ridgeline.classifications import is_listable
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import BareHashes, ExchangeRecord, ExportItem, ParseResult
+from ridgeline.index.pack import RowPack
+from ridgeline.lists.matchable import MATCHABLE_STATUS
 from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
 from ridgeline.signals import get_signal
 from ridgeline.timeutil import as_utc, isoformat
@@ -201,6 +203,7 @@ def apply_records(
     watermark: bool = False,
     progress: Callable[[int], None] | None = None,
     unmatched: list[ExchangeRecord] | None = None,
+    pack: RowPack | None = None,
 ) -> ImportReport:
     """Apply every good record of `parsed` to `hash_list`; see the module docstring.
 
@@ -220,7 +223,9 @@ def apply_records(
     `progress` is called with the number of records read so far, now and then.
     A streamed file (`parsed.parts`) is applied a part at a time, each part's new
     entries inserted before the next is read; its deletions wait for the end.
-    Deletions that found no entry are added to `unmatched`, when given.
+    Deletions that found no entry are added to `unmatched`, when given. `pack` collects
+    the new confirmed rows of bare hashes, for the caller to write once committed
+    (`ridgeline.index.pack`).
     """
     if not_listable not in NOT_LISTABLE_CHOICES:
         raise BadInput(
@@ -236,7 +241,7 @@ def apply_records(
             session, hash_list, parsed, source=source, actor=actor, since=since,
             status=status, confirmed_elsewhere=confirmed_elsewhere,
             not_listable=not_listable, watermark=watermark, progress=progress,
-            unmatched=unmatched,
+            unmatched=unmatched, pack=pack,
         )  # fmt: skip
     finally:
         if collecting:
@@ -257,6 +262,7 @@ def _apply_records(
     watermark: bool,
     progress: Callable[[int], None] | None,
     unmatched: list[ExchangeRecord] | None,
+    pack: RowPack | None,
 ) -> ImportReport:
     source_name = source or parsed.format
     report = ImportReport(hash_list.name, parsed.format, source_name, uuid.uuid4().hex[:16])
@@ -283,7 +289,9 @@ def _apply_records(
             progress(report.read)
     run.deletions(unmatched)
     if parsed.bare is not None:
-        _apply_bare(hash_list, parsed.bare, run.pending, report, progress)
+        if pack is not None and status != MATCHABLE_STATUS:
+            pack.spoil()  # not matchable: the index holds none of them
+        _apply_bare(hash_list, parsed.bare, run.pending, report, progress, pack)
     report.max_timestamp = run.max_timestamp
     _remember(session, hash_list, source_name, parsed.format, run.max_timestamp)
     session.flush()
@@ -706,6 +714,7 @@ def _apply_bare(
     pending: _Pending,
     report: ImportReport,
     progress: Callable[[int], None] | None,
+    pack: RowPack | None = None,
 ) -> None:
     """Apply bare hashes chunk by chunk (see the module docstring): the same checks as
     any record (`normalize_signals`), the same de-duplication (`live_entry_keys`) and
@@ -744,7 +753,7 @@ def _apply_bare(
                 if fresh.pop(key, None) is not None:
                     report.duplicates += 1
         if fresh:
-            pending.insert(
+            ids = pending.insert(
                 [
                     L.NewEntry(
                         {name: value}, fields=fields, position=f"{prefix}{number}", keys={name: key}
@@ -752,6 +761,8 @@ def _apply_bare(
                     for key, (number, value) in fresh.items()
                 ]
             )
+            if pack is not None:
+                pack.add(signal, ids, [v for _, v in fresh.values()], list(fresh))
         if progress is not None:
             progress(report.read)
 

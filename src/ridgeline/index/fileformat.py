@@ -75,6 +75,29 @@ def section_checksum(data: np.ndarray, pool: ThreadPoolExecutor | None = None) -
     return f"{_kernels.checksum(np.array(parts, dtype='<u8').tobytes(), n):016x}"
 
 
+@dataclass
+class Pieces:
+    """A section given as consecutive byte pieces (each `CHUNK` bytes but the last), so
+    a writer that filled them one by one never holds the section twice."""
+
+    parts: list[np.ndarray]
+    dtype: np.dtype[Any]
+    shape: tuple[int, ...]
+
+    @property
+    def nbytes(self) -> int:
+        return sum(int(p.nbytes) for p in self.parts)
+
+    def checksum(self) -> str:
+        """Equal to `section_checksum` of the joined bytes."""
+        if any(p.nbytes != CHUNK for p in self.parts[:-1]):
+            raise ValueError("every piece but the last must be CHUNK bytes")
+        if self.nbytes <= CHUNK:
+            return checksum(self.parts[0] if self.parts else np.zeros(0, dtype=np.uint8))
+        sums = [_kernels.checksum(p) for p in self.parts]
+        return f"{_kernels.checksum(np.array(sums, dtype='<u8').tobytes(), self.nbytes):016x}"
+
+
 def _pool() -> ThreadPoolExecutor:
     return ThreadPoolExecutor(max_workers=max(1, min(8, os.cpu_count() or 1)))
 
@@ -105,11 +128,14 @@ def _remove_stale_temps(path: Path) -> None:
 
 
 def write_index_file(
-    path: Path, header: Mapping[str, Any], sections: Mapping[str, np.ndarray]
+    path: Path, header: Mapping[str, Any], sections: Mapping[str, np.ndarray | Pieces]
 ) -> int:
     """Write `sections` with `header` atomically to `path`; returns the file size."""
     path.parent.mkdir(parents=True, exist_ok=True)
-    arrays = {name: np.ascontiguousarray(a) for name, a in sections.items()}
+    arrays = {
+        name: a if isinstance(a, Pieces) else np.ascontiguousarray(a)
+        for name, a in sections.items()
+    }
     described: list[dict[str, Any]] = []
     with _pool() as pool:
         for name, a in arrays.items():
@@ -119,7 +145,9 @@ def write_index_file(
                     "dtype": a.dtype.str,
                     "shape": list(a.shape),
                     "nbytes": int(a.nbytes),
-                    "checksum": section_checksum(a, pool),
+                    "checksum": a.checksum()
+                    if isinstance(a, Pieces)
+                    else section_checksum(a, pool),
                 }
             )
     # The header's size decides where sections start; offsets make the header grow a
@@ -153,6 +181,10 @@ def write_index_file(
             fh.write(text)
             for d, a in zip(described, arrays.values(), strict=True):
                 fh.seek(d["offset"])
+                if isinstance(a, Pieces):
+                    for part in a.parts:
+                        fh.write(part.data)
+                    continue
                 fh.write(a.reshape(-1).view(np.uint8).tobytes() if a.nbytes < (1 << 20) else a.data)
             fh.truncate(offset)
             fh.flush()

@@ -36,13 +36,14 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sqlalchemy import LargeBinary, Text, and_, cast, func, literal, or_, select
+from sqlalchemy import LargeBinary, Text, and_, cast, false, func, literal, or_, select
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, NotFound, RidgelineError
 from ridgeline.index.engines import EuclideanIndex, ExactIndex
 from ridgeline.index.fileformat import CorruptIndex, IndexFile, write_index_file
 from ridgeline.index.hamming import HammingIndex, SearchResult, default_threads
+from ridgeline.index.pack import Pack, covered_ranges, gaps, packable, valid_packs
 from ridgeline.lists.matchable import entry_matchable_clause, timed_disables
 from ridgeline.lists.models import Change, Entry, EntrySignal, HashList, stored_value
 from ridgeline.signals import SignalType, get_signal
@@ -125,6 +126,13 @@ def default_directory(store: Store) -> Path:
 
     digest = hashlib.sha256(url.render_as_string(hide_password=True).encode()).hexdigest()[:16]
     return Path(platformdirs.user_cache_dir("ridgeline")) / "index" / digest
+
+
+def store_id(store: Store) -> str:
+    """Names the database an index file or pack was built from (its URL, hashed)."""
+    return hashlib.sha256(
+        store.engine.url.render_as_string(hide_password=True).encode()
+    ).hexdigest()[:16]
 
 
 def _chunks(items: Iterable[int], size: int = _CHUNK) -> Iterator[list[int]]:
@@ -222,10 +230,12 @@ class _PackedRows:
     def __init__(self, signal: SignalType) -> None:
         self.signal = signal
         self.parts: list[tuple[np.ndarray, np.ndarray, np.ndarray]] = []
+        #: With packs: the entry id ranges (inclusive) no pack holds, read from SQL.
+        self.gaps: list[tuple[int, int]] | None = None
 
     @staticmethod
     def applies(signal: SignalType) -> bool:
-        return signal.hex_keys and type(signal).index_keys is SignalType.index_keys
+        return packable(signal)
 
     def condition(self) -> Any:
         """The rows this reader takes (the rest go through `_RowCollector`)."""
@@ -242,8 +252,11 @@ class _PackedRows:
         now: dt.datetime,
         sessions: Callable[[], AbstractContextManager[Session]] | None = None,
         threads: int = 1,
+        covered: Sequence[tuple[int, int]] = (),
     ) -> None:
         """Read the ranges, on `threads` connections from `sessions` when given.
+
+        Entries in `covered` (id ranges, inclusive, that import packs hold) are not read.
 
         The database does the work inside one statement per range (the driver lets
         go of the GIL meanwhile), so ranges on two connections use two cores. A range
@@ -259,24 +272,35 @@ class _PackedRows:
             return
         if low < 0 or high >= 2**32:
             raise BadInput("entry ids beyond 32 bits cannot be indexed")
-        starts = list(range(int(low), int(high) + 1, self.ID_RANGE))
+        spans = [
+            (start, min(start + self.ID_RANGE, int(high) + 1))
+            for start in range(int(low), int(high) + 1, self.ID_RANGE)
+        ]
+        if covered:
+            self.gaps = gaps(int(low), int(high), covered)
+            spans = [
+                (start, last + 1)
+                for gap in self.gaps
+                for start, last in _split(gap[0], gap[1], self.ID_RANGE)
+            ]
         postgres = session.get_bind().dialect.name == "postgresql"
-        if sessions is None or threads <= 1 or len(starts) == 1:
-            parts = [self._read_range(session, postgres, now, start) for start in starts]
+        if sessions is None or threads <= 1 or len(spans) <= 1:
+            parts = [self._read_range(session, postgres, now, span) for span in spans]
         else:
 
-            def one(start: int) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
+            def one(span: tuple[int, int]) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
                 with sessions() as own:
-                    return self._read_range(own, postgres, now, start)
+                    return self._read_range(own, postgres, now, span)
 
-            with ThreadPoolExecutor(max_workers=min(threads, len(starts))) as pool:
-                parts = list(pool.map(one, starts))
+            with ThreadPoolExecutor(max_workers=min(threads, len(spans))) as pool:
+                parts = list(pool.map(one, spans))
         self.parts.extend(p for p in parts if p is not None)
 
     def _read_range(
-        self, session: Session, postgres: bool, now: dt.datetime, start: int
+        self, session: Session, postgres: bool, now: dt.datetime, span: tuple[int, int]
     ) -> tuple[np.ndarray, np.ndarray, np.ndarray] | None:
-        """One aggregate query: the rows of entries [start, start + ID_RANGE)."""
+        """One aggregate query: the rows of entries [start, end) of `span`."""
+        start, end = span
         signal = self.signal.name
         if postgres:
             from sqlalchemy.dialects.postgresql import aggregate_order_by
@@ -302,7 +326,7 @@ class _PackedRows:
             .where(
                 EntrySignal.signal == signal,
                 EntrySignal.entry_id >= start,
-                EntrySignal.entry_id < start + self.ID_RANGE,
+                EntrySignal.entry_id < end,
                 entry_matchable_clause(now),
                 self.condition(),
             )
@@ -333,6 +357,12 @@ class _PackedRows:
             order = np.argsort(all_entries, kind="stable")
             all_rows, all_entries, all_lists = all_rows[order], all_entries[order], all_lists[order]
         return all_rows, all_entries, all_lists
+
+
+def _split(a: int, b: int, size: int) -> Iterator[tuple[int, int]]:
+    """[a, b] (inclusive) as inclusive pieces of at most `size` ids."""
+    for start in range(a, b + 1, size):
+        yield start, min(start + size - 1, b)
 
 
 def _changed_entries(rows: Sequence[Any]) -> set[int]:
@@ -489,10 +519,10 @@ class MatchIndex:
         self._compactor: threading.Thread | None = None
         #: Why a signal's file was rebuilt instead of used, by signal.
         self.rebuilt: dict[str, str] = {}
+        #: Rows the last build of each signal took from import packs instead of SQL.
+        self.from_packs: dict[str, int] = {}
         #: Names the database a file was built from (its URL, without password, hashed).
-        self._store_id = hashlib.sha256(
-            store.engine.url.render_as_string(hide_password=True).encode()
-        ).hexdigest()[:16]
+        self._store_id = store_id(store)
 
     # ------------------------------------------------------------------ opening
 
@@ -582,22 +612,37 @@ class MatchIndex:
         now = utcnow()
         collector = _RowCollector(sig)
         packed = _PackedRows(sig) if _PackedRows.applies(sig) else None
+        packs: list[Pack] = []
         with self.store.session() as session:
             seq = int(session.scalar(select(func.coalesce(func.max(Change.seq), 0))) or 0)
             seq_at = session.scalar(select(Change.at).where(Change.seq == seq)) if seq else None
             stmt = _rows_statement(signal, now)
             if packed is not None:
-                packed.read(session, now, self._sessions_for_threads(), self.threads)
+                # Read in the session that took `seq`: a pack checked here is as new as it.
+                packs = valid_packs(session, default_directory(self.store), sig, self._store_id)
+                covered = covered_ranges(packs)
+                packed.read(session, now, self._sessions_for_threads(), self.threads, covered)
                 stmt = stmt.where(~packed.condition())  # only the rows it cannot take
-            result = session.execute(stmt.execution_options(yield_per=50_000))
-            for entry_id, list_id, key, text, quality in result:
-                collector.add(entry_id, list_id, stored_value(key, text), quality)
+                if packed.gaps is not None:  # and only where no pack holds the entries
+                    stmt = stmt.where(
+                        or_(*(EntrySignal.entry_id.between(a, b) for a, b in packed.gaps), false())
+                    )
+                packed.parts.extend((p.rows, p.entries, p.lists()) for p in packs)
+            self.from_packs[signal] = sum(len(p.entries) for p in packs)
+            if packed is None or packed.gaps != []:  # [] : the packs hold every entry
+                result = session.execute(stmt.execution_options(yield_per=50_000))
+                for entry_id, list_id, key, text, quality in result:
+                    collector.add(entry_id, list_id, stored_value(key, text), quality)
         rows, entries, lists = collector.arrays()
         if packed is not None:
             rows, entries, lists = packed.merge(rows, entries, lists)
-        return self._write_and_open(
+        si = self._write_and_open(
             signal, kind, rows, entries, lists, seq, isoformat(seq_at), built_at=now
         )
+        if si.file is not None:  # the index file holds the packs' rows now
+            for p in packs:
+                p.path.unlink(missing_ok=True)
+        return si
 
     def _sessions_for_threads(self) -> Callable[[], AbstractContextManager[Session]] | None:
         """`store.session` when other threads' connections see this database (not an

@@ -36,6 +36,7 @@ from ridgeline.lists.models import (
     stored_value,
 )
 from ridgeline.signals import get_signal
+from ridgeline.store import bulk_page_cache
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
@@ -368,6 +369,7 @@ def start_import(
     and the ids `insert_entries` takes are its own."""
     if status not in ENTRY_STATUSES:
         raise BadInput(f"status must be one of {', '.join(ENTRY_STATUSES)}")
+    bulk_page_cache(session.connection())
     row = ImportBatch(
         batch=batch, list_id=hash_list.id, actor=actor, format=fmt, status=status, entries=0
     )

@@ -45,6 +45,34 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: Page cache (KiB) of a connection doing a bulk import (`bulk_page_cache`), and the
+#: SQLite default it goes back to when the connection returns to the pool.
+BULK_CACHE_KIB = 256 * 1024
+DEFAULT_CACHE_KIB = 2000
+
+
+def bulk_page_cache(connection: Connection) -> None:
+    """Give an SQLite connection a large page cache until it returns to the pool.
+
+    A bulk import inserts keys in random order into `ix_entry_signals_key`; with the
+    default 2 MB cache its pages spill into the WAL and are read back many times over
+    inside the one transaction (system time, and super-linear past a few million rows:
+    issue 10). PostgreSQL: nothing to do.
+    """
+    if connection.dialect.name != "sqlite" or connection.info.get("bulk_cache"):
+        return
+    connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+    connection.info["bulk_cache"] = True
+
+
+def _sqlite_checkin(dbapi_connection: Any, record: Any) -> None:
+    """A pooled connection gives back what `bulk_page_cache` took."""
+    if record.info.pop("bulk_cache", None):
+        cursor = dbapi_connection.cursor()
+        cursor.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+        cursor.close()
+
+
 def missing_database_message(where: str) -> str:
     """The one message for a database that is not there (a mistyped --db, most often)."""
     return (
@@ -72,6 +100,7 @@ class Store:
         self.engine: Engine = create_engine(url, future=True, pool_pre_ping=path is None)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
+            event.listen(self.engine, "checkin", _sqlite_checkin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
         if not create and self.current_revision() is None:
             self.engine.dispose()
