@@ -32,6 +32,10 @@ MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 HEAD_REVISION = _HEAD_REVISION
 
 
+#: Page cache (KiB) of every SQLite connection (SQLite's default is 2 MB): see below.
+DEFAULT_CACHE_KIB = 64 * 1024
+
+
 def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor = dbapi_connection.cursor()
     cursor.execute("PRAGMA journal_mode=WAL")
@@ -41,14 +45,13 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     # 64 MiB of page cache (the default is 2 MiB): intake's inserts land all over the
     # identifier and link indexes, and re-reading their pages from the OS was a large
     # share of its time (bench/intake.py at 20,000 reports).
-    cursor.execute("PRAGMA cache_size=-65536")
+    cursor.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
     cursor.close()
 
 
-#: Page cache (KiB) of a connection doing a bulk import (`bulk_page_cache`), and the
-#: SQLite default it goes back to when the connection returns to the pool.
+#: Page cache (KiB) of a connection doing a bulk import (`bulk_page_cache`); it goes
+#: back to every connection's own (`DEFAULT_CACHE_KIB`) when it returns to the pool.
 BULK_CACHE_KIB = 256 * 1024
-DEFAULT_CACHE_KIB = 2000
 
 
 def bulk_page_cache(connection: Connection) -> None:

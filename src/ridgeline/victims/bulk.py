@@ -26,7 +26,7 @@ from sqlalchemy import Connection, text
 
 from ridgeline import crashpoint
 from ridgeline.errors import BadInput
-from ridgeline.store import Store
+from ridgeline.store import BULK_CACHE_KIB, DEFAULT_CACHE_KIB, Store
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import Batch, LineError, parse_batches
@@ -376,14 +376,14 @@ def _transaction(store: Store) -> Iterator[Connection]:
         return
     with store.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        conn.exec_driver_sql("PRAGMA cache_size=-262144")
+        conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
         conn.commit()
         try:
             with conn.begin():
                 yield conn
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.exec_driver_sql("PRAGMA cache_size=-2000")
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
             conn.commit()
 
 
