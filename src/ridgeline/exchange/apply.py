@@ -155,17 +155,22 @@ class _Index:
         return out
 
     def add(self, entry_id: int, record: ExchangeRecord, keys: dict[str, bytes]) -> None:
+        """A pending entry (temporary id): looked up by origin and hash; `renumber`
+        links it back by its database id, which is all `remove` is ever given."""
         if record.origin_entry_id is not None:
-            self._link_origin(entry_id, (record.origin_member, record.origin_entry_id))
+            origin = (record.origin_member, record.origin_entry_id)
+            found = self.by_origin.get(origin)
+            if found is None:
+                self.by_origin[origin] = [entry_id]
+            else:
+                found.append(entry_id)
         by_key = self.by_key
-        pairs = list(keys.items())
-        for pair in pairs:
+        for pair in keys.items():
             found = by_key.get(pair)
             if found is None:
                 by_key[pair] = [entry_id]
             else:
                 found.append(entry_id)
-        self.keys_of[entry_id] = pairs
 
     def remove(self, entry_id: int) -> None:
         origin = self.origin_of.pop(entry_id, None)
@@ -174,19 +179,19 @@ class _Index:
         for key in self.keys_of.pop(entry_id, []):
             self.by_key[key].remove(entry_id)
 
-    def renumber(self, old: int, new: int) -> None:
-        """A pending entry got its database id."""
-        origin = self.origin_of.pop(old, None)
-        if origin is not None:
+    def renumber(self, old: int, new: int, record: ExchangeRecord, keys: dict[str, bytes]) -> None:
+        """A pending entry (`add`ed with `record` and `keys`) got its database id."""
+        if record.origin_entry_id is not None:
+            origin = (record.origin_member, record.origin_entry_id)
             ids = self.by_origin[origin]
             ids[ids.index(old)] = new
             self.origin_of[new] = origin
-        keys = self.keys_of.pop(old, [])
-        for key in keys:
+        pairs = list(keys.items())
+        for key in pairs:
             ids = self.by_key[key]
             ids[ids.index(old)] = new
-        if keys:
-            self.keys_of[new] = keys
+        if pairs:
+            self.keys_of[new] = pairs
 
 
 def apply_records(
@@ -445,12 +450,13 @@ class _Run:
 
     def _use_index(self, good: list[_Good]) -> None:
         """An index of the live entries these records may name (their hashes, origins)."""
-        pairs: set[tuple[str, bytes]] = set()
+        pairs: list[tuple[str, bytes]] = []  # `live_entry_keys` takes repeats
         origin_ids: set[str] = set()
-        for record, *_, keys in good:
-            pairs.update(keys.items())
-            if record.origin_entry_id is not None:
-                origin_ids.add(record.origin_entry_id)
+        for one in good:  # (indexed, not unpacked: a part is thousands of records)
+            pairs.extend(one[5].items())
+            origin_id = one[0].origin_entry_id
+            if origin_id is not None:
+                origin_ids.add(origin_id)
         with_origins = bool(origin_ids)
         index = _Index(
             self.session, self.hash_list, pairs, with_origins=with_origins, origin_ids=origin_ids
@@ -472,19 +478,21 @@ class _Run:
         ids: list[int] = []
         seconds: list[float] = []
         known: dict[dt.datetime, float] = {}  # a feed repeats a few times
-        for record, *_, keys in live:
+        for one in live:
+            record = one[0]
             stamp = record.timestamp
             if stamp is None:
                 continue
             when = known.get(stamp)
             if when is None:
                 when = known[stamp] = as_utc(stamp).timestamp()
-            for key in _identities(record, keys):
+            for key in _identities(record, one[5]):
                 ids.append(hash(key))
                 seconds.append(when)
         self.newest.add(ids, seconds)
         self._use_index(live)
         index, report, session = self.index, self.report, self.session
+        by_origin, by_key = index.by_origin, index.by_key
         times: dict[dt.datetime, str] = {}
         for record, signals, classes, listed, older, keys in live:
             stamp = record.timestamp
@@ -493,8 +501,12 @@ class _Run:
                 if text is None:
                     text = times[stamp] = str(isoformat(stamp))
                 record.extra = {**record.extra, "record_time": text}
-            same_origin = index.by_origin_of(record)
-            if older and (same_origin or index.by_hash(keys)):
+            # `index.by_origin_of` and `index.by_hash`, inline (read, never kept)
+            origin_id = record.origin_entry_id
+            same_origin = (
+                None if origin_id is None else by_origin.get((record.origin_member, origin_id))
+            )
+            if older and (same_origin or any(by_key.get(pair) for pair in keys.items())):
                 report.skipped_older += 1  # seen before: the watermark may skip it
                 continue
             if same_origin:
@@ -504,7 +516,7 @@ class _Run:
                 else:
                     report.duplicates += 1
                 continue
-            if index.by_hash(keys):
+            if any(by_key.get(pair) for pair in keys.items()):
                 report.duplicates += 1
                 continue
             if listed:
@@ -743,8 +755,8 @@ class _Pending:
         if not renumber:
             return {}
         mapping = {temp: entry_id for entry_id, (temp, *_) in rows}
-        for temp, entry_id in mapping.items():
-            self.index.renumber(temp, entry_id)
+        for entry_id, (temp, record, _, _, keys) in rows:
+            self.index.renumber(temp, entry_id, record, keys)
         return mapping
 
 

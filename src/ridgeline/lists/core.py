@@ -720,7 +720,7 @@ def live_entry_origins(
     if ids is None:
         rows = list(session.execute(stmt).tuples())
     else:
-        rows = _origins_among(session, hash_list, sorted(set(ids)))
+        rows = _origins_among(session, hash_list, list(ids if isinstance(ids, set) else set(ids)))
     return [
         (entry_id, member, origin_id)
         for entry_id, member, origin_id in rows
@@ -770,8 +770,9 @@ def live_entry_keys(
     not a join: on a PostgreSQL database without statistics yet the join was planned
     as a nested loop over everything the import had inserted so far.
     """
-    wanted = set(keys)
-    prefixes = list({key[:KEY_PREFIX] for _, key in wanted})
+    asked = keys if isinstance(keys, list | tuple | set | frozenset) else list(keys)
+    prefixes = list({key[:KEY_PREFIX] for _, key in asked})
+    wanted: set[tuple[str, bytes]] | None = None  # made once a row is found: few are
     conn = session.connection()
     candidates: dict[int, list[tuple[str, bytes]]] = {}
     if conn.dialect.name == "postgresql":
@@ -795,6 +796,8 @@ def live_entry_keys(
             )
         for entry_id, signal, key in found:
             pair = (signal, bytes(key))
+            if wanted is None:
+                wanted = set(asked)
             if pair in wanted:
                 candidates.setdefault(entry_id, []).append(pair)
     ids = sorted(candidates)
