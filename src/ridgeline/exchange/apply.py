@@ -23,7 +23,7 @@ import datetime as dt
 import gc
 import json
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -112,7 +112,7 @@ class _Index:
         self,
         session: Session,
         hash_list: HashList,
-        keys: set[tuple[str, bytes]],
+        keys: Collection[tuple[str, bytes]],
         *,
         with_origins: bool,
         origin_ids: set[str] | None = None,
