@@ -163,6 +163,21 @@ def test_import_is_one_transaction(store: Store) -> None:
         assert len(rows) == 3
 
 
+def test_import_puts_back_the_sqlite_page_cache(store: Store) -> None:
+    """The larger page cache an import of records takes is for that import only."""
+    with store.session() as session:
+        conn = session.connection()
+        if conn.dialect.name != "sqlite":
+            pytest.skip("SQLite's page cache")
+        before = conn.exec_driver_sql("PRAGMA cache_size").scalar()
+        hash_list = L.create_list(session, "cache")
+        report = exchange.import_exchange(
+            session, hash_list, DATA / "ncmec_entries.xml", "ncmec-xml"
+        )
+        assert report.added == 3
+        assert session.connection().exec_driver_sql("PRAGMA cache_size").scalar() == before
+
+
 # --- VICS -------------------------------------------------------------------------
 
 

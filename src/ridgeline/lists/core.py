@@ -336,6 +336,9 @@ class NewEntry(NamedTuple):
     position: str | None = None
     #: `entry_key` of each hash, when the caller has it already (bare imports do).
     keys: Mapping[str, bytes] | None = None
+    #: The `BULK_FIELDS` values as stored (`case_numbers` as JSON text), instead of
+    #: `fields`: what an import of millions builds per entry, a tuple and no dict.
+    row: tuple[Any, ...] | None = None
 
 
 #: The optional entry columns a bulk insert writes (from `NewEntry.fields`).
@@ -408,7 +411,7 @@ def insert_entries(
         ids = list(range(base + 1, base + n + 1))
     list_id, status, batch_id = hash_list.id, batch.status, batch.id
     ranges = _ranges(ids)
-    if all(not (e.fields or e.classifications or e.qualities) for e in new):
+    if all(not (e.fields or e.row or e.classifications or e.qualities) for e in new):
         # Bare entries (txt lines): the entry rows are all alike but for the id, so
         # the database makes them from the id ranges (no Python per row), and each
         # hash row binds two values.
@@ -491,7 +494,6 @@ def _insert_rows(
     for entry_id, item in zip(ids, new, strict=True):
         fields = item.fields
         classes = item.classifications
-        case_numbers = fields.get("case_numbers") if fields else None
         classes_json = "[]"
         if classes:
             try:
@@ -501,19 +503,24 @@ def _insert_rows(
                 )
             except TypeError:  # a nested value: not shared
                 classes_json = json.dumps(list(classes))
-        add_entry_row(
-            (
-                entry_id,
-                list_id,
-                status,
-                True,
-                classes_json,
-                batch_id,
-                *(map(fields.get, head) if fields else nothing),
-                json.dumps(case_numbers) if case_numbers else None,
-                fields.get("origin_member_name") if fields else None,
+        row = item.row
+        if row is not None:
+            add_entry_row((entry_id, list_id, status, True, classes_json, batch_id, *row))
+        else:
+            case_numbers = fields.get("case_numbers") if fields else None
+            add_entry_row(
+                (
+                    entry_id,
+                    list_id,
+                    status,
+                    True,
+                    classes_json,
+                    batch_id,
+                    *(map(fields.get, head) if fields else nothing),
+                    json.dumps(case_numbers) if case_numbers else None,
+                    fields.get("origin_member_name") if fields else None,
+                )
             )
-        )
         qualities = item.qualities
         known = item.keys
         for name, value in item.signals.items():
@@ -523,7 +530,8 @@ def _insert_rows(
                     entry_id,
                     name,
                     key,
-                    value if needs_text(value, key) else None,
+                    # `needs_text`, inline: two hashes a record of a million-record file
+                    None if len(key) * 2 == len(value) and key.hex() == value else value,
                     qualities.get(name) if qualities else None,
                 )
             )
@@ -710,14 +718,11 @@ def live_entry_origins(
         Entry.deleted_at.is_(None),
         Entry.origin_entry_id.is_not(None),
     )
+    rows: Sequence[tuple[int, str | None, str | None]]
     if ids is None:
-        rows = list(session.execute(stmt))
+        rows = list(session.execute(stmt).tuples())
     else:
-        wanted = sorted(set(ids))
-        rows = []
-        for start in range(0, len(wanted), _CHUNK):
-            chunk = wanted[start : start + _CHUNK]
-            rows.extend(session.execute(stmt.where(Entry.origin_entry_id.in_(chunk))))
+        rows = _origins_among(session, hash_list, list(ids if isinstance(ids, set) else set(ids)))
     return [
         (entry_id, member, origin_id)
         for entry_id, member, origin_id in rows
@@ -727,6 +732,34 @@ def live_entry_origins(
 
 #: Values per IN (...) list: under SQLite's old 999-parameter limit.
 _CHUNK = 900
+#: Values per IN (...) list of the import's own look-ups (SQLite >= 3.32 takes 32766).
+_BIG_CHUNK = 30_000
+
+
+def _origins_among(
+    session: Session, hash_list: HashList, wanted: Sequence[str]
+) -> list[tuple[int, str | None, str | None]]:
+    """The rows of `live_entry_origins` for these origin ids, as plain SQL in one
+    statement per 30,000 ids (an import asks for each part's ids: ORM statements of
+    900 ids cost more than the look-ups). In id order within each origin, as the
+    index on (list_id, origin_entry_id) gave them."""
+    conn = session.connection()
+    head = (
+        "SELECT id, origin_member, origin_entry_id FROM entries WHERE list_id = {mark} "
+        "AND deleted_at IS NULL AND origin_entry_id IS NOT NULL AND origin_entry_id "
+    )
+    rows: list[tuple[int, str | None, str | None]] = []
+    if conn.dialect.name == "postgresql":
+        if wanted:
+            query = head.format(mark="%(l)s") + "= ANY(%(ids)s)"
+            rows.extend(conn.exec_driver_sql(query, {"l": hash_list.id, "ids": list(wanted)}))
+    else:
+        for start in range(0, len(wanted), _BIG_CHUNK):
+            chunk = wanted[start : start + _BIG_CHUNK]
+            query = head.format(mark="?") + f"IN ({', '.join('?' * len(chunk))})"
+            rows.extend(conn.exec_driver_sql(query, (hash_list.id, *chunk)))
+    rows.sort(key=lambda row: row[0])
+    return rows
 
 
 def live_entry_keys(
@@ -739,11 +772,9 @@ def live_entry_keys(
     not a join: on a PostgreSQL database without statistics yet the join was planned
     as a nested loop over everything the import had inserted so far.
     """
-    wanted = set(keys)
-    by_prefix: dict[bytes, list[tuple[str, bytes]]] = {}
-    for name, key in wanted:
-        by_prefix.setdefault(key[:KEY_PREFIX], []).append((name, key))
-    prefixes = list(by_prefix)
+    asked = keys if isinstance(keys, list | tuple | set | frozenset) else list(keys)
+    prefixes = list({key[:KEY_PREFIX] for _, key in asked})
+    wanted: set[tuple[str, bytes]] | None = None  # made once a row is found: few are
     conn = session.connection()
     candidates: dict[int, list[tuple[str, bytes]]] = {}
     if conn.dialect.name == "postgresql":
@@ -767,6 +798,8 @@ def live_entry_keys(
             )
         for entry_id, signal, key in found:
             pair = (signal, bytes(key))
+            if wanted is None:
+                wanted = set(asked)
             if pair in wanted:
                 candidates.setdefault(entry_id, []).append(pair)
     ids = sorted(candidates)
