@@ -109,7 +109,7 @@ def test_jobs_two_gives_the_same_rows(batch: Path) -> None:
 
 
 def test_dihedral_fast_and_table(batch: Path) -> None:
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "100"})  # the width a pipe gets, whatever the terminal
     good = str(batch / "b-good.jpg")
     dih = runner.invoke(main, ["hash", good, "--dihedral", "--format", "json"])
     assert dih.exit_code == 0, dih.output
@@ -246,7 +246,7 @@ def test_eighty_columns_keep_every_hash_whole(tmp_path: Path) -> None:
 
 
 def test_empty_results_still_print_a_header(db_path: str) -> None:
-    runner = CliRunner()
+    runner = CliRunner(env={"COLUMNS": "100"})  # the width a pipe gets, whatever the terminal
     for args, header in (
         (["lists", "ls"], ["name", "purpose", "enabled", "entries"]),
         (["keys", "list"], ["id", "prefix", "name", "role"]),
