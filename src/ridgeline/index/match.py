@@ -272,17 +272,12 @@ class _PackedRows:
             return
         if low < 0 or high >= 2**32:
             raise BadInput("entry ids beyond 32 bits cannot be indexed")
-        spans = [
-            (start, min(start + self.ID_RANGE, int(high) + 1))
-            for start in range(int(low), int(high) + 1, self.ID_RANGE)
-        ]
+        ranges = [(int(low), int(high))]
         if covered:
-            self.gaps = gaps(int(low), int(high), covered)
-            spans = [
-                (start, last + 1)
-                for gap in self.gaps
-                for start, last in _split(gap[0], gap[1], self.ID_RANGE)
-            ]
+            ranges = self.gaps = gaps(int(low), int(high), covered)
+        spans = [
+            (start, last + 1) for a, b in ranges for start, last in _split(a, b, self.ID_RANGE)
+        ]
         postgres = session.get_bind().dialect.name == "postgresql"
         if sessions is None or threads <= 1 or len(spans) <= 1:
             parts = [self._read_range(session, postgres, now, span) for span in spans]
