@@ -18,7 +18,6 @@ the file's size.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import gc
 import json
@@ -28,8 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
-from sqlalchemy import Connection, select
-from sqlalchemy.exc import SQLAlchemyError
+from sqlalchemy import select
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -42,6 +40,7 @@ from ridgeline.index.pack import RowPack
 from ridgeline.lists.matchable import MATCHABLE_STATUS
 from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
 from ridgeline.signals import get_signal
+from ridgeline.store import bulk_page_cache, end_bulk_page_cache
 from ridgeline.timeutil import as_utc, isoformat
 
 #: New entries per bulk insert.
@@ -243,7 +242,12 @@ def apply_records(
     # many times per part (a third of a VICS import's CPU time).
     collecting = gc.isenabled()
     gc.disable()
-    cache = _ImportCache(session) if parsed.bare is None else None
+    # A larger page cache while records are imported: with a small one, a file of a
+    # million records no longer kept the indexes it inserts into (ids by origin, hash
+    # prefixes) in memory, and each insert read its pages back from the WAL.
+    cached = session.connection() if parsed.bare is None else None
+    if cached is not None:
+        bulk_page_cache(cached)
     try:
         return _apply_records(
             session, hash_list, parsed, source=source, actor=actor, since=since,
@@ -252,38 +256,10 @@ def apply_records(
             unmatched=unmatched, pack=pack,
         )  # fmt: skip
     finally:
-        if cache is not None:
-            cache.restore()
+        if cached is not None:
+            end_bulk_page_cache(cached)
         if collecting:
             gc.enable()
-
-
-#: SQLite page cache for an import of records, in KiB (SQLite's default is 2 MiB).
-IMPORT_CACHE_KIB = 131_072
-
-
-class _ImportCache:
-    """A larger SQLite page cache while an import of records runs: with the default
-    2 MiB, a file of a million records no longer kept the indexes it inserts into (ids
-    by origin, hash prefixes) in memory, and each insert read its pages back from the
-    WAL (a third more CPU for the inserts). Pages are taken only as they are used;
-    the connection's own size is put back after."""
-
-    def __init__(self, session: Session) -> None:
-        self.conn: Connection | None = None
-        self.before = 0
-        conn = session.connection()
-        if conn.dialect.name == "sqlite":
-            self.before = int(conn.exec_driver_sql("PRAGMA cache_size").scalar() or 0)
-            if -self.before < IMPORT_CACHE_KIB:  # negative: KiB; positive: pages
-                self.conn = conn
-                conn.exec_driver_sql(f"PRAGMA cache_size=-{IMPORT_CACHE_KIB}")
-
-    def restore(self) -> None:
-        """Best effort: after a failed import the error already on its way matters."""
-        if self.conn is not None and not self.conn.closed:
-            with contextlib.suppress(SQLAlchemyError):
-                self.conn.exec_driver_sql(f"PRAGMA cache_size={self.before}")
 
 
 def _apply_records(

@@ -11,12 +11,12 @@ from __future__ import annotations
 
 import os
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import Connection, Engine, create_engine, event, text
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.orm import Session, sessionmaker
 
 from ridgeline.config import resolve_db_url, sqlite_file
@@ -66,6 +66,16 @@ def bulk_page_cache(connection: Connection) -> None:
         return
     connection.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
     connection.info["bulk_cache"] = True
+
+
+def end_bulk_page_cache(connection: Connection) -> None:
+    """Give back what `bulk_page_cache` took now rather than at checkin: an import of
+    records in a session that goes on. Best effort: after a failed import the error
+    already on its way matters more."""
+    if connection.closed or not connection.info.pop("bulk_cache", None):
+        return
+    with suppress(SQLAlchemyError):
+        connection.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
 
 
 def _sqlite_checkin(dbapi_connection: Any, record: Any) -> None:
