@@ -49,6 +49,10 @@ typecheck: $(VENV)/.stamp-test
 chromium:
 	scripts/ensure-chromium
 
+# Two processes (one per core), a test file per process so module fixtures stay whole;
+# PYTEST_ARGS="-p no:xdist" (or -n 0) runs the suite in one process.
+PYTEST_ARGS ?= -n 2 --dist loadfile
+
 pytest: $(VENV)/.stamp-test chromium
 	scripts/with-postgres $(BIN)/python -m pytest $(PYTEST_ARGS)
 

@@ -358,10 +358,14 @@ def test_submit_scan_flags_for_review_then_withdraw_within_a_second(
     page.click("#withdraw-button")
     page.wait_for_selector("#withdraw-result[data-status='withdrawn']")
     withdrawn_at = time.monotonic()
-    while _match(server.base, key, md5, pdq):
-        assert time.monotonic() - withdrawn_at < 1.0, "still matching a second after withdrawal"
+    # Each request may reach either worker: keep asking, for both files, until well past
+    # the second, so that a worker still matching after it cannot hide behind the other.
+    while (elapsed := time.monotonic() - withdrawn_at) < 1.3:
+        if _match(server.base, key, md5, pdq) or _match(
+            server.base, key, rows[1]["md5"], rows[1]["pdq"]
+        ):
+            assert elapsed < 1.0, "still matching a second after withdrawal"
         time.sleep(0.02)
-    assert not _match(server.base, key, rows[1]["md5"], rows[1]["pdq"])
     page.click("#check")
     page.wait_for_function(
         "document.getElementById('withdraw-result').textContent.includes('Withdrawn')"
