@@ -10,6 +10,7 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 from pathlib import Path
 
 from cybertip_server import LocalCyberTip
@@ -271,3 +272,30 @@ def test_a_hit_writes_the_rows_a_draft_writes(store: Store) -> None:
         row = core.get_report(s, fast_id)
         assert [core.file_bytes(f, KEY) for f in row.files] == [f.data for f in files]
         assert core.view(row).state == core.view(core.get_report(s, orm_id)).state
+        # the times are one instant, read back as the ORM's are (aware or naive alike)
+        orm_row = core.get_report(s, orm_id)
+        assert row.created_at == row.updated_at
+        assert type(row.created_at) is type(orm_row.created_at)
+        assert (row.created_at.tzinfo is None) == (orm_row.created_at.tzinfo is None)
+        for f in row.files:  # random blob ids in uuid4's form
+            assert uuid.UUID(hex=f.blob_uuid).version == 4 and len(f.blob_uuid) == 32
+
+    def stored(table: str, column: str, value: int) -> list[tuple[object, ...]]:
+        times = "at" if table == "cybertip_report_events" else "created_at, updated_at"
+        with store.engine.connect() as c:
+            q = text(f"SELECT {times} FROM {table} WHERE {column} = :v")
+            return [tuple(r) for r in c.execute(q, {"v": value})]
+
+    # stored as SQLAlchemy stores them: same type and text shape (SQLite keeps text)
+    for table, column in [("cybertip_reports", "id"), ("cybertip_report_events", "report_id")]:
+        fast, orm = stored(table, column, fast_id), stored(table, column, orm_id)
+        shape = [[type(v) for v in r] for r in orm]
+        assert [[type(v) for v in r] for r in fast] == shape
+        if store.dialect == "sqlite":
+            assert [[len(str(v)) for v in r] for r in fast] == [
+                [len(str(v)) for v in r] for r in orm
+            ]
+    assert (
+        stored("cybertip_reports", "id", fast_id)[0][0]
+        == stored("cybertip_report_events", "report_id", fast_id)[0][0]
+    )

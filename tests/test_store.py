@@ -246,3 +246,36 @@ def test_list_counts_follow_every_writer(store: Store) -> None:
         s.execute(delete(HashList).where(HashList.id == b.id))  # entries cascade
         kept, real = counts(s)
         assert kept == real == {a.id: 2}
+
+
+def test_transaction_keeps_its_sqlite_connection_and_drops_a_failed_one(store: Store) -> None:
+    """`Store.transaction` commits at the end and rolls back on an error, on both
+    databases. On SQLite a committed transaction's connection stays checked out for the
+    next one (at most `HOT_CONNECTIONS`), a failed one goes back to the pool, and
+    `close` gives every one back."""
+    from ridgeline.store import HOT_CONNECTIONS
+
+    with store.engine.begin() as conn:
+        conn.execute(text("CREATE TABLE hot_rows (name VARCHAR(20))"))
+    with store.transaction() as conn:
+        conn.execute(text("INSERT INTO hot_rows (name) VALUES ('kept')"))
+    kept = 1 if store.dialect == "sqlite" else 0
+    assert store.engine.pool.checkedout() == kept  # type: ignore[attr-defined]
+    with store.transaction() as again:  # the same connection, in a new transaction
+        assert again.execute(text("SELECT count(*) FROM hot_rows")).scalar() == 1
+    assert store.engine.pool.checkedout() == kept  # type: ignore[attr-defined]
+    with pytest.raises(RuntimeError), store.transaction() as conn:
+        conn.execute(text("INSERT INTO hot_rows (name) VALUES ('lost')"))
+        raise RuntimeError("a failed draft")
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+    with store.engine.connect() as c:
+        assert [r[0] for r in c.execute(text("SELECT name FROM hot_rows"))] == ["kept"]
+    # threads drafting at once: each gets a connection; no more than HOT_CONNECTIONS stay
+    import contextlib
+
+    with contextlib.ExitStack() as stack:
+        for _ in range(HOT_CONNECTIONS + 2):
+            stack.enter_context(store.transaction())
+    assert store.engine.pool.checkedout() == (HOT_CONNECTIONS if kept else 0)  # type: ignore[attr-defined]
+    store.close()
+    assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]

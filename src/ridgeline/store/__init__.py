@@ -49,6 +49,11 @@ def _sqlite_pragmas(dbapi_connection: Any, _record: Any) -> None:
     cursor.close()
 
 
+#: SQLite connections `Store.transaction` keeps between transactions (one per thread
+#: drafting at the same moment; more go back to the pool).
+HOT_CONNECTIONS = 2
+
+
 #: Page cache (KiB) of a connection doing a bulk import (`bulk_page_cache`); it goes
 #: back to every connection's own (`DEFAULT_CACHE_KIB`) when it returns to the pool.
 BULK_CACHE_KIB = 256 * 1024
@@ -115,6 +120,10 @@ class Store:
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "checkin", _sqlite_checkin)
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        #: SQLite: connections `transaction` keeps checked out between its transactions
+        #: (at most `HOT_CONNECTIONS`), and the process they belong to.
+        self._hot: list[Connection] = []
+        self._hot_pid = os.getpid()
         if not create and self.current_revision() is None:
             self.engine.dispose()
             raise NotFound(missing_database_message(self.display_url))
@@ -199,9 +208,35 @@ class Store:
     def transaction(self) -> Iterator[Connection]:
         """A Core transaction (no ORM session): committed when the block ends, rolled back
         on any error. For hot paths that only run prepared INSERTs (a `/v1/match` report
-        draft): an ORM session's set-up, commit and close cost about as much as the draft."""
-        with self.engine.begin() as connection:
-            yield connection
+        draft): an ORM session's set-up, commit and close cost about as much as the draft.
+
+        On SQLite the connection is not given back to the pool after a commit but kept
+        for the next transaction (at most `HOT_CONNECTIONS` of them, so the pool keeps the
+        rest): the pool's checkout and checkin (its reset, events and queue) were a
+        sixth of a hit's draft (bench/reports.py). A connection whose transaction failed
+        goes back to the pool (which rolls it back), never to the next caller."""
+        if self.dialect != "sqlite":
+            with self.engine.begin() as connection:
+                yield connection
+            return
+        hot = self._hot
+        if self._hot_pid != os.getpid():  # a forked child: the parent's connections are not ours
+            hot = self._hot = []
+            self._hot_pid = os.getpid()
+        try:
+            connection = hot.pop()
+        except IndexError:
+            connection = self.engine.connect()
+        try:
+            with connection.begin():
+                yield connection
+        except BaseException:
+            connection.close()
+            raise
+        if len(hot) < HOT_CONNECTIONS and not connection.invalidated:
+            hot.append(connection)
+        else:
+            connection.close()
 
     @contextmanager
     def session(self) -> Iterator[Session]:
@@ -217,7 +252,10 @@ class Store:
             session.close()
 
     def close(self) -> None:
-        """Release pooled connections."""
+        """Release pooled connections (and those `transaction` keeps)."""
+        while self._hot:
+            with suppress(SQLAlchemyError):
+                self._hot.pop().close()
         self.engine.dispose()
 
     def __enter__(self) -> Store:

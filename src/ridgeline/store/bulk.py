@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime as dt
 import json
 from collections.abc import Sequence
+from json.encoder import c_make_encoder, encode_basestring_ascii  # type: ignore[attr-defined]
 from typing import Any
 
 from sqlalchemy import JSON, Boolean, Connection, DateTime, Table
@@ -24,6 +25,22 @@ def sqlite_datetime(value: dt.datetime) -> str:
     if value.tzinfo is not None:
         value = value.astimezone(dt.UTC).replace(tzinfo=None)
     return value.isoformat(" ", "microseconds")
+
+
+#: json.dumps's own C encoder with json.dumps's settings, made once: json.dumps builds
+#: it on every call (a few microseconds, six times per `/v1/match` report draft).
+#: Without the circular-reference check (its markers would be shared between threads):
+#: JSON columns hold trees.
+_encode = c_make_encoder(
+    None, json.JSONEncoder().default, encode_basestring_ascii, None, ": ", ", ", False, False, True
+) if c_make_encoder is not None else None  # fmt: skip
+
+
+def json_text(value: Any) -> str:
+    """`json.dumps(value)`: what SQLAlchemy's JSON type stores with the default serializer."""
+    if _encode is None:  # pragma: no cover - CPython has the C encoder
+        return json.dumps(value)
+    return "".join(_encode(value, 0))
 
 
 def _sqlite_value(kind: str, value: Any) -> Any:
@@ -152,6 +169,7 @@ class PreparedInsert:
                 raise ValueError(f"{table.name}.{col.key}: a callable default must be given")
             self.defaults[col.key] = default.arg
         self._sqlite: tuple[str, tuple[str, ...], tuple[Any, ...]] | None = None
+        self._order: tuple[str, tuple[int | None, ...], tuple[Any, ...]] | None = None
 
     def _compiled(self, dialect: Any) -> tuple[str, tuple[str, ...], tuple[Any, ...]]:
         if self._sqlite is None:
@@ -162,6 +180,35 @@ class PreparedInsert:
             processors = compiled._bind_processors  # what the execution context applies
             self._sqlite = (compiled.string, names, tuple(processors.get(n) for n in names))
         return self._sqlite
+
+    def _driver_order(self, dialect: Any) -> tuple[str, tuple[int | None, ...], tuple[Any, ...]]:
+        """For `driver_row`: the SQL, and per placeholder the index of the column in
+        `columns` (None for a default) and the default's stored value."""
+        if self._order is None:
+            sql, names, processors = self._compiled(dialect)
+            index = {name: i for i, name in enumerate(self.columns)}
+            where = tuple(index.get(name) for name in names)
+            stored = tuple(
+                None
+                if name in index
+                else (self.defaults[name] if proc is None else proc(self.defaults[name]))
+                for name, proc in zip(names, processors, strict=True)
+            )
+            self._order = (sql, where, stored)
+        return self._order
+
+    def driver_row(self, conn: Connection, row: Sequence[Any]) -> int:
+        """SQLite only: insert one row given as the driver's values in `columns` order
+        (what the bind processors would make: JSON as text, datetimes as
+        `sqlite_datetime` text, booleans as 0/1), so that a hot path that has them
+        ready skips the processors; its rowid."""
+        sql, where, stored = self._driver_order(conn.dialect)
+        params = [row[i] if i is not None else d for i, d in zip(where, stored, strict=True)]
+        driver: Any = conn.connection.driver_connection
+        cursor = driver.execute(sql, params)
+        rowid: int = cursor.lastrowid
+        cursor.close()
+        return rowid
 
     def __call__(self, conn: Connection, values: dict[str, Any]) -> int | None:
         """Insert one row; its integer primary key (SQLite's rowid)."""
