@@ -395,3 +395,51 @@ def test_near_pdq_hashes_merge_across_databases(store: Store) -> None:
         [r for r in parse_lines(lines, "f") if not isinstance(r, LineError)]
     )
     assert len(direct) == 2
+
+
+def test_hashes_grouped_in_memory_equal_the_database_grouping(store: Store) -> None:
+    """An import into a store without hashes groups its hashes in memory (exact keys of
+    their hex digits); the merge it gives equals the one grouped by the database
+    (`rebuild`), with md5, sha1, sha256 and pdq values shared across and within
+    databases, values alike in their first 16 digits, and a record replaced in the
+    same import (its hashes gone)."""
+    from ridgeline.victims.registry import merges, rebuild
+
+    rng = random.Random(5)
+    digits = {"md5": 32, "sha1": 40, "sha256": 64, "pdq": 64}
+    pool = [(s, f"{rng.getrandbits(4 * n):0{n}x}") for s, n in digits.items() for _ in range(12)]
+    twin = pool[-1][1][:16] + "0" * 48  # same first word as another sha256/pdq value
+    pool += [("sha256", twin), ("pdq", twin), ("sha256", pool[30][1][:16] + "f" * 48)]
+
+    def source(name: str, seed: int) -> tuple[str, list[str]]:
+        r = random.Random(seed)
+        lines = []
+        for db in ("A", "B", "C"):
+            for k in range(15):
+                hashes = [{"signal": s, "value": v} for s, v in r.sample(pool, 2)]
+                lines.append(
+                    json.dumps(
+                        {
+                            "database": db,
+                            "victim_id": f"{db}{k}",
+                            "first_seen": f"2020-01-{k + 1:02d}T00:00:00Z",
+                            "hashes": hashes,
+                        }
+                    )
+                )
+        return name, lines
+
+    first, second = source("one", 1), source("two", 2)
+    result = import_records(store, [first, ("two", second[1][:10])])  # 10 replaced
+    assert result.errors == () and result.replaced == 10 and result.merges > 0
+
+    def merged() -> tuple[list[object], list[tuple[str, str, int]]]:
+        with store.engine.connect() as conn:
+            rows = conn.execute(
+                sa.text("SELECT database, victim_key, merged_id FROM victim_records ORDER BY id")
+            ).all()
+        return list(merges(store)), [tuple(r) for r in rows]
+
+    in_memory = merged()
+    assert rebuild(store) == (result.victims, result.merges)
+    assert merged() == in_memory

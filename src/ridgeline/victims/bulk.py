@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
-import operator
+import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,10 +26,10 @@ from sqlalchemy import Connection, text
 
 from ridgeline import crashpoint
 from ridgeline.errors import BadInput
-from ridgeline.store import BULK_CACHE_KIB, DEFAULT_CACHE_KIB, Store
+from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.merge import components, near_pdq, occasions
-from ridgeline.victims.records import Batch, LineError, parse_batches
+from ridgeline.victims.records import Batch, LineError, _gc_paused, parse_batches
 
 CHUNK = 20_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -107,8 +107,9 @@ def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
     if conn.dialect.name == "sqlite":
         stamps = np.datetime_as_string(
             np.where(present, micros, 0).astype("datetime64[us]"), unit="us"
-        )
-        out: list[Any] = [f"{t[:10]} {t[11:]}" for t in stamps.tolist()]
+        ).astype("S26")
+        stamps.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")  # YYYY-MM-DD HH:MM:SS.f
+        out: list[Any] = stamps.astype("U26").tolist()
     else:
         out = [
             EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
@@ -176,6 +177,85 @@ class _Columns:
         )
 
 
+_LOWER_HEX = re.compile(r"[0-9a-f]*")
+
+
+@dataclass
+class _HashKeys:
+    """An import's hash rows, in the order written, as exact fixed-width keys: the
+    record, the signal (a code) with the value's length, and the value's hex digits as
+    bytes zero-padded to 32 (four uint64 words). Two rows have equal keys exactly when
+    their (signal, value) are equal, so grouping them here is the database's GROUP BY
+    signal, value without reading 2.8 million strings back."""
+
+    signals: dict[str, int] = field(default_factory=dict)
+    records: list[np.ndarray] = field(default_factory=list)
+    kinds: list[np.ndarray] = field(default_factory=list)
+    words: list[np.ndarray] = field(default_factory=list)
+
+    def add(self, records: list[int], signals: list[str], values: list[str]) -> bool:
+        """Key one batch's hash rows (in id order); False (nothing kept) if a value is
+        not lowercase hex of an even length of at most 64 digits."""
+        n = len(values)
+        if not n:
+            return True
+        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
+        if lengths.max() > 64 or (lengths % 2).any() or not lengths.all():
+            return False
+        joined = "".join(values)
+        if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
+            return False
+        digits = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
+        padded = np.zeros((n, 32), dtype=np.uint8)
+        if (lengths == lengths[0]).all():
+            padded[:, : lengths[0] // 2] = digits.reshape(n, lengths[0] // 2)
+        else:
+            ends = np.cumsum(lengths // 2)
+            for i, (e, k) in enumerate(zip(ends.tolist(), (lengths // 2).tolist(), strict=True)):
+                padded[i, :k] = digits[e - k : e]
+        codes = self.signals
+        for name in dict.fromkeys(signals):
+            codes.setdefault(name, len(codes))
+        kind = np.fromiter(map(codes.__getitem__, signals), dtype=np.int64, count=n)
+        self.kinds.append(kind * 128 + lengths)
+        self.records.append(np.array(records, dtype=np.int64))
+        self.words.append(padded.view(np.uint64))
+        return True
+
+    def groups(self, first_id: int, gone: set[int]) -> tuple[np.ndarray, np.ndarray]:
+        """(record, group) of every row whose (signal, value) two or more rows share,
+        the group being the lowest hash row id holding it (what the SQL gives)."""
+        empty = np.empty(0, dtype=np.int64)
+        if not self.records:
+            return empty, empty
+        records = np.concatenate(self.records)
+        kinds = np.concatenate(self.kinds)
+        words = np.concatenate(self.words)
+        self.records, self.kinds, self.words = [], [], []
+        ids = np.arange(first_id, first_id + len(records), dtype=np.int64)
+        if gone:  # replaced within this import: their rows were deleted
+            keep = ~np.isin(records, np.fromiter(gone, dtype=np.int64))
+            records, kinds, words, ids = records[keep], kinds[keep], words[keep], ids[keep]
+        if not len(records):
+            return empty, empty
+        # stable sorts: within a group the rows stay in id order, the first is the lowest
+        # id. By the first word alone (random for a digest) when the rows that share it
+        # share their whole key; else (two values alike in their first 16 digits) by all
+        order = np.argsort(words[:, 0], kind="stable")
+        k, w = kinds[order], words[order]
+        new = np.r_[True, (k[1:] != k[:-1]) | (w[1:] != w[:-1]).any(axis=1)]
+        if (new[1:] & (w[1:, 0] == w[:-1, 0])).any():
+            order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0], kinds))
+            k, w = kinds[order], words[order]
+            new = np.r_[True, (k[1:] != k[:-1]) | (w[1:] != w[:-1]).any(axis=1)]
+        del k, w, kinds, words
+        group = np.cumsum(new) - 1
+        starts = np.flatnonzero(new)
+        sizes = np.diff(np.r_[starts, len(order)])
+        shared = sizes[group] > 1
+        return records[order[shared]], ids[order[starts]][group[shared]]
+
+
 @dataclass
 class _Import:
     """What one import keeps between batches: ids to hand out, keys already stored, and
@@ -192,13 +272,23 @@ class _Import:
     sight_ids: list[np.ndarray] = field(default_factory=list)
     sight_times: list[np.ndarray] = field(default_factory=list)
     replaced_ids: set[int] = field(default_factory=set)
+    #: the hash rows' ids are this plus their position in this import (ids given here)
+    first_hash: int = 1
+    next_hash: int = 1
+    #: this import's hash rows as exact keys (`_HashKeys`), for grouping them in memory;
+    #: None once a store that held hashes, or a value that is not plain hex, rules it out
+    hash_keys: _HashKeys | None = None
 
 
 def _start(conn: Connection) -> _Import:
     cur = conn.connection.cursor()
-    cur.execute("SELECT (SELECT MAX(id) FROM victim_records), (SELECT MAX(id) FROM victim_series)")
+    cur.execute(
+        "SELECT (SELECT MAX(id) FROM victim_records), (SELECT MAX(id) FROM victim_series), "
+        "(SELECT MAX(id) FROM victim_hashes)"
+    )
     top: Any = cur.fetchone()
     next_id, next_series = (top[0] or 0) + 1, (top[1] or 0) + 1
+    first_hash = (top[2] or 0) + 1
     keys: dict[str, dict[str, int]] = {}
     if next_id > 1:
         cur.execute("SELECT database, victim_key, id FROM victim_records")
@@ -209,7 +299,12 @@ def _start(conn: Connection) -> _Import:
     if next_series > 1:
         cur.execute("SELECT database, series_key, id FROM victim_series")
         series = {(db, key): sid for db, key, sid in cur.fetchall()}
-    return _Import(next_id, next_series, keys, series, next_id)
+    state = _Import(
+        next_id, next_series, keys, series, next_id, first_hash=first_hash, next_hash=first_hash
+    )
+    if top[2] is None:  # no hash rows stored: this import's alone are grouped, in memory
+        state.hash_keys = _HashKeys()
+    return state
 
 
 def _hash_rows(conn: Connection) -> int:
@@ -303,13 +398,23 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
             )
         ),
     )
-    hashes = [
-        (rid, s, v) for rid, hs in zip(id_list, batch.hashes, strict=True) if hs for s, v in hs
-    ]
-    if hashes and max(map(len, map(operator.itemgetter(2), hashes))) > LOOKUP_KEY_MAX:
-        hashes = [(rid, s, lookup_key(v)) for rid, s, v in hashes]
-    _bulk(conn, "victim_hashes", "record_id, signal, value", hashes)
-    del hashes
+    owners = [rid for rid, hs in zip(id_list, batch.hashes, strict=True) for _ in hs]
+    signals = [s for hs in batch.hashes for s, _ in hs]
+    values = [v for hs in batch.hashes for _, v in hs]
+    if values and max(map(len, values)) > LOOKUP_KEY_MAX:
+        values = list(map(lookup_key, values))
+    # ids given here (the next after the import's first, in order): the merge knows them
+    first_hash = state.next_hash
+    state.next_hash += len(values)
+    if state.hash_keys is not None and not state.hash_keys.add(owners, signals, values):
+        state.hash_keys = None  # grouped by the database after all
+    _bulk(
+        conn,
+        "victim_hashes",
+        "id, record_id, signal, value",
+        list(zip(range(first_hash, state.next_hash), owners, signals, values, strict=True)),
+    )
+    del owners, signals, values
     _bulk(
         conn,
         "victim_links",
@@ -376,14 +481,14 @@ def _transaction(store: Store) -> Iterator[Connection]:
         return
     with store.engine.connect() as conn:
         conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-        conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+        bulk_page_cache(conn)
         conn.commit()
         try:
             with conn.begin():
                 yield conn
         finally:
             conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+            end_bulk_page_cache(conn)
             conn.commit()
 
 
@@ -420,7 +525,9 @@ def import_records(
     """
     errors: list[LineError] = []
     written = replaced = 0
-    with _transaction(store) as conn, contextlib.ExitStack() as indexes:
+    # no cyclic collector while the import runs: it holds millions of keys and rows (no
+    # cycles among them) that every full collection would walk again
+    with _gc_paused(), _transaction(store) as conn, contextlib.ExitStack() as indexes:
         state = _start(conn)
         stored = _hash_rows(conn)
         batches = 0
@@ -438,7 +545,7 @@ def import_records(
                     crashpoint.reached("victims.import.chunk")
         indexes.close()  # the merge groups hashes over that index
         if conn.dialect.name == "postgresql":
-            for table in ("victim_records", "victim_series"):
+            for table in ("victim_records", "victim_series", "victim_hashes"):
                 conn.execute(
                     text(
                         f"SELECT setval(pg_get_serial_sequence('{table}', 'id'), "
@@ -545,12 +652,10 @@ def _read_sightings(conn: Connection, below: int | None) -> tuple[np.ndarray, np
     return np.concatenate((owners, rows_[:, 0])), np.concatenate((packed, rows_[:, 1]))
 
 
-def _hash_edges(
-    conn: Connection, pos: np.ndarray, db: np.ndarray
-) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Edges between records (indices) that share a hash held in two or more databases:
-    each holder to the group's lowest record, with the group's id (its lowest hash row).
-    Grouped by the database over its (signal, value) index; only integers come back."""
+def _shared_hashes(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
+    """(record, group) of every hash row whose (signal, value) two or more rows hold, the
+    group being its lowest hash row id: grouped by the database over its (signal,
+    value) index; only integers come back."""
     rows = _fetch_arrays(
         conn,
         "SELECT h.record_id, g.gid FROM victim_hashes h JOIN (SELECT signal, value, "
@@ -558,11 +663,20 @@ def _hash_edges(
         "ON g.signal = h.signal AND g.value = h.value",
         2,
     )
-    if not len(rows):
+    return rows[:, 0].copy(), rows[:, 1].copy()
+
+
+def _hash_edges(
+    shared: tuple[np.ndarray, np.ndarray], pos: np.ndarray, db: np.ndarray
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Edges between records (indices) that share a hash held in two or more databases:
+    each holder to the group's lowest record, with the group's id (its lowest hash row),
+    from `shared` (`_shared_hashes`, or `_HashKeys.groups` of an import into none)."""
+    if not len(shared[0]):
         empty = np.empty(0, dtype=np.int64)
         return empty, empty, empty
-    rec, gid = pos[rows[:, 0]], rows[:, 1]
-    del rows
+    rec, gid = pos[shared[0]], shared[1]
+    del shared
     order = np.lexsort((rec, gid))
     rec, gid = rec[order], gid[order]
     starts = np.flatnonzero(np.r_[True, gid[1:] != gid[:-1]])
@@ -610,6 +724,11 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     every record: this import's (`state`) from memory, older ones read back."""
     codes = state.codes if state else _Codes()
     below = state.first_id if state else None
+    if state is not None and state.hash_keys is not None:  # an import into no hashes
+        shared = state.hash_keys.groups(state.first_hash, state.replaced_ids)
+        state.hash_keys = None
+    else:
+        shared = _shared_hashes(conn)
     parts = [_read_columns(conn, codes, below)]
     s_rec, s_time = _read_sightings(conn, below)
     if state is not None:
@@ -635,7 +754,8 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     pos = np.zeros(int(ids.max()) + 1 if n else 1, dtype=np.int64)
     pos[ids] = np.arange(n)
     db = cols.db
-    hash_a, hash_b, hash_gid = _hash_edges(conn, pos, db)
+    hash_a, hash_b, hash_gid = _hash_edges(shared, pos, db)
+    del shared
     cursor = conn.connection.cursor()
     cursor.execute(
         "SELECT l.record_id, r.id, l.database, l.victim_key FROM victim_links l "
@@ -779,11 +899,11 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
 
 
 def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> None:
-    """Every record's merged victim: one statement through a temporary table."""
-    pairs = list(zip(ids.tolist(), merged.tolist(), strict=True))
-    if not pairs:
+    """Every record's merged victim, in one statement."""
+    if not len(ids):
         return
-    if conn.dialect.name == "postgresql":
+    if conn.dialect.name == "postgresql":  # through a temporary table
+        pairs = list(zip(ids.tolist(), merged.tolist(), strict=True))
         conn.exec_driver_sql(
             "CREATE TEMPORARY TABLE victim_merged_ids (id integer, merged_id integer) "
             "ON COMMIT DROP"
@@ -795,12 +915,21 @@ def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> No
         )
         conn.exec_driver_sql("DROP TABLE victim_merged_ids")
         return
-    with _index_dropped(conn, "ix_victim_records_merged"):  # every row changes
-        _executemany(
-            conn,
-            "UPDATE victim_records SET merged_id = ? WHERE id = ?",
-            [(m, i) for i, m in pairs],
-        )
+    # SQLite: one pass over the table in rowid order, each record's merged victim looked
+    # up by a function of its id, instead of a statement and a B-tree search per record
+    merged_of: list[int | None] = [None] * (int(ids.max()) + 1)
+    for i, m in zip(ids.tolist(), merged.tolist(), strict=True):
+        merged_of[i] = m
+    raw: Any = conn.connection.dbapi_connection
+    raw.create_function("ridgeline_merged_of", 1, merged_of.__getitem__, deterministic=True)
+    try:
+        with _index_dropped(conn, "ix_victim_records_merged"):  # every row changes
+            conn.exec_driver_sql(
+                "UPDATE victim_records SET merged_id = ridgeline_merged_of(id) "
+                "WHERE merged_id IS NOT ridgeline_merged_of(id)"
+            )
+    finally:
+        raw.create_function("ridgeline_merged_of", 1, None)
 
 
 def _write_table(
