@@ -128,10 +128,32 @@ class Served:
         return f"http://127.0.0.1:{self.port}"
 
 
+def _port_block() -> Iterator[int]:
+    """This test process's own ports: a block of 1,000 per pytest-xdist worker, below
+    Linux's ephemeral range, walked from a random start. A port the kernel hands out
+    (bind to 0) could be handed to another worker before our server binds it, and that
+    worker's server would then answer our /readyz."""
+    worker = os.environ.get("PYTEST_XDIST_WORKER", "gw0").removeprefix("gw")
+    first = 20_000 + 1_000 * (int(worker) % 12 if worker.isdigit() else 0)
+    start = int.from_bytes(os.urandom(2)) % 1_000
+    while True:
+        for offset in range(1_000):
+            yield first + (start + offset) % 1_000
+
+
+_PORTS = _port_block()
+
+
 def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+    """A port of this process's block that nothing listens on now."""
+    for port in _PORTS:
+        with socket.socket() as s:
+            try:
+                s.bind(("127.0.0.1", port))
+            except OSError:  # in use, or still closing
+                continue
+            return port
+    raise AssertionError("unreachable: the block is walked forever")
 
 
 @pytest.fixture
