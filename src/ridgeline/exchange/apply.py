@@ -19,7 +19,6 @@ the file's size.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 import json
 import uuid
 from collections.abc import Callable, Collection, Sequence
@@ -36,6 +35,7 @@ from ridgeline.classifications import is_listable
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import BareHashes, ExchangeRecord, ExportItem, ParseResult
+from ridgeline.gcpause import gc_paused
 from ridgeline.index.pack import RowPack
 from ridgeline.lists.matchable import MATCHABLE_STATUS
 from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
@@ -237,11 +237,6 @@ def apply_records(
         raise BadInput(
             f"not_listable must be one of {', '.join(NOT_LISTABLE_CHOICES)}, not {not_listable!r}"
         )
-    # A part allocates a few hundred thousand short-lived objects (records, rows, keys)
-    # and no cycles worth collecting: the cyclic collector rescanned everything alive
-    # many times per part (a third of a VICS import's CPU time).
-    collecting = gc.isenabled()
-    gc.disable()
     # A larger page cache while records are imported: with a small one, a file of a
     # million records no longer kept the indexes it inserts into (ids by origin, hash
     # prefixes) in memory, and each insert read its pages back from the WAL.
@@ -249,17 +244,19 @@ def apply_records(
     if cached is not None:
         bulk_page_cache(cached)
     try:
-        return _apply_records(
-            session, hash_list, parsed, source=source, actor=actor, since=since,
-            status=status, confirmed_elsewhere=confirmed_elsewhere,
-            not_listable=not_listable, watermark=watermark, progress=progress,
-            unmatched=unmatched, pack=pack,
-        )  # fmt: skip
+        # A part allocates a few hundred thousand short-lived objects (records, rows,
+        # keys) and no cycles worth collecting: the cyclic collector rescanned everything
+        # alive many times per part (a third of a VICS import's CPU time).
+        with gc_paused():
+            return _apply_records(
+                session, hash_list, parsed, source=source, actor=actor, since=since,
+                status=status, confirmed_elsewhere=confirmed_elsewhere,
+                not_listable=not_listable, watermark=watermark, progress=progress,
+                unmatched=unmatched, pack=pack,
+            )  # fmt: skip
     finally:
         if cached is not None:
             end_bulk_page_cache(cached)
-        if collecting:
-            gc.enable()
 
 
 def _apply_records(

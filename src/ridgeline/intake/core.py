@@ -14,7 +14,6 @@ error is refused with every problem and nothing of it is stored.
 from __future__ import annotations
 
 import datetime as dt
-import gc
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -26,6 +25,7 @@ from ridgeline import auditlog
 from ridgeline.cases.linking import LinkConfig, Linker, PdqNeighbours
 from ridgeline.cases.models import CaseReport
 from ridgeline.errors import BadInput
+from ridgeline.gcpause import gc_paused
 from ridgeline.intake.sources import Incoming
 from ridgeline.reports import documents, received
 from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier, extract
@@ -102,18 +102,14 @@ class Pipeline:
         # A batch allocates a few hundred thousand short-lived objects (documents,
         # identifiers, rows) and no cycles worth collecting: the cyclic collector would
         # rescan everything alive several times per batch (a fifth of the CPU time).
-        collecting = gc.isenabled()
-        gc.disable()
         try:
-            return self._ingest(session, items, received_by, as_utc(now or utcnow()))
+            with gc_paused():
+                return self._ingest(session, items, received_by, as_utc(now or utcnow()))
         except BaseException:
             # The batch rolls back with the caller's transaction: forget what the
             # linker learnt from it.
             self.linker.pdq = PdqNeighbours()
             raise
-        finally:
-            if collecting:
-                gc.enable()
 
     def _ingest(
         self,

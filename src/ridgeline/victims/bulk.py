@@ -26,10 +26,11 @@ from sqlalchemy import Connection, text
 
 from ridgeline import crashpoint
 from ridgeline.errors import BadInput
+from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.merge import components, near_pdq, occasions
-from ridgeline.victims.records import Batch, LineError, _gc_paused, parse_batches
+from ridgeline.victims.records import Batch, LineError, parse_batches
 
 CHUNK = 20_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -527,7 +528,7 @@ def import_records(
     written = replaced = 0
     # no cyclic collector while the import runs: it holds millions of keys and rows (no
     # cycles among them) that every full collection would walk again
-    with _gc_paused(), _transaction(store) as conn, contextlib.ExitStack() as indexes:
+    with gc_paused(), _transaction(store) as conn, contextlib.ExitStack() as indexes:
         state = _start(conn)
         stored = _hash_rows(conn)
         batches = 0

@@ -6,10 +6,8 @@ half-applies, the registry imports only when every line of every file is good.
 
 from __future__ import annotations
 
-import contextlib
 import datetime as dt
 import functools
-import gc
 import itertools
 import json
 import re
@@ -21,6 +19,7 @@ import msgspec
 import numpy as np
 
 from ridgeline.errors import BadInput
+from ridgeline.gcpause import gc_paused
 from ridgeline.timeutil import isoformat, parse_iso
 
 if TYPE_CHECKING:
@@ -723,7 +722,7 @@ def parse_batches(lines: Iterable[str], source: str, size: int = 20_000) -> Iter
         numbers: list[int] = []
         texts: list[str] = []
         decoded: list[_Line | None] = []
-        with _gc_paused():
+        with gc_paused():
             for number, line in it:
                 if not line.strip():
                     continue
@@ -744,21 +743,6 @@ def parse_batches(lines: Iterable[str], source: str, size: int = 20_000) -> Iter
         yield batch
         if not full:
             return
-
-
-@contextlib.contextmanager
-def _gc_paused() -> Iterator[None]:
-    """The cyclic garbage collector off while a batch is decoded and checked: a batch
-    keeps some 100,000 small lists alive (none in a cycle), and collections that walk
-    them again and again cost about a third of the parse. Restored before the batch is
-    handed on (and never switched on if the caller had it off)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        yield
-    finally:
-        if was:
-            gc.enable()
 
 
 def _parse_batch(
