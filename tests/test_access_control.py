@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -122,3 +123,29 @@ def test_rotation_and_revocation_reach_every_worker_within_a_second(
     seen = _watch(base, {"pat": (pat, "/ui/")}, seconds=1.0)
     assert all(s in (302, 303) for _, _, s in seen["pat"]), seen["pat"]
     assert {w for _, w, _ in seen["pat"]} == set(range(WORKERS))
+
+
+def test_self_submission_rate_counts_across_workers(
+    tmp_path: Path, serve_process: Callable[..., Any]
+) -> None:
+    """An address gets `--self-submit-rate` requests a second from the whole server: with
+    two workers it must not get twice the burst by landing on each in turn."""
+    Store.open(tmp_path / "submit.db").close()
+    server = serve_process("serve", "--port", "{port}", "--db", str(tmp_path / "submit.db"),
+                           "--workers", str(WORKERS), "--no-access-log",
+                           "--self-submit-rate", "1")  # fmt: skip
+    body = {"case_number": "RL-0000-0000-0000"}
+    seen: list[tuple[int, int]] = []
+    t0 = time.monotonic()
+    for _ in range(200):
+        with httpx.Client(base_url=server.base, timeout=10) as client:
+            worker = int(client.get("/healthz").json()["worker"])
+            res = client.post("/submit-hashes/api/status", json=body)
+            seen.append((worker, res.status_code))
+        if len(seen) >= 8 and {w for w, _ in seen} == set(range(WORKERS)):
+            break
+    elapsed = time.monotonic() - t0
+    assert {w for w, _ in seen} == set(range(WORKERS)), seen
+    passed = [s for _, s in seen if s != 429]
+    # one bucket of 2 tokens for the server, refilled at 1 a second while we asked
+    assert 1 <= len(passed) <= 2 + int(elapsed) + 1, (seen, elapsed)

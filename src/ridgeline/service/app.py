@@ -128,7 +128,7 @@ class ServiceConfig:
     exchange_interval_s: float = 0.0
     #: The public self-submission page and calls (`/submit-hashes/`, docs/self-submission.md).
     selfsubmit: bool = True
-    #: Its requests per second per network address (per worker; bursts of 2 seconds).
+    #: Its requests per second per network address (all workers together; bursts of 2 s).
     selfsubmit_rate: float = 1.0
     #: Files per submission, and per submitter and day (submissions and files).
     selfsubmit_max_items: int = 50

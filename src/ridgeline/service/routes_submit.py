@@ -6,7 +6,7 @@ protections instead:
 * the request guard caps these bodies at `SUBMIT_BODY_CAP` (a few KiB of hashes, never
   a file) before any route reads them, and refuses multipart bodies outright;
 * a token bucket per network address (`ServiceConfig.selfsubmit_rate` requests a
-  second, per worker) on every call, and the per-submitter window limits of
+  second, all workers together) on every call, and the per-submitter window limits of
   `ridgeline.submit.Limits` counted in the store (all workers together);
 * the address itself is never stored: only `submit.pseudonym(secret, address)`.
 
@@ -28,7 +28,7 @@ from starlette.staticfiles import StaticFiles
 from ridgeline.errors import BadInput, InvalidHash, RateLimited
 from ridgeline.matching import Matcher
 from ridgeline.service.auth import PERMISSION_KEY, PUBLIC
-from ridgeline.service.ratelimit import BucketTable
+from ridgeline.service.ratelimit import BucketTable, process_table
 from ridgeline.service.schemas import Body, ErrorOut
 from ridgeline.submit import (
     Item,
@@ -111,19 +111,28 @@ def _items(raw: list[ItemIn]) -> list[Item]:
     return out
 
 
-class SubmitGate:
-    """Per-address request limits and the pseudonym of the address (one per app)."""
+#: Set in every self-submission bucket id, above any API key's id, so that addresses and
+#: keys can share the workers' one table without taking each other's tokens (ids stay
+#: below 2**53: exact as the table's doubles).
+_ADDRESS_BIT = 1 << 50
 
-    def __init__(self, secret: bytes, rate: float) -> None:
+
+class SubmitGate:
+    """Per-address request limits and the pseudonym of the address (one per app).
+
+    The buckets are the workers' shared table when the server runs several (an address
+    gets `rate` a second from the whole server, not from each worker), else local."""
+
+    def __init__(self, secret: bytes, rate: float, table: BucketTable | None = None) -> None:
         self.secret = secret
         self.rate = rate
-        self.table = BucketTable.local()
+        self.table = table or process_table() or BucketTable.local()
 
     def submitter(self, request: Request) -> str:
         """The caller's pseudonym, after taking a token from its bucket."""
         address = request.client.host if request.client else "unknown"
         name = pseudonym(self.secret, address)
-        slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") | 1
+        slot = int.from_bytes(hashlib.sha256(name.encode()).digest()[:6], "big") | _ADDRESS_BIT
         wait = self.table.take(slot, self.rate, time.monotonic())
         if wait > 0:
             raise RateLimited(
