@@ -13,6 +13,7 @@ import pytest
 from click.testing import CliRunner
 
 from ridgeline.cli import main
+from ridgeline.cli.indicator import indicator_table
 from ridgeline.indicator import compute, load_table, table_from_records
 from ridgeline.indicator.core import population_estimate
 from ridgeline.store import Store
@@ -182,6 +183,22 @@ def test_cli_indicator_json_csv_table_and_charts(tmp_path: Path) -> None:
     assert f"known,{data['known']}" in csv_out.stdout
     table = runner.invoke(main, ["indicator", "--db", db, "--as-of", "2025-01-01"])
     assert "Estimated victims in all" in table.stdout and "log-rank" in table.stdout
+    # on an 80-column terminal nothing in the tables is folded inside a word
+    narrow = indicator_table(data, width=80).splitlines()
+    prose = ("as of ", "Estimated victims in all")
+    assert [line for line in narrow if len(line) > 80 and not line.startswith(prose)] == []
+    rule = [i for i, line in enumerate(narrow) if line.startswith("───")]
+    assert narrow[rule[0] - 1].split() == [
+        "period", "known", "new", "identified", "unident.", "share", "traded", "index",
+    ]  # fmt: skip
+    for row in data["periods"]:
+        cells = next(line for line in narrow if line.startswith(row["period"] + " ")).split()
+        keys = ("period", "known", "new_victims", "identifications", "unidentified")
+        assert cells[:5] == [str(row[k]) for k in keys]
+    strata = [line.split()[0] for line in narrow[rule[1] + 1 :] if line and line[0] != " "]
+    assert [s["stratum"] for s in data["strata"]][:3] == [
+        s for s in strata if s not in ("all", "log-rank")
+    ][:3]
     bad = runner.invoke(main, ["indicator", "--db", db, "--as-of", "yesterday"])
     assert bad.exit_code == 2 and "--as-of" in bad.output
 

@@ -44,8 +44,33 @@ def _rounded(value: Any) -> Any:
     return value
 
 
-def indicator_table(data: dict[str, Any]) -> str:
-    """The indicator as text: summary, periods, survival, log-rank, the estimate."""
+def _percent(share: float | None) -> str:
+    return "" if share is None else f"{100 * share:.1f} %"
+
+
+def _days(value: float | None) -> str:
+    return "-" if value is None else f"{value:.0f}"
+
+
+#: The period table's columns: short headers (eight columns fit 80 characters with
+#: seven-digit counts), each explained in the legend under the table.
+_PERIOD_COLUMNS = (
+    ("period", "period", ""),
+    ("known", "known", "victims known at the period's end"),
+    ("new", "new_victims", "victims first seen in the period"),
+    ("identified", "identifications", "victims identified in the period"),
+    ("unident.", "unidentified", "not identified at the period's end"),
+    ("share", "identified_share", "identified share at the period's end"),
+    ("traded", "actively_traded", "actively traded (found on 5 or more occasions)"),
+    ("index", "index", "unidentified victims, baseline period = 100"),
+)
+
+
+def indicator_table(data: dict[str, Any], width: int | None = None) -> str:
+    """The indicator as text: summary, periods, survival, log-rank, the estimate.
+
+    Headers are short words with a legend, so that on an 80-column terminal no header
+    or value is folded in the middle of a word."""
     from ridgeline.output import render_table
 
     data = _rounded(data)
@@ -57,34 +82,33 @@ def indicator_table(data: dict[str, Any]) -> str:
         "",
         f"Periods (index: {data['baseline']} = 100)",
     ]
-    lines.append(
-        render_table(
-            data["periods"],
-            [
-                "period",
-                "known",
-                "new_victims",
-                "identifications",
-                "unidentified",
-                "identified_share",
-                "actively_traded",
-                "index",
-            ],
-        )
-    )
+    periods = [
+        {
+            label: _percent(p[key]) if key == "identified_share" else p[key]
+            for label, key, _ in _PERIOD_COLUMNS
+        }
+        for p in data["periods"]
+    ]
+    lines.append(render_table(periods, [label for label, _, _ in _PERIOD_COLUMNS], width=width))
+    lines += [f"  {label}: {meaning}" for label, _, meaning in _PERIOD_COLUMNS if meaning]
     rows = []
     for s in [data["survival"], *data["strata"]]:
+        ci = f"({_days(s['median_low'])}–{_days(s['median_high'])})"
         rows.append(
             {
                 "stratum": s["stratum"],
                 "victims": s["victims"],
                 "identified": s["identified"],
-                "median_days": s["median_days"],
-                "median_95ci": f"{s['median_low']}–{s['median_high']}",
-                **{f"within_{k}": round(v["share"], 4) for k, v in s["within"].items()},
+                "median days (95 % CI)": f"{_days(s['median_days'])} {ci}",
+                **{f"≤ {k}": _percent(v["share"]) for k, v in s["within"].items()},
             }
         )
-    lines += ["", "Time to identification (Kaplan-Meier, censored at as-of)", render_table(rows)]
+    lines += [
+        "",
+        "Time to identification (Kaplan-Meier, censored at as-of)",
+        render_table(rows, keep=["stratum"], width=width),
+        "  ≤ 30d, ≤ 1y, ≤ 5y: identified within 30 days, 1 year, 5 years of first seen",
+    ]
     if data["logrank"]:
         lr = data["logrank"]
         lines.append(
