@@ -116,6 +116,52 @@ def test_batched_and_hash_only_drafts(sqlite_store: Store) -> None:
     assert HASHES["sha256"] in (report.additional_info or "")
 
 
+def test_a_hit_stores_the_digests_of_its_own_bytes(store: Store, tmp_path: Path) -> None:
+    """The sink takes md5/sha1/sha256 from the hit's signals only where they are the
+    bytes' own (the caller hashed these bytes, or their sha256 is the signals'); signals
+    of other content never reach the file row, and a scanned file that changed since
+    the scan is not attached."""
+    from sqlalchemy import select
+
+    from ridgeline.reports.models import CyberTipFile
+    from ridgeline.scan.actions import ReportRequest
+
+    sink = drafts.ReportSink(KEY, actor="t")
+    other = b"some other content"
+    on_disk = tmp_path / "seen.bin"
+    on_disk.write_bytes(DATA)
+    cases = [  # (data, path, hashed, signals)
+        (DATA, None, True, HASHES),  # an upload: its signals are its own
+        (DATA, None, False, HASHES),  # sha256 matches: md5/sha1 taken
+        (other, None, False, HASHES),  # somebody else's signals: computed here
+        (DATA, None, False, {"md5": HASHES["md5"]}),  # incomplete: computed here
+        (None, str(on_disk), False, HASHES),  # a scanned file, still the same
+    ]
+    ids = []
+    with store.transaction() as conn:
+        for data, path, hashed, signals in cases:
+            request = ReportRequest(name="f.bin", path=path, sha256=signals.get("sha256"),
+                                    signals=dict(signals), matches=[], data=data,
+                                    hashed=hashed)  # fmt: skip
+            ids.append(sink(conn, request))
+    on_disk.write_bytes(other)  # changed since the scan: not attached
+    with store.transaction() as conn:
+        changed = sink(conn, ReportRequest(name="f.bin", path=str(on_disk),
+                                           sha256=HASHES["sha256"], signals=dict(HASHES),
+                                           matches=[]))  # fmt: skip
+    with store.session() as s:
+        for report_id, (data, _, _, _) in zip(ids, cases, strict=True):
+            f = s.scalars(select(CyberTipFile).where(CyberTipFile.report_id == report_id)).one()
+            content = DATA if data is None else data
+            assert (f.md5, f.sha1, f.sha256) == (
+                hashlib.md5(content).hexdigest(),
+                hashlib.sha1(content).hexdigest(),
+                hashlib.sha256(content).hexdigest(),
+            )
+            assert core.file_bytes(f, KEY) == content
+        assert s.scalars(select(CyberTipFile).where(CyberTipFile.report_id == changed)).all() == []
+
+
 def test_hashes_from_signals() -> None:
     signals = {"md5": "a" * 32, "pdq": {"hash": "b" * 64, "quality": 90}, "vpdq": ["x"]}
     assert drafts.hashes_from_signals(signals) == {"md5": "a" * 32, "pdq": "b" * 64}

@@ -53,6 +53,9 @@ class NewFile:
     name: str
     data: bytes
     details: FileDetails | None = None
+    #: md5, sha1 and sha256 of `data` when the caller already knows them (a hit that
+    #: hashed the file: `drafts.ReportSink`); None: computed here.
+    digests: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -251,26 +254,38 @@ def _digest(prototype: Any, data: bytes) -> str:
     return str(h.hexdigest())
 
 
-def _uuid4_hex() -> str:
-    """`uuid.uuid4().hex` (random, version 4, RFC 4122 variant) without building a UUID."""
-    b = bytearray(secrets.token_bytes(16))
+def _uuid4_hex(b: bytearray) -> str:
+    """`uuid.uuid4().hex` (random, version 4, RFC 4122 variant) of 16 random bytes,
+    without building a UUID."""
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80
     return b.hex()
 
 
+def sha256_hex(data: bytes) -> str:
+    """The sha256 of `data` (hex), as a report file stores it."""
+    return _digest(_SHA256, data)
+
+
+def file_digests(data: bytes) -> tuple[str, str, str]:
+    """md5, sha1 and sha256 of `data` (hex), as a report file stores them."""
+    return _digest(_MD5, data), _digest(_SHA1, data), _digest(_SHA256, data)
+
+
 def _file_values(report_id: int, position: int, new: NewFile, key: EvidenceKey) -> dict[str, Any]:
     """The columns of one encrypted report file (AES-GCM, bound to report and blob)."""
-    blob_uuid = _uuid4_hex()
-    nonce = secrets.token_bytes(12)
+    random = secrets.token_bytes(28)  # one read of the OS's randomness: uuid, then nonce
+    blob_uuid = _uuid4_hex(bytearray(random[:16]))
+    nonce = random[16:]
+    md5, sha1, sha256 = new.digests or file_digests(new.data)
     return {
         "report_id": report_id,
         "position": position,
         "file_name": new.name,
         "size": len(new.data),
-        "md5": _digest(_MD5, new.data),
-        "sha1": _digest(_SHA1, new.data),
-        "sha256": _digest(_SHA256, new.data),
+        "md5": md5,
+        "sha1": sha1,
+        "sha256": sha256,
         "blob_uuid": blob_uuid,
         "key_id": key.key_id,
         "nonce": nonce,
