@@ -351,18 +351,22 @@ def insert_report(
         # the processors were a fifth of a hit's draft (bench/reports.py).
         dumps: Callable[[Any], str] = getattr(conn.dialect, "_json_serializer", None) or json_text
         stamp = sqlite_datetime(now)
+        driver = conn.connection.driver_connection
         report_id = insert_report_row.driver_row(
             conn,
             (dumps(document), dumps(origin or {}), actor, dumps(problem_rows), state, stamp,
              stamp),
+            driver=driver,
         )  # fmt: skip
         for i, new in enumerate(files):
             assert key is not None
             v = _file_values(report_id, i, new, key)
             v["details"] = dumps(v["details"])
             v["stray_file_ids"] = dumps(v["stray_file_ids"])
-            insert_file_row.driver_row(conn, [v[c] for c in _FILE_COLUMNS])
-        insert_event_row.driver_row(conn, (report_id, actor, "create", stamp, dumps(event_details)))
+            insert_file_row.driver_row(conn, [v[c] for c in _FILE_COLUMNS], driver=driver)
+        insert_event_row.driver_row(
+            conn, (report_id, actor, "create", stamp, dumps(event_details)), driver=driver
+        )
         return report_id
     inserted = insert_report_row(
         conn,
