@@ -4,6 +4,7 @@ report on the local CyberTipline server, from the CLI."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -160,6 +161,32 @@ def test_a_hit_stores_the_digests_of_its_own_bytes(store: Store, tmp_path: Path)
             )
             assert core.file_bytes(f, KEY) == content
         assert s.scalars(select(CyberTipFile).where(CyberTipFile.report_id == changed)).all() == []
+
+
+def test_a_report_document_is_validated_once_unless_its_time_is_to_come(store: Store) -> None:
+    """Drafts that carry one report document store the same rows whether it was
+    validated and encoded for them or for an earlier draft; a document whose incident
+    time is still in the future is validated again (it becomes valid with time)."""
+    report = samples.minimal_report()
+    with store.transaction() as conn:
+        ids = [core.insert_report(conn, report, [], KEY, actor="t", origin={"n": 1})
+               for _ in range(2)]  # fmt: skip
+    with store.session() as s:
+        first, second = (core.get_report(s, i) for i in ids)
+        assert (first.document, first.problems, first.state) == (
+            second.document, second.problems, second.state
+        )  # fmt: skip
+    when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    summary = dataclasses.replace(report.incident_summary, incident_date_time=when)
+    # a document of its own (kept parts are shared by the process's drafts)
+    later = dataclasses.replace(report, incident_summary=summary, additional_info=uuid.uuid4().hex)
+    hour = dt.timedelta(hours=1)
+    early = core._report_part(later, when - hour, None)
+    assert any("in the future" in p.message for p in early.problems)
+    assert not any(
+        "in the future" in p.message for p in core._report_part(later, when + hour, None).problems
+    )
+    assert core._report_part(later, when + 2 * hour, None) is core._report_part(later, when, None)
 
 
 def test_hashes_from_signals() -> None:
