@@ -219,7 +219,7 @@ class Store:
         SQLite: no SQLAlchemy transaction is begun (pysqlite's BEGIN comes with the
         first write either way); the block's work is committed through the driver, or
         through SQLAlchemy if the block used it (it began one): SQLAlchemy's begin and
-        commit around the driver's were a twentieth of a hit's draft."""
+        commit around the driver's cost some 10 us of a hit's draft (bench/reports.py)."""
         if self.dialect != "sqlite":
             with self.engine.begin() as connection:
                 yield connection
