@@ -4,6 +4,7 @@ report on the local CyberTipline server, from the CLI."""
 from __future__ import annotations
 
 import base64
+import dataclasses
 import datetime as dt
 import hashlib
 import json
@@ -114,6 +115,78 @@ def test_batched_and_hash_only_drafts(sqlite_store: Store) -> None:
         report.batched_report is not None and report.batched_report.reason == "VIRAL_POTENTIAL_MEME"
     )
     assert HASHES["sha256"] in (report.additional_info or "")
+
+
+def test_a_hit_stores_the_digests_of_its_own_bytes(store: Store, tmp_path: Path) -> None:
+    """The sink takes md5/sha1/sha256 from the hit's signals only where they are the
+    bytes' own (the caller hashed these bytes, or their sha256 is the signals'); signals
+    of other content never reach the file row, and a scanned file that changed since
+    the scan is not attached."""
+    from sqlalchemy import select
+
+    from ridgeline.reports.models import CyberTipFile
+    from ridgeline.scan.actions import ReportRequest
+
+    sink = drafts.ReportSink(KEY, actor="t")
+    other = b"some other content"
+    on_disk = tmp_path / "seen.bin"
+    on_disk.write_bytes(DATA)
+    cases = [  # (data, path, hashed, signals)
+        (DATA, None, True, HASHES),  # an upload: its signals are its own
+        (DATA, None, False, HASHES),  # sha256 matches: md5/sha1 taken
+        (other, None, False, HASHES),  # somebody else's signals: computed here
+        (DATA, None, False, {"md5": HASHES["md5"]}),  # incomplete: computed here
+        (None, str(on_disk), False, HASHES),  # a scanned file, still the same
+    ]
+    ids = []
+    with store.transaction() as conn:
+        for data, path, hashed, signals in cases:
+            request = ReportRequest(name="f.bin", path=path, sha256=signals.get("sha256"),
+                                    signals=dict(signals), matches=[], data=data,
+                                    hashed=hashed)  # fmt: skip
+            ids.append(sink(conn, request))
+    on_disk.write_bytes(other)  # changed since the scan: not attached
+    with store.transaction() as conn:
+        changed = sink(conn, ReportRequest(name="f.bin", path=str(on_disk),
+                                           sha256=HASHES["sha256"], signals=dict(HASHES),
+                                           matches=[]))  # fmt: skip
+    with store.session() as s:
+        for report_id, (data, _, _, _) in zip(ids, cases, strict=True):
+            f = s.scalars(select(CyberTipFile).where(CyberTipFile.report_id == report_id)).one()
+            content = DATA if data is None else data
+            assert (f.md5, f.sha1, f.sha256) == (
+                hashlib.md5(content).hexdigest(),
+                hashlib.sha1(content).hexdigest(),
+                hashlib.sha256(content).hexdigest(),
+            )
+            assert core.file_bytes(f, KEY) == content
+        assert s.scalars(select(CyberTipFile).where(CyberTipFile.report_id == changed)).all() == []
+
+
+def test_a_report_document_is_validated_once_unless_its_time_is_to_come(store: Store) -> None:
+    """Drafts that carry one report document store the same rows whether it was
+    validated and encoded for them or for an earlier draft; a document whose incident
+    time is still in the future is validated again (it becomes valid with time)."""
+    report = samples.minimal_report()
+    with store.transaction() as conn:
+        ids = [core.insert_report(conn, report, [], KEY, actor="t", origin={"n": 1})
+               for _ in range(2)]  # fmt: skip
+    with store.session() as s:
+        first, second = (core.get_report(s, i) for i in ids)
+        assert (first.document, first.problems, first.state) == (
+            second.document, second.problems, second.state
+        )  # fmt: skip
+    when = dt.datetime(2030, 1, 1, tzinfo=dt.UTC)
+    summary = dataclasses.replace(report.incident_summary, incident_date_time=when)
+    # a document of its own (kept parts are shared by the process's drafts)
+    later = dataclasses.replace(report, incident_summary=summary, additional_info=uuid.uuid4().hex)
+    hour = dt.timedelta(hours=1)
+    early = core._report_part(later, when - hour, None)
+    assert any("in the future" in p.message for p in early.problems)
+    assert not any(
+        "in the future" in p.message for p in core._report_part(later, when + hour, None).problems
+    )
+    assert core._report_part(later, when + 2 * hour, None) is core._report_part(later, when, None)
 
 
 def test_hashes_from_signals() -> None:

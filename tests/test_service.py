@@ -1035,3 +1035,16 @@ def test_scans_through_the_api(env: tuple[Env, TestClient]) -> None:
     missing = client.get("/v1/scans/999999", headers=h)
     assert missing.status_code == 404 and missing.json()["error"]["code"] == "not_found"
     assert client.get("/v1/scans", headers=e.headers("provider")).status_code == 403
+
+
+def test_a_small_upload_is_held_as_spooled() -> None:
+    """`spooled_upload(held=...)`: an upload of one chunk is kept (the bytes the file
+    holds: a `report` draft does not read it back); a larger one is not."""
+    from ridgeline.service.uploads import CHUNK, spooled_upload
+
+    small, large = b"benign upload bytes\n" * 10, b"x" * (CHUNK + 1)
+    for data, kept in ((small, [small]), (large, [])):
+        held: list[bytes] = []
+        with spooled_upload(io.BytesIO(data), CHUNK * 2, ["file"], held=held) as path:
+            assert Path(path).read_bytes() == data
+        assert held == kept

@@ -270,6 +270,15 @@ def test_transaction_keeps_its_sqlite_connection_and_drops_a_failed_one(store: S
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
     with store.engine.connect() as c:
         assert [r[0] for r in c.execute(text("SELECT name FROM hot_rows"))] == ["kept"]
+    if store.dialect == "sqlite":  # writes straight to the driver (a draft's): the same
+        with store.transaction() as conn:
+            conn.connection.driver_connection.execute("INSERT INTO hot_rows VALUES ('driver')")
+        with pytest.raises(RuntimeError), store.transaction() as conn:
+            conn.connection.driver_connection.execute("INSERT INTO hot_rows VALUES ('lost')")
+            raise RuntimeError("a failed draft")
+        with store.engine.connect() as c:
+            names = [r[0] for r in c.execute(text("SELECT name FROM hot_rows ORDER BY rowid"))]
+            assert names == ["kept", "driver"]
     # threads drafting at once: each gets a connection; no more than HOT_CONNECTIONS stay
     import contextlib
 

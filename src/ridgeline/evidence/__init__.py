@@ -64,11 +64,13 @@ class EvidenceKey:
             )
         self._raw = bytes(raw)
         self._aead: AESGCM | None = None
+        # once: every file stored with the key (a report draft per hit) records it
+        self._key_id = hashlib.sha256(b"ridgeline-evidence-key-id\x00" + self._raw).hexdigest()[:16]
 
     @property
     def key_id(self) -> str:
         """A short fingerprint that identifies the key without revealing it."""
-        return hashlib.sha256(b"ridgeline-evidence-key-id\x00" + self._raw).hexdigest()[:16]
+        return self._key_id
 
     def aead(self) -> AESGCM:
         """The cipher, made once per key (it keeps no per-message state; a report draft

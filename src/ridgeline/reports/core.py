@@ -53,6 +53,9 @@ class NewFile:
     name: str
     data: bytes
     details: FileDetails | None = None
+    #: md5, sha1 and sha256 of `data` when the caller already knows them (a hit that
+    #: hashed the file: `drafts.ReportSink`); None: computed here.
+    digests: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -210,9 +213,15 @@ def _event(
     session.add(CyberTipEvent(report_id=row.id, actor=actor, action=action, details=details))
 
 
-def check_all(report: Report, details: list[FileDetails | None]) -> list[Problem]:
-    """Problems of the report and of every file's details (ids not yet required)."""
-    problems = docs.validate_report(report)
+def check_all(
+    report: Report,
+    details: list[FileDetails | None],
+    *,
+    report_problems: list[Problem] | None = None,
+) -> list[Problem]:
+    """Problems of the report and of every file's details (ids not yet required);
+    `report_problems`: the report's own, when the caller has them already."""
+    problems = docs.validate_report(report) if report_problems is None else list(report_problems)
     for i, fd in enumerate(details):
         if fd is None:
             continue
@@ -251,26 +260,38 @@ def _digest(prototype: Any, data: bytes) -> str:
     return str(h.hexdigest())
 
 
-def _uuid4_hex() -> str:
-    """`uuid.uuid4().hex` (random, version 4, RFC 4122 variant) without building a UUID."""
-    b = bytearray(secrets.token_bytes(16))
+def _uuid4_hex(b: bytearray) -> str:
+    """`uuid.uuid4().hex` (random, version 4, RFC 4122 variant) of 16 random bytes,
+    without building a UUID."""
     b[6] = (b[6] & 0x0F) | 0x40
     b[8] = (b[8] & 0x3F) | 0x80
     return b.hex()
 
 
+def sha256_hex(data: bytes) -> str:
+    """The sha256 of `data` (hex), as a report file stores it."""
+    return _digest(_SHA256, data)
+
+
+def file_digests(data: bytes) -> tuple[str, str, str]:
+    """md5, sha1 and sha256 of `data` (hex), as a report file stores them."""
+    return _digest(_MD5, data), _digest(_SHA1, data), _digest(_SHA256, data)
+
+
 def _file_values(report_id: int, position: int, new: NewFile, key: EvidenceKey) -> dict[str, Any]:
     """The columns of one encrypted report file (AES-GCM, bound to report and blob)."""
-    blob_uuid = _uuid4_hex()
-    nonce = secrets.token_bytes(12)
+    random = secrets.token_bytes(28)  # one read of the OS's randomness: uuid, then nonce
+    blob_uuid = _uuid4_hex(bytearray(random[:16]))
+    nonce = random[16:]
+    md5, sha1, sha256 = new.digests or file_digests(new.data)
     return {
         "report_id": report_id,
         "position": position,
         "file_name": new.name,
         "size": len(new.data),
-        "md5": _digest(_MD5, new.data),
-        "sha1": _digest(_SHA1, new.data),
-        "sha256": _digest(_SHA256, new.data),
+        "md5": md5,
+        "sha1": sha1,
+        "sha256": sha256,
         "blob_uuid": blob_uuid,
         "key_id": key.key_id,
         "nonce": nonce,
@@ -320,34 +341,47 @@ def insert_report(
     or a Core connection's: `Store.transaction`), so that a draft adds well under a
     millisecond to the hit (bench/reports.py); its id."""
     _check_files(files, key)
-    problems = check_all(report, [f.details for f in files])
-    state = "draft" if docs.errors(problems) else "validated"
     now = utcnow()
     # the caller's transaction; plain statements (`store.bulk.PreparedInsert`)
     conn = session if isinstance(session, Connection) else session.connection()
+    sqlite = conn.dialect.name == "sqlite"
+    # JSON text as SQLAlchemy's JSON type makes it on SQLite: the engine's serializer
+    # unless it was given one (other databases: SQLAlchemy encodes)
+    dumps: Callable[[Any], str] | None = (
+        (getattr(conn.dialect, "_json_serializer", None) or json_text) if sqlite else None
+    )
+    part = _report_part(report, now, dumps)
+    problems = check_all(report, [f.details for f in files], report_problems=part.problems)
+    state = "draft" if docs.errors(problems) else "validated"
     insert_report_row, insert_file_row, insert_event_row = _inserts()
-    document = docs.to_json(report)
-    problem_rows = [p.to_json() for p in problems]
+    document = part.document
     event_details = {"files": len(files), "state": state}
-    if conn.dialect.name == "sqlite":
+    if sqlite:
         # Straight to the driver with the values SQLAlchemy's bind processors would make
-        # (JSON text as json.dumps makes it, the engine's serializer unless it was given
-        # one; one datetime text for the three times, as SQLAlchemy formats a UTC time):
-        # the processors were a fifth of a hit's draft (bench/reports.py).
-        dumps: Callable[[Any], str] = getattr(conn.dialect, "_json_serializer", None) or json_text
+        # (JSON text as above; one datetime text for the three times, as SQLAlchemy
+        # formats a UTC time): the processors were a fifth of a hit's draft.
+        assert dumps is not None and part.text is not None
+        problems_text = (  # no file problems: the report's own, encoded once
+            part.problems_text
+            if len(problems) == len(part.problems)
+            else dumps([p.to_json() for p in problems])
+        )
         stamp = sqlite_datetime(now)
+        driver = conn.connection.driver_connection
         report_id = insert_report_row.driver_row(
             conn,
-            (dumps(document), dumps(origin or {}), actor, dumps(problem_rows), state, stamp,
-             stamp),
-        )  # fmt: skip
+            (part.text, dumps(origin or {}), actor, problems_text, state, stamp, stamp),
+            driver=driver,
+        )
         for i, new in enumerate(files):
             assert key is not None
             v = _file_values(report_id, i, new, key)
             v["details"] = dumps(v["details"])
             v["stray_file_ids"] = dumps(v["stray_file_ids"])
-            insert_file_row.driver_row(conn, [v[c] for c in _FILE_COLUMNS])
-        insert_event_row.driver_row(conn, (report_id, actor, "create", stamp, dumps(event_details)))
+            insert_file_row.driver_row(conn, [v[c] for c in _FILE_COLUMNS], driver=driver)
+        insert_event_row.driver_row(
+            conn, (report_id, actor, "create", stamp, dumps(event_details)), driver=driver
+        )
         return report_id
     inserted = insert_report_row(
         conn,
@@ -355,7 +389,7 @@ def insert_report(
             "document": document,
             "origin": origin or {},
             "created_by": actor,
-            "problems": problem_rows,
+            "problems": [p.to_json() for p in problems],
             "state": state,
             "created_at": now,
             "updated_at": now,
@@ -372,6 +406,50 @@ def insert_report(
          "details": event_details},
     )  # fmt: skip
     return report_id
+
+
+@dataclass(frozen=True)
+class _ReportPart:
+    """A report document as a draft stores it: its JSON, and on SQLite its JSON text
+    and its problems' text; its own problems (validation)."""
+
+    document: dict[str, Any]
+    problems: list[Problem]
+    text: str | None
+    problems_text: str | None
+
+
+#: Report documents a hit's draft stored recently (`_report_part`); cleared when full.
+_REPORT_PARTS: dict[tuple[Report, Any], _ReportPart] = {}
+_REPORT_PARTS_MAX = 256
+
+
+def _report_part(
+    report: Report, now: dt.datetime, dumps: Callable[[Any], str] | None
+) -> _ReportPart:
+    """The report's JSON, text and problems, made once per document: the drafts of
+    hits without an upload context (a scan's, most API calls') all carry one document,
+    so a hit validated and encoded the same report every time. Validation is a
+    function of the document alone, except for "the incident time is in the future":
+    a document whose incident time was still to come is not kept (it may be valid
+    later). The parts are shared: nobody may change them."""
+    key = (report, dumps)
+    found = _REPORT_PARTS.get(key)
+    if found is not None:
+        return found
+    problems = docs.validate_report(report, now=now)
+    document = docs.to_json(report)
+    text = problems_text = None
+    if dumps is not None:
+        text, problems_text = dumps(document), dumps([p.to_json() for p in problems])
+    part = _ReportPart(document, problems, text, problems_text)
+    summary = report.incident_summary
+    when = summary.incident_date_time if summary is not None else None
+    if when is None or when.utcoffset() is None or when <= now:
+        if len(_REPORT_PARTS) >= _REPORT_PARTS_MAX:
+            _REPORT_PARTS.clear()
+        _REPORT_PARTS[key] = part
+    return part
 
 
 _INSERTS: tuple[PreparedInsert, PreparedInsert, PreparedInsert] | None = None

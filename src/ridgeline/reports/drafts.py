@@ -79,6 +79,9 @@ class MatchedFile:
     uploaded_at: dt.datetime | None = None
     viewed_by_esp: bool | None = None
     publicly_available: bool | None = None
+    #: md5, sha1, sha256 of `data` when known to be its own (`data_digests`): the
+    #: stored file takes them instead of hashing the bytes again.
+    digests: tuple[str, str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -224,7 +227,9 @@ def _draft_parts(
     if not draft.files:
         raise BadInput("a report draft needs at least one matched file")
     files = [
-        core.NewFile(f.name, f.data, file_details_for(f, draft.context, viral=draft.batched))
+        core.NewFile(
+            f.name, f.data, file_details_for(f, draft.context, viral=draft.batched), f.digests
+        )
         for f in draft.files
         if f.data is not None
     ]
@@ -475,10 +480,8 @@ def _matched_entries(matches: Sequence[Any]) -> tuple[MatchedEntry, ...]:
     )
 
 
-def _file_bytes(path: str | None, sha256: str | None) -> bytes | None:
-    """The file's bytes if it is still there with the matched sha256, else None."""
-    import hashlib
-
+def _file_bytes(path: str | None) -> bytes | None:
+    """The file's bytes if it is still there and not empty, else None."""
     if not path:
         return None
     try:
@@ -486,9 +489,32 @@ def _file_bytes(path: str | None, sha256: str | None) -> bytes | None:
             data = fh.read()
     except OSError:
         return None
-    if not data or (sha256 is not None and hashlib.sha256(data).hexdigest() != sha256):
+    return data or None
+
+
+_HEX = {"md5": 32, "sha1": 40, "sha256": 64}
+_LOWER_HEX = frozenset("0123456789abcdef")
+
+
+def _hex(value: str | None, name: str) -> bool:
+    return value is not None and len(value) == _HEX[name] and _LOWER_HEX.issuperset(value)
+
+
+def data_digests(
+    data: bytes, hashes: dict[str, str], *, hashed: bool, sha256: str | None = None
+) -> tuple[str, str, str] | None:
+    """md5, sha1, sha256 of `data` from the hit's `hashes` where they are this data's:
+    the caller computed them from these bytes (`hashed`), or the data's sha256 (`sha256`
+    when already computed, else computed here) is the hashes' one. None: not known
+    (the store computes them). A hit hashed the file already; hashing it three more
+    times was the largest part of a draft of a large upload."""
+    md5, sha1, known = hashes.get("md5"), hashes.get("sha1"), hashes.get("sha256")
+    if not (_hex(md5, "md5") and _hex(sha1, "sha1") and _hex(known, "sha256")):
         return None
-    return data
+    assert md5 is not None and sha1 is not None and known is not None
+    if not hashed and (sha256 or core.sha256_hex(data)) != known:
+        return None
+    return md5, sha1, known
 
 
 class ReportSink:
@@ -527,20 +553,32 @@ class ReportSink:
         reads and rewrites earlier drafts through the ORM."""
         context = request.context if isinstance(request.context, UploadContext) else None
         context = context or UploadContext()
-        data = request.data
-        if data is None and self.key is not None:
-            data = _file_bytes(request.path, request.sha256)
-        if self.key is None or (data is not None and len(data) > MAX_EVIDENCE_BYTES):
-            data = None  # nothing is stored in the clear; the hashes still identify it
         hashes = hashes_from_signals(request.signals or {})
         if request.sha256 and "sha256" not in hashes:
             hashes["sha256"] = request.sha256
+        data = request.data
+        hashed = request.hashed and data is not None
+        verified: str | None = None
+        if data is None and self.key is not None:
+            # still there, and still the content that matched (never a different file
+            # under the same name): its sha256 is the matched one
+            data = _file_bytes(request.path)
+            if data is not None and request.sha256 is not None:
+                verified = core.sha256_hex(data)
+                if verified != request.sha256:
+                    data = None
+        if self.key is None or (data is not None and len(data) > MAX_EVIDENCE_BYTES):
+            data = None  # nothing is stored in the clear; the hashes still identify it
+        digests = (
+            data_digests(data, hashes, hashed=hashed, sha256=verified) if data is not None else None
+        )
         matched = MatchedFile(
             name=request.name,
             hashes=hashes,
             matches=_matched_entries(request.matches),
             data=data,
             uploaded_at=next((e.at for e in context.ips if e.event == "Upload" and e.at), None),
+            digests=digests,
         )
         origin = {**request.origin, "user_id": context.user_id}
         batched = self._viral(session, request.sha256 or hashes.get("sha256"), context.user_id)

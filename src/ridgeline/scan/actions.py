@@ -217,6 +217,10 @@ class ReportRequest:
     context: Any = None
     #: The bytes themselves when the caller already holds them (an upload).
     data: bytes | None = None
+    #: True when `signals` were computed from `data` itself (an upload hashed in this
+    #: request): the draft takes the file's md5/sha1/sha256 from them instead of hashing
+    #: the bytes again (otherwise only a sha256 that matches the signals' lets it).
+    hashed: bool = False
 
 
 #: Creates the draft for one request in `session` (flush, no commit); returns its id.

@@ -14,7 +14,7 @@ from ridgeline import lists as L
 from ridgeline.errors import InvalidRequest, NotReady, RidgelineError, TooManyValues
 from ridgeline.matching import ExplainedMatch, Matcher, queries_for
 from ridgeline.scan.flood import hold_to_json, list_holds, release_hold
-from ridgeline.service.auth import PERMISSION_KEY, requires
+from ridgeline.service.auth import PERMISSION_KEY, POLICY, requires
 from ridgeline.service.disclosure import match_hiding_lists
 from ridgeline.service.keys import Principal, create_key, key_to_json, list_keys, revoke_key
 from ridgeline.service.match_models import HashesMatchOut, LookupOut, UploadMatchOut
@@ -176,8 +176,6 @@ def _effects(
     context: Any = None,
 ) -> list[dict[str, Any]]:
     """Webhooks and report drafts of these matches (`service.effects`), or none."""
-    from ridgeline.service.auth import POLICY
-
     effects = request.app.state.effects
     if effects is None or not effects.wanted(explained, reports=upload is not None):
         return []
@@ -395,7 +393,9 @@ def register_routes(router: FastAPI) -> None:
 
         config = request.app.state.config
         options = _hash_options(request, dihedral, mode)
-        with spooled_upload(source, config.max_upload_bytes, config.upload_kinds) as path:
+        held: list[bytes] = []  # a small upload's bytes, kept as it was spooled
+        spooled = spooled_upload(source, config.max_upload_bytes, config.upload_kinds, held=held)
+        with spooled as path:
             result = hash_with_timeout(path, options, config.request_timeout_s, partial=True)
             queries = queries_for(result.signals, dihedral=dihedral)
             explained: list[ExplainedMatch] = []
@@ -404,8 +404,10 @@ def register_routes(router: FastAPI) -> None:
             effects = request.app.state.effects
             if effects is not None and effects.wanted(explained):
                 wants_bytes = any(m.list_id in effects.report_lists for m in explained)
-                data = Path(path).read_bytes() if wants_bytes else None
-                actions = _effects(request, explained, Upload(name, result.signals, data), context)
+                data = (held[0] if held else Path(path).read_bytes()) if wants_bytes else None
+                # the signals were computed from these very bytes (the spooled file)
+                upload = Upload(name, result.signals, data, hashed=data is not None)
+                actions = _effects(request, explained, upload, context)
         return {
             "kind": result.kind,
             "media_type": result.media_type,

@@ -50,21 +50,35 @@ _pool = ThreadPoolExecutor(max_workers=max(4, (os.cpu_count() or 2) * 2), thread
 
 @contextmanager
 def spooled_upload(
-    source: IO[bytes], max_bytes: int, allowed_kinds: Sequence[str]
+    source: IO[bytes],
+    max_bytes: int,
+    allowed_kinds: Sequence[str],
+    *,
+    held: list[bytes] | None = None,
 ) -> Iterator[str]:
-    """Copy an upload to a temporary file (deleted afterwards); checks size and type."""
+    """Copy an upload to a temporary file (deleted afterwards); checks size and type.
+
+    With `held`, an upload that arrived in one chunk (at most `CHUNK` bytes) is also
+    appended to it: the bytes the file holds, already in memory, so that a caller that
+    needs them (a `report` draft) does not read the file back. A larger upload is not
+    kept (`held` stays empty): read the file."""
     fd, path = tempfile.mkstemp(prefix="ridgeline-upload-")
     try:
         total = 0
         head = b""
+        first = b""
         with os.fdopen(fd, "wb") as out:
             while chunk := source.read(CHUNK):
+                if total == 0:
+                    first = chunk
                 total += len(chunk)
                 if total > max_bytes:
                     raise TooLarge(f"upload exceeds {max_bytes} bytes")
                 if len(head) < 512:
                     head += chunk[: 512 - len(head)]
                 out.write(chunk)
+        if held is not None and total and len(first) == total:
+            held.append(bytes(first))
         if total == 0:
             raise BadInput("the upload is empty")
         kind, _ = sniff_bytes(head)

@@ -197,14 +197,16 @@ class PreparedInsert:
             self._order = (sql, where, stored)
         return self._order
 
-    def driver_row(self, conn: Connection, row: Sequence[Any]) -> int:
+    def driver_row(self, conn: Connection, row: Sequence[Any], *, driver: Any = None) -> int:
         """SQLite only: insert one row given as the driver's values in `columns` order
         (what the bind processors would make: JSON as text, datetimes as
         `sqlite_datetime` text, booleans as 0/1), so that a hot path that has them
-        ready skips the processors; its rowid."""
+        ready skips the processors; its rowid. `driver`: `conn`'s sqlite3 connection,
+        when the caller already has it (several rows in one transaction)."""
         sql, where, stored = self._driver_order(conn.dialect)
         params = [row[i] if i is not None else d for i, d in zip(where, stored, strict=True)]
-        driver: Any = conn.connection.driver_connection
+        if driver is None:
+            driver = conn.connection.driver_connection
         cursor = driver.execute(sql, params)
         rowid: int = cursor.lastrowid
         cursor.close()
