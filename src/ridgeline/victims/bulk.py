@@ -15,7 +15,6 @@ import contextlib
 import datetime as dt
 import io
 import itertools
-import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -28,11 +27,10 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
-from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
+from ridgeline.victims.feed import Prepared, file_batches, prepared, sqlite_text, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
-from ridgeline.victims.records import Batch, LineError, parse_batches
+from ridgeline.victims.records import LineError
 
-CHUNK = 20_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 NONE_US = np.iinfo(np.int64).max
 _US = dt.timedelta(microseconds=1)
@@ -104,21 +102,9 @@ def _dt_param(conn: Connection) -> Any:
 
 def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
     """UTC microseconds (NONE_US = null) as driver values, vectorised on SQLite."""
-    present = micros != NONE_US
     if conn.dialect.name == "sqlite":
-        stamps = np.datetime_as_string(
-            np.where(present, micros, 0).astype("datetime64[us]"), unit="us"
-        ).astype("S26")
-        stamps.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")  # YYYY-MM-DD HH:MM:SS.f
-        out: list[Any] = stamps.astype("U26").tolist()
-    else:
-        out = [
-            EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
-        ]
-    if not present.all():
-        for i in np.flatnonzero(~present).tolist():
-            out[i] = None
-    return out
+        return sqlite_text(micros)
+    return [EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()]
 
 
 class _Codes:
@@ -178,9 +164,6 @@ class _Columns:
         )
 
 
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
-
-
 @dataclass
 class _HashKeys:
     """An import's hash rows, in the order written, as exact fixed-width keys: the
@@ -194,33 +177,27 @@ class _HashKeys:
     kinds: list[np.ndarray] = field(default_factory=list)
     words: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, records: list[int], signals: list[str], values: list[str]) -> bool:
-        """Key one batch's hash rows (in id order); False (nothing kept) if a value is
-        not lowercase hex of an even length of at most 64 digits."""
-        n = len(values)
+    def add(
+        self,
+        records: np.ndarray,
+        signals: list[str],
+        words: np.ndarray | None,
+        lengths: np.ndarray | None,
+    ) -> bool:
+        """Key one batch's hash rows (in id order) from `feed.hex_words`; False (nothing
+        kept) if their values were not all plain hex (`words` is None)."""
+        n = len(signals)
         if not n:
             return True
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-        if lengths.max() > 64 or (lengths % 2).any() or not lengths.all():
+        if words is None or lengths is None:
             return False
-        joined = "".join(values)
-        if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
-            return False
-        digits = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
-        padded = np.zeros((n, 32), dtype=np.uint8)
-        if (lengths == lengths[0]).all():
-            padded[:, : lengths[0] // 2] = digits.reshape(n, lengths[0] // 2)
-        else:
-            ends = np.cumsum(lengths // 2)
-            for i, (e, k) in enumerate(zip(ends.tolist(), (lengths // 2).tolist(), strict=True)):
-                padded[i, :k] = digits[e - k : e]
         codes = self.signals
         for name in dict.fromkeys(signals):
             codes.setdefault(name, len(codes))
         kind = np.fromiter(map(codes.__getitem__, signals), dtype=np.int64, count=n)
         self.kinds.append(kind * 128 + lengths)
-        self.records.append(np.array(records, dtype=np.int64))
-        self.words.append(padded.view(np.uint64))
+        self.records.append(records.astype(np.int64))
+        self.words.append(words.view(np.uint64))
         return True
 
     def groups(self, first_id: int, gone: set[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -334,10 +311,11 @@ def _delete_records(conn: Connection, ids: list[int]) -> None:
         conn.exec_driver_sql(f"DELETE FROM victim_records WHERE id IN ({part})")
 
 
-def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
-    """Insert one batch (replacing records already there); returns how many it replaced.
-    The batch is columns, and so are the rows handed to the driver (zip, no per-record
-    objects)."""
+def _write_batch(conn: Connection, batch: Prepared, state: _Import) -> int:
+    """Insert one prepared batch (replacing records already there); returns how many it
+    replaced. The batch is columns (`feed.prepare`: parsing, hash keys and packed
+    sightings done, maybe in another process), and so are the rows handed to the
+    driver (zip, no per-record objects)."""
     dbs, keys_ = batch.database, batch.victim_id
     existing: list[int] = []
     one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
@@ -369,13 +347,13 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     state.next_id += n
     id_list = ids.tolist()
     first_us, ident_us = batch.first_us, batch.ident_us
-    first_col, ident_col = _dt_column(conn, first_us), _dt_column(conn, ident_us)
+    first_col = batch.first_text if batch.first_text is not None else _dt_column(conn, first_us)
+    ident_col = batch.ident_text if batch.ident_text is not None else _dt_column(conn, ident_us)
     if one_db:
         state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_list, strict=True))
     else:
         for d, k, rid in zip(dbs, keys_, id_list, strict=True):
             state.keys.setdefault(d, {})[k] = rid
-    status = np.where(ident_us != NONE_US, "identified", "unidentified").tolist()
     _bulk(
         conn,
         "victim_records",
@@ -386,7 +364,7 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
                 id_list,
                 dbs,
                 keys_,
-                status,
+                batch.status,
                 first_col,
                 dbs,
                 ident_col,
@@ -399,21 +377,22 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
             )
         ),
     )
-    owners = [rid for rid, hs in zip(id_list, batch.hashes, strict=True) for _ in hs]
-    signals = [s for hs in batch.hashes for s, _ in hs]
-    values = [v for hs in batch.hashes for _, v in hs]
-    if values and max(map(len, values)) > LOOKUP_KEY_MAX:
-        values = list(map(lookup_key, values))
+    owners = ids[batch.hash_at]
+    signals, values = batch.hash_signal, batch.hash_value
     # ids given here (the next after the import's first, in order): the merge knows them
     first_hash = state.next_hash
     state.next_hash += len(values)
-    if state.hash_keys is not None and not state.hash_keys.add(owners, signals, values):
+    if state.hash_keys is not None and not state.hash_keys.add(
+        owners, signals, batch.hash_words, batch.hash_lengths
+    ):
         state.hash_keys = None  # grouped by the database after all
     _bulk(
         conn,
         "victim_hashes",
         "id, record_id, signal, value",
-        list(zip(range(first_hash, state.next_hash), owners, signals, values, strict=True)),
+        list(
+            zip(range(first_hash, state.next_hash), owners.tolist(), signals, values, strict=True)
+        ),
     )
     del owners, signals, values
     _bulk(
@@ -437,18 +416,19 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
             for s in keys
         ],
     )
-    counts = batch.counts
-    ends = np.cumsum(counts).tolist()
-    buf = batch.times.astype("<i8").tobytes()
+    with_times = batch.pack_at
     _bulk(
         conn,
         "victim_sighting_packs",
         "record_id, count, times",
-        [
-            (rid, c, buf[8 * (e - c) : 8 * e])
-            for rid, c, e in zip(id_list, counts.tolist(), ends, strict=True)
-            if c
-        ],
+        list(
+            zip(
+                ids[with_times].tolist(),
+                batch.counts[with_times].tolist(),
+                batch.pack_times,
+                strict=True,
+            )
+        ),
     )
     codes = state.codes
     state.columns.append(
@@ -465,7 +445,7 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
             },
         )
     )
-    state.sight_ids.append(np.repeat(ids, counts))
+    state.sight_ids.append(np.repeat(ids, batch.counts))
     state.sight_times.append(batch.times)
     return len(existing)
 
@@ -523,7 +503,12 @@ def import_records(
     All in one transaction: a failure midway (the database, not a bad line) or a kill
     leaves the store as it was. Bad lines are reported and skipped; a record is never
     half-written. The merge that follows reuses this import's records from memory.
+    Parsed in this process (`import_files` parses big files in a second one).
     """
+    return _import(store, prepared(sources, store.dialect == "sqlite"), merge=merge)
+
+
+def _import(store: Store, batches: Iterator[Prepared], *, merge: bool = True) -> ImportResult:
     errors: list[LineError] = []
     written = replaced = 0
     # no cyclic collector while the import runs: it holds millions of keys and rows (no
@@ -531,19 +516,18 @@ def import_records(
     with gc_paused(), _transaction(store) as conn, contextlib.ExitStack() as indexes:
         state = _start(conn)
         stored = _hash_rows(conn)
-        batches = 0
-        for name, lines in sources:
-            for batch in parse_batches(lines, name, CHUNK):
-                errors += batch.errors
-                if len(batch):
-                    if batches == 1 and _hash_rows(conn) - stored >= stored:
-                        # a big import (a second batch) into few stored hashes: their
-                        # (signal, value) index is built once at the end, by a sort
-                        indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_value"))
-                    replaced += _write_batch(conn, batch, state)
-                    written += len(batch)
-                    batches += 1
-                    crashpoint.reached("victims.import.chunk")
+        count = 0
+        for batch in batches:
+            errors += batch.errors
+            if len(batch):
+                if count == 1 and _hash_rows(conn) - stored >= stored:
+                    # a big import (a second batch) into few stored hashes: their
+                    # (signal, value) index is built once at the end, by a sort
+                    indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_value"))
+                replaced += _write_batch(conn, batch, state)
+                written += len(batch)
+                count += 1
+                crashpoint.reached("victims.import.chunk")
         indexes.close()  # the merge groups hashes over that index
         if conn.dialect.name == "postgresql":
             for table in ("victim_records", "victim_series", "victim_hashes"):
@@ -562,24 +546,30 @@ def import_records(
     return ImportResult(written, replaced, tuple(errors), victims, joins)
 
 
-def import_files(store: Store, paths: Sequence[Path]) -> ImportResult:
-    """`ridgeline victims import FILE...` (`-` is standard input), each read as a stream."""
+def import_files(
+    store: Store, paths: Sequence[Path], *, parse_ahead: bool | None = None
+) -> ImportResult:
+    """`ridgeline victims import FILE...` (`-` is standard input), each read as a stream.
+
+    Files big enough are read and parsed in a second process (`feed.file_batches`;
+    `parse_ahead` forces it on or off), standard input in this one."""
     import sys
+
+    if all(str(p) != "-" for p in paths):
+        sqlite = store.dialect == "sqlite"
+        return _import(store, file_batches(paths, sqlite, ahead=parse_ahead))
 
     def sources() -> Iterator[tuple[str, Iterable[str]]]:
         for path in paths:
             if str(path) == "-":
-                yield ("<stdin>", sys.stdin)
+                yield ("<stdin>", utf8_lines(sys.stdin, "<stdin>"))
                 continue
             try:
                 handle = path.open(encoding="utf-8", errors="strict", buffering=1 << 20)
             except OSError as exc:
                 raise BadInput(f"cannot read {path}: {exc.strerror}") from None
             with handle:
-                try:
-                    yield (str(path), handle)
-                except UnicodeDecodeError:
-                    raise BadInput(f"{path}: not UTF-8") from None
+                yield (str(path), utf8_lines(handle, str(path)))
 
     return import_records(store, sources())
 
