@@ -389,9 +389,16 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import) -> int:
     _bulk(
         conn,
         "victim_hashes",
-        "id, record_id, signal, value",
+        "id, record_id, signal, value, key",
         list(
-            zip(range(first_hash, state.next_hash), owners.tolist(), signals, values, strict=True)
+            zip(
+                range(first_hash, state.next_hash),
+                owners.tolist(),
+                signals,
+                values,
+                batch.hash_key.tolist(),
+                strict=True,
+            )
         ),
     )
     del owners, signals, values
@@ -521,9 +528,13 @@ def _import(store: Store, batches: Iterator[Prepared], *, merge: bool = True) ->
             errors += batch.errors
             if len(batch):
                 if count == 1 and _hash_rows(conn) - stored >= stored:
-                    # a big import (a second batch) into few stored hashes: their
-                    # (signal, value) index is built once at the end, by a sort
-                    indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_value"))
+                    # a big import (a second batch) into few stored hashes: their key
+                    # index is built once at the end, by a sort
+                    indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_key"))
+                if count == 1 and state.next_id - state.first_id >= state.first_id - 1:
+                    # and into few stored records: (database, victim_key) likewise (the
+                    # import itself keeps the keys unique, `_Import.keys`)
+                    indexes.enter_context(_index_dropped(conn, "ux_victim_records_key"))
                 replaced += _write_batch(conn, batch, state)
                 written += len(batch)
                 count += 1
@@ -645,16 +656,30 @@ def _read_sightings(conn: Connection, below: int | None) -> tuple[np.ndarray, np
 
 def _shared_hashes(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
     """(record, group) of every hash row whose (signal, value) two or more rows hold, the
-    group being its lowest hash row id: grouped by the database over its (signal,
-    value) index; only integers come back."""
-    rows = _fetch_arrays(
-        conn,
-        "SELECT h.record_id, g.gid FROM victim_hashes h JOIN (SELECT signal, value, "
-        "MIN(id) AS gid FROM victim_hashes GROUP BY signal, value HAVING COUNT(*) > 1) g "
-        "ON g.signal = h.signal AND g.value = h.value",
-        2,
+    group being its lowest hash row id. The database finds the rows whose short key
+    (`victim_hashes.key`, indexed) is shared; their (signal, value) are compared here."""
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT id, record_id, signal, value FROM victim_hashes WHERE key IN "
+        "(SELECT key FROM victim_hashes GROUP BY key HAVING COUNT(*) > 1) ORDER BY id"
     )
-    return rows[:, 0].copy(), rows[:, 1].copy()
+    first: dict[tuple[str, str], int] = {}
+    holders: dict[tuple[str, str], list[int]] = {}
+    while rows := cursor.fetchmany(200_000):
+        for hid, rid, signal, value in rows:
+            k = (signal, value)
+            if k in first:
+                holders[k].append(rid)
+            else:
+                first[k] = hid
+                holders[k] = [rid]
+    rec: list[int] = []
+    gid: list[int] = []
+    for k, held in holders.items():
+        if len(held) > 1:
+            rec += held
+            gid += [first[k]] * len(held)
+    return np.array(rec, dtype=np.int64), np.array(gid, dtype=np.int64)
 
 
 def _hash_edges(

@@ -13,6 +13,7 @@ same rows.
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -33,6 +34,19 @@ CHUNK = 20_000
 PARSE_AHEAD_BYTES = 16 << 20
 PRODUCER = "ridgeline.victims.feed:produce"
 _LOWER_HEX = re.compile(r"[0-9a-f]*")
+_PLAIN_HEX = re.compile(r"(?:[0-9a-f]{2}){1,32}")
+
+
+def hash_key(value: str) -> int:
+    """A hash row's short integer key (`victim_hashes.key`, indexed): the first 8 bytes
+    of a plain hex value (lowercase, even length, at most 64 digits; zero-padded), else
+    8 bytes of BLAKE2b of the text, as a signed little-endian int64. Equal values have
+    equal keys; rows with equal keys are compared by (signal, value) after."""
+    if _PLAIN_HEX.fullmatch(value):
+        raw = bytes.fromhex(value[:16]).ljust(8, b"\0")
+    else:
+        raw = hashlib.blake2b(value.encode("utf-8"), digest_size=8).digest()
+    return int.from_bytes(raw, "little", signed=True)
 
 
 @dataclass
@@ -61,6 +75,8 @@ class Prepared:
     hash_at: np.ndarray
     hash_signal: list[str]
     hash_value: list[str]
+    #: `hash_key` of each value
+    hash_key: np.ndarray
     #: (values as 32 zero-padded bytes each, their lengths), or None if not plain hex
     hash_words: np.ndarray | None
     hash_lengths: np.ndarray | None
@@ -147,6 +163,11 @@ def prepare(batch: Batch, sqlite: bool) -> Prepared:
         hash_at=np.repeat(np.arange(len(batch), dtype=np.int64), hash_counts),
         hash_signal=signals,
         hash_value=values,
+        hash_key=(
+            keys[0][:, :8].copy().view("<i8").ravel().astype(np.int64)
+            if keys
+            else np.fromiter(map(hash_key, values), dtype=np.int64, count=len(values))
+        ),
         hash_words=keys[0] if keys else None,
         hash_lengths=keys[1] if keys else None,
         pack_at=with_times.astype(np.int64),
@@ -176,6 +197,7 @@ class _Frame(msgspec.Struct, array_like=True, gc=False):
     hash_at: bytes
     hash_signal: list[str]
     hash_value: list[str]
+    hash_key: bytes
     hash_words: bytes | None
     hash_lengths: bytes | None
     pack_at: bytes
@@ -221,6 +243,7 @@ def encode(p: Prepared) -> bytes:
             _raw(p.hash_at),
             p.hash_signal,
             p.hash_value,
+            _raw(p.hash_key),
             None if p.hash_words is None else p.hash_words.astype(np.uint8).tobytes(),
             None if p.hash_lengths is None else _raw(p.hash_lengths),
             _raw(p.pack_at),
@@ -254,6 +277,7 @@ def decode(frame: bytes) -> Prepared:
         hash_at=_ints(f.hash_at),
         hash_signal=f.hash_signal,
         hash_value=f.hash_value,
+        hash_key=_ints(f.hash_key),
         hash_words=words,
         hash_lengths=None if f.hash_lengths is None else _ints(f.hash_lengths),
         pack_at=_ints(f.pack_at),
