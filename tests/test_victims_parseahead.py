@@ -4,6 +4,7 @@ producer run in this process, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
+import datetime as dt
 import json
 from pathlib import Path
 
@@ -103,10 +104,12 @@ def test_second_process_stores_what_one_process_stores(store: Store, tmp_path: P
 
 
 def test_frames_round_trip_every_column(tmp_path: Path) -> None:
-    paths = _files(tmp_path)
-    names = [str(p) for p in paths]
+    names = [str(p) for p in _files(tmp_path)]
+    now = dt.datetime(2026, 12, 3, 15, 30, 0, 123456, tzinfo=dt.UTC)
     for sqlite in (True, False):
-        direct = list(feed.prepared(feed._file_sources(names), sqlite))
+        spec = feed.Spec([], sqlite, 7, 11, now)
+        direct = list(feed.prepared(feed._file_sources(names), spec))
+        assert direct[0].first_id == 7 and direct[0].first_hash == 11
         for p in direct:
             back = feed.decode(feed.encode(p))
             for name, value in vars(p).items():

@@ -15,7 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,7 +27,7 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
-from ridgeline.victims.feed import Prepared, file_batches, prepared, sqlite_text, utf8_lines
+from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, sqlite_text, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import LineError
 
@@ -70,7 +70,7 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(sql, list(rows))
 
 
-def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
     """Insert plain tuples: COPY on PostgreSQL, the driver's executemany on SQLite."""
     if not rows:
         return
@@ -177,26 +177,15 @@ class _HashKeys:
     kinds: list[np.ndarray] = field(default_factory=list)
     words: list[np.ndarray] = field(default_factory=list)
 
-    def add(
-        self,
-        records: np.ndarray,
-        signals: list[str],
-        words: np.ndarray | None,
-        lengths: np.ndarray | None,
-    ) -> bool:
-        """Key one batch's hash rows (in id order) from `feed.hex_words`; False (nothing
-        kept) if their values were not all plain hex (`words` is None)."""
-        n = len(signals)
-        if not n:
+    def add(self, records: np.ndarray, kinds: np.ndarray | None, words: np.ndarray | None) -> bool:
+        """Key one batch's hash rows (in id order; `feed.Feeder` made the keys); False
+        (nothing kept) if their values were not all plain hex (no keys)."""
+        if not len(records):
             return True
-        if words is None or lengths is None:
+        if kinds is None or words is None:
             return False
-        codes = self.signals
-        for name in dict.fromkeys(signals):
-            codes.setdefault(name, len(codes))
-        kind = np.fromiter(map(codes.__getitem__, signals), dtype=np.int64, count=n)
-        self.kinds.append(kind * 128 + lengths)
-        self.records.append(records.astype(np.int64))
+        self.kinds.append(kinds)
+        self.records.append(records)
         self.words.append(words.view(np.uint64))
         return True
 
@@ -311,11 +300,13 @@ def _delete_records(conn: Connection, ids: list[int]) -> None:
         conn.exec_driver_sql(f"DELETE FROM victim_records WHERE id IN ({part})")
 
 
-def _write_batch(conn: Connection, batch: Prepared, state: _Import) -> int:
+def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) -> int:
     """Insert one prepared batch (replacing records already there); returns how many it
-    replaced. The batch is columns (`feed.prepare`: parsing, hash keys and packed
-    sightings done, maybe in another process), and so are the rows handed to the
-    driver (zip, no per-record objects)."""
+    replaced. The batch's rows come ready (`feed.Feeder`: parsing, ids, hash keys and
+    packed sightings done, maybe in another process); here only what needs the store:
+    records to replace, series ids, and the columns the merge keeps."""
+    if batch.first_id != state.next_id or batch.first_hash != state.next_hash:
+        raise RuntimeError("victims import: a batch's ids are not the next ones")
     dbs, keys_ = batch.database, batch.victim_id
     existing: list[int] = []
     one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
@@ -331,8 +322,6 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import) -> int:
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
-    binds = _dt_param(conn)
-    now = binds(dt.datetime.now(dt.UTC))
     new_series = []
     series_ids = state.series
     for d, keys in zip(dbs, batch.series, strict=True):
@@ -344,106 +333,45 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import) -> int:
     _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     n = len(batch)
     ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
+    id_range = range(state.next_id, state.next_id + n)
     state.next_id += n
-    id_list = ids.tolist()
-    first_us, ident_us = batch.first_us, batch.ident_us
-    first_col = batch.first_text if batch.first_text is not None else _dt_column(conn, first_us)
-    ident_col = batch.ident_text if batch.ident_text is not None else _dt_column(conn, ident_us)
     if one_db:
-        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_list, strict=True))
+        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_range, strict=True))
     else:
-        for d, k, rid in zip(dbs, keys_, id_list, strict=True):
+        for d, k, rid in zip(dbs, keys_, id_range, strict=True):
             state.keys.setdefault(d, {})[k] = rid
     _bulk(
         conn,
         "victim_records",
         "id, database, victim_key, status, first_seen, first_seen_source, identified_at, "
         "identifying_agency, age_band, gender, region, imported_at",
-        list(
-            zip(
-                id_list,
-                dbs,
-                keys_,
-                batch.status,
-                first_col,
-                dbs,
-                ident_col,
-                batch.agency,
-                batch.age_band,
-                batch.gender,
-                batch.region,
-                [now] * n,
-                strict=True,
-            )
-        ),
+        batch.record_rows,
     )
-    owners = ids[batch.hash_at]
-    signals, values = batch.hash_signal, batch.hash_value
-    # ids given here (the next after the import's first, in order): the merge knows them
-    first_hash = state.next_hash
-    state.next_hash += len(values)
+    state.next_hash += len(batch.hash_rows)
     if state.hash_keys is not None and not state.hash_keys.add(
-        owners, signals, batch.hash_words, batch.hash_lengths
+        batch.hash_owner, batch.hash_kind, batch.hash_words
     ):
         state.hash_keys = None  # grouped by the database after all
-    _bulk(
-        conn,
-        "victim_hashes",
-        "id, record_id, signal, value, key",
-        list(
-            zip(
-                range(first_hash, state.next_hash),
-                owners.tolist(),
-                signals,
-                values,
-                batch.hash_key.tolist(),
-                strict=True,
-            )
-        ),
-    )
-    del owners, signals, values
-    _bulk(
-        conn,
-        "victim_links",
-        "record_id, database, victim_key",
-        [
-            (rid, d, v)
-            for rid, links in zip(id_list, batch.same_as, strict=True)
-            if links
-            for d, v in links
-        ],
-    )
+    _bulk(conn, "victim_hashes", "id, record_id, signal, value, key", batch.hash_rows)
+    _bulk(conn, "victim_links", "record_id, database, victim_key", batch.link_rows)
     _bulk(
         conn,
         "victim_record_series",
         "record_id, series_id",
         [
             (rid, series_ids[(d, s)])
-            for rid, d, keys in zip(id_list, dbs, batch.series, strict=True)
+            for rid, d, keys in zip(id_range, dbs, batch.series, strict=True)
             for s in keys
         ],
     )
-    with_times = batch.pack_at
-    _bulk(
-        conn,
-        "victim_sighting_packs",
-        "record_id, count, times",
-        list(
-            zip(
-                ids[with_times].tolist(),
-                batch.counts[with_times].tolist(),
-                batch.pack_times,
-                strict=True,
-            )
-        ),
-    )
+    _bulk(conn, "victim_sighting_packs", "record_id, count, times", batch.pack_rows)
     codes = state.codes
     state.columns.append(
         _Columns(
             ids=ids,
             db=codes.code("database", dbs),
-            first=first_us,
-            ident=ident_us,
+            first=batch.first_us,
+            ident=batch.ident_us,
             agency=codes.code("agency", batch.agency),
             attrs={
                 "age_band": codes.code("age_band", batch.age_band),
@@ -512,10 +440,13 @@ def import_records(
     half-written. The merge that follows reuses this import's records from memory.
     Parsed in this process (`import_files` parses big files in a second one).
     """
-    return _import(store, prepared(sources, store.dialect == "sqlite"), merge=merge)
+    return _import(store, lambda spec: prepared(sources, spec), merge=merge)
 
 
-def _import(store: Store, batches: Iterator[Prepared], *, merge: bool = True) -> ImportResult:
+def _import(
+    store: Store, batches_of: Callable[[Spec], Iterator[Prepared]], *, merge: bool = True
+) -> ImportResult:
+    """The import: `batches_of` gives the prepared batches for the ids it is handed."""
     errors: list[LineError] = []
     written = replaced = 0
     # no cyclic collector while the import runs: it holds millions of keys and rows (no
@@ -524,7 +455,10 @@ def _import(store: Store, batches: Iterator[Prepared], *, merge: bool = True) ->
         state = _start(conn)
         stored = _hash_rows(conn)
         count = 0
-        for batch in batches:
+        now = dt.datetime.now(dt.UTC)
+        spec = Spec([], conn.dialect.name == "sqlite", state.next_id, state.next_hash, now)
+        bound_now = _dt_param(conn)(now)
+        for batch in batches_of(spec):
             errors += batch.errors
             if len(batch):
                 if count == 1 and _hash_rows(conn) - stored >= stored:
@@ -535,7 +469,7 @@ def _import(store: Store, batches: Iterator[Prepared], *, merge: bool = True) ->
                     # and into few stored records: (database, victim_key) likewise (the
                     # import itself keeps the keys unique, `_Import.keys`)
                     indexes.enter_context(_index_dropped(conn, "ux_victim_records_key"))
-                replaced += _write_batch(conn, batch, state)
+                replaced += _write_batch(conn, batch, state, bound_now)
                 written += len(batch)
                 count += 1
                 crashpoint.reached("victims.import.chunk")
@@ -567,8 +501,7 @@ def import_files(
     import sys
 
     if all(str(p) != "-" for p in paths):
-        sqlite = store.dialect == "sqlite"
-        return _import(store, file_batches(paths, sqlite, ahead=parse_ahead))
+        return _import(store, lambda spec: file_batches(paths, spec, ahead=parse_ahead))
 
     def sources() -> Iterator[tuple[str, Iterable[str]]]:
         for path in paths:

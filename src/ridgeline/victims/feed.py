@@ -13,11 +13,13 @@ same rows.
 from __future__ import annotations
 
 import contextlib
+import datetime as dt
 import hashlib
 import re
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import numpy as np
@@ -25,7 +27,7 @@ import numpy as np
 from ridgeline import parseahead
 from ridgeline.errors import BadInput
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
-from ridgeline.victims.records import NONE_US, Batch, LineError, parse_batches
+from ridgeline.victims.records import _EPOCH, NONE_US, Batch, LineError, parse_batches
 
 #: lines per batch (one frame each)
 CHUNK = 20_000
@@ -51,38 +53,35 @@ def hash_key(value: str) -> int:
 
 @dataclass
 class Prepared:
-    """One batch ready to write: the record columns, the flat hash rows (with their
-    exact keys when every value is plain hex, `hex_keys`), the packed sightings of each
-    record that has any, and the SQLite text form of the two times (None elsewhere)."""
+    """One batch ready to write. Its records get the ids `first_id`, `first_id + 1`, ...
+    and its hash rows `first_hash`, ... (the writer hands out ids in the same order), so
+    the rows of `victim_records`, `victim_hashes`, `victim_links` and
+    `victim_sighting_packs` come ready for the driver; the columns are what the writer
+    keeps for replacing records, series and the merge."""
 
+    first_id: int
+    first_hash: int
     database: list[str]
     victim_id: list[str]
-    status: list[str]
     agency: list[str | None]
     age_band: list[str]
     gender: list[str]
     region: list[str]
     series: list[tuple[str, ...]]
-    same_as: list[tuple[tuple[str, str], ...]]
     first_us: np.ndarray
     ident_us: np.ndarray
     counts: np.ndarray
     times: np.ndarray
-    #: the SQLite column text of first_seen / identified_at (None: not SQLite)
-    first_text: list[str | None] | None
-    ident_text: list[str | None] | None
-    #: hash rows: the record's position in the batch, signal, stored value
-    hash_at: np.ndarray
-    hash_signal: list[str]
-    hash_value: list[str]
-    #: `hash_key` of each value
-    hash_key: np.ndarray
-    #: (values as 32 zero-padded bytes each, their lengths), or None if not plain hex
+    record_rows: list[tuple[Any, ...]]
+    hash_rows: list[tuple[Any, ...]]
+    link_rows: list[tuple[Any, ...]]
+    pack_rows: list[tuple[Any, ...]]
+    #: each hash row's record id, and its exact key for grouping in memory (`_HashKeys`):
+    #: signal code * 128 + length, and the value's digits as 32 zero-padded bytes; None
+    #: if a value of the batch is not plain hex
+    hash_owner: np.ndarray
+    hash_kind: np.ndarray | None
     hash_words: np.ndarray | None
-    hash_lengths: np.ndarray | None
-    #: positions of the records with sightings, and each one's packed `<i8` times
-    pack_at: np.ndarray
-    pack_times: list[bytes]
     errors: list[LineError]
 
     def __len__(self) -> int:
@@ -128,86 +127,155 @@ def hex_words(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     return padded, lengths
 
 
-def prepare(batch: Batch, sqlite: bool) -> Prepared:
-    """A parsed batch as the rows the writer inserts (everything that needs no store)."""
-    counts = batch.counts
-    hash_counts = np.fromiter(map(len, batch.hashes), dtype=np.int64, count=len(batch))
-    signals = [s for hs in batch.hashes for s, _ in hs]
-    values = [v for hs in batch.hashes for _, v in hs]
-    if values and max(map(len, values)) > LOOKUP_KEY_MAX:
-        values = list(map(lookup_key, values))
-    keys = hex_words(values)
-    with_times = np.flatnonzero(counts)
-    ends = np.cumsum(counts)
-    buf = batch.times.astype("<i8").tobytes()
-    packs = [
-        buf[8 * (e - c) : 8 * e]
-        for c, e in zip(counts[with_times].tolist(), ends[with_times].tolist(), strict=True)
-    ]
-    return Prepared(
-        database=batch.database,
-        victim_id=batch.victim_id,
-        status=np.where(batch.ident_us != NONE_US, "identified", "unidentified").tolist(),
-        agency=batch.agency,
-        age_band=batch.age_band,
-        gender=batch.gender,
-        region=batch.region,
-        series=batch.series,
-        same_as=batch.same_as,
-        first_us=batch.first_us,
-        ident_us=batch.ident_us,
-        counts=counts,
-        times=batch.times,
-        first_text=sqlite_text(batch.first_us) if sqlite else None,
-        ident_text=sqlite_text(batch.ident_us) if sqlite else None,
-        hash_at=np.repeat(np.arange(len(batch), dtype=np.int64), hash_counts),
-        hash_signal=signals,
-        hash_value=values,
-        hash_key=(
-            keys[0][:, :8].copy().view("<i8").ravel().astype(np.int64)
-            if keys
-            else np.fromiter(map(hash_key, values), dtype=np.int64, count=len(values))
-        ),
-        hash_words=keys[0] if keys else None,
-        hash_lengths=keys[1] if keys else None,
-        pack_at=with_times.astype(np.int64),
-        pack_times=packs,
-        errors=batch.errors,
-    )
+class Spec(msgspec.Struct, array_like=True):
+    """What the producer needs besides the lines: the files (for the child), the
+    dialect (SQLite binds times as text), the first record and hash row ids, and the
+    import's time."""
+
+    paths: list[str]
+    sqlite: bool
+    first_id: int
+    first_hash: int
+    now: dt.datetime
+
+
+class Feeder:
+    """Prepares one import's batches in order, handing out ids as the writer will."""
+
+    def __init__(self, spec: Spec) -> None:
+        self.spec = spec
+        self.next_id = spec.first_id
+        self.next_hash = spec.first_hash
+        self.signals: dict[str, int] = {}
+        self.now: Any = _sqlite_now(spec.now) if spec.sqlite else spec.now
+
+    def _times(self, micros: np.ndarray) -> list[Any]:
+        if self.spec.sqlite:
+            return sqlite_text(micros)
+        return [
+            _EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
+        ]
+
+    def prepare(self, batch: Batch) -> Prepared:
+        """A parsed batch as the rows the writer inserts (everything that needs no store)."""
+        n = len(batch)
+        first_id, first_hash = self.next_id, self.next_hash
+        ids = range(first_id, first_id + n)
+        self.next_id += n
+        counts = batch.counts
+        hash_counts = np.fromiter(map(len, batch.hashes), dtype=np.int64, count=n)
+        signals = [s for hs in batch.hashes for s, _ in hs]
+        values = [v for hs in batch.hashes for _, v in hs]
+        if values and max(map(len, values)) > LOOKUP_KEY_MAX:
+            values = list(map(lookup_key, values))
+        self.next_hash += len(values)
+        words = hex_words(values)
+        if words is not None:
+            keys = words[0][:, :8].copy().view("<i8").ravel().astype(np.int64).tolist()
+            codes = self.signals
+            for name in dict.fromkeys(signals):
+                codes.setdefault(name, len(codes))
+            kind = np.fromiter(map(codes.__getitem__, signals), dtype=np.int64, count=len(signals))
+            kinds: np.ndarray | None = kind * 128 + words[1]
+        else:
+            keys = list(map(hash_key, values))
+            kinds = None
+        owners = np.repeat(np.arange(first_id, first_id + n, dtype=np.int64), hash_counts)
+        dbs = batch.database
+        status = np.where(batch.ident_us != NONE_US, "identified", "unidentified").tolist()
+        records = list(
+            zip(
+                ids,
+                dbs,
+                batch.victim_id,
+                status,
+                self._times(batch.first_us),
+                dbs,
+                self._times(batch.ident_us),
+                batch.agency,
+                batch.age_band,
+                batch.gender,
+                batch.region,
+                [self.now] * n,
+                strict=True,
+            )
+        )
+        with_times = np.flatnonzero(counts)
+        ends = np.cumsum(counts)
+        buf = batch.times.astype("<i8").tobytes()
+        packs = [
+            (first_id + k, c, buf[8 * (e - c) : 8 * e])
+            for k, c, e in zip(
+                with_times.tolist(),
+                counts[with_times].tolist(),
+                ends[with_times].tolist(),
+                strict=True,
+            )
+        ]
+        return Prepared(
+            first_id=first_id,
+            first_hash=first_hash,
+            database=dbs,
+            victim_id=batch.victim_id,
+            agency=batch.agency,
+            age_band=batch.age_band,
+            gender=batch.gender,
+            region=batch.region,
+            series=batch.series,
+            first_us=batch.first_us,
+            ident_us=batch.ident_us,
+            counts=counts,
+            times=batch.times,
+            record_rows=records,
+            hash_rows=list(
+                zip(
+                    range(first_hash, self.next_hash),
+                    owners.tolist(),
+                    signals,
+                    values,
+                    keys,
+                    strict=True,
+                )
+            ),
+            link_rows=[
+                (rid, d, v) for rid, links in zip(ids, batch.same_as, strict=True) for d, v in links
+            ],
+            pack_rows=packs,
+            hash_owner=owners,
+            hash_kind=kinds,
+            hash_words=words[0] if words is not None else None,
+            errors=batch.errors,
+        )
+
+
+def _sqlite_now(value: dt.datetime) -> str:
+    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class _Frame(msgspec.Struct, array_like=True, gc=False):
-    """`Prepared` on the pipe: arrays as raw little-endian bytes."""
+    """`Prepared` on the pipe: arrays as raw little-endian bytes, rows as arrays."""
 
+    first_id: int
+    first_hash: int
     database: list[str]
     victim_id: list[str]
-    status: list[str]
     agency: list[str | None]
     age_band: list[str]
     gender: list[str]
     region: list[str]
     series: list[tuple[str, ...]]
-    same_as: list[tuple[tuple[str, str], ...]]
     first_us: bytes
     ident_us: bytes
     counts: bytes
     times: bytes
-    first_text: list[str | None] | None
-    ident_text: list[str | None] | None
-    hash_at: bytes
-    hash_signal: list[str]
-    hash_value: list[str]
-    hash_key: bytes
+    record_rows: list[tuple[Any, ...]]
+    hash_rows: list[tuple[Any, ...]]
+    link_rows: list[tuple[Any, ...]]
+    pack_rows: list[tuple[Any, ...]]
+    hash_owner: bytes
+    hash_kind: bytes | None
     hash_words: bytes | None
-    hash_lengths: bytes | None
-    pack_at: bytes
-    pack_times: list[bytes]
     errors: list[tuple[str, int, str]]
-
-
-class _Arg(msgspec.Struct, array_like=True):
-    paths: list[str]
-    sqlite: bool
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -225,72 +293,68 @@ def _ints(raw: bytes) -> np.ndarray:
 def encode(p: Prepared) -> bytes:
     return _encoder.encode(
         _Frame(
+            p.first_id,
+            p.first_hash,
             p.database,
             p.victim_id,
-            p.status,
             p.agency,
             p.age_band,
             p.gender,
             p.region,
             p.series,
-            p.same_as,
             _raw(p.first_us),
             _raw(p.ident_us),
             _raw(p.counts),
             _raw(p.times),
-            p.first_text,
-            p.ident_text,
-            _raw(p.hash_at),
-            p.hash_signal,
-            p.hash_value,
-            _raw(p.hash_key),
+            p.record_rows,
+            p.hash_rows,
+            p.link_rows,
+            p.pack_rows,
+            _raw(p.hash_owner),
+            None if p.hash_kind is None else _raw(p.hash_kind),
             None if p.hash_words is None else p.hash_words.astype(np.uint8).tobytes(),
-            None if p.hash_lengths is None else _raw(p.hash_lengths),
-            _raw(p.pack_at),
-            p.pack_times,
             [(e.source, e.line, e.message) for e in p.errors],
         )
     )
 
 
 def decode(frame: bytes) -> Prepared:
+    """A frame back as a batch (its rows decoded straight into tuples)."""
     f = _decode_frame(frame)
     words = None
     if f.hash_words is not None:
         words = np.frombuffer(f.hash_words, dtype=np.uint8).reshape(-1, 32).copy()
     return Prepared(
+        first_id=f.first_id,
+        first_hash=f.first_hash,
         database=f.database,
         victim_id=f.victim_id,
-        status=f.status,
         agency=f.agency,
         age_band=f.age_band,
         gender=f.gender,
         region=f.region,
         series=f.series,
-        same_as=f.same_as,
         first_us=_ints(f.first_us),
         ident_us=_ints(f.ident_us),
         counts=_ints(f.counts),
         times=_ints(f.times),
-        first_text=f.first_text,
-        ident_text=f.ident_text,
-        hash_at=_ints(f.hash_at),
-        hash_signal=f.hash_signal,
-        hash_value=f.hash_value,
-        hash_key=_ints(f.hash_key),
+        record_rows=f.record_rows,
+        hash_rows=f.hash_rows,
+        link_rows=f.link_rows,
+        pack_rows=f.pack_rows,
+        hash_owner=_ints(f.hash_owner),
+        hash_kind=None if f.hash_kind is None else _ints(f.hash_kind),
         hash_words=words,
-        hash_lengths=None if f.hash_lengths is None else _ints(f.hash_lengths),
-        pack_at=_ints(f.pack_at),
-        pack_times=f.pack_times,
         errors=[LineError(s, n, m) for s, n, m in f.errors],
     )
 
 
-def prepared(sources: Iterable[tuple[str, Iterable[str]]], sqlite: bool) -> Iterator[Prepared]:
+def prepared(sources: Iterable[tuple[str, Iterable[str]]], spec: Spec) -> Iterator[Prepared]:
     """`(name, lines)` sources as prepared batches, in this process."""
+    feeder = Feeder(spec)
     for name, lines in sources:
         for batch in parse_batches(lines, name, CHUNK):
-            yield prepare(batch, sqlite)
+            yield feeder.prepare(batch)
 
 
 def utf8_lines(lines: Iterable[str], name: str) -> Iterator[str]:
@@ -315,25 +379,24 @@ def _file_sources(paths: Sequence[str]) -> Iterator[tuple[str, Iterable[str]]]:
 
 
 def produce(arg: bytes) -> Iterator[bytes]:
-    """The parseahead producer: the files named in `arg`, one frame per batch."""
-    spec = msgspec.msgpack.decode(arg, type=_Arg)
-    for p in prepared(_file_sources(spec.paths), spec.sqlite):
+    """The parseahead producer: the files named in the `Spec`, one frame per batch."""
+    spec = msgspec.msgpack.decode(arg, type=Spec)
+    for p in prepared(_file_sources(spec.paths), spec):
         yield encode(p)
 
 
 def file_batches(
-    paths: Sequence[Path], sqlite: bool, *, ahead: bool | None = None
+    paths: Sequence[Path], spec: Spec, *, ahead: bool | None = None
 ) -> Iterator[Prepared]:
     """The files' prepared batches: parsed in a second process when that is available
     and the files are big enough (`ahead` forces either way), else in this one."""
-    names = [str(p) for p in paths]
     if ahead is None:
         size = 0
         for p in paths:
             with contextlib.suppress(OSError):  # the producer reports it when it gets there
                 size += p.stat().st_size
         ahead = parseahead.available() and size >= PARSE_AHEAD_BYTES
-    arg = _encoder.encode(_Arg(names, sqlite))
+    arg = _encoder.encode(msgspec.structs.replace(spec, paths=[str(p) for p in paths]))
     if ahead:
         with parseahead.frames(PRODUCER, arg) as frames:
             for frame in frames:
