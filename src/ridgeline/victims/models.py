@@ -94,7 +94,7 @@ class VictimHash(Base):
     signal: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(Text)
     #: `feed.hash_key(value)`: equal values have equal keys (the converse is checked)
-    key: Mapped[int] = mapped_column(BigInteger)
+    key: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class VictimLink(Base):

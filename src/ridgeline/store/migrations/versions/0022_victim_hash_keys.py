@@ -10,6 +10,7 @@ Create Date: 2026-12-03 15:10:00
 import hashlib
 import re
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -59,17 +60,26 @@ def _records(*constraints: sa.Constraint) -> sa.Table:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    with op.batch_alter_table("victim_hashes") as batch:
-        batch.add_column(sa.Column("key", sa.BigInteger(), nullable=False, server_default="0"))
-    rows = bind.execute(sa.text("SELECT id, value FROM victim_hashes")).all()
-    update = sa.text("UPDATE victim_hashes SET key = :k WHERE id = :i")
-    for start in range(0, len(rows), 50_000):
-        part = rows[start : start + 50_000]
-        bind.execute(update, [{"k": _key(v), "i": i} for i, v in part])
-    with op.batch_alter_table("victim_hashes") as batch:
-        batch.alter_column("key", server_default=None)
-        batch.drop_index("ix_victim_hashes_value")
-        batch.create_index("ix_victim_hashes_key", ["key"])
+    # a plain ADD COLUMN (no table copy); the default stays, as in the model
+    op.add_column(
+        "victim_hashes", sa.Column("key", sa.BigInteger(), nullable=False, server_default="0")
+    )
+    op.drop_index("ix_victim_hashes_value", table_name="victim_hashes")
+    if bind.dialect.name == "sqlite":  # one pass over the table, the key computed in place
+        raw: Any = bind.connection.dbapi_connection
+        raw.create_function("ridgeline_0022_key", 1, _key, deterministic=True)
+        bind.exec_driver_sql("UPDATE victim_hashes SET key = ridgeline_0022_key(value)")
+        raw.create_function("ridgeline_0022_key", 1, None)
+    else:  # in id order, 50,000 rows at a time (memory stays level)
+        select = sa.text(
+            "SELECT id, value FROM victim_hashes WHERE id > :after ORDER BY id LIMIT 50000"
+        )
+        update = sa.text("UPDATE victim_hashes SET key = :k WHERE id = :i")
+        after = 0
+        while rows := bind.execute(select, {"after": after}).all():
+            bind.execute(update, [{"k": _key(v), "i": i} for i, v in rows])
+            after = rows[-1][0]
+    op.create_index("ix_victim_hashes_key", "victim_hashes", ["key"])
     if bind.dialect.name == "postgresql":
         op.drop_constraint(
             "victim_records_database_victim_key_key", "victim_records", type_="unique"
@@ -97,7 +107,7 @@ def downgrade() -> None:
         unique = sa.UniqueConstraint("database", "victim_key")  # unnamed, as 0005 made it
         with op.batch_alter_table("victim_records", recreate="always", copy_from=_records(unique)):
             pass
+    op.drop_index("ix_victim_hashes_key", table_name="victim_hashes")
+    op.create_index("ix_victim_hashes_value", "victim_hashes", ["signal", "value"])
     with op.batch_alter_table("victim_hashes") as batch:
-        batch.drop_index("ix_victim_hashes_key")
-        batch.create_index("ix_victim_hashes_value", ["signal", "value"])
         batch.drop_column("key")
