@@ -11,7 +11,8 @@ the same durations. Prints ONE JSON line.
 Usage: python bench/indicator.py [--victims 1000000] [--sightings 10000000] [--data DIR]
 
 (`--victims 100000 --sightings 1000000` and smaller run the same steps at a smaller
-scale; `cpu_s` fields are this process's CPU time, for a machine shared with others.)
+scale; `cpu_s` fields are this process's CPU time, for a machine shared with others;
+`import_merge_child_cpu_s` is the parsing process's, when the import starts one.)
 """
 
 from __future__ import annotations
@@ -77,10 +78,17 @@ def main() -> None:
         from ridgeline.victims.registry import import_files
 
         store = Store.open(d / "victims.db")
+        children = resource.getrusage(resource.RUSAGE_CHILDREN)
         t, c = time.perf_counter(), time.process_time()
         result = import_files(store, paths)
         out["import_merge_s"] = round(time.perf_counter() - t, 2)
         out["import_merge_cpu_s"] = round(time.process_time() - c, 2)
+        after = resource.getrusage(resource.RUSAGE_CHILDREN)
+        out["import_merge_child_cpu_s"] = round(
+            after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 2
+        )
+        out["child_peak_rss_mb"] = round(after.ru_maxrss / 1024)
+        out["load_1m_after_import"] = os.getloadavg()[0]
         out["records"] = result.records
         out["victims"] = result.victims
         anchor = sqlite3.connect(d / "anchor.db")

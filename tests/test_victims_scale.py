@@ -138,16 +138,18 @@ def test_killed_import_leaves_nothing_and_reruns_without_duplicates(
 
 
 def test_killed_with_the_hash_index_dropped_keeps_it(store: Store, tmp_path: Path) -> None:
-    """A big import into few stored hashes drops their (signal, value) index from its
-    second batch and builds it again before the merge: killed there, the store keeps
-    the index and nothing of the import; the rerun imports and merges everything."""
+    """A big import into few stored hashes and records drops their key indexes (the
+    hashes' and the records' unique (database, victim_key)) from its second batch and
+    builds them again before the merge: killed there, the store keeps the indexes and
+    nothing of the import; the rerun imports and merges everything."""
     world = generate(4, 120)
     paths = world.write(tmp_path / "synth")  # one batch per database file
     command = ["victims", "import", "--db", _db_arg(store), "--format", "json"]
     before = _state(store)
     kill_at("victims.import.chunk@2", [*command, *map(str, paths)])
     assert _state(store) == before
-    assert "ix_victim_hashes_value" in before["indexes"]  # type: ignore[operator]
+    assert "ix_victim_hashes_key" in before["indexes"]  # type: ignore[operator]
+    assert "ux_victim_records_key" in before["indexes"]  # type: ignore[operator]
     from ridgeline.victims.bulk import import_files
 
     result = import_files(store, paths)

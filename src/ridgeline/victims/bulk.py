@@ -15,8 +15,7 @@ import contextlib
 import datetime as dt
 import io
 import itertools
-import re
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -28,11 +27,10 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
-from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
+from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, sqlite_text, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
-from ridgeline.victims.records import Batch, LineError, parse_batches
+from ridgeline.victims.records import LineError
 
-CHUNK = 20_000
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 NONE_US = np.iinfo(np.int64).max
 _US = dt.timedelta(microseconds=1)
@@ -72,7 +70,7 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(sql, list(rows))
 
 
-def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[tuple[Any, ...]]) -> None:
+def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
     """Insert plain tuples: COPY on PostgreSQL, the driver's executemany on SQLite."""
     if not rows:
         return
@@ -104,21 +102,9 @@ def _dt_param(conn: Connection) -> Any:
 
 def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
     """UTC microseconds (NONE_US = null) as driver values, vectorised on SQLite."""
-    present = micros != NONE_US
     if conn.dialect.name == "sqlite":
-        stamps = np.datetime_as_string(
-            np.where(present, micros, 0).astype("datetime64[us]"), unit="us"
-        ).astype("S26")
-        stamps.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")  # YYYY-MM-DD HH:MM:SS.f
-        out: list[Any] = stamps.astype("U26").tolist()
-    else:
-        out = [
-            EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
-        ]
-    if not present.all():
-        for i in np.flatnonzero(~present).tolist():
-            out[i] = None
-    return out
+        return sqlite_text(micros)
+    return [EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()]
 
 
 class _Codes:
@@ -178,9 +164,6 @@ class _Columns:
         )
 
 
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
-
-
 @dataclass
 class _HashKeys:
     """An import's hash rows, in the order written, as exact fixed-width keys: the
@@ -194,33 +177,16 @@ class _HashKeys:
     kinds: list[np.ndarray] = field(default_factory=list)
     words: list[np.ndarray] = field(default_factory=list)
 
-    def add(self, records: list[int], signals: list[str], values: list[str]) -> bool:
-        """Key one batch's hash rows (in id order); False (nothing kept) if a value is
-        not lowercase hex of an even length of at most 64 digits."""
-        n = len(values)
-        if not n:
+    def add(self, records: np.ndarray, kinds: np.ndarray | None, words: np.ndarray | None) -> bool:
+        """Key one batch's hash rows (in id order; `feed.Feeder` made the keys); False
+        (nothing kept) if their values were not all plain hex (no keys)."""
+        if not len(records):
             return True
-        lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
-        if lengths.max() > 64 or (lengths % 2).any() or not lengths.all():
+        if kinds is None or words is None:
             return False
-        joined = "".join(values)
-        if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
-            return False
-        digits = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
-        padded = np.zeros((n, 32), dtype=np.uint8)
-        if (lengths == lengths[0]).all():
-            padded[:, : lengths[0] // 2] = digits.reshape(n, lengths[0] // 2)
-        else:
-            ends = np.cumsum(lengths // 2)
-            for i, (e, k) in enumerate(zip(ends.tolist(), (lengths // 2).tolist(), strict=True)):
-                padded[i, :k] = digits[e - k : e]
-        codes = self.signals
-        for name in dict.fromkeys(signals):
-            codes.setdefault(name, len(codes))
-        kind = np.fromiter(map(codes.__getitem__, signals), dtype=np.int64, count=n)
-        self.kinds.append(kind * 128 + lengths)
-        self.records.append(np.array(records, dtype=np.int64))
-        self.words.append(padded.view(np.uint64))
+        self.kinds.append(kinds)
+        self.records.append(records)
+        self.words.append(words.view(np.uint64))
         return True
 
     def groups(self, first_id: int, gone: set[int]) -> tuple[np.ndarray, np.ndarray]:
@@ -334,10 +300,13 @@ def _delete_records(conn: Connection, ids: list[int]) -> None:
         conn.exec_driver_sql(f"DELETE FROM victim_records WHERE id IN ({part})")
 
 
-def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
-    """Insert one batch (replacing records already there); returns how many it replaced.
-    The batch is columns, and so are the rows handed to the driver (zip, no per-record
-    objects)."""
+def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) -> int:
+    """Insert one prepared batch (replacing records already there); returns how many it
+    replaced. The batch's rows come ready (`feed.Feeder`: parsing, ids, hash keys and
+    packed sightings done, maybe in another process); here only what needs the store:
+    records to replace, series ids, and the columns the merge keeps."""
+    if batch.first_id != state.next_id or batch.first_hash != state.next_hash:
+        raise RuntimeError("victims import: a batch's ids are not the next ones")
     dbs, keys_ = batch.database, batch.victim_id
     existing: list[int] = []
     one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
@@ -353,8 +322,6 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
-    binds = _dt_param(conn)
-    now = binds(dt.datetime.now(dt.UTC))
     new_series = []
     series_ids = state.series
     for d, keys in zip(dbs, batch.series, strict=True):
@@ -366,97 +333,45 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
     _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     n = len(batch)
     ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
+    id_range = range(state.next_id, state.next_id + n)
     state.next_id += n
-    id_list = ids.tolist()
-    first_us, ident_us = batch.first_us, batch.ident_us
-    first_col, ident_col = _dt_column(conn, first_us), _dt_column(conn, ident_us)
     if one_db:
-        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_list, strict=True))
+        state.keys.setdefault(dbs[0], {}).update(zip(keys_, id_range, strict=True))
     else:
-        for d, k, rid in zip(dbs, keys_, id_list, strict=True):
+        for d, k, rid in zip(dbs, keys_, id_range, strict=True):
             state.keys.setdefault(d, {})[k] = rid
-    status = np.where(ident_us != NONE_US, "identified", "unidentified").tolist()
     _bulk(
         conn,
         "victim_records",
         "id, database, victim_key, status, first_seen, first_seen_source, identified_at, "
         "identifying_agency, age_band, gender, region, imported_at",
-        list(
-            zip(
-                id_list,
-                dbs,
-                keys_,
-                status,
-                first_col,
-                dbs,
-                ident_col,
-                batch.agency,
-                batch.age_band,
-                batch.gender,
-                batch.region,
-                [now] * n,
-                strict=True,
-            )
-        ),
+        batch.record_rows,
     )
-    owners = [rid for rid, hs in zip(id_list, batch.hashes, strict=True) for _ in hs]
-    signals = [s for hs in batch.hashes for s, _ in hs]
-    values = [v for hs in batch.hashes for _, v in hs]
-    if values and max(map(len, values)) > LOOKUP_KEY_MAX:
-        values = list(map(lookup_key, values))
-    # ids given here (the next after the import's first, in order): the merge knows them
-    first_hash = state.next_hash
-    state.next_hash += len(values)
-    if state.hash_keys is not None and not state.hash_keys.add(owners, signals, values):
+    state.next_hash += len(batch.hash_rows)
+    if state.hash_keys is not None and not state.hash_keys.add(
+        batch.hash_owner, batch.hash_kind, batch.hash_words
+    ):
         state.hash_keys = None  # grouped by the database after all
-    _bulk(
-        conn,
-        "victim_hashes",
-        "id, record_id, signal, value",
-        list(zip(range(first_hash, state.next_hash), owners, signals, values, strict=True)),
-    )
-    del owners, signals, values
-    _bulk(
-        conn,
-        "victim_links",
-        "record_id, database, victim_key",
-        [
-            (rid, d, v)
-            for rid, links in zip(id_list, batch.same_as, strict=True)
-            if links
-            for d, v in links
-        ],
-    )
+    _bulk(conn, "victim_hashes", "id, record_id, signal, value, key", batch.hash_rows)
+    _bulk(conn, "victim_links", "record_id, database, victim_key", batch.link_rows)
     _bulk(
         conn,
         "victim_record_series",
         "record_id, series_id",
         [
             (rid, series_ids[(d, s)])
-            for rid, d, keys in zip(id_list, dbs, batch.series, strict=True)
+            for rid, d, keys in zip(id_range, dbs, batch.series, strict=True)
             for s in keys
         ],
     )
-    counts = batch.counts
-    ends = np.cumsum(counts).tolist()
-    buf = batch.times.astype("<i8").tobytes()
-    _bulk(
-        conn,
-        "victim_sighting_packs",
-        "record_id, count, times",
-        [
-            (rid, c, buf[8 * (e - c) : 8 * e])
-            for rid, c, e in zip(id_list, counts.tolist(), ends, strict=True)
-            if c
-        ],
-    )
+    _bulk(conn, "victim_sighting_packs", "record_id, count, times", batch.pack_rows)
     codes = state.codes
     state.columns.append(
         _Columns(
             ids=ids,
             db=codes.code("database", dbs),
-            first=first_us,
-            ident=ident_us,
+            first=batch.first_us,
+            ident=batch.ident_us,
             agency=codes.code("agency", batch.agency),
             attrs={
                 "age_band": codes.code("age_band", batch.age_band),
@@ -465,7 +380,7 @@ def _write_batch(conn: Connection, batch: Batch, state: _Import) -> int:
             },
         )
     )
-    state.sight_ids.append(np.repeat(ids, counts))
+    state.sight_ids.append(np.repeat(ids, batch.counts))
     state.sight_times.append(batch.times)
     return len(existing)
 
@@ -523,7 +438,15 @@ def import_records(
     All in one transaction: a failure midway (the database, not a bad line) or a kill
     leaves the store as it was. Bad lines are reported and skipped; a record is never
     half-written. The merge that follows reuses this import's records from memory.
+    Parsed in this process (`import_files` parses big files in a second one).
     """
+    return _import(store, lambda spec: prepared(sources, spec), merge=merge)
+
+
+def _import(
+    store: Store, batches_of: Callable[[Spec], Iterator[Prepared]], *, merge: bool = True
+) -> ImportResult:
+    """The import: `batches_of` gives the prepared batches for the ids it is handed."""
     errors: list[LineError] = []
     written = replaced = 0
     # no cyclic collector while the import runs: it holds millions of keys and rows (no
@@ -531,19 +454,25 @@ def import_records(
     with gc_paused(), _transaction(store) as conn, contextlib.ExitStack() as indexes:
         state = _start(conn)
         stored = _hash_rows(conn)
-        batches = 0
-        for name, lines in sources:
-            for batch in parse_batches(lines, name, CHUNK):
-                errors += batch.errors
-                if len(batch):
-                    if batches == 1 and _hash_rows(conn) - stored >= stored:
-                        # a big import (a second batch) into few stored hashes: their
-                        # (signal, value) index is built once at the end, by a sort
-                        indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_value"))
-                    replaced += _write_batch(conn, batch, state)
-                    written += len(batch)
-                    batches += 1
-                    crashpoint.reached("victims.import.chunk")
+        count = 0
+        now = dt.datetime.now(dt.UTC)
+        spec = Spec([], conn.dialect.name == "sqlite", state.next_id, state.next_hash, now)
+        bound_now = _dt_param(conn)(now)
+        for batch in batches_of(spec):
+            errors += batch.errors
+            if len(batch):
+                if count == 1 and _hash_rows(conn) - stored >= stored:
+                    # a big import (a second batch) into few stored hashes: their key
+                    # index is built once at the end, by a sort
+                    indexes.enter_context(_index_dropped(conn, "ix_victim_hashes_key"))
+                if count == 1 and state.next_id - state.first_id >= state.first_id - 1:
+                    # and into few stored records: (database, victim_key) likewise (the
+                    # import itself keeps the keys unique, `_Import.keys`)
+                    indexes.enter_context(_index_dropped(conn, "ux_victim_records_key"))
+                replaced += _write_batch(conn, batch, state, bound_now)
+                written += len(batch)
+                count += 1
+                crashpoint.reached("victims.import.chunk")
         indexes.close()  # the merge groups hashes over that index
         if conn.dialect.name == "postgresql":
             for table in ("victim_records", "victim_series", "victim_hashes"):
@@ -562,24 +491,29 @@ def import_records(
     return ImportResult(written, replaced, tuple(errors), victims, joins)
 
 
-def import_files(store: Store, paths: Sequence[Path]) -> ImportResult:
-    """`ridgeline victims import FILE...` (`-` is standard input), each read as a stream."""
+def import_files(
+    store: Store, paths: Sequence[Path], *, parse_ahead: bool | None = None
+) -> ImportResult:
+    """`ridgeline victims import FILE...` (`-` is standard input), each read as a stream.
+
+    Files big enough are read and parsed in a second process (`feed.file_batches`;
+    `parse_ahead` forces it on or off), standard input in this one."""
     import sys
+
+    if all(str(p) != "-" for p in paths):
+        return _import(store, lambda spec: file_batches(paths, spec, ahead=parse_ahead))
 
     def sources() -> Iterator[tuple[str, Iterable[str]]]:
         for path in paths:
             if str(path) == "-":
-                yield ("<stdin>", sys.stdin)
+                yield ("<stdin>", utf8_lines(sys.stdin, "<stdin>"))
                 continue
             try:
                 handle = path.open(encoding="utf-8", errors="strict", buffering=1 << 20)
             except OSError as exc:
                 raise BadInput(f"cannot read {path}: {exc.strerror}") from None
             with handle:
-                try:
-                    yield (str(path), handle)
-                except UnicodeDecodeError:
-                    raise BadInput(f"{path}: not UTF-8") from None
+                yield (str(path), utf8_lines(handle, str(path)))
 
     return import_records(store, sources())
 
@@ -655,16 +589,30 @@ def _read_sightings(conn: Connection, below: int | None) -> tuple[np.ndarray, np
 
 def _shared_hashes(conn: Connection) -> tuple[np.ndarray, np.ndarray]:
     """(record, group) of every hash row whose (signal, value) two or more rows hold, the
-    group being its lowest hash row id: grouped by the database over its (signal,
-    value) index; only integers come back."""
-    rows = _fetch_arrays(
-        conn,
-        "SELECT h.record_id, g.gid FROM victim_hashes h JOIN (SELECT signal, value, "
-        "MIN(id) AS gid FROM victim_hashes GROUP BY signal, value HAVING COUNT(*) > 1) g "
-        "ON g.signal = h.signal AND g.value = h.value",
-        2,
+    group being its lowest hash row id. The database finds the rows whose short key
+    (`victim_hashes.key`, indexed) is shared; their (signal, value) are compared here."""
+    cursor = conn.connection.cursor()
+    cursor.execute(
+        "SELECT id, record_id, signal, value FROM victim_hashes WHERE key IN "
+        "(SELECT key FROM victim_hashes GROUP BY key HAVING COUNT(*) > 1) ORDER BY id"
     )
-    return rows[:, 0].copy(), rows[:, 1].copy()
+    first: dict[tuple[str, str], int] = {}
+    holders: dict[tuple[str, str], list[int]] = {}
+    while rows := cursor.fetchmany(200_000):
+        for hid, rid, signal, value in rows:
+            k = (signal, value)
+            if k in first:
+                holders[k].append(rid)
+            else:
+                first[k] = hid
+                holders[k] = [rid]
+    rec: list[int] = []
+    gid: list[int] = []
+    for k, held in holders.items():
+        if len(held) > 1:
+            rec += held
+            gid += [first[k]] * len(held)
+    return np.array(rec, dtype=np.int64), np.array(gid, dtype=np.int64)
 
 
 def _hash_edges(

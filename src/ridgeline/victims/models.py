@@ -43,7 +43,8 @@ class VictimRecord(Base):
 
     __tablename__ = "victim_records"
     __table_args__ = (
-        UniqueConstraint("database", "victim_key"),
+        #: an index, not a table constraint, so a big import can rebuild it by one sort
+        Index("ux_victim_records_key", "database", "victim_key", unique=True),
         Index("ix_victim_records_merged", "merged_id"),
     )
 
@@ -82,7 +83,8 @@ class VictimHash(Base):
 
     __tablename__ = "victim_hashes"
     __table_args__ = (
-        Index("ix_victim_hashes_value", "signal", "value"),
+        #: `key` groups equal values (an integer index, not one on 64-character text)
+        Index("ix_victim_hashes_key", "key"),
         #: replacing a record deletes its hashes (and PostgreSQL checks the foreign key)
         Index("ix_victim_hashes_record", "record_id"),
     )
@@ -91,6 +93,8 @@ class VictimHash(Base):
     record_id: Mapped[int] = mapped_column(ForeignKey("victim_records.id", ondelete="CASCADE"))
     signal: Mapped[str] = mapped_column(String(32))
     value: Mapped[str] = mapped_column(Text)
+    #: `feed.hash_key(value)`: equal values have equal keys (the converse is checked)
+    key: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class VictimLink(Base):

@@ -18,7 +18,6 @@ from sqlalchemy import Connection, bindparam, delete, insert, or_, select, updat
 from ridgeline.errors import BadInput, NotFound
 from ridgeline.store import Store
 from ridgeline.victims.bulk import (
-    CHUNK,
     EPOCH,
     ImportResult,
     _executemany,
@@ -29,6 +28,7 @@ from ridgeline.victims.bulk import (
     rebuild,
     to_seconds,
 )
+from ridgeline.victims.feed import CHUNK
 from ridgeline.victims.models import (
     MergedVictim,
     Series,

@@ -1,0 +1,100 @@
+"""Migration 0022 (victim hashes keyed by a short integer, the records' unique key as an
+index) on a store holding victims: down to 0021 and up again keeps every row, the keys
+it computes are the import's, and the merge is the same."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import sqlalchemy as sa
+from alembic import command
+
+from ridgeline.fastread import HEAD_REVISION
+from ridgeline.store import Store
+from ridgeline.store.models import Base
+from ridgeline.victims.feed import hash_key
+from ridgeline.victims.registry import import_records, merges, rebuild
+from ridgeline.victims.synth import generate
+
+
+def _move(store: Store, revision: str) -> None:
+    """Alembic up or down to `revision` (on SQLite with foreign keys off, as
+    `Store.migrate` does: batch mode recreates tables)."""
+    with store.engine.connect() as conn:
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
+            conn.commit()
+        with conn.begin():
+            cfg = store.alembic_config(conn)
+            if revision < (store.current_revision() or ""):
+                command.downgrade(cfg, revision)
+            else:
+                command.upgrade(cfg, revision)
+        if store.dialect == "sqlite":
+            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
+            conn.commit()
+
+
+def _rows(store: Store) -> dict[str, list[tuple[object, ...]]]:
+    out = {}
+    with store.engine.connect() as conn:
+        for table in Base.metadata.sorted_tables:
+            if table.name.startswith("victim_") or table.name == "merged_victims":
+                cols = [c for c in table.columns if c.name != "key"]
+                query = sa.select(*cols).order_by(*table.primary_key.columns)
+                out[table.name] = [tuple(r) for r in conn.execute(query)]
+    return out
+
+
+def _indexes(store: Store, table: str) -> set[str]:
+    inspector = sa.inspect(store.engine)
+    names = {str(i["name"]) for i in inspector.get_indexes(table)}
+    uniques = inspector.get_unique_constraints(table)
+    return names | {f"unique:{','.join(u['column_names'])}" for u in uniques}
+
+
+def test_down_and_up_keeps_every_record(store: Store, tmp_path: Path) -> None:
+    world = generate(3, 150)
+    import json
+
+    lines = [json.dumps(r) for r in world.json_records()]
+    lines.append(
+        json.dumps(
+            {
+                "database": "Z",
+                "victim_id": "odd",
+                "first_seen": "2020-01-01",
+                "hashes": [{"signal": "md5", "value": "ab" * 16}],
+            }
+        )
+    )
+    result = import_records(store, [("synth", lines)])
+    assert result.errors == ()
+    before, report = _rows(store), list(merges(store))
+    with store.engine.connect() as conn:
+        keys = conn.execute(sa.text("SELECT value, key FROM victim_hashes ORDER BY id")).all()
+    assert keys and all(k == hash_key(v) for v, k in keys)
+
+    _move(store, "0021")
+    assert store.current_revision() == "0021"
+    hashes = _indexes(store, "victim_hashes")
+    assert "ix_victim_hashes_value" in hashes and "ix_victim_hashes_key" not in hashes
+    assert {"unique:database,victim_key", "ix_victim_records_merged"} <= _indexes(
+        store, "victim_records"
+    )
+    cols = {c["name"] for c in sa.inspect(store.engine).get_columns("victim_hashes")}
+    assert "key" not in cols
+    assert _rows(store) == before
+
+    _move(store, HEAD_REVISION)
+    assert store.current_revision() == HEAD_REVISION
+    assert "ix_victim_hashes_key" in _indexes(store, "victim_hashes")
+    records = _indexes(store, "victim_records")
+    assert {"ux_victim_records_key", "ix_victim_records_merged"} <= records
+    assert "unique:database,victim_key" not in records
+    assert _rows(store) == before
+    with store.engine.connect() as conn:
+        again = conn.execute(sa.text("SELECT value, key FROM victim_hashes ORDER BY id")).all()
+    assert again == keys
+    assert rebuild(store) == (result.victims, result.merges)
+    assert list(merges(store)) == report
