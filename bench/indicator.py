@@ -12,7 +12,9 @@ Usage: python bench/indicator.py [--victims 1000000] [--sightings 10000000] [--d
 
 (`--victims 100000 --sightings 1000000` and smaller run the same steps at a smaller
 scale; `cpu_s` fields are this process's CPU time, for a machine shared with others;
-`import_merge_child_cpu_s` is the parsing process's, when the import starts one.)
+`import_merge_child_cpu_s` is the parsing process's, when the import starts one;
+`peak_rss_both_mb`, the figure for the 2 GB target, counts both processes: this one's
+peak, or during the import this one's peak so far plus the parsing process's peak.)
 """
 
 from __future__ import annotations
@@ -88,6 +90,11 @@ def main() -> None:
             after.ru_utime + after.ru_stime - children.ru_utime - children.ru_stime, 2
         )
         out["child_peak_rss_mb"] = round(after.ru_maxrss / 1024)
+        # the import's memory is both processes': this process's peak so far plus the
+        # child's peak (an upper bound on what they held at once)
+        import_rss = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
+        out["import_peak_rss_mb"] = import_rss
+        out["import_peak_rss_both_mb"] = import_rss + round(after.ru_maxrss / 1024)
         out["load_1m_after_import"] = os.getloadavg()[0]
         out["records"] = result.records
         out["victims"] = result.victims
@@ -146,7 +153,10 @@ def main() -> None:
         out["anchor_lifelines_km_s"] = round(time.perf_counter() - t, 2)
         store.close()
     out["peak_rss_mb"] = round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024)
-    out["targets"] = {"import_merge_s": 60, "indicator_s": 10, "peak_rss_mb": 2048}
+    out["peak_rss_both_mb"] = max(
+        int(str(out["peak_rss_mb"])), int(str(out["import_peak_rss_both_mb"]))
+    )
+    out["targets"] = {"import_merge_s": 60, "indicator_s": 10, "peak_rss_both_mb": 2048}
     print(json.dumps(out))
 
 
