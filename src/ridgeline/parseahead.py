@@ -129,10 +129,17 @@ def frames(target: str, arg: bytes) -> Iterator[Iterator[bytes]]:
     drain = threading.Thread(target=lambda: stderr_chunks.append(stderr.read()), daemon=True)
     drain.start()
 
+    # The argument is let go of once written: a bulk job's argument can be its whole
+    # input (a hundred megabytes), which need not stay in this process for the run.
+    pending = [arg]
+    del arg
+
     def feed() -> None:
         assert proc.stdin is not None
+        data = pending.pop()
         with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(arg)
+            proc.stdin.write(data)
+        del data
         with contextlib.suppress(BrokenPipeError):
             proc.stdin.close()
 
