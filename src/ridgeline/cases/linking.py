@@ -570,27 +570,34 @@ class Linker:
             uf.add(("r", rid))
         candidates: list[tuple[tuple[str, int], tuple[str, int], NewLink]] = []
 
-        usable: list[tuple[int, list[Identifier]]] = []
-        for rid, idents in new:
-            keep = [
-                i
-                for i in idents
-                if linkable(i) and (i.kind not in FILE_KINDS or (i.kind, i.value) not in viral)
-            ]
-            usable.append((rid, keep))
-
         # Exact identifiers: within the batch (chained in order) and against stored cases.
+        # One pass over the batch's identifiers with `linkable` and `_key` written out:
+        # a batch of 1,000 reports has some 11,000 of them.
         exact: dict[tuple[str, str | None, str], list[int]] = defaultdict(list)
         ips: dict[str, list[tuple[dt.datetime, int]]] = defaultdict(list)
-        for rid, keep in usable:
-            for i in keep:
-                if i.kind == "ip":
-                    assert i.event_at is not None
+        for rid, idents in new:
+            for i in idents:
+                kind = i.kind
+                if i.role == "reporter":
+                    continue
+                if kind == "ip":
+                    if i.possible_proxy or i.event_at is None:
+                        continue
                     ips[i.value].append((i.event_at, rid))
-                elif i.kind == "pdq":
-                    continue  # searched above (`_near_pdq`)
+                elif kind in FILE_KINDS:
+                    if kind == "pdq" or (kind, i.value) in viral:
+                        continue  # PDQ is searched above (`_near_pdq`)
+                    lst = exact[(kind, None, i.value)]
+                    if not lst or lst[-1] != rid:
+                        lst.append(rid)
                 else:
-                    lst = exact[_key(i)]
+                    if kind == "device":
+                        qualifier = i.device_type
+                    elif kind in ("screen_name", "esp_id"):
+                        qualifier = i.service
+                    else:
+                        qualifier = None
+                    lst = exact[(kind, qualifier, i.value)]
                     if not lst or lst[-1] != rid:
                         lst.append(rid)
         by_kind: dict[str, set[str]] = defaultdict(set)
