@@ -74,6 +74,7 @@ _IPS_SQL = (
     "AND report_identifiers.role != {p} AND report_identifiers.possible_proxy = {p} "
     "AND report_identifiers.event_at IS NOT NULL"
 )
+_CASE_OF_SQL = "SELECT report_id, case_id FROM case_reports WHERE report_id IN ({in})"
 _BUNDLES_SQL = (
     "SELECT file_bundles.id, file_bundles.value FROM file_bundles "
     "WHERE file_bundles.kind = {p} AND file_bundles.value IN ({in})"
@@ -650,13 +651,8 @@ class Linker:
             stored_reports = sorted({r for hits in found for r, _ in hits})
             case_of_stored: dict[int, int] = {}
             for start in range(0, len(stored_reports), CHUNK):
-                case_of_stored.update(
-                    session.execute(
-                        select(CaseReport.report_id, CaseReport.case_id).where(
-                            CaseReport.report_id.in_(stored_reports[start : start + CHUNK])
-                        )
-                    ).all()
-                )
+                chunk = stored_reports[start : start + CHUNK]
+                case_of_stored.update(select_in(session, _CASE_OF_SQL, chunk))
             for q, ((rid, value), hits) in enumerate(zip(pdqs, found, strict=True)):
                 if q in near_viral:
                     continue
