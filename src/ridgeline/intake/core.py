@@ -175,16 +175,15 @@ class Pipeline:
                 if items is not None
                 else prepare.size_of(paths or ()) >= PARSE_AHEAD_MIN_BYTES
             )
-        spec = self.preparer.spec()
+        job = prepare.job(self.preparer.spec(), batch, items=items, paths=paths, fmt=fmt)
         if parse_ahead and parseahead.available():
-            # the argument (the whole input, for `items`) is not kept once sent
-            job = prepare.job(spec, batch, items=items, paths=paths, fmt=fmt)
+            # the argument is made in parts as it is sent: the input is not held twice
             with parseahead.frames(prepare.PRODUCER, job) as frames:
                 del job
                 yield from self._write(store, frames, received_by)
         else:
-            job = prepare.job(spec, batch, items=items, paths=paths, fmt=fmt)
-            yield from self._write(store, parseahead.run_inline(prepare.PRODUCER, job), received_by)
+            arg = b"".join(job)
+            yield from self._write(store, parseahead.run_inline(prepare.PRODUCER, arg), received_by)
 
     def _write(
         self, store: Store, frames: Iterable[bytes], received_by: str | None

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import datetime as dt
 import json
+import struct
 import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
@@ -90,14 +91,20 @@ class Spec(msgspec.Struct, array_like=True, frozen=True):
 
 
 class Job(msgspec.Struct, array_like=True, frozen=True):
-    """The producer's argument: the spec, the transaction size and the documents
-    (given, or read from `paths` in the second process)."""
+    """The producer's argument, first part: the spec, the transaction size, and the
+    files to read in the second process (`paths`) or None: the documents follow it."""
 
     spec: Spec
     batch: int
-    items: list[tuple[str, bytes, str | None, str | None, str | None]] | None = None
     paths: list[str] | None = None
     format: str | None = None
+
+
+#: One document as sent to the producer: source, bytes, format, key, error.
+ItemTuple = tuple[str, bytes, str | None, str | None, str | None]
+#: Documents per part of the producer's argument.
+ITEMS_PER_PART = 2000
+_PART = struct.Struct("<I")
 
 
 _FRAME = msgspec.msgpack.Decoder(list[Prepared])
@@ -175,20 +182,35 @@ class Preparer:
         return prepared, parsed
 
 
-def _items(job: Job) -> Iterable[Incoming]:
+def _parts(arg: bytes) -> Iterator[memoryview]:
+    view = memoryview(arg)
+    at = 0
+    while at < len(view):
+        (size,) = _PART.unpack_from(view, at)
+        at += _PART.size
+        yield view[at : at + size]
+        at += size
+
+
+def _items(job: Job, rest: Iterator[memoryview]) -> Iterable[Incoming]:
     if job.paths is not None:
-        return from_paths(job.paths, job.format)
-    return (Incoming(*t) for t in job.items or ())
+        yield from from_paths(job.paths, job.format)
+        return
+    decoder = msgspec.msgpack.Decoder(list[ItemTuple])
+    for part in rest:
+        for t in decoder.decode(part):
+            yield Incoming(*t)
 
 
 def produce(arg: bytes) -> Iterator[bytes]:
-    """The parseahead producer: a `Job` in, one msgpack frame of `Prepared` per
-    `batch` documents out, in input order."""
-    job = msgspec.msgpack.decode(arg, type=Job)
+    """The parseahead producer: a `Job` (then its documents, in parts) in, one msgpack
+    frame of `Prepared` per `batch` documents out, in input order."""
+    parts = _parts(arg)
+    job = msgspec.msgpack.decode(next(parts), type=Job)
     preparer = Preparer.of(job.spec)
     encoder = msgspec.msgpack.Encoder()
     chunk: list[Prepared] = []
-    for item in _items(job):
+    for item in _items(job, parts):
         chunk.append(preparer.prepare(item)[0])
         if len(chunk) >= job.batch:
             yield encoder.encode(chunk)
@@ -204,16 +226,19 @@ def job(
     items: Sequence[Incoming] | None = None,
     paths: Sequence[str] | None = None,
     fmt: str | None = None,
-) -> bytes:
-    """The producer's argument."""
-    rows = (
-        [(i.source, i.data, i.format, i.idempotency_key, i.error) for i in items]
-        if items is not None
-        else None
-    )
-    return msgspec.msgpack.encode(
-        Job(spec, batch, rows, list(paths) if paths is not None else None, fmt)
-    )
+) -> Iterator[bytes]:
+    """The producer's argument, in pieces made as they are sent (`parseahead.frames`
+    writes them one by one: the documents are never held twice in this process)."""
+    encoder = msgspec.msgpack.Encoder()
+
+    def part(value: object) -> bytes:
+        data = encoder.encode(value)
+        return _PART.pack(len(data)) + data
+
+    yield part(Job(spec, batch, list(paths) if paths is not None else None, fmt))
+    for start in range(0, len(items or ()), ITEMS_PER_PART):
+        chunk = (items or ())[start : start + ITEMS_PER_PART]
+        yield part([(i.source, i.data, i.format, i.idempotency_key, i.error) for i in chunk])
 
 
 def size_of(paths: Sequence[str]) -> int:
