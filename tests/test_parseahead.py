@@ -61,6 +61,24 @@ def test_a_big_argument_and_no_frames() -> None:
         assert list(it) == []
 
 
+def produce_echo(arg: bytes) -> Iterator[bytes]:
+    yield arg
+
+
+def test_an_argument_in_pieces_arrives_whole() -> None:
+    pieces = [bytes([i]) * 100_000 for i in range(30)]  # 3 MB, past the pipe buffer
+    assert list(parseahead.iterate(f"{HERE}:produce_echo", iter(pieces))) == [b"".join(pieces)]
+
+
+def test_a_failing_argument_is_raised_and_the_child_gets_no_cut_one() -> None:
+    def pieces() -> Iterator[bytes]:
+        yield b"x" * 100_000
+        raise BadInput("the input went away")
+
+    with pytest.raises(BadInput, match="went away"):
+        list(parseahead.iterate(f"{HERE}:produce_echo", pieces()))
+
+
 def test_an_error_raised_on_purpose_keeps_its_class_and_message() -> None:
     seen: list[bytes] = []
     target = f"{HERE}:produce_bad_input"

@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import traceback
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import IO
 
 from ridgeline.errors import RidgelineError
@@ -107,8 +107,12 @@ def _read_exact(stream: IO[bytes], size: int) -> bytes | None:
 
 
 @contextlib.contextmanager
-def frames(target: str, arg: bytes) -> Iterator[Iterator[bytes]]:
+def frames(target: str, arg: bytes | Iterable[bytes]) -> Iterator[Iterator[bytes]]:
     """The producer's frames, read from a second process as it makes them.
+
+    `arg` may be given as pieces (an iterable of bytes, made as they are written): the
+    child gets their concatenation, and a big argument (a bulk job's whole input) is
+    never held whole in this process.
 
     The pipe holds a few frames, so the producer runs ahead of the caller by about that
     much and its memory stays level. Leaving the block early (an error in the caller,
@@ -129,12 +133,27 @@ def frames(target: str, arg: bytes) -> Iterator[Iterator[bytes]]:
     drain = threading.Thread(target=lambda: stderr_chunks.append(stderr.read()), daemon=True)
     drain.start()
 
+    # The argument is let go of once written: a bulk job's argument can be its whole
+    # input (a hundred megabytes), which need not stay in this process for the run.
+    pending: list[Iterable[bytes]] = [[arg] if isinstance(arg, bytes | bytearray) else arg]
+    del arg
+
+    failed: list[BaseException] = []
+
     def feed() -> None:
         assert proc.stdin is not None
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.write(arg)
-        with contextlib.suppress(BrokenPipeError):
-            proc.stdin.close()
+        try:
+            for piece in pending.pop():
+                proc.stdin.write(piece)
+                del piece
+        except BrokenPipeError:
+            pass
+        except BaseException as exc:  # making the argument failed: the child must not
+            failed.append(exc)  # take a cut one for the whole of it
+            proc.kill()
+        finally:
+            with contextlib.suppress(BrokenPipeError):
+                proc.stdin.close()
 
     feeder = threading.Thread(target=feed, daemon=True)  # a big argument must not block
     feeder.start()
@@ -160,6 +179,9 @@ def frames(target: str, arg: bytes) -> Iterator[Iterator[bytes]]:
                     return
                 break
         code = proc.wait()
+        feeder.join(timeout=5)
+        if failed:
+            raise failed[0]
         drain.join(timeout=5)
         tail = b"".join(stderr_chunks).decode("utf-8", "replace").strip()[-2000:]
         raise ParseAheadFailed(

@@ -88,7 +88,7 @@ def intake_command(
     cases, triage and route. Exit status 2 if any document was refused."""
     from ridgeline.intake import Pipeline, default_steps, from_paths
 
-    docs = from_paths(list(paths), in_format)
+    from_paths(list(paths), in_format)  # a missing path is refused before anything
     store = open_store(db)
     pipeline = Pipeline(
         _config(ip_window_hours, viral_threshold),
@@ -96,24 +96,13 @@ def intake_command(
     )
     refused = 0
     with Writer("jsonl") as out:
-        chunk: list[Any] = []
-
-        def flush() -> None:
-            nonlocal refused
-            with store.session() as session:
-                outcomes = pipeline.ingest(session, chunk, received_by=actor)
-            # committed: now the rows may be printed
+        # each batch's rows come back only after its commit: a printed `stored` is stored
+        for outcomes in pipeline.run(
+            store, paths=list(paths), fmt=in_format, batch=batch, received_by=actor
+        ):
             for o in outcomes:
                 refused += o.status == "refused"
                 out.write(o.to_json())
-            chunk.clear()
-
-        for doc in docs:
-            chunk.append(doc)
-            if len(chunk) >= batch:
-                flush()
-        if chunk:
-            flush()
     if refused:
         click.echo(f"{refused} document(s) refused (see their problems)", err=True)
         sys.exit(2)

@@ -14,24 +14,29 @@ error is refused with every problem and nothing of it is stored.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from ridgeline import auditlog
+from ridgeline import auditlog, parseahead
 from ridgeline.cases.linking import LinkConfig, Linker, PdqNeighbours
 from ridgeline.cases.models import CaseReport
-from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
-from ridgeline.intake.sources import Incoming
-from ridgeline.reports import documents, received
-from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier, extract
+from ridgeline.intake import prepare
+from ridgeline.intake.prepare import Prepared, Preparer
+from ridgeline.intake.sources import Incoming, from_paths
+from ridgeline.referral import Inputs, Referral
+from ridgeline.reports import received
+from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier
 from ridgeline.reports.schema import Problem
 from ridgeline.store.bulk import select_in
 from ridgeline.timeutil import as_utc, isoformat, utcnow
+
+if TYPE_CHECKING:
+    from ridgeline.store import Store
 
 Status = Literal["stored", "duplicate", "refused"]
 
@@ -68,14 +73,22 @@ class Accepted:
     """A newly stored report, handed to the steps after linking (triage, routing)."""
 
     report_id: int
-    parsed: received.Parsed
     identifiers: tuple[Identifier, ...]
     received_at: dt.datetime
     case_id: int
+    #: what the triage and routing step takes from the report (`prepare.Prepared`)
+    referral: Inputs | None = None
+    #: the parsed report when it was parsed in this process (None: in a second one)
+    parsed: received.Parsed | None = None
 
 
 #: A step run on each batch's newly stored reports after linking (triage, routing).
 Step = Callable[[Session, Sequence[Accepted]], None]
+
+#: Below this many documents (or bytes of files) a second process costs more to start
+#: than it saves: the run prepares in-process (the same producer, `parseahead.run_inline`).
+PARSE_AHEAD_MIN_ITEMS = 2000
+PARSE_AHEAD_MIN_BYTES = 1 << 20
 
 
 def _key(item: Incoming) -> tuple[str, str]:
@@ -90,6 +103,8 @@ class Pipeline:
         self.config = config or IntakeConfig()
         self.linker = Linker(self.config.link)
         self.steps = list(steps)
+        referral = next((s for s in self.steps if isinstance(s, Referral)), None)
+        self.preparer = Preparer(self.config.email_rules, referral)
 
     def ingest(
         self,
@@ -99,12 +114,108 @@ class Pipeline:
         received_by: str | None = None,
         now: dt.datetime | None = None,
     ) -> list[Outcome]:
+        """Store one batch in the caller's transaction (see the module's docstring)."""
         # A batch allocates a few hundred thousand short-lived objects (documents,
         # identifiers, rows) and no cycles worth collecting: the cyclic collector would
         # rescan everything alive several times per batch (a fifth of the CPU time).
+        with gc_paused():
+            # keys already stored are answered without parsing again
+            keys = [_key(i) for i in items]
+            known = self._known(session, [k for k, _ in keys])
+            prepared: list[Prepared] = []
+            parsed: list[received.Parsed | None] = []
+            for item, (key, digest) in zip(items, keys, strict=True):
+                if key in known:
+                    prepared.append(Prepared(item.source, key, digest, ()))
+                    parsed.append(None)
+                else:
+                    one, doc = self.preparer.prepare(item)
+                    prepared.append(one)
+                    parsed.append(doc)
+            return self._guarded(session, prepared, parsed, known, received_by, now)
+
+    def ingest_prepared(
+        self,
+        session: Session,
+        prepared: Sequence[Prepared],
+        *,
+        received_by: str | None = None,
+        now: dt.datetime | None = None,
+    ) -> list[Outcome]:
+        """`ingest` for documents prepared beforehand (`Preparer`, possibly in a second
+        process): what is left needs the store."""
+        with gc_paused():
+            known = self._known(session, [p.key for p in prepared])
+            return self._guarded(session, prepared, None, known, received_by, now)
+
+    def run(
+        self,
+        store: Store,
+        *,
+        items: Sequence[Incoming] | None = None,
+        paths: Sequence[str] | None = None,
+        fmt: str | None = None,
+        batch: int = 1000,
+        received_by: str | None = None,
+        parse_ahead: bool | None = None,
+    ) -> Iterator[list[Outcome]]:
+        """Take in `items` (or the documents under `paths`), one transaction per `batch`;
+        yields each batch's outcomes only after its commit, so a yielded `stored` is a
+        stored report. Big inputs are prepared in a second process
+        (`ridgeline.parseahead`) while this one writes; small ones, one core or
+        `RIDGELINE_PARSE_AHEAD=0` run the same producer in this process
+        (`parse_ahead` True or False decides instead of the input's size)."""
+        if (items is None) == (paths is None):
+            raise ValueError("give either items or paths")
+        if paths is not None:
+            from_paths(list(paths), fmt)  # a missing path is refused before anything
+        if parse_ahead is None:
+            parse_ahead = (
+                len(items) >= PARSE_AHEAD_MIN_ITEMS
+                if items is not None
+                else prepare.size_of(paths or ()) >= PARSE_AHEAD_MIN_BYTES
+            )
+        job = prepare.job(self.preparer.spec(), batch, items=items, paths=paths, fmt=fmt)
+        if parse_ahead and parseahead.available():
+            # the argument is made in parts as it is sent: the input is not held twice
+            with parseahead.frames(prepare.PRODUCER, job) as frames:
+                del job
+                yield from self._write(store, frames, received_by)
+        else:
+            arg = b"".join(job)
+            yield from self._write(store, parseahead.run_inline(prepare.PRODUCER, arg), received_by)
+
+    def _write(
+        self, store: Store, frames: Iterable[bytes], received_by: str | None
+    ) -> Iterator[list[Outcome]]:
+        for frame in frames:
+            with gc_paused():  # tens of thousands of small objects, no cycles
+                prepared = prepare.decode(frame)
+            with store.session() as session:
+                outcomes = self.ingest_prepared(session, prepared, received_by=received_by)
+            # committed: only now may they be answered
+            yield outcomes
+
+    def _known(self, session: Session, keys: Sequence[str]) -> dict[str, int]:
+        known: dict[str, int] = {}
+        wanted = sorted(set(keys))
+        for start in range(0, len(wanted), 500):
+            known.update(select_in(session, received.KEYS_SQL, wanted[start : start + 500]))
+        return known
+
+    def _guarded(
+        self,
+        session: Session,
+        prepared: Sequence[Prepared],
+        parsed: Sequence[received.Parsed | None] | None,
+        known: dict[str, int],
+        received_by: str | None,
+        now: dt.datetime | None,
+    ) -> list[Outcome]:
         try:
-            with gc_paused():
-                return self._ingest(session, items, received_by, as_utc(now or utcnow()))
+            return self._ingest(
+                session, prepared, parsed, known, received_by, as_utc(now or utcnow())
+            )
         except BaseException:
             # The batch rolls back with the caller's transaction: forget what the
             # linker learnt from it.
@@ -114,62 +225,50 @@ class Pipeline:
     def _ingest(
         self,
         session: Session,
-        items: Sequence[Incoming],
+        prepared: Sequence[Prepared],
+        parsed: Sequence[received.Parsed | None] | None,
+        known: dict[str, int],
         received_by: str | None,
         at: dt.datetime,
     ) -> list[Outcome]:
-        keys = [_key(i) for i in items]
-        known: dict[str, int] = {}
-        wanted = sorted({k for k, _ in keys})
-        for start in range(0, len(wanted), 500):
-            known.update(select_in(session, received.KEYS_SQL, wanted[start : start + 500]))
-        outcomes: list[Outcome | None] = [None] * len(items)
-        to_store: list[received.ToStore] = []
+        outcomes: list[Outcome | None] = [None] * len(prepared)
+        rows: dict[str, received.Row] = {}
+        keys: list[str] = []
         positions: list[int] = []
-        idents: list[tuple[Identifier, ...]] = []
-        for n, (item, (key, digest)) in enumerate(zip(items, keys, strict=True)):
-            if key in known:
-                outcomes[n] = Outcome(item.source, known[key], "duplicate")
+        for n, p in enumerate(prepared):
+            if p.key in known:
+                outcomes[n] = Outcome(p.source, known[p.key], "duplicate")
                 continue
-            if item.error is not None:
-                outcomes[n] = Outcome(
-                    item.source, None, "refused", (Problem(item.source, item.error),)
-                )
+            r = p.row
+            if r is None:
+                outcomes[n] = Outcome(p.source, None, "refused", p.problems)
                 continue
-            try:
-                parsed = received.parse_document(item.data, item.format)
-            except documents.InvalidDocument as exc:
-                outcomes[n] = Outcome(item.source, None, "refused", tuple(exc.problems))
-                continue
-            except BadInput as exc:
-                outcomes[n] = Outcome(item.source, None, "refused", (Problem("report", str(exc)),))
-                continue
-            found, warnings = extract(parsed.report, parsed.files, rules=self.config.email_rules)
-            if warnings:
-                extra = tuple(Problem("identifiers", w, "warning") for w in warnings)
-                parsed = received.Parsed(
-                    parsed.report, parsed.files, parsed.document, parsed.format,
-                    parsed.warnings + extra,
+            if p.key not in rows:
+                rows[p.key] = (
+                    r.source, p.key, p.sha256, at, received_by, r.format, r.document, r.raw,
+                    r.incident_type, r.incident_at, r.reporter, r.file_count, r.warnings,
                 )  # fmt: skip
-            to_store.append(
-                received.ToStore(
-                    item.source, parsed, item.data, digest, key, received_by=received_by
-                )
-            )
+            keys.append(p.key)
             positions.append(n)
-            idents.append(tuple(found))
-        stored = received.store_many(session, to_store, now=at)
+        stored = received.store_rows(session, keys, rows)
         new: list[tuple[int, tuple[Identifier, ...]]] = []
-        fresh: list[tuple[int, received.ToStore, tuple[Identifier, ...]]] = []
-        for pos, item_s, ids, res in zip(positions, to_store, idents, stored, strict=True):
+        fresh: list[int] = []
+        for pos, res in zip(positions, stored, strict=True):
+            p = prepared[pos]
             status: Status = "duplicate" if res.duplicate else "stored"
-            outcomes[pos] = Outcome(item_s.source, res.report_id, status, item_s.parsed.warnings)
+            outcomes[pos] = Outcome(p.source, res.report_id, status, p.problems)
             if not res.duplicate:
-                new.append((res.report_id, ids))
-                fresh.append((res.report_id, item_s, ids))
+                new.append((res.report_id, p.identifiers))
+                fresh.append(pos)
         received.store_identifiers(session, new)
         linked = self.linker.link(session, new, now=at)
-        accepted = [Accepted(rid, s.parsed, ids, at, linked.case_of[rid]) for rid, s, ids in fresh]
+        accepted = [
+            Accepted(
+                rid, ids, at, linked.case_of[rid], prepared[pos].referral,
+                parsed[pos] if parsed is not None else None,
+            )
+            for (rid, ids), pos in zip(new, fresh, strict=True)
+        ]  # fmt: skip
         for step in self.steps:
             step(session, accepted)
         session.flush()

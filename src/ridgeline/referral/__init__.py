@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Collection, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
@@ -32,11 +33,14 @@ if TYPE_CHECKING:
     from ridgeline.store import Store
 
 
-class ParsedLike(Protocol):
-    @property
-    def report(self) -> Report: ...
-    @property
-    def files(self) -> Sequence[FileDetails]: ...
+@dataclass(frozen=True, slots=True)
+class Inputs:
+    """What this step takes from a report itself, worked out where it is parsed (a
+    second process for a bulk intake): the triage rules' findings and the located
+    subjects. Only the facts, the routing table and the inserts are left per batch."""
+
+    triage: triage.Pre
+    places: tuple[tuple[routing.Place, str], ...]
 
 
 class AcceptedLike(Protocol):
@@ -45,11 +49,11 @@ class AcceptedLike(Protocol):
     @property
     def report_id(self) -> int: ...
     @property
-    def parsed(self) -> ParsedLike: ...
-    @property
     def received_at(self) -> dt.datetime: ...
     @property
     def case_id(self) -> int: ...
+    @property
+    def referral(self) -> Inputs | None: ...
 
 
 class Referral:
@@ -72,6 +76,13 @@ class Referral:
         self.geo = routing.Geolocator(city_db)
         self.table: routing.RoutingTable | None = None
 
+    def inputs(self, report: Report, files: Sequence[FileDetails]) -> Inputs:
+        """The report's `Inputs` under this step's rules and geolocator (pure)."""
+        return Inputs(
+            triage.prepare(report, files, self.rules),
+            tuple(routing.places(report, files, self.geo)),
+        )
+
     def __call__(self, session: Session, accepted: Sequence[AcceptedLike]) -> None:
         if not accepted:
             return
@@ -79,20 +90,33 @@ class Referral:
         table = routing.load_table(session)
         ids = [a.report_id for a in accepted]
         counts = linked_counts(session, ids)
-        items = [triage.Item(a.parsed.report, a.parsed.files, a.received_at) for a in accepted]
-        facts = triage.gather_facts(
-            session, items, linked_reports=[counts.get(i, 0) for i in ids], store=self.store
+        inputs = []
+        for a in accepted:
+            if a.referral is None:
+                raise ValueError("intake hands the referral step each report's Inputs")
+            inputs.append(a.referral)
+        facts = triage.facts_of(
+            session,
+            [i.triage.files for i in inputs],
+            [a.received_at for a in accepted],
+            linked_reports=[counts.get(i, 0) for i in ids],
+            store=self.store,
         )
-        assessed = [
-            (a.report_id, a.received_at, triage.assess(it.report, it.files, f, self.rules))
-            for a, it, f in zip(accepted, items, facts, strict=True)
-        ]
-        triage.record_many(session, assessed)
-        routed = [
-            (a.report_id, routing.route(it.report, it.files, table, self.geo))
-            for a, it in zip(accepted, items, strict=True)
-        ]
-        routing.record_many(session, routed)
+        rules = self.rules
+        triage.record_many(
+            session,
+            [
+                (a.report_id, a.received_at, triage.finish(i.triage, f, rules))
+                for a, i, f in zip(accepted, inputs, facts, strict=True)
+            ],
+        )
+        routing.record_many(
+            session,
+            [
+                (a.report_id, routing.route_places(i.places, table))
+                for a, i in zip(accepted, inputs, strict=True)
+            ],
+        )
         self.reassess_linked(session, {a.case_id for a in accepted}, set(ids))
 
     def reassess_linked(
@@ -172,4 +196,4 @@ def extras(session: Session, report_id: int) -> dict[str, Any]:
     }
 
 
-__all__ = ["AcceptedLike", "Referral", "extras"]
+__all__ = ["AcceptedLike", "Inputs", "Referral", "extras"]

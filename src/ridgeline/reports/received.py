@@ -26,7 +26,6 @@ from dataclasses import dataclass
 from typing import Any
 
 from sqlalchemy import select
-from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.orm import Session
 
 from ridgeline.errors import BadInput, NotFound
@@ -217,66 +216,113 @@ def sha256_of(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()
 
 
-def _insert_ignoring_duplicates(session: Session) -> Any:
-    dialect = session.get_bind().dialect.name
-    if dialect == "postgresql":
-        return postgresql.insert(ReceivedReport).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
-        )
-    if dialect == "sqlite":
-        return sqlite.insert(ReceivedReport).on_conflict_do_nothing(
-            index_elements=["idempotency_key"]
-        )
-    raise BadInput(f"received reports need SQLite or PostgreSQL, not {dialect}")
-
-
 #: Stored ids by idempotency key (`store.bulk.select_in`: a placeholder per key).
 KEYS_SQL = "SELECT idempotency_key, id FROM received_reports WHERE idempotency_key IN ({in})"
 
-_RECEIVED_COLUMNS = (
+RECEIVED_COLUMNS = (
     "source", "idempotency_key", "sha256", "received_at", "received_by", "format",
     "document", "raw", "incident_type", "incident_at", "reporter", "file_count", "warnings",
 )  # fmt: skip
-#: Rows per INSERT: 13 parameters each, well under SQLite's 32,766 per statement.
-_SQLITE_ROWS = 1000
+#: `RECEIVED_COLUMNS` positions of the datetimes (SQLite stores them as text) and of
+#: the JSON columns (given as JSON text; PostgreSQL casts them).
+_TIMES = (3, 9)
+_JSONS = (6, 12)
+#: Rows per INSERT: 13 parameters each, well under SQLite's 32,766 (and PostgreSQL's
+#: 65,535) per statement.
+_ROWS = 1000
+
+#: One row of `received_reports` in `RECEIVED_COLUMNS` order, the JSON columns as text.
+Row = tuple[Any, ...]
 
 
-def _insert_sqlite(session: Session, rows: list[dict[str, Any]]) -> dict[str, int]:
-    """The ORM statement's work (`INSERT ... ON CONFLICT DO NOTHING RETURNING`, rows of
-    1,000) with the values converted here: SQLAlchemy's per-row parameter handling cost
-    more than SQLite's own insert. Values are stored as the column types store them
-    (`store.bulk`: UTC datetimes as text, JSON through `json.dumps`)."""
+def _insert(session: Session, rows: Sequence[Row]) -> dict[str, int]:
+    """`INSERT ... ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, key` in rows of
+    1,000, as driver SQL: SQLAlchemy's per-row parameter handling cost more than the
+    database's own insert, and one statement per 1,000 rows is one round trip to
+    PostgreSQL. Values are stored as the column types store them (`store.bulk`: on
+    SQLite UTC datetimes as naive text; JSON as `json.dumps` text)."""
     conn = session.connection()
-    names = ", ".join(_RECEIVED_COLUMNS)
-    one = "(" + ", ".join("?" for _ in _RECEIVED_COLUMNS) + ")"
-    times: dict[dt.datetime, str] = {}
+    dialect = conn.dialect.name
+    if dialect not in ("sqlite", "postgresql"):
+        raise BadInput(f"received reports need SQLite or PostgreSQL, not {dialect}")
+    names = ", ".join(RECEIVED_COLUMNS)
+    if dialect == "sqlite":
+        one = "(" + ", ".join("?" for _ in RECEIVED_COLUMNS) + ")"
+        times: dict[dt.datetime, str] = {}
 
-    def when(v: dt.datetime | None) -> str | None:
-        if v is None:
-            return None
-        text = times.get(v)
-        if text is None:
-            text = times[v] = sqlite_datetime(v)
-        return text
+        def when(v: dt.datetime | None) -> str | None:
+            if v is None:
+                return None
+            text = times.get(v)
+            if text is None:
+                text = times[v] = sqlite_datetime(v)
+            return text
 
+        rows = [
+            (r[0], r[1], r[2], when(r[3]), r[4], r[5], r[6], r[7], r[8], when(r[9]), r[10],
+             r[11], r[12])
+            for r in rows
+        ]  # fmt: skip
+    else:
+        return _insert_postgresql(conn, rows)
     new: dict[str, int] = {}
-    for start in range(0, len(rows), _SQLITE_ROWS):
-        chunk = rows[start : start + _SQLITE_ROWS]
-        params: list[Any] = []
-        for r in chunk:
-            params += (
-                r["source"], r["idempotency_key"], r["sha256"], when(r["received_at"]),
-                r["received_by"], r["format"], json.dumps(r["document"]), r["raw"],
-                r["incident_type"], when(r["incident_at"]), r["reporter"], r["file_count"],
-                json.dumps(r["warnings"]),
-            )  # fmt: skip
+    for start in range(0, len(rows), _ROWS):
+        chunk = rows[start : start + _ROWS]
+        params = tuple(v for r in chunk for v in r)
         sql = (
             f"INSERT INTO received_reports ({names}) VALUES {', '.join([one] * len(chunk))} "
             "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
         )
-        for rid, key in conn.exec_driver_sql(sql, tuple(params)):
+        for rid, key in conn.exec_driver_sql(sql, params):
             new[key] = rid
     return new
+
+
+#: PostgreSQL types of `RECEIVED_COLUMNS`, for `unnest` of one array per column.
+_PG_TYPES = (
+    "text", "text", "text", "timestamptz", "text", "text", "json", "bytea", "text",
+    "timestamptz", "text", "integer", "json",
+)  # fmt: skip
+
+
+def _insert_postgresql(conn: Any, rows: Sequence[Row]) -> dict[str, int]:
+    """The batch as one array per column (`INSERT ... SELECT FROM unnest(...)`): one
+    short statement and one round trip, where a VALUES list of 13,000 placeholders
+    would be re-parsed by psycopg on every batch."""
+    names = ", ".join(RECEIVED_COLUMNS)
+    # binary arrays: psycopg's text form quotes every element with a regex (a second
+    # per batch of 1,000 documents)
+    arrays = ", ".join(f"%b::{t}[]" for t in _PG_TYPES)
+    sql = (
+        f"INSERT INTO received_reports ({names}) SELECT * FROM unnest({arrays}) "
+        "ON CONFLICT (idempotency_key) DO NOTHING RETURNING id, idempotency_key"
+    )
+    columns = [list(c) for c in zip(*rows, strict=True)] if rows else []
+    return {key: rid for rid, key in conn.exec_driver_sql(sql, tuple(columns))}
+
+
+def store_rows(session: Session, keys: Sequence[str], rows: dict[str, Row]) -> list[StoredReport]:
+    """Store the rows (by idempotency key, at most 200 characters); one result per key
+    of `keys`, in order. A key already stored (before, or earlier in `keys`) is a
+    duplicate answered with the stored id."""
+    new = _insert(session, list(rows.values())) if rows else {}
+    missing = [k for k in rows if k not in new]
+    old: dict[str, int] = {}
+    for start in range(0, len(missing), 500):
+        old.update(select_in(session, KEYS_SQL, missing[start : start + 500]))
+    out: list[StoredReport] = []
+    given: set[str] = set()
+    for key in keys:
+        k = key[:200]
+        if k in new and k not in given:
+            given.add(k)
+            out.append(StoredReport(key, new[k], False))
+        else:
+            rid = new.get(k, old.get(k))
+            if rid is None:  # pragma: no cover - the insert either stored it or found it
+                raise BadInput(f"could not store or find the report with key {k!r}")
+            out.append(StoredReport(key, rid, True))
+    return out
 
 
 def store_many(
@@ -285,61 +331,31 @@ def store_many(
     """Store a batch; one result per item, in order. A key already stored (before, or
     earlier in this batch) is a duplicate answered with the stored id."""
     at = as_utc(now or utcnow())
-    firsts: dict[str, ToStore] = {}
+    rows: dict[str, Row] = {}
     for item in items:
-        firsts.setdefault(item.key, item)
-    rows = []
-    for key, item in firsts.items():
+        key = item.key[:200]
+        if key in rows:
+            continue
         p = item.parsed
         summary = p.report.incident_summary
         when = summary.incident_date_time if summary is not None else None
-        rows.append(
-            {
-                "source": item.source[:1000],
-                "idempotency_key": key[:200],
-                "sha256": item.sha256,
-                "received_at": at,
-                "received_by": item.received_by,
-                "format": p.format,
-                "document": p.document,
-                # JSON is stored as decoded (exactly what was sent); XML also as bytes.
-                "raw": zlib.compress(item.raw, 1)
-                if item.raw is not None and p.format == "xml"
-                else None,
-                "incident_type": summary.incident_type if summary is not None else None,
-                "incident_at": as_utc(when) if when is not None else None,
-                "reporter": (esp_of(p.report) or "")[:300] or None,
-                "file_count": len(p.files),
-                "warnings": [w.to_json() for w in p.warnings],
-            }
+        rows[key] = (
+            item.source[:1000],
+            key,
+            item.sha256,
+            at,
+            item.received_by,
+            p.format,
+            json.dumps(p.document),
+            # JSON is stored as decoded (exactly what was sent); XML also as bytes.
+            zlib.compress(item.raw, 1) if item.raw is not None and p.format == "xml" else None,
+            summary.incident_type if summary is not None else None,
+            as_utc(when) if when is not None else None,
+            (esp_of(p.report) or "")[:300] or None,
+            len(p.files),
+            json.dumps([w.to_json() for w in p.warnings]),
         )
-    new: dict[str, int] = {}
-    if rows and session.get_bind().dialect.name == "sqlite":
-        new = _insert_sqlite(session, rows)
-    elif rows:
-        stmt = _insert_ignoring_duplicates(session).returning(
-            ReceivedReport.id, ReceivedReport.idempotency_key
-        )
-        for rid, key in session.execute(stmt, rows):
-            new[key] = rid
-    missing = [k for k in firsts if k[:200] not in new]
-    old: dict[str, int] = {}
-    for start in range(0, len(missing), 500):
-        chunk = [k[:200] for k in missing[start : start + 500]]
-        old.update(select_in(session, KEYS_SQL, chunk))
-    out: list[StoredReport] = []
-    given: set[str] = set()
-    for item in items:
-        k = item.key[:200]
-        if k in new and k not in given:
-            given.add(k)
-            out.append(StoredReport(item.key, new[k], False))
-        else:
-            rid = new.get(k, old.get(k))
-            if rid is None:  # pragma: no cover - the insert either stored it or found it
-                raise BadInput(f"could not store or find the report with key {k!r}")
-            out.append(StoredReport(item.key, rid, True))
-    return out
+    return store_rows(session, [item.key for item in items], rows)
 
 
 IDENTIFIER_COLUMNS = (

@@ -31,6 +31,7 @@ from ridgeline.routing.core import (
     reports_for,
     require_available,
     route,
+    route_places,
 )
 from ridgeline.routing.geo import ENV_CITY_DB, BadCityDatabase, Geolocator, Place
 
@@ -60,4 +61,5 @@ __all__ = [
     "reports_for",
     "require_available",
     "route",
+    "route_places",
 ]

@@ -337,8 +337,14 @@ def route(
     report: Report, files: Sequence[FileDetails], table: RoutingTable, geo: Geolocator
 ) -> list[Availability]:
     """The agencies a report is to be made available to, each with its reasons."""
+    return route_places(places(report, files, geo), table)
+
+
+def route_places(found: Iterable[tuple[Place, str]], table: RoutingTable) -> list[Availability]:
+    """`route` from a report's located subjects (`places`, worked out beforehand: intake
+    locates them where it parses, and only the routing table is applied per batch)."""
     by_agency: dict[str, tuple[list[str], Place | None]] = {}
-    for place, origin in places(report, files, geo):
+    for place, origin in found:
         agency, rule = table.agency_for(place)
         reasons = by_agency.setdefault(agency, ([], place))[0]
         text = f"{origin}: {place.text} ({rule})"

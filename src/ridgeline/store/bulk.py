@@ -137,6 +137,14 @@ def select_in(
     if not values:
         return []
     conn = session.connection()
+    if conn.dialect.name == "postgresql" and "IN ({in})" in sql:
+        # One array parameter (`= ANY(%b)`, the same rows as the IN list), sent in binary
+        # (psycopg's text form of an array quotes each element with a regex): the
+        # statement text stays short and the same, so psycopg parses it once (it
+        # re-parses a long statement on every call) and the server can prepare it.
+        query = sql.replace("IN ({in})", "= ANY(%b)").replace("{p}", "%s")
+        params: tuple[Any, ...] = (*before, list(values), *after)
+        return [tuple(r) for r in conn.exec_driver_sql(query, params)]
     mark = "?" if conn.dialect.paramstyle == "qmark" else "%s"
     query = sql.replace("{in}", ", ".join(mark for _ in values)).replace("{p}", mark)
     return [tuple(r) for r in conn.exec_driver_sql(query, (*before, *values, *after))]

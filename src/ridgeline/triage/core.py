@@ -97,6 +97,32 @@ class Assessment:
         }
 
 
+#: One file as the facts need it: its matchable (signal, value) hashes, and whether the
+#: ESP marked it a potential meme or viral.
+FileFacts = tuple[tuple[tuple[str, str], ...], bool]
+
+
+@dataclass(frozen=True, slots=True)
+class Pre:
+    """What the rules take from a report itself, worked out without the database.
+
+    `prepare` is pure, so intake computes it where it parses (a second process for a
+    bulk run, `ridgeline.parseahead`) and sends it instead of the report; `finish` adds
+    the facts only the database knows. `assess` is `finish(prepare(...))`, so the two
+    ways give the same assessment.
+    """
+
+    #: escalation, incident type and annotation reasons (they come first)
+    head: tuple[Reason, ...]
+    #: victim age and access to children reasons (after the file rules)
+    tail: tuple[Reason, ...]
+    incident_at: dt.datetime | None
+    #: one entry per file (`FileFacts`)
+    files: tuple[FileFacts, ...]
+    #: why the report would be informational if no other rule fired
+    lower: tuple[str, ...]
+
+
 # ---------------------------------------------------------------- facts
 
 
@@ -148,6 +174,11 @@ def _listed(session: Session, keys: set[tuple[str, str]]) -> dict[tuple[str, str
     return found
 
 
+def file_facts(files: Sequence[FileDetails]) -> tuple[FileFacts, ...]:
+    """Each file's matchable hashes and meme flag (what `facts_of` looks up)."""
+    return tuple((tuple(file_hashes(f)), _meme(f)) for f in files)
+
+
 def gather_facts(
     session: Session,
     items: Sequence[Item],
@@ -161,12 +192,27 @@ def gather_facts(
     `linked_reports[i]` is the number of other reports linked to item i (from case
     linking); omitted means none known yet.
     """
-    if linked_reports is not None and len(linked_reports) != len(items):
+    return facts_of(
+        session,
+        [file_facts(item.files) for item in items],
+        [item.received_at for item in items],
+        linked_reports=linked_reports,
+        store=store,
+    )
+
+
+def facts_of(
+    session: Session,
+    files: Sequence[Sequence[FileFacts]],
+    received_at: Sequence[dt.datetime | None],
+    *,
+    linked_reports: Sequence[int] | None = None,
+    store: Store | None = None,
+) -> list[TriageFacts]:
+    """`gather_facts` for reports given by their files' facts (`Pre.files`)."""
+    if linked_reports is not None and len(linked_reports) != len(files):
         raise ValueError("linked_reports must have one count per item")
-    per_item: list[list[list[tuple[str, str]]]] = [
-        [file_hashes(f) for f in item.files] for item in items
-    ]
-    keys = {h for files in per_item for hashes in files for h in hashes}
+    keys = {h for per_report in files for hashes, _ in per_report for h in hashes}
     listed = _listed(session, keys)
     status: Mapping[int | str, list[Any]] = {}
     if store is not None:
@@ -177,23 +223,24 @@ def gather_facts(
         if entry_ids or shas:
             status = series_status(store, entry_ids=entry_ids, sha256s=shas)
     out = []
-    for i, (item, files) in enumerate(zip(items, per_item, strict=True)):
+    for i, per_report in enumerate(files):
         with_hashes = on_lists = new = 0
         unidentified: set[str] = set()
-        for details, hashes in zip(item.files, files, strict=True):
+        for hashes, meme in per_report:
             if not hashes:
                 continue
             with_hashes += 1
-            entries = [e for h in hashes for e in listed.get(h, ())]
+            entries = [e for h in hashes for e in listed.get(h, ())] if listed else []
             if entries:
                 on_lists += 1
-            elif not _meme(details):
+            elif not meme:
                 new += 1
-            owners: list[int | str] = [*entries, *(v for s, v in hashes if s == "sha256")]
-            for owner in owners:
-                for st in status.get(owner, ()):
-                    if not st.identified:
-                        unidentified.add(f"{st.database}:{st.series}")
+            if status:
+                owners: list[int | str] = [*entries, *(v for s, v in hashes if s == "sha256")]
+                for owner in owners:
+                    for st in status.get(owner, ()):
+                        if not st.identified:
+                            unidentified.add(f"{st.database}:{st.series}")
         out.append(
             TriageFacts(
                 files_with_hashes=with_hashes,
@@ -201,7 +248,7 @@ def gather_facts(
                 new_files=new,
                 unidentified_series=tuple(sorted(unidentified)),
                 linked_reports=int(linked_reports[i]) if linked_reports is not None else 0,
-                received_at=item.received_at,
+                received_at=received_at[i],
             )
         )
     return out
@@ -274,57 +321,37 @@ def assess(
     incident raises an already raised priority; `informational` lowers a report to 4
     only when no other rule fired.
     """
-    reasons: list[Reason] = []
-    fired: set[str] = set()
+    return finish(prepare(report, files, rules), facts, rules)
 
-    def fire(rule: str, priority: int | None, detail: str) -> None:
-        if priority is None:
-            return
-        reasons.append(Reason(rule, priority, detail))
-        fired.add(rule)
 
+def prepare(report: Report, files: Sequence[FileDetails], rules: TriageRules) -> Pre:
+    """The rules' findings on the report itself (`Pre`): everything but its facts."""
+    head: list[Reason] = []
+    tail: list[Reason] = []
     summary = report.incident_summary
     incident_at = summary.incident_date_time if summary is not None else None
     if summary is not None:
-        if summary.escalate_to_high_priority and summary.escalate_to_high_priority.strip():
-            fire(
-                "escalation",
-                rules.escalation,
-                "escalated by the reporter: " + _excerpt(summary.escalate_to_high_priority),
+        if (
+            rules.escalation is not None
+            and summary.escalate_to_high_priority
+            and summary.escalate_to_high_priority.strip()
+        ):
+            head.append(
+                Reason(
+                    "escalation",
+                    rules.escalation,
+                    "escalated by the reporter: " + _excerpt(summary.escalate_to_high_priority),
+                )
             )
         kind = summary.incident_type
-        if kind is not None and kind in rules.incident_types:
-            fire("incident_type", rules.incident_types[kind], f"incident type: {kind}")
+        prio = rules.incident_types.get(kind) if kind is not None else None
+        if prio is not None:
+            head.append(Reason("incident_type", prio, f"incident type: {kind}"))
         notes = summary.report_annotations
         if notes is not None:
             for name, prio in rules.annotations.items():
-                if getattr(notes, name, False):
-                    fire(name, prio, f"report annotation: {name.replace('_', ' ')}")
-
-    new_files = (
-        facts.files_with_hashes - facts.files_on_lists
-        if facts.new_files is None
-        else facts.new_files
-    )
-    if new_files > 0 and not facts.files_on_lists:
-        fire(
-            "new_material",
-            rules.new_material,
-            f"apparently new material: none of {facts.files_with_hashes} file(s) "
-            "matched a hash list (a child who may still be abused)"
-            + (
-                f"; {facts.files_with_hashes - new_files} marked meme or viral"
-                if facts.files_with_hashes > new_files
-                else ""
-            ),
-        )
-    if facts.unidentified_series:
-        fire(
-            "unidentified_series",
-            rules.unidentified_series,
-            "file(s) of a series whose victim is not identified: "
-            + ", ".join(facts.unidentified_series[:5]),
-        )
+                if prio is not None and getattr(notes, name, False):
+                    head.append(Reason(name, prio, f"report annotation: {name.replace('_', ' ')}"))
 
     young = []
     for v in report.victims:
@@ -338,11 +365,13 @@ def assess(
             minors.append(age)
             if age < rules.victim_age_under:
                 young.append(f"intended recipient aged {age}")
-    if young:
-        fire(
-            "victim_age",
-            rules.victim_age,
-            f"{', '.join(young)} (under {rules.victim_age_under})",
+    if young and rules.victim_age is not None:
+        tail.append(
+            Reason(
+                "victim_age",
+                rules.victim_age,
+                f"{', '.join(young)} (under {rules.victim_age_under})",
+            )
         )
 
     access = []
@@ -356,27 +385,89 @@ def assess(
                     break
     if minors:
         access.append(f"the reported user was in contact with a minor (aged {min(minors)})")
-    if access:
-        fire(
-            "access_to_children",
-            rules.access_to_children,
-            "access to children: " + "; ".join(access),
-        )
-
-    if facts.linked_reports >= rules.linked_at_least:
-        fire(
-            "linked_reports",
-            rules.linked_reports,
-            f"linked to {facts.linked_reports} other report(s) (at least {rules.linked_at_least})",
-        )
-
-    for combo in rules.combinations:
-        if all(name in fired for name in combo.when):
-            reasons.append(
-                Reason("combination", combo.priority, " and ".join(combo.when) + " together")
+    if access and rules.access_to_children is not None:
+        tail.append(
+            Reason(
+                "access_to_children",
+                rules.access_to_children,
+                "access to children: " + "; ".join(access),
             )
+        )
+
+    lower = []
+    if rules.informational_batched and report.batched_report is not None:
+        lower.append(f"batched report ({report.batched_report.reason or 'no reason'})")
+    if (
+        rules.informational_all_meme
+        and files
+        and all(
+            f.potential_meme
+            or (
+                f.file_annotations is not None
+                and (f.file_annotations.potential_meme or f.file_annotations.viral)
+            )
+            for f in files
+        )
+    ):
+        lower.append("every file is marked as a potential meme or viral")
+    if rules.informational_empty and not files and not report.persons_reported:
+        lower.append("no files and no reported person")
+    return Pre(tuple(head), tuple(tail), incident_at, file_facts(files), tuple(lower))
+
+
+def finish(pre: Pre, facts: TriageFacts, rules: TriageRules) -> Assessment:
+    """The assessment from a report's own findings (`prepare`) and its facts."""
+    reasons: list[Reason] = list(pre.head)
+
+    new_files = (
+        facts.files_with_hashes - facts.files_on_lists
+        if facts.new_files is None
+        else facts.new_files
+    )
+    if new_files > 0 and not facts.files_on_lists and rules.new_material is not None:
+        reasons.append(
+            Reason(
+                "new_material",
+                rules.new_material,
+                f"apparently new material: none of {facts.files_with_hashes} file(s) "
+                "matched a hash list (a child who may still be abused)"
+                + (
+                    f"; {facts.files_with_hashes - new_files} marked meme or viral"
+                    if facts.files_with_hashes > new_files
+                    else ""
+                ),
+            )
+        )
+    if facts.unidentified_series and rules.unidentified_series is not None:
+        reasons.append(
+            Reason(
+                "unidentified_series",
+                rules.unidentified_series,
+                "file(s) of a series whose victim is not identified: "
+                + ", ".join(facts.unidentified_series[:5]),
+            )
+        )
+    reasons += pre.tail
+    if facts.linked_reports >= rules.linked_at_least and rules.linked_reports is not None:
+        reasons.append(
+            Reason(
+                "linked_reports",
+                rules.linked_reports,
+                f"linked to {facts.linked_reports} other report(s) "
+                f"(at least {rules.linked_at_least})",
+            )
+        )
+
+    if rules.combinations:
+        fired = {r.rule for r in reasons}
+        for combo in rules.combinations:
+            if all(name in fired for name in combo.when):
+                reasons.append(
+                    Reason("combination", combo.priority, " and ".join(combo.when) + " together")
+                )
     raised = [r.priority for r in reasons if r.priority is not None]
     priority = min(raised) if raised else rules.default_priority
+    incident_at = pre.incident_at
     if raised and priority > 1 and rules.recency_raise and incident_at is not None:
         received = facts.received_at
         if received is not None:
@@ -392,28 +483,9 @@ def assess(
                     )
                 )
                 priority = new
-    if not raised:
-        lower = []
-        if rules.informational_batched and report.batched_report is not None:
-            lower.append(f"batched report ({report.batched_report.reason or 'no reason'})")
-        if (
-            rules.informational_all_meme
-            and files
-            and all(
-                f.potential_meme
-                or (
-                    f.file_annotations is not None
-                    and (f.file_annotations.potential_meme or f.file_annotations.viral)
-                )
-                for f in files
-            )
-        ):
-            lower.append("every file is marked as a potential meme or viral")
-        if rules.informational_empty and not files and not report.persons_reported:
-            lower.append("no files and no reported person")
-        if lower:
-            priority = 4
-            reasons.append(Reason("informational", 4, "; ".join(lower)))
+    if not raised and pre.lower:
+        priority = 4
+        reasons.append(Reason("informational", 4, "; ".join(pre.lower)))
     if not reasons:
         reasons.append(Reason("default", priority, f"no rule fired: default priority {priority}"))
     return Assessment(priority, tuple(reasons), rules.source)
