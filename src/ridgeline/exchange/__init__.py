@@ -279,6 +279,7 @@ def _import_ahead(
         since=as_utc(since) if since is not None else None,
         watermark=watermark,
         not_listable=not_listable,
+        part=ahead.PART,
     )
     use_child = parseahead.available() and ahead.worth_it(path)
     return apply_with_tombstones(

@@ -34,6 +34,9 @@ TARGET = "ridgeline.exchange.ahead:produce"
 #: 3 s to import in one process.
 MIN_BYTES = 8 << 20
 
+#: Records per part sent to the writer (0: the format's own `PART`, 10,000).
+PART = 0
+
 _STREAMED = {ncmec.NAME: ncmec.parse_stream, vics.NAME: vics.parse_stream}
 
 
@@ -50,6 +53,8 @@ class Job(msgspec.Struct, array_like=True):
     since: dt.datetime | None
     watermark: bool
     not_listable: str
+    #: Records per part (0: the format's `PART`); tests make it small.
+    part: int = 0
 
 
 _encode = msgspec.msgpack.Encoder().encode
@@ -94,7 +99,7 @@ def _produce(job: Job) -> Iterator[bytes]:
     )
     newest = Newest()
     waiting: list[Good] = []
-    parsed = _STREAMED[job.fmt](stream_chunks(job.path), job.what)
+    parsed = _STREAMED[job.fmt](stream_chunks(job.path), job.what, part=job.part or None)
     for part in parsed.parts or ():
         report.read = report.skipped_older = report.not_listable = 0
         report.errors = []
