@@ -47,7 +47,7 @@ def stored(store: Store, name: str) -> list[tuple[Any, ...]]:
             {"l": list_id},
         ):
             signals.setdefault(entry_id, []).append((row[0], bytes(row[1]), *row[2:]))
-        metas = dict(
+        metas: dict[int, Any] = dict(
             conn.execute(
                 text(
                     "SELECT m.entry_id, m.data FROM exchange_meta m "
