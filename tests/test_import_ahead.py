@@ -20,12 +20,12 @@ from sqlalchemy import text
 
 from ridgeline import exchange, parseahead
 from ridgeline import lists as L
-from ridgeline.errors import BadInput
+from ridgeline.errors import BadInput, NotFound
 from ridgeline.exchange import ahead, ncmec, vics
 from ridgeline.exchange.records import stream_chunks
 from ridgeline.exchange.tombstones import apply_with_tombstones
 from ridgeline.store import Store
-from test_import_stream import CONTEXT, ncmec_doc, vics_media
+from test_import_stream import CONTEXT, md5, ncmec_doc, vics_media
 
 #: Records per part: the files span several.
 PART = 300
@@ -86,7 +86,10 @@ def three_ways(
     monkeypatch.setattr(ahead, "PART", PART)  # parts of the same records every way
     for way in ("child", "inline", "general"):
         with store.session() as session:
-            hash_list = L.create_list(session, way)
+            try:
+                hash_list = L.get_list(session, way)  # imported again
+            except NotFound:
+                hash_list = L.create_list(session, way)
             if way == "general":
                 parsed = STREAMED[fmt](stream_chunks(path), str(path), part=PART)
                 report = apply_with_tombstones(session, hash_list, parsed, **options)
@@ -132,6 +135,28 @@ def test_vics_ahead_stores_what_the_writer_stores(
     rows = stored(store, "child")
     assert rows == stored(store, "inline") == stored(store, "general")
     assert {r[0] for r in rows} == {"confirmed", "reference"}
+
+
+@pytest.mark.skipif(not parseahead.available(), reason="one core: no second process")
+def test_ahead_into_a_list_that_holds_some_of_the_records(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A list that is not empty: every part is looked up, the part with known records
+    goes through the general path (updates, duplicates), the others are inserted."""
+    n = 3 * PART + 50
+    media = vics_media(n)
+    path = tmp_path / "set.json"
+    path.write_text(json.dumps({"@odata.context": CONTEXT.format("US", "Media"), "value": media}))
+    known = [dict(media[1]), dict(media[2], MD5=md5(-2))]  # the same, and a changed hash
+    first = json.dumps({"@odata.context": CONTEXT.format("US", "Media"), "value": known})
+    for way in ("child", "inline", "general"):
+        with store.session() as session:
+            hash_list = L.create_list(session, way)
+            exchange.import_bytes(session, hash_list, first.encode(), vics.NAME)
+    reports = three_ways(store, path, vics.NAME, monkeypatch)
+    assert reports["child"] == reports["inline"] == reports["general"]
+    assert reports["child"]["updated"] + reports["child"]["duplicates"] == 2
+    assert stored(store, "child") == stored(store, "inline") == stored(store, "general")
 
 
 def test_a_malformed_file_is_told_the_same_from_the_parsing_process(

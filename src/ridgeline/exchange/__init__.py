@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -59,8 +59,9 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     threatexchange.CSV: threatexchange.parse_csv,
     threatexchange.HMA: threatexchange.parse_hma,
 }
-#: Partner formats read as a stream of parts (constant memory), by `import_file`.
-STREAMED: dict[str, Callable[[Iterable[bytes], str], ParseResult]] = {
+#: Partner formats read as a stream of parts (constant memory), by `import_file`:
+#: `(chunks, what, part=None)`.
+STREAMED: dict[str, Callable[..., ParseResult]] = {
     ncmec.NAME: ncmec.parse_stream,
     vics.NAME: vics.parse_stream,
 }
@@ -233,7 +234,7 @@ def import_file(
                 status=status, confirmed_elsewhere=confirmed_elsewhere,
                 not_listable=not_listable, progress=progress,
             )  # fmt: skip
-        parsed = streamed(stream_chunks(path), name)
+        parsed = streamed(stream_chunks(path), name, part=ahead.PART or None)
     else:
         parsed = parse_bytes(read_input(path), fmt, str(path), signal=signal)
     return _apply(

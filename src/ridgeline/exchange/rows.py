@@ -62,6 +62,9 @@ class ReadyPart(msgspec.Struct, array_like=True):
     records: list[list[Any]] = []
     hashes: list[list[Any]] = []
     clean: bool = True
+    #: No hash (by its key) or origin id of the part was carried by a live record of an
+    #: earlier part of the file (`Seen`; a hash collision only makes it False).
+    novel: bool = False
     deletions: list[Deletion] = []
 
     def columns(self) -> list[tuple[Any, ...]]:
@@ -198,3 +201,31 @@ def _unique(records: list[list[Any]], hashes: list[list[Any]]) -> bool:
     member, origin_id = FIELDS + 2, FIELDS + 3
     origins = [(one[member], one[origin_id]) for one in records if one[origin_id] is not None]
     return len(set(origins)) == len(origins)
+
+
+class Seen:
+    """The hashes (their keys' hashes) and origin ids of the live records sent so far,
+    so the parsing process can tell the writer a part names nothing an earlier one did
+    (`ReadyPart.novel`). Ints, not the keys: 3 million of them are about 150 MB, and a
+    collision only costs the writer its look-ups for that part."""
+
+    def __init__(self) -> None:
+        self.keys: set[int] = set()
+        self.origins: set[int] = set()
+
+    def novel(self, part: ReadyPart) -> bool:
+        """Whether none of `part`'s hashes and origins was seen; then remember them."""
+        keys = set(map(hash, map(_KEY, part.hashes)))
+        member, origin_id = FIELDS + 2, FIELDS + 3
+        origins = {
+            hash((one[member], one[origin_id]))
+            for one in part.records
+            if one[origin_id] is not None
+        }
+        novel = self.keys.isdisjoint(keys) and self.origins.isdisjoint(origins)
+        self.keys |= keys
+        self.origins |= origins
+        return novel
+
+
+_KEY = operator.itemgetter(1)
