@@ -480,13 +480,34 @@ def insert_entry_columns(
     if postgres:
         _copy(conn, "entries", _ENTRY_COLUMNS, entry_rows)
     else:
-        marks = ", ".join("?" * len(_ENTRY_COLUMNS))
-        conn.exec_driver_sql(
-            f"INSERT INTO entries ({', '.join(_ENTRY_COLUMNS)}) VALUES ({marks})", entry_rows
-        )
+        _insert_values(conn, "entries", _ENTRY_COLUMNS, entry_rows)
     _insert_signal_rows(conn, postgres, signal_rows)
     _finish_insert(session, postgres, hash_list, batch, ids, positions)
     return ids
+
+
+#: Rows per multi-row INSERT on SQLite (15 values a row: far under its 32,766).
+_VALUES_ROWS = 64
+
+
+def _insert_values(
+    conn: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
+) -> None:
+    """SQLite `INSERT ... VALUES (..), (..), ...` of `_VALUES_ROWS` rows a statement,
+    in order (the same rows and rowids as one row a statement): a fifth cheaper than
+    `executemany` of one-row statements for the wide entry rows (measured 1.0 -> 0.77
+    CPU-s per 200,000); the narrow hash rows gained nothing (their index is the cost)."""
+    one = "(" + ", ".join("?" * len(columns)) + ")"
+    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
+    full = len(rows) - len(rows) % _VALUES_ROWS
+    if full:
+        flat = chain.from_iterable
+        conn.exec_driver_sql(
+            head + ", ".join([one] * _VALUES_ROWS),
+            [tuple(flat(rows[i : i + _VALUES_ROWS])) for i in range(0, full, _VALUES_ROWS)],
+        )
+    if full < len(rows):
+        conn.exec_driver_sql(head + one, list(rows[full:]))
 
 
 def _new_ids(conn: Any, postgres: bool, n: int) -> list[int]:
