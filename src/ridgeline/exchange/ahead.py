@@ -23,7 +23,7 @@ from ridgeline import parseahead
 from ridgeline.exchange import ncmec, vics
 from ridgeline.exchange.apply import ImportReport, Newest, RecordFilter, identities, stamp_live
 from ridgeline.exchange.records import ParseResult, stream_chunks
-from ridgeline.exchange.rows import Deletion, Good, ReadyPart, Seen, ready_part
+from ridgeline.exchange.rows import Deletion, Good, ReadyPart, ready_part
 from ridgeline.gcpause import gc_paused
 from ridgeline.lists.models import HashList
 
@@ -99,7 +99,6 @@ def _produce(job: Job) -> Iterator[bytes]:
         hash_list, report, since=job.since, watermark=job.watermark, not_listable=job.not_listable
     )
     newest = Newest()
-    seen = Seen()
     waiting: list[Good] = []
     parsed = _STREAMED[job.fmt](stream_chunks(job.path), job.what, part=job.part or None)
     for part in parsed.parts or ():
@@ -110,7 +109,6 @@ def _produce(job: Job) -> Iterator[bytes]:
             (waiting if one[0].deleted else live).append(one)
         stamp_live(live, newest)
         ready = ready_part(live, job.source)
-        ready.novel = seen.novel(ready)
         ready.read, ready.skipped_older = report.read, report.skipped_older
         ready.not_listable, ready.errors = report.not_listable, report.errors
         ready.max_timestamp, ready.meta = part.max_timestamp, part.meta

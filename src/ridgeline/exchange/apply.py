@@ -464,9 +464,6 @@ class _Run:
             session, hash_list, self.index, report, fmt, source, actor, "reference"
         )
         self.references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
-        #: Whether the list held no live entry when the first ready part came (None:
-        #: not asked yet); see `ready`.
-        self.empty_list: bool | None = None
 
     def _use_index(self, good: list[_Good]) -> None:
         """An index of the live entries these records may name (their hashes, origins)."""
@@ -525,14 +522,6 @@ class _Run:
             return
         columns = part.columns()
         new = part.clean and not any(columns[OLDER])
-        if new and part.novel and self._empty_list():
-            # Nothing to look up: every live entry of the list came from the file's
-            # earlier records, and none of those has this part's hashes or origins.
-            self.index = self.pending.index = self.references.index = _Index(
-                self.session, self.hash_list, (), with_origins=False
-            )
-            self._insert_ready(part, columns)
-            return
         origin_ids = {i for i in columns[FIELDS + 3] if i is not None}
         index = _Index(
             self.session,
@@ -546,29 +535,6 @@ class _Run:
             self._insert_ready(part, columns)
         else:
             self.apply_live(part.goods())
-
-    def _empty_list(self) -> bool:
-        """Whether the list held no live entry when this import's first ready part came.
-
-        Only asked on SQLite, where it stays true for the import: the part asking
-        inserts at once, and from then on the import holds SQLite's one write lock
-        until it commits, so no other process adds entries (the general path's
-        look-up before its first insert has the same moment's view). Then the list's
-        live entries are the ones this import inserted or updated, so a part whose
-        hashes and origin ids no earlier record of the file carried
-        (`ReadyPart.novel`, as the parsing process saw) names none of them: its
-        look-ups would find nothing. (Deletions, the only other change, are applied
-        after every part.)"""
-        if self.empty_list is None:
-            conn = self.session.connection()
-            self.empty_list = conn.dialect.name == "sqlite" and (
-                conn.exec_driver_sql(
-                    "SELECT 1 FROM entries WHERE list_id = ? AND deleted_at IS NULL LIMIT 1",
-                    (self.hash_list.id,),
-                ).first()
-                is None
-            )
-        return self.empty_list
 
     def _insert_ready(self, part: ReadyPart, columns: list[tuple[Any, ...]]) -> None:
         """`apply_live` for records that are all new: listed ones to `pending`, the

@@ -12,11 +12,9 @@ from __future__ import annotations
 import datetime as dt
 import json
 import operator
-from itertools import chain
 from typing import Any
 
 import msgspec
-import numpy as np
 
 from ridgeline.exchange.records import ExchangeRecord
 
@@ -64,9 +62,6 @@ class ReadyPart(msgspec.Struct, array_like=True):
     records: list[list[Any]] = []
     hashes: list[list[Any]] = []
     clean: bool = True
-    #: No hash (by its key) or origin id of the part was carried by a live record of an
-    #: earlier part of the file (`Seen`; a hash collision only makes it False).
-    novel: bool = False
     deletions: list[Deletion] = []
 
     def columns(self) -> list[tuple[Any, ...]]:
@@ -203,45 +198,3 @@ def _unique(records: list[list[Any]], hashes: list[list[Any]]) -> bool:
     member, origin_id = FIELDS + 2, FIELDS + 3
     origins = [(one[member], one[origin_id]) for one in records if one[origin_id] is not None]
     return len(set(origins)) == len(origins)
-
-
-class Seen:
-    """The hashes (their keys' hashes) and origin ids of the live records sent so far,
-    so the parsing process can tell the writer a part names nothing an earlier one did
-    (`ReadyPart.novel`). Kept as 64-bit hashes in sorted numpy runs, merged as they
-    double (8 bytes each: a Python set of 3 million ints took 240 MB); a collision
-    only costs the writer its look-ups for that part."""
-
-    def __init__(self) -> None:
-        self.runs: list[np.ndarray] = []
-
-    def novel(self, part: ReadyPart) -> bool:
-        """Whether none of `part`'s hashes and origins was seen; then remember them."""
-        member, origin_id = FIELDS + 2, FIELDS + 3
-        found = chain(
-            map(hash, map(_KEY, part.hashes)),
-            (
-                hash((one[member], one[origin_id]))
-                for one in part.records
-                if one[origin_id] is not None
-            ),
-        )
-        new = np.unique(np.fromiter(found, dtype=np.int64))
-        if not len(new):
-            return True
-        novel = True
-        for run in self.runs:
-            at = np.searchsorted(run, new)
-            at[at == len(run)] = 0
-            if bool((run[at] == new).any()):
-                novel = False
-                break
-        runs = self.runs
-        runs.append(new)
-        while len(runs) > 1 and len(runs[-2]) <= 2 * len(runs[-1]):
-            last = runs.pop()
-            runs.append(np.union1d(runs.pop(), last))
-        return novel
-
-
-_KEY = operator.itemgetter(1)
