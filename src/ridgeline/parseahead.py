@@ -24,6 +24,7 @@ from __future__ import annotations
 import contextlib
 import importlib
 import os
+import queue
 import struct
 import subprocess
 import sys
@@ -36,6 +37,9 @@ from ridgeline.errors import RidgelineError
 
 #: Set to 0 to keep every bulk job in one process (a one-core machine, debugging).
 ENV_SWITCH = "RIDGELINE_PARSE_AHEAD"
+
+#: Frames read off the pipe ahead of the caller.
+AHEAD = 8
 
 _HEADER = struct.Struct("<IB")  # payload length, kind
 _DATA, _ERROR, _END = 1, 2, 3
@@ -114,9 +118,10 @@ def frames(target: str, arg: bytes | Iterable[bytes]) -> Iterator[Iterator[bytes
     child gets their concatenation, and a big argument (a bulk job's whole input) is
     never held whole in this process.
 
-    The pipe holds a few frames, so the producer runs ahead of the caller by about that
-    much and its memory stays level. Leaving the block early (an error in the caller,
-    a `break`) stops the child; a child that dies raises `ParseAheadFailed`."""
+    Up to `AHEAD` frames are read ahead of the caller (a thread empties the pipe), so
+    the producer runs ahead by about that much and the memory of both stays level.
+    Leaving the block early (an error in the caller, a `break`) stops the child; a
+    child that dies raises `ParseAheadFailed`."""
     env = dict(os.environ)
     env["PYTHONPATH"] = os.pathsep.join(p for p in sys.path if p)
     proc = subprocess.Popen(  # our own interpreter and module
@@ -158,17 +163,47 @@ def frames(target: str, arg: bytes | Iterable[bytes]) -> Iterator[Iterator[bytes
     feeder = threading.Thread(target=feed, daemon=True)  # a big argument must not block
     feeder.start()
 
-    def read() -> Iterator[bytes]:
+    # Frames are read off the pipe by a thread, up to AHEAD of them ahead of the
+    # caller: on a shared machine the two processes are not always running at once,
+    # and with only the pipe between them (64 KiB, a frame is megabytes) each waited
+    # for the other's next time slice at every frame.
+    pulled: queue.Queue[tuple[int, bytes] | None] = queue.Queue(maxsize=AHEAD)
+    stop = threading.Event()
+
+    def put(item: tuple[int, bytes] | None) -> bool:
+        while not stop.is_set():
+            try:
+                pulled.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def pull() -> None:
         out = proc.stdout
         assert out is not None
+        try:
+            while not stop.is_set():
+                header = _read_exact(out, _HEADER.size)
+                if header is None:
+                    break
+                size, kind = _HEADER.unpack(header)
+                payload = _read_exact(out, size)
+                if payload is None or not put((kind, payload)) or kind != _DATA:
+                    return
+        except (OSError, ValueError):  # the pipe closed under us: the caller left
+            return
+        put(None)  # the child's output ended without its end frame
+
+    puller = threading.Thread(target=pull, daemon=True)
+    puller.start()
+
+    def read() -> Iterator[bytes]:
         while True:
-            header = _read_exact(out, _HEADER.size)
-            if header is None:
+            item = pulled.get()
+            if item is None:
                 break
-            size, kind = _HEADER.unpack(header)
-            payload = _read_exact(out, size)
-            if payload is None:
-                break
+            kind, payload = item
             if kind == _DATA:
                 yield payload
             elif kind == _ERROR:
@@ -192,9 +227,11 @@ def frames(target: str, arg: bytes | Iterable[bytes]) -> Iterator[Iterator[bytes
     try:
         yield read()
     finally:
+        stop.set()
         if proc.poll() is None:
             proc.kill()
         proc.wait()
+        puller.join(timeout=5)
         proc.stdout.close()
         feeder.join(timeout=5)
         drain.join(timeout=5)

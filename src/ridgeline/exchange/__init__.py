@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import codecs
 import datetime as dt
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -23,8 +23,9 @@ from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from ridgeline import lists as L
+from ridgeline import parseahead
 from ridgeline.errors import BadInput
-from ridgeline.exchange import icse, native, ncmec, stopncii, threatexchange, vics
+from ridgeline.exchange import ahead, icse, native, ncmec, stopncii, threatexchange, vics
 from ridgeline.exchange.apply import (
     NOT_LISTABLE_CHOICES,
     ImportReport,
@@ -43,10 +44,10 @@ from ridgeline.exchange.records import (
     stream_chunks,
     stream_lines,
 )
-from ridgeline.exchange.tombstones import apply_with_tombstones
+from ridgeline.exchange.tombstones import apply_with_tombstones, has_waiting
 from ridgeline.index.pack import RowPack
 from ridgeline.lists.models import Entry, HashList
-from ridgeline.timeutil import utcnow
+from ridgeline.timeutil import as_utc, utcnow
 
 #: Partner formats' parsers (bytes, what) -> records.
 PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
@@ -58,8 +59,9 @@ PARSERS: dict[str, Callable[[bytes, str], ParseResult]] = {
     threatexchange.CSV: threatexchange.parse_csv,
     threatexchange.HMA: threatexchange.parse_hma,
 }
-#: Partner formats read as a stream of parts (constant memory), by `import_file`.
-STREAMED: dict[str, Callable[[Iterable[bytes], str], ParseResult]] = {
+#: Partner formats read as a stream of parts (constant memory), by `import_file`:
+#: `(chunks, what, part=None)`.
+STREAMED: dict[str, Callable[..., ParseResult]] = {
     ncmec.NAME: ncmec.parse_stream,
     vics.NAME: vics.parse_stream,
 }
@@ -164,11 +166,7 @@ def _apply(
     progress: Callable[[int], None] | None,
     pack: RowPack | None = None,
 ) -> ImportReport:
-    watermark = since == "last"
-    if since == "last":
-        since = last_timestamp(session, hash_list, source or fmt)
-    elif isinstance(since, str):
-        raise BadInput(f"since must be a time or 'last', not {since!r}")
+    since, watermark = _since(session, hash_list, since, source or fmt)
     return apply_with_tombstones(
         session,
         hash_list,
@@ -183,6 +181,17 @@ def _apply(
         progress=progress,
         pack=pack,
     )
+
+
+def _since(
+    session: Session, hash_list: HashList, since: dt.datetime | str | None, source: str
+) -> tuple[dt.datetime | None, bool]:
+    """`since` as a time, and whether it is the source's remembered newest (`last`)."""
+    if since == "last":
+        return last_timestamp(session, hash_list, source), True
+    if isinstance(since, str):
+        raise BadInput(f"since must be a time or 'last', not {since!r}")
+    return since, False
 
 
 def import_file(
@@ -217,7 +226,15 @@ def import_file(
     if fmt == "txt" and not starts_utf16(path):
         parsed = native.parse_txt_lines(stream_lines(path), str(path), signal)
     elif streamed is not None and _ascii_compatible(head_bytes(path)):
-        parsed = streamed(stream_chunks(path), str(path))
+        name = str(path)
+        if name != "-" and not has_waiting(session, hash_list):
+            # read and checked by `ahead`'s producer, in a second process if it pays
+            return _import_ahead(
+                session, hash_list, name, fmt, source=source, actor=actor, since=since,
+                status=status, confirmed_elsewhere=confirmed_elsewhere,
+                not_listable=not_listable, progress=progress,
+            )  # fmt: skip
+        parsed = streamed(stream_chunks(path), name, part=ahead.PART or None)
     else:
         parsed = parse_bytes(read_input(path), fmt, str(path), signal=signal)
     return _apply(
@@ -233,6 +250,51 @@ def import_file(
         not_listable=not_listable,
         progress=progress,
         pack=pack,
+    )
+
+
+def _import_ahead(
+    session: Session,
+    hash_list: HashList,
+    path: str,
+    fmt: str,
+    *,
+    source: str | None,
+    actor: str | None,
+    since: dt.datetime | str | None,
+    status: str | None,
+    confirmed_elsewhere: bool,
+    not_listable: str,
+    progress: Callable[[int], None] | None,
+) -> ImportReport:
+    """`import_file` of a streamed partner file through `ahead` (a list with deletions
+    waiting for their entries takes the general path: settling them reads records)."""
+    since, watermark = _since(session, hash_list, since, source or fmt)
+    job = ahead.Job(
+        path=path,
+        fmt=fmt,
+        what=path,
+        list_name=hash_list.name,
+        list_signals=list(hash_list.signals or []),
+        source=source,
+        since=as_utc(since) if since is not None else None,
+        watermark=watermark,
+        not_listable=not_listable,
+        part=ahead.PART,
+    )
+    use_child = parseahead.available() and ahead.worth_it(path)
+    return apply_with_tombstones(
+        session,
+        hash_list,
+        ahead.parts(job, ahead=use_child),
+        source=source,
+        actor=actor,
+        since=since,
+        status=status,
+        confirmed_elsewhere=confirmed_elsewhere,
+        not_listable=not_listable,
+        watermark=watermark,
+        progress=progress,
     )
 
 

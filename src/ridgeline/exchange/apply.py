@@ -35,6 +35,17 @@ from ridgeline.classifications import is_listable
 from ridgeline.errors import BadInput, RidgelineError
 from ridgeline.exchange.models import ExchangeMeta, SyncState
 from ridgeline.exchange.records import BareHashes, ExchangeRecord, ExportItem, ParseResult
+from ridgeline.exchange.rows import (
+    CLASSES,
+    COUNT,
+    FIELDS,
+    LISTED,
+    META,
+    OLDER,
+    POSITION,
+    Good,
+    ReadyPart,
+)
 from ridgeline.gcpause import gc_paused
 from ridgeline.index.pack import RowPack
 from ridgeline.lists.matchable import MATCHABLE_STATUS
@@ -303,8 +314,8 @@ def _apply_records(
         if pack is not None and status != MATCHABLE_STATUS:
             pack.spoil()  # not matchable: the index holds none of them
         _apply_bare(hash_list, parsed.bare, run.pending, report, progress, pack)
-    report.max_timestamp = run.max_timestamp
-    _remember(session, hash_list, source_name, parsed.format, run.max_timestamp)
+    report.max_timestamp = run.filter.max_timestamp
+    _remember(session, hash_list, source_name, parsed.format, run.filter.max_timestamp)
     session.flush()
     auditlog.append(
         session,
@@ -320,10 +331,10 @@ def _apply_records(
 
 #: A record to apply: its checked hashes, labels, whether listed, whether older than
 #: `since`, and its hashes' `entry_key`s (computed once).
-_Good = tuple[ExchangeRecord, dict[str, str], list[dict[str, str]], bool, bool, dict[str, bytes]]
+_Good = Good
 
 
-class _Newest:
+class Newest:
     """The newest time of each entry identity the file's records carried, so a deletion
     loses to a newer record of its entry wherever in the file that record was. Kept as
     16 bytes a record (a 64-bit hash of the identity and a time), not objects, so a
@@ -349,43 +360,32 @@ class _Newest:
         return out
 
 
-class _Run:
-    """One import's state across the parts of its file."""
+class RecordFilter:
+    """The checks of a file's records that need no database (hashes, labels, listability,
+    `since`), with their verdicts remembered across the file's parts. The writer runs
+    it, or the parsing process does for a big file (`ridgeline.exchange.ahead`) and
+    sends only the records to apply, with the report's counts."""
 
     def __init__(
         self,
-        session: Session,
         hash_list: HashList,
         report: ImportReport,
-        fmt: str,
-        source: str | None,
-        actor: str | None,
-        status: str,
         *,
         since: dt.datetime | None,
         watermark: bool,
         not_listable: str,
     ) -> None:
-        self.session, self.hash_list, self.report, self.fmt = session, hash_list, report, fmt
-        self.source, self.actor = source, actor
+        self.hash_list, self.report = hash_list, report
         self.since, self.watermark, self.not_listable = since, watermark, not_listable
         self.labels: dict[tuple[str, str], dict[str, str]] = {}  # files repeat a few
         self.listables: dict[tuple[Any, ...], bool] = {}  # `is_listable` of each label set
         #: Each signal name the file uses: its canonical name and check (None: refused
         #: here or unknown, so `_tolerant_signals` says why).
         self.normalizers: dict[str, tuple[str, Callable[[str], str]] | None] = {}
-        self.waiting: list[_Good] = []  # the file's deletions, applied last
-        self.newest = _Newest()
         self.max_timestamp: dt.datetime | None = None
-        # The index is set per part; the pending inserts live across parts.
-        self.index = _Index(session, hash_list, set(), with_origins=False)
-        self.pending = _Pending(session, hash_list, self.index, report, fmt, source, actor, status)
-        self.references = _Pending(
-            session, hash_list, self.index, report, fmt, source, actor, "reference"
-        )
-        self.references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
 
-    def _filter(self, parsed: ParseResult) -> list[_Good]:
+    def __call__(self, parsed: ParseResult) -> list[_Good]:
+        """The part's records that are to be applied (its rejects go to the report)."""
         report = self.report
         report.errors.extend(parsed.errors)
         report.read += len(parsed.records) + len(parsed.errors)
@@ -429,6 +429,42 @@ class _Run:
             )
         return good
 
+
+class _Run:
+    """One import's state across the parts of its file."""
+
+    def __init__(
+        self,
+        session: Session,
+        hash_list: HashList,
+        report: ImportReport,
+        fmt: str,
+        source: str | None,
+        actor: str | None,
+        status: str,
+        *,
+        since: dt.datetime | None,
+        watermark: bool,
+        not_listable: str,
+    ) -> None:
+        self.session, self.hash_list, self.report, self.fmt = session, hash_list, report, fmt
+        self.source, self.actor = source, actor
+        self.since, self.watermark, self.not_listable = since, watermark, not_listable
+        self.filter = RecordFilter(
+            hash_list, report, since=since, watermark=watermark, not_listable=not_listable
+        )
+        #: The file's deletions, applied last, each with the newest time of its entry
+        #: that the file carried when the parsing process worked it out (else _UNSEEN).
+        self.waiting: list[tuple[_Good, Any]] = []
+        self.newest = Newest()
+        # The index is set per part; the pending inserts live across parts.
+        self.index = _Index(session, hash_list, set(), with_origins=False)
+        self.pending = _Pending(session, hash_list, self.index, report, fmt, source, actor, status)
+        self.references = _Pending(
+            session, hash_list, self.index, report, fmt, source, actor, "reference"
+        )
+        self.references.next_temp = -(1 << 40)  # temp ids apart from `pending`'s
+
     def _use_index(self, good: list[_Good]) -> None:
         """An index of the live entries these records may name (their hashes, origins)."""
         pairs: list[tuple[str, bytes]] = []  # `live_entry_keys` takes repeats
@@ -447,41 +483,98 @@ class _Run:
     def real_ids(self, ids: list[int]) -> list[int]:
         return self.references.real_ids(self.pending.real_ids(ids))
 
-    def part(self, parsed: ParseResult) -> None:
+    def part(self, parsed: ParseResult | ReadyPart) -> None:
         """Apply a part's records (its deletions are kept for `deletions`)."""
-        good = self._filter(parsed)
+        if isinstance(parsed, ReadyPart):
+            self.ready(parsed)
+            return
+        good = self.filter(parsed)
         live: list[_Good] = []
         waiting = self.waiting
         for one in good:
-            (waiting if one[0].deleted else live).append(one)
+            if one[0].deleted:
+                waiting.append((one, _UNSEEN))
+            else:
+                live.append(one)
         if not live:
             return
-        ids: list[int] = []
-        seconds: list[float] = []
-        known: dict[dt.datetime, float] = {}  # a feed repeats a few times
-        for one in live:
-            record = one[0]
-            stamp = record.timestamp
-            if stamp is None:
-                continue
-            when = known.get(stamp)
-            if when is None:
-                when = known[stamp] = as_utc(stamp).timestamp()
-            for key in _identities(record, one[5]):
-                ids.append(hash(key))
-                seconds.append(when)
-        self.newest.add(ids, seconds)
+        stamp_live(live, self.newest)
         self._use_index(live)
+        self.apply_live(live)
+
+    def ready(self, part: ReadyPart) -> None:
+        """Apply a part the parsing process checked and turned into rows: its counts and
+        rejects join the report; when none of its records names an entry the list has
+        or another record of the part, its rows are inserted as they came (what the
+        general path would insert, in the same order and batches); otherwise its
+        records go through the general path."""
+        report = self.report
+        report.read += part.read
+        report.skipped_older += part.skipped_older
+        report.not_listable += part.not_listable
+        report.errors.extend(part.errors)
+        stamp = part.max_timestamp
+        filt = self.filter
+        if stamp is not None and (filt.max_timestamp is None or stamp > filt.max_timestamp):
+            filt.max_timestamp = stamp
+        self.waiting.extend((one.good(), one.later) for one in part.deletions)
+        if not part.records:
+            return
+        columns = part.columns()
+        new = part.clean and not any(columns[OLDER])
+        origin_ids = {i for i in columns[FIELDS + 3] if i is not None}
+        index = _Index(
+            self.session,
+            self.hash_list,
+            [(name, key) for name, key, *_ in part.hashes],
+            with_origins=bool(origin_ids),
+            origin_ids=origin_ids,
+        )
+        self.index = self.pending.index = self.references.index = index
+        if new and not index.by_key and not index.by_origin:
+            self._insert_ready(part, columns)
+        else:
+            self.apply_live(part.goods())
+
+    def _insert_ready(self, part: ReadyPart, columns: list[tuple[Any, ...]]) -> None:
+        """`apply_live` for records that are all new: listed ones to `pending`, the
+        others to `references`, flushed at the same points (`BATCH`)."""
+        listed = columns[LISTED]
+        n = len(listed)
+        groups: list[tuple[_Pending, list[int]]] = []
+        if all(listed):
+            groups = [(self.pending, list(range(n)))]
+        elif not any(listed):
+            groups = [(self.references, list(range(n)))]
+        else:
+            groups = [
+                (self.pending, [i for i in range(n) if listed[i]]),
+                (self.references, [i for i in range(n) if not listed[i]]),
+            ]
+        # As `_Pending.add` would: a batch of BATCH flushes at once (the first to fill
+        # first), the rest when the part ends, pending before references.
+        full: list[tuple[int, _Pending, list[int]]] = []
+        rest: list[tuple[_Pending, list[int]]] = []
+        for pending, picked in groups:
+            held = len(pending.items)
+            assert held == 0  # every part ends with a flush
+            for start in range(0, len(picked), BATCH):
+                chunk = picked[start : start + BATCH]
+                if len(chunk) == BATCH:
+                    full.append((chunk[-1], pending, chunk))
+                else:
+                    rest.append((pending, chunk))
+        for _, pending, chunk in sorted(full, key=lambda one: one[0]):
+            pending.insert_ready(part, columns, chunk)
+        for pending, chunk in rest:
+            pending.insert_ready(part, columns, chunk)
+        self.report.reference += n - sum(listed)
+
+    def apply_live(self, live: list[_Good]) -> None:
+        """Apply the live records of a part against `self.index` (already read)."""
         index, report, session = self.index, self.report, self.session
         by_origin, by_key = index.by_origin, index.by_key
-        times: dict[dt.datetime, str] = {}
         for record, signals, classes, listed, older, keys in live:
-            stamp = record.timestamp
-            if stamp is not None:  # the partner's own date, kept beside ours
-                text = times.get(stamp)
-                if text is None:
-                    text = times[stamp] = str(isoformat(stamp))
-                record.extra = {**record.extra, "record_time": text}
             # `index.by_origin_of` and `index.by_hash`, inline (read, never kept)
             origin_id = record.origin_entry_id
             same_origin = (
@@ -512,29 +605,38 @@ class _Run:
     def deletions(self, unmatched: list[ExchangeRecord] | None) -> None:
         """Apply the file's deletions, after all its other records (so a deletion listed
         before its older entry still finds it); one loses to a newer record of its entry."""
-        good, self.waiting = self.waiting, []
-        if not good:
+        waiting, self.waiting = self.waiting, []
+        if not waiting:
             return
-        self._use_index(good)
+        self._use_index([one for one, _ in waiting])
         index, report, session = self.index, self.report, self.session
         source_name = report.source
         newest = self.newest.lookup(
-            {hash(k) for record, *_, keys in good for k in _identities(record, keys)}
+            {
+                hash(k)
+                for (record, *_, keys), later in waiting
+                if later is _UNSEEN
+                for k in identities(record, keys)
+            }
         )
-        for record, *_, keys in good:
+        for (record, *_, keys), later in waiting:
             if record.timestamp is not None:  # the partner's own date, kept beside ours
                 record.extra = {**record.extra, "deleted_time": isoformat(record.timestamp)}
-                later = [newest[h] for k in _identities(record, keys) if (h := hash(k)) in newest]
-                if later and max(later) > as_utc(record.timestamp).timestamp():
+                if later is _UNSEEN:
+                    found = [
+                        newest[h] for k in identities(record, keys) if (h := hash(k)) in newest
+                    ]
+                    later = max(found) if found else None
+                if later is not None and later > as_utc(record.timestamp).timestamp():
                     report.skipped_older += 1
                     continue
             same_origin = index.by_origin_of(record)
-            found = same_origin if record.origin_entry_id is not None else index.by_hash(keys)
-            if not found:
+            found_ids = same_origin if record.origin_entry_id is not None else index.by_hash(keys)
+            if not found_ids:
                 report.deletions_unmatched += 1
                 if unmatched is not None:
                     unmatched.append(record)
-            for entry_id in self.real_ids(found):
+            for entry_id in self.real_ids(found_ids):
                 entry = session.get(Entry, entry_id)
                 if entry is not None and entry.deleted_at is None:
                     L.delete_entry(
@@ -545,7 +647,32 @@ class _Run:
                     report.deleted += 1
 
 
-def _identities(record: ExchangeRecord, keys: dict[str, bytes]) -> list[Any]:
+def stamp_live(live: list[_Good], newest: Newest) -> None:
+    """Remember the time of each live record's entry (a deletion elsewhere in the file
+    loses to a newer one) and keep the partner's own date beside ours (`record_time`)."""
+    ids: list[int] = []
+    seconds: list[float] = []
+    known: dict[dt.datetime, float] = {}  # a feed repeats a few times
+    times: dict[dt.datetime, str] = {}
+    for one in live:
+        record = one[0]
+        stamp = record.timestamp
+        if stamp is None:
+            continue
+        when = known.get(stamp)
+        if when is None:
+            when = known[stamp] = as_utc(stamp).timestamp()
+        for key in identities(record, one[5]):
+            ids.append(hash(key))
+            seconds.append(when)
+        text = times.get(stamp)
+        if text is None:
+            text = times[stamp] = str(isoformat(stamp))
+        record.extra = {**record.extra, "record_time": text}
+    newest.add(ids, seconds)
+
+
+def identities(record: ExchangeRecord, keys: dict[str, bytes]) -> list[Any]:
     """Keys that name the entry a record is about: its origin id, else its hashes."""
     if record.origin_entry_id is not None:
         return [(record.origin_member, record.origin_entry_id)]
@@ -655,6 +782,42 @@ class _Pending:
         self.report.added += len(ids)
         return ids
 
+    def insert_ready(
+        self, part: ReadyPart, columns: list[tuple[Any, ...]], picked: list[int]
+    ) -> None:
+        """Insert the records of `part` at `picked` (`columns` are its values), with
+        their format facts, as `flush` would have."""
+        if self.batch is None:
+            self.batch = L.start_import(
+                self.session,
+                self.hash_list,
+                batch=self.report.batch,
+                fmt=self.fmt,
+                status=self.status,
+                actor=self.actor,
+            )
+        if len(picked) != len(part.records):
+            part = part.subset(picked)
+            columns = part.columns()
+        ids = L.insert_entry_columns(
+            self.session,
+            self.hash_list,
+            self.batch,
+            fields=columns[FIELDS:],
+            classes=columns[CLASSES],
+            positions=columns[POSITION],
+            counts=columns[COUNT],
+            hashes=part.hashes,
+        )
+        self.report.added += len(ids)
+        fmt = self.fmt
+        metas = [
+            (entry_id, fmt, text)
+            for entry_id, text in zip(ids, columns[META], strict=True)
+            if text is not None
+        ]
+        _insert_metas(self.session, metas)
+
     def add(
         self,
         record: ExchangeRecord,
@@ -725,20 +888,25 @@ class _Pending:
                 if key is not None:
                     encoded[key] = text
             metas.append((entry_id, fmt, text))
-        if metas:  # as tuples: one ORM insert parameter set per entry cost a tenth
-            conn = session.connection()
-            mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
-            conn.exec_driver_sql(
-                f"INSERT INTO exchange_meta (entry_id, format, data) VALUES ({mark}, {mark}, "
-                f"{mark})",
-                metas,
-            )
+        _insert_metas(session, metas)
         if not renumber:
             return {}
         mapping = {temp: entry_id for entry_id, (temp, *_) in rows}
         for entry_id, (temp, record, _, _, keys) in rows:
             self.index.renumber(temp, entry_id, record, keys)
         return mapping
+
+
+def _insert_metas(session: Session, metas: list[tuple[int, str, str]]) -> None:
+    """New entries' format facts, as tuples: one ORM insert parameter set per entry cost
+    a tenth of an import."""
+    if metas:
+        conn = session.connection()
+        mark = "%s" if conn.dialect.paramstyle in ("format", "pyformat") else "?"
+        conn.exec_driver_sql(
+            f"INSERT INTO exchange_meta (entry_id, format, data) VALUES ({mark}, {mark}, {mark})",
+            metas,
+        )
 
 
 def _apply_bare(

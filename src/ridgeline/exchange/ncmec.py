@@ -79,7 +79,9 @@ PART = 10_000
 _ENTRY_GROUPS = frozenset((*_GROUPS, "deletedImages", "deletedVideos"))
 
 
-def parse_stream(chunks: Iterable[bytes], what: str = "NCMEC XML") -> ParseResult:
+def parse_stream(
+    chunks: Iterable[bytes], what: str = "NCMEC XML", *, part: int | None = None
+) -> ParseResult:
     """The same reading as `parse`, of a document given as chunks of bytes, a part at a
     time (`ParseResult.parts`): each entry is read as its element ends and then dropped,
     so a file of millions of entries takes constant memory. The document must be in
@@ -87,10 +89,10 @@ def parse_stream(chunks: Iterable[bytes], what: str = "NCMEC XML") -> ParseResul
     other (UTF-16) whole with `parse`. The same refusals: DTDs and entities (found in
     the bytes before the parser sees them), malformed XML with its line and column.
     """
-    return ParseResult(NAME, parts=_parts(chunks, what))
+    return ParseResult(NAME, parts=_parts(chunks, what, part or PART))
 
 
-def _parts(chunks: Iterable[bytes], what: str) -> Iterator[ParseResult]:
+def _parts(chunks: Iterable[bytes], what: str, size: int) -> Iterator[ParseResult]:
     """The parts of a streamed document. The C tree builder makes the elements (no
     Python per element or event); after each chunk the entries that are complete (all
     but the last child of the open group) are read and dropped. A common entry (id,
@@ -106,7 +108,7 @@ def _parts(chunks: Iterable[bytes], what: str) -> Iterator[ParseResult]:
         return element
 
     parser = ET.XMLParser(target=ET.TreeBuilder(element_factory=factory))
-    reader = _Reader(what)
+    reader = _Reader(what, size)
     tail = b""
     lines = 0  # newlines before `tail`
     for chunk in itertools.chain(chunks, [None]):
@@ -143,8 +145,8 @@ def _local(tag: str) -> str:
 class _Reader:
     """The state of one streamed document: groups seen, the part being filled."""
 
-    def __init__(self, what: str) -> None:
-        self.what = what
+    def __init__(self, what: str, size: int = PART) -> None:
+        self.what, self.size = what, size
         self.part = ParseResult(NAME)
         self.root_checked = False
         self.group: ET.Element | None = None  # the open group (last child of the root)
@@ -220,7 +222,7 @@ class _Reader:
                     part.add(_entry(element, path))
                 except BadInput as exc:
                     part.reject(path, str(exc))
-            if len(part.records) + len(part.errors) >= PART:
+            if len(part.records) + len(part.errors) >= self.size:
                 yield part
                 self.part = ParseResult(NAME)
         del group[:ready]

@@ -75,6 +75,8 @@ class ParseResult:
     #: Records still to be read, a part (a `ParseResult` of some thousands) at a time:
     #: a streamed partner file (NCMEC XML, VICS JSON). The writer applies each part as
     #: it comes, so the file is never in memory at once; its parse errors come with it.
+    #: (`exchange.ahead` gives `rows.ReadyPart`s instead: records already checked and
+    #: turned into rows by the parsing process.)
     parts: Iterable[ParseResult] | None = None
 
     def reject(self, position: str, message: str) -> None:

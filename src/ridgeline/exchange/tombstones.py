@@ -213,6 +213,16 @@ def _wait(
             row.deleted_time = when
 
 
+def has_waiting(session: Session, hash_list: HashList) -> bool:
+    """Whether deletions of the list wait for their entries (an import must settle them)."""
+    return (
+        session.scalar(
+            select(WaitingTombstone.id).where(WaitingTombstone.list_id == hash_list.id).limit(1)
+        )
+        is not None
+    )
+
+
 def _settle(
     session: Session, hash_list: HashList, parsed: ParseResult, actor: str | None, source: str
 ) -> int:

@@ -77,7 +77,9 @@ class _Fallback(Exception):
     """The streamed reader cannot take this document's layout; read it whole."""
 
 
-def parse_stream(chunks: Iterable[bytes], what: str = "VICS JSON") -> ParseResult:
+def parse_stream(
+    chunks: Iterable[bytes], what: str = "VICS JSON", *, part: int | None = None
+) -> ParseResult:
     """The same reading as `parse`, of a UTF-8 document given as chunks of bytes, a part
     at a time (`ParseResult.parts`): the items of `value` are decoded one by one as
     they arrive, so a file of millions of media takes constant memory (a `#Cases`
@@ -85,18 +87,18 @@ def parse_stream(chunks: Iterable[bytes], what: str = "VICS JSON") -> ParseResul
     writers use, the context before `value`; a document with `value` first is read
     whole by `parse` instead (from the chunks, which are then all in memory).
     """
-    return ParseResult(NAME, parts=_parts(iter(chunks), what))
+    return ParseResult(NAME, parts=_parts(iter(chunks), what, part or PART))
 
 
-def _parts(chunks: Iterator[bytes], what: str) -> Iterator[ParseResult]:
+def _parts(chunks: Iterator[bytes], what: str, size: int) -> Iterator[ParseResult]:
     reader = JsonStream(chunks, what)
     try:
-        yield from _stream_doc(reader, what)
+        yield from _stream_doc(reader, what, size)
     except _Fallback:
         yield parse(reader.everything(), what)
 
 
-def _stream_doc(reader: JsonStream, what: str) -> Iterator[ParseResult]:
+def _stream_doc(reader: JsonStream, what: str, size: int) -> Iterator[ParseResult]:
     if reader.peek() != "{":
         raise _Fallback  # not an object: `parse` says what is wrong
     reader.take("{")
@@ -139,7 +141,7 @@ def _stream_doc(reader: JsonStream, what: str) -> Iterator[ParseResult]:
             for item in items:
                 _item(part, item, i, kind, version, profile, clean)
                 i += 1
-            if len(part.records) + len(part.errors) >= PART:
+            if len(part.records) + len(part.errors) >= size:
                 yield part
                 part = ParseResult(NAME, meta=dict(meta))
         reader.take("]")
