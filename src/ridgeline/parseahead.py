@@ -46,9 +46,12 @@ _DATA, _ERROR, _END = 1, 2, 3
 
 
 class ParseAheadFailed(RidgelineError):
-    """The parsing process failed in a way its producer did not raise on purpose."""
+    """The parsing process failed in a way its producer did not raise on purpose (a bug
+    in it, or it was killed): the job stops there, as on any other error."""
 
     code = "parse_ahead_failed"
+    http_status = 500
+    exit_status = 1
 
 
 def available() -> bool:
