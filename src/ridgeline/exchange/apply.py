@@ -45,6 +45,7 @@ from ridgeline.exchange.rows import (
     POSITION,
     Good,
     ReadyPart,
+    bulk_fields,
 )
 from ridgeline.gcpause import gc_paused
 from ridgeline.index.pack import RowPack
@@ -767,8 +768,8 @@ class _Pending:
         self.next_temp = -1
         self.batch: ImportBatch | None = None
 
-    def insert(self, new: list[L.NewEntry]) -> list[int]:
-        """Insert already-checked entries under this import's batch row."""
+    def _batch(self) -> ImportBatch:
+        """This import's batch row, started with its first insert."""
         if self.batch is None:
             self.batch = L.start_import(
                 self.session,
@@ -778,7 +779,11 @@ class _Pending:
                 status=self.status,
                 actor=self.actor,
             )
-        ids = L.insert_entries(self.session, self.hash_list, self.batch, new)
+        return self.batch
+
+    def insert(self, new: list[L.NewEntry]) -> list[int]:
+        """Insert already-checked entries under this import's batch row."""
+        ids = L.insert_entries(self.session, self.hash_list, self._batch(), new)
         self.report.added += len(ids)
         return ids
 
@@ -787,22 +792,14 @@ class _Pending:
     ) -> None:
         """Insert the records of `part` at `picked` (`columns` are its values), with
         their format facts, as `flush` would have."""
-        if self.batch is None:
-            self.batch = L.start_import(
-                self.session,
-                self.hash_list,
-                batch=self.report.batch,
-                fmt=self.fmt,
-                status=self.status,
-                actor=self.actor,
-            )
+        batch = self._batch()
         if len(picked) != len(part.records):
             part = part.subset(picked)
             columns = part.columns()
         ids = L.insert_entry_columns(
             self.session,
             self.hash_list,
-            self.batch,
+            batch,
             fields=columns[FIELDS:],
             classes=columns[CLASSES],
             positions=columns[POSITION],
@@ -846,7 +843,7 @@ class _Pending:
             return {}
         items, self.items = self.items, []
         session = self.session
-        source, dumps, new_entry = self.source, json.dumps, L.NewEntry
+        source, new_entry = self.source, L.NewEntry
         ids = self.insert(
             [
                 new_entry(
@@ -855,17 +852,7 @@ class _Pending:
                     record.qualities,
                     position=record.position,
                     keys=keys,
-                    row=(  # `lists.BULK_FIELDS`, as stored
-                        record.source or source,
-                        record.origin_list,
-                        record.origin_member,
-                        record.origin_entry_id,
-                        record.note,
-                        record.series,
-                        record.victim_identified,
-                        dumps(record.case_numbers) if record.case_numbers else None,
-                        record.origin_member_name,
-                    ),
+                    row=bulk_fields(record, source),
                 )
                 for _, record, signals, classes, keys in items
             ]

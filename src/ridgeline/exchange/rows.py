@@ -123,6 +123,23 @@ class ReadyPart(msgspec.Struct, array_like=True):
 _PAIR = operator.itemgetter("scheme", "label")  # a checked label is these two, in order
 
 
+def bulk_fields(record: ExchangeRecord, source: str | None) -> tuple[Any, ...]:
+    """`record`'s values of `lists.BULK_FIELDS`, as stored (case numbers as JSON text);
+    `source` is the import's, for a record that names none."""
+    cases = record.case_numbers
+    return (
+        record.source or source,
+        record.origin_list,
+        record.origin_member,
+        record.origin_entry_id,
+        record.note,
+        record.series,
+        record.victim_identified,
+        json.dumps(cases) if cases else None,
+        record.origin_member_name,
+    )
+
+
 def ready_part(live: list[Good], source: str | None) -> ReadyPart:
     """The values of `live` (records already stamped with their `record_time`) as
     `apply._Pending.flush` and `lists.insert_entries` would store them."""
@@ -153,7 +170,6 @@ def ready_part(live: list[Good], source: str | None) -> ReadyPart:
                 if extra_key is not None:
                     encoded[extra_key] = meta
         qualities = record.qualities
-        cases = record.case_numbers
         add_record(
             [
                 listed,
@@ -163,15 +179,7 @@ def ready_part(live: list[Good], source: str | None) -> ReadyPart:
                 meta,
                 qualities or None,
                 len(signals),
-                record.source or source,
-                record.origin_list,
-                record.origin_member,
-                record.origin_entry_id,
-                record.note,
-                record.series,
-                record.victim_identified,
-                dumps(cases) if cases else None,
-                record.origin_member_name,
+                *bulk_fields(record, source),
             ]
         )
         for name, value in signals.items():

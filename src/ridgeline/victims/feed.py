@@ -26,6 +26,7 @@ import numpy as np
 
 from ridgeline import parseahead
 from ridgeline.errors import BadInput
+from ridgeline.store.bulk import sqlite_datetime
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.records import _EPOCH, NONE_US, Batch, LineError, parse_batches
 
@@ -147,7 +148,7 @@ class Feeder:
         self.next_id = spec.first_id
         self.next_hash = spec.first_hash
         self.signals: dict[str, int] = {}
-        self.now: Any = _sqlite_now(spec.now) if spec.sqlite else spec.now
+        self.now: Any = sqlite_datetime(spec.now) if spec.sqlite else spec.now
 
     def _times(self, micros: np.ndarray) -> list[Any]:
         if self.spec.sqlite:
@@ -246,10 +247,6 @@ class Feeder:
             hash_words=words[0] if words is not None else None,
             errors=batch.errors,
         )
-
-
-def _sqlite_now(value: dt.datetime) -> str:
-    return value.astimezone(dt.UTC).replace(tzinfo=None).isoformat(" ", "microseconds")
 
 
 class _Frame(msgspec.Struct, array_like=True, gc=False):
