@@ -706,6 +706,44 @@ def curl_with_httpx(words: list[str], port: int) -> httpx.Response:
 
 
 @pytest.mark.slow
+def test_readme_victims_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The victims block: synthetic databases, their import and merges, the indicator
+    with its charts; the estimate's interval holds the generator's true population."""
+    monkeypatch.chdir(tmp_path)
+    tour = Tour(tmp_path / "victims.db")
+    tour.run(["db", "init"], "setup")
+    block = readme_block("Tracking victims (docs/indicator.md)")
+    assert [c.args[:2] for c in block] == [
+        ("victims", "synth"),
+        ("victims", "import"),
+        ("victims", "merges"),
+        ("indicator", "--period"),
+    ], "the README block changed: update this test with it"
+    synth, imported, merges, indicator = (tour.run(c.args, c.where) for c in block)
+
+    truth = json.loads(Path("synth/truth.json").read_text(encoding="utf-8"))
+    assert synth.stdout.split() == ["synth/NCMEC.jsonl", "synth/ICSE.jsonl", "synth/EUROPOL.jsonl"]
+    summary = one(imported)
+    lines = sum(
+        len(Path(f"synth/{name}.jsonl").read_text(encoding="utf-8").splitlines())
+        for name in ("NCMEC", "ICSE", "EUROPOL")
+    )
+    assert summary["records"] == lines and summary["bad_lines"] == 0
+    assert summary["victims"] < summary["records"], "records of one victim were merged"
+    merged = rows(merges)
+    assert len(merged) == summary["merges"] and {m["reason"] for m in merged} <= {
+        "hash",
+        "same_as",
+    }
+    text = indicator.stdout
+    assert f"{summary['victims']} known victims after merging" in text
+    assert "Time to identification (Kaplan-Meier" in text and "log-rank by age_band" in text
+    low, high = (int(x) for x in re.search(r"95 % CI (\d+)–(\d+)\);", text).groups())  # type: ignore[union-attr]
+    assert low <= truth["population"] <= high, (low, high, truth["population"])
+    charts = sorted(p.name for p in Path("charts").iterdir())
+    assert charts == [f"{n}.{e}" for n in ("estimate", "index", "survival") for e in ("png", "svg")]
+
+
 def test_readme_provider_block_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_process: Callable[..., Any]
 ) -> None:

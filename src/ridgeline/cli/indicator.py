@@ -48,6 +48,17 @@ def _percent(share: float | None) -> str:
     return "" if share is None else f"{100 * share:.1f} %"
 
 
+def _index(value: float | None) -> str:
+    return "" if value is None else f"{value:.1f}"
+
+
+def _p(value: float | None) -> str:
+    """`=0.042`, or `<0.001` for the tiny p-values of large strata (not `=0`)."""
+    if value is None:
+        return "=-"
+    return "<0.001" if value < 0.001 else f"={value:.3g}"
+
+
 def _days(value: float | None) -> str:
     return "-" if value is None else f"{value:.0f}"
 
@@ -73,6 +84,7 @@ def indicator_table(data: dict[str, Any], width: int | None = None) -> str:
     or value is folded in the middle of a word."""
     from ridgeline.output import render_table
 
+    p_value = data["logrank"]["p_value"] if data["logrank"] else None  # before rounding
     data = _rounded(data)
 
     lines = [
@@ -84,7 +96,11 @@ def indicator_table(data: dict[str, Any], width: int | None = None) -> str:
     ]
     periods = [
         {
-            label: _percent(p[key]) if key == "identified_share" else p[key]
+            label: _percent(p[key])
+            if key == "identified_share"
+            else _index(p[key])
+            if key == "index"
+            else p[key]
             for label, key, _ in _PERIOD_COLUMNS
         }
         for p in data["periods"]
@@ -113,7 +129,7 @@ def indicator_table(data: dict[str, Any], width: int | None = None) -> str:
         lr = data["logrank"]
         lines.append(
             f"log-rank by {lr['by']}: chi2={lr['statistic']:.2f} "
-            f"df={lr['degrees_of_freedom']} p={lr['p_value']:.3g}"
+            f"df={lr['degrees_of_freedom']} p{_p(p_value)}"
         )
     est = data["estimate"]
     lines.append("")
