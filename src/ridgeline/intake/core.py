@@ -32,6 +32,7 @@ from ridgeline.referral import Inputs, Referral
 from ridgeline.reports import received
 from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier
 from ridgeline.reports.schema import Problem
+from ridgeline.store import GrowingTables
 from ridgeline.store.bulk import select_in
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
@@ -89,6 +90,18 @@ Step = Callable[[Session, Sequence[Accepted]], None]
 #: than it saves: the run prepares in-process (the same producer, `parseahead.run_inline`).
 PARSE_AHEAD_MIN_ITEMS = 2000
 PARSE_AHEAD_MIN_BYTES = 1 << 20
+#: What the linker and triage look up per batch (`GrowingTables`); not the received
+#: reports themselves (looked up by a unique key, and their documents make ANALYZE slow).
+INTAKE_TABLES = (
+    "report_identifiers",
+    "cases",
+    "case_reports",
+    "case_links",
+    "file_bundles",
+    "file_bundle_reports",
+    "triage_priorities",
+    "report_availability",
+)
 
 
 def _key(item: Incoming) -> tuple[str, str]:
@@ -188,11 +201,13 @@ class Pipeline:
     def _write(
         self, store: Store, frames: Iterable[bytes], received_by: str | None
     ) -> Iterator[list[Outcome]]:
+        growing = GrowingTables(store, INTAKE_TABLES)
         for frame in frames:
             with gc_paused():  # tens of thousands of small objects, no cycles
                 prepared = prepare.decode(frame)
             with store.session() as session:
                 outcomes = self.ingest_prepared(session, prepared, received_by=received_by)
+            growing.grew(sum(o.status == "stored" for o in outcomes))
             # committed: only now may they be answered
             yield outcomes
 

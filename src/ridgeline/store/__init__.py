@@ -10,7 +10,7 @@ gets sessions from `store.session()`; nothing outside `ridgeline.store` builds e
 from __future__ import annotations
 
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
 from pathlib import Path
 from typing import Any
@@ -89,6 +89,32 @@ def _sqlite_checkin(dbapi_connection: Any, record: Any) -> None:
         cursor = dbapi_connection.cursor()
         cursor.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
         cursor.close()
+
+
+class GrowingTables:
+    """Keeps PostgreSQL's planner statistics true while one bulk job grows its tables.
+
+    Autovacuum analyzes a table only once a fifth of it has changed, and lags behind a
+    job that keeps writing: tables first planned as empty go on being planned as tiny,
+    so the lookups a job makes for every batch (identifiers by kind and value, then
+    their cases) filter or hash everything written so far instead of using the index,
+    and each batch costs more than the one before. ANALYZE reads a bounded sample, so
+    running it whenever the job has doubled what it has written costs a handful of
+    runs in all. SQLite plans from its indexes without statistics: nothing is done."""
+
+    def __init__(self, store: Store, tables: Sequence[str], *, first: int = 2000) -> None:
+        self.store, self.tables = store, tuple(tables)
+        self.written, self.next_at = 0, first
+
+    def grew(self, rows: int) -> None:
+        """`rows` more were committed; analyze the tables if the job has doubled them."""
+        self.written += rows
+        if self.written < self.next_at or self.store.dialect != "postgresql":
+            return
+        self.next_at = 2 * self.written
+        with self.store.engine.connect() as connection:
+            connection.exec_driver_sql("ANALYZE " + ", ".join(self.tables))
+            connection.commit()
 
 
 def missing_database_message(where: str) -> str:
