@@ -622,3 +622,20 @@ def test_a_run_keeps_the_planner_statistics_of_what_it_grows(store: Store) -> No
         with store.engine.connect() as c:
             stat = "SELECT count(*) FROM sqlite_master WHERE name = 'sqlite_stat1'"
             assert c.exec_driver_sql(stat).scalar_one() == 0
+
+
+def test_the_service_writer_keeps_the_planner_statistics_too(store: Store) -> None:
+    """`POST /v1/intake`'s writer (one per server process) analyzes like a run does: a new
+    server's tables grow as fast as a bulk job's."""
+    pop = synthetic.Population(reports=2000)
+    items = [
+        intake.Incoming(f"w:{n}", line, "json") for n, line in enumerate(synthetic.jsonl_lines(pop))
+    ]
+    before = _planned_rows(store, "case_reports")
+    writer = intake.GroupWriter(store, intake.Pipeline(steps=intake.default_steps(store)))
+    for start in range(0, 1500, 500):
+        writer.ingest(items[start : start + 500])
+    assert _planned_rows(store, "case_reports") == before
+    writer.ingest(items[1500:])
+    if store.dialect == "postgresql":
+        assert _planned_rows(store, "case_reports") == 2000

@@ -17,8 +17,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING
 
-from ridgeline.intake.core import Outcome, Pipeline
+from ridgeline.intake.core import INTAKE_TABLES, Outcome, Pipeline
 from ridgeline.intake.sources import Incoming
+from ridgeline.store import GrowingTables
 
 if TYPE_CHECKING:
     from ridgeline.store import Store
@@ -44,6 +45,7 @@ class GroupWriter:
         self._mutex = threading.Lock()
         self._write = threading.Lock()
         self._pending: list[_Waiting] = []
+        self._growing = GrowingTables(store, INTAKE_TABLES)  # a new server's tables grow fast
         #: Transactions written and requests they held (for the tests and metrics).
         self.transactions = 0
         self.requests = 0
@@ -98,6 +100,7 @@ class GroupWriter:
                 w.error, w.done = exc, True
             return
         # committed: only now may any of them be answered
+        self._growing.grew(sum(o.status == "stored" for o in outcomes))
         self.transactions += 1
         self.requests += len(group)
         start = 0
