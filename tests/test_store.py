@@ -288,3 +288,14 @@ def test_transaction_keeps_its_sqlite_connection_and_drops_a_failed_one(store: S
     assert store.engine.pool.checkedout() == (HOT_CONNECTIONS if kept else 0)  # type: ignore[attr-defined]
     store.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_growing_tables_never_fails_a_committed_write(store: Store) -> None:
+    """An ANALYZE that fails (here: a table that is not there) is logged and not tried
+    again; the job's writes, already committed, stand."""
+    from ridgeline.store import GrowingTables
+
+    growing = GrowingTables(store, ("no_such_table",), first=1)
+    growing.grew(1)  # no exception
+    assert growing.next_at == (float("inf") if store.dialect == "postgresql" else 1)
+    growing.grew(5)

@@ -9,6 +9,7 @@ gets sessions from `store.session()`; nothing outside `ridgeline.store` builds e
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -23,6 +24,7 @@ from ridgeline.config import resolve_db_url, sqlite_file
 from ridgeline.errors import NotFound
 from ridgeline.fastread import HEAD_REVISION as _HEAD_REVISION
 
+_log = logging.getLogger(__name__)
 MIGRATIONS_DIR = Path(__file__).parent / "migrations"
 
 #: The newest migration's revision (kept in `ridgeline.fastread`, which must not import
@@ -104,7 +106,7 @@ class GrowingTables:
 
     def __init__(self, store: Store, tables: Sequence[str], *, first: int = 2000) -> None:
         self.store, self.tables = store, tuple(tables)
-        self.written, self.next_at = 0, first
+        self.written, self.next_at = 0, float(first)
 
     def grew(self, rows: int) -> None:
         """`rows` more were committed; analyze the tables if the job has doubled them."""
@@ -112,9 +114,17 @@ class GrowingTables:
         if self.written < self.next_at or self.store.dialect != "postgresql":
             return
         self.next_at = 2 * self.written
-        with self.store.engine.connect() as connection:
-            connection.exec_driver_sql("ANALYZE " + ", ".join(self.tables))
-            connection.commit()
+        try:
+            with self.store.engine.connect() as connection:
+                connection.exec_driver_sql("ANALYZE " + ", ".join(self.tables))
+                connection.commit()
+        except DBAPIError as exc:  # not the tables' owner, say: the writes stand
+            self.next_at = float("inf")
+            _log.warning(
+                "ANALYZE %s failed, planner statistics left to autovacuum: %s",
+                ", ".join(self.tables),
+                exc.orig,
+            )
 
 
 def missing_database_message(where: str) -> str:
