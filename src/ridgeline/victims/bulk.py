@@ -208,7 +208,8 @@ class _Import:
     next_series: int
     #: database -> victim_key -> record id, of records that existed or were written
     keys: dict[str, dict[str, int]]
-    series: dict[tuple[str, str], int]
+    #: database -> series_key -> series id, of series that existed or were written
+    series: dict[str, dict[str, int]]
     first_id: int
     codes: _Codes = field(default_factory=_Codes)
     columns: list[_Columns] = field(default_factory=list)
@@ -238,10 +239,11 @@ def _start(conn: Connection) -> _Import:
         while rows := cur.fetchmany(200_000):
             for db, key, rid in rows:
                 keys.setdefault(db, {})[key] = rid
-    series: dict[tuple[str, str], int] = {}
+    series: dict[str, dict[str, int]] = {}
     if next_series > 1:
         cur.execute("SELECT database, series_key, id FROM victim_series")
-        series = {(db, key): sid for db, key, sid in cur.fetchall()}
+        for db, key, sid in cur.fetchall():
+            series.setdefault(db, {})[key] = sid
     state = _Import(
         next_id, next_series, keys, series, next_id, first_hash=first_hash, next_hash=first_hash
     )
@@ -298,16 +300,29 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
-    new_series = []
-    series_ids = state.series
-    for d, keys in zip(dbs, batch.series, strict=True):
-        for key in keys:
-            if (d, key) not in series_ids:
-                series_ids[(d, key)] = state.next_series
-                new_series.append((state.next_series, d, key, now))
-                state.next_series += 1
-    _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     n = len(batch)
+    # series numbered and each record's links made in one pass (a million records)
+    new_series: list[tuple[Any, ...]] = []
+    series_rows: list[tuple[int, int]] = []
+    next_series = state.next_series
+    of_db: dict[str, int] = {}
+    last_db = None
+    for rid, d, keys in zip(
+        range(state.next_id, state.next_id + n), dbs, batch.series, strict=True
+    ):
+        if not keys:
+            continue
+        if d != last_db:
+            of_db, last_db = state.series.setdefault(d, {}), d
+        for key in keys:
+            sid = of_db.get(key)
+            if sid is None:
+                sid = of_db[key] = next_series
+                new_series.append((sid, d, key, now))
+                next_series += 1
+            series_rows.append((rid, sid))
+    state.next_series = next_series
+    _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
     id_range = range(state.next_id, state.next_id + n)
     state.next_id += n
@@ -330,16 +345,7 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
         state.hash_keys = None  # grouped by the database after all
     _bulk(conn, "victim_hashes", "id, record_id, signal, value, key", batch.hash_rows)
     _bulk(conn, "victim_links", "record_id, database, victim_key", batch.link_rows)
-    _bulk(
-        conn,
-        "victim_record_series",
-        "record_id, series_id",
-        [
-            (rid, series_ids[(d, s)])
-            for rid, d, keys in zip(id_range, dbs, batch.series, strict=True)
-            for s in keys
-        ],
-    )
+    _bulk(conn, "victim_record_series", "record_id, series_id", series_rows)
     _bulk(conn, "victim_sighting_packs", "record_id, count, times", batch.pack_rows)
     codes = state.codes
     state.columns.append(
