@@ -106,18 +106,19 @@ def test_second_process_stores_what_one_process_stores(store: Store, tmp_path: P
 def test_frames_round_trip_every_column(tmp_path: Path) -> None:
     names = [str(p) for p in _files(tmp_path)]
     now = dt.datetime(2026, 12, 3, 15, 30, 0, 123456, tzinfo=dt.UTC)
-    for sqlite in (True, False):
-        spec = feed.Spec([], sqlite, 7, 11, now)
-        direct = list(feed.prepared(feed._file_sources(names), spec))
-        assert direct[0].first_id == 7 and direct[0].first_hash == 11
-        for p in direct:
-            back = feed.decode(feed.encode(p))
-            for name, value in vars(p).items():
-                other = getattr(back, name)
-                if hasattr(value, "dtype"):
-                    assert value.tolist() == other.tolist(), name
-                else:
-                    assert value == other, name
+    spec = feed.Spec([], 7, 11, now)
+    direct = list(feed.prepared(feed._file_sources(names), spec))
+    assert direct[0].first_id == 7 and direct[0].first_hash == 11
+    # the records' times are integer microseconds (UtcMicros), the import's time too
+    assert direct[0].record_rows[0][-1] == (now - feed._EPOCH) // dt.timedelta(microseconds=1)
+    for p in direct:
+        back = feed.decode(feed.encode(p))
+        for name, value in vars(p).items():
+            other = getattr(back, name)
+            if hasattr(value, "dtype"):
+                assert value.tolist() == other.tolist(), name
+            else:
+                assert value == other, name
 
 
 @pytest.mark.parametrize("ahead", [True, False])

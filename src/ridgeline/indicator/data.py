@@ -39,13 +39,17 @@ class VictimTable:
 
 
 def _seconds(values: Sequence[Any]) -> np.ndarray:
-    """Times from the driver (ISO strings on SQLite, datetimes on PostgreSQL), None = -1."""
+    """UTC seconds of times from the driver, None = -1: integer microseconds (`UtcMicros`,
+    the registry's times since migration 0023), ISO strings (SQLite) or datetimes."""
     out = np.full(len(values), NONE, dtype=np.int64)
     present = [i for i, v in enumerate(values) if v is not None]
     if not present:
         return out
     sample = values[present[0]]
-    if isinstance(sample, str):
+    if isinstance(sample, int):
+        micros = np.array([values[i] for i in present], dtype=np.int64)
+        out[present] = np.floor_divide(micros, 1_000_000)
+    elif isinstance(sample, str):
         arr = np.array([values[i] for i in present], dtype="datetime64[s]")
         out[present] = arr.astype(np.int64)
     else:

@@ -21,7 +21,9 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
 )
+from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column, relationship
+from sqlalchemy.types import TypeDecorator
 
 from ridgeline.timeutil import utcnow
 
@@ -35,6 +37,36 @@ def lookup_key(value: str) -> str:
     if len(value) <= LOOKUP_KEY_MAX:
         return value
     return "sha256:" + hashlib.sha256(value.encode()).hexdigest()
+
+
+_EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+_MICRO = dt.timedelta(microseconds=1)
+
+
+class UtcMicros(TypeDecorator[dt.datetime]):
+    """A UTC time stored as integer microseconds since 1970-01-01 (a BIGINT), read back
+    as an aware UTC datetime.
+
+    For tables of millions of rows written in bulk (the victims registry): 8 bytes
+    instead of 26 characters of text on SQLite, and the bulk writer binds the integers
+    it already has. A naive datetime is taken as UTC, as everywhere in Ridgeline.
+    """
+
+    impl = BigInteger
+    cache_ok = True
+
+    def process_bind_param(self, value: Any, dialect: Dialect) -> int | None:
+        if value is None:
+            return None
+        if isinstance(value, int):
+            return value
+        when: dt.datetime = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
+        return (when - _EPOCH) // _MICRO
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
+        if value is None:
+            return None
+        return _EPOCH + dt.timedelta(microseconds=int(value))
 
 
 class Base(DeclarativeBase):

@@ -27,13 +27,12 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
-from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, sqlite_text, utf8_lines
+from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import LineError
 
 EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 NONE_US = np.iinfo(np.int64).max
-_US = dt.timedelta(microseconds=1)
 #: the attributes kept as codes (index into `_Codes.names`)
 _CODED = ("database", "agency", "age_band", "gender", "region")
 
@@ -82,29 +81,6 @@ def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[An
         return
     marks = ", ".join("?" for _ in columns.split(","))
     conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
-
-
-def _dt_param(conn: Connection) -> Any:
-    """How a UTC datetime is bound by the driver directly: SQLAlchemy's SQLite text form
-    (`YYYY-MM-DD HH:MM:SS.ffffff`, what the ORM reads back), the datetime elsewhere."""
-    if conn.dialect.name == "sqlite":
-
-        def text_form(value: dt.datetime | None) -> Any:
-            if value is None:
-                return None
-            if value.tzinfo is not None:
-                value = value.astimezone(dt.UTC).replace(tzinfo=None)
-            return value.isoformat(" ", "microseconds")
-
-        return text_form
-    return lambda value: value
-
-
-def _dt_column(conn: Connection, micros: np.ndarray) -> list[Any]:
-    """UTC microseconds (NONE_US = null) as driver values, vectorised on SQLite."""
-    if conn.dialect.name == "sqlite":
-        return sqlite_text(micros)
-    return [EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()]
 
 
 class _Codes:
@@ -232,7 +208,8 @@ class _Import:
     next_series: int
     #: database -> victim_key -> record id, of records that existed or were written
     keys: dict[str, dict[str, int]]
-    series: dict[tuple[str, str], int]
+    #: database -> series_key -> series id, of series that existed or were written
+    series: dict[str, dict[str, int]]
     first_id: int
     codes: _Codes = field(default_factory=_Codes)
     columns: list[_Columns] = field(default_factory=list)
@@ -262,10 +239,11 @@ def _start(conn: Connection) -> _Import:
         while rows := cur.fetchmany(200_000):
             for db, key, rid in rows:
                 keys.setdefault(db, {})[key] = rid
-    series: dict[tuple[str, str], int] = {}
+    series: dict[str, dict[str, int]] = {}
     if next_series > 1:
         cur.execute("SELECT database, series_key, id FROM victim_series")
-        series = {(db, key): sid for db, key, sid in cur.fetchall()}
+        for db, key, sid in cur.fetchall():
+            series.setdefault(db, {})[key] = sid
     state = _Import(
         next_id, next_series, keys, series, next_id, first_hash=first_hash, next_hash=first_hash
     )
@@ -322,16 +300,29 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     if existing:
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
-    new_series = []
-    series_ids = state.series
-    for d, keys in zip(dbs, batch.series, strict=True):
-        for key in keys:
-            if (d, key) not in series_ids:
-                series_ids[(d, key)] = state.next_series
-                new_series.append((state.next_series, d, key, now))
-                state.next_series += 1
-    _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     n = len(batch)
+    # series numbered and each record's links made in one pass (a million records)
+    new_series: list[tuple[Any, ...]] = []
+    series_rows: list[tuple[int, int]] = []
+    next_series = state.next_series
+    of_db: dict[str, int] = {}
+    last_db = None
+    for rid, d, keys in zip(
+        range(state.next_id, state.next_id + n), dbs, batch.series, strict=True
+    ):
+        if not keys:
+            continue
+        if d != last_db:
+            of_db, last_db = state.series.setdefault(d, {}), d
+        for key in keys:
+            sid = of_db.get(key)
+            if sid is None:
+                sid = of_db[key] = next_series
+                new_series.append((sid, d, key, now))
+                next_series += 1
+            series_rows.append((rid, sid))
+    state.next_series = next_series
+    _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
     id_range = range(state.next_id, state.next_id + n)
     state.next_id += n
@@ -343,8 +334,8 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     _bulk(
         conn,
         "victim_records",
-        "id, database, victim_key, status, first_seen, first_seen_source, identified_at, "
-        "identifying_agency, age_band, gender, region, imported_at",
+        "id, database, victim_key, first_seen, identified_at, identifying_agency, age_band, "
+        "gender, region, imported_at",
         batch.record_rows,
     )
     state.next_hash += len(batch.hash_rows)
@@ -354,16 +345,7 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
         state.hash_keys = None  # grouped by the database after all
     _bulk(conn, "victim_hashes", "id, record_id, signal, value, key", batch.hash_rows)
     _bulk(conn, "victim_links", "record_id, database, victim_key", batch.link_rows)
-    _bulk(
-        conn,
-        "victim_record_series",
-        "record_id, series_id",
-        [
-            (rid, series_ids[(d, s)])
-            for rid, d, keys in zip(id_range, dbs, batch.series, strict=True)
-            for s in keys
-        ],
-    )
+    _bulk(conn, "victim_record_series", "record_id, series_id", series_rows)
     _bulk(conn, "victim_sighting_packs", "record_id, count, times", batch.pack_rows)
     codes = state.codes
     state.columns.append(
@@ -456,8 +438,8 @@ def _import(
         stored = _hash_rows(conn)
         count = 0
         now = dt.datetime.now(dt.UTC)
-        spec = Spec([], conn.dialect.name == "sqlite", state.next_id, state.next_hash, now)
-        bound_now = _dt_param(conn)(now)
+        spec = Spec([], state.next_id, state.next_hash, now)
+        bound_now = (now - EPOCH) // dt.timedelta(microseconds=1)  # UtcMicros
         for batch in batches_of(spec):
             errors += batch.errors
             if len(batch):
@@ -469,6 +451,9 @@ def _import(
                     # and into few stored records: (database, victim_key) likewise (the
                     # import itself keeps the keys unique, `_Import.keys`)
                     indexes.enter_context(_index_dropped(conn, "ux_victim_records_key"))
+                    # and so the series' (database, series_key) (kept unique likewise:
+                    # `_Import.series` holds every stored series)
+                    indexes.enter_context(_index_dropped(conn, "ux_victim_series_key"))
                 replaced += _write_batch(conn, batch, state, bound_now)
                 written += len(batch)
                 count += 1
@@ -529,18 +514,11 @@ def _fetch_arrays(conn: Connection, sql: str, width: int) -> np.ndarray:
     return np.concatenate(parts) if parts else np.empty((0, width), dtype=np.int64)
 
 
-def _micros(values: list[Any]) -> np.ndarray:
-    """Driver datetimes (SQLite text, else datetime objects) as UTC microseconds."""
-    out = np.full(len(values), NONE_US, dtype=np.int64)
-    present = [i for i, v in enumerate(values) if v is not None]
-    if not present:
-        return out
-    if isinstance(values[present[0]], str):
-        arr = np.array([values[i] for i in present], dtype="datetime64[us]")
-        out[present] = arr.astype(np.int64)
-    else:
-        out[present] = [(_utc(values[i]) - EPOCH) // _US for i in present]
-    return out
+def _micros(values: Sequence[int | None]) -> np.ndarray:
+    """Stored times (`UtcMicros`: integer microseconds, null) as an array, NONE_US = null."""
+    return np.fromiter(
+        (NONE_US if v is None else v for v in values), dtype=np.int64, count=len(values)
+    )
 
 
 def _read_columns(conn: Connection, codes: _Codes, below: int | None) -> _Columns:
@@ -558,8 +536,8 @@ def _read_columns(conn: Connection, codes: _Codes, below: int | None) -> _Column
             _Columns(
                 ids=np.array(cols[0], dtype=np.int64),
                 db=codes.code("database", cols[1]),
-                first=_micros(list(cols[2])),
-                ident=_micros(list(cols[3])),
+                first=_micros(cols[2]),
+                ident=_micros(cols[3]),
                 agency=codes.code("agency", cols[4]),
                 attrs={c: codes.code(c, cols[5 + k]) for k, c in enumerate(_CODED[2:])},
             )
@@ -790,9 +768,9 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
             for s, e in zip(starts.tolist(), np.r_[starts[1:], n].tolist(), strict=True)
         ]
     gid = np.arange(1, count + 1)
-    first_col = _dt_column(conn, cols.first[head])
-    ident_col = _dt_column(conn, ident_us)
-    traded_col = _dt_column(conn, np.where(fifth >= 0, fifth * 1_000_000, NONE_US))
+    first_col = cols.first[head].tolist()
+    ident_col = _nullable(ident_us, ident_us == NONE_US)
+    traded_col = _nullable(fifth * 1_000_000, fifth < 0)
     agency_names = codes.names["agency"]
     agency_col = [
         agency_names[a] if t != NONE_US else None
@@ -845,6 +823,14 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     _bulk(conn, "victim_merges", "merged_id, record_a, record_b, reason, detail", join_rows)
     _write_table(conn, cols, comp, count, ident_us, fifth, attr_codes, codes)
     return count, len(join_rows)
+
+
+def _nullable(values: np.ndarray, missing: np.ndarray) -> list[int | None]:
+    """Integers as driver values, None where `missing`."""
+    out: list[int | None] = values.tolist()
+    for i in np.flatnonzero(missing).tolist():
+        out[i] = None
+    return out
 
 
 def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> None:

@@ -26,7 +26,6 @@ import numpy as np
 
 from ridgeline import parseahead
 from ridgeline.errors import BadInput
-from ridgeline.store.bulk import sqlite_datetime
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
 from ridgeline.victims.records import _EPOCH, NONE_US, Batch, LineError, parse_batches
 
@@ -89,21 +88,6 @@ class Prepared:
         return len(self.victim_id)
 
 
-def sqlite_text(micros: np.ndarray) -> list[str | None]:
-    """UTC microseconds (NONE_US = null) as SQLAlchemy's SQLite datetime text
-    (`YYYY-MM-DD HH:MM:SS.ffffff`, what the ORM reads back), vectorised."""
-    present = micros != NONE_US
-    stamps = np.datetime_as_string(
-        np.where(present, micros, 0).astype("datetime64[us]"), unit="us"
-    ).astype("S26")
-    stamps.view(np.uint8).reshape(-1, 26)[:, 10] = ord(" ")
-    out: list[str | None] = stamps.astype("U26").tolist()
-    if not present.all():
-        for i in np.flatnonzero(~present).tolist():
-            out[i] = None
-    return out
-
-
 def hex_words(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     """Hash values as exact fixed-width keys: hex digits as bytes zero-padded to 32
     (the value's length kept beside), or None if a value is not lowercase hex of an
@@ -130,11 +114,9 @@ def hex_words(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
 
 class Spec(msgspec.Struct, array_like=True):
     """What the producer needs besides the lines: the files (for the child), the
-    dialect (SQLite binds times as text), the first record and hash row ids, and the
-    import's time."""
+    first record and hash row ids, and the import's time."""
 
     paths: list[str]
-    sqlite: bool
     first_id: int
     first_hash: int
     now: dt.datetime
@@ -148,14 +130,18 @@ class Feeder:
         self.next_id = spec.first_id
         self.next_hash = spec.first_hash
         self.signals: dict[str, int] = {}
-        self.now: Any = sqlite_datetime(spec.now) if spec.sqlite else spec.now
+        self.now = (spec.now - _EPOCH) // dt.timedelta(microseconds=1)
 
-    def _times(self, micros: np.ndarray) -> list[Any]:
-        if self.spec.sqlite:
-            return sqlite_text(micros)
-        return [
-            _EPOCH + dt.timedelta(microseconds=m) if m != NONE_US else None for m in micros.tolist()
-        ]
+    @staticmethod
+    def _times(micros: np.ndarray) -> list[int | None]:
+        """UTC microseconds as the driver binds them (`UtcMicros`: integers; NONE_US is
+        null)."""
+        out: list[int | None] = micros.tolist()
+        missing = micros == NONE_US
+        if missing.any():
+            for i in np.flatnonzero(missing).tolist():
+                out[i] = None
+        return out
 
     def prepare(self, batch: Batch) -> Prepared:
         """A parsed batch as the rows the writer inserts (everything that needs no store)."""
@@ -183,15 +169,12 @@ class Feeder:
             kinds = None
         owners = np.repeat(np.arange(first_id, first_id + n, dtype=np.int64), hash_counts)
         dbs = batch.database
-        status = np.where(batch.ident_us != NONE_US, "identified", "unidentified").tolist()
         records = list(
             zip(
                 ids,
                 dbs,
                 batch.victim_id,
-                status,
                 self._times(batch.first_us),
-                dbs,
                 self._times(batch.ident_us),
                 batch.agency,
                 batch.age_band,

@@ -3,7 +3,9 @@
 A `VictimRecord` is one database's record of a victim, as imported; records that are
 the same child are merged into one `MergedVictim` (recomputed on every import), and
 `VictimMerge` says why two records were put together. Sighting times are stored as
-UTC seconds since the epoch: there are tens of millions of them.
+UTC seconds since the epoch: there are tens of millions of them. The times of records
+and merged victims are integer UTC microseconds (`UtcMicros`, migration 0023), read
+back as datetimes: there are millions of rows of them.
 """
 
 from __future__ import annotations
@@ -18,11 +20,10 @@ from sqlalchemy import (
     LargeBinary,
     String,
     Text,
-    UniqueConstraint,
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from ridgeline.store.models import Base
+from ridgeline.store.models import Base, UtcMicros
 from ridgeline.timeutil import utcnow
 
 
@@ -30,12 +31,15 @@ class Series(Base):
     """Media of the same victim(s) or event, under its id in one database."""
 
     __tablename__ = "victim_series"
-    __table_args__ = (UniqueConstraint("database", "series_key"),)
+    __table_args__ = (
+        #: an index, not a table constraint, so a big import can rebuild it by one sort
+        Index("ux_victim_series_key", "database", "series_key", unique=True),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     database: Mapped[str] = mapped_column(String(64))
     series_key: Mapped[str] = mapped_column(String(200))
-    created_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    created_at: Mapped[dt.datetime] = mapped_column(UtcMicros, default=utcnow)
 
 
 class VictimRecord(Base):
@@ -51,18 +55,21 @@ class VictimRecord(Base):
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     database: Mapped[str] = mapped_column(String(64))
     victim_key: Mapped[str] = mapped_column(String(200))
-    #: identified | unidentified (identified exactly when identified_at is set)
-    status: Mapped[str] = mapped_column(String(16))
-    first_seen: Mapped[dt.datetime] = mapped_column()
-    #: which source first saw the media (the database itself unless an analyst said)
-    first_seen_source: Mapped[str] = mapped_column(String(64))
-    identified_at: Mapped[dt.datetime | None] = mapped_column()
+    #: the database's own first sighting (the record's source is its `database`)
+    first_seen: Mapped[dt.datetime] = mapped_column(UtcMicros)
+    #: identified exactly when set (`status`)
+    identified_at: Mapped[dt.datetime | None] = mapped_column(UtcMicros)
     identifying_agency: Mapped[str | None] = mapped_column(String(200))
     age_band: Mapped[str] = mapped_column(String(16), default="unknown")
     gender: Mapped[str] = mapped_column(String(8), default="unknown")
     region: Mapped[str] = mapped_column(String(8), default="unknown")
     merged_id: Mapped[int | None] = mapped_column(Integer)
-    imported_at: Mapped[dt.datetime] = mapped_column(default=utcnow)
+    imported_at: Mapped[dt.datetime] = mapped_column(UtcMicros, default=utcnow)
+
+    @property
+    def status(self) -> str:
+        """identified | unidentified (a column until migration 0023)."""
+        return "identified" if self.identified_at is not None else "unidentified"
 
 
 class VictimSeries(Base):
@@ -149,9 +156,10 @@ class MergedVictim(Base):
     records: Mapped[int] = mapped_column(Integer)
     #: the databases holding the victim, comma-separated and sorted
     databases: Mapped[str] = mapped_column(Text)
-    first_seen: Mapped[dt.datetime] = mapped_column()
+    first_seen: Mapped[dt.datetime] = mapped_column(UtcMicros)
+    #: the database of the record seen first
     first_seen_source: Mapped[str] = mapped_column(String(64))
-    identified_at: Mapped[dt.datetime | None] = mapped_column()
+    identified_at: Mapped[dt.datetime | None] = mapped_column(UtcMicros)
     identifying_agency: Mapped[str | None] = mapped_column(String(200))
     age_band: Mapped[str] = mapped_column(String(16))
     gender: Mapped[str] = mapped_column(String(8))
@@ -159,7 +167,7 @@ class MergedVictim(Base):
     #: distinct occasions (first_seen and sighting times of all records)
     occasions: Mapped[int] = mapped_column(Integer)
     #: the fifth distinct occasion: actively traded from then on (NCMEC's definition)
-    traded_since: Mapped[dt.datetime | None] = mapped_column()
+    traded_since: Mapped[dt.datetime | None] = mapped_column(UtcMicros)
 
 
 class VictimColumn(Base):
