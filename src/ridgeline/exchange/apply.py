@@ -51,7 +51,7 @@ from ridgeline.gcpause import gc_paused
 from ridgeline.index.pack import RowPack
 from ridgeline.lists.matchable import MATCHABLE_STATUS
 from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
-from ridgeline.signals import get_signal
+from ridgeline.signals import SignalType, get_signal
 from ridgeline.store import bulk_page_cache, end_bulk_page_cache
 from ridgeline.timeutil import as_utc, isoformat
 
@@ -787,6 +787,30 @@ class _Pending:
         self.report.added += len(ids)
         return ids
 
+    def insert_bare(
+        self,
+        signal: str,
+        keys: list[bytes],
+        texts: list[str | None] | None,
+        numbers: list[int],
+        prefix: str,
+        source: str | None,
+    ) -> list[int]:
+        """Insert bare hashes already checked (`lists.insert_bare_keys`)."""
+        ids = L.insert_bare_keys(
+            self.session,
+            self.hash_list,
+            self._batch(),
+            signal,
+            keys,
+            texts=texts,
+            numbers=numbers,
+            prefix=prefix,
+            source=source,
+        )
+        self.report.added += len(ids)
+        return ids
+
     def insert_ready(
         self, part: ReadyPart, columns: list[tuple[Any, ...]], picked: list[int]
     ) -> None:
@@ -915,6 +939,9 @@ def _apply_bare(
         L.check_list_signal(hash_list, name)
     except RidgelineError as exc:
         refused = str(exc)
+    if bare.ready is not None:
+        _apply_bare_ready(hash_list, bare, signal, pending, report, progress, pack)
+        return
     normalize = signal.normalize
     errors = report.errors
     prefix = bare.prefix
@@ -951,6 +978,48 @@ def _apply_bare(
             )
             if pack is not None:
                 pack.add(signal, ids, [v for _, v in fresh.values()], list(fresh))
+        if progress is not None:
+            progress(report.read)
+
+
+def _apply_bare_ready(
+    hash_list: HashList,
+    bare: BareHashes,
+    signal: SignalType,
+    pending: _Pending,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    pack: RowPack | None,
+) -> None:
+    """`_apply_bare` of chunks the parsing process checked (`rows.BarePart`): their
+    counts and rejects join the report, their new keys are looked up in the list (the
+    earlier chunks are in it) and the rest inserted from the keys and line numbers as
+    they came, by `lists.insert_bare_keys` (no per-line objects in this process)."""
+    session = pending.session
+    name = signal.name
+    errors = report.errors
+    source = pending.source
+    for part in bare.ready or ():
+        report.read += part.read
+        report.duplicates += part.duplicates
+        errors.extend(part.errors)
+        keys, numbers, texts = part.keys, part.numbers, part.texts
+        if keys:
+            found = L.live_entry_keys(session, hash_list, [(name, k) for k in keys])
+            if found:
+                known = {key for _, _, key in found}
+                kept = [i for i, key in enumerate(keys) if key not in known]
+                report.duplicates += len(keys) - len(kept)
+                keys = [keys[i] for i in kept]
+                numbers = [numbers[i] for i in kept]
+                texts = None if texts is None else [texts[i] for i in kept]
+        if keys:
+            ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source)
+            if pack is not None:
+                if texts is None:
+                    pack.add_keys(signal, ids, keys)
+                else:
+                    pack.spoil()  # values stored as text: SQL is their only source
         if progress is not None:
             progress(report.read)
 

@@ -129,10 +129,17 @@ def parse_txt_lines(lines: Iterable[bytes], what: str, signal: str | None) -> Pa
     one hash per line, `#` starts a comment, a UTF-8 BOM is allowed."""
     if not signal:
         raise BadInput("txt imports need --signal (one hash per line)")
-    return ParseResult("txt", bare=BareHashes(signal, _txt_chunks(lines, what)))
+    return ParseResult("txt", bare=BareHashes(signal, txt_chunks(lines, what)))
 
 
-def _txt_chunks(lines: Iterable[bytes], what: str) -> Iterator[list[tuple[int, str]]]:
+def txt_chunks(
+    lines: Iterable[bytes], what: str, size: int | None = None
+) -> Iterator[list[tuple[int, str]]]:
+    """The hash lines of a txt file as `(number, text)`, `size` (default `TXT_CHUNK`)
+    a chunk: blank and comment lines skipped, a UTF-8 BOM allowed, bytes that are not
+    UTF-8 refused with their offset. The writer and the parsing process
+    (`exchange.ahead.produce_txt`) chunk alike, so both insert the same batches."""
+    size = size or TXT_CHUNK
     chunk: list[tuple[int, str]] = []
     add = chunk.append
     offset = 0
@@ -147,7 +154,7 @@ def _txt_chunks(lines: Iterable[bytes], what: str) -> Iterator[list[tuple[int, s
             except UnicodeDecodeError as exc:
                 at = offset + raw.index(line) + exc.start
                 raise BadInput(f"{what}: not UTF-8 text ({exc.reason} at byte {at})") from None
-            if len(chunk) >= TXT_CHUNK:
+            if len(chunk) >= size:
                 yield chunk
                 chunk = []
                 add = chunk.append

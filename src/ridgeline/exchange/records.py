@@ -59,6 +59,9 @@ class BareHashes:
     signal: str
     chunks: Iterable[list[tuple[int, str]]]
     prefix: str = "line "
+    #: The chunks already checked by the parsing process (`exchange.ahead`, a
+    #: `rows.BarePart` each), instead of `chunks`.
+    ready: Iterable[Any] | None = None
 
 
 @dataclass

@@ -16,6 +16,7 @@ from itertools import chain, repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -405,23 +406,7 @@ def insert_entries(
         # Bare entries (txt lines): the entry rows are all alike but for the id, so
         # the database makes them from the id ranges (no Python per row), and each
         # hash row binds two values.
-        sql_status = status.replace("'", "''")
-        for first, last in ranges:
-            if postgres:
-                conn.exec_driver_sql(
-                    "INSERT INTO entries (id, list_id, status, enabled, classifications, "
-                    f"batch_id) SELECT g, {int(list_id)}, '{sql_status}', true, '[]', "
-                    f"{int(batch_id)} FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g",
-                    {"a": first, "b": last},
-                )
-            else:
-                conn.exec_driver_sql(
-                    "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c "
-                    "WHERE x < ?) INSERT INTO entries (id, list_id, status, enabled, "
-                    f"classifications, batch_id) SELECT x, {int(list_id)}, '{sql_status}', "
-                    f"1, '[]', {int(batch_id)} FROM c",
-                    (first, last),
-                )
+        _insert_entry_ranges(conn, postgres, ranges, list_id, status, batch_id, None)
         by_signal: dict[str, list[tuple[int, bytes]]] = {}
         texts: list[tuple[Any, ...]] = []
         for entry_id, item in zip(ids, new, strict=True):
@@ -447,6 +432,114 @@ def insert_entries(
         _insert_rows(conn, postgres, hash_list, batch, ids, new)
     _finish_insert(session, postgres, hash_list, batch, ids, [item.position for item in new])
     return ids
+
+
+def _insert_entry_ranges(
+    conn: Any,
+    postgres: bool,
+    ranges: Sequence[tuple[int, int]],
+    list_id: int,
+    status: str,
+    batch_id: int,
+    source: str | None,
+) -> None:
+    """Entry rows alike but for their id (bare hashes), made by the database from the id
+    ranges: no Python per row. `source` fills the column when given."""
+    sql_status = status.replace("'", "''")
+    column, value = (", source", ", %(s)s" if postgres else ", ?") if source else ("", "")
+    for first, last in ranges:
+        if postgres:
+            conn.exec_driver_sql(
+                f"INSERT INTO entries (id, list_id, status, enabled, classifications, "
+                f"batch_id{column}) SELECT g, {int(list_id)}, '{sql_status}', true, '[]', "
+                f"{int(batch_id)}{value} FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g",
+                {"a": first, "b": last, "s": source},
+            )
+        else:
+            conn.exec_driver_sql(
+                "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c "
+                "WHERE x < ?) INSERT INTO entries (id, list_id, status, enabled, "
+                f"classifications, batch_id{column}) SELECT x, {int(list_id)}, "
+                f"'{sql_status}', 1, '[]', {int(batch_id)}{value} FROM c",
+                (first, last, source) if source else (first, last),
+            )
+
+
+def insert_bare_keys(
+    session: Session,
+    hash_list: HashList,
+    batch: ImportBatch,
+    signal: str,
+    keys: Sequence[bytes],
+    *,
+    texts: Sequence[str | None] | None,
+    numbers: Sequence[int],
+    prefix: str,
+    source: str | None = None,
+) -> list[int]:
+    """`insert_entries` of bare hashes already checked and de-duplicated (a txt import's
+    parsing process sends them): one `signal` hash per entry, given by its `entry_key`
+    (`texts[i]`: the value to store beside it, None or no `texts` where it is the key's
+    hex), read at line `numbers[i]` (position `f"{prefix}{number}"`), `source` in every
+    entry. The same rows, ids and bookkeeping as `insert_entries` of the same
+    `NewEntry`s; the parameters are made by `zip`, the positions' runs by numpy."""
+    n = len(keys)
+    if not n:
+        return []
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    ids = _new_ids(conn, postgres, n)
+    _insert_entry_ranges(conn, postgres, _ranges(ids), hash_list.id, batch.status, batch.id, source)
+    if source:  # as `insert_entries` writes entries with fields: every hash row's columns
+        rows: list[tuple[Any, ...]] = list(
+            zip(ids, repeat(signal), keys, texts or repeat(None), repeat(None))
+        )
+        _insert_signal_rows(conn, postgres, rows)
+    else:
+        plain: Sequence[tuple[Any, ...]]
+        with_text: list[tuple[Any, ...]] = []
+        if texts is None:
+            plain = list(zip(ids, keys, strict=True))
+        else:
+            plain = []
+            for entry_id, key, value in zip(ids, keys, texts, strict=True):
+                if value is None:
+                    plain.append((entry_id, key))
+                else:
+                    with_text.append((entry_id, signal, key, value, None))
+        if plain and postgres:
+            _copy(conn, "entry_signals", ("entry_id", "signal", "key"),
+                  [(e, signal, k) for e, k in plain])  # fmt: skip
+        elif plain:
+            conn.exec_driver_sql(
+                "INSERT INTO entry_signals (entry_id, signal, key) VALUES (?, "
+                f"'{signal.replace(chr(39), chr(39) * 2)}', ?)",
+                plain,
+            )
+        _insert_signal_rows(conn, postgres, with_text)
+    _finish_insert(
+        session, postgres, hash_list, batch, ids, (), runs=_number_runs(ids, prefix, numbers)
+    )
+    return ids
+
+
+def _number_runs(ids: Sequence[int], prefix: str, numbers: Sequence[int]) -> list[list[Any]]:
+    """`_position_runs(ids, [f"{prefix}{n}" for n in numbers])` for positive `numbers`
+    and a `prefix` that does not end in a digit, without a string per entry: a run
+    goes on while both the id and the number go up by one."""
+    if not prefix or prefix[-1].isdigit() or min(numbers) < 1:
+        return _position_runs(ids, [f"{prefix}{number}" for number in numbers])
+    at = np.asarray(ids, dtype=np.int64)
+    lines = np.asarray(numbers, dtype=np.int64)
+    breaks = np.flatnonzero((np.diff(at) != 1) | (np.diff(lines) != 1)) + 1
+    starts = np.concatenate(([0], breaks))
+    counts = np.diff(np.concatenate((starts, [len(at)])))
+    return [
+        [first, count, prefix, number, ""]
+        for first, count, number in zip(
+            at[starts].tolist(), counts.tolist(), lines[starts].tolist(), strict=True
+        )
+    ]
 
 
 def insert_entry_columns(
@@ -533,9 +626,11 @@ def _finish_insert(
     batch: ImportBatch,
     ids: list[int],
     positions: Sequence[str | None],
+    *,
+    runs: list[list[Any]] | None = None,
 ) -> None:
     """What every bulk insert records beside its rows: the list's count, the change
-    rows, the positions read and the batch's size."""
+    rows, the positions read (or their `runs`, made already) and the batch's size."""
     conn = session.connection()
     list_id, batch_id, n = hash_list.id, batch.id, len(ids)
     if not postgres:  # SQLite's per-row trigger leaves batch rows to the writer (0012)
@@ -549,7 +644,7 @@ def _finish_insert(
             batch_id=batch_id,
             first_entry_id=ids[0],
             last_entry_id=ids[-1],
-            positions=_position_runs(ids, positions),
+            positions=runs if runs is not None else _position_runs(ids, positions),
         )
     )
     batch.entries = (batch.entries or 0) + n
