@@ -5,7 +5,8 @@ and inserts them. The second process, the same producer in the writer's process
 (small files, `RIDGELINE_PARSE_AHEAD=0`) and the general path (standard input: lines
 checked by the writer) give the same report and store the same rows, on SQLite and
 PostgreSQL, for files with comments, blank lines, bad lines, uppercase hex, repeats
-within a chunk and across chunks, hashes the list holds already, CRLF and a BOM.
+within a chunk and across chunks, hashes the list holds already, CRLF and a BOM; into
+an empty list with the key index deferred (`lists.DeferredKeyIndex`) as without.
 Benign synthetic hashes only.
 """
 
@@ -23,7 +24,7 @@ from sqlalchemy import text
 from ridgeline import exchange, parseahead
 from ridgeline import lists as L
 from ridgeline.errors import BadInput, NotFound
-from ridgeline.exchange import ahead, native
+from ridgeline.exchange import ahead, apply, native
 from ridgeline.exchange.records import stream_lines
 from ridgeline.exchange.tombstones import apply_with_tombstones
 from ridgeline.index.pack import RowPack
@@ -42,6 +43,7 @@ def pdq(rng: random.Random) -> str:
 def tricky_txt(rng: random.Random, known: list[str]) -> bytes:
     """A txt file with every kind of line, CRLF endings and a UTF-8 BOM."""
     hashes = [pdq(rng) for _ in range(40)]
+    hashes[35] = hashes[3][:16] + pdq(rng)[16:]  # another hash with a known key prefix
     lines = ["# a comment", "", *hashes[:5], "   ", hashes[0], "not a hash", hashes[1].upper()]
     lines += [known[0], "  " + hashes[5] + "  ", "#" + hashes[6], hashes[7][:-1], *hashes[8:30]]
     lines += [hashes[2], known[1].upper(), "g" * 64, *hashes[30:], hashes[30], ""]
@@ -62,6 +64,9 @@ def imported(
     list first holding `seed`; and how many rows each way's pack kept."""
     monkeypatch.setattr(ahead, "TXT_CHUNK", CHUNK)
     monkeypatch.setattr(native, "TXT_CHUNK", CHUNK)
+    # every file is big enough to defer the key index (SQLite, into an empty list)
+    monkeypatch.setattr(apply, "DEFER_INDEX_BYTES", 0)
+    monkeypatch.setattr(apply, "DEFER_LINE_BYTES", 1)
     reports: dict[str, Any] = {}
     packs: dict[str, int] = {}
     for way in WAYS:
@@ -88,6 +93,16 @@ def imported(
             reports[way] = data
             packs[way] = -1 if pack.spoiled else len(pack)
     return reports, packs
+
+
+def key_index(store: Store) -> list[Any]:
+    """`ix_entry_signals_key` as the database defines it (deferred only on SQLite)."""
+    with store.session() as session:
+        if session.get_bind().dialect.name != "sqlite":
+            query = "SELECT indexdef FROM pg_indexes WHERE indexname = 'ix_entry_signals_key'"
+        else:
+            query = "SELECT sql FROM sqlite_master WHERE name = 'ix_entry_signals_key'"
+        return [row[0] for row in session.execute(text(query))]
 
 
 def positions(store: Store, name: str) -> list[Any]:
@@ -131,6 +146,27 @@ def test_txt_ahead_stores_what_the_writer_stores(
     assert len(rows) == 2 + 38
     assert positions(store, "child") == positions(store, "inline") == positions(store, "general")
     assert packs["child"] == packs["inline"] == packs["general"] == 38
+
+
+@pytest.mark.skipif(not parseahead.available(), reason="one core: no second process")
+def test_txt_ahead_into_an_empty_list(
+    store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Into an empty list the writer looks up only the keys whose prefix an earlier
+    chunk had (`BarePart.known`): repeats across chunks are still found, and a new hash
+    that shares a key prefix with an earlier one is still added."""
+    rng = random.Random(7)
+    known = [pdq(rng), pdq(rng)]
+    path = tmp_path / "hashes.txt"
+    path.write_bytes(tricky_txt(rng, known))
+    index = key_index(store)
+    reports, packs = imported(store, path, monkeypatch)
+    assert key_index(store) == index and len(index) == 1  # deferred, then built again
+    assert reports["child"] == reports["inline"] == reports["general"]
+    assert (reports["child"]["added"], reports["child"]["duplicates"]) == (40, 4)
+    rows = stored(store, "child")
+    assert rows == stored(store, "inline") == stored(store, "general")
+    assert packs["child"] == packs["inline"] == packs["general"] == 40
 
 
 @pytest.mark.skipif(not parseahead.available(), reason="one core: no second process")
@@ -179,6 +215,9 @@ def test_txt_not_utf8_is_told_the_same_from_the_parsing_process(
     path = tmp_path / "bad.txt"
     path.write_bytes(("\n".join(pdq(rng) for _ in range(20)) + "\n").encode() + b"\xff\xfe\n")
     monkeypatch.setattr(ahead, "MIN_BYTES", 0)
+    monkeypatch.setattr(apply, "DEFER_INDEX_BYTES", 0)
+    monkeypatch.setattr(apply, "DEFER_LINE_BYTES", 1)
+    index = key_index(sqlite_store)
     messages = []
     for way in WAYS:
         with pytest.raises(BadInput) as caught, sqlite_store.session() as session:
@@ -192,6 +231,7 @@ def test_txt_not_utf8_is_told_the_same_from_the_parsing_process(
         messages.append(str(caught.value))
     assert messages[0] == messages[1] == messages[2]
     assert "not UTF-8" in messages[0] and "byte 1300" in messages[0]
+    assert key_index(sqlite_store) == index and len(index) == 1
     with sqlite_store.session() as session:
         assert [h.name for h in L.list_lists(session)] == []
 
@@ -205,3 +245,18 @@ def test_number_runs_are_the_position_runs() -> None:
     for ids in (list(range(5, 155)), [*range(5, 80), *range(90, 165)]):
         expected = _position_runs(ids, [f"line {n}" for n in numbers])
         assert _number_runs(ids, "line ", numbers) == expected
+
+
+def test_prefixes_seen_by_the_parsing_process() -> None:
+    """`ahead._Prefixes`: exactly the keys whose 8-byte prefix an earlier chunk had,
+    across merged runs; keys of mixed widths are not tracked (all looked up)."""
+    rng = random.Random(12)
+    seen = ahead._Prefixes()
+    chunks = [[rng.randbytes(32) for _ in range(50)] for _ in range(9)]
+    earlier: set[bytes] = set()
+    for chunk in chunks:
+        chunk[7] = chunks[0][3][:8] + rng.randbytes(24)  # same prefix, another key
+        expected = [i for i, key in enumerate(chunk) if key[:8] in earlier]
+        assert seen.add(chunk) == expected
+        earlier |= {key[:8] for key in chunk}
+    assert ahead._Prefixes().add([b"a" * 16, b"b" * 32]) is None

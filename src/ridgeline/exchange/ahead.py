@@ -24,6 +24,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import msgspec
+import numpy as np
 
 from ridgeline import parseahead
 from ridgeline.errors import RidgelineError
@@ -33,7 +34,7 @@ from ridgeline.exchange.records import BareHashes, ParseResult, stream_chunks, s
 from ridgeline.exchange.rows import BarePart, Deletion, Good, ReadyPart, ready_part
 from ridgeline.gcpause import gc_paused
 from ridgeline.lists import check_list_signal
-from ridgeline.lists.models import HashList, entry_key
+from ridgeline.lists.models import KEY_PREFIX, HashList, entry_key
 from ridgeline.signals import get_signal
 
 #: The producers the second process runs (partner formats, txt).
@@ -160,7 +161,11 @@ def txt_parts(job: TxtJob, *, ahead: bool) -> ParseResult:
         for frame in source:
             yield _decode_bare(frame)
 
-    return ParseResult("txt", bare=BareHashes(job.signal, (), ready=frames()))
+    try:
+        size = os.path.getsize(job.path)
+    except OSError:
+        size = 0  # the producer says why
+    return ParseResult("txt", bare=BareHashes(job.signal, (), ready=frames(), size=size))
 
 
 def produce_txt(arg: bytes) -> Iterator[bytes]:
@@ -182,6 +187,7 @@ def _produce_txt(job: TxtJob) -> Iterator[bytes]:
         refused = str(exc)
     normalize = signal.normalize
     prefix = BareHashes.prefix
+    seen = _Prefixes()
     for chunk in native.txt_chunks(stream_lines(job.path), job.what, job.chunk or None):
         part = BarePart(read=len(chunk), errors=[])
         errors = part.errors
@@ -206,10 +212,41 @@ def _produce_txt(job: TxtJob) -> Iterator[bytes]:
             part.keys = list(fresh)
             part.numbers = [number for number, _ in fresh.values()]
             # `lists.needs_text`: a value that is not its key's hex is stored beside it
-            texts = [
-                None if len(key) * 2 == len(value) and key.hex() == value else value
-                for key, (_, value) in fresh.items()
-            ]
-            if any(t is not None for t in texts):
-                part.texts = texts
+            # (checked for the whole chunk at once first: PDQ and the digests never are)
+            values = [value for _, value in fresh.values()]
+            if b"".join(part.keys).hex() != "".join(values):
+                part.texts = [
+                    None if len(key) * 2 == len(value) and key.hex() == value else value
+                    for key, value in zip(part.keys, values, strict=True)
+                ]
+            part.known = seen.add(part.keys)
         yield _encode(part)
+
+
+class _Prefixes:
+    """The `KEY_PREFIX`-byte prefixes of every new key sent so far, so the writer looks
+    up only the keys an earlier chunk may have had (into an empty list, none of a file
+    without repeats): exact prefixes, 8 bytes a key, as sorted numpy runs merged as
+    they grow (a binary counter's levels: log2(chunks) runs to search)."""
+
+    def __init__(self) -> None:
+        self.runs: list[np.ndarray] = []
+        self.off = False  # keys of another width or shorter than a prefix: not tracked
+
+    def add(self, keys: list[bytes]) -> list[int] | None:
+        """Indexes of `keys` whose prefix was seen before; then they are seen too."""
+        width = len(keys[0])
+        if self.off or width < KEY_PREFIX or any(len(k) != width for k in keys):
+            self.off = True
+            return None
+        rows = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), width)
+        mine = rows[:, :KEY_PREFIX].copy().view(np.uint64).ravel()
+        hit = np.zeros(len(mine), dtype=bool)
+        for run in self.runs:
+            at = np.searchsorted(run, mine)
+            hit |= run[np.minimum(at, len(run) - 1)] == mine
+        run = np.sort(mine)
+        while self.runs and len(self.runs[-1]) <= len(run):
+            run = np.sort(np.concatenate((self.runs.pop(), run)), kind="stable")
+        self.runs.append(run)
+        return np.flatnonzero(hit).tolist()

@@ -18,6 +18,7 @@ the file's size.
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -27,6 +28,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -59,6 +61,12 @@ from ridgeline.timeutil import as_utc, isoformat
 BATCH = 20_000
 #: Bare hashes (txt lines) per chunk: read, checked and inserted together.
 BARE_CHUNK = 50_000
+#: A txt file this big into an empty list defers the key-prefix index (about 500,000
+#: PDQ lines; `lists.DeferredKeyIndex`), when the database holds fewer hash rows than
+#: its size over `DEFER_LINE_BYTES` (a line longer than any hash's, so the file's
+#: lines are fewer than estimated: the rule errs on keeping the index).
+DEFER_INDEX_BYTES = 32 << 20
+DEFER_LINE_BYTES = 128
 #: What an import does with records that are not listable (non-pertinent, comparison):
 #: skip them, keep them as `reference` entries that never match, or list them anyway.
 NOT_LISTABLE_CHOICES = ("skip", "reference", "list")
@@ -999,29 +1007,57 @@ def _apply_bare_ready(
     name = signal.name
     errors = report.errors
     source = pending.source
-    for part in bare.ready or ():
-        report.read += part.read
-        report.duplicates += part.duplicates
-        errors.extend(part.errors)
-        keys, numbers, texts = part.keys, part.numbers, part.texts
-        if keys:
-            found = L.live_entry_keys(session, hash_list, [(name, k) for k in keys])
-            if found:
-                known = {key for _, _, key in found}
-                kept = [i for i, key in enumerate(keys) if key not in known]
-                report.duplicates += len(keys) - len(kept)
-                keys = [keys[i] for i in kept]
-                numbers = [numbers[i] for i in kept]
-                texts = None if texts is None else [texts[i] for i in kept]
-        if keys:
-            ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source)
-            if pack is not None:
-                if texts is None:
-                    pack.add_keys(signal, ids, keys)
+    # Into a list with no live entry, a key can only repeat one this import inserted,
+    # whose prefix the parsing process remembers (`BarePart.known`): only those are
+    # looked up (a file without repeats: no lookup at all).
+    empty = (
+        session.scalar(
+            select(Entry.id)
+            .where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
+            .limit(1)
+        )
+        is None
+    )
+    # A big file into an empty list: the key-prefix index is built at the end rather
+    # than kept up row by row (`lists.DeferredKeyIndex`), unless a key must be looked up.
+    index = L.DeferredKeyIndex(session)
+    if empty and bare.size >= DEFER_INDEX_BYTES:
+        index.defer(bare.size // DEFER_LINE_BYTES)
+    try:
+        for part in bare.ready or ():
+            report.read += part.read
+            report.duplicates += part.duplicates
+            errors.extend(part.errors)
+            keys, numbers, texts = part.keys, part.numbers, part.texts
+            if keys:
+                if empty and part.known is not None:
+                    asked = [(name, keys[i]) for i in part.known]
                 else:
-                    pack.spoil()  # values stored as text: SQL is their only source
-        if progress is not None:
-            progress(report.read)
+                    asked = [(name, k) for k in keys]
+                if asked:
+                    index.need()
+                found = L.live_entry_keys(session, hash_list, asked) if asked else []
+                if found:
+                    known = {key for _, _, key in found}
+                    kept = [i for i, key in enumerate(keys) if key not in known]
+                    report.duplicates += len(keys) - len(kept)
+                    keys = [keys[i] for i in kept]
+                    numbers = [numbers[i] for i in kept]
+                    texts = None if texts is None else [texts[i] for i in kept]
+            if keys:
+                ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source)
+                if pack is not None:
+                    if texts is None:
+                        pack.add_keys(signal, ids, keys)
+                    else:
+                        pack.spoil()  # values stored as text: SQL is their only source
+            if progress is not None:
+                progress(report.read)
+    except BaseException:  # a caller that catches the error and commits keeps the index
+        with contextlib.suppress(SQLAlchemyError):
+            index.need()
+        raise
+    index.need()
 
 
 def _update(

@@ -133,6 +133,10 @@ class BarePart(msgspec.Struct, array_like=True):
     numbers: list[int] = []
     keys: list[bytes] = []
     texts: list[str | None] | None = None
+    #: Indexes in `keys` of those whose first `KEY_PREFIX` bytes an earlier chunk's new
+    #: key had (the only ones an import into an empty list must look up); None: not
+    #: tracked, look them all up.
+    known: list[int] | None = None
 
 
 _PAIR = operator.itemgetter("scheme", "label")  # a checked label is these two, in order
