@@ -1055,9 +1055,9 @@ def _apply_bare_ready(
                 progress(report.read)
     except BaseException:  # a caller that catches the error and commits keeps the index
         with contextlib.suppress(SQLAlchemyError):
-            index.need()
+            index.need(rest=False)
         raise
-    index.need()
+    index.need(rest=False)
 
 
 def _update(

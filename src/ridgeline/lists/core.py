@@ -38,7 +38,7 @@ from ridgeline.lists.models import (
     stored_value,
 )
 from ridgeline.signals import get_signal
-from ridgeline.store import bulk_page_cache
+from ridgeline.store import BULK_CACHE_KIB, bulk_page_cache, hold_page_cache
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
@@ -541,6 +541,7 @@ class DeferredKeyIndex:
     def __init__(self, session: Session) -> None:
         self.session = session
         self.sql: str | None = None
+        self.held = False  # the page cache kept small while deferred
 
     def defer(self, expected_rows: int) -> bool:
         """Drop the index when the import's `expected_rows` outnumber the hash rows the
@@ -548,23 +549,31 @@ class DeferredKeyIndex:
         conn = self.session.connection()
         if conn.dialect.name != "sqlite" or self.sql is not None:
             return False
-        held = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM entry_signals").scalar()
-        if int(held or 0) >= expected_rows:
+        rows = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM entry_signals").scalar()
+        if int(rows or 0) >= expected_rows:
             return False
         found = conn.exec_driver_sql(
             "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (self.NAME,)
         ).scalar()
         if not found:
             return False
+        self.held = not conn.info.get("bulk_cache")
+        if self.held:  # only appends from here: the connection's own cache will do
+            hold_page_cache(conn)
         conn.exec_driver_sql(f"DROP INDEX {self.NAME}")
         self.sql = str(found)
         return True
 
-    def need(self) -> None:
-        """The index back (a lookup by key comes); nothing when it was not deferred."""
-        if self.sql is not None:
-            sql, self.sql = self.sql, None
-            self.session.connection().exec_driver_sql(sql)
+    def need(self, *, rest: bool = True) -> None:
+        """The index back (a lookup by key comes; `rest`: more inserts follow, which
+        get the bulk page cache again); nothing when it was not deferred."""
+        if self.sql is None:
+            return
+        sql, self.sql = self.sql, None
+        conn = self.session.connection()
+        conn.exec_driver_sql(sql)  # sorted in the connection's own cache's memory
+        if rest and self.held:
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
 
 
 def _number_runs(ids: Sequence[int], prefix: str, numbers: Sequence[int]) -> list[list[Any]]:
