@@ -13,7 +13,8 @@ killed import leaves nothing; rerun, it adds what is missing and nothing twice).
 Bare hashes (a txt file's lines, `ParseResult.bare`) are read lazily and applied a
 chunk at a time: validated, de-duplicated against the chunk and the list (which holds
 every earlier chunk already), and inserted in bulk, so memory stays constant whatever
-the file's size.
+the file's size. A big txt file's chunks come checked from the parsing process
+(`exchange.ahead.produce_txt`): the writer only looks up and inserts their keys.
 """
 
 from __future__ import annotations

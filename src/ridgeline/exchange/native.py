@@ -14,7 +14,9 @@ and `quality` for PDQ), so a plug-in's hashes travel in CSV as in JSONL.
 Tombstoned entries are not written: these formats carry a list's live content.
 
 Parsing only reads: hashes are normalised by the one import writer
-(`ridgeline.exchange.apply`), which reports a bad one by its line as for any format.
+(`ridgeline.exchange.apply`), which reports a bad one by its line as for any format, or
+for a big txt file by the parsing process with the writer's own checks
+(`ridgeline.exchange.ahead.produce_txt`).
 """
 
 from __future__ import annotations
