@@ -218,13 +218,28 @@ def import_file(
     non-pertinent and comparison records (`apply.NOT_LISTABLE_CHOICES`). A malformed
     file raises `BadInput` and the caller's transaction writes nothing. txt, NCMEC XML
     and VICS JSON (`STREAMED`) are read as they are applied (constant memory; a
-    UTF-16 file is read whole); `progress` hears the records read so far. `pack`
-    collects a txt file's new rows, for the caller to write after committing
+    UTF-16 file is read whole), a big file's records or lines checked in a second
+    process (`ahead`; standard input in this one); `progress` hears the records read
+    so far. `pack` collects a txt file's new rows, for the caller to write after committing
     (`ridgeline.index.pack`: the index reads them from there instead of SQL).
     """
     streamed = STREAMED.get(fmt)
     if fmt == "txt" and not starts_utf16(path):
-        parsed = native.parse_txt_lines(stream_lines(path), str(path), signal)
+        name = str(path)
+        if name != "-" and signal:
+            # checked by `ahead`'s producer, in a second process if it pays
+            job = ahead.TxtJob(
+                path=name,
+                what=name,
+                signal=signal,
+                list_name=hash_list.name,
+                list_signals=list(hash_list.signals or []),
+                chunk=ahead.TXT_CHUNK,
+            )
+            use_child = parseahead.available() and ahead.worth_it(name)
+            parsed = ahead.txt_parts(job, ahead=use_child)
+        else:
+            parsed = native.parse_txt_lines(stream_lines(path), name, signal)
     elif streamed is not None and _ascii_compatible(head_bytes(path)):
         name = str(path)
         if name != "-" and not has_waiting(session, hash_list):

@@ -13,11 +13,13 @@ killed import leaves nothing; rerun, it adds what is missing and nothing twice).
 Bare hashes (a txt file's lines, `ParseResult.bare`) are read lazily and applied a
 chunk at a time: validated, de-duplicated against the chunk and the list (which holds
 every earlier chunk already), and inserted in bulk, so memory stays constant whatever
-the file's size.
+the file's size. A big txt file's chunks come checked from the parsing process
+(`exchange.ahead.produce_txt`): the writer only looks up and inserts their keys.
 """
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
 import json
 import uuid
@@ -27,6 +29,7 @@ from typing import Any
 
 import numpy as np
 from sqlalchemy import select
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.orm import Session, selectinload
 
 from ridgeline import auditlog
@@ -51,7 +54,7 @@ from ridgeline.gcpause import gc_paused
 from ridgeline.index.pack import RowPack
 from ridgeline.lists.matchable import MATCHABLE_STATUS
 from ridgeline.lists.models import Entry, HashList, ImportBatch, entry_key
-from ridgeline.signals import get_signal
+from ridgeline.signals import SignalType, get_signal
 from ridgeline.store import bulk_page_cache, end_bulk_page_cache
 from ridgeline.timeutil import as_utc, isoformat
 
@@ -59,6 +62,12 @@ from ridgeline.timeutil import as_utc, isoformat
 BATCH = 20_000
 #: Bare hashes (txt lines) per chunk: read, checked and inserted together.
 BARE_CHUNK = 50_000
+#: A txt file this big into an empty list defers the key-prefix index (about 500,000
+#: PDQ lines; `lists.DeferredKeyIndex`), when the database holds fewer hash rows than
+#: its size over `DEFER_LINE_BYTES` (a line longer than any hash's, so the file's
+#: lines are fewer than estimated: the rule errs on keeping the index).
+DEFER_INDEX_BYTES = 32 << 20
+DEFER_LINE_BYTES = 128
 #: What an import does with records that are not listable (non-pertinent, comparison):
 #: skip them, keep them as `reference` entries that never match, or list them anyway.
 NOT_LISTABLE_CHOICES = ("skip", "reference", "list")
@@ -787,6 +796,30 @@ class _Pending:
         self.report.added += len(ids)
         return ids
 
+    def insert_bare(
+        self,
+        signal: str,
+        keys: list[bytes],
+        texts: list[str | None] | None,
+        numbers: list[int],
+        prefix: str,
+        source: str | None,
+    ) -> list[int]:
+        """Insert bare hashes already checked (`lists.insert_bare_keys`)."""
+        ids = L.insert_bare_keys(
+            self.session,
+            self.hash_list,
+            self._batch(),
+            signal,
+            keys,
+            texts=texts,
+            numbers=numbers,
+            prefix=prefix,
+            source=source,
+        )
+        self.report.added += len(ids)
+        return ids
+
     def insert_ready(
         self, part: ReadyPart, columns: list[tuple[Any, ...]], picked: list[int]
     ) -> None:
@@ -915,6 +948,9 @@ def _apply_bare(
         L.check_list_signal(hash_list, name)
     except RidgelineError as exc:
         refused = str(exc)
+    if bare.ready is not None:
+        _apply_bare_ready(hash_list, bare, signal, pending, report, progress, pack)
+        return
     normalize = signal.normalize
     errors = report.errors
     prefix = bare.prefix
@@ -953,6 +989,76 @@ def _apply_bare(
                 pack.add(signal, ids, [v for _, v in fresh.values()], list(fresh))
         if progress is not None:
             progress(report.read)
+
+
+def _apply_bare_ready(
+    hash_list: HashList,
+    bare: BareHashes,
+    signal: SignalType,
+    pending: _Pending,
+    report: ImportReport,
+    progress: Callable[[int], None] | None,
+    pack: RowPack | None,
+) -> None:
+    """`_apply_bare` of chunks the parsing process checked (`rows.BarePart`): their
+    counts and rejects join the report, their new keys are looked up in the list (the
+    earlier chunks are in it) and the rest inserted from the keys and line numbers as
+    they came, by `lists.insert_bare_keys` (no per-line objects in this process)."""
+    session = pending.session
+    name = signal.name
+    errors = report.errors
+    source = pending.source
+    # Into a list with no live entry, a key can only repeat one this import inserted,
+    # whose prefix the parsing process remembers (`BarePart.known`): only those are
+    # looked up (a file without repeats: no lookup at all).
+    empty = (
+        session.scalar(
+            select(Entry.id)
+            .where(Entry.list_id == hash_list.id, Entry.deleted_at.is_(None))
+            .limit(1)
+        )
+        is None
+    )
+    # A big file into an empty list: the key-prefix index is built at the end rather
+    # than kept up row by row (`lists.DeferredKeyIndex`), unless a key must be looked up.
+    index = L.DeferredKeyIndex(session)
+    if empty and bare.size >= DEFER_INDEX_BYTES:
+        index.defer(bare.size // DEFER_LINE_BYTES)
+    try:
+        for part in bare.ready or ():
+            report.read += part.read
+            report.duplicates += part.duplicates
+            errors.extend(part.errors)
+            keys, numbers, texts = part.keys, part.numbers, part.texts
+            if keys:
+                if empty and part.known is not None:
+                    asked = [(name, keys[i]) for i in part.known]
+                else:
+                    asked = [(name, k) for k in keys]
+                if asked:
+                    index.need()
+                found = L.live_entry_keys(session, hash_list, asked) if asked else []
+                if found:
+                    known = {key for _, _, key in found}
+                    kept = [i for i, key in enumerate(keys) if key not in known]
+                    report.duplicates += len(keys) - len(kept)
+                    keys = [keys[i] for i in kept]
+                    numbers = [numbers[i] for i in kept]
+                    texts = None if texts is None else [texts[i] for i in kept]
+            if keys:
+                ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source)
+                if pack is not None:
+                    if texts is None:
+                        pack.add_keys(signal, ids, keys)
+                    else:
+                        pack.spoil()  # values stored as text: SQL is their only source
+            if progress is not None:
+                progress(report.read)
+    except BaseException:  # a caller that catches the error and commits keeps the index
+        with contextlib.suppress(SQLAlchemyError):
+            index.need(rest=False)
+        raise
+    index.need(rest=False)
 
 
 def _update(

@@ -14,7 +14,9 @@ and `quality` for PDQ), so a plug-in's hashes travel in CSV as in JSONL.
 Tombstoned entries are not written: these formats carry a list's live content.
 
 Parsing only reads: hashes are normalised by the one import writer
-(`ridgeline.exchange.apply`), which reports a bad one by its line as for any format.
+(`ridgeline.exchange.apply`), which reports a bad one by its line as for any format, or
+for a big txt file by the parsing process with the writer's own checks
+(`ridgeline.exchange.ahead.produce_txt`).
 """
 
 from __future__ import annotations
@@ -129,10 +131,17 @@ def parse_txt_lines(lines: Iterable[bytes], what: str, signal: str | None) -> Pa
     one hash per line, `#` starts a comment, a UTF-8 BOM is allowed."""
     if not signal:
         raise BadInput("txt imports need --signal (one hash per line)")
-    return ParseResult("txt", bare=BareHashes(signal, _txt_chunks(lines, what)))
+    return ParseResult("txt", bare=BareHashes(signal, txt_chunks(lines, what)))
 
 
-def _txt_chunks(lines: Iterable[bytes], what: str) -> Iterator[list[tuple[int, str]]]:
+def txt_chunks(
+    lines: Iterable[bytes], what: str, size: int | None = None
+) -> Iterator[list[tuple[int, str]]]:
+    """The hash lines of a txt file as `(number, text)`, `size` (default `TXT_CHUNK`)
+    a chunk: blank and comment lines skipped, a UTF-8 BOM allowed, bytes that are not
+    UTF-8 refused with their offset. The writer and the parsing process
+    (`exchange.ahead.produce_txt`) chunk alike, so both insert the same batches."""
+    size = size or TXT_CHUNK
     chunk: list[tuple[int, str]] = []
     add = chunk.append
     offset = 0
@@ -147,7 +156,7 @@ def _txt_chunks(lines: Iterable[bytes], what: str) -> Iterator[list[tuple[int, s
             except UnicodeDecodeError as exc:
                 at = offset + raw.index(line) + exc.start
                 raise BadInput(f"{what}: not UTF-8 text ({exc.reason} at byte {at})") from None
-            if len(chunk) >= TXT_CHUNK:
+            if len(chunk) >= size:
                 yield chunk
                 chunk = []
                 add = chunk.append

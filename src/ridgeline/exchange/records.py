@@ -59,6 +59,11 @@ class BareHashes:
     signal: str
     chunks: Iterable[list[tuple[int, str]]]
     prefix: str = "line "
+    #: The chunks already checked by the parsing process (`exchange.ahead`, a
+    #: `rows.BarePart` each), instead of `chunks`.
+    ready: Iterable[Any] | None = None
+    #: The file's size in bytes, when known (0: not known, e.g. standard input).
+    size: int = 0
 
 
 @dataclass

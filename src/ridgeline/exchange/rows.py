@@ -120,6 +120,25 @@ class ReadyPart(msgspec.Struct, array_like=True):
         return ReadyPart(records=records, hashes=hashes)
 
 
+class BarePart(msgspec.Struct, array_like=True):
+    """A chunk of a txt file's lines checked by the parsing process (`ahead.produce_txt`):
+    its counts and rejects, and its new hashes (first occurrence in the chunk, in file
+    order) as their `entry_key`s with their line numbers. `texts`: None when every
+    value is its key's hex (`lists.needs_text` false, PDQ and the digests), else each
+    value to store beside its key (None where it is the key's hex)."""
+
+    read: int = 0
+    duplicates: int = 0
+    errors: list[dict[str, str]] = []
+    numbers: list[int] = []
+    keys: list[bytes] = []
+    texts: list[str | None] | None = None
+    #: Indexes in `keys` of those whose first `KEY_PREFIX` bytes an earlier chunk's new
+    #: key had (the only ones an import into an empty list must look up); None: not
+    #: tracked, look them all up.
+    known: list[int] | None = None
+
+
 _PAIR = operator.itemgetter("scheme", "label")  # a checked label is these two, in order
 
 

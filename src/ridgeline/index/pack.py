@@ -76,6 +76,17 @@ class RowPack:
     ) -> None:
         if self.spoiled or not entry_ids:
             return
+        text = "".join(values)
+        if len(text) != 2 * signal.key_width * len(entry_ids) or b"".join(keys).hex() != text:
+            self.spoil()
+            return
+        self.add_keys(signal, entry_ids, keys)
+
+    def add_keys(self, signal: SignalType, entry_ids: Sequence[int], keys: Sequence[bytes]) -> None:
+        """`add` of keys whose values are known to be their hex (a txt import's parsing
+        process checked that), so no text is joined and compared."""
+        if self.spoiled or not entry_ids:
+            return
         if self.signal is None:
             self.signal = signal
         if self.signal.name != signal.name or not packable(signal):
@@ -84,14 +95,7 @@ class RowPack:
         width = signal.key_width
         n = len(entry_ids)
         blob = b"".join(keys)
-        text = "".join(values)
-        if (
-            len(blob) != width * n
-            or len(text) != 2 * width * n
-            or entry_ids[0] < 0
-            or entry_ids[-1] >= 2**32
-            or blob.hex() != text
-        ):
+        if len(blob) != width * n or entry_ids[0] < 0 or entry_ids[-1] >= 2**32:
             self.spoil()
             return
         ids = np.asarray(entry_ids, dtype=np.int64)

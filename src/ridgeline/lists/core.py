@@ -16,6 +16,7 @@ from itertools import chain, repeat
 from types import MappingProxyType
 from typing import Any, NamedTuple
 
+import numpy as np
 from sqlalchemy import and_, func, literal_column, or_, select
 from sqlalchemy.orm import Session, selectinload
 
@@ -37,7 +38,7 @@ from ridgeline.lists.models import (
     stored_value,
 )
 from ridgeline.signals import get_signal
-from ridgeline.store import bulk_page_cache
+from ridgeline.store import BULK_CACHE_KIB, bulk_page_cache, hold_page_cache
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
@@ -405,23 +406,7 @@ def insert_entries(
         # Bare entries (txt lines): the entry rows are all alike but for the id, so
         # the database makes them from the id ranges (no Python per row), and each
         # hash row binds two values.
-        sql_status = status.replace("'", "''")
-        for first, last in ranges:
-            if postgres:
-                conn.exec_driver_sql(
-                    "INSERT INTO entries (id, list_id, status, enabled, classifications, "
-                    f"batch_id) SELECT g, {int(list_id)}, '{sql_status}', true, '[]', "
-                    f"{int(batch_id)} FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g",
-                    {"a": first, "b": last},
-                )
-            else:
-                conn.exec_driver_sql(
-                    "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c "
-                    "WHERE x < ?) INSERT INTO entries (id, list_id, status, enabled, "
-                    f"classifications, batch_id) SELECT x, {int(list_id)}, '{sql_status}', "
-                    f"1, '[]', {int(batch_id)} FROM c",
-                    (first, last),
-                )
+        _insert_entry_ranges(conn, postgres, ranges, list_id, status, batch_id, None)
         by_signal: dict[str, list[tuple[int, bytes]]] = {}
         texts: list[tuple[Any, ...]] = []
         for entry_id, item in zip(ids, new, strict=True):
@@ -447,6 +432,167 @@ def insert_entries(
         _insert_rows(conn, postgres, hash_list, batch, ids, new)
     _finish_insert(session, postgres, hash_list, batch, ids, [item.position for item in new])
     return ids
+
+
+def _insert_entry_ranges(
+    conn: Any,
+    postgres: bool,
+    ranges: Sequence[tuple[int, int]],
+    list_id: int,
+    status: str,
+    batch_id: int,
+    source: str | None,
+) -> None:
+    """Entry rows alike but for their id (bare hashes), made by the database from the id
+    ranges: no Python per row. `source` fills the column when given."""
+    sql_status = status.replace("'", "''")
+    column, value = (", source", ", %(s)s" if postgres else ", ?") if source else ("", "")
+    for first, last in ranges:
+        if postgres:
+            conn.exec_driver_sql(
+                f"INSERT INTO entries (id, list_id, status, enabled, classifications, "
+                f"batch_id{column}) SELECT g, {int(list_id)}, '{sql_status}', true, '[]', "
+                f"{int(batch_id)}{value} FROM generate_series(%(a)s::bigint, %(b)s::bigint) AS g",
+                {"a": first, "b": last, "s": source},
+            )
+        else:
+            conn.exec_driver_sql(
+                "WITH RECURSIVE c(x) AS (SELECT ? UNION ALL SELECT x + 1 FROM c "
+                "WHERE x < ?) INSERT INTO entries (id, list_id, status, enabled, "
+                f"classifications, batch_id{column}) SELECT x, {int(list_id)}, "
+                f"'{sql_status}', 1, '[]', {int(batch_id)}{value} FROM c",
+                (first, last, source) if source else (first, last),
+            )
+
+
+def insert_bare_keys(
+    session: Session,
+    hash_list: HashList,
+    batch: ImportBatch,
+    signal: str,
+    keys: Sequence[bytes],
+    *,
+    texts: Sequence[str | None] | None,
+    numbers: Sequence[int],
+    prefix: str,
+    source: str | None = None,
+) -> list[int]:
+    """`insert_entries` of bare hashes already checked and de-duplicated (a txt import's
+    parsing process sends them): one `signal` hash per entry, given by its `entry_key`
+    (`texts[i]`: the value to store beside it, None or no `texts` where it is the key's
+    hex), read at line `numbers[i]` (position `f"{prefix}{number}"`), `source` in every
+    entry. The same rows, ids and bookkeeping as `insert_entries` of the same
+    `NewEntry`s; the parameters are made by `zip`, the positions' runs by numpy."""
+    n = len(keys)
+    if not n:
+        return []
+    conn = session.connection()
+    postgres = conn.dialect.name == "postgresql"
+    ids = _new_ids(conn, postgres, n)
+    _insert_entry_ranges(conn, postgres, _ranges(ids), hash_list.id, batch.status, batch.id, source)
+    if source:  # as `insert_entries` writes entries with fields: every hash row's columns
+        rows: list[tuple[Any, ...]] = list(
+            zip(ids, repeat(signal), keys, texts or repeat(None), repeat(None))
+        )
+        _insert_signal_rows(conn, postgres, rows)
+    else:
+        plain: Sequence[tuple[Any, ...]]
+        with_text: list[tuple[Any, ...]] = []
+        if texts is None:
+            plain = list(zip(ids, keys, strict=True))
+        else:
+            plain = []
+            for entry_id, key, value in zip(ids, keys, texts, strict=True):
+                if value is None:
+                    plain.append((entry_id, key))
+                else:
+                    with_text.append((entry_id, signal, key, value, None))
+        if plain and postgres:
+            _copy(conn, "entry_signals", ("entry_id", "signal", "key"),
+                  [(e, signal, k) for e, k in plain])  # fmt: skip
+        elif plain:
+            conn.exec_driver_sql(
+                "INSERT INTO entry_signals (entry_id, signal, key) VALUES (?, "
+                f"'{signal.replace(chr(39), chr(39) * 2)}', ?)",
+                plain,
+            )
+        _insert_signal_rows(conn, postgres, with_text)
+    _finish_insert(
+        session, postgres, hash_list, batch, ids, (), runs=_number_runs(ids, prefix, numbers)
+    )
+    return ids
+
+
+class DeferredKeyIndex:
+    """`ix_entry_signals_key` left out while a big import into an empty list inserts its
+    hashes, and built once at the end (SQLite only, inside the import's transaction).
+
+    The index is on key prefixes, random in the order rows come: kept up row by row it
+    was most of a txt import's database time (1M PDQ rows: 3.5 of 6.3 CPU-s), where
+    building it at the end sorts once (1.2 s). Readers do not notice: until the import
+    commits they see the database as it was (WAL), and afterwards the same index
+    (recreated from its own `sqlite_master` text). A killed import rolls back the drop
+    too. `need` builds it again at once for the rest of the import, before any lookup
+    of a key (a file that repeats a hash a few chunks later); PostgreSQL is never
+    deferred (dropping an index there locks the table against readers until commit)."""
+
+    NAME = "ix_entry_signals_key"
+
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.sql: str | None = None
+        self.held = False  # the page cache kept small while deferred
+
+    def defer(self, expected_rows: int) -> bool:
+        """Drop the index when the import's `expected_rows` outnumber the hash rows the
+        database holds (rebuilding it then costs less than keeping it up)."""
+        conn = self.session.connection()
+        if conn.dialect.name != "sqlite" or self.sql is not None:
+            return False
+        rows = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM entry_signals").scalar()
+        if int(rows or 0) >= expected_rows:
+            return False
+        found = conn.exec_driver_sql(
+            "SELECT sql FROM sqlite_master WHERE type = 'index' AND name = ?", (self.NAME,)
+        ).scalar()
+        if not found:
+            return False
+        self.held = not conn.info.get("bulk_cache")
+        if self.held:  # only appends from here: the connection's own cache will do
+            hold_page_cache(conn)
+        conn.exec_driver_sql(f"DROP INDEX {self.NAME}")
+        self.sql = str(found)
+        return True
+
+    def need(self, *, rest: bool = True) -> None:
+        """The index back (a lookup by key comes; `rest`: more inserts follow, which
+        get the bulk page cache again); nothing when it was not deferred."""
+        if self.sql is None:
+            return
+        sql, self.sql = self.sql, None
+        conn = self.session.connection()
+        conn.exec_driver_sql(sql)  # sorted in the connection's own cache's memory
+        if rest and self.held:
+            conn.exec_driver_sql(f"PRAGMA cache_size=-{BULK_CACHE_KIB}")
+
+
+def _number_runs(ids: Sequence[int], prefix: str, numbers: Sequence[int]) -> list[list[Any]]:
+    """`_position_runs(ids, [f"{prefix}{n}" for n in numbers])` for positive `numbers`
+    and a `prefix` that does not end in a digit, without a string per entry: a run
+    goes on while both the id and the number go up by one."""
+    if not prefix or prefix[-1].isdigit() or min(numbers) < 1:
+        return _position_runs(ids, [f"{prefix}{number}" for number in numbers])
+    at = np.asarray(ids, dtype=np.int64)
+    lines = np.asarray(numbers, dtype=np.int64)
+    breaks = np.flatnonzero((np.diff(at) != 1) | (np.diff(lines) != 1)) + 1
+    starts = np.concatenate(([0], breaks))
+    counts = np.diff(np.concatenate((starts, [len(at)])))
+    return [
+        [first, count, prefix, number, ""]
+        for first, count, number in zip(
+            at[starts].tolist(), counts.tolist(), lines[starts].tolist(), strict=True
+        )
+    ]
 
 
 def insert_entry_columns(
@@ -533,9 +679,11 @@ def _finish_insert(
     batch: ImportBatch,
     ids: list[int],
     positions: Sequence[str | None],
+    *,
+    runs: list[list[Any]] | None = None,
 ) -> None:
     """What every bulk insert records beside its rows: the list's count, the change
-    rows, the positions read and the batch's size."""
+    rows, the positions read (or their `runs`, made already) and the batch's size."""
     conn = session.connection()
     list_id, batch_id, n = hash_list.id, batch.id, len(ids)
     if not postgres:  # SQLite's per-row trigger leaves batch rows to the writer (0012)
@@ -549,7 +697,7 @@ def _finish_insert(
             batch_id=batch_id,
             first_entry_id=ids[0],
             last_entry_id=ids[-1],
-            positions=_position_runs(ids, positions),
+            positions=runs if runs is not None else _position_runs(ids, positions),
         )
     )
     batch.entries = (batch.entries or 0) + n
@@ -651,16 +799,13 @@ def _copy(conn: Any, table: str, columns: Sequence[str], rows: list[tuple[Any, .
 
 
 def _ranges(ids: Sequence[int]) -> list[tuple[int, int]]:
-    """Runs of consecutive ids as (first, last)."""
-    out: list[tuple[int, int]] = []
-    first = prev = ids[0]
-    for i in ids[1:]:
-        if i != prev + 1:
-            out.append((first, prev))
-            first = i
-        prev = i
-    out.append((first, prev))
-    return out
+    """Runs of consecutive ids as (first, last), found by numpy (a loop over a
+    10,000,000-entry import's ids cost seconds)."""
+    at = np.asarray(ids, dtype=np.int64)
+    ends = np.flatnonzero(np.diff(at) != 1)
+    firsts = [int(at[0]), *at[ends + 1].tolist()]
+    lasts = [*at[ends].tolist(), int(at[-1])]
+    return list(zip(firsts, lasts, strict=True))
 
 
 def _position_runs(ids: Sequence[int], positions: Sequence[str | None]) -> list[list[Any]]:
