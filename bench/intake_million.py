@@ -11,10 +11,13 @@ For each file the line has its rate (`rate_per_file`, reports/s from its first t
 last committed batch), its CPU seconds in this process (`cpu_s_per_file`: wall time on
 a shared machine moves with the neighbours), the resident memory at its end of this
 process and of the preparing process (`rss_mb_per_file`, `child_rss_mb_per_file`) and
-the store's size (`store_mb_per_file`). `rate_ratio` is the last file's rate over the
-first's (1.0: flat), `cpu_ratio` the same for CPU seconds per file (the load-independent
-view), and `levels_off` says whether the writer's RSS grew by at most 5 % over the last
-half of the files. `s` is the total wall time; target <= 900 s at 1,000,000.
+the store's size (`store_mb_per_file`); after each file the anchor
+(`anchor_per_s_per_file`: `json.loads` and a plain sqlite3 executemany of 5,000 of its
+documents into a bare table) gives the machine's speed at that moment. `rate_ratio` is
+the last file's rate over the first's (1.0: flat), `cpu_ratio` the same for CPU seconds
+per file (the load-independent view), and `levels_off` says whether the writer's RSS
+grew by at most 5 % over the last half of the files. `s` is the total wall time without
+the anchors'; target <= 900 s at 1,000,000.
 
 Prints ONE JSON line (and each file's figures on stderr as it ends). Usage:
 python bench/intake_million.py [--million-n 1000000] [--file-size 100000] [--keep DIR]
@@ -26,6 +29,7 @@ import argparse
 import json
 import os
 import resource
+import sqlite3
 import sys
 import tempfile
 import time
@@ -37,6 +41,8 @@ from ridgeline.intake import synthetic
 from ridgeline.store import Store
 
 BATCH = 1000
+#: Documents of each file the anchor takes in (`_anchor`).
+ANCHOR_DOCS = 5000
 
 
 def _rss_mb(pid: int | str = "self") -> float:
@@ -60,6 +66,30 @@ def _children() -> list[int]:
     return out
 
 
+def _anchor(path: str, tmp: str, n: int = ANCHOR_DOCS) -> tuple[int, float]:
+    """The machine's speed now: `json.loads` of a file's first `n` documents and one
+    plain sqlite3 executemany of them into a bare table (as bench/intake.py's anchor),
+    reports/s and seconds. Measured after each file, so a falling rate can be read
+    against it."""
+    with open(path, "rb") as f:
+        lines = [line for _, line in zip(range(n), f, strict=False)]
+    conn = sqlite3.connect(os.path.join(tmp, "anchor.db"))
+    conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("DROP TABLE IF EXISTS docs")
+    conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, source TEXT, document TEXT)")
+    t = time.perf_counter()
+    for start in range(0, len(lines), BATCH):
+        rows = [
+            (f"{path}:{k}", json.dumps(json.loads(line)))
+            for k, line in enumerate(lines[start : start + BATCH], start)
+        ]
+        conn.executemany("INSERT INTO docs (source, document) VALUES (?, ?)", rows)
+        conn.commit()
+    wall = time.perf_counter() - t
+    conn.close()
+    return round(len(lines) / wall), wall
+
+
 def _write_files(n: int, size: int, tmp: str) -> list[str]:
     paths: list[str] = []
     lines = synthetic.jsonl_lines(synthetic.Population(n))
@@ -81,6 +111,7 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
     statuses: dict[str, int] = {}
     current: str | None = None
     count = 0
+    anchor_s: list[float] = []
     t0 = time.perf_counter()
     start_t, start_c = t0, time.process_time()
 
@@ -94,6 +125,9 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
             "store_mb": round(sum(os.path.getsize(p) for p in Path(tmp).glob("intake.db*"))
                               / 2**20),
         })  # fmt: skip
+        rate, took = _anchor(path, tmp)
+        files[-1]["anchor_per_s"] = rate
+        anchor_s.append(took)
         print(json.dumps(files[-1]), file=sys.stderr, flush=True)  # progress of a long run
 
     for outcomes in pipeline.run(store, paths=paths, batch=BATCH):
@@ -108,7 +142,7 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
             count += 1
     if current is not None:
         close(current)
-    total = time.perf_counter() - t0
+    total = time.perf_counter() - t0 - sum(anchor_s)
     with store.session() as s:
         counts = cases.core.counts(s)
     store.close()
@@ -122,6 +156,7 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
         "rss_mb_per_file": rss,
         "child_rss_mb_per_file": [f["child_rss_mb"] for f in files],
         "store_mb_per_file": [f["store_mb"] for f in files],
+        "anchor_per_s_per_file": [f["anchor_per_s"] for f in files],
         "rate_ratio": round(files[-1]["rate"] / files[0]["rate"], 2),
         "cpu_ratio": round(files[-1]["cpu_s"] / files[0]["cpu_s"], 2),
         "levels_off": half[-1] <= half[0] * 1.05,
