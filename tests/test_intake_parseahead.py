@@ -18,7 +18,7 @@ from ridgeline import intake, parseahead, routing
 from ridgeline.errors import BadInput
 from ridgeline.intake import synthetic
 from ridgeline.reports import documents, samples
-from ridgeline.store import Store
+from ridgeline.store import BATCH_WAL_PAGES, Store
 
 RULES = "country,state,agency\nUS,WA,Washington ICAC\nUS,,US federal desk\n*,,International\n"
 BATCH = 64
@@ -143,6 +143,25 @@ def test_a_rerun_of_the_same_input_stores_nothing_twice(sqlite_store: Store) -> 
     assert [o.problems for o in again if o.status == "refused"] == [
         o.problems for o in first if o.status == "refused"
     ]
+
+
+def test_a_run_checkpoints_every_few_batches_and_gives_the_setting_back(
+    sqlite_store: Store,
+) -> None:
+    """`Pipeline.run` commits batch after batch on a connection that checkpoints the WAL
+    every `BATCH_WAL_PAGES` pages (not SQLite's 1,000: a checkpoint after each commit);
+    the connection goes back to the pool with SQLite's setting."""
+    seen: list[int] = []
+
+    def look(session: Any, _accepted: Any) -> None:
+        seen.append(session.execute(text("PRAGMA wal_autocheckpoint")).scalar_one())
+
+    pipeline = intake.Pipeline(steps=[look])
+    out = [o for got in pipeline.run(sqlite_store, items=_items(150), batch=BATCH) for o in got]
+    assert {o.status for o in out} >= {"stored"}
+    assert len(seen) >= 3 and set(seen) == {BATCH_WAL_PAGES}
+    with sqlite_store.session() as s:
+        assert s.execute(text("PRAGMA wal_autocheckpoint")).scalar_one() == 1000
 
 
 def _folder(tmp_path: Path) -> list[str]:

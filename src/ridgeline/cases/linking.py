@@ -42,7 +42,7 @@ from ridgeline.cases.models import (
     FileBundleReport,
 )
 from ridgeline.errors import BadInput
-from ridgeline.index.hamming import HammingIndex, hex_to_rows
+from ridgeline.index.hamming import HammingIndex, hex_to_rows, rows_to_hex
 from ridgeline.reports.identifiers import FILE_KINDS, Identifier, linkable
 from ridgeline.reports.models import ReportIdentifier
 from ridgeline.store.bulk import insert_rows, select_in
@@ -196,18 +196,31 @@ class PdqNeighbours:
     Loaded once from `report_identifiers` and extended with each batch (rows with a
     higher id than the last seen are read first, so several intake processes stay
     correct); new rows go to a small scanned tail, rebuilt into the MIH index when large.
+
+    Kept compact because it holds every stored PDQ hash for the life of an intake run
+    (a million reports: some 300,000 hashes): the hashes as 32-byte rows and the report
+    ids as an int64 array, nothing per hash in Python objects. A hit's stored hash is the
+    hex of its row (stored values are canonical lower-case hex; one that is not is kept
+    as it is in `odd`), and only the reports added since the last refresh are remembered
+    to skip their rows (a batch is added before it is committed).
     """
 
     def __init__(self) -> None:
         self.last_id = 0
         self.base = HammingIndex(np.zeros((0, 32), dtype=np.uint8))
         self.base_reports = np.zeros(0, dtype=np.int64)
-        self.base_values: list[str] = []
-        self.tail_rows: list[np.ndarray] = []
-        self.tail_reports: list[int] = []
-        self.tail_values: list[str] = []
-        #: Reports whose hashes are in already (a batch is added before it is committed).
-        self.known: set[int] = set()
+        #: The tail: the first `tail_n` rows of these buffers (grown by doubling).
+        self.tail_rows = np.zeros((0, 32), dtype=np.uint8)
+        self.tail_reports = np.zeros(0, dtype=np.int64)
+        self.tail_n = 0
+        #: Stored values that are not the lower-case hex of their row, by position
+        #: (base rows first, then the tail's); empty for canonical values.
+        self.odd: dict[int, str] = {}
+        #: Reports added since the last `refresh` (their rows are skipped by the next).
+        self.pending: set[int] = set()
+
+    def __len__(self) -> int:
+        return len(self.base) + self.tail_n
 
     def refresh(self, session: Session, exclude: set[int]) -> None:
         """Read PDQ rows stored since the last call (except the current batch's)."""
@@ -219,33 +232,49 @@ class PdqNeighbours:
         rows = list(session.execute(q))
         if rows:
             self.last_id = max(self.last_id, rows[-1][0])
-        self._extend(
-            [(rid, v) for _, rid, v in rows if rid not in exclude and rid not in self.known]
-        )
+        skip = self.pending
+        self.pending = set()
+        self._extend([(rid, v) for _, rid, v in rows if rid not in exclude and rid not in skip])
 
     def add(self, items: Sequence[tuple[int, str]]) -> None:
         """Hashes of the batch just linked (searched by the next batches)."""
         self._extend(items)
+        self.pending.update(rid for rid, _ in items)
 
     def _extend(self, items: Sequence[tuple[int, str]]) -> None:
         if not items:
             return
-        self.known.update(rid for rid, _ in items)
-        rows = hex_to_rows([v for _, v in items])
-        self.tail_rows.extend(rows)
-        self.tail_reports.extend(rid for rid, _ in items)
-        self.tail_values.extend(v for _, v in items)
-        if len(self.tail_reports) > max(4096, len(self.base) // 4):
+        values = [v for _, v in items]
+        rows = hex_to_rows(values)
+        if "".join(values) != rows.tobytes().hex():  # some value not in canonical form
+            at = len(self)
+            for k, (v, h) in enumerate(zip(values, rows_to_hex(rows), strict=True)):
+                if v != h:
+                    self.odd[at + k] = v
+        need = self.tail_n + len(items)
+        if need > len(self.tail_reports):
+            cap = max(need, 2 * len(self.tail_reports), 1024)
+            grown = np.zeros((cap, 32), dtype=np.uint8)
+            grown[: self.tail_n] = self.tail_rows[: self.tail_n]
+            reports = np.zeros(cap, dtype=np.int64)
+            reports[: self.tail_n] = self.tail_reports[: self.tail_n]
+            self.tail_rows, self.tail_reports = grown, reports
+        self.tail_rows[self.tail_n : need] = rows
+        self.tail_reports[self.tail_n : need] = [rid for rid, _ in items]
+        self.tail_n = need
+        if self.tail_n > max(4096, len(self.base) // 4):
             self._rebuild()
 
     def _rebuild(self) -> None:
-        hashes = np.concatenate([self.base.rows(), np.stack(self.tail_rows)]).astype(np.uint8)
-        self.base = HammingIndex.build(hashes)
-        self.base_reports = np.concatenate(
-            [self.base_reports, np.asarray(self.tail_reports, dtype=np.int64)]
-        )
-        self.base_values += self.tail_values
-        self.tail_rows, self.tail_reports, self.tail_values = [], [], []
+        hashes = np.concatenate([self.base.rows(), self.tail_rows[: self.tail_n]])
+        self.base = HammingIndex.build(hashes.astype(np.uint8, copy=False))
+        self.base_reports = np.concatenate([self.base_reports, self.tail_reports[: self.tail_n]])
+        self.tail_rows = np.zeros((0, 32), dtype=np.uint8)
+        self.tail_reports = np.zeros(0, dtype=np.int64)
+        self.tail_n = 0
+
+    def _value(self, position: int, row: np.ndarray) -> str:
+        return self.odd.get(position) or row.tobytes().hex()
 
     def search(self, values: Sequence[str], radius: int) -> list[list[tuple[int, str]]]:
         """For each query hash, the (report id, stored hash) within `radius`."""
@@ -254,13 +283,16 @@ class PdqNeighbours:
             return out
         queries = hex_to_rows(list(values))
         hits = self.base.search(queries, radius)
+        rows = self.base.rows()
         for q, r in zip(hits.query.tolist(), hits.row.tolist(), strict=True):
-            out[q].append((int(self.base_reports[r]), self.base_values[r]))
-        if self.tail_rows:
-            tail = HammingIndex(np.stack(self.tail_rows).astype(np.uint8))
+            out[q].append((int(self.base_reports[r]), self._value(r, rows[r])))
+        if self.tail_n:
+            tail = HammingIndex(self.tail_rows[: self.tail_n])
             hits = tail.search(queries, radius, method="scan")
+            at = len(self.base)
             for q, r in zip(hits.query.tolist(), hits.row.tolist(), strict=True):
-                out[q].append((self.tail_reports[r], self.tail_values[r]))
+                row = self.tail_rows[r]
+                out[q].append((int(self.tail_reports[r]), self._value(at + r, row)))
         return out
 
 

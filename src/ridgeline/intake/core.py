@@ -32,7 +32,7 @@ from ridgeline.referral import Inputs, Referral
 from ridgeline.reports import received
 from ridgeline.reports.identifiers import DEFAULT_EMAIL_RULES, EmailRules, Identifier
 from ridgeline.reports.schema import Problem
-from ridgeline.store import GrowingTables
+from ridgeline.store import GrowingTables, batch_checkpoints
 from ridgeline.store.bulk import select_in
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
@@ -206,6 +206,8 @@ class Pipeline:
             with gc_paused():  # tens of thousands of small objects, no cycles
                 prepared = prepare.decode(frame)
             with store.session() as session:
+                # batch after batch: checkpoint every few batches, not after each commit
+                batch_checkpoints(session.connection())
                 outcomes = self.ingest_prepared(session, prepared, received_by=received_by)
             growing.grew(sum(o.status == "stored" for o in outcomes))
             # committed: only now may they be answered

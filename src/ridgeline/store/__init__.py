@@ -95,11 +95,38 @@ def end_bulk_page_cache(connection: Connection) -> None:
         connection.exec_driver_sql(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
 
 
+#: WAL pages after which a connection committing batch after batch checkpoints
+#: (`batch_checkpoints`; SQLite's default, kept by every other connection, is 1,000).
+BATCH_WAL_PAGES = 20_000
+
+
+def batch_checkpoints(connection: Connection) -> None:
+    """Let an SQLite connection that commits one batch after another (intake) checkpoint
+    every `BATCH_WAL_PAGES` WAL pages until it returns to the pool.
+
+    An intake batch of 1,000 reports dirties thousands of pages spread over the
+    identifier and link indexes, more as they grow: with SQLite's default every commit
+    was followed by a checkpoint copying them all into the database and syncing it
+    (the largest share of a batch's time past 200,000 reports). Checkpointing every
+    80 MB writes the pages several batches touched once and syncs a tenth as often;
+    each commit is as durable as before (the WAL holds it). PostgreSQL: nothing to do.
+    """
+    if connection.dialect.name != "sqlite" or connection.info.get("batch_wal"):
+        return
+    connection.exec_driver_sql(f"PRAGMA wal_autocheckpoint={BATCH_WAL_PAGES}")
+    connection.info["batch_wal"] = True
+
+
 def _sqlite_checkin(dbapi_connection: Any, record: Any) -> None:
-    """A pooled connection gives back what `bulk_page_cache` took."""
-    if record.info.pop("bulk_cache", None):
+    """A pooled connection gives back what `bulk_page_cache` and `batch_checkpoints`
+    took."""
+    cache, wal = record.info.pop("bulk_cache", None), record.info.pop("batch_wal", None)
+    if cache or wal:
         cursor = dbapi_connection.cursor()
-        cursor.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+        if cache:
+            cursor.execute(f"PRAGMA cache_size=-{DEFAULT_CACHE_KIB}")
+        if wal:
+            cursor.execute("PRAGMA wal_autocheckpoint=1000")
         cursor.close()
 
 
