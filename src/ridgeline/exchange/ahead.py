@@ -29,12 +29,19 @@ import numpy as np
 from ridgeline import parseahead
 from ridgeline.errors import RidgelineError
 from ridgeline.exchange import native, ncmec, vics
-from ridgeline.exchange.apply import ImportReport, Newest, RecordFilter, identities, stamp_live
+from ridgeline.exchange.apply import (
+    ImportReport,
+    Newest,
+    RecordFilter,
+    check_bare_chunk,
+    identities,
+    stamp_live,
+)
 from ridgeline.exchange.records import BareHashes, ParseResult, stream_chunks, stream_lines
 from ridgeline.exchange.rows import BarePart, Deletion, Good, ReadyPart, ready_part
 from ridgeline.gcpause import gc_paused
 from ridgeline.lists import check_list_signal
-from ridgeline.lists.models import KEY_PREFIX, HashList, entry_key
+from ridgeline.lists.models import KEY_PREFIX, HashList
 from ridgeline.signals import get_signal
 
 #: The producers the second process runs (partner formats, txt).
@@ -176,7 +183,7 @@ def produce_txt(arg: bytes) -> Iterator[bytes]:
 
 
 def _produce_txt(job: TxtJob) -> Iterator[bytes]:
-    # What `apply._apply_bare` does per line on the general path, in the same order,
+    # What `apply._apply_bare` does per line (`check_bare_chunk`), in the same order,
     # so the reports and the rows stored are the same.
     signal = get_signal(job.signal)
     name = signal.name
@@ -190,24 +197,7 @@ def _produce_txt(job: TxtJob) -> Iterator[bytes]:
     seen = _Prefixes()
     for chunk in native.txt_chunks(stream_lines(job.path), job.what, job.chunk or None):
         part = BarePart(read=len(chunk), errors=[])
-        errors = part.errors
-        fresh: dict[bytes, tuple[int, str]] = {}
-        duplicates = 0
-        for number, text in chunk:
-            if refused is not None:
-                errors.append({"position": f"{prefix}{number}", "error": refused})
-                continue
-            try:
-                value = normalize(text)
-            except RidgelineError as exc:
-                errors.append({"position": f"{prefix}{number}", "error": str(exc)})
-                continue
-            key = entry_key(value)
-            if key in fresh:
-                duplicates += 1
-            else:
-                fresh[key] = (number, value)
-        part.duplicates = duplicates
+        fresh, part.duplicates = check_bare_chunk(chunk, prefix, normalize, refused, part.errors)
         if fresh:
             part.keys = list(fresh)
             part.numbers = [number for number, _ in fresh.values()]

@@ -929,6 +929,37 @@ def _insert_metas(session: Session, metas: list[tuple[int, str, str]]) -> None:
         )
 
 
+def check_bare_chunk(
+    chunk: Sequence[tuple[int, str]],
+    prefix: str,
+    normalize: Callable[[str], str],
+    refused: str | None,
+    errors: list[dict[str, str]],
+) -> tuple[dict[bytes, tuple[int, str]], int]:
+    """One chunk of bare lines checked as any record is: each line normalised (or its
+    error, or the list's refusal of the signal, appended to `errors` by position) and
+    keyed; returns the chunk's new keys with their (line number, value), and how many
+    lines repeated one of them. Shared by the writer and the parsing process
+    (`ahead.produce_txt`), so both report and store the same."""
+    fresh: dict[bytes, tuple[int, str]] = {}
+    repeats = 0
+    for number, text in chunk:
+        if refused is not None:
+            errors.append({"position": f"{prefix}{number}", "error": refused})
+            continue
+        try:
+            value = normalize(text)
+        except RidgelineError as exc:
+            errors.append({"position": f"{prefix}{number}", "error": str(exc)})
+            continue
+        key = entry_key(value)
+        if key in fresh:
+            repeats += 1
+        else:
+            fresh[key] = (number, value)
+    return fresh, repeats
+
+
 def _apply_bare(
     hash_list: HashList,
     bare: BareHashes,
@@ -957,21 +988,8 @@ def _apply_bare(
     fields = {"source": pending.source} if pending.source else {}
     for chunk in bare.chunks:
         report.read += len(chunk)
-        fresh: dict[bytes, tuple[int, str]] = {}
-        for number, text in chunk:
-            if refused is not None:
-                errors.append({"position": f"{prefix}{number}", "error": refused})
-                continue
-            try:
-                value = normalize(text)
-            except RidgelineError as exc:
-                errors.append({"position": f"{prefix}{number}", "error": str(exc)})
-                continue
-            key = entry_key(value)
-            if key in fresh:
-                report.duplicates += 1
-            else:
-                fresh[key] = (number, value)
+        fresh, repeats = check_bare_chunk(chunk, prefix, normalize, refused, errors)
+        report.duplicates += repeats
         if fresh:
             for _, _, key in L.live_entry_keys(session, hash_list, [(name, k) for k in fresh]):
                 if fresh.pop(key, None) is not None:
