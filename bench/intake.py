@@ -165,21 +165,25 @@ def _pad(db: str, target: int) -> int:
     return int(total)
 
 
-def _anchor(lines: list[bytes], tmp: str) -> float:
+def anchor(lines: list[bytes], tmp: str, source: str = "day.jsonl") -> tuple[int, float]:
+    """The machine's floor for `lines`: `json.loads` and one plain sqlite3 executemany
+    of them into a bare table, in batches of `BATCH`; documents/s and seconds
+    (bench/intake_million.py measures it after each file too)."""
     conn = sqlite3.connect(os.path.join(tmp, "anchor.db"))
     conn.execute("PRAGMA journal_mode=WAL")
+    conn.execute("DROP TABLE IF EXISTS docs")
     conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, source TEXT, document TEXT)")
     t = time.perf_counter()
     for start in range(0, len(lines), BATCH):
         rows = [
-            (f"day.jsonl:{n}", json.dumps(json.loads(line)))
+            (f"{source}:{n}", json.dumps(json.loads(line)))
             for n, line in enumerate(lines[start : start + BATCH], start)
         ]
         conn.executemany("INSERT INTO docs (source, document) VALUES (?, ?)", rows)
         conn.commit()
     wall = time.perf_counter() - t
     conn.close()
-    return round(len(lines) / wall)
+    return round(len(lines) / wall), wall
 
 
 def _server_cpu(store: Store) -> float | None:
@@ -316,7 +320,7 @@ def main() -> None:
         print(json.dumps(result))
         return
     with tempfile.TemporaryDirectory(prefix="ridgeline-bench-intake-") as tmp:
-        result["anchor_per_s"] = _anchor(lines, tmp)
+        result["anchor_per_s"] = anchor(lines, tmp)[0]
         store = Store.open(os.path.join(tmp, "intake.db"))
         sqlite = _ingest(store, lines)
         timed = ("s", "cpu_s", "child_cpu_s", "per_s")

@@ -29,13 +29,13 @@ import argparse
 import json
 import os
 import resource
-import sqlite3
 import sys
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from intake import anchor  # bench/intake.py, beside this script
 from ridgeline import cases, intake
 from ridgeline.intake import synthetic
 from ridgeline.store import Store
@@ -67,27 +67,12 @@ def _children() -> list[int]:
 
 
 def _anchor(path: str, tmp: str, n: int = ANCHOR_DOCS) -> tuple[int, float]:
-    """The machine's speed now: `json.loads` of a file's first `n` documents and one
-    plain sqlite3 executemany of them into a bare table (as bench/intake.py's anchor),
-    reports/s and seconds. Measured after each file, so a falling rate can be read
-    against it."""
+    """The machine's speed now: bench/intake.py's anchor over a file's first `n`
+    documents, reports/s and seconds. Measured after each file, so a falling rate can
+    be read against it."""
     with open(path, "rb") as f:
         lines = [line for _, line in zip(range(n), f, strict=False)]
-    conn = sqlite3.connect(os.path.join(tmp, "anchor.db"))
-    conn.execute("PRAGMA journal_mode=WAL")
-    conn.execute("DROP TABLE IF EXISTS docs")
-    conn.execute("CREATE TABLE docs (id INTEGER PRIMARY KEY, source TEXT, document TEXT)")
-    t = time.perf_counter()
-    for start in range(0, len(lines), BATCH):
-        rows = [
-            (f"{path}:{k}", json.dumps(json.loads(line)))
-            for k, line in enumerate(lines[start : start + BATCH], start)
-        ]
-        conn.executemany("INSERT INTO docs (source, document) VALUES (?, ?)", rows)
-        conn.commit()
-    wall = time.perf_counter() - t
-    conn.close()
-    return round(len(lines) / wall), wall
+    return anchor(lines, tmp, path)
 
 
 def _write_files(n: int, size: int, tmp: str) -> list[str]:
