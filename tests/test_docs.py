@@ -705,7 +705,6 @@ def curl_with_httpx(words: list[str], port: int) -> httpx.Response:
     return httpx.get(url, headers=headers, timeout=60)
 
 
-@pytest.mark.slow
 def test_readme_victims_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """The victims block: synthetic databases, their import and merges, the indicator
     with its charts; the estimate's interval holds the generator's true population."""
@@ -744,6 +743,7 @@ def test_readme_victims_block_runs(tmp_path: Path, monkeypatch: pytest.MonkeyPat
     assert charts == [f"{n}.{e}" for n in ("estimate", "index", "survival") for e in ("png", "svg")]
 
 
+@pytest.mark.slow
 def test_readme_provider_block_runs(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, serve_process: Callable[..., Any]
 ) -> None:
