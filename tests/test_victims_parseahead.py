@@ -110,7 +110,8 @@ def test_frames_round_trip_every_column(tmp_path: Path) -> None:
     direct = list(feed.prepared(feed._file_sources(names), spec))
     assert direct[0].first_id == 7 and direct[0].first_hash == 11
     # the records' times are integer microseconds (UtcMicros), the import's time too
-    assert direct[0].record_rows[0][-1] == (now - feed._EPOCH) // dt.timedelta(microseconds=1)
+    epoch = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
+    assert direct[0].record_rows[0][-1] == (now - epoch) // dt.timedelta(microseconds=1)
     for p in direct:
         back = feed.decode(feed.encode(p))
         for name, value in vars(p).items():

@@ -43,6 +43,13 @@ _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
 _MICRO = dt.timedelta(microseconds=1)
 
 
+def utc_micros(when: dt.datetime) -> int:
+    """`when` as `UtcMicros` stores it: integer microseconds since 1970-01-01 UTC (a
+    naive datetime taken as UTC); for bulk writers that bind the integers themselves."""
+    aware = when if when.tzinfo else when.replace(tzinfo=dt.UTC)
+    return (aware - _EPOCH) // _MICRO
+
+
 class UtcMicros(TypeDecorator[dt.datetime]):
     """A UTC time stored as integer microseconds since 1970-01-01 (a BIGINT), read back
     as an aware UTC datetime.
@@ -60,8 +67,7 @@ class UtcMicros(TypeDecorator[dt.datetime]):
             return None
         if isinstance(value, int):
             return value
-        when: dt.datetime = value if value.tzinfo else value.replace(tzinfo=dt.UTC)
-        return (when - _EPOCH) // _MICRO
+        return utc_micros(value)
 
     def process_result_value(self, value: Any, dialect: Dialect) -> dt.datetime | None:
         if value is None:

@@ -27,6 +27,7 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
+from ridgeline.store.models import utc_micros
 from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
 from ridgeline.victims.records import LineError
@@ -439,7 +440,7 @@ def _import(
         count = 0
         now = dt.datetime.now(dt.UTC)
         spec = Spec([], state.next_id, state.next_hash, now)
-        bound_now = (now - EPOCH) // dt.timedelta(microseconds=1)  # UtcMicros
+        bound_now = utc_micros(now)  # as UtcMicros binds it
         for batch in batches_of(spec):
             errors += batch.errors
             if len(batch):

@@ -26,8 +26,8 @@ import numpy as np
 
 from ridgeline import parseahead
 from ridgeline.errors import BadInput
-from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key
-from ridgeline.victims.records import _EPOCH, NONE_US, Batch, LineError, parse_batches
+from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key, utc_micros
+from ridgeline.victims.records import NONE_US, Batch, LineError, parse_batches
 
 #: lines per batch (one frame each)
 CHUNK = 20_000
@@ -130,7 +130,7 @@ class Feeder:
         self.next_id = spec.first_id
         self.next_hash = spec.first_hash
         self.signals: dict[str, int] = {}
-        self.now = (spec.now - _EPOCH) // dt.timedelta(microseconds=1)
+        self.now = utc_micros(spec.now)
 
     @staticmethod
     def _times(micros: np.ndarray) -> list[int | None]:
