@@ -270,11 +270,7 @@ class _Reader:
                 extra["member_name"] = member_name
         classes: list[dict[str, str]] = []
         if class_at and (text := texts[class_at]) is not None and (raw := text.strip()):
-            label = raw.upper()
-            if label in _INDUSTRY:
-                classes.append({"scheme": "industry", "label": label})
-            else:
-                extra["classification"] = raw
+            _classify(raw, classes, extra)
         stamp = None
         if time_at and (text := texts[time_at]) is not None and (text := text.strip()):
             times = self.times
@@ -360,6 +356,16 @@ _COMMON_FINGERPRINTS = dict(FINGERPRINTS)
 _INDUSTRY = frozenset(SCHEMES["industry"])
 
 
+def _classify(raw: str, classes: list[dict[str, str]], extra: dict[str, Any]) -> None:
+    """An entry's `<classification>`: an industry label we know becomes a classification;
+    any other text is kept in `extra` (written back on export), never dropped."""
+    label = raw.upper()
+    if label in _INDUSTRY:
+        classes.append({"scheme": "industry", "label": label})
+    else:
+        extra["classification"] = raw
+
+
 def _malformed(what: str, exc: ET.ParseError) -> BadInput:
     line, column = exc.position
     return BadInput(f"{what}: malformed XML at line {line}, column {column + 1}")
@@ -399,11 +405,7 @@ def _entry(element: ET.Element, path: str) -> ExchangeRecord:
     if member_name:
         extra["member_name"] = member_name
     if raw_class is not None:
-        label = raw_class.upper()
-        if label in SCHEMES["industry"]:
-            classes.append({"scheme": "industry", "label": label})
-        else:
-            extra["classification"] = raw_class  # kept, but not a label we know
+        _classify(raw_class, classes, extra)
     return ExchangeRecord(
         position=path,
         signals=signals,
