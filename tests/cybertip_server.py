@@ -34,9 +34,10 @@ import socket
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
 
+from local_http import LocalHTTP
 from ridgeline.reports import documents as docs
 from ridgeline.reports.schema import Problem
 
@@ -81,10 +82,11 @@ def _reply(code: int, description: str = "", **fields: Any) -> bytes:
     ).encode()
 
 
-class LocalCyberTip:
+class LocalCyberTip(LocalHTTP):
     """The server and its state; use as a context manager."""
 
     def __init__(self, username: str = "esp-user", password: str = "esp-secret") -> None:
+        super().__init__()
         self.username = username
         self.password = password
         self.reports: dict[int, StoredReport] = {}
@@ -94,39 +96,12 @@ class LocalCyberTip:
         self._ids = itertools.count(7855764)
         self._file_ids = itertools.count(1)
         self._lock = threading.Lock()
-        owner = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                owner._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                owner._handle(self, "POST")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     # ------------------------------------------------------------ control
 
     @property
     def base(self) -> str:
-        return f"http://127.0.0.1:{self._server.server_address[1]}/ispws"
-
-    def __enter__(self) -> LocalCyberTip:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fault in self.faults:
-            fault.release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://127.0.0.1:{self.port}/ispws"
 
     def fail(self, path: str, kind: str, nth: int = 1) -> Fault:
         """Fail the `nth` request (1-based) to `path` in the way `kind` names."""

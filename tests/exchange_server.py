@@ -20,8 +20,10 @@ import json
 import threading
 import urllib.parse
 from dataclasses import dataclass, field
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
 from typing import Any
+
+from local_http import LocalHTTP
 
 
 @dataclass
@@ -65,48 +67,18 @@ class Fault:
     release: threading.Event = field(default_factory=threading.Event)
 
 
-class LocalExchange:
+class LocalExchange(LocalHTTP):
     """Base of the stand-ins: start with `with Server() as s:`, then `s.base`."""
 
     def __init__(self) -> None:
+        super().__init__()
         self.lock = threading.RLock()
         self.requests: list[Request] = []
         self.faults: list[Fault] = []
-        outer = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = "HTTP/1.1"
-
-            def log_message(self, *args: Any) -> None:  # quiet
-                pass
-
-            def do_GET(self) -> None:
-                outer._handle(self, "GET")
-
-            def do_POST(self) -> None:
-                outer._handle(self, "POST")
-
-            def do_PUT(self) -> None:
-                outer._handle(self, "PUT")
-
-        self._server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
-        self._server.daemon_threads = True
-        self._thread = threading.Thread(target=self._server.serve_forever, daemon=True)
 
     @property
     def base(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host!s}:{port}"
-
-    def __enter__(self) -> LocalExchange:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        for fault in self.faults:
-            fault.release.set()
-        self._server.shutdown()
-        self._server.server_close()
+        return f"http://127.0.0.1:{self.port}"
 
     def fail(
         self, path: str, kind: str, nth: int = 1, *, times: int = 1, retry_after: str = "1"

@@ -64,10 +64,6 @@ class LocalNCMEC(LocalExchange):
         self.reasons = {"11111111-2222-3333-4444-555555555555": "Not CSAM"}
         self.ranges: list[tuple[int, int]] = []
 
-    def __enter__(self) -> LocalNCMEC:
-        super().__enter__()
-        return self
-
     def expire_cursors(self) -> None:
         with self.lock:
             self.valid_next.clear()

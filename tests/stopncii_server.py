@@ -57,10 +57,6 @@ class LocalStopNCII(LocalExchange):
         self.feedback: list[dict[str, Any]] = []
         self.starts: list[int] = []
 
-    def __enter__(self) -> LocalStopNCII:
-        super().__enter__()
-        return self
-
     def expire_cursors(self) -> None:
         with self.lock:
             self.tokens.clear()

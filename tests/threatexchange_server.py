@@ -67,10 +67,6 @@ class LocalThreatExchange(LocalExchange):
         self.reactions: list[tuple[str, str]] = []
         self.ranges: list[tuple[int | None, int | None]] = []
 
-    def __enter__(self) -> LocalThreatExchange:
-        super().__enter__()
-        return self
-
     def expire_cursors(self) -> None:
         with self.lock:
             self.cursors.clear()
