@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any
 
 #: The newest migration's revision (`tests/test_store.py` checks it against Alembic).
-HEAD_REVISION = "0023"
+HEAD_REVISION = "0024"
 
 _LISTS = (
     "SELECT l.id, l.name, l.owner, l.description, l.purpose, l.enabled, l.signals,"

@@ -74,6 +74,11 @@ _IPS_SQL = (
     "AND report_identifiers.role != {p} AND report_identifiers.possible_proxy = {p} "
     "AND report_identifiers.event_at IS NOT NULL"
 )
+#: PDQ rows stored after a given id (`PdqNeighbours.refresh`).
+_PDQ_SINCE_SQL = (
+    "SELECT id, report_id, value FROM report_identifiers "
+    "WHERE id > :last AND {kind} = 'pdq' ORDER BY id"
+)
 _CASE_OF_SQL = "SELECT report_id, case_id FROM case_reports WHERE report_id IN ({in})"
 _BUNDLES_SQL = (
     "SELECT file_bundles.id, file_bundles.value FROM file_bundles "
@@ -224,12 +229,11 @@ class PdqNeighbours:
 
     def refresh(self, session: Session, exclude: set[int]) -> None:
         """Read PDQ rows stored since the last call (except the current batch's)."""
-        q = (
-            select(ReportIdentifier.id, ReportIdentifier.report_id, ReportIdentifier.value)
-            .where(ReportIdentifier.kind == "pdq", ReportIdentifier.id > self.last_id)
-            .order_by(ReportIdentifier.id)
-        )
-        rows = list(session.execute(q))
+        # By the primary key's range: SQLite would otherwise take the identifier index
+        # for `kind = 'pdq'` and read every PDQ row ever stored on every batch (a unary
+        # plus on the column keeps an index from being used for that term).
+        kind = "+kind" if session.get_bind().dialect.name == "sqlite" else "kind"
+        rows = list(session.execute(text(_PDQ_SINCE_SQL.format(kind=kind)), {"last": self.last_id}))
         if rows:
             self.last_id = max(self.last_id, rows[-1][0])
         skip = self.pending
@@ -429,21 +433,51 @@ class Linker:
 
     def _unlink(self, session: Session, kind: str, value: str, exclude: set[int]) -> None:
         """Remove the links a now-viral file made and re-split the cases they held."""
-        rows = session.execute(
-            select(CaseLink.id, CaseLink.report_a, CaseLink.report_b).where(
-                CaseLink.kind == kind, CaseLink.value == value
-            )
-        ).all()
+        rows = self._links_made_by(session, kind, [value])
         if not rows:
             return
-        reports = {r.report_a for r in rows} | {r.report_b for r in rows}
+        reports = {r[1] for r in rows} | {r[2] for r in rows}
         case_ids = set(
             session.execute(
                 select(CaseReport.case_id).where(CaseReport.report_id.in_(sorted(reports)))
             ).scalars()
         )
-        session.execute(delete(CaseLink).where(CaseLink.id.in_([r.id for r in rows])))
+        session.execute(delete(CaseLink).where(CaseLink.id.in_([r[0] for r in rows])))
         resplit(session, sorted(case_ids))
+
+    def _links_made_by(
+        self, session: Session, kind: str, values: Sequence[str]
+    ) -> list[tuple[int, int, int]]:
+        """(id, report_a, report_b) of the links these file values made, found through
+        the reports holding them: a file's link always has an end holding its value
+        (both ends for an exact file; for a PDQ link, the report whose hash is the
+        link's value), so the links need no (kind, value) index, which cost a random
+        insert for every link and only served this rare look-up."""
+        wanted = {v[:400] for v in values}
+        reports: set[int] = set()
+        ordered = sorted(wanted)
+        for start in range(0, len(ordered), CHUNK):
+            reports.update(
+                session.execute(
+                    select(ReportIdentifier.report_id).where(
+                        ReportIdentifier.kind == kind,
+                        ReportIdentifier.value.in_(ordered[start : start + CHUNK]),
+                    )
+                ).scalars()
+            )
+        found: dict[int, tuple[int, int, int]] = {}
+        held = sorted(reports)
+        for start in range(0, len(held), CHUNK):
+            chunk = held[start : start + CHUNK]
+            for end in (CaseLink.report_a, CaseLink.report_b):
+                for lid, a, b, value in session.execute(
+                    select(CaseLink.id, CaseLink.report_a, CaseLink.report_b, CaseLink.value).where(
+                        end.in_(chunk), CaseLink.kind == kind
+                    )
+                ):
+                    if value in wanted:
+                        found[int(lid)] = (int(lid), int(a), int(b))
+        return [found[k] for k in sorted(found)]
 
     # ------------------------------------------------------------ near-viral pictures
 
@@ -545,16 +579,10 @@ class Linker:
 
     def _unlink_many(self, session: Session, kind: str, values: Sequence[str]) -> None:
         """Remove the links these values made and re-split the cases they held."""
-        rows: list[Any] = []
-        for start in range(0, len(values), CHUNK):
-            rows += session.execute(
-                select(CaseLink.id, CaseLink.report_a, CaseLink.report_b).where(
-                    CaseLink.kind == kind, CaseLink.value.in_(values[start : start + CHUNK])
-                )
-            ).all()
+        rows = self._links_made_by(session, kind, values)
         if not rows:
             return
-        reports = sorted({r.report_a for r in rows} | {r.report_b for r in rows})
+        reports = sorted({r[1] for r in rows} | {r[2] for r in rows})
         case_ids: set[int] = set()
         for start in range(0, len(reports), CHUNK):
             case_ids.update(
@@ -564,7 +592,7 @@ class Linker:
                     )
                 ).scalars()
             )
-        ids = [r.id for r in rows]
+        ids = [r[0] for r in rows]
         for start in range(0, len(ids), CHUNK):
             session.execute(delete(CaseLink).where(CaseLink.id.in_(ids[start : start + CHUNK])))
         resplit(session, sorted(case_ids))

@@ -51,7 +51,6 @@ class CaseLink(Base):
     __table_args__ = (
         Index("ix_case_links_report_a", "report_a"),
         Index("ix_case_links_report_b", "report_b"),
-        Index("ix_case_links_kind_value", "kind", "value"),
     )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)

@@ -132,7 +132,6 @@ class ReceivedReport(Base):
 
     __tablename__ = "received_reports"
     __table_args__ = (
-        Index("ix_received_reports_sha256", "sha256"),
         Index("ix_received_reports_received_at", "received_at"),
         Index("ix_received_reports_incident_type", "incident_type"),
     )
@@ -164,6 +163,12 @@ class ReceivedReport(Base):
     warnings: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
 
 
+#: The identifier index's columns: every column linking reads of a match.
+IDENTIFIER_LOOKUP = (
+    "kind", "value", "role", "report_id", "service", "device_type", "possible_proxy", "event_at",
+)  # fmt: skip
+
+
 class ReportIdentifier(Base):
     """One normalised identifier of a received report (see `reports.identifiers`).
 
@@ -174,7 +179,10 @@ class ReportIdentifier(Base):
 
     __tablename__ = "report_identifiers"
     __table_args__ = (
-        Index("ix_report_identifiers_kind_value", "kind", "value"),
+        # Covers linking's lookups (`cases.linking`): an identifier's matches are read
+        # from the index alone, not from table rows spread over a table larger than
+        # the page cache.
+        Index("ix_report_identifiers_lookup", *IDENTIFIER_LOOKUP),
         Index("ix_report_identifiers_report", "report_id"),
     )
 
@@ -191,5 +199,6 @@ class ReportIdentifier(Base):
     #: When the IP (or device) was seen.
     event_at: Mapped[dt.datetime | None] = mapped_column()
     possible_proxy: Mapped[bool] = mapped_column(default=False)
-    #: The identifier as written in the report (for display).
+    #: The identifier as written in the report (for display); NULL when it is `value`
+    #: itself, '' when the report gave none (`received.store_identifiers`).
     original: Mapped[str | None] = mapped_column(String(400))

@@ -346,7 +346,7 @@ def store_many(
             at,
             item.received_by,
             p.format,
-            json.dumps(p.document),
+            json.dumps(p.document, separators=(",", ":")),
             # JSON is stored as decoded (exactly what was sent); XML also as bytes.
             zlib.compress(item.raw, 1) if item.raw is not None and p.format == "xml" else None,
             summary.incident_type if summary is not None else None,
@@ -364,23 +364,42 @@ IDENTIFIER_COLUMNS = (
 )  # fmt: skip
 
 
+def _stored_original(value: str, original: str | None) -> str | None:
+    """`original` as stored: NULL when it is the normalised value itself (most are: a
+    hash, an IP, a lower-case email; a second copy of each was a tenth of the store),
+    '' when there is none."""
+    if not original:
+        return ""
+    original = original[:400]
+    return None if original == value else original
+
+
+def _read_original(value: str, stored: str | None) -> str | None:
+    """`_stored_original` undone."""
+    if stored is None:
+        return value
+    return stored or None
+
+
 def store_identifiers(session: Session, rows: Sequence[tuple[int, Sequence[Identifier]]]) -> None:
     """Insert the normalised identifiers of newly stored reports (COPY / one executemany)."""
-    values = [
-        (
-            rid,
-            i.kind,
-            i.value[:400],
-            i.role,
-            i.service[:200] if i.service else None,
-            i.device_type[:64] if i.device_type else None,
-            i.event_at,
-            i.possible_proxy,
-            i.original[:400] if i.original else None,
-        )
-        for rid, idents in rows
-        for i in idents
-    ]
+    values = []
+    for rid, idents in rows:
+        for i in idents:
+            value = i.value[:400]
+            values.append(
+                (
+                    rid,
+                    i.kind,
+                    value,
+                    i.role,
+                    i.service[:200] if i.service else None,
+                    i.device_type[:64] if i.device_type else None,
+                    i.event_at,
+                    i.possible_proxy,
+                    _stored_original(value, i.original),
+                )
+            )
     insert_rows(session, ReportIdentifier.__table__, IDENTIFIER_COLUMNS, values)  # type: ignore[arg-type]
 
 
@@ -432,7 +451,7 @@ def identifiers_of(session: Session, report_ids: Sequence[int]) -> dict[int, lis
                     device_type=r.device_type,
                     event_at=as_utc(r.event_at) if r.event_at is not None else None,
                     possible_proxy=r.possible_proxy,
-                    original=r.original,
+                    original=_read_original(r.value, r.original),
                 )
             )
     return out
