@@ -10,6 +10,7 @@ import hashlib
 import json
 import os
 import random
+import re
 import signal
 import subprocess
 import sys
@@ -26,8 +27,11 @@ from ridgeline.store import Store
 from ridgeline.victims.merge import components, merge_components
 from ridgeline.victims.records import (
     LineError,
+    _all_plain,
     _one_time,
+    _plain,
     fast_times,
+    lower_hex,
     parse_batches,
     parse_lines,
 )
@@ -307,6 +311,28 @@ def test_vectorised_times_equal_datetime() -> None:
     assert out[:20_000].tolist() == [_one_time(v) for v in values[:20_000]]
     assert slow[20_000:].tolist() == [False] + [True] * 9
     assert int(out[20_000]) == _one_time("2020-02-29T00:00:00Z")
+
+
+def test_batch_checks_equal_their_per_value_forms() -> None:
+    """`lower_hex` (a batch's joined digests) and `_all_plain` (a batch's strings) say
+    what the per-value checks say, Unicode whitespace and odd lengths included."""
+    texts = ["", "00ff", "0a" * 32, "0A", "0a 0b", "0a\n", "0", "0g", "\u00e9\u00e9", "0a\u00a0"]
+    for text in texts:
+        expected = bytes.fromhex(text) if re.fullmatch("(?:[0-9a-f]{2})*", text) else None
+        assert lower_hex(text) == expected, text
+    for values in (
+        ["a", "b c"],
+        ["a ", "b"],
+        ["a", "\tb"],
+        ["a", "\u00a0b"],
+        ["a\u2028"],
+        ["x\x00y"],
+        ["x\x1f"],
+        [""],
+        ["x" * 201],
+        ["x" * 200],
+    ):
+        assert _all_plain(values, 200) == all(_plain(v, 200) for v in values), values
 
 
 def test_components_equal_networkx_and_union_find_order() -> None:

@@ -27,7 +27,7 @@ import numpy as np
 from ridgeline import parseahead
 from ridgeline.errors import BadInput
 from ridgeline.store.models import LOOKUP_KEY_MAX, lookup_key, utc_micros
-from ridgeline.victims.records import NONE_US, Batch, LineError, parse_batches
+from ridgeline.victims.records import NONE_US, Batch, LineError, lower_hex, parse_batches
 
 #: lines per batch (one frame each)
 CHUNK = 20_000
@@ -35,7 +35,6 @@ CHUNK = 20_000
 #: child's start costs more than it saves)
 PARSE_AHEAD_BYTES = 16 << 20
 PRODUCER = "ridgeline.victims.feed:produce"
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
 _PLAIN_HEX = re.compile(r"(?:[0-9a-f]{2}){1,32}")
 
 
@@ -98,10 +97,10 @@ def hex_words(values: list[str]) -> tuple[np.ndarray, np.ndarray] | None:
     lengths = np.fromiter(map(len, values), dtype=np.int64, count=n)
     if lengths.max() > 64 or (lengths % 2).any() or not lengths.all():
         return None
-    joined = "".join(values)
-    if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
+    raw = lower_hex("".join(values))
+    if raw is None:
         return None
-    digits = np.frombuffer(bytes.fromhex(joined), dtype=np.uint8)
+    digits = np.frombuffer(raw, dtype=np.uint8)
     padded = np.zeros((n, 32), dtype=np.uint8)
     if (lengths == lengths[0]).all():
         padded[:, : lengths[0] // 2] = digits.reshape(n, lengths[0] // 2)

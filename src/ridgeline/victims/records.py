@@ -536,14 +536,21 @@ def fast_times(values: list[Any]) -> tuple[np.ndarray, np.ndarray]:
     return out, ~ok
 
 
-#: whitespace at either end of a value in a NUL-joined batch of values
-_EDGE_SPACE = re.compile(r"(?:\A|\x00)\s|\s(?:\x00|\Z)")
-_LOWER_HEX = re.compile(r"[0-9a-f]*")
+def lower_hex(text: str) -> bytes | None:
+    """The bytes that a text of lowercase hex digits spells, or None if it holds anything
+    else (uppercase, whitespace, an odd count, any other character): two passes in C
+    over a batch's joined digests, several times faster than a regular expression."""
+    try:
+        raw = bytes.fromhex(text)
+    except ValueError:
+        return None
+    # fromhex also takes uppercase and spaces between bytes: spelled back, those differ
+    return raw if raw.hex() == text else None
 
 
 def _all_plain(values: list[str], limit: int) -> bool:
     """`_plain` for every value of a batch (all `str`, as msgspec decoded them), in a
-    few passes over the joined text instead of a call per value."""
+    few passes in C instead of a call per value."""
     if not values:
         return True
     lengths = list(map(len, values))
@@ -552,7 +559,8 @@ def _all_plain(values: list[str], limit: int) -> bool:
     joined = "\x00".join(values)
     if joined.count("\x00") != len(values) - 1:  # a value holds a NUL
         return False
-    return _EDGE_SPACE.search(joined) is None
+    # no whitespace at either end: strip gives every value back unchanged
+    return list(map(str.strip, values)) == values
 
 
 def _known_or(values: list[Any], known: set[Any], check: Any) -> bool:
@@ -585,8 +593,7 @@ def _canonical_hashes(names: list[str], values: list[str]) -> bool:
             # canonical = matches [0-9a-f]{n}: normalize would return it unchanged
             if set(map(len, group)) != {sig.hex_length}:
                 return False
-            joined = "".join(group)
-            if not joined.isascii() or _LOWER_HEX.fullmatch(joined) is None:
+            if lower_hex("".join(group)) is None:
                 return False
             continue
         for value in group:
