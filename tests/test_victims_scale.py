@@ -303,14 +303,17 @@ def test_vectorised_times_equal_datetime() -> None:
         (epoch + dt.timedelta(seconds=rng.randrange(315537897599))).isoformat()[:19] + "Z"
         for _ in range(20_000)
     ]
-    values += ["2020-02-29T00:00:00Z", "2019-02-29T00:00:00Z", "2019-13-01T00:00:00Z",
-               "2019-03-01T24:00:00Z", "0000-01-01T00:00:00Z", "2019-03-01", None, 7,
-               "2019-03-01T00:00:00+01:00", "2019-03-01T00:00:00ZZ"]  # fmt: skip
+    values += ["2020-02-29T00:00:00Z", "2000-02-29T00:00:00Z", "9999-12-31T23:59:59Z",
+               "2019-02-29T00:00:00Z", "2019-13-01T00:00:00Z", "2019-03-01T24:00:00Z",
+               "0000-01-01T00:00:00Z", "2019-03-01", None, 7, "2019-03-01T00:00:00+01:00",
+               "2019-03-01T00:00:00ZZ", "1900-02-29T00:00:00Z", "2019-00-01T00:00:00Z",
+               "2019-01-00T00:00:00Z", "2019-1/-01T00:00:00Z", "2019-01-01T00:00:60Z",
+               "2019-01-01T00:00:0:Z", "2019-01-01 00:00:00Z"]  # fmt: skip
     out, slow = fast_times(values)
     assert not slow[:20_000].any()
     assert out[:20_000].tolist() == [_one_time(v) for v in values[:20_000]]
-    assert slow[20_000:].tolist() == [False] + [True] * 9
-    assert int(out[20_000]) == _one_time("2020-02-29T00:00:00Z")
+    assert slow[20_000:].tolist() == [False] * 3 + [True] * 16
+    assert out[20_000:20_003].tolist() == [_one_time(v) for v in values[20_000:20_003]]
 
 
 def test_batch_checks_equal_their_per_value_forms() -> None:
