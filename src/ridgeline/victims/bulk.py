@@ -164,24 +164,44 @@ class _HashKeys:
     record, the signal (a code) with the value's length, and the value's hex digits as
     bytes zero-padded to 32 (four uint64 words). Two rows have equal keys exactly when
     their (signal, value) are equal, so grouping them here is the database's GROUP BY
-    signal, value without reading 2.8 million strings back."""
+    signal, value without reading 2.8 million strings back; the keys spell the values
+    back too (`details`), so the merge report reads none of them either."""
 
-    signals: dict[str, int] = field(default_factory=dict)
+    #: signal code (the kind's high bits) -> the signal's name, from the rows written
+    names: dict[int, str] = field(default_factory=dict)
     records: list[np.ndarray] = field(default_factory=list)
     kinds: list[np.ndarray] = field(default_factory=list)
     words: list[np.ndarray] = field(default_factory=list)
+    #: after `groups`: each shared value's lowest hash row id (ascending), kind and words
+    head_ids: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    head_kinds: np.ndarray = field(default_factory=lambda: np.empty(0, dtype=np.int64))
+    head_words: np.ndarray = field(default_factory=lambda: np.empty((0, 4), dtype=np.uint64))
 
-    def add(self, records: np.ndarray, kinds: np.ndarray | None, words: np.ndarray | None) -> bool:
-        """Key one batch's hash rows (in id order; `feed.Feeder` made the keys); False
-        (nothing kept) if their values were not all plain hex (no keys)."""
+    def add(
+        self,
+        records: np.ndarray,
+        kinds: np.ndarray | None,
+        words: np.ndarray | None,
+        rows: Sequence[Sequence[Any]],
+    ) -> bool:
+        """Key one batch's hash rows (in id order; `feed.Feeder` made the keys, `rows`
+        are the rows written, whose signal names the codes); False (nothing kept) if
+        their values were not all plain hex (no keys)."""
         if not len(records):
             return True
         if kinds is None or words is None:
             return False
+        codes, first = np.unique(kinds >> 7, return_index=True)
+        for code, at in zip(codes.tolist(), first.tolist(), strict=True):
+            self.names.setdefault(code, str(rows[at][2]))
         self.kinds.append(kinds)
         self.records.append(records)
         self.words.append(words.view(np.uint64))
         return True
+
+    def holds(self, signal: str) -> bool:
+        """Whether a row of this signal was written."""
+        return signal in self.names.values()
 
     def groups(self, first_id: int, gone: set[int]) -> tuple[np.ndarray, np.ndarray]:
         """(record, group) of every row whose (signal, value) two or more rows share,
@@ -209,12 +229,29 @@ class _HashKeys:
             order = np.lexsort((words[:, 3], words[:, 2], words[:, 1], words[:, 0], kinds))
             k, w = kinds[order], words[order]
             new = np.r_[True, (k[1:] != k[:-1]) | (w[1:] != w[:-1]).any(axis=1)]
-        del k, w, kinds, words
         group = np.cumsum(new) - 1
         starts = np.flatnonzero(new)
         sizes = np.diff(np.r_[starts, len(order)])
+        multi = starts[sizes > 1]
+        heads = ids[order[multi]]
+        by_id = np.argsort(heads)
+        self.head_ids, self.head_kinds = heads[by_id], k[multi][by_id]
+        self.head_words = w[multi][by_id]
+        del k, w, kinds, words
         shared = sizes[group] > 1
         return records[order[shared]], ids[order[starts]][group[shared]]
+
+    def details(self, gids: np.ndarray) -> dict[int, str]:
+        """`signal:value` of shared values by their group (lowest hash row id), as
+        `_hash_details` reads them from the rows."""
+        wanted = np.unique(gids)
+        at = np.searchsorted(self.head_ids, wanted)
+        kinds = self.head_kinds[at].tolist()
+        raw = self.head_words[at]
+        return {
+            g: f"{self.names[kind >> 7]}:{raw[i].tobytes()[: (kind & 127) // 2].hex()}"
+            for i, (g, kind) in enumerate(zip(wanted.tolist(), kinds, strict=True))
+        }
 
 
 @dataclass
@@ -358,7 +395,7 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     )
     state.next_hash += len(batch.hash_rows)
     if state.hash_keys is not None and not state.hash_keys.add(
-        batch.hash_owner, batch.hash_kind, batch.hash_words
+        batch.hash_owner, batch.hash_kind, batch.hash_words, batch.hash_rows
     ):
         state.hash_keys = None  # grouped by the database after all
     _bulk(conn, "victim_hashes", "id, record_id, signal, value, key", batch.hash_rows)
@@ -669,8 +706,10 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     every record: this import's (`state`) from memory, older ones read back."""
     codes = state.codes if state else _Codes()
     below = state.first_id if state else None
-    if state is not None and state.hash_keys is not None:  # an import into no hashes
-        shared = state.hash_keys.groups(state.first_hash, state.replaced_ids)
+    # an import into no hashes: its own, grouped (and spelled back) in memory
+    in_memory = state.hash_keys if state is not None else None
+    if state is not None and in_memory is not None:
+        shared = in_memory.groups(state.first_hash, state.replaced_ids)
         state.hash_keys = None
     else:
         shared = _shared_hashes(conn)
@@ -710,7 +749,11 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     links = cursor.fetchall()
     link_a = pos[np.array([r[0] for r in links], dtype=np.int64)]
     link_b = pos[np.array([r[1] for r in links], dtype=np.int64)]
-    pdq_a, pdq_b, pdq_why = _pdq_edges(conn, pos, db)
+    pdq_why: list[str] = []
+    if in_memory is not None and not in_memory.holds("pdq"):  # no PDQ row to read
+        pdq_a, pdq_b = np.empty(0, np.int64), np.empty(0, np.int64)
+    else:
+        pdq_a, pdq_b, pdq_why = _pdq_edges(conn, pos, db)
     # edges in order: equal hashes, near PDQ hashes, then analysts' same_as
     all_a = np.concatenate((hash_a, pdq_a, link_a))
     all_b = np.concatenate((hash_b, pdq_b, link_b))
@@ -718,7 +761,9 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     edge_a, edge_b = all_a[joined], all_b[joined]
     n_hash, n_pdq = len(hash_a), len(pdq_a)
     by_hash = joined < n_hash
-    details = _hash_details(conn, hash_gid[joined[by_hash]])
+    gids = hash_gid[joined[by_hash]]
+    details = in_memory.details(gids) if in_memory is not None else _hash_details(conn, gids)
+    del in_memory
     reasons, texts = [], []
     for k in joined.tolist():
         if k < n_hash:
