@@ -764,18 +764,13 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     gids = hash_gid[joined[by_hash]]
     details = in_memory.details(gids) if in_memory is not None else _hash_details(conn, gids)
     del in_memory
-    reasons, texts = [], []
-    for k in joined.tolist():
-        if k < n_hash:
-            reasons.append("hash")
-            texts.append(details[int(hash_gid[k])])
-        elif k < n_hash + n_pdq:
-            reasons.append("hash")
-            texts.append(pdq_why[k - n_hash])
-        else:
-            link = links[k - n_hash - n_pdq]
-            reasons.append("same_as")
-            texts.append(f"{link[2]}/{link[3]}")
+    # the joins are in edge order: equal hashes, then near PDQ ones, then same_as links
+    near = (joined >= n_hash) & (joined < n_hash + n_pdq)
+    by_link = joined[joined >= n_hash + n_pdq] - n_hash - n_pdq
+    texts = [details[g] for g in gids.tolist()]
+    texts += [pdq_why[k] for k in (joined[near] - n_hash).tolist()]
+    texts += [f"{links[k][2]}/{links[k][3]}" for k in by_link.tolist()]
+    reasons = ["hash"] * (len(joined) - len(by_link)) + ["same_as"] * len(by_link)
     del hash_a, hash_b, hash_gid, link_a, link_b, all_a, all_b
     first_s = np.floor_divide(cols.first, 1_000_000)
     rec_of_time = np.concatenate((np.arange(n), pos[s_rec]))
@@ -816,15 +811,12 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
             if n
             else np.empty(0, np.int64)
         )
-        label: dict[int, str] = {}
-        dbs = []
-        for m in masks.tolist():
-            text_ = label.get(m)
-            if text_ is None:
-                text_ = label[m] = ",".join(
-                    sorted(names_db[j] for j in range(len(names_db)) if m >> j & 1)
-                )
-            dbs.append(text_)
+        present, which = np.unique(masks, return_inverse=True)
+        labels = [
+            ",".join(sorted(names_db[j] for j in range(len(names_db)) if m >> j & 1))
+            for m in present.tolist()
+        ]
+        dbs = _names(labels, which, None)
     else:
         dbs = [
             ",".join(sorted({names_db[int(d)] for d in db[order[s:e]]}))
@@ -834,15 +826,10 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     first_col = cols.first[head].tolist()
     ident_col = _nullable(ident_us, ident_us == NONE_US)
     traded_col = _nullable(fifth * 1_000_000, fifth < 0)
-    agency_names = codes.names["agency"]
-    agency_col = [
-        agency_names[a] if t != NONE_US else None
-        for a, t in zip(cols.agency[ident_rec].tolist(), ident_us.tolist(), strict=True)
-    ]
-    attr_names = {a: [str(x) for x in codes.names[a]] for a in attr_codes}
+    agency = np.where(ident_us != NONE_US, cols.agency[ident_rec], -1)
+    agency_col = _names(codes.names["agency"], agency, None)
     attr_cols = {
-        a: [attr_names[a][c] if c >= 0 else "unknown" for c in attr_codes[a].tolist()]
-        for a in attr_codes
+        a: _names([str(x) for x in codes.names[a]], c, "unknown") for a, c in attr_codes.items()
     }
     merged_rows = list(
         zip(
@@ -850,7 +837,7 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
             records.tolist(),
             dbs,
             first_col,
-            [names_db[d] for d in db[head].tolist()],
+            _names(names_db, db[head], None),
             ident_col,
             agency_col,
             attr_cols["age_band"],
@@ -883,9 +870,21 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
             strict=True,
         )
     )
-    _bulk(conn, "victim_merges", "merged_id, record_a, record_b, reason, detail", join_rows)
+    with contextlib.ExitStack() as rewritten:  # every row is new: their indexes by sorts
+        for index in ("ix_victim_merges_merged", "ix_victim_merges_a", "ix_victim_merges_b"):
+            rewritten.enter_context(_index_dropped(conn, index))
+        _bulk(conn, "victim_merges", "merged_id, record_a, record_b, reason, detail", join_rows)
     _write_table(conn, cols, comp, count, ident_us, fifth, attr_codes, codes)
     return count, len(join_rows)
+
+
+def _names(names: Sequence[Any], codes: np.ndarray, missing: Any) -> list[Any]:
+    """`names[code]` for each code, `missing` where it is -1: one take in C over an
+    object array instead of a Python lookup per victim."""
+    table = np.empty(len(names) + 1, dtype=object)
+    table[: len(names)] = names
+    table[-1] = missing
+    return table[codes].tolist()  # type: ignore[no-any-return]
 
 
 def _nullable(values: np.ndarray, missing: np.ndarray) -> list[int | None]:
