@@ -345,7 +345,7 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     one_db = len(set(dbs)) == 1  # the usual case (a file is one database's records)
     if one_db:
         known = state.keys.get(dbs[0])
-        if known:
+        if known and not known.keys().isdisjoint(keys_):  # one pass in C when none is
             existing = [known[k] for k in keys_ if k in known]
     else:
         for d, k in zip(dbs, keys_, strict=True):
@@ -356,27 +356,7 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
         _delete_records(conn, existing)
         state.replaced_ids.update(existing)
     n = len(batch)
-    # series numbered and each record's links made in one pass (a million records)
-    new_series: list[tuple[Any, ...]] = []
-    series_rows: list[tuple[int, int]] = []
-    next_series = state.next_series
-    of_db: dict[str, int] = {}
-    last_db = None
-    for rid, d, keys in zip(
-        range(state.next_id, state.next_id + n), dbs, batch.series, strict=True
-    ):
-        if not keys:
-            continue
-        if d != last_db:
-            of_db, last_db = state.series.setdefault(d, {}), d
-        for key in keys:
-            sid = of_db.get(key)
-            if sid is None:
-                sid = of_db[key] = next_series
-                new_series.append((sid, d, key, now))
-                next_series += 1
-            series_rows.append((rid, sid))
-    state.next_series = next_series
+    new_series, series_rows = _number_series(batch, state, now, one_db)
     _bulk(conn, "victim_series", "id, database, series_key, created_at", new_series)
     ids = np.arange(state.next_id, state.next_id + n, dtype=np.int64)
     id_range = range(state.next_id, state.next_id + n)
@@ -420,6 +400,53 @@ def _write_batch(conn: Connection, batch: Prepared, state: _Import, now: Any) ->
     state.sight_ids.append(np.repeat(ids, batch.counts))
     state.sight_times.append(batch.times)
     return len(existing)
+
+
+def _number_series(
+    batch: Prepared, state: _Import, now: Any, one_db: bool
+) -> tuple[list[tuple[Any, ...]], list[tuple[int, int]]]:
+    """A batch's new series (ids given in order of first appearance) and each record's
+    links to its series. One database's batch (the usual case) in a few passes in C;
+    a mixed one record by record, by database then key."""
+    new_series: list[tuple[Any, ...]] = []
+    series_rows: list[tuple[int, int]] = []
+    first = next_series = state.next_series
+    record_ids = range(state.next_id, state.next_id + len(batch))
+    of_db: dict[str, int] = {}
+    if one_db:
+        d = batch.database[0]
+        of_db = state.series.setdefault(d, {})
+        flat = list(itertools.chain.from_iterable(batch.series))
+        distinct = dict.fromkeys(flat)
+        if of_db.keys().isdisjoint(distinct):
+            fresh = list(distinct)
+        else:
+            fresh = [k for k in distinct if k not in of_db]
+        of_db.update(zip(fresh, itertools.count(first)))
+        state.next_series = first + len(fresh)
+        new_series = list(
+            zip(range(first, state.next_series), itertools.repeat(d), fresh, itertools.repeat(now))
+        )
+        owners = itertools.chain.from_iterable(
+            map(itertools.repeat, record_ids, map(len, batch.series))
+        )
+        series_rows = list(zip(owners, map(of_db.__getitem__, flat), strict=True))
+        return new_series, series_rows
+    last_db = None
+    for rid, d, keys in zip(record_ids, batch.database, batch.series, strict=True):
+        if not keys:
+            continue
+        if d != last_db:
+            of_db, last_db = state.series.setdefault(d, {}), d
+        for key in keys:
+            sid = of_db.get(key)
+            if sid is None:
+                sid = of_db[key] = next_series
+                new_series.append((sid, d, key, now))
+                next_series += 1
+            series_rows.append((rid, sid))
+    state.next_series = next_series
+    return new_series, series_rows
 
 
 @contextlib.contextmanager
