@@ -818,9 +818,13 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     )
     head = order[starts]
     records = np.diff(np.r_[starts, n])
-    # the earliest identification (ties: the earlier first seen, then the lower id)
-    by_ident = np.lexsort((cols.first, cols.ident, comp))
-    ident_rec = by_ident[np.searchsorted(comp[by_ident], np.arange(count))]
+    # the earliest identification (ties: the earlier first seen, then the lower id): in
+    # the first-seen order of each victim, the first member holding its earliest
+    ident_sorted = cols.ident[order]
+    earliest = np.minimum.reduceat(ident_sorted, starts) if n else np.empty(0, np.int64)
+    holder = np.where(ident_sorted == np.repeat(earliest, records), np.arange(n), n)
+    ident_rec = order[np.minimum.reduceat(holder, starts)] if n else np.empty(0, np.int64)
+    del ident_sorted, holder
     ident_us = cols.ident[ident_rec]
     # attributes: the first known value in first-seen order
     attr_codes: dict[str, np.ndarray] = {}
@@ -885,7 +889,7 @@ def _rebuild(conn: Connection, state: _Import | None = None) -> tuple[int, int]:
     )
     del merged_rows
     # components are numbered by their lowest record: merged id = component + 1
-    _set_merged_ids(conn, ids, comp + 1)
+    _set_merged_ids(conn, ids, comp + 1, below)
     a_ids, b_ids = ids[edge_a], ids[edge_b]
     join_rows = list(
         zip(
@@ -922,8 +926,9 @@ def _nullable(values: np.ndarray, missing: np.ndarray) -> list[int | None]:
     return out
 
 
-def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> None:
-    """Every record's merged victim, in one statement."""
+def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray, new: int | None) -> None:
+    """Every record's merged victim, in one statement (records from id `new` on, if
+    given, are this import's, not merged yet)."""
     if not len(ids):
         return
     if conn.dialect.name == "postgresql":  # through a temporary table
@@ -941,16 +946,20 @@ def _set_merged_ids(conn: Connection, ids: np.ndarray, merged: np.ndarray) -> No
         return
     # SQLite: one pass over the table in rowid order, each record's merged victim looked
     # up by a function of its id, instead of a statement and a B-tree search per record
-    merged_of: list[int | None] = [None] * (int(ids.max()) + 1)
-    for i, m in zip(ids.tolist(), merged.tolist(), strict=True):
-        merged_of[i] = m
+    top = int(ids.max()) + 1
+    new = top if new is None else new
+    by_id = np.full(top, -1, dtype=np.int64)
+    by_id[ids] = merged
+    merged_of = _nullable(by_id, by_id < 0)
     raw: Any = conn.connection.dbapi_connection
     raw.create_function("ridgeline_merged_of", 1, merged_of.__getitem__, deterministic=True)
     try:
         with _index_dropped(conn, "ix_victim_records_merged"):  # every row changes
+            # records from `new` on were written unmerged (null): they change, without
+            # the second call that a stored record's comparison makes
             conn.exec_driver_sql(
                 "UPDATE victim_records SET merged_id = ridgeline_merged_of(id) "
-                "WHERE merged_id IS NOT ridgeline_merged_of(id)"
+                f"WHERE id >= {int(new):d} OR merged_id IS NOT ridgeline_merged_of(id)"
             )
     finally:
         raw.create_function("ridgeline_merged_of", 1, None)
