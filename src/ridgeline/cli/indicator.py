@@ -189,13 +189,13 @@ def indicator_command(
 ) -> None:
     """The index, time to identification and the estimate of all victims."""
     from ridgeline.indicator import compute, load_table
-    from ridgeline.victims.records import _time
+    from ridgeline.victims.records import parse_time
 
     def when(text: str | None, name: str) -> Any:
         if text is None:
             return None
         try:
-            return _time(text, name)
+            return parse_time(text, name)
         except ValueError as exc:
             from ridgeline.errors import BadInput
 

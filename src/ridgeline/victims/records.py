@@ -126,7 +126,9 @@ class BadRecord(BadInput):
     code = "bad_victim_record"
 
 
-def _time(value: Any, name: str) -> dt.datetime:
+def parse_time(value: Any, name: str) -> dt.datetime:
+    """A victims-file time in UTC: ISO 8601 with any offset, naive as UTC, a date alone
+    as its midnight; the one reading for records, sightings and the indicator's dates."""
     if not isinstance(value, str):
         raise ValueError(f"{name} must be an ISO 8601 time string")
     try:  # the common case first: there can be ten million of these
@@ -176,7 +178,7 @@ def _canonical_hash(signal: Any, value: Any) -> tuple[str, str]:
 def parse_record(obj: Any) -> Record:
     """Validate one decoded JSON object; `ValueError` names the field at fault."""
     record, sightings = _parse(obj)
-    return replace(record, sightings=tuple(_time(t, "sightings") for t in sightings))
+    return replace(record, sightings=tuple(parse_time(t, "sightings") for t in sightings))
 
 
 def _seconds(value: Any) -> int:
@@ -190,7 +192,7 @@ def _seconds(value: Any) -> int:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=dt.UTC)
             return int(parsed.timestamp())
-    return int(_time(value, "sightings").timestamp())
+    return int(parse_time(value, "sightings").timestamp())
 
 
 _fromiso = dt.datetime.fromisoformat
@@ -207,9 +209,9 @@ def _parse(obj: Any) -> tuple[Record, list[Any]]:
             raise ValueError(f"{required} is required")
     database = _text(obj["database"], "database", 64)
     victim_id = _text(obj["victim_id"], "victim_id")
-    first_seen = _time(obj["first_seen"], "first_seen")
+    first_seen = parse_time(obj["first_seen"], "first_seen")
     identified_raw = obj.get("identified_at")
-    identified_at = None if identified_raw is None else _time(identified_raw, "identified_at")
+    identified_at = None if identified_raw is None else parse_time(identified_raw, "identified_at")
     agency_raw = obj.get("identifying_agency")
     agency = None if agency_raw is None else _text(agency_raw, "identifying_agency")
     if agency is not None and identified_at is None:
@@ -470,7 +472,7 @@ _US = dt.timedelta(microseconds=1)
 
 
 def _one_time(value: Any) -> int:
-    """One sighting as UTC seconds, by the same rules as `_time` (the slow path)."""
+    """One sighting as UTC seconds, by the same rules as `parse_time` (the slow path)."""
     if isinstance(value, str):
         try:
             parsed = _fromiso(value)
@@ -480,7 +482,7 @@ def _one_time(value: Any) -> int:
             if parsed.tzinfo is None:
                 parsed = parsed.replace(tzinfo=dt.UTC)
             return int(parsed.timestamp())
-    return int(_time(value, "sightings").timestamp())
+    return int(parse_time(value, "sightings").timestamp())
 
 
 _DIGITS = np.array([0, 1, 2, 3, 5, 6, 8, 9, 11, 12, 14, 15, 17, 18])
