@@ -660,11 +660,17 @@ def _new_ids(conn: Any, postgres: bool, n: int) -> list[int]:
     """Ids for n new entries: from the sequence on PostgreSQL, after the largest on SQLite
     (the import holds the only write transaction)."""
     if postgres:
+        # The sequence named once, as a constant: `nextval(pg_get_serial_sequence(..))`
+        # looked the name up again for every row (1,000,000 ids: 2.7 s, 0.65 s so).
+        sequence = int(
+            conn.exec_driver_sql(
+                "SELECT pg_get_serial_sequence('entries', 'id')::regclass::oid"
+            ).scalar()
+        )
         return [
             int(i)
             for (i,) in conn.exec_driver_sql(
-                "SELECT nextval(pg_get_serial_sequence('entries', 'id')) "
-                "FROM generate_series(1, %(n)s::bigint)",
+                f"SELECT nextval({sequence}::oid::regclass) FROM generate_series(1, %(n)s::bigint)",
                 {"n": n},
             )
         ]
