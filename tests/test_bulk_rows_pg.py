@@ -24,6 +24,7 @@ from sqlalchemy.engine import make_url
 from ridgeline import lists as L
 from ridgeline.cli import main
 from ridgeline.exchange import ahead
+from ridgeline.lists import core
 from ridgeline.lists.core import BULK_SKIPPED_TRIGGERS
 from ridgeline.lists.models import entry_key
 from ridgeline.store import Store
@@ -215,3 +216,26 @@ def test_other_lists_read_and_written_while_an_import_runs(pg: Store) -> None:
             s.connection().execute(text("DELETE FROM lists WHERE name = 'x'"))
     assert [counted(pg, n) for n in ("other", "x")] == [2, 60]
     counts_agree(pg)
+
+
+def test_hash_rows_as_one_text_block_are_the_rows_given(pg: Store) -> None:
+    """`_copy_keys` (numpy-made COPY text) stores exactly the ids, signal and key bytes
+    it is given: ids of several widths, every byte value, a signal that needs COPY's
+    escapes, and keys of mixed lengths (written row by row)."""
+    rng = random.Random(7)
+    ids = [1, 9, 10, 99, 12345, 2_000_000_001]
+    keys = [bytes(range(256))[i * 32 : i * 32 + 32] for i in range(6)]
+    mixed = [rng.randbytes(16), rng.randbytes(32), b"\\\t\n\r"]
+    with pg.session() as s:
+        conn = s.connection()
+        conn.execute(text("SET LOCAL session_replication_role = replica"))  # no entries
+        core._copy_keys(conn, "pdq", ids, keys)
+        core._copy_keys(conn, "a\tb\\c\nd", [5, 6], keys[:2])
+        core._copy_keys(conn, "md5", [7, 8, 9], mixed)
+        rows = conn.execute(text("SELECT entry_id, signal, key, value FROM entry_signals"))
+        got = sorted((i, sig, bytes(k), v) for i, sig, k, v in rows)
+        s.rollback()
+    expected = [(i, "pdq", k, None) for i, k in zip(ids, keys, strict=True)]
+    expected += [(5, "a\tb\\c\nd", keys[0], None), (6, "a\tb\\c\nd", keys[1], None)]
+    expected += [(i, "md5", k, None) for i, k in zip([7, 8, 9], mixed, strict=True)]
+    assert got == sorted(expected)
