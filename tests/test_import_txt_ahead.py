@@ -6,7 +6,8 @@ and inserts them. The second process, the same producer in the writer's process
 checked by the writer) give the same report and store the same rows, on SQLite and
 PostgreSQL, for files with comments, blank lines, bad lines, uppercase hex, repeats
 within a chunk and across chunks, hashes the list holds already, CRLF and a BOM; into
-an empty list with the key index deferred (`lists.DeferredKeyIndex`) as without.
+an empty list with the key index deferred (`lists.DeferredKeyIndex`: dropped on SQLite,
+the hash rows held and written sorted on PostgreSQL) as without.
 Benign synthetic hashes only.
 """
 
@@ -28,6 +29,7 @@ from ridgeline.exchange import ahead, apply, native
 from ridgeline.exchange.records import stream_lines
 from ridgeline.exchange.tombstones import apply_with_tombstones
 from ridgeline.index.pack import RowPack
+from ridgeline.lists import core as lists_core
 from ridgeline.store import Store
 from test_import_ahead import stored
 
@@ -67,6 +69,8 @@ def imported(
     # every file is big enough to defer the key index (SQLite, into an empty list)
     monkeypatch.setattr(apply, "DEFER_INDEX_BYTES", 0)
     monkeypatch.setattr(apply, "DEFER_LINE_BYTES", 1)
+    # PostgreSQL holds the hash rows instead, written sorted a few chunks at a time
+    monkeypatch.setattr(lists_core, "HELD_KEY_ROWS", 10)
     reports: dict[str, Any] = {}
     packs: dict[str, int] = {}
     for way in WAYS:

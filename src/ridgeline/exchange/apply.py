@@ -804,6 +804,7 @@ class _Pending:
         numbers: list[int],
         prefix: str,
         source: str | None,
+        held: L.DeferredKeyIndex | None = None,
     ) -> list[int]:
         """Insert bare hashes already checked (`lists.insert_bare_keys`)."""
         ids = L.insert_bare_keys(
@@ -816,6 +817,7 @@ class _Pending:
             numbers=numbers,
             prefix=prefix,
             source=source,
+            held=held,
         )
         self.report.added += len(ids)
         return ids
@@ -1064,7 +1066,7 @@ def _apply_bare_ready(
                     numbers = [numbers[i] for i in kept]
                     texts = None if texts is None else [texts[i] for i in kept]
             if keys:
-                ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source)
+                ids = pending.insert_bare(name, keys, texts, numbers, bare.prefix, source, index)
                 if pack is not None:
                     if texts is None:
                         pack.add_keys(signal, ids, keys)

@@ -491,13 +491,15 @@ def insert_bare_keys(
     numbers: Sequence[int],
     prefix: str,
     source: str | None = None,
+    held: DeferredKeyIndex | None = None,
 ) -> list[int]:
     """`insert_entries` of bare hashes already checked and de-duplicated (a txt import's
     parsing process sends them): one `signal` hash per entry, given by its `entry_key`
     (`texts[i]`: the value to store beside it, None or no `texts` where it is the key's
     hex), read at line `numbers[i]` (position `f"{prefix}{number}"`), `source` in every
     entry. The same rows, ids and bookkeeping as `insert_entries` of the same
-    `NewEntry`s; the parameters are made by `zip`, the positions' runs by numpy."""
+    `NewEntry`s; the parameters are made by `zip`, the positions' runs by numpy. On
+    PostgreSQL `held` (deferring) may keep the hash rows to write them later, sorted."""
     n = len(keys)
     if not n:
         return []
@@ -505,7 +507,7 @@ def insert_bare_keys(
     postgres = conn.dialect.name == "postgresql"
     ids = _new_ids(conn, postgres, n)
     with _bulk_rows(conn, postgres, hash_list.id, batch.id) as counted:
-        _insert_bare_rows(conn, postgres, hash_list, batch, signal, ids, keys, texts, source)
+        _insert_bare_rows(conn, postgres, hash_list, batch, signal, ids, keys, texts, source, held)
     _finish_insert(
         session, counted, hash_list, batch, ids, (), runs=_number_runs(ids, prefix, numbers)
     )
@@ -522,6 +524,7 @@ def _insert_bare_rows(
     keys: Sequence[bytes],
     texts: Sequence[str | None] | None,
     source: str | None,
+    held: DeferredKeyIndex | None,
 ) -> None:
     """`insert_bare_keys`' entry and hash rows."""
     _insert_entry_ranges(conn, postgres, _ranges(ids), hash_list.id, batch.status, batch.id, source)
@@ -542,7 +545,9 @@ def _insert_bare_rows(
                     plain.append((entry_id, key))
                 else:
                     with_text.append((entry_id, signal, key, value, None))
-        if plain and postgres:
+        if plain and postgres and texts is None and held is not None and held.rows is not None:
+            held.hold(hash_list.id, batch.id, signal, ids, keys)
+        elif plain and postgres:
             _copy_keys(conn, signal, [e for e, _ in plain] if texts else ids,
                        [k for _, k in plain] if texts else keys)  # fmt: skip
         elif plain:
@@ -554,18 +559,27 @@ def _insert_bare_rows(
         _insert_signal_rows(conn, postgres, with_text)
 
 
-class DeferredKeyIndex:
-    """`ix_entry_signals_key` left out while a big import into an empty list inserts its
-    hashes, and built once at the end (SQLite only, inside the import's transaction).
+#: Hash rows a deferring import holds on PostgreSQL before it writes them, sorted.
+HELD_KEY_ROWS = 500_000
 
-    The index is on key prefixes, random in the order rows come: kept up row by row it
-    was most of a txt import's database time (1M PDQ rows: 3.5 of 6.3 CPU-s), where
-    building it at the end sorts once (1.2 s). Readers do not notice: until the import
-    commits they see the database as it was (WAL), and afterwards the same index
-    (recreated from its own `sqlite_master` text). A killed import rolls back the drop
-    too. `need` builds it again at once for the rest of the import, before any lookup
-    of a key (a file that repeats a hash a few chunks later); PostgreSQL is never
-    deferred (dropping an index there locks the table against readers until commit)."""
+
+class DeferredKeyIndex:
+    """`ix_entry_signals_key` kept up once per many rows while a big import into an
+    empty list inserts its hashes, inside the import's transaction.
+
+    The index is on key prefixes, random in the order rows come. On SQLite it is
+    dropped and built once at the end: kept up row by row it was most of a txt
+    import's database time (1M PDQ rows: 3.5 of 6.3 CPU-s), where building it at the
+    end sorts once (1.2 s). Readers do not notice: until the import commits they see
+    the database as it was (WAL), and afterwards the same index (recreated from its
+    own `sqlite_master` text). A killed import rolls back the drop too. PostgreSQL
+    keeps the index (dropping it there locks the table against readers until the
+    commit): the hash rows are held instead and written `HELD_KEY_ROWS` at a time in
+    key order, so the index's leaves are visited in order, a few rows each, not once
+    a row at random (at 10,000,000 rows the index outgrows the server's buffers, and
+    its random inserts read and wrote a page each). `need` builds the index again (or
+    writes the held rows) before any lookup of a key (a file that repeats a hash a
+    few chunks later), and at the end."""
 
     NAME = "ix_entry_signals_key"
 
@@ -573,11 +587,19 @@ class DeferredKeyIndex:
         self.session = session
         self.sql: str | None = None
         self.held = False  # the page cache kept small while deferred
+        #: PostgreSQL: the held hash rows, (ids, keys as rows) per chunk, else None.
+        self.rows: list[tuple[np.ndarray, np.ndarray]] | None = None
+        self.owner: tuple[int, int, str] | None = None  # list, batch and signal held
+        self.count = 0
 
     def defer(self, expected_rows: int) -> bool:
         """Drop the index when the import's `expected_rows` outnumber the hash rows the
-        database holds (rebuilding it then costs less than keeping it up)."""
+        database holds (rebuilding it then costs less than keeping it up); on
+        PostgreSQL hold the rows."""
         conn = self.session.connection()
+        if conn.dialect.name == "postgresql" and self.rows is None:
+            self.rows = []
+            return True
         if conn.dialect.name != "sqlite" or self.sql is not None:
             return False
         rows = conn.exec_driver_sql("SELECT coalesce(max(id), 0) FROM entry_signals").scalar()
@@ -595,9 +617,56 @@ class DeferredKeyIndex:
         self.sql = str(found)
         return True
 
+    def hold(
+        self, list_id: int, batch_id: int, signal: str, ids: Sequence[int], keys: Sequence[bytes]
+    ) -> None:
+        """Keep these hash rows to write later (PostgreSQL, holding); written now when
+        their keys differ in length or they are not the held import's."""
+        assert self.rows is not None
+        conn = self.session.connection()
+        width = len(keys[0]) if keys else 0
+        if not width or set(map(len, keys)) != {width}:
+            with _bulk_rows(conn, True, list_id, batch_id):
+                _copy_keys(conn, signal, ids, keys)
+            return
+        if self.owner != (list_id, batch_id, signal) or (
+            self.rows and self.rows[0][1].shape[1] != width
+        ):
+            self._write()
+        self.owner = (list_id, batch_id, signal)
+        raw = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), width)
+        self.rows.append((np.asarray(ids, dtype=np.int64), raw))
+        self.count += len(keys)
+        if self.count >= HELD_KEY_ROWS:
+            self._write()
+
+    def _write(self) -> None:
+        """Write the held rows, in the order of their keys' index prefixes."""
+        rows, owner = self.rows, self.owner
+        if not rows or owner is None:
+            return
+        self.rows, self.owner, self.count = [], None, 0
+        at = np.concatenate([ids for ids, _ in rows])
+        raw = np.concatenate([keys for _, keys in rows])
+        prefix = np.ascontiguousarray(raw[:, :KEY_PREFIX]).view(">u8").ravel()
+        order = np.argsort(prefix, kind="stable")
+        conn = self.session.connection()
+        list_id, batch_id, signal = owner
+        with _bulk_rows(conn, True, list_id, batch_id):
+            _copy_key_block(conn, signal, at[order], raw[order])
+
     def need(self, *, rest: bool = True) -> None:
-        """The index back (a lookup by key comes; `rest`: more inserts follow, which
-        get the bulk page cache again); nothing when it was not deferred."""
+        """The index back, or the held rows written (a lookup by key comes; `rest`:
+        more inserts follow, which get the bulk page cache again, or are held again);
+        nothing when it was not deferred. After a failed statement held rows are
+        dropped: the transaction can only roll back."""
+        if self.rows is not None:
+            driver: Any = self.session.connection().connection.driver_connection
+            if driver.info.transaction_status.name == "INTRANS":
+                self._write()
+            if not rest:
+                self.rows, self.owner, self.count = None, None, 0
+            return
         if self.sql is None:
             return
         sql, self.sql = self.sql, None
@@ -902,9 +971,13 @@ def _copy_keys(conn: Any, signal: str, ids: Sequence[int], keys: Sequence[bytes]
         _copy(conn, "entry_signals", ("entry_id", "signal", "key"),
               [(e, signal, k) for e, k in zip(ids, keys, strict=True)])  # fmt: skip
         return
-    n = len(keys)
-    raw = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(n, width)
-    at = np.asarray(ids, dtype=np.int64)
+    raw = np.frombuffer(b"".join(keys), dtype=np.uint8).reshape(len(keys), width)
+    _copy_key_block(conn, signal, np.asarray(ids, dtype=np.int64), raw)
+
+
+def _copy_key_block(conn: Any, signal: str, at: np.ndarray, raw: np.ndarray) -> None:
+    """`_copy_keys` of ids `at` and keys as the rows of `raw` (one key a row)."""
+    n, width = raw.shape
     digits = len(str(int(at.max())))
     middle = np.frombuffer(f"\t{_copy_text(signal)}\t\\\\x".encode(), dtype=np.uint8)
     rows = np.empty((n, digits + len(middle) + 2 * width + 1), dtype=np.uint8)
