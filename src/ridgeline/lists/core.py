@@ -625,7 +625,7 @@ class DeferredKeyIndex:
         assert self.rows is not None
         conn = self.session.connection()
         width = len(keys[0]) if keys else 0
-        if not width or set(map(len, keys)) != {width}:
+        if width < KEY_PREFIX or set(map(len, keys)) != {width}:
             with _bulk_rows(conn, True, list_id, batch_id):
                 _copy_keys(conn, signal, ids, keys)
             return
