@@ -41,6 +41,7 @@ from ridgeline.lists.models import (
 )
 from ridgeline.signals import get_signal
 from ridgeline.store import BULK_CACHE_KIB, bulk_page_cache, hold_page_cache
+from ridgeline.store.bulk import insert_values
 from ridgeline.timeutil import as_utc, isoformat, utcnow
 
 ENTRY_STATUSES = ("pending", "confirmed", "rejected", "disputed", "retired", "reference")
@@ -727,34 +728,10 @@ def insert_entry_columns(
         if postgres:
             _copy(conn, "entries", _ENTRY_COLUMNS, entry_rows)
         else:
-            _insert_values(conn, "entries", _ENTRY_COLUMNS, entry_rows)
+            insert_values(conn, "entries", _ENTRY_COLUMNS, entry_rows)
         _insert_signal_rows(conn, postgres, signal_rows)
     _finish_insert(session, counted, hash_list, batch, ids, positions)
     return ids
-
-
-#: Rows per multi-row INSERT on SQLite (15 values a row: far under its 32,766).
-_VALUES_ROWS = 64
-
-
-def _insert_values(
-    conn: Any, table: str, columns: Sequence[str], rows: Sequence[tuple[Any, ...]]
-) -> None:
-    """SQLite `INSERT ... VALUES (..), (..), ...` of `_VALUES_ROWS` rows a statement,
-    in order (the same rows and rowids as one row a statement): a fifth cheaper than
-    `executemany` of one-row statements for the wide entry rows (measured 1.0 -> 0.77
-    CPU-s per 200,000); the narrow hash rows gained nothing (their index is the cost)."""
-    one = "(" + ", ".join("?" * len(columns)) + ")"
-    head = f"INSERT INTO {table} ({', '.join(columns)}) VALUES "
-    full = len(rows) - len(rows) % _VALUES_ROWS
-    if full:
-        flat = chain.from_iterable
-        conn.exec_driver_sql(
-            head + ", ".join([one] * _VALUES_ROWS),
-            [tuple(flat(rows[i : i + _VALUES_ROWS])) for i in range(0, full, _VALUES_ROWS)],
-        )
-    if full < len(rows):
-        conn.exec_driver_sql(head + one, list(rows[full:]))
 
 
 #: The triggers of `entries` and `entry_signals` on PostgreSQL: the foreign keys' checks

@@ -27,6 +27,7 @@ from ridgeline import crashpoint
 from ridgeline.errors import BadInput
 from ridgeline.gcpause import gc_paused
 from ridgeline.store import Store, bulk_page_cache, end_bulk_page_cache
+from ridgeline.store.bulk import insert_values
 from ridgeline.store.models import utc_micros
 from ridgeline.victims.feed import Prepared, Spec, file_batches, prepared, utf8_lines
 from ridgeline.victims.merge import components, near_pdq, occasions
@@ -70,16 +71,9 @@ def _executemany(conn: Connection, sql: str, rows: Sequence[tuple[Any, ...]]) ->
     conn.exec_driver_sql(sql, list(rows))
 
 
-#: Rows per multi-row INSERT on SQLite (at most 12 values a row here: 768 a statement,
-#: under even old builds' 999)
-_VALUES_ROWS = 64
-
-
 def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[Any]]) -> None:
-    """Insert plain tuples: COPY on PostgreSQL; on SQLite the driver's executemany of
-    `INSERT ... VALUES (..), (..), ...` of `_VALUES_ROWS` rows a statement, in order (the
-    same rows and rowids as a row a statement, for about a third less CPU: the driver's
-    per-statement work is paid once per 64 rows)."""
+    """Insert plain tuples: COPY on PostgreSQL; on SQLite multi-row `INSERT ... VALUES`
+    (`store.bulk.insert_values`: the same rows and rowids, about a third less CPU)."""
     if not rows:
         return
     if conn.dialect.name == "postgresql":
@@ -88,17 +82,7 @@ def _bulk(conn: Connection, table: str, columns: str, rows: Sequence[Sequence[An
             for row in rows:
                 copy.write_row(row)
         return
-    width = columns.count(",") + 1
-    one = "(" + ", ".join("?" * width) + ")"
-    head = f"INSERT INTO {table} ({columns}) VALUES "
-    full = len(rows) - len(rows) % _VALUES_ROWS
-    if full:
-        # one iterator over the values, taken width * rows at a time: each statement's
-        flat = iter(itertools.chain.from_iterable(itertools.islice(rows, full)))
-        statements = list(zip(*[flat] * (width * _VALUES_ROWS), strict=True))
-        conn.exec_driver_sql(head + ", ".join([one] * _VALUES_ROWS), statements)
-    if full < len(rows):
-        conn.exec_driver_sql(head + one, list(rows[full:]))
+    insert_values(conn, table, columns.split(", "), rows)
 
 
 class _Codes:
