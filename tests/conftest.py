@@ -98,6 +98,17 @@ def store(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Store]:
 
 
 @pytest.fixture
+def pg_store(pg_server_url: str) -> Iterator[Store]:
+    """A migrated, empty PostgreSQL store only (for tests about PostgreSQL itself)."""
+    _reset_postgres(pg_server_url)
+    s = Store.open(pg_server_url)
+    try:
+        yield s
+    finally:
+        s.close()
+
+
+@pytest.fixture
 def sqlite_store(tmp_path: Path) -> Iterator[Store]:
     """A migrated SQLite store only (for tests that are not about the backend)."""
     s = Store.open(tmp_path / "ridgeline.db")

@@ -33,21 +33,6 @@ from test_import_ahead import stored
 pytestmark = pytest.mark.postgres
 
 
-@pytest.fixture
-def pg(pg_server_url: str) -> Iterator[Store]:
-    """A migrated, empty PostgreSQL store (the `store` fixture's second half)."""
-    engine = create_engine(pg_server_url, isolation_level="AUTOCOMMIT")
-    with engine.connect() as conn:
-        conn.execute(text("DROP SCHEMA public CASCADE"))
-        conn.execute(text("CREATE SCHEMA public"))
-    engine.dispose()
-    s = Store.open(pg_server_url)
-    try:
-        yield s
-    finally:
-        s.close()
-
-
 @contextlib.contextmanager
 def plain_role(store: Store) -> Iterator[str]:
     """The store's URL as a new role that is no superuser (so may not set
@@ -121,10 +106,10 @@ def counts_agree(store: Store) -> None:
     assert (wrong, orphans) == ([], 0)
 
 
-def test_skipped_triggers_are_the_tables_triggers(pg: Store) -> None:
+def test_skipped_triggers_are_the_tables_triggers(pg_store: Store) -> None:
     """What `_bulk_rows` does instead of the triggers covers every trigger and foreign
     key of the two tables: a new one must be added there (and here)."""
-    with pg.session() as s:
+    with pg_store.session() as s:
         found = s.connection().execute(
             text(
                 "SELECT tgname FROM pg_trigger WHERE NOT tgisinternal AND tgrelid IN "
@@ -137,7 +122,7 @@ def test_skipped_triggers_are_the_tables_triggers(pg: Store) -> None:
 
 
 def test_import_without_the_triggers_stores_what_one_with_them_stores(
-    pg: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+    pg_store: Store, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     """The same file (a big one, through the parsing process, and a small one) into
     two lists, by the superuser (triggers skipped) and by a plain role (kept)."""
@@ -146,11 +131,11 @@ def test_import_without_the_triggers_stores_what_one_with_them_stores(
     lines = pdq_lines(3000, seed=1)
     big.write_text("\n".join([*lines, lines[5], "not a hash", lines[2999]]) + "\n")
     small.write_text("\n".join(pdq_lines(5, seed=2)) + "\n")
-    with pg.session() as s:
+    with pg_store.session() as s:
         L.create_list(s, "root")
         L.create_list(s, "plain")
-    with plain_role(pg) as plain_url:
-        for url, name in ((pg.url, "root"), (plain_url, "plain")):
+    with plain_role(pg_store) as plain_url:
+        for url, name in ((pg_store.url, "root"), (plain_url, "plain")):
             result = CliRunner().invoke(
                 main, ["lists", "import", name, str(big), "--signal", "pdq", "--db", url,
                        "--output", "json"],
@@ -159,16 +144,16 @@ def test_import_without_the_triggers_stores_what_one_with_them_stores(
             assert (report["added"], report["duplicates"], report["errors"]) == (3000, 2, 1)
             assert cli_import(url, name, small)["added"] == 5
             assert cli_import(url, name, small)["duplicates"] == 5
-    assert stored(pg, "root") == stored(pg, "plain")
-    assert [counted(pg, n) for n in ("root", "plain")] == [3005, 3005]
-    counts_agree(pg)
+    assert stored(pg_store, "root") == stored(pg_store, "plain")
+    assert [counted(pg_store, n) for n in ("root", "plain")] == [3005, 3005]
+    counts_agree(pg_store)
 
 
-def test_triggers_back_on_after_the_bulk_rows_and_a_failure_rolls_back(pg: Store) -> None:
+def test_triggers_back_on_after_the_bulk_rows_and_a_failure_rolls_back(pg_store: Store) -> None:
     """In the import's own transaction the triggers work again after its inserts (a
     deletion is counted), and an error after them leaves the store as it was."""
     keys = [entry_key(h) for h in pdq_lines(100, seed=3)]
-    with pg.session() as s:
+    with pg_store.session() as s:
         hl = L.create_list(s, "x")
         batch = L.start_import(s, hl, batch="t", fmt="txt", status="confirmed", actor=None)
         L.insert_bare_keys(s, hl, batch, "pdq", keys[:50], texts=None, numbers=range(1, 51),
@@ -177,48 +162,48 @@ def test_triggers_back_on_after_the_bulk_rows_and_a_failure_rolls_back(pg: Store
         assert conn.execute(text("SHOW session_replication_role")).scalar() == "origin"
         conn.execute(text("UPDATE entries SET deleted_at = now() WHERE id = (SELECT min(id) "
                           "FROM entries)"))  # fmt: skip
-    assert counted(pg, "x") == 49
-    before = stored(pg, "x")
-    with pytest.raises(RuntimeError), pg.session() as s:
+    assert counted(pg_store, "x") == 49
+    before = stored(pg_store, "x")
+    with pytest.raises(RuntimeError), pg_store.session() as s:
         hl = L.get_list(s, "x")
         batch = L.start_import(s, hl, batch="t", fmt="txt", status="confirmed", actor=None)
         L.insert_bare_keys(s, hl, batch, "pdq", keys[50:], texts=None, numbers=range(1, 51),
                            prefix="line ")  # fmt: skip
         raise RuntimeError("midway")
-    assert stored(pg, "x") == before
-    assert counted(pg, "x") == 49
-    counts_agree(pg)
+    assert stored(pg_store, "x") == before
+    assert counted(pg_store, "x") == 49
+    counts_agree(pg_store)
 
 
-def test_other_lists_read_and_written_while_an_import_runs(pg: Store) -> None:
+def test_other_lists_read_and_written_while_an_import_runs(pg_store: Store) -> None:
     """An import's transaction left open after its bulk rows: another connection reads
     and writes another list without waiting (a lock would time out), and the import's
     list cannot be deleted under it."""
     keys = [entry_key(h) for h in pdq_lines(60, seed=4)]
-    with pg.session() as s:
+    with pg_store.session() as s:
         other = L.create_list(s, "other")
         L.add_entry(s, other, {"pdq": pdq_lines(1, seed=5)[0]})
         L.create_list(s, "x")
     other_key = entry_key(pdq_lines(1, seed=5)[0])
-    with pg.session() as importing:
+    with pg_store.session() as importing:
         hl = L.get_list(importing, "x")
         batch = L.start_import(importing, hl, batch="t", fmt="txt", status="confirmed", actor=None)
         L.insert_bare_keys(importing, hl, batch, "pdq", keys, texts=None,
                            numbers=range(1, 61), prefix="line ")  # fmt: skip
-        with pg.session() as s:
+        with pg_store.session() as s:
             s.connection().execute(text("SET LOCAL lock_timeout = '2s'"))
             reading = L.get_list(s, "other")
             assert len(L.live_entry_keys(s, reading, [("pdq", other_key)])) == 1
             assert L.live_entry_keys(s, L.get_list(s, "x"), [("pdq", keys[0])]) == []
             L.add_entry(s, reading, {"pdq": pdq_lines(1, seed=6)[0]})
-        with pytest.raises(Exception, match="lock timeout"), pg.session() as s:
+        with pytest.raises(Exception, match="lock timeout"), pg_store.session() as s:
             s.connection().execute(text("SET LOCAL lock_timeout = '500ms'"))
             s.connection().execute(text("DELETE FROM lists WHERE name = 'x'"))
-    assert [counted(pg, n) for n in ("other", "x")] == [2, 60]
-    counts_agree(pg)
+    assert [counted(pg_store, n) for n in ("other", "x")] == [2, 60]
+    counts_agree(pg_store)
 
 
-def test_hash_rows_as_one_text_block_are_the_rows_given(pg: Store) -> None:
+def test_hash_rows_as_one_text_block_are_the_rows_given(pg_store: Store) -> None:
     """`_copy_keys` (numpy-made COPY text) stores exactly the ids, signal and key bytes
     it is given: ids of several widths, every byte value, a signal that needs COPY's
     escapes, and keys of mixed lengths (written row by row)."""
@@ -226,7 +211,7 @@ def test_hash_rows_as_one_text_block_are_the_rows_given(pg: Store) -> None:
     ids = [1, 9, 10, 99, 12345, 2_000_000_001]
     keys = [bytes(range(256))[i * 32 : i * 32 + 32] for i in range(6)]
     mixed = [rng.randbytes(16), rng.randbytes(32), b"\\\t\n\r"]
-    with pg.session() as s:
+    with pg_store.session() as s:
         conn = s.connection()
         conn.execute(text("SET LOCAL session_replication_role = replica"))  # no entries
         core._copy_keys(conn, "pdq", ids, keys)

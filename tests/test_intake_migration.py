@@ -6,32 +6,14 @@ and intake goes on after it."""
 from __future__ import annotations
 
 import sqlalchemy as sa
-from alembic import command
 
+from migrate_to import migrate_to
 from ridgeline import intake
 from ridgeline.fastread import HEAD_REVISION
 from ridgeline.intake import synthetic
 from ridgeline.reports import received
 from ridgeline.reports.identifiers import Identifier
 from ridgeline.store import Store
-
-
-def _move(store: Store, revision: str) -> None:
-    """Alembic up or down to `revision` (SQLite with foreign keys off, as `Store.migrate`
-    does)."""
-    with store.engine.connect() as conn:
-        if store.dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        with conn.begin():
-            cfg = store.alembic_config(conn)
-            if revision < (store.current_revision() or ""):
-                command.downgrade(cfg, revision)
-            else:
-                command.upgrade(cfg, revision)
-        if store.dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
 
 
 def _indexes(store: Store, table: str) -> set[str]:
@@ -67,7 +49,7 @@ def test_down_and_up_keeps_identifiers_and_links(store: Store) -> None:
     assert ("bare@example.com", "") in stored
     assert "ix_report_identifiers_lookup" in _indexes(store, "report_identifiers")
 
-    _move(store, "0023")
+    migrate_to(store, "0023")
     assert store.current_revision() == "0023"
     assert "ix_report_identifiers_kind_value" in _indexes(store, "report_identifiers")
     assert "ix_received_reports_sha256" in _indexes(store, "received_reports")
@@ -77,7 +59,7 @@ def test_down_and_up_keeps_identifiers_and_links(store: Store) -> None:
     assert ("bare@example.com", None) in old
     assert all(o is not None for v, o in old if v != "bare@example.com")
 
-    _move(store, HEAD_REVISION)
+    migrate_to(store, HEAD_REVISION)
     assert _stored_originals(store) == stored
     assert "ix_case_links_kind_value" not in _indexes(store, "case_links")
     with store.session() as s:

@@ -10,33 +10,14 @@ from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
-from alembic import command
 
+from migrate_to import migrate_to
 from ridgeline.fastread import HEAD_REVISION
 from ridgeline.store import Store
 from ridgeline.store.models import Base
 from ridgeline.victims.feed import hash_key
 from ridgeline.victims.registry import import_records, merges, rebuild
 from ridgeline.victims.synth import generate
-
-
-def _move(store: Store, revision: str) -> None:
-    """Alembic up or down to `revision` (on SQLite with foreign keys off, as
-    `Store.migrate` does: batch mode recreates tables)."""
-    with store.engine.connect() as conn:
-        if store.dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=OFF")
-            conn.commit()
-        with conn.begin():
-            cfg = store.alembic_config(conn)
-            if revision < (store.current_revision() or ""):
-                command.downgrade(cfg, revision)
-            else:
-                command.upgrade(cfg, revision)
-        if store.dialect == "sqlite":
-            conn.exec_driver_sql("PRAGMA foreign_keys=ON")
-            conn.commit()
-
 
 _TIMES = {"first_seen", "identified_at", "imported_at", "traded_since", "created_at"}
 _EPOCH = dt.datetime(1970, 1, 1, tzinfo=dt.UTC)
@@ -115,14 +96,14 @@ def test_down_and_up_keeps_every_record(store: Store, tmp_path: Path) -> None:
         keys = conn.execute(sa.text("SELECT value, key FROM victim_hashes ORDER BY id")).all()
     assert keys and all(k == hash_key(v) for v, k in keys)
 
-    _move(store, "0022")
+    migrate_to(store, "0022")
     assert store.current_revision() == "0022"
     cols = {c["name"] for c in sa.inspect(store.engine).get_columns("victim_records")}
     assert {"status", "first_seen_source"} <= cols
     assert "unique:database,series_key" in _indexes(store, "victim_series")
     assert _rows(store) == before
 
-    _move(store, "0021")
+    migrate_to(store, "0021")
     assert store.current_revision() == "0021"
     hashes = _indexes(store, "victim_hashes")
     assert "ix_victim_hashes_value" in hashes and "ix_victim_hashes_key" not in hashes
@@ -133,7 +114,7 @@ def test_down_and_up_keeps_every_record(store: Store, tmp_path: Path) -> None:
     assert "key" not in cols
     assert _rows(store) == before
 
-    _move(store, HEAD_REVISION)
+    migrate_to(store, HEAD_REVISION)
     assert store.current_revision() == HEAD_REVISION
     assert "ix_victim_hashes_key" in _indexes(store, "victim_hashes")
     records = _indexes(store, "victim_records")
