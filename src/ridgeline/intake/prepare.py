@@ -16,9 +16,7 @@ Nothing is pickled.
 from __future__ import annotations
 
 import datetime as dt
-import json
 import struct
-import zlib
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,11 +31,9 @@ from ridgeline.reports.identifiers import (
     DEFAULT_EMAIL_RULES,
     EmailRules,
     Identifier,
-    esp_of,
     extract,
 )
 from ridgeline.reports.schema import Problem
-from ridgeline.timeutil import as_utc
 from ridgeline.triage.rules import TriageRules
 
 #: The producer `Pipeline.run` starts in a second process.
@@ -50,7 +46,7 @@ class Row(msgspec.Struct, array_like=True, frozen=True):
 
     source: str
     format: str
-    #: the document as JSON text (`json.dumps`, what the JSON column stores)
+    #: the document as JSON text (`received.document_columns`, what the column stores)
     document: str
     #: the bytes as received, zlib-compressed (XML only)
     raw: bytes | None
@@ -164,19 +160,7 @@ class Preparer:
                 parsed.warnings + extra,
             )  # fmt: skip
         report = parsed.report
-        summary = report.incident_summary
-        when = summary.incident_date_time if summary is not None else None
-        row = Row(
-            source[:1000],
-            parsed.format,
-            json.dumps(parsed.document, separators=(",", ":")),  # no spaces: 9 % of it
-            zlib.compress(item.data, 1) if parsed.format == "xml" else None,
-            summary.incident_type if summary is not None else None,
-            as_utc(when) if when is not None else None,
-            (esp_of(report) or "")[:300] or None,
-            len(parsed.files),
-            json.dumps([w.to_json() for w in parsed.warnings]),
-        )
+        row = Row(source[:1000], *received.document_columns(parsed, item.data))
         inputs = self.referral.inputs(report, parsed.files) if self.referral is not None else None
         prepared = Prepared(source, key, digest, parsed.warnings, row, tuple(found), inputs)
         return prepared, parsed

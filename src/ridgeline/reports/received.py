@@ -336,26 +336,36 @@ def store_many(
         key = item.key[:200]
         if key in rows:
             continue
-        p = item.parsed
-        summary = p.report.incident_summary
-        when = summary.incident_date_time if summary is not None else None
         rows[key] = (
             item.source[:1000],
             key,
             item.sha256,
             at,
             item.received_by,
-            p.format,
-            json.dumps(p.document, separators=(",", ":")),
-            # JSON is stored as decoded (exactly what was sent); XML also as bytes.
-            zlib.compress(item.raw, 1) if item.raw is not None and p.format == "xml" else None,
-            summary.incident_type if summary is not None else None,
-            as_utc(when) if when is not None else None,
-            (esp_of(p.report) or "")[:300] or None,
-            len(p.files),
-            json.dumps([w.to_json() for w in p.warnings]),
+            *document_columns(item.parsed, item.raw),
         )
     return store_rows(session, [item.key for item in items], rows)
+
+
+def document_columns(
+    parsed: Parsed, raw: bytes | None
+) -> tuple[str, str, bytes | None, str | None, dt.datetime | None, str | None, int, str]:
+    """The stored columns that come from the document itself, in table order from
+    `format` to `warnings`: one spelling for `store_many` and intake's preparing
+    process, so both store the same text. JSON is stored as decoded (exactly what was
+    sent), compact (no spaces: 9 % of it); XML also as its bytes, compressed."""
+    summary = parsed.report.incident_summary
+    when = summary.incident_date_time if summary is not None else None
+    return (
+        parsed.format,
+        json.dumps(parsed.document, separators=(",", ":")),
+        zlib.compress(raw, 1) if raw is not None and parsed.format == "xml" else None,
+        summary.incident_type if summary is not None else None,
+        as_utc(when) if when is not None else None,
+        (esp_of(parsed.report) or "")[:300] or None,
+        len(parsed.files),
+        json.dumps([w.to_json() for w in parsed.warnings]),
+    )
 
 
 IDENTIFIER_COLUMNS = (
