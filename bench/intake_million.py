@@ -11,13 +11,19 @@ For each file the line has its rate (`rate_per_file`, reports/s from its first t
 last committed batch), its CPU seconds in this process (`cpu_s_per_file`: wall time on
 a shared machine moves with the neighbours), the resident memory at its end of this
 process and of the preparing process (`rss_mb_per_file`, `child_rss_mb_per_file`) and
-the store's size (`store_mb_per_file`); after each file the anchor
-(`anchor_per_s_per_file`: `json.loads` and a plain sqlite3 executemany of 5,000 of its
-documents into a bare table) gives the machine's speed at that moment. `rate_ratio` is
+the store's size (`store_mb_per_file`), and what of the writer's memory is the PDQ
+neighbour index (`pdq_mb_per_file`: `cases.linking.PdqNeighbours`, every stored PDQ
+hash with its MIH tables, about 100 bytes a hash, 0.4 hashes a report); after each
+file the anchor (`anchor_per_s_per_file`: `json.loads` and a plain sqlite3
+executemany of 5,000 of its documents into a bare table) gives the machine's speed at
+that moment. `rate_ratio` is
 the last file's rate over the first's (1.0: flat), `cpu_ratio` the same for CPU seconds
 per file (the load-independent view), and `levels_off` says whether the writer's RSS
-at the end of each file of the last half stays within 5 % of that half's first. `s` is
-the total wall time without the anchors'; target <= 900 s at 1,000,000.
+less the PDQ index (`rss_less_pdq_mb_per_file`) at the end of each file of the last
+half stays within 5 % of that half's first: the index grows with what is stored, as the
+store does, and is shown on its own; everything else must not grow with the stream
+(`rss_levels_off` applies the rule to the whole RSS). `s` is the total wall time
+without the anchors'; target <= 900 s at 1,000,000.
 
 Prints ONE JSON line (and each file's figures on stderr as it ends). Usage:
 python bench/intake_million.py [--million-n 1000000] [--file-size 100000] [--keep DIR]
@@ -87,6 +93,13 @@ def _write_files(n: int, size: int, tmp: str) -> list[str]:
     return paths
 
 
+def _levels_off(mb: list[float]) -> bool:
+    """Whether the figures of the last half of the files stay within 5 % of that half's
+    first."""
+    half = mb[len(mb) // 2 :] or mb
+    return max(half) <= half[0] * 1.05
+
+
 def run(n: int, size: int, tmp: str) -> dict[str, Any]:
     paths = _write_files(n, size, tmp)
     db = os.path.join(tmp, "intake.db")
@@ -107,6 +120,7 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
             "file": os.path.basename(path), "n": count, "s": round(wall, 1),
             "rate": round(count / wall) if wall else 0, "cpu_s": round(cpu, 1),
             "rss_mb": _rss_mb(), "child_rss_mb": round(sum(_rss_mb(p) for p in kids), 1),
+            "pdq_mb": round(pipeline.linker.pdq.nbytes / 2**20, 1),
             "store_mb": round(sum(os.path.getsize(p) for p in Path(tmp).glob("intake.db*"))
                               / 2**20),
         })  # fmt: skip
@@ -132,7 +146,7 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
         counts = cases.core.counts(s)
     store.close()
     rss = [f["rss_mb"] for f in files]
-    half = rss[len(rss) // 2 :] or rss
+    rest = [round(f["rss_mb"] - f["pdq_mb"], 1) for f in files]
     return {
         "s": round(total, 1),
         "per_s": round(n / total),
@@ -140,11 +154,14 @@ def run(n: int, size: int, tmp: str) -> dict[str, Any]:
         "cpu_s_per_file": [f["cpu_s"] for f in files],
         "rss_mb_per_file": rss,
         "child_rss_mb_per_file": [f["child_rss_mb"] for f in files],
+        "pdq_mb_per_file": [f["pdq_mb"] for f in files],
+        "rss_less_pdq_mb_per_file": rest,
         "store_mb_per_file": [f["store_mb"] for f in files],
         "anchor_per_s_per_file": [f["anchor_per_s"] for f in files],
         "rate_ratio": round(files[-1]["rate"] / files[0]["rate"], 2),
         "cpu_ratio": round(files[-1]["cpu_s"] / files[0]["cpu_s"], 2),
-        "levels_off": max(half) <= half[0] * 1.05,
+        "levels_off": _levels_off(rest),
+        "rss_levels_off": _levels_off(rss),
         "statuses": statuses,
         **counts,
     }

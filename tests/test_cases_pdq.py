@@ -52,6 +52,9 @@ def test_search_matches_brute_force_across_rebuilds() -> None:
             assert sorted(hits) == _brute(stored, query, 31)
     assert len(pdq) == len(stored) and len(pdq.base) > 4096  # rebuilt at least once
     assert pdq.pending  # the last batch's reports, until the next refresh
+    # what it holds: at least each hash's 32 bytes and report id, and no more than a
+    # few hundred bytes a hash (bench/intake_million.py shows it beside the RSS)
+    assert 40 * len(pdq) <= pdq.nbytes <= 400 * len(pdq)
 
 
 def test_a_value_not_in_canonical_form_comes_back_as_stored() -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
-from sqlalchemy import inspect, text
+from sqlalchemy import Connection, inspect, text
 
 from ridgeline import exchange
 from ridgeline import lists as L
@@ -288,6 +288,23 @@ def test_transaction_keeps_its_sqlite_connection_and_drops_a_failed_one(store: S
     assert store.engine.pool.checkedout() == (HOT_CONNECTIONS if kept else 0)  # type: ignore[attr-defined]
     store.close()
     assert store.engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+
+
+def test_a_session_gets_the_connection_returned_last(store: Store) -> None:
+    """A batch that borrows a second connection for a moment (triage's victims lookup
+    inside an intake transaction) must not make the next batch take that one: on
+    SQLite each connection has its own page cache, emptied when another writes."""
+
+    def driver(conn: Connection) -> int:
+        return id(conn.connection.driver_connection)
+
+    firsts = []
+    for _ in range(3):
+        with store.session() as s:
+            firsts.append(driver(s.connection()))
+            with store.engine.connect() as borrowed:
+                assert driver(borrowed) != firsts[-1]
+    assert len(set(firsts)) == 1
 
 
 def test_growing_tables_never_fails_a_committed_write(store: Store) -> None:

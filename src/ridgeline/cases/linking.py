@@ -227,6 +227,15 @@ class PdqNeighbours:
     def __len__(self) -> int:
         return len(self.base) + self.tail_n
 
+    @property
+    def nbytes(self) -> int:
+        """Memory the arrays hold (the tail's spare capacity included): the part of an
+        intake process that grows with what is stored (bench/intake_million.py)."""
+        base = self.base
+        arrays: list[np.ndarray] = [base.hashes, base.layout, base.offsets, base.ids]
+        arrays += [self.base_reports, self.tail_rows, self.tail_reports]
+        return sum(int(a.nbytes) for a in arrays)
+
     def refresh(self, session: Session, exclude: set[int]) -> None:
         """Read PDQ rows stored since the last call (except the current batch's)."""
         # By the primary key's range: SQLite would otherwise take the identifier index

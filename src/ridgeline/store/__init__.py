@@ -188,7 +188,15 @@ class Store:
         # A server may drop an idle connection (restart, idle timeout): ping it on each
         # checkout. An SQLite file connection cannot go stale, and the ping was a
         # statement on every transaction (a tenth of a `/v1/match` report draft's cost).
-        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=path is None)
+        # The most recently returned connection first (a queue's default is the oldest):
+        # a job holding its session while it borrows a second connection for a moment
+        # (triage's victims lookup inside an intake batch) would otherwise take the
+        # other one for its next batch. Each then filled its own 64 MiB page cache with
+        # the same index pages, and SQLite empties a connection's cache when another
+        # has written since its last transaction, so no batch found the last one's
+        # pages. An in-memory SQLite database has one connection and no queue.
+        lifo = {} if path is None and self.url.startswith("sqlite") else {"pool_use_lifo": True}
+        self.engine: Engine = create_engine(url, future=True, pool_pre_ping=path is None, **lifo)
         if self.dialect == "sqlite":
             event.listen(self.engine, "connect", _sqlite_pragmas)
             event.listen(self.engine, "checkin", _sqlite_checkin)
