@@ -153,3 +153,35 @@ def test_bad_shapes_are_rejected() -> None:
         HammingIndex.build(np.zeros((4, 32), dtype=np.uint8), m=0).search(
             np.zeros((1, 32), dtype=np.uint8), 3, method="tables"
         )
+
+
+def test_large_arrays_get_their_own_mapping() -> None:
+    """`mapped_empty`: zero-filled and writable either way; from `MAPPED_MIN_BYTES` up in
+    an anonymous mapping (unmapped when freed, never a hole left in the heap), and an
+    index built on such tables answers as brute force does."""
+    import mmap
+
+    from ridgeline.index.hamming import MAPPED_MIN_BYTES, mapped_empty
+
+    def mapped(a: np.ndarray) -> bool:
+        base: object = a
+        while isinstance(base, np.ndarray) and base.base is not None:
+            base = base.base
+        return isinstance(base, memoryview) and isinstance(base.obj, mmap.mmap)
+
+    small = mapped_empty(16, np.uint32)
+    big = mapped_empty((MAPPED_MIN_BYTES // 32, 32), np.uint8)
+    assert not mapped(small) and mapped(big)
+    for a in (small, big):
+        assert a.flags.writeable and a.flags.c_contiguous and not a.any()
+    big[-1] = 7
+    assert int(big.sum()) == 7 * 32
+    rng = np.random.default_rng(3)
+    rows = rng.integers(0, 256, (5000, 32), dtype=np.uint8)
+    index = HammingIndex.build(rows, m=16)  # 16 tables of 2^16 offsets: mapped
+    assert mapped(index.offsets)
+    queries = rows[:20] ^ np.uint8(3)
+    got = index.search(queries, 40, method="tables")
+    want = reference(rows, queries, 40)
+    found = [{int(r) for r in got.row[got.query == q]} for q in range(len(queries))]
+    assert found == [set(w) for w in want]

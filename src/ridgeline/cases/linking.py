@@ -42,7 +42,7 @@ from ridgeline.cases.models import (
     FileBundleReport,
 )
 from ridgeline.errors import BadInput
-from ridgeline.index.hamming import HammingIndex, hex_to_rows, rows_to_hex
+from ridgeline.index.hamming import HammingIndex, hex_to_rows, mapped_empty, rows_to_hex
 from ridgeline.reports.identifiers import FILE_KINDS, Identifier, linkable
 from ridgeline.reports.models import ReportIdentifier
 from ridgeline.store.bulk import insert_rows, select_in
@@ -267,9 +267,9 @@ class PdqNeighbours:
         need = self.tail_n + len(items)
         if need > len(self.tail_reports):
             cap = max(need, 2 * len(self.tail_reports), 1024)
-            grown = np.zeros((cap, 32), dtype=np.uint8)
+            grown = mapped_empty((cap, 32), np.uint8)
             grown[: self.tail_n] = self.tail_rows[: self.tail_n]
-            reports = np.zeros(cap, dtype=np.int64)
+            reports = mapped_empty(cap, np.int64)
             reports[: self.tail_n] = self.tail_reports[: self.tail_n]
             self.tail_rows, self.tail_reports = grown, reports
         self.tail_rows[self.tail_n : need] = rows
@@ -279,9 +279,11 @@ class PdqNeighbours:
             self._rebuild()
 
     def _rebuild(self) -> None:
-        hashes = np.concatenate([self.base.rows(), self.tail_rows[: self.tail_n]])
-        self.base = HammingIndex.build(hashes.astype(np.uint8, copy=False))
-        self.base_reports = np.concatenate([self.base_reports, self.tail_reports[: self.tail_n]])
+        # every array in its own mapping (`mapped_empty`): the ones replaced here are
+        # given back to the system, not left as holes in the heap
+        hashes = _joined(self.base.rows(), self.tail_rows[: self.tail_n])
+        self.base = HammingIndex.build(hashes)
+        self.base_reports = _joined(self.base_reports, self.tail_reports[: self.tail_n])
         self.tail_rows = np.zeros((0, 32), dtype=np.uint8)
         self.tail_reports = np.zeros(0, dtype=np.int64)
         self.tail_n = 0
@@ -307,6 +309,14 @@ class PdqNeighbours:
                 row = self.tail_rows[r]
                 out[q].append((int(self.tail_reports[r]), self._value(at + r, row)))
         return out
+
+
+def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
+    """`np.concatenate` of two arrays into a `mapped_empty` one."""
+    out = mapped_empty((len(a) + len(b), *a.shape[1:]), a.dtype)
+    out[: len(a)] = a
+    out[len(a) :] = b
+    return out
 
 
 @dataclass(frozen=True, slots=True)

@@ -12,6 +12,7 @@ on the full 256 bits. When the probe would touch more memory than a straight sca
 from __future__ import annotations
 
 import math
+import mmap
 import os
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -39,6 +40,27 @@ def hex_to_rows(values: Sequence[str]) -> np.ndarray:
         raise ValueError("every hash must be 64 hexadecimal characters")
     raw = bytes.fromhex("".join(values))
     return np.frombuffer(raw, dtype=np.uint8).reshape(-1, HASH_BYTES).copy()
+
+
+#: Arrays of at least this many bytes get their own mapping (`mapped_empty`).
+MAPPED_MIN_BYTES = 1 << 20
+
+
+def mapped_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
+    """A zero-filled array; one of `MAPPED_MIN_BYTES` or more in its own anonymous
+    mapping, unmapped when the array is freed.
+
+    An index that is rebuilt as it grows (intake's PDQ neighbours) frees arrays of tens
+    of MB each time. From the heap, once glibc has raised its mapping threshold past
+    their size, they leave holes it keeps: resident memory that grew with the largest
+    index ever built rather than with the one in use.
+    """
+    dt = np.dtype(dtype)
+    dims = (shape,) if isinstance(shape, int) else tuple(shape)
+    nbytes = math.prod(dims) * dt.itemsize
+    if nbytes < MAPPED_MIN_BYTES:
+        return np.zeros(dims, dtype=dt)
+    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dt).reshape(dims)
 
 
 def rows_to_hex(rows: np.ndarray) -> list[str]:
@@ -203,8 +225,8 @@ class HammingIndex:
             return cls(hashes)
         layout = _layout_array(parts)
         total = int(layout[-1, 2]) + (1 << int(layout[-1, 1])) + 1
-        offsets = np.empty(total, dtype=np.uint32)
-        ids = np.empty(len(parts) * n, dtype=np.uint32)
+        offsets = mapped_empty(total, np.uint32)
+        ids = mapped_empty(len(parts) * n, np.uint32)
         _kernels.mih_build(hashes, layout, offsets, ids, threads or default_threads())
         return cls(hashes, layout, offsets, ids)
 
