@@ -16,14 +16,14 @@ neighbour index (`pdq_mb_per_file`: `cases.linking.PdqNeighbours`, every stored 
 hash with its MIH tables, about 100 bytes a hash, 0.4 hashes a report); after each
 file the anchor (`anchor_per_s_per_file`: `json.loads` and a plain sqlite3
 executemany of 5,000 of its documents into a bare table) gives the machine's speed at
-that moment. `rate_ratio` is
-the last file's rate over the first's (1.0: flat), `cpu_ratio` the same for CPU seconds
-per file (the load-independent view), and `levels_off` says whether the writer's RSS
-less the PDQ index (`rss_less_pdq_mb_per_file`) at the end of each file of the last
-half stays within 5 % of that half's first: the index grows with what is stored, as the
-store does, and is shown on its own; everything else must not grow with the stream
-(`rss_levels_off` applies the rule to the whole RSS). `s` is the total wall time
-without the anchors'; target <= 900 s at 1,000,000.
+that moment. `rate_ratio` is the last file's rate over the first's (1.0: flat),
+`cpu_ratio` the same for CPU seconds per file (the load-independent view), and
+`levels_off` says whether the writer's RSS less the PDQ index
+(`rss_less_pdq_mb_per_file`) at the end of each file of the last half stays within 5 %
+of that half's first: the index grows with what is stored, as the store does, and is
+shown on its own; everything else must not grow with the stream (`rss_levels_off`
+applies the rule to the whole RSS). `s` is the total wall time without the anchors';
+target <= 900 s at 1,000,000.
 
 Prints ONE JSON line (and each file's figures on stderr as it ends). Usage:
 python bench/intake_million.py [--million-n 1000000] [--file-size 100000] [--keep DIR]
