@@ -60,7 +60,8 @@ def mapped_empty(shape: int | tuple[int, ...], dtype: Any) -> np.ndarray:
     nbytes = math.prod(dims) * dt.itemsize
     if nbytes < MAPPED_MIN_BYTES:
         return np.zeros(dims, dtype=dt)
-    return np.frombuffer(mmap.mmap(-1, nbytes), dtype=dt).reshape(dims)
+    # private: a forked process gets its own copy on write, as with heap memory
+    return np.frombuffer(mmap.mmap(-1, nbytes, flags=mmap.MAP_PRIVATE), dtype=dt).reshape(dims)
 
 
 def rows_to_hex(rows: np.ndarray) -> list[str]:
