@@ -313,10 +313,7 @@ class PdqNeighbours:
 
 def _joined(a: np.ndarray, b: np.ndarray) -> np.ndarray:
     """`np.concatenate` of two arrays into a `mapped_empty` one."""
-    out = mapped_empty((len(a) + len(b), *a.shape[1:]), a.dtype)
-    out[: len(a)] = a
-    out[len(a) :] = b
-    return out
+    return np.concatenate([a, b], out=mapped_empty((len(a) + len(b), *a.shape[1:]), a.dtype))
 
 
 @dataclass(frozen=True, slots=True)
